@@ -1,0 +1,2 @@
+//! Criterion benchmarks of the hot path.
+fn main() {}

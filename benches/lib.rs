@@ -1,0 +1,1 @@
+//! Inputs shared by Sluice's criterion benchmarks (see `benches/`).

@@ -1,0 +1,23 @@
+//! Sluice's config model: the YAML file's raw serde types, validation that
+//! reports every error with its path, and the immutable versioned `Snapshot`
+//! both the gateway and the control process build from it. No I/O, no tokio.
+
+mod error;
+mod raw;
+mod snapshot;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use raw::*;
+pub use snapshot::{
+    HostPolicy, Listener, ListenerTls, Route, RouteTransport, Scheme, Snapshot,
+    Upstream, UpstreamTls, Version,
+};
+
+/// Parse and resolve a YAML document into a snapshot with the given generation.
+pub fn load(yaml: &str, generation: u64) -> Result<Snapshot, ConfigErrors> {
+    let raw = RawConfig::from_yaml(yaml)?;
+    Snapshot::build(&raw, yaml.as_bytes(), generation)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! The config file's format: plain serde types that mirror the YAML one to
+//! one. Nothing here is trusted; `Snapshot::build` validates and resolves it.
+
+use serde::Deserialize;
+
+use crate::{ConfigError, ConfigErrors};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub upstreams: Vec<RawUpstream>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+impl RawConfig {
+    /// Parse YAML; a syntax or shape error is reported with its location.
+    pub fn from_yaml(yaml: &str) -> Result<Self, ConfigErrors> {
+        serde_yaml::from_str(yaml).map_err(|e| {
+            let path = e
+                .location()
+                .map(|l| format!("line {} column {}", l.line(), l.column()))
+                .unwrap_or_else(|| "<document>".to_owned());
+            ConfigError::new(path, e.to_string()).into()
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: String,
+    /// `host:port`; port 0 picks a free port (tests).
+    pub address: String,
+    #[serde(default)]
+    pub tls: Option<RawListenerTls>,
+    /// Accept HTTP/2 (h2c on plain listeners, ALPN `h2` on TLS). Default true.
+    #[serde(default)]
+    pub http2: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerTls {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest accepted request body, bytes. Default 4 MiB.
+    pub max_body_bytes: Option<u64>,
+    /// Deepest accepted JSON nesting in a request. Default 64.
+    pub max_json_depth: Option<u32>,
+    /// Largest server→client message the gateway inspects, bytes. Larger
+    /// messages still pass through, uninspected. Default 4 MiB.
+    pub max_inspected_response_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    /// Seconds in-flight requests and SSE streams get to finish. Default 30.
+    pub grace_period_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: String,
+    /// `http://` or `https://` URL of the MCP endpoint.
+    pub url: String,
+    #[serde(default)]
+    pub tls: Option<RawUpstreamTls>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    /// Talk HTTP/2 to this upstream (TLS with ALPN only). Default false.
+    #[serde(default)]
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// Verify the upstream's certificate. Default true.
+    pub verify: Option<bool>,
+    /// PEM bundle of extra trusted CAs.
+    pub ca_file: Option<String>,
+    /// Client certificate and key for mTLS (PEM files).
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
+    /// Server name to present and verify; defaults to the URL's host.
+    pub sni: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect_ms: Option<u64>,
+    /// Longest wait for any read from the upstream (first byte, or between
+    /// SSE events). Keep it above the upstream's keep-alive interval.
+    pub read_ms: Option<u64>,
+    pub write_ms: Option<u64>,
+    /// Idle pooled connections are closed after this long.
+    pub idle_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    /// Path prefix on the listener, matched on segment boundaries: `/mcp`
+    /// matches `/mcp` and `/mcp/x`, never `/mcpx`.
+    pub path: String,
+    pub upstream: String,
+    /// `streamable_http` (default) or `legacy_sse` (the 2024-11-05 transport:
+    /// `GET <path>/sse` and `POST <path>/message`).
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// DNS-rebinding protection: the Host and Origin values accepted.
+    #[serde(default)]
+    pub hosts: Option<RawHostPolicy>,
+    /// Listeners that serve this route; default all.
+    #[serde(default)]
+    pub listeners: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHostPolicy {
+    /// Host names accepted in `Host`/`:authority` (port ignored). Default:
+    /// loopback names only. `["*"]` accepts any.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Origins accepted when a request carries `Origin`. Default: origins
+    /// whose host is an allowed host. `["*"]` accepts any.
+    pub allowed_origins: Option<Vec<String>>,
+}

@@ -1,0 +1,513 @@
+//! The resolved, immutable config a gateway serves from: every name checked,
+//! every default filled in, routes ordered for matching. Built only by
+//! `Snapshot::build`, which returns all problems at once and never panics.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::raw::*;
+use crate::{ConfigError, ConfigErrors};
+
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+pub const DEFAULT_MAX_JSON_DEPTH: u32 = 64;
+pub const DEFAULT_GRACE_PERIOD_S: u64 = 30;
+
+/// Which config a snapshot was built from: a generation the loader counts up
+/// and a hash of the source bytes (the same file always hashes the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub generation: u64,
+    pub hash: String,
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.generation, self.hash)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub version: Version,
+    pub listeners: Vec<Listener>,
+    pub admin: Option<SocketAddr>,
+    pub max_body_bytes: u64,
+    pub max_json_depth: u32,
+    pub max_inspected_response_bytes: u64,
+    pub grace_period: Duration,
+    pub upstreams: Vec<Upstream>,
+    /// Longest path first, so the first prefix match is the most specific.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub tls: Option<ListenerTls>,
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: String,
+    pub scheme: Scheme,
+    /// Host name or IP literal (without brackets); resolved by the gateway.
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]` as it goes in the upstream request's `Host` header.
+    pub authority: String,
+    /// The URL's path without a trailing slash ("" for the root).
+    pub base_path: String,
+    pub tls: Option<UpstreamTls>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
+    pub idle_timeout: Duration,
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    pub verify: bool,
+    pub ca_file: Option<String>,
+    pub client_cert: Option<(String, String)>,
+    pub sni: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteTransport {
+    StreamableHttp,
+    LegacySse,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub path: String,
+    /// Index into `Snapshot::upstreams`.
+    pub upstream: usize,
+    pub transport: RouteTransport,
+    pub hosts: HostPolicy,
+    /// Listener names that serve this route; `None` means all.
+    pub listeners: Option<Vec<String>>,
+}
+
+/// DNS-rebinding protection for one route, compiled to lowercase names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPolicy {
+    /// `None` accepts any Host.
+    pub hosts: Option<Vec<String>>,
+    /// `None` accepts any Origin; `Some(empty)` accepts origins whose host is
+    /// the request's own host or an allowed host.
+    pub origins: Option<Vec<String>>,
+}
+
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+impl HostPolicy {
+    /// Is a request with this `Host` (or `:authority`) and optional `Origin` allowed?
+    pub fn allows(&self, host: &str, origin: Option<&str>) -> bool {
+        let host_ok = match &self.hosts {
+            None => true,
+            Some(list) => list_has(list, strip_port(host)),
+        };
+        if !host_ok {
+            return false;
+        }
+        let Some(origin) = origin else { return true };
+        match &self.origins {
+            None => true,
+            // Default: a browser origin must name this very host, or one of
+            // the allowed hosts.
+            Some(list) if list.is_empty() => match origin_host(origin) {
+                Some(h) => {
+                    h.eq_ignore_ascii_case(strip_port(host))
+                        || self.hosts.as_ref().is_some_and(|l| list_has(l, h))
+                }
+                None => false,
+            },
+            Some(list) => list
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(origin.trim_end_matches('/'))),
+        }
+    }
+}
+
+fn list_has(list: &[String], name: &str) -> bool {
+    list.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// `https://app.example.com:443` → `app.example.com`; `null` → None.
+fn origin_host(origin: &str) -> Option<&str> {
+    let rest = origin.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = strip_port(authority);
+    (!host.is_empty()).then_some(host)
+}
+
+impl Snapshot {
+    /// Validate `raw` and resolve it. `source` is hashed into the version.
+    pub fn build(raw: &RawConfig, source: &[u8], generation: u64) -> Result<Self, ConfigErrors> {
+        let mut errs = Vec::new();
+        let hash = hex_prefix(&Sha256::digest(source));
+
+        let listeners = build_listeners(&raw.listeners, &mut errs);
+        let admin = raw
+            .admin
+            .as_ref()
+            .and_then(|a| parse_addr(&a.address, "admin.address", &mut errs));
+
+        let max_body_bytes = raw.limits.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if !(1..=1 << 30).contains(&max_body_bytes) {
+            errs.push(ConfigError::new(
+                "limits.max_body_bytes",
+                "must be between 1 and 1073741824",
+            ));
+        }
+        let max_json_depth = raw.limits.max_json_depth.unwrap_or(DEFAULT_MAX_JSON_DEPTH);
+        if !(2..=512).contains(&max_json_depth) {
+            errs.push(ConfigError::new(
+                "limits.max_json_depth",
+                "must be between 2 and 512",
+            ));
+        }
+        let max_inspected_response_bytes = raw
+            .limits
+            .max_inspected_response_bytes
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+
+        let upstreams = build_upstreams(&raw.upstreams, &mut errs);
+        let mut routes = build_routes(raw, &listeners, &mut errs);
+        routes.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+
+        if !errs.is_empty() {
+            return Err(ConfigErrors(errs));
+        }
+        Ok(Snapshot {
+            version: Version { generation, hash },
+            listeners,
+            admin,
+            max_body_bytes,
+            max_json_depth,
+            max_inspected_response_bytes,
+            grace_period: Duration::from_secs(
+                raw.shutdown.grace_period_s.unwrap_or(DEFAULT_GRACE_PERIOD_S),
+            ),
+            upstreams,
+            routes,
+        })
+    }
+
+    /// The route serving `path` on `listener`, and the rest of the path after
+    /// the route's prefix ("" or starting with '/').
+    pub fn route_for<'p>(&self, listener: &str, path: &'p str) -> Option<(&Route, &'p str)> {
+        self.routes.iter().find_map(|r| {
+            if let Some(ls) = &r.listeners {
+                if !ls.iter().any(|l| l == listener) {
+                    return None;
+                }
+            }
+            let rest = if r.path == "/" {
+                path
+            } else {
+                path.strip_prefix(r.path.as_str())?
+            };
+            (rest.is_empty() || rest.starts_with('/') || r.path == "/").then_some((r, rest))
+        })
+    }
+
+    pub fn upstream(&self, route: &Route) -> &Upstream {
+        &self.upstreams[route.upstream]
+    }
+}
+
+fn hex_prefix(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_addr(s: &str, path: &str, errs: &mut Vec<ConfigError>) -> Option<SocketAddr> {
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errs.push(ConfigError::new(
+                path,
+                format!("`{s}` is not an IP:port address"),
+            ));
+            None
+        }
+    }
+}
+
+fn check_name(name: &str, path: &str, seen: &mut Vec<String>, errs: &mut Vec<ConfigError>) {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !valid {
+        errs.push(ConfigError::new(
+            path,
+            format!("`{name}` must be 1-64 characters of [A-Za-z0-9_.-]"),
+        ));
+    } else if seen.iter().any(|s| s == name) {
+        errs.push(ConfigError::new(path, format!("duplicate name `{name}`")));
+    }
+    seen.push(name.to_owned());
+}
+
+fn build_listeners(raw: &[RawListener], errs: &mut Vec<ConfigError>) -> Vec<Listener> {
+    if raw.is_empty() {
+        errs.push(ConfigError::new("listeners", "at least one listener is required"));
+    }
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for (i, l) in raw.iter().enumerate() {
+        let path = format!("listeners[{i}]");
+        check_name(&l.name, &format!("{path}.name"), &mut seen, errs);
+        let Some(address) = parse_addr(&l.address, &format!("{path}.address"), errs) else {
+            continue;
+        };
+        out.push(Listener {
+            name: l.name.clone(),
+            address,
+            tls: l.tls.as_ref().map(|t| ListenerTls {
+                cert_file: t.cert_file.clone(),
+                key_file: t.key_file.clone(),
+            }),
+            http2: l.http2.unwrap_or(true),
+        });
+    }
+    out
+}
+
+fn build_upstreams(raw: &[RawUpstream], errs: &mut Vec<ConfigError>) -> Vec<Upstream> {
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for (i, u) in raw.iter().enumerate() {
+        let path = format!("upstreams[{i}]");
+        check_name(&u.name, &format!("{path}.name"), &mut seen, errs);
+        match build_upstream(u, &path) {
+            Ok(up) => out.push(up),
+            Err(mut e) => errs.append(&mut e),
+        }
+    }
+    out
+}
+
+fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigError>> {
+    let url_path = format!("{path}.url");
+    let url = url::Url::parse(&u.url)
+        .map_err(|e| vec![ConfigError::new(&url_path, format!("`{}`: {e}", u.url))])?;
+    let scheme = match url.scheme() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => {
+            return Err(vec![ConfigError::new(
+                &url_path,
+                format!("scheme `{other}` is not http or https"),
+            )])
+        }
+    };
+    let mut errs = Vec::new();
+    if !url.username().is_empty() || url.password().is_some() {
+        errs.push(ConfigError::new(
+            &url_path,
+            "credentials in the URL are not allowed: they would end up in logs",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        errs.push(ConfigError::new(&url_path, "a query or fragment is not allowed"));
+    }
+    let host = match url.host() {
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(h) => h.to_string(),
+        None => {
+            errs.push(ConfigError::new(&url_path, "a host is required"));
+            String::new()
+        }
+    };
+    let port = url.port_or_known_default().unwrap_or(80);
+    let authority = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => String::new(),
+    };
+    let base_path = url.path().trim_end_matches('/').to_owned();
+
+    let tls = match (scheme, &u.tls) {
+        (Scheme::Http, Some(_)) => {
+            errs.push(ConfigError::new(
+                format!("{path}.tls"),
+                "tls settings need an https:// url",
+            ));
+            None
+        }
+        (Scheme::Http, None) => None,
+        (Scheme::Https, t) => {
+            let t = t.clone().unwrap_or_default();
+            let client_cert = match (t.client_cert_file, t.client_key_file) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => {
+                    errs.push(ConfigError::new(
+                        format!("{path}.tls"),
+                        "client_cert_file and client_key_file go together",
+                    ));
+                    None
+                }
+            };
+            Some(UpstreamTls {
+                verify: t.verify.unwrap_or(true),
+                ca_file: t.ca_file,
+                client_cert,
+                sni: t.sni.unwrap_or_else(|| host.clone()),
+            })
+        }
+    };
+    if u.http2 && scheme == Scheme::Http {
+        errs.push(ConfigError::new(
+            format!("{path}.http2"),
+            "HTTP/2 to an upstream needs https (ALPN)",
+        ));
+    }
+    let ms = |v: Option<u64>, default: Option<u64>| v.or(default).map(Duration::from_millis);
+    if let Some(0) = u.timeouts.connect_ms {
+        errs.push(ConfigError::new(
+            format!("{path}.timeouts.connect_ms"),
+            "must be above 0",
+        ));
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(Upstream {
+        name: u.name.clone(),
+        scheme,
+        host,
+        port,
+        authority,
+        base_path,
+        tls,
+        connect_timeout: ms(u.timeouts.connect_ms, Some(5_000)).unwrap_or_default(),
+        read_timeout: ms(u.timeouts.read_ms, Some(300_000)),
+        write_timeout: ms(u.timeouts.write_ms, Some(30_000)),
+        idle_timeout: ms(u.timeouts.idle_ms, Some(60_000)).unwrap_or_default(),
+        http2: u.http2,
+    })
+}
+
+fn build_routes(raw: &RawConfig, listeners: &[Listener], errs: &mut Vec<ConfigError>) -> Vec<Route> {
+    let mut seen = Vec::new();
+    let mut paths: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        check_name(&r.name, &format!("{path}.name"), &mut seen, errs);
+        let mut ok = true;
+        let p = r.path.trim_end_matches('/');
+        let p = if p.is_empty() { "/" } else { p };
+        if !r.path.starts_with('/') || r.path.contains(['?', '#', ' ']) || r.path.contains("//") {
+            errs.push(ConfigError::new(
+                format!("{path}.path"),
+                format!("`{}` must be an absolute path without query", r.path),
+            ));
+            ok = false;
+        } else if paths.iter().any(|q| q == p) {
+            errs.push(ConfigError::new(
+                format!("{path}.path"),
+                format!("`{p}` is already served by another route"),
+            ));
+            ok = false;
+        }
+        paths.push(p.to_owned());
+        let upstream = raw.upstreams.iter().position(|u| u.name == r.upstream);
+        if upstream.is_none() {
+            errs.push(ConfigError::new(
+                format!("{path}.upstream"),
+                format!("unknown upstream `{}`", r.upstream),
+            ));
+            ok = false;
+        }
+        let transport = match r.transport.as_deref() {
+            None | Some("streamable_http") => RouteTransport::StreamableHttp,
+            Some("legacy_sse") => RouteTransport::LegacySse,
+            Some(other) => {
+                errs.push(ConfigError::new(
+                    format!("{path}.transport"),
+                    format!("`{other}` is not streamable_http or legacy_sse"),
+                ));
+                ok = false;
+                RouteTransport::StreamableHttp
+            }
+        };
+        if let Some(ls) = &r.listeners {
+            for (j, l) in ls.iter().enumerate() {
+                if !listeners.iter().any(|x| &x.name == l) {
+                    errs.push(ConfigError::new(
+                        format!("{path}.listeners[{j}]"),
+                        format!("unknown listener `{l}`"),
+                    ));
+                    ok = false;
+                }
+            }
+        }
+        let hosts = build_host_policy(r.hosts.as_ref());
+        if let (true, Some(upstream)) = (ok, upstream) {
+            out.push(Route {
+                name: r.name.clone(),
+                path: p.to_owned(),
+                upstream,
+                transport,
+                hosts,
+                listeners: r.listeners.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn build_host_policy(raw: Option<&RawHostPolicy>) -> HostPolicy {
+    let any = |l: &Vec<String>| l.iter().any(|h| h == "*");
+    let lower = |l: &Vec<String>| l.iter().map(|h| h.to_ascii_lowercase()).collect();
+    let raw = raw.cloned().unwrap_or_default();
+    let hosts = match &raw.allowed_hosts {
+        Some(l) if any(l) => None,
+        Some(l) => Some(lower(l)),
+        None => Some(LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect()),
+    };
+    let origins = match &raw.allowed_origins {
+        Some(l) if any(l) => None,
+        Some(l) => Some(l.iter().map(|o| o.trim_end_matches('/').to_owned()).collect()),
+        None => Some(Vec::new()),
+    };
+    HostPolicy { hosts, origins }
+}

@@ -1,0 +1,104 @@
+use super::*;
+
+const GOOD: &str = r#"
+listeners:
+  - { name: main, address: "127.0.0.1:8080" }
+admin: { address: "127.0.0.1:9901" }
+upstreams:
+  - { name: everything, url: "http://127.0.0.1:3101/mcp" }
+  - name: secure
+    url: "https://mcp.example.com:8443/v1/"
+    tls: { client_cert_file: c.pem, client_key_file: k.pem }
+routes:
+  - { name: root, path: /, upstream: everything }
+  - { name: mcp, path: /mcp, upstream: everything }
+  - { name: sec, path: /secure/, upstream: secure, hosts: { allowed_hosts: ["*"] } }
+"#;
+
+#[test]
+fn resolves_a_good_config() {
+    let s = load(GOOD, 7).expect("valid");
+    assert_eq!(s.version.generation, 7);
+    assert_eq!(s.version.hash.len(), 16);
+    assert_eq!(s.routes[0].path, "/secure");
+    let up = &s.upstreams[1];
+    assert_eq!(up.scheme, Scheme::Https);
+    assert_eq!(up.authority, "mcp.example.com:8443");
+    assert_eq!(up.base_path, "/v1");
+    let tls = up.tls.as_ref().expect("https has tls");
+    assert!(tls.verify);
+    assert_eq!(tls.sni, "mcp.example.com");
+    assert_eq!(s.upstreams[0].authority, "127.0.0.1:3101");
+}
+
+#[test]
+fn same_source_same_hash() {
+    assert_eq!(load(GOOD, 1).expect("ok").version.hash, load(GOOD, 2).expect("ok").version.hash);
+    let other = GOOD.replace("9901", "9902");
+    assert_ne!(load(GOOD, 1).expect("ok").version.hash, load(&other, 1).expect("ok").version.hash);
+}
+
+#[test]
+fn routes_match_on_segment_boundaries() {
+    let s = load(GOOD, 1).expect("valid");
+    let name = |p: &str| s.route_for("main", p).map(|(r, rest)| (r.name.clone(), rest.to_owned()));
+    assert_eq!(name("/mcp"), Some(("mcp".into(), "".into())));
+    assert_eq!(name("/mcp/sse"), Some(("mcp".into(), "/sse".into())));
+    assert_eq!(name("/mcpx"), Some(("root".into(), "/mcpx".into())));
+    assert_eq!(name("/secure/x"), Some(("sec".into(), "/x".into())));
+}
+
+#[test]
+fn reports_every_error_with_its_path() {
+    let bad = r#"
+listeners:
+  - { name: main, address: "nowhere:80" }
+  - { name: main, address: "127.0.0.1:1" }
+upstreams:
+  - { name: a, url: "ftp://x/" }
+  - { name: b, url: "http://user:pw@x/" }
+routes:
+  - { name: r, path: mcp, upstream: nope, transport: carrier-pigeon }
+  - { name: r2, path: /x, upstream: b, listeners: [ghost] }
+limits: { max_json_depth: 1 }
+"#;
+    let errs = load(bad, 1).expect_err("invalid").0;
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "listeners[0].address",
+        "listeners[1].name",
+        "upstreams[0].url",
+        "upstreams[1].url",
+        "routes[0].path",
+        "routes[0].upstream",
+        "routes[0].transport",
+        "routes[1].listeners[0]",
+        "limits.max_json_depth",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+}
+
+#[test]
+fn unknown_fields_and_bad_yaml_are_errors_not_panics() {
+    let e = load("listeners: []\nroutez: []\n", 1).expect_err("unknown field");
+    assert!(e.to_string().contains("routez"), "{e}");
+    assert!(load("{{{{", 1).is_err());
+    assert!(load("", 1).is_err());
+    assert!(load("listeners: 5", 1).is_err());
+}
+
+#[test]
+fn host_policy_defaults_to_loopback_and_same_host_origins() {
+    let s = load(GOOD, 1).expect("valid");
+    let (mcp, _) = s.route_for("main", "/mcp").expect("route");
+    assert!(mcp.hosts.allows("127.0.0.1:8080", None));
+    assert!(mcp.hosts.allows("localhost", Some("http://localhost:3000")));
+    assert!(!mcp.hosts.allows("evil.example", None));
+    assert!(!mcp.hosts.allows("localhost:8080", Some("https://evil.example")));
+    assert!(!mcp.hosts.allows("localhost:8080", Some("null")));
+    let (sec, _) = s.route_for("main", "/secure").expect("route");
+    assert!(!sec.hosts.allows("anything.example", Some("https://evil.example")));
+    assert!(sec.hosts.allows("anything.example", Some("https://anything.example")));
+    assert!(sec.hosts.allows("anything.example", None));
+}
