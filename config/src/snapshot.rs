@@ -227,10 +227,10 @@ impl Snapshot {
         })
     }
 
-    /// The route serving `path` on `listener`, and the rest of the path after
-    /// the route's prefix ("" or starting with '/').
-    pub fn route_for<'p>(&self, listener: &str, path: &'p str) -> Option<(&Route, &'p str)> {
-        self.routes.iter().find_map(|r| {
+    /// The index of the route serving `path` on `listener`, and the rest of
+    /// the path after the route's prefix ("" or starting with '/').
+    pub fn route_for<'p>(&self, listener: &str, path: &'p str) -> Option<(usize, &'p str)> {
+        self.routes.iter().enumerate().find_map(|(i, r)| {
             if let Some(ls) = &r.listeners {
                 if !ls.iter().any(|l| l == listener) {
                     return None;
@@ -241,7 +241,7 @@ impl Snapshot {
             } else {
                 path.strip_prefix(r.path.as_str())?
             };
-            (rest.is_empty() || rest.starts_with('/') || r.path == "/").then_some((r, rest))
+            (rest.is_empty() || rest.starts_with('/') || r.path == "/").then_some((i, rest))
         })
     }
 

@@ -41,7 +41,10 @@ fn same_source_same_hash() {
 #[test]
 fn routes_match_on_segment_boundaries() {
     let s = load(GOOD, 1).expect("valid");
-    let name = |p: &str| s.route_for("main", p).map(|(r, rest)| (r.name.clone(), rest.to_owned()));
+    let name = |p: &str| {
+        s.route_for("main", p)
+            .map(|(i, rest)| (s.routes[i].name.clone(), rest.to_owned()))
+    };
     assert_eq!(name("/mcp"), Some(("mcp".into(), "".into())));
     assert_eq!(name("/mcp/sse"), Some(("mcp".into(), "/sse".into())));
     assert_eq!(name("/mcpx"), Some(("root".into(), "/mcpx".into())));
@@ -91,13 +94,13 @@ fn unknown_fields_and_bad_yaml_are_errors_not_panics() {
 #[test]
 fn host_policy_defaults_to_loopback_and_same_host_origins() {
     let s = load(GOOD, 1).expect("valid");
-    let (mcp, _) = s.route_for("main", "/mcp").expect("route");
+    let mcp = &s.routes[s.route_for("main", "/mcp").expect("route").0];
     assert!(mcp.hosts.allows("127.0.0.1:8080", None));
     assert!(mcp.hosts.allows("localhost", Some("http://localhost:3000")));
     assert!(!mcp.hosts.allows("evil.example", None));
     assert!(!mcp.hosts.allows("localhost:8080", Some("https://evil.example")));
     assert!(!mcp.hosts.allows("localhost:8080", Some("null")));
-    let (sec, _) = s.route_for("main", "/secure").expect("route");
+    let sec = &s.routes[s.route_for("main", "/secure").expect("route").0];
     assert!(!sec.hosts.allows("anything.example", Some("https://evil.example")));
     assert!(sec.hosts.allows("anything.example", Some("https://anything.example")));
     assert!(sec.hosts.allows("anything.example", None));

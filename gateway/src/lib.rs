@@ -1,1 +1,20 @@
-//! placeholder
+//! Sluice's data plane: a Pingora streaming reverse proxy that reads every
+//! MCP JSON-RPC message inline and serves each request from one immutable,
+//! versioned config snapshot.
+//!
+//! Request path (see `proxy`): route → framing, Host/Origin → body read and
+//! classified → upstream chosen → bytes streamed back while the response is
+//! watched → metrics and log.
+
+pub mod admin;
+pub mod cli;
+pub mod forward;
+pub mod mcp;
+pub mod metrics;
+pub mod proxy;
+pub mod refusal;
+pub mod reload;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod upstream;

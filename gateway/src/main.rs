@@ -1,1 +1,50 @@
-fn main() {}
+//! `sluice-gateway`: parse flags, validate or build the server, run it.
+//! A plain `fn main`: Pingora owns the runtimes.
+
+use clap::Parser;
+use sluice_gateway::cli::Cli;
+use sluice_gateway::{reload, server};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,pingora_core=warn,pingora_proxy=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let source = cli.source();
+    if cli.validate {
+        match reload::validate(&source) {
+            Ok(s) => {
+                println!("config is valid: {} routes, version {}", s.routes.len(), s.version);
+                std::process::exit(0)
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("error: {e}");
+                }
+                std::process::exit(1)
+            }
+        }
+    }
+    let threads = cli.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    });
+    let server = server::build(server::Options {
+        source,
+        threads,
+        upgrade: cli.upgrade,
+    });
+    match server {
+        Ok(s) => s.run_forever(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1)
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The non-tool catalogue: resources, prompts and argument completion.
+
+pub mod completion;
+pub mod prompts;
+pub mod resources;

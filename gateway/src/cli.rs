@@ -1,0 +1,81 @@
+//! Command-line flags and the config source they select: a file, the
+//! zero-config sidecar flags, or the embedded demo default.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::reload::Source;
+
+/// The demo config the quick start serves when no config is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/examples/demo.yaml");
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice-gateway", version, about = "Sluice: an inline gateway for MCP traffic")]
+pub struct Cli {
+    /// YAML config file; reloaded on change and on SIGHUP.
+    #[arg(long, short = 'c', conflicts_with = "upstream")]
+    pub config: Option<PathBuf>,
+    /// Check the config, print every error, exit non-zero if any.
+    #[arg(long)]
+    pub validate: bool,
+    /// Zero-config sidecar: proxy this one MCP server (its URL's path is served as is).
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Listen address for the sidecar mode.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Admin listener (health, readiness, metrics) for the sidecar mode.
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub admin: String,
+    /// Host names clients use to reach the sidecar (DNS-rebinding protection); `*` for any.
+    #[arg(long = "allowed-host")]
+    pub allowed_hosts: Vec<String>,
+    /// Worker threads (default: the number of CPUs).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Take over the listeners of a running gateway (Pingora graceful upgrade).
+    #[arg(long)]
+    pub upgrade: bool,
+}
+
+impl Cli {
+    pub fn source(&self) -> Source {
+        if let Some(p) = &self.config {
+            return Source::File(p.clone());
+        }
+        if let Some(u) = &self.upstream {
+            return Source::Text(sidecar_yaml(u, &self.listen, &self.admin, &self.allowed_hosts));
+        }
+        Source::Text(EMBEDDED_DEFAULT.to_owned())
+    }
+}
+
+/// The config the sidecar flags stand for: one listener, one upstream at the
+/// URL's origin, one route `/` so every path maps to the same upstream path.
+pub fn sidecar_yaml(upstream: &str, listen: &str, admin: &str, hosts: &[String]) -> String {
+    let origin = match upstream.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split('/').next().unwrap_or(rest);
+            format!("{scheme}://{authority}")
+        }
+        None => upstream.to_owned(),
+    };
+    let mut allowed: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()];
+    if let Some(host) = listen.rsplit_once(':').map(|(h, _)| h) {
+        if !host.is_empty() && host != "0.0.0.0" && host != "[::]" {
+            allowed.push(host.to_owned());
+        }
+    }
+    allowed.extend(hosts.iter().cloned());
+    let allowed = allowed
+        .iter()
+        .map(|h| format!("{h:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "listeners:\n  - {{ name: main, address: {listen:?} }}\nadmin: {{ address: {admin:?} }}\n\
+         upstreams:\n  - {{ name: upstream, url: {origin:?} }}\n\
+         routes:\n  - {{ name: upstream, path: /, upstream: upstream, hosts: {{ allowed_hosts: [{allowed}] }} }}\n"
+    )
+}

@@ -1,0 +1,439 @@
+//! Classification of client→server JSON-RPC messages into `RequestFacts`:
+//! what is being asked (method, id, tool / resource / prompt), in which
+//! protocol revision. Built once per request; policy, limits, audit and
+//! metrics read it, nothing re-parses the body.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::revision::{decode_header_name, Revision};
+use super::scan;
+
+/// A JSON-RPC id exactly as the client wrote it (`7`, `"abc"`), so errors and
+/// matches use the client's own spelling.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(Box<str>);
+
+impl RequestId {
+    pub fn from_raw(raw: &str) -> Self {
+        Self(raw.into())
+    }
+    /// The JSON text of the id, ready to embed in a response.
+    pub fn raw(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Notification,
+    /// The client answering a server→client request (sampling, elicitation).
+    Response,
+}
+
+/// MCP methods the gateway knows by name; anything else is `Other`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    Initialize,
+    Ping,
+    ServerDiscover,
+    ToolsList,
+    ToolsCall,
+    ResourcesList,
+    ResourcesTemplatesList,
+    ResourcesRead,
+    ResourcesSubscribe,
+    ResourcesUnsubscribe,
+    PromptsList,
+    PromptsGet,
+    CompletionComplete,
+    LoggingSetLevel,
+    SubscriptionsListen,
+    Initialized,
+    Cancelled,
+    Progress,
+    RootsListChanged,
+    Other(Box<str>),
+    /// A response message has no method.
+    None,
+}
+
+const KNOWN: [(&str, Method); 19] = [
+    ("initialize", Method::Initialize),
+    ("ping", Method::Ping),
+    ("server/discover", Method::ServerDiscover),
+    ("tools/list", Method::ToolsList),
+    ("tools/call", Method::ToolsCall),
+    ("resources/list", Method::ResourcesList),
+    ("resources/templates/list", Method::ResourcesTemplatesList),
+    ("resources/read", Method::ResourcesRead),
+    ("resources/subscribe", Method::ResourcesSubscribe),
+    ("resources/unsubscribe", Method::ResourcesUnsubscribe),
+    ("prompts/list", Method::PromptsList),
+    ("prompts/get", Method::PromptsGet),
+    ("completion/complete", Method::CompletionComplete),
+    ("logging/setLevel", Method::LoggingSetLevel),
+    ("subscriptions/listen", Method::SubscriptionsListen),
+    ("notifications/initialized", Method::Initialized),
+    ("notifications/cancelled", Method::Cancelled),
+    ("notifications/progress", Method::Progress),
+    ("notifications/roots/list_changed", Method::RootsListChanged),
+];
+
+impl Method {
+    pub fn parse(name: &str) -> Self {
+        KNOWN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_else(|| Method::Other(name.into()))
+    }
+
+    /// The wire name.
+    pub fn name(&self) -> &str {
+        match self {
+            Method::Other(n) => n,
+            Method::None => "",
+            m => KNOWN
+                .iter()
+                .find(|(_, k)| k == m)
+                .map_or("", |(n, _)| n),
+        }
+    }
+
+    /// A bounded metric label: known names, else `other`.
+    pub fn as_label(&self) -> &str {
+        match self {
+            Method::Other(_) => "other",
+            Method::None => "response",
+            m => m.name(),
+        }
+    }
+
+    /// Methods whose target name the 2026-07-28 `Mcp-Name` header mirrors.
+    fn has_named_target(&self) -> bool {
+        matches!(
+            self,
+            Method::ToolsCall | Method::ResourcesRead | Method::PromptsGet
+        )
+    }
+}
+
+/// One client→server message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub kind: Kind,
+    pub method: Method,
+    pub id: Option<RequestId>,
+    /// Tool name (`tools/call`), resource URI (`resources/*`), prompt name
+    /// (`prompts/get`).
+    pub target: Option<Box<str>>,
+    /// Where `params.arguments` sits in the body, for later policy.
+    pub arguments: Option<Range<usize>>,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`, or the
+    /// version an `initialize` asks for.
+    pub revision: Option<Revision>,
+}
+
+/// Everything the gateway learnt from a request body.
+#[derive(Debug, Clone)]
+pub struct RequestFacts {
+    pub messages: Vec<Message>,
+    pub batch: bool,
+}
+
+impl RequestFacts {
+    /// The first message (every body has at least one).
+    pub fn first(&self) -> &Message {
+        &self.messages[0]
+    }
+    /// Ids of the requests in this body, whose responses the gateway awaits.
+    pub fn request_ids(&self) -> impl Iterator<Item = &RequestId> {
+        self.messages
+            .iter()
+            .filter(|m| m.kind == Kind::Request)
+            .filter_map(|m| m.id.as_ref())
+    }
+}
+
+/// Why a body was refused; each maps to one JSON-RPC error in `refusal`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClassifyError {
+    #[error("JSON nested deeper than {limit}")]
+    TooDeep { id: Option<RequestId>, limit: u32 },
+    #[error("parse error: {detail}")]
+    Parse {
+        id: Option<RequestId>,
+        detail: String,
+    },
+    #[error("invalid request: {reason}")]
+    Invalid {
+        id: Option<RequestId>,
+        reason: &'static str,
+    },
+    #[error("header mismatch: {reason}")]
+    HeaderMismatch { id: Option<RequestId>, reason: String },
+}
+
+impl ClassifyError {
+    pub fn id(&self) -> Option<&RequestId> {
+        match self {
+            Self::TooDeep { id, .. }
+            | Self::Parse { id, .. }
+            | Self::Invalid { id, .. }
+            | Self::HeaderMismatch { id, .. } => id.as_ref(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow, default)]
+    jsonrpc: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct Params<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    uri: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "_meta")]
+    meta: Option<Meta<'a>>,
+    #[serde(borrow, default, rename = "protocolVersion")]
+    protocol_version: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Meta<'a> {
+    #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion")]
+    protocol_version: Option<Cow<'a, str>>,
+}
+
+/// Classify a request body. `max_depth` caps JSON nesting before parsing.
+pub fn classify(body: &[u8], max_depth: u32) -> Result<RequestFacts, ClassifyError> {
+    if scan::depth(body, max_depth) > max_depth {
+        return Err(ClassifyError::TooDeep {
+            id: scan::salvage_id(body).map(RequestId::from_raw),
+            limit: max_depth,
+        });
+    }
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .ok_or_else(|| ClassifyError::Parse {
+            id: None,
+            detail: "empty body".into(),
+        })?;
+    if body[start] == b'[' {
+        let items: Vec<&RawValue> =
+            serde_json::from_slice(body).map_err(|e| parse_error(body, e))?;
+        if items.is_empty() {
+            return Err(ClassifyError::Invalid {
+                id: None,
+                reason: "empty batch",
+            });
+        }
+        let messages = items
+            .into_iter()
+            .map(|raw| message(body, raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(RequestFacts {
+            messages,
+            batch: true,
+        });
+    }
+    let raw: &RawValue = serde_json::from_slice(body).map_err(|e| parse_error(body, e))?;
+    Ok(RequestFacts {
+        messages: vec![message(body, raw)?],
+        batch: false,
+    })
+}
+
+fn parse_error(body: &[u8], e: serde_json::Error) -> ClassifyError {
+    ClassifyError::Parse {
+        id: scan::salvage_id(body).map(RequestId::from_raw),
+        detail: e.to_string(),
+    }
+}
+
+fn message(body: &[u8], raw: &RawValue) -> Result<Message, ClassifyError> {
+    let text = raw.get();
+    if !text.starts_with('{') {
+        return Err(ClassifyError::Invalid {
+            id: None,
+            reason: "a message must be a JSON object",
+        });
+    }
+    let wire: Wire = serde_json::from_str(text).map_err(|e| ClassifyError::Invalid {
+        id: scan::salvage_id(text.as_bytes()).map(RequestId::from_raw),
+        // serde reports duplicate members here: refuse them, an upstream
+        // parser could read the other copy.
+        reason: if e.to_string().contains("duplicate field") {
+            "duplicate member"
+        } else {
+            "malformed message"
+        },
+    })?;
+    let id = match wire.id {
+        None => None,
+        Some(v) => {
+            let t = v.get();
+            let ok = t.starts_with('"') || t.starts_with('-') || t.as_bytes()[0].is_ascii_digit();
+            if !ok {
+                return Err(ClassifyError::Invalid {
+                    id: None,
+                    reason: "id must be a string or a number",
+                });
+            }
+            Some(RequestId::from_raw(t))
+        }
+    };
+    if wire.jsonrpc.as_deref() != Some("2.0") {
+        return Err(ClassifyError::Invalid {
+            id,
+            reason: "jsonrpc must be \"2.0\"",
+        });
+    }
+    let Some(method_name) = wire.method else {
+        if wire.result.is_some() || wire.error.is_some() {
+            return Ok(Message {
+                kind: Kind::Response,
+                method: Method::None,
+                id,
+                target: None,
+                arguments: None,
+                revision: None,
+            });
+        }
+        return Err(ClassifyError::Invalid {
+            id,
+            reason: "no method, result or error",
+        });
+    };
+    let method = Method::parse(&method_name);
+    let kind = if id.is_some() {
+        Kind::Request
+    } else {
+        Kind::Notification
+    };
+    let params: Params = match wire.params {
+        Some(p) if p.get().starts_with('{') => {
+            serde_json::from_str(p.get()).map_err(|_| ClassifyError::Invalid {
+                id: id.clone(),
+                reason: "malformed params",
+            })?
+        }
+        Some(p) if method.has_named_target() || p.get() != "null" => {
+            return Err(ClassifyError::Invalid {
+                id,
+                reason: "params must be an object",
+            })
+        }
+        _ => Params::default(),
+    };
+    let target = match method {
+        Method::ToolsCall | Method::PromptsGet => params.name.map(|n| n.into()),
+        Method::ResourcesRead | Method::ResourcesSubscribe | Method::ResourcesUnsubscribe => {
+            params.uri.map(|u| u.into())
+        }
+        _ => None,
+    };
+    if method.has_named_target() && target.is_none() {
+        return Err(ClassifyError::Invalid {
+            id,
+            reason: "the call names no tool, resource or prompt",
+        });
+    }
+    let revision = params
+        .meta
+        .and_then(|m| m.protocol_version)
+        .or(params.protocol_version)
+        .map(|v| Revision::parse(&v));
+    Ok(Message {
+        kind,
+        method,
+        id,
+        target,
+        arguments: params.arguments.map(|a| span_in(body, a.get())),
+        revision,
+    })
+}
+
+/// Byte range of `part` (a slice of `body`) within `body`.
+fn span_in(body: &[u8], part: &str) -> Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+    start..start + part.len()
+}
+
+/// The revision a request speaks: the `MCP-Protocol-Version` header wins,
+/// then what the body's `_meta` says.
+pub fn effective_revision(header: Option<&[u8]>, facts: &RequestFacts) -> Option<Revision> {
+    header
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .map(Revision::parse)
+        .or_else(|| facts.first().revision)
+}
+
+/// The 2026-07-28 rule: `Mcp-Method` (and `Mcp-Name` for named calls) must be
+/// present and mirror the body. Headers sent under older revisions are
+/// checked when present, never required.
+pub fn check_mirrored_headers(
+    facts: &RequestFacts,
+    revision: Option<Revision>,
+    mcp_method: Option<&[u8]>,
+    mcp_name: Option<&[u8]>,
+) -> Result<(), ClassifyError> {
+    if facts.batch {
+        return Ok(());
+    }
+    let msg = facts.first();
+    if msg.kind == Kind::Response {
+        return Ok(());
+    }
+    let required = revision.is_some_and(Revision::is_stateless);
+    let mismatch = |reason: String| ClassifyError::HeaderMismatch {
+        id: msg.id.clone(),
+        reason,
+    };
+    match mcp_method {
+        Some(h) if h != msg.method.name().as_bytes() => {
+            return Err(mismatch(format!(
+                "Mcp-Method header does not match the body's method `{}`",
+                msg.method.name()
+            )))
+        }
+        None if required => return Err(mismatch("Mcp-Method header is required".into())),
+        _ => {}
+    }
+    if msg.method.has_named_target() {
+        let target = msg.target.as_deref().unwrap_or_default();
+        match mcp_name.map(decode_header_name) {
+            Some(Some(name)) if name == target => {}
+            Some(_) => {
+                return Err(mismatch(
+                    "Mcp-Name header does not match the body's name".into(),
+                ))
+            }
+            None if required => return Err(mismatch("Mcp-Name header is required".into())),
+            None => {}
+        }
+    }
+    Ok(())
+}

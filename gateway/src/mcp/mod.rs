@@ -1,0 +1,17 @@
+//! MCP on the wire: JSON-RPC classification of client messages, the
+//! incremental SSE parser, matching server messages to their requests, the
+//! 2026-07-28 header rules and the legacy SSE `endpoint` rewrite.
+
+pub mod jsonrpc;
+pub mod legacy;
+pub mod response;
+pub mod revision;
+pub mod scan;
+pub mod sse;
+
+pub use jsonrpc::{classify, ClassifyError, Kind, Message, Method, RequestFacts, RequestId};
+pub use response::{Outcome, ResponseInspector};
+pub use revision::Revision;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+//! Watches server→client messages as they stream (`application/json` or SSE)
+//! and matches each response to its request by id, recording the outcome and
+//! learning the tool catalog from `tools/list` results. Observation only:
+//! the bytes the client receives are never delayed here.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::jsonrpc::{Method, RequestFacts, RequestId};
+use super::sse::SseParser;
+
+/// How a request ended, as the server answered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// A `tools/call` result with `isError: true`.
+    ToolError,
+    /// A JSON-RPC error with this code.
+    Error(i64),
+}
+
+impl Outcome {
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ToolError => "tool_error",
+            Outcome::Error(_) => "error",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    id: RequestId,
+    method: Method,
+    outcome: Option<Outcome>,
+}
+
+#[derive(Debug)]
+enum Mode {
+    Off,
+    Json { buf: Vec<u8>, overflow: bool },
+    Sse(SseParser),
+}
+
+#[derive(Debug)]
+pub struct ResponseInspector {
+    mode: Mode,
+    pending: Vec<Pending>,
+    max: usize,
+    /// Server→client requests and notifications seen, by method label.
+    pub server_messages: Vec<Method>,
+    /// Tool names from a `tools/list` result, when one passed by.
+    pub tools_seen: Option<Vec<Box<str>>>,
+    /// Messages that could not be parsed (counted, passed through).
+    pub unparsed: u32,
+}
+
+#[derive(Deserialize)]
+struct Reply<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<ReplyError>,
+}
+
+#[derive(Deserialize)]
+struct ReplyError {
+    #[serde(default)]
+    code: i64,
+}
+
+#[derive(Deserialize)]
+struct CallResult {
+    #[serde(default, rename = "isError")]
+    is_error: bool,
+}
+
+#[derive(Deserialize)]
+struct ListResult<'a> {
+    #[serde(borrow, default)]
+    tools: Vec<ToolName<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ToolName<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+}
+
+impl ResponseInspector {
+    /// An inspector that watches nothing (GET streams before their type is known).
+    pub fn off() -> Self {
+        Self {
+            mode: Mode::Off,
+            pending: Vec::new(),
+            max: 0,
+            server_messages: Vec::new(),
+            tools_seen: None,
+            unparsed: 0,
+        }
+    }
+
+    /// Start watching a response whose `Content-Type` is `content_type`,
+    /// for the requests in `facts` (if any).
+    pub fn start(&mut self, content_type: &[u8], facts: Option<&RequestFacts>, max: usize) {
+        self.max = max;
+        self.mode = if starts_with_ci(content_type, b"text/event-stream") {
+            Mode::Sse(SseParser::new(max))
+        } else if starts_with_ci(content_type, b"application/json") {
+            Mode::Json {
+                buf: Vec::new(),
+                overflow: false,
+            }
+        } else {
+            Mode::Off
+        };
+        if let Some(facts) = facts {
+            self.pending = facts
+                .messages
+                .iter()
+                .filter(|m| m.kind == super::Kind::Request)
+                .filter_map(|m| {
+                    m.id.as_ref().map(|id| Pending {
+                        id: id.clone(),
+                        method: m.method.clone(),
+                        outcome: None,
+                    })
+                })
+                .collect();
+        }
+    }
+
+    pub fn is_sse(&self) -> bool {
+        matches!(self.mode, Mode::Sse(_))
+    }
+
+    /// Watch the next body chunk.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let mut mode = std::mem::replace(&mut self.mode, Mode::Off);
+        match &mut mode {
+            Mode::Off => {}
+            Mode::Json { buf, overflow } => {
+                if buf.len() + chunk.len() > self.max {
+                    *overflow = true;
+                    buf.clear();
+                } else if !*overflow {
+                    buf.extend_from_slice(chunk);
+                }
+            }
+            Mode::Sse(parser) => parser.feed(chunk, |ev| {
+                if !ev.oversize && !ev.data.is_empty() {
+                    self.message(ev.data);
+                }
+            }),
+        }
+        self.mode = mode;
+    }
+
+    /// The body ended: settle a buffered JSON body.
+    pub fn finish(&mut self) {
+        if let Mode::Json { buf, overflow } = std::mem::replace(&mut self.mode, Mode::Off) {
+            if !overflow && !buf.is_empty() {
+                if buf.trim_ascii_start().starts_with(b"[") {
+                    match serde_json::from_slice::<Vec<&RawValue>>(&buf) {
+                        Ok(items) => items.iter().for_each(|m| self.message(m.get().as_bytes())),
+                        Err(_) => self.unparsed += 1,
+                    }
+                } else {
+                    self.message(&buf);
+                }
+            }
+        }
+    }
+
+    /// Outcome of the request with this id, once its response passed by.
+    pub fn outcome(&self, id: &RequestId) -> Option<Outcome> {
+        self.pending
+            .iter()
+            .find(|p| &p.id == id)
+            .and_then(|p| p.outcome)
+    }
+
+    /// Outcomes in request order (`None`: no response seen).
+    pub fn outcomes(&self) -> impl Iterator<Item = (&RequestId, &Method, Option<Outcome>)> {
+        self.pending.iter().map(|p| (&p.id, &p.method, p.outcome))
+    }
+
+    fn message(&mut self, data: &[u8]) {
+        let Ok(reply) = serde_json::from_slice::<Reply>(data) else {
+            self.unparsed += 1;
+            return;
+        };
+        if let Some(m) = reply.method {
+            if self.server_messages.len() < 64 {
+                self.server_messages.push(Method::parse(&m));
+            }
+            return;
+        }
+        let Some(id) = reply.id else { return };
+        let Some(p) = self.pending.iter_mut().find(|p| p.id.raw() == id.get()) else {
+            return;
+        };
+        p.outcome = Some(match (reply.error, reply.result) {
+            (Some(e), _) => Outcome::Error(e.code),
+            (None, Some(r)) if p.method == Method::ToolsCall => {
+                match serde_json::from_str::<CallResult>(r.get()) {
+                    Ok(CallResult { is_error: true }) => Outcome::ToolError,
+                    _ => Outcome::Ok,
+                }
+            }
+            (None, Some(r)) if p.method == Method::ToolsList => {
+                if let Ok(list) = serde_json::from_str::<ListResult>(r.get()) {
+                    let names = self.tools_seen.get_or_insert_with(Vec::new);
+                    names.extend(list.tools.into_iter().map(|t| t.name.into()));
+                }
+                Outcome::Ok
+            }
+            _ => Outcome::Ok,
+        });
+    }
+}
+
+fn starts_with_ci(haystack: &[u8], prefix: &[u8]) -> bool {
+    haystack.len() >= prefix.len() && haystack[..prefix.len()].eq_ignore_ascii_case(prefix)
+}

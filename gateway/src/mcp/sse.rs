@@ -1,0 +1,168 @@
+//! An incremental Server-Sent Events parser: fed the response body chunk by
+//! chunk as it streams, it reports each complete event, whatever the chunk
+//! boundaries (inside a field name, between CR and LF, mid-UTF-8). It never
+//! holds bytes back from the client: it only watches.
+
+/// One dispatched event. `event` is empty for the default `message` type.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Event<'a> {
+    pub event: &'a [u8],
+    pub data: &'a [u8],
+    pub id: Option<&'a [u8]>,
+    /// The data passed the size cap and was cut; do not parse it.
+    pub oversize: bool,
+}
+
+#[derive(Debug)]
+pub struct SseParser {
+    /// A line split across chunks.
+    carry: Vec<u8>,
+    carry_overflow: bool,
+    /// The previous chunk ended in CR: a leading LF belongs to that line end.
+    skip_lf: bool,
+    data: Vec<u8>,
+    event: Vec<u8>,
+    id: Vec<u8>,
+    has_id: bool,
+    has_fields: bool,
+    oversize: bool,
+    data_lines: u32,
+    max_event: usize,
+}
+
+impl SseParser {
+    /// `max_event` caps the bytes kept for one event's data.
+    pub fn new(max_event: usize) -> Self {
+        Self {
+            carry: Vec::new(),
+            carry_overflow: false,
+            skip_lf: false,
+            data: Vec::new(),
+            event: Vec::new(),
+            id: Vec::new(),
+            has_id: false,
+            has_fields: false,
+            oversize: false,
+            data_lines: 0,
+            max_event,
+        }
+    }
+
+    /// Feed the next chunk; `on_event` runs for every event it completes.
+    pub fn feed(&mut self, mut chunk: &[u8], mut on_event: impl FnMut(Event<'_>)) {
+        if self.skip_lf && !chunk.is_empty() {
+            self.skip_lf = false;
+            if chunk.first() == Some(&b'\n') {
+                chunk = &chunk[1..];
+            }
+        }
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', chunk) {
+            let line_end = pos;
+            let mut next = pos + 1;
+            if chunk[pos] == b'\r' {
+                match chunk.get(pos + 1) {
+                    Some(b'\n') => next += 1,
+                    None => self.skip_lf = true,
+                    _ => {}
+                }
+            }
+            if self.carry.is_empty() && !self.carry_overflow {
+                self.line(&chunk[..line_end], &mut on_event);
+            } else {
+                let mut line = std::mem::take(&mut self.carry);
+                self.push_carry(&mut line, &chunk[..line_end]);
+                let overflow = std::mem::take(&mut self.carry_overflow);
+                if overflow {
+                    self.oversize = true;
+                    self.has_fields = true;
+                } else {
+                    self.line(&line, &mut on_event);
+                }
+                line.clear();
+                self.carry = line;
+            }
+            chunk = &chunk[next..];
+        }
+        if !chunk.is_empty() {
+            let mut carry = std::mem::take(&mut self.carry);
+            self.push_carry(&mut carry, chunk);
+            self.carry = carry;
+        }
+    }
+
+    fn push_carry(&mut self, carry: &mut Vec<u8>, bytes: &[u8]) {
+        if carry.len() + bytes.len() > self.max_event + 16 {
+            self.carry_overflow = true;
+            return;
+        }
+        carry.extend_from_slice(bytes);
+    }
+
+    fn line(&mut self, line: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
+        if line.is_empty() {
+            self.dispatch(on_event);
+            return;
+        }
+        if line[0] == b':' {
+            return;
+        }
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => {
+                self.has_fields = true;
+                if self.data.len() + value.len() + 1 > self.max_event {
+                    self.oversize = true;
+                } else if !self.oversize {
+                    if self.has_data_line() {
+                        self.data.push(b'\n');
+                    }
+                    self.data.extend_from_slice(value);
+                }
+                self.mark_data_line();
+            }
+            b"event" => {
+                self.has_fields = true;
+                self.event.clear();
+                self.event.extend_from_slice(value);
+            }
+            b"id" => {
+                self.has_fields = true;
+                self.has_id = true;
+                self.id.clear();
+                self.id.extend_from_slice(value);
+            }
+            _ => {}
+        }
+    }
+
+    // Data lines join with "\n", also after an empty first line.
+    fn has_data_line(&self) -> bool {
+        self.data_lines > 0
+    }
+    fn mark_data_line(&mut self) {
+        self.data_lines += 1;
+    }
+
+    fn dispatch(&mut self, on_event: &mut impl FnMut(Event<'_>)) {
+        if self.has_fields {
+            on_event(Event {
+                event: &self.event,
+                data: &self.data,
+                id: self.has_id.then_some(&self.id[..]),
+                oversize: self.oversize,
+            });
+        }
+        self.data.clear();
+        self.event.clear();
+        self.has_id = false;
+        self.has_fields = false;
+        self.oversize = false;
+        self.data_lines = 0;
+    }
+}

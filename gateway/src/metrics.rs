@@ -1,0 +1,145 @@
+//! The gateway's Prometheus metrics: one registry, created once and passed
+//! down. Every label value comes from config names or fixed enums, never
+//! from raw client input, so cardinality stays bounded.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub mcp_messages: IntCounterVec,
+    pub tool_calls: IntCounterVec,
+    pub refusals: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
+    pub upstream_latency: HistogramVec,
+    pub gateway_time: HistogramVec,
+    pub request_duration: HistogramVec,
+    pub sse_streams: IntGaugeVec,
+    pub config_reloads: IntCounterVec,
+    pub config_generation: IntGauge,
+    pub config_last_reload_ok: IntGauge,
+    pub unparsed_server_messages: IntCounterVec,
+}
+
+/// Gateway-internal time is small: buckets from 5 µs to 100 ms.
+const INTERNAL_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.1,
+];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("sluice".into()), None).expect("valid prefix");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                &["route"],
+            )
+            .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let sse_streams = IntGaugeVec::new(
+            Opts::new("sse_streams_active", "SSE responses currently streaming"),
+            &["route"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(sse_streams.clone()))
+            .expect("unique metric");
+        Self {
+            requests: counter(
+                "requests_total",
+                "HTTP requests by route, method and status",
+                &["route", "method", "status"],
+            ),
+            mcp_messages: counter(
+                "mcp_messages_total",
+                "JSON-RPC messages by route, direction and method",
+                &["route", "direction", "method"],
+            ),
+            tool_calls: counter(
+                "tool_calls_total",
+                "tools/call by route, tool (unknown tools fold into `other`) and outcome",
+                &["route", "tool", "outcome"],
+            ),
+            refusals: counter(
+                "refusals_total",
+                "Requests the gateway answered itself, by route and reason",
+                &["route", "reason"],
+            ),
+            upstream_errors: counter(
+                "upstream_errors_total",
+                "Failures talking to an upstream, by route and kind",
+                &["route", "kind"],
+            ),
+            unparsed_server_messages: counter(
+                "unparsed_server_messages_total",
+                "Server messages the gateway could not parse (passed through)",
+                &["route"],
+            ),
+            upstream_latency: histogram(
+                "upstream_latency_seconds",
+                "Time from sending the request upstream to its response header",
+                LATENCY_BUCKETS,
+            ),
+            gateway_time: histogram(
+                "gateway_time_seconds",
+                "Time spent inside the gateway per request (excludes waiting on peers)",
+                INTERNAL_BUCKETS,
+            ),
+            request_duration: histogram(
+                "request_duration_seconds",
+                "Whole request duration as the client sees it",
+                LATENCY_BUCKETS,
+            ),
+            sse_streams,
+            config_reloads: counter(
+                "config_reloads_total",
+                "Config loads by outcome (applied, invalid, unchanged)",
+                &["outcome"],
+            ),
+            config_generation: gauge(
+                "config_generation",
+                "Generation of the snapshot being served",
+            ),
+            config_last_reload_ok: gauge(
+                "config_last_reload_ok",
+                "1 if the last config load was applied or unchanged, 0 if it was refused",
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,538 @@
+//! The `ProxyHttp` implementation, kept thin: each phase hands its work to
+//! the module that owns the concern. Phase chart of one request:
+//!
+//! | phase                    | does                                                   |
+//! |--------------------------|--------------------------------------------------------|
+//! | `new_ctx`                | takes the current runtime (one snapshot) for the whole request |
+//! | `request_filter`         | `admit`: route, framing, Host/Origin, body read and classified; refusals answered here, before any upstream is touched |
+//! | `upstream_peer`          | the route's prebuilt peer                              |
+//! | `upstream_request_filter`| path and `Host` rewritten for the upstream             |
+//! | `response_filter`        | starts watching the response (JSON or SSE)            |
+//! | `response_body_filter`   | watches each chunk; rewrites the legacy `endpoint` event |
+//! | `logging`                | metrics and the access log from what earlier phases recorded |
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+use sluice_config::{Route, RouteTransport};
+
+use crate::mcp::jsonrpc::{check_mirrored_headers, effective_revision};
+use crate::mcp::legacy::EndpointRewriter;
+use crate::mcp::{classify, Method, RequestFacts, ResponseInspector, Revision};
+use crate::refusal::{self, Refusal};
+use crate::state::{Runtime, Shared};
+use crate::{forward, upstream};
+
+/// Bodies up to this size are replayed upstream by Pingora itself; larger
+/// ones are forwarded by `forward`, which does not depend on that buffer.
+pub const PINGORA_REPLAY_LIMIT: usize = 64 * 1024;
+
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+    pub connector: pingora::connectors::http::Connector,
+}
+
+/// Per-request state. Filled forward through the phases, never read back
+/// from the wire.
+pub struct Ctx {
+    pub rt: Arc<Runtime>,
+    pub started: Instant,
+    pub route: Option<usize>,
+    pub upstream_path: String,
+    pub facts: Option<RequestFacts>,
+    pub revision: Option<Revision>,
+    pub body: Option<Bytes>,
+    pub inspector: ResponseInspector,
+    pub legacy: Option<EndpointRewriter>,
+    pub upstream_sent: Option<Instant>,
+    pub upstream_latency: Option<Duration>,
+    /// Time in the gateway's own work, excluding waits on client and upstream.
+    pub gateway_time: Duration,
+    pub sse_counted: bool,
+    pub refused: Option<&'static str>,
+}
+
+impl Ctx {
+    pub fn route(&self) -> Option<&Route> {
+        self.route.map(|i| &self.rt.snapshot.routes[i])
+    }
+    pub fn route_label(&self) -> &str {
+        self.route().map_or("none", |r| r.name.as_str())
+    }
+    fn first_id(&self) -> Option<&crate::mcp::RequestId> {
+        self.facts.as_ref().and_then(|f| f.first().id.as_ref())
+    }
+}
+
+enum Admit {
+    /// Let Pingora proxy it (body, if any, is in its replay buffer).
+    Proxy,
+    /// Body too large for Pingora's replay buffer: forward it ourselves.
+    Forward,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            rt: self.shared.current(),
+            started: Instant::now(),
+            route: None,
+            upstream_path: String::new(),
+            facts: None,
+            revision: None,
+            body: None,
+            inspector: ResponseInspector::off(),
+            legacy: None,
+            upstream_sent: None,
+            upstream_latency: None,
+            gateway_time: Duration::ZERO,
+            sse_counted: false,
+            refused: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        match self.admit(session, ctx).await {
+            Ok(Admit::Proxy) => Ok(false),
+            Ok(Admit::Forward) => {
+                forward::run(self, session, ctx).await?;
+                Ok(true)
+            }
+            Err(refusal) => {
+                self.refuse(session, ctx, &refusal).await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let peer = ctx
+            .route()
+            .and_then(|r| ctx.rt.peers.get(r.upstream))
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?;
+        Ok(Box::new(peer.clone()))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.prepare_upstream_request(session, req, ctx)?;
+        ctx.upstream_sent = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let t = Instant::now();
+        self.on_response_header(resp, ctx)?;
+        ctx.gateway_time += t.elapsed();
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        let t = Instant::now();
+        on_response_chunk(body, end_of_stream, ctx);
+        ctx.gateway_time += t.elapsed();
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(c) => *c,
+            _ => match e.esource() {
+                pingora::ErrorSource::Upstream => 502,
+                pingora::ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                _ => 500,
+            },
+        };
+        let kind = upstream_error_kind(e);
+        self.shared
+            .metrics
+            .upstream_errors
+            .with_label_values(&[ctx.route_label(), kind])
+            .inc();
+        tracing::warn!(route = ctx.route_label(), error = %e, "proxying failed");
+        // Answer in JSON-RPC with the request's id while nothing was sent yet.
+        if code > 0 && session.response_written().is_none() {
+            let refusal = Refusal::Upstream(kind);
+            let body = refusal::body(&refusal, ctx.first_id());
+            if let Ok(mut resp) = ResponseHeader::build(code, Some(3)) {
+                let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
+                let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
+                let _ = session.write_response_header(Box::new(resp), false).await;
+                let _ = session.write_response_body(Some(body), true).await;
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        self.record(session, e, ctx);
+    }
+}
+
+impl Gateway {
+    /// Decide whether the request may go upstream, reading and classifying
+    /// its body. Order: cheap header checks first, so a refusal costs least.
+    async fn admit(&self, session: &mut Session, ctx: &mut Ctx) -> std::result::Result<Admit, Refusal> {
+        let t = Instant::now();
+        let snap = ctx.rt.snapshot.clone();
+        let req = session.req_header();
+        let listener = listener_name(&snap, session.server_addr());
+        let path = req.uri.path();
+        let (route_idx, rest) = snap.route_for(listener, path).ok_or(Refusal::NoRoute)?;
+        ctx.route = Some(route_idx);
+        let route = &snap.routes[route_idx];
+        let up = snap.upstream(route);
+        ctx.upstream_path = upstream::upstream_path(up, rest, req.uri.query());
+
+        check_framing(req)?;
+        let host = req
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| header_str(req, http::header::HOST))
+            .unwrap_or("");
+        let origin = header_str(req, http::header::ORIGIN);
+        if !route.hosts.allows(host, None) {
+            return Err(Refusal::BadHost);
+        }
+        if !route.hosts.allows(host, origin) {
+            return Err(Refusal::BadOrigin);
+        }
+        if ctx.rt.peers.get(route.upstream).and_then(Option::as_ref).is_none() {
+            return Err(Refusal::Upstream("upstream address not resolved"));
+        }
+        let method = req.method.clone();
+        let legacy = route.transport == RouteTransport::LegacySse;
+        if legacy && method == http::Method::GET {
+            ctx.legacy = Some(EndpointRewriter::new(&route.path, &up.base_path));
+        }
+        ctx.gateway_time += t.elapsed();
+        match method {
+            http::Method::POST => {}
+            http::Method::GET | http::Method::DELETE => return Ok(Admit::Proxy),
+            _ => return Err(Refusal::MethodNotAllowed),
+        }
+
+        let body = read_body(session, snap.max_body_bytes).await?;
+        let t = Instant::now();
+        let facts = classify(&body, snap.max_json_depth)?;
+        let req = session.req_header();
+        let revision = effective_revision(header_bytes(req, "mcp-protocol-version"), &facts);
+        check_mirrored_headers(
+            &facts,
+            revision,
+            header_bytes(req, "mcp-method"),
+            header_bytes(req, "mcp-name"),
+        )?;
+        let m = &self.shared.metrics.mcp_messages;
+        for msg in &facts.messages {
+            m.with_label_values(&[route.name.as_str(), "client", msg.method.as_label()])
+                .inc();
+        }
+        ctx.revision = revision;
+        ctx.facts = Some(facts);
+        let big = body.len() > PINGORA_REPLAY_LIMIT;
+        ctx.body = Some(body);
+        ctx.gateway_time += t.elapsed();
+        Ok(if big { Admit::Forward } else { Admit::Proxy })
+    }
+
+    /// Answer a refusal: wire bytes, a metric and a log line.
+    async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, refusal: &Refusal) {
+        ctx.refused = Some(refusal.reason());
+        self.shared
+            .metrics
+            .refusals
+            .with_label_values(&[ctx.route_label(), refusal.reason()])
+            .inc();
+        tracing::info!(
+            route = ctx.route_label(),
+            status = refusal.status(),
+            reason = refusal.reason(),
+            detail = %refusal,
+            "request refused"
+        );
+        if let Err(e) = refusal::respond(session, refusal, ctx.first_id()).await {
+            tracing::debug!(error = %e, "could not write refusal");
+        }
+    }
+
+    /// The upstream request: its path, its `Host`, the client address.
+    pub(crate) fn prepare_upstream_request(
+        &self,
+        session: &Session,
+        req: &mut RequestHeader,
+        ctx: &Ctx,
+    ) -> Result<()> {
+        let route = ctx
+            .route()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
+        upstream::rewrite_request(req, ctx.rt.snapshot.upstream(route), &ctx.upstream_path)?;
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            req.insert_header("x-forwarded-for", addr.ip().to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Start watching the response; shared with `forward`.
+    pub(crate) fn on_response_header(&self, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let ct = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+        ctx.inspector.start(ct, ctx.facts.as_ref(), max);
+        if ctx.inspector.is_sse() {
+            ctx.sse_counted = true;
+            self.shared
+                .metrics
+                .sse_streams
+                .with_label_values(&[ctx.route_label()])
+                .inc();
+            if ctx.legacy.is_some() {
+                // The rewritten endpoint event changes the length.
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+            }
+        } else {
+            ctx.legacy = None;
+        }
+        Ok(())
+    }
+
+    fn record(&self, session: &Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let m = &self.shared.metrics;
+        let route = ctx.route_label().to_owned();
+        let status = session
+            .response_written()
+            .map_or(0, |r| r.status.as_u16());
+        let method = session.req_header().method.as_str();
+        m.requests
+            .with_label_values(&[route.as_str(), method_label(method), status_label(status)])
+            .inc();
+        m.request_duration
+            .with_label_values(&[route.as_str()])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        m.gateway_time
+            .with_label_values(&[route.as_str()])
+            .observe(ctx.gateway_time.as_secs_f64());
+        if let Some(l) = ctx.upstream_latency {
+            m.upstream_latency
+                .with_label_values(&[route.as_str()])
+                .observe(l.as_secs_f64());
+        }
+        if ctx.sse_counted {
+            m.sse_streams.with_label_values(&[route.as_str()]).dec();
+        }
+        if ctx.inspector.unparsed > 0 {
+            m.unparsed_server_messages
+                .with_label_values(&[route.as_str()])
+                .inc_by(u64::from(ctx.inspector.unparsed));
+        }
+        for method in &ctx.inspector.server_messages {
+            m.mcp_messages
+                .with_label_values(&[route.as_str(), "server", method.as_label()])
+                .inc();
+        }
+        let upstream_name = ctx
+            .route()
+            .map(|r| ctx.rt.snapshot.upstream(r).name.as_str())
+            .unwrap_or("");
+        if let Some(tools) = &ctx.inspector.tools_seen {
+            self.shared.learn_tools(upstream_name, tools);
+        }
+        if let Some(facts) = &ctx.facts {
+            for msg in facts.messages.iter().filter(|m| m.method == Method::ToolsCall) {
+                let outcome = match (&msg.id, ctx.refused) {
+                    (_, Some(_)) => "refused",
+                    (Some(id), None) => ctx.inspector.outcome(id).map_or("no_response", |o| o.as_label()),
+                    (None, None) => "notification",
+                };
+                let tool = self
+                    .shared
+                    .tool_label(upstream_name, msg.target.as_deref().unwrap_or(""));
+                m.tool_calls
+                    .with_label_values(&[route.as_str(), tool, outcome])
+                    .inc();
+            }
+        }
+        let first = ctx.facts.as_ref().map(|f| f.first());
+        tracing::debug!(
+            route = %route,
+            status,
+            method,
+            rpc = first.map_or("", |m| m.method.name()),
+            target = first.and_then(|m| m.target.as_deref()).unwrap_or(""),
+            revision = ctx.revision.map_or("", Revision::as_label),
+            gateway_us = ctx.gateway_time.as_micros() as u64,
+            error = e.map(|e| e.to_string()),
+            "request"
+        );
+    }
+}
+
+/// Watch one response chunk; shared with `forward`.
+pub(crate) fn on_response_chunk(body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) {
+    if let Some(rw) = ctx.legacy.as_mut() {
+        *body = rw.process(body.take(), end);
+    }
+    if let Some(b) = body.as_ref() {
+        ctx.inspector.feed(b);
+    }
+    if end {
+        ctx.inspector.finish();
+    }
+}
+
+/// Read the whole request body, refusing it past `limit` bytes. Pingora's
+/// replay buffer is enabled first so bodies up to its size need no copy.
+async fn read_body(session: &mut Session, limit: u64) -> std::result::Result<Bytes, Refusal> {
+    let declared = header_str(session.req_header(), http::header::CONTENT_LENGTH)
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Refusal::BodyTooLarge { limit });
+    }
+    session.enable_retry_buffering();
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit) as usize);
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if (buf.len() + chunk.len()) as u64 > limit {
+                    return Err(Refusal::BodyTooLarge { limit });
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "request body read failed");
+                return Err(Refusal::BodyRead);
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// A request carrying both `Content-Length` and `Transfer-Encoding` is the
+/// classic smuggling vector: refuse it outright.
+fn check_framing(req: &RequestHeader) -> std::result::Result<(), Refusal> {
+    let h = &req.headers;
+    if h.contains_key(http::header::CONTENT_LENGTH) && h.contains_key(http::header::TRANSFER_ENCODING) {
+        return Err(Refusal::Framing(
+            "both Content-Length and Transfer-Encoding present",
+        ));
+    }
+    let mut lengths = h.get_all(http::header::CONTENT_LENGTH).iter();
+    if let (Some(a), Some(b)) = (lengths.next(), lengths.next()) {
+        if a != b {
+            return Err(Refusal::Framing("conflicting Content-Length headers"));
+        }
+    }
+    Ok(())
+}
+
+fn header_str(req: &RequestHeader, name: impl http::header::AsHeaderName) -> Option<&str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn header_bytes<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a [u8]> {
+    req.headers.get(name).map(|v| v.as_bytes())
+}
+
+/// Which configured listener accepted the connection.
+fn listener_name<'a>(
+    snap: &'a sluice_config::Snapshot,
+    local: Option<&pingora::protocols::l4::socket::SocketAddr>,
+) -> &'a str {
+    let local = local.and_then(|a| a.as_inet());
+    snap.listeners
+        .iter()
+        .find(|l| {
+            local.is_some_and(|a| {
+                a.port() == l.address.port()
+                    && (l.address.ip().is_unspecified() || l.address.ip() == a.ip())
+            })
+        })
+        .or(snap.listeners.first())
+        .map_or("", |l| l.name.as_str())
+}
+
+fn method_label(m: &str) -> &'static str {
+    match m {
+        "GET" => "GET",
+        "POST" => "POST",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PUT" => "PUT",
+        _ => "other",
+    }
+}
+
+fn status_label(s: u16) -> &'static str {
+    const CODES: [(u16, &str); 18] = [
+        (0, "0"), (200, "200"), (202, "202"), (204, "204"), (400, "400"), (401, "401"),
+        (403, "403"), (404, "404"), (405, "405"), (406, "406"), (413, "413"), (429, "429"),
+        (500, "500"), (502, "502"), (503, "503"), (504, "504"), (301, "301"), (302, "302"),
+    ];
+    CODES.iter().find(|(c, _)| *c == s).map_or(match s / 100 {
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }, |(_, l)| l)
+}
+
+fn upstream_error_kind(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectTimedout => "connect_timeout",
+        ErrorType::ConnectRefused => "connect_refused",
+        ErrorType::ConnectNoRoute => "no_route",
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => "tls",
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+        ErrorType::ConnectionClosed => "closed",
+        _ if e.esource() == &pingora::ErrorSource::Upstream => "upstream",
+        _ => "other",
+    }
+}
+

@@ -1,0 +1,117 @@
+//! The one place a refusal becomes wire bytes: HTTP status, a JSON-RPC error
+//! carrying the request's id, a metric and a log line. Every phase that
+//! refuses returns a `Refusal`; nothing else writes error responses.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::mcp::{ClassifyError, RequestId};
+
+/// JSON-RPC codes used by the gateway (MCP spec values; no invented codes).
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// 2026-07-28: mirrored header does not match the body.
+    pub const HEADER_MISMATCH: i64 = -32020;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("no route for this path")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("host not allowed")]
+    BadHost,
+    #[error("origin not allowed")]
+    BadOrigin,
+    #[error("{0}")]
+    Framing(&'static str),
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("could not read the request body")]
+    BodyRead,
+    #[error(transparent)]
+    Classify(#[from] ClassifyError),
+    #[error("upstream unavailable: {0}")]
+    Upstream(&'static str),
+}
+
+impl Refusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::NoRoute => 404,
+            Refusal::MethodNotAllowed => 405,
+            Refusal::BadHost | Refusal::BadOrigin => 403,
+            Refusal::Framing(_) | Refusal::BodyRead | Refusal::Classify(_) => 400,
+            Refusal::BodyTooLarge { .. } => 413,
+            Refusal::Upstream(_) => 502,
+        }
+    }
+
+    pub fn rpc_code(&self) -> i64 {
+        match self {
+            Refusal::Classify(ClassifyError::Parse { .. }) => code::PARSE_ERROR,
+            Refusal::Classify(ClassifyError::HeaderMismatch { .. }) => code::HEADER_MISMATCH,
+            Refusal::Upstream(_) => code::INTERNAL_ERROR,
+            _ => code::INVALID_REQUEST,
+        }
+    }
+
+    /// A bounded metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::NoRoute => "no_route",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::BadHost => "bad_host",
+            Refusal::BadOrigin => "bad_origin",
+            Refusal::Framing(_) => "framing",
+            Refusal::BodyTooLarge { .. } => "body_too_large",
+            Refusal::BodyRead => "body_read",
+            Refusal::Classify(ClassifyError::Parse { .. }) => "parse_error",
+            Refusal::Classify(ClassifyError::TooDeep { .. }) => "too_deep",
+            Refusal::Classify(ClassifyError::Invalid { .. }) => "invalid_request",
+            Refusal::Classify(ClassifyError::HeaderMismatch { .. }) => "header_mismatch",
+            Refusal::Upstream(_) => "upstream",
+        }
+    }
+
+    /// The id to answer with: the one the classifier found, else the caller's.
+    pub fn id<'a>(&'a self, fallback: Option<&'a RequestId>) -> Option<&'a RequestId> {
+        match self {
+            Refusal::Classify(e) => e.id().or(fallback),
+            _ => fallback,
+        }
+    }
+}
+
+/// The JSON-RPC error body for `refusal`.
+pub fn body(refusal: &Refusal, id: Option<&RequestId>) -> Bytes {
+    let message = serde_json::to_string(&refusal.to_string()).unwrap_or_else(|_| "\"\"".into());
+    Bytes::from(format!(
+        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{},"message":{}}}}}"#,
+        id.map_or("null", RequestId::raw),
+        refusal.rpc_code(),
+        message
+    ))
+}
+
+/// Write `refusal` to the client. The caller records metrics and logs.
+pub async fn respond(
+    session: &mut Session,
+    refusal: &Refusal,
+    id: Option<&RequestId>,
+) -> pingora::Result<()> {
+    let body = body(refusal, refusal.id(id));
+    let mut resp = ResponseHeader::build(refusal.status(), Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    if matches!(refusal, Refusal::MethodNotAllowed) {
+        resp.insert_header(http::header::ALLOW, "GET, POST, DELETE")?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}

@@ -1,0 +1,207 @@
+//! Where snapshots come from and how they are swapped: the config source
+//! (a file, or text built in memory), the first load, and the background
+//! task that reloads on file change and SIGHUP, re-resolves upstream
+//! addresses, and reloads listener certificates. An invalid config never
+//! replaces a good one: it is logged and counted, and the old one serves on.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use sluice_config::{ConfigErrors, Snapshot};
+
+use crate::state::{Runtime, Shared};
+use crate::tls::ReloadingCert;
+use crate::upstream;
+
+/// How often the file's metadata is checked for a change.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// How often upstream host names are resolved again.
+const RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    /// Built in memory: the embedded default or the sidecar flags.
+    Text(String),
+}
+
+impl Source {
+    pub fn read(&self) -> Result<String, ConfigErrors> {
+        match self {
+            Source::Text(t) => Ok(t.clone()),
+            Source::File(p) => std::fs::read_to_string(p).map_err(|e| {
+                sluice_config::ConfigError::new(p.display().to_string(), e.to_string()).into()
+            }),
+        }
+    }
+
+    fn stamp(&self) -> Option<(SystemTime, u64)> {
+        match self {
+            Source::File(p) => std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len()))),
+            Source::Text(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    New,
+    Unchanged,
+}
+
+pub struct Reloader {
+    shared: Arc<Shared>,
+    source: Source,
+    generation: AtomicU64,
+    stamp: Mutex<Option<(SystemTime, u64)>>,
+    certs: Vec<(String, Arc<ReloadingCert>)>,
+}
+
+impl Reloader {
+    pub fn new(shared: Arc<Shared>, source: Source) -> Self {
+        Self {
+            shared,
+            stamp: Mutex::new(source.stamp()),
+            source,
+            generation: AtomicU64::new(0),
+            certs: Vec::new(),
+        }
+    }
+
+    /// Certificates to re-read on every applied snapshot, by listener name.
+    pub fn with_certs(mut self, certs: Vec<(String, Arc<ReloadingCert>)>) -> Self {
+        self.certs = certs;
+        self
+    }
+
+    /// Read, validate and resolve the source; publish it if it is new.
+    pub async fn reload(&self) -> Result<Applied, ConfigErrors> {
+        let outcome = self.try_reload().await;
+        let m = &self.shared.metrics;
+        match &outcome {
+            Ok(Applied::New) => {
+                m.config_reloads.with_label_values(&["applied"]).inc();
+                m.config_last_reload_ok.set(1);
+            }
+            Ok(Applied::Unchanged) => {
+                m.config_reloads.with_label_values(&["unchanged"]).inc();
+                m.config_last_reload_ok.set(1);
+            }
+            Err(e) => {
+                m.config_reloads.with_label_values(&["invalid"]).inc();
+                m.config_last_reload_ok.set(0);
+                tracing::error!(errors = %e, "config refused; the previous snapshot keeps serving");
+            }
+        }
+        outcome
+    }
+
+    async fn try_reload(&self) -> Result<Applied, ConfigErrors> {
+        let text = self.source.read()?;
+        let current = self.shared.current();
+        let next_gen = self.generation.load(Ordering::Acquire) + 1;
+        let snapshot = sluice_config::load(&text, next_gen)?;
+        if self.shared.is_ready() && snapshot.version.hash == current.snapshot.version.hash {
+            return Ok(Applied::Unchanged);
+        }
+        if self.shared.is_ready() && snapshot.listeners != current.snapshot.listeners {
+            tracing::warn!("listener changes take effect on restart or graceful upgrade");
+        }
+        for (name, cert) in &self.certs {
+            if let Some(tls) = snapshot
+                .listeners
+                .iter()
+                .find(|l| &l.name == name)
+                .and_then(|l| l.tls.as_ref())
+            {
+                if let Err(e) = cert.reload(&tls.cert_file, &tls.key_file) {
+                    return Err(sluice_config::ConfigError::new(
+                        format!("listeners.{name}.tls"),
+                        e,
+                    )
+                    .into());
+                }
+            }
+        }
+        let peers = upstream::build_peers(&snapshot).await;
+        self.generation.store(next_gen, Ordering::Release);
+        tracing::info!(version = %snapshot.version, routes = snapshot.routes.len(), "snapshot applied");
+        self.shared.publish(Runtime {
+            snapshot: Arc::new(snapshot),
+            peers,
+        });
+        Ok(Applied::New)
+    }
+
+    /// Resolve upstream names again; publish the same snapshot with new peers.
+    async fn refresh_peers(&self) {
+        let current = self.shared.current();
+        let peers = upstream::build_peers(&current.snapshot).await;
+        let changed = peers.len() != current.peers.len()
+            || peers
+                .iter()
+                .zip(&current.peers)
+                .any(|(a, b)| a.as_ref().map(|p| p._address.clone()) != b.as_ref().map(|p| p._address.clone()));
+        if changed {
+            tracing::info!("upstream addresses changed");
+            self.shared.publish(Runtime {
+                snapshot: current.snapshot.clone(),
+                peers,
+            });
+        }
+    }
+
+    fn file_changed(&self) -> bool {
+        let now = self.source.stamp();
+        let mut last = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        if now.is_some() && *last != now {
+            *last = now;
+            return true;
+        }
+        false
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGHUP reload unavailable");
+                None
+            }
+        };
+        let mut watch = tokio::time::interval(WATCH_INTERVAL);
+        let mut resolve = tokio::time::interval(RESOLVE_INTERVAL);
+        resolve.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                    tracing::info!("SIGHUP: reloading config");
+                    let _ = self.reload().await;
+                }
+                _ = watch.tick() => {
+                    if self.file_changed() {
+                        tracing::info!("config file changed: reloading");
+                        let _ = self.reload().await;
+                    }
+                }
+                _ = resolve.tick() => self.refresh_peers().await,
+            }
+        }
+    }
+}
+
+/// Validate a config source without serving it (`--validate`).
+pub fn validate(source: &Source) -> Result<Snapshot, ConfigErrors> {
+    sluice_config::load(&source.read()?, 1)
+}

@@ -1,0 +1,97 @@
+//! Assembly of the Pingora server: the proxy service on the snapshot's
+//! listeners (plain or TLS, HTTP/1.1 and HTTP/2), the admin service, the
+//! reloader, and the shutdown grace period.
+
+use std::sync::Arc;
+
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::GenBackgroundService;
+use pingora::services::listening::Service;
+
+use crate::admin::Admin;
+use crate::proxy::Gateway;
+use crate::reload::{Reloader, Source};
+use crate::state::{Runtime, Shared};
+use crate::tls::ReloadingCert;
+
+pub struct Options {
+    pub source: Source,
+    pub threads: usize,
+    pub upgrade: bool,
+}
+
+/// Load the first snapshot and build the server; `run_forever` it next.
+pub fn build(opts: Options) -> anyhow::Result<Server> {
+    // The first snapshot decides the listeners, so load it before building.
+    let text = opts.source.read()?;
+    let first = sluice_config::load(&text, 1)?;
+    let shared = Shared::new(Runtime::empty(first.clone()));
+
+    let mut certs = Vec::new();
+    for l in &first.listeners {
+        if let Some(tls) = &l.tls {
+            let cert = ReloadingCert::load(&tls.cert_file, &tls.key_file)
+                .map_err(|e| anyhow::anyhow!("listener {}: {e}", l.name))?;
+            certs.push((l.name.clone(), Arc::new(cert)));
+        }
+    }
+    let reloader = Reloader::new(shared.clone(), opts.source).with_certs(certs.clone());
+    // Resolve upstreams and publish on a runtime of its own: Pingora's
+    // runtimes do not exist yet.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(reloader.reload())?;
+
+    let conf = ServerConf {
+        threads: opts.threads.max(1),
+        grace_period_seconds: Some(first.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let gateway = Gateway {
+        shared: shared.clone(),
+        connector: pingora::connectors::http::Connector::new(None),
+    };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sluice");
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut o = HttpServerOptions::default();
+        o.h2c = first.listeners.iter().any(|l| l.http2 && l.tls.is_none());
+        app.server_options = Some(o);
+    }
+    for l in &first.listeners {
+        let addr = l.address.to_string();
+        match certs.iter().find(|(n, _)| n == &l.name) {
+            Some((_, cert)) => {
+                let mut tls = TlsSettings::intermediate("", "")?;
+                tls.set_cert_resolver(cert.clone());
+                if l.http2 {
+                    tls.enable_h2();
+                }
+                proxy.add_tls_with_settings(&addr, None, tls);
+            }
+            None => proxy.add_tcp(&addr),
+        }
+        tracing::info!(listener = %l.name, address = %addr, tls = l.tls.is_some(), "listening");
+    }
+    server.add_service(proxy);
+
+    if let Some(admin_addr) = first.admin {
+        let mut admin = Service::new("sluice admin".into(), Admin { shared: shared.clone() });
+        admin.add_tcp(&admin_addr.to_string());
+        server.add_service(admin);
+        tracing::info!(address = %admin_addr, "admin listening");
+    }
+    server.add_service(GenBackgroundService::new("sluice reloader".into(), Arc::new(reloader)));
+    Ok(server)
+}

@@ -1,0 +1,109 @@
+//! The gateway's shared state: the current `Runtime` (one config snapshot
+//! plus what was resolved for it) behind one `ArcSwap`, so a request takes
+//! exactly one version for its whole life; readiness; the metrics registry;
+//! tool catalogs learnt from upstream `tools/list` results.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pingora::upstreams::peer::HttpPeer;
+use sluice_config::Snapshot;
+
+use crate::metrics::Metrics;
+
+/// Most tools remembered per upstream for metric labels; more fold into `other`.
+const MAX_CATALOG: usize = 1024;
+
+/// A snapshot and the upstream peers built for it. Swapped as one.
+pub struct Runtime {
+    pub snapshot: Arc<Snapshot>,
+    /// By upstream index; `None` while its address does not resolve.
+    pub peers: Vec<Option<HttpPeer>>,
+}
+
+impl Runtime {
+    /// The state before any config was applied: serves nothing, not ready.
+    pub fn empty(snapshot: Snapshot) -> Self {
+        Self {
+            snapshot: Arc::new(snapshot),
+            peers: Vec::new(),
+        }
+    }
+}
+
+pub struct Shared {
+    current: ArcSwap<Runtime>,
+    ready: AtomicBool,
+    pub metrics: Metrics,
+    catalogs: ArcSwap<HashMap<String, Arc<HashSet<Box<str>>>>>,
+}
+
+impl Shared {
+    pub fn new(initial: Runtime) -> Arc<Self> {
+        Arc::new(Self {
+            current: ArcSwap::from_pointee(initial),
+            ready: AtomicBool::new(false),
+            metrics: Metrics::new(),
+            catalogs: ArcSwap::from_pointee(HashMap::new()),
+        })
+    }
+
+    /// The runtime a new request will use for its whole life.
+    pub fn current(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// Publish a new runtime; requests already in flight keep theirs.
+    pub fn publish(&self, runtime: Runtime) {
+        self.metrics
+            .config_generation
+            .set(runtime.snapshot.version.generation as i64);
+        self.current.store(Arc::new(runtime));
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The label for `tool` on `upstream`: its name if the upstream listed it.
+    pub fn tool_label<'a>(&self, upstream: &str, tool: &'a str) -> &'a str {
+        let known = self
+            .catalogs
+            .load()
+            .get(upstream)
+            .is_some_and(|c| c.contains(tool));
+        if known {
+            tool
+        } else {
+            "other"
+        }
+    }
+
+    /// Remember the tools an upstream listed (bounded), for metric labels.
+    pub fn learn_tools(&self, upstream: &str, tools: &[Box<str>]) {
+        let current = self.catalogs.load();
+        if let Some(have) = current.get(upstream) {
+            if tools.iter().all(|t| have.contains(t)) {
+                return;
+            }
+        }
+        self.catalogs.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            let mut set: HashSet<Box<str>> = map
+                .get(upstream)
+                .map(|s| HashSet::clone(s))
+                .unwrap_or_default();
+            for t in tools {
+                if set.len() >= MAX_CATALOG {
+                    break;
+                }
+                set.insert(t.clone());
+            }
+            map.insert(upstream.to_owned(), Arc::new(set));
+            map
+        });
+    }
+}

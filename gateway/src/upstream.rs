@@ -1,0 +1,99 @@
+//! Upstream peers: resolving addresses off the proxy's threads, building the
+//! `HttpPeer` (timeouts, TLS verification, mTLS) once per snapshot, and
+//! mapping a gateway path onto the upstream's URL.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::{HttpPeer, ALPN};
+use sluice_config::{Scheme, Snapshot, Upstream};
+
+/// Resolve every upstream of `snapshot` and build its peer. Runs on the
+/// background runtime (DNS is blocking in the OS resolver); an upstream that
+/// does not resolve gets `None` and its requests a 502 until it does.
+pub async fn build_peers(snapshot: &Snapshot) -> Vec<Option<HttpPeer>> {
+    let mut peers = Vec::with_capacity(snapshot.upstreams.len());
+    for up in &snapshot.upstreams {
+        let peer = match resolve(up).await {
+            Ok(addr) => match build_peer(up, addr) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::error!(upstream = %up.name, error = %e, "upstream TLS setup failed");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(upstream = %up.name, host = %up.host, error = %e, "upstream does not resolve");
+                None
+            }
+        };
+        peers.push(peer);
+    }
+    peers
+}
+
+async fn resolve(up: &Upstream) -> std::io::Result<SocketAddr> {
+    if let Ok(ip) = up.host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, up.port));
+    }
+    tokio::net::lookup_host((up.host.as_str(), up.port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no addresses"))
+}
+
+/// The peer for `up` at `addr`, with its options set once.
+pub fn build_peer(up: &Upstream, addr: SocketAddr) -> Result<HttpPeer, String> {
+    let tls = up.scheme == Scheme::Https;
+    let sni = up.tls.as_ref().map(|t| t.sni.clone()).unwrap_or_default();
+    let mut peer = HttpPeer::new(addr, tls, sni);
+    let o = &mut peer.options;
+    o.connection_timeout = Some(up.connect_timeout);
+    o.total_connection_timeout = Some(up.connect_timeout * 2);
+    o.read_timeout = up.read_timeout;
+    o.write_timeout = up.write_timeout;
+    o.idle_timeout = Some(up.idle_timeout);
+    if up.http2 {
+        o.alpn = ALPN::H2H1;
+        // Pingora's default of one stream per connection defeats h2.
+        o.max_h2_streams = 100;
+    }
+    if let Some(t) = &up.tls {
+        o.verify_cert = t.verify;
+        o.verify_hostname = t.verify;
+        if let Some(ca) = &t.ca_file {
+            o.ca = Some(crate::tls::load_ca(ca)?);
+        }
+        if let Some((cert, key)) = &t.client_cert {
+            peer.client_cert_key = Some(Arc::new(crate::tls::load_cert_key(cert, key)?));
+        }
+    }
+    Ok(peer)
+}
+
+/// The upstream path for a gateway request: the upstream URL's base path,
+/// then what followed the route prefix, then the query.
+pub fn upstream_path(up: &Upstream, rest: &str, query: Option<&str>) -> String {
+    let mut p = String::with_capacity(up.base_path.len() + rest.len() + 1 + query.map_or(0, str::len));
+    p.push_str(&up.base_path);
+    p.push_str(rest);
+    if p.is_empty() {
+        p.push('/');
+    }
+    if let Some(q) = query {
+        p.push('?');
+        p.push_str(q);
+    }
+    p
+}
+
+/// Point the request at the upstream: its path and its own `Host`.
+pub fn rewrite_request(req: &mut RequestHeader, up: &Upstream, path: &str) -> pingora::Result<()> {
+    let uri: http::Uri = path.parse().map_err(|_| {
+        pingora::Error::explain(pingora::ErrorType::InternalError, "bad upstream path")
+    })?;
+    req.set_uri(uri);
+    req.insert_header(http::header::HOST, up.authority.as_str())?;
+    Ok(())
+}
