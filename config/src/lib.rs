@@ -9,8 +9,8 @@ mod snapshot;
 pub use error::{ConfigError, ConfigErrors};
 pub use raw::*;
 pub use snapshot::{
-    HostPolicy, Listener, ListenerTls, Route, RouteTransport, Scheme, Snapshot,
-    Upstream, UpstreamTls, Version,
+    HostPolicy, Listener, ListenerTls, Route, RouteTransport, Scheme, Snapshot, Upstream,
+    UpstreamTls, Version,
 };
 
 /// Parse and resolve a YAML document into a snapshot with the given generation.

@@ -220,7 +220,9 @@ impl Snapshot {
             max_json_depth,
             max_inspected_response_bytes,
             grace_period: Duration::from_secs(
-                raw.shutdown.grace_period_s.unwrap_or(DEFAULT_GRACE_PERIOD_S),
+                raw.shutdown
+                    .grace_period_s
+                    .unwrap_or(DEFAULT_GRACE_PERIOD_S),
             ),
             upstreams,
             routes,
@@ -286,7 +288,10 @@ fn check_name(name: &str, path: &str, seen: &mut Vec<String>, errs: &mut Vec<Con
 
 fn build_listeners(raw: &[RawListener], errs: &mut Vec<ConfigError>) -> Vec<Listener> {
     if raw.is_empty() {
-        errs.push(ConfigError::new("listeners", "at least one listener is required"));
+        errs.push(ConfigError::new(
+            "listeners",
+            "at least one listener is required",
+        ));
     }
     let mut seen = Vec::new();
     let mut out = Vec::new();
@@ -345,7 +350,10 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        errs.push(ConfigError::new(&url_path, "a query or fragment is not allowed"));
+        errs.push(ConfigError::new(
+            &url_path,
+            "a query or fragment is not allowed",
+        ));
     }
     let host = match url.host() {
         Some(url::Host::Ipv6(ip)) => ip.to_string(),
@@ -425,7 +433,11 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
     })
 }
 
-fn build_routes(raw: &RawConfig, listeners: &[Listener], errs: &mut Vec<ConfigError>) -> Vec<Route> {
+fn build_routes(
+    raw: &RawConfig,
+    listeners: &[Listener],
+    errs: &mut Vec<ConfigError>,
+) -> Vec<Route> {
     let mut seen = Vec::new();
     let mut paths: Vec<String> = Vec::new();
     let mut out = Vec::new();
@@ -506,7 +518,11 @@ fn build_host_policy(raw: Option<&RawHostPolicy>) -> HostPolicy {
     };
     let origins = match &raw.allowed_origins {
         Some(l) if any(l) => None,
-        Some(l) => Some(l.iter().map(|o| o.trim_end_matches('/').to_owned()).collect()),
+        Some(l) => Some(
+            l.iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect(),
+        ),
         None => Some(Vec::new()),
     };
     HostPolicy { hosts, origins }

@@ -33,9 +33,15 @@ fn resolves_a_good_config() {
 
 #[test]
 fn same_source_same_hash() {
-    assert_eq!(load(GOOD, 1).expect("ok").version.hash, load(GOOD, 2).expect("ok").version.hash);
+    assert_eq!(
+        load(GOOD, 1).expect("ok").version.hash,
+        load(GOOD, 2).expect("ok").version.hash
+    );
     let other = GOOD.replace("9901", "9902");
-    assert_ne!(load(GOOD, 1).expect("ok").version.hash, load(&other, 1).expect("ok").version.hash);
+    assert_ne!(
+        load(GOOD, 1).expect("ok").version.hash,
+        load(&other, 1).expect("ok").version.hash
+    );
 }
 
 #[test]
@@ -98,10 +104,16 @@ fn host_policy_defaults_to_loopback_and_same_host_origins() {
     assert!(mcp.hosts.allows("127.0.0.1:8080", None));
     assert!(mcp.hosts.allows("localhost", Some("http://localhost:3000")));
     assert!(!mcp.hosts.allows("evil.example", None));
-    assert!(!mcp.hosts.allows("localhost:8080", Some("https://evil.example")));
+    assert!(!mcp
+        .hosts
+        .allows("localhost:8080", Some("https://evil.example")));
     assert!(!mcp.hosts.allows("localhost:8080", Some("null")));
     let sec = &s.routes[s.route_for("main", "/secure").expect("route").0];
-    assert!(!sec.hosts.allows("anything.example", Some("https://evil.example")));
-    assert!(sec.hosts.allows("anything.example", Some("https://anything.example")));
+    assert!(!sec
+        .hosts
+        .allows("anything.example", Some("https://evil.example")));
+    assert!(sec
+        .hosts
+        .allows("anything.example", Some("https://anything.example")));
     assert!(sec.hosts.allows("anything.example", None));
 }

@@ -20,7 +20,9 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let (status, ctype, body) = match session.req_header().uri.path() {
             "/healthz" => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
-            "/readyz" if self.shared.is_ready() => (StatusCode::OK, "text/plain", b"ready\n".to_vec()),
+            "/readyz" if self.shared.is_ready() => {
+                (StatusCode::OK, "text/plain", b"ready\n".to_vec())
+            }
             "/readyz" => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
@@ -36,7 +38,8 @@ impl ServeHttp for Admin {
                 (
                     StatusCode::OK,
                     "application/json",
-                    format!(r#"{{"generation":{},"hash":"{}"}}"#, v.generation, v.hash).into_bytes(),
+                    format!(r#"{{"generation":{},"hash":"{}"}}"#, v.generation, v.hash)
+                        .into_bytes(),
                 )
             }
             _ => (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),

@@ -11,7 +11,11 @@ use crate::reload::Source;
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/examples/demo.yaml");
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice-gateway", version, about = "Sluice: an inline gateway for MCP traffic")]
+#[command(
+    name = "sluice-gateway",
+    version,
+    about = "Sluice: an inline gateway for MCP traffic"
+)]
 pub struct Cli {
     /// YAML config file; reloaded on change and on SIGHUP.
     #[arg(long, short = 'c', conflicts_with = "upstream")]
@@ -45,7 +49,12 @@ impl Cli {
             return Source::File(p.clone());
         }
         if let Some(u) = &self.upstream {
-            return Source::Text(sidecar_yaml(u, &self.listen, &self.admin, &self.allowed_hosts));
+            return Source::Text(sidecar_yaml(
+                u,
+                &self.listen,
+                &self.admin,
+                &self.allowed_hosts,
+            ));
         }
         Source::Text(EMBEDDED_DEFAULT.to_owned())
     }

@@ -40,7 +40,9 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         .clone();
     gw.on_response_header(&mut resp, ctx)?;
     let header_only = up.response_done();
-    session.write_response_header(Box::new(resp), header_only).await?;
+    session
+        .write_response_header(Box::new(resp), header_only)
+        .await?;
     if !header_only {
         loop {
             let chunk = up.read_response_body().await?;
@@ -55,6 +57,8 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
             }
         }
     }
-    gw.connector.release_http_session(up, &peer, Some(idle)).await;
+    gw.connector
+        .release_http_session(up, &peer, Some(idle))
+        .await;
     Ok(())
 }

@@ -21,7 +21,11 @@ fn main() {
     if cli.validate {
         match reload::validate(&source) {
             Ok(s) => {
-                println!("config is valid: {} routes, version {}", s.routes.len(), s.version);
+                println!(
+                    "config is valid: {} routes, version {}",
+                    s.routes.len(),
+                    s.version
+                );
                 std::process::exit(0)
             }
             Err(errors) => {
@@ -32,9 +36,9 @@ fn main() {
             }
         }
     }
-    let threads = cli.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    });
+    let threads = cli
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let server = server::build(server::Options {
         source,
         threads,

@@ -213,7 +213,11 @@ impl ProxyHttp for Gateway {
 impl Gateway {
     /// Decide whether the request may go upstream, reading and classifying
     /// its body. Order: cheap header checks first, so a refusal costs least.
-    async fn admit(&self, session: &mut Session, ctx: &mut Ctx) -> std::result::Result<Admit, Refusal> {
+    async fn admit(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> std::result::Result<Admit, Refusal> {
         let t = Instant::now();
         let snap = ctx.rt.snapshot.clone();
         let req = session.req_header();
@@ -225,7 +229,8 @@ impl Gateway {
         let up = snap.upstream(route);
         ctx.upstream_path = upstream::upstream_path(up, rest, req.uri.query());
 
-        check_framing(req)?;
+        check_framing(session)?;
+        let req = session.req_header();
         let host = req
             .uri
             .authority()
@@ -239,7 +244,13 @@ impl Gateway {
         if !route.hosts.allows(host, origin) {
             return Err(Refusal::BadOrigin);
         }
-        if ctx.rt.peers.get(route.upstream).and_then(Option::as_ref).is_none() {
+        if ctx
+            .rt
+            .peers
+            .get(route.upstream)
+            .and_then(Option::as_ref)
+            .is_none()
+        {
             return Err(Refusal::Upstream("upstream address not resolved"));
         }
         let method = req.method.clone();
@@ -316,7 +327,11 @@ impl Gateway {
     }
 
     /// Start watching the response; shared with `forward`.
-    pub(crate) fn on_response_header(&self, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    pub(crate) fn on_response_header(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let ct = resp
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -344,9 +359,7 @@ impl Gateway {
     fn record(&self, session: &Session, e: Option<&Error>, ctx: &mut Ctx) {
         let m = &self.shared.metrics;
         let route = ctx.route_label().to_owned();
-        let status = session
-            .response_written()
-            .map_or(0, |r| r.status.as_u16());
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let method = session.req_header().method.as_str();
         m.requests
             .with_label_values(&[route.as_str(), method_label(method), status_label(status)])
@@ -383,10 +396,17 @@ impl Gateway {
             self.shared.learn_tools(upstream_name, tools);
         }
         if let Some(facts) = &ctx.facts {
-            for msg in facts.messages.iter().filter(|m| m.method == Method::ToolsCall) {
+            for msg in facts
+                .messages
+                .iter()
+                .filter(|m| m.method == Method::ToolsCall)
+            {
                 let outcome = match (&msg.id, ctx.refused) {
                     (_, Some(_)) => "refused",
-                    (Some(id), None) => ctx.inspector.outcome(id).map_or("no_response", |o| o.as_label()),
+                    (Some(id), None) => ctx
+                        .inspector
+                        .outcome(id)
+                        .map_or("no_response", |o| o.as_label()),
                     (None, None) => "notification",
                 };
                 let tool = self
@@ -454,13 +474,22 @@ async fn read_body(session: &mut Session, limit: u64) -> std::result::Result<Byt
 }
 
 /// A request carrying both `Content-Length` and `Transfer-Encoding` is the
-/// classic smuggling vector: refuse it outright.
-fn check_framing(req: &RequestHeader) -> std::result::Result<(), Refusal> {
-    let h = &req.headers;
-    if h.contains_key(http::header::CONTENT_LENGTH) && h.contains_key(http::header::TRANSFER_ENCODING) {
-        return Err(Refusal::Framing(
-            "both Content-Length and Transfer-Encoding present",
-        ));
+/// classic smuggling vector: refuse it outright. Pingora drops the
+/// `Content-Length` of such a request before any filter runs, so look at the
+/// raw header bytes, and only when `Transfer-Encoding` is there at all.
+fn check_framing(session: &Session) -> std::result::Result<(), Refusal> {
+    let h = &session.req_header().headers;
+    if h.contains_key(http::header::TRANSFER_ENCODING) {
+        let both = h.contains_key(http::header::CONTENT_LENGTH)
+            || session
+                .as_downstream()
+                .as_http1()
+                .is_some_and(|s| has_header_line(&s.get_headers_raw_bytes(), b"content-length"));
+        if both {
+            return Err(Refusal::Framing(
+                "both Content-Length and Transfer-Encoding present",
+            ));
+        }
     }
     let mut lengths = h.get_all(http::header::CONTENT_LENGTH).iter();
     if let (Some(a), Some(b)) = (lengths.next(), lengths.next()) {
@@ -469,6 +498,16 @@ fn check_framing(req: &RequestHeader) -> std::result::Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// Does the raw header block have a line starting with `name:` (any case)?
+fn has_header_line(raw: &[u8], name: &[u8]) -> bool {
+    raw.split(|&b| b == b'\n').any(|line| {
+        let line = line.trim_ascii_start();
+        line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()..].trim_ascii_start().first() == Some(&b':')
+    })
 }
 
 fn header_str(req: &RequestHeader, name: impl http::header::AsHeaderName) -> Option<&str> {
@@ -511,16 +550,34 @@ fn method_label(m: &str) -> &'static str {
 
 fn status_label(s: u16) -> &'static str {
     const CODES: [(u16, &str); 18] = [
-        (0, "0"), (200, "200"), (202, "202"), (204, "204"), (400, "400"), (401, "401"),
-        (403, "403"), (404, "404"), (405, "405"), (406, "406"), (413, "413"), (429, "429"),
-        (500, "500"), (502, "502"), (503, "503"), (504, "504"), (301, "301"), (302, "302"),
+        (0, "0"),
+        (200, "200"),
+        (202, "202"),
+        (204, "204"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (406, "406"),
+        (413, "413"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+        (301, "301"),
+        (302, "302"),
     ];
-    CODES.iter().find(|(c, _)| *c == s).map_or(match s / 100 {
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        _ => "5xx",
-    }, |(_, l)| l)
+    CODES.iter().find(|(c, _)| *c == s).map_or(
+        match s / 100 {
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
+        |(_, l)| l,
+    )
 }
 
 fn upstream_error_kind(e: &Error) -> &'static str {
@@ -535,4 +592,3 @@ fn upstream_error_kind(e: &Error) -> &'static str {
         _ => "other",
     }
 }
-

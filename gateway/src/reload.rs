@@ -145,10 +145,9 @@ impl Reloader {
         let current = self.shared.current();
         let peers = upstream::build_peers(&current.snapshot).await;
         let changed = peers.len() != current.peers.len()
-            || peers
-                .iter()
-                .zip(&current.peers)
-                .any(|(a, b)| a.as_ref().map(|p| p._address.clone()) != b.as_ref().map(|p| p._address.clone()));
+            || peers.iter().zip(&current.peers).any(|(a, b)| {
+                a.as_ref().map(|p| p._address.clone()) != b.as_ref().map(|p| p._address.clone())
+            });
         if changed {
             tracing::info!("upstream addresses changed");
             self.shared.publish(Runtime {

@@ -63,7 +63,8 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
         shared: shared.clone(),
         connector: pingora::connectors::http::Connector::new(None),
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sluice");
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sluice");
     if let Some(app) = proxy.app_logic_mut() {
         let mut o = HttpServerOptions::default();
         o.h2c = first.listeners.iter().any(|l| l.http2 && l.tls.is_none());
@@ -87,11 +88,19 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     server.add_service(proxy);
 
     if let Some(admin_addr) = first.admin {
-        let mut admin = Service::new("sluice admin".into(), Admin { shared: shared.clone() });
+        let mut admin = Service::new(
+            "sluice admin".into(),
+            Admin {
+                shared: shared.clone(),
+            },
+        );
         admin.add_tcp(&admin_addr.to_string());
         server.add_service(admin);
         tracing::info!(address = %admin_addr, "admin listening");
     }
-    server.add_service(GenBackgroundService::new("sluice reloader".into(), Arc::new(reloader)));
+    server.add_service(GenBackgroundService::new(
+        "sluice reloader".into(),
+        Arc::new(reloader),
+    ));
     Ok(server)
 }

@@ -24,7 +24,8 @@ impl ReloadingCert {
 
     /// Re-read the files; on error the old certificate stays.
     pub fn reload(&self, cert_file: &str, key_file: &str) -> Result<(), String> {
-        self.current.store(Arc::new(certified_key(cert_file, key_file)?));
+        self.current
+            .store(Arc::new(certified_key(cert_file, key_file)?));
         Ok(())
     }
 }

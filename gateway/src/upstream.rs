@@ -75,7 +75,8 @@ pub fn build_peer(up: &Upstream, addr: SocketAddr) -> Result<HttpPeer, String> {
 /// The upstream path for a gateway request: the upstream URL's base path,
 /// then what followed the route prefix, then the query.
 pub fn upstream_path(up: &Upstream, rest: &str, query: Option<&str>) -> String {
-    let mut p = String::with_capacity(up.base_path.len() + rest.len() + 1 + query.map_or(0, str::len));
+    let mut p =
+        String::with_capacity(up.base_path.len() + rest.len() + 1 + query.map_or(0, str::len));
     p.push_str(&up.base_path);
     p.push_str(rest);
     if p.is_empty() {

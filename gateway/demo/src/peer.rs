@@ -9,13 +9,13 @@ use serde_json::{json, Value};
 
 use crate::jsonrpc;
 use crate::session::{LogLevel, Session};
-use crate::sse::EventSink;
+use crate::sink::EventSink;
 
 /// How long a tool waits for the client to answer sampling or elicitation.
 const CLIENT_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where messages related to one request can go.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Route {
     /// The request's own SSE stream (or the legacy session's stream).
     Stream(EventSink),
@@ -113,6 +113,21 @@ impl Peer {
             "message": message,
         });
         self.notify("notifications/progress", params).await
+    }
+
+    /// Closes the client's connection to this request's stream while the
+    /// request goes on; the client resumes with GET + `Last-Event-ID` after
+    /// `retry`. `false` (nothing done) when the stream is not resumable.
+    pub async fn close_stream(&self, retry: Duration) -> bool {
+        match &self.route {
+            Route::Stream(sink) if sink.is_resumable() => {
+                let retry = format!("retry: {}\n\n", retry.as_millis());
+                sink.send_raw(retry.into()).await;
+                sink.detach();
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Sends a request to the client and waits for the response it POSTs

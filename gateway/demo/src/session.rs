@@ -2,25 +2,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::sse::EventSink;
+use crate::locks::lock;
+use crate::sink::{EventLog, EventSink};
 
 /// Sessions nobody used for this long are forgotten, so load tests that
 /// never send DELETE do not grow the server without bound.
 const IDLE_LIMIT: Duration = Duration::from_secs(30 * 60);
 /// How often creating a session may trigger a sweep of idle ones.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-
-/// Every critical section here leaves the data consistent, so a panic in
-/// another thread holding the lock cannot have left it half-written.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// 128 random bits as 32 lowercase hex digits.
 pub fn new_session_id() -> std::io::Result<String> {
@@ -94,6 +89,8 @@ pub struct Session {
     /// Client requests still running, by id key, so `notifications/cancelled` can stop them.
     in_flight: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
     in_flight_seq: AtomicU64,
+    /// Recent events of this session's streams, for `Last-Event-ID`.
+    pub events: Arc<EventLog>,
     last_used: Mutex<Instant>,
 }
 
@@ -110,6 +107,7 @@ impl Session {
             pending: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             in_flight_seq: AtomicU64::new(0),
+            events: Arc::default(),
             last_used: Mutex::new(Instant::now()),
         }
     }

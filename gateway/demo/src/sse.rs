@@ -1,59 +1,16 @@
-//! Server-sent-event framing, the sender handed to request handlers, and streaming response bodies.
+//! Server-sent-event framing and the streaming response bodies that carry it.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::protocol::SESSION_HEADER;
-
-/// Events buffered per stream before a handler waits for the client to read.
-const STREAM_BUFFER: usize = 256;
-
-/// Where `id:` values come from: one counter per server, so ids never repeat
-/// across the streams a gateway multiplexes.
-pub type EventIds = Arc<AtomicU64>;
-
-/// Writes JSON-RPC messages as `event: message` into one SSE stream.
-#[derive(Clone, Debug)]
-pub struct EventSink {
-    tx: mpsc::Sender<Bytes>,
-    /// `None` for the legacy transport, whose events carry no ids.
-    ids: Option<EventIds>,
-}
-
-impl EventSink {
-    /// Sends one message; `false` once the client has gone away.
-    pub async fn send(&self, message: &Value) -> bool {
-        let id = self.ids.as_ref().map(next_id);
-        self.tx
-            .send(message_event(id, &message.to_string()))
-            .await
-            .is_ok()
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-}
-
-/// A new stream: the sink for handlers and the receiver its body drains.
-pub fn channel(ids: Option<EventIds>) -> (EventSink, mpsc::Receiver<Bytes>) {
-    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    (EventSink { tx, ids }, rx)
-}
-
-pub fn next_id(ids: &EventIds) -> u64 {
-    ids.fetch_add(1, Ordering::Relaxed)
-}
 
 pub fn message_event(id: Option<u64>, json: &str) -> Bytes {
     // serde_json never emits raw newlines, so one `data:` line always suffices.
@@ -163,6 +120,9 @@ pub fn response(body: Body, session_id: Option<&str>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
 
     #[test]
     fn frames_events_as_the_spec_shows() {
@@ -181,7 +141,7 @@ mod tests {
     #[tokio::test]
     async fn body_ends_when_the_last_sink_is_dropped() {
         use http_body_util_shim::collect;
-        let (sink, rx) = channel(Some(Arc::new(AtomicU64::new(1))));
+        let (sink, rx) = sink::channel(Some(Arc::new(AtomicU64::new(1))));
         let (_closing_tx, closing) = watch::channel(false);
         let body = body(StreamParts {
             preamble: vec![priming_event(0)],
@@ -201,7 +161,7 @@ mod tests {
 
     #[tokio::test]
     async fn body_ends_when_the_server_closes() {
-        let (_sink, rx) = channel(None);
+        let (_sink, rx) = sink::channel(None);
         let (closing_tx, closing) = watch::channel(false);
         let body = body(StreamParts {
             preamble: vec![],

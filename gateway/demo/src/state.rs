@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::options::DemoOptions;
 use crate::session::SessionStore;
-use crate::sse::EventIds;
+use crate::sink::EventIds;
 use crate::tools;
 
 #[derive(Clone)]

@@ -132,6 +132,43 @@ async fn cancelled_requests_end_without_a_response() {
 }
 
 #[tokio::test]
+async fn a_closed_stream_resumes_with_last_event_id() {
+    let server = start(DemoOptions::default()).await;
+    let session = Session::open(&server.url(), "2025-11-25").await;
+    for (id, delay_ms) in [(1, 0), (2, 100)] {
+        let params = json!({"name": "test_reconnection", "arguments": {"delay_ms": delay_ms}});
+        let events = read_all_events(session.post(&call(id, "tools/call", params)).await).await;
+        // The server closed the stream after priming, before any answer.
+        assert_eq!(events.len(), 1);
+        let last = events[0].id.clone().expect("priming id");
+        let resumed = client()
+            .get(server.url())
+            .header("accept", "text/event-stream")
+            .header(SESSION, &session.id)
+            .header("last-event-id", &last)
+            .send()
+            .await
+            .expect("GET with Last-Event-ID");
+        assert_eq!(resumed.status(), StatusCode::OK);
+        let mut stream = EventReader::new(resumed);
+        let answer = stream
+            .next_message()
+            .await
+            .expect("answer on the resumed stream");
+        assert_eq!(answer["id"], id);
+        assert_eq!(
+            tool_text(&answer),
+            "Reconnection test completed successfully"
+        );
+        assert!(
+            stream.next().await.is_none(),
+            "the resumed stream ends with the call"
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn shutdown_ends_open_streams() {
     let server = start(DemoOptions::default()).await;
     let session = Session::open(&server.url(), "2025-11-25").await;

@@ -98,10 +98,7 @@ impl Method {
         match self {
             Method::Other(n) => n,
             Method::None => "",
-            m => KNOWN
-                .iter()
-                .find(|(_, k)| k == m)
-                .map_or("", |(n, _)| n),
+            m => KNOWN.iter().find(|(_, k)| k == m).map_or("", |(n, _)| n),
         }
     }
 
@@ -134,8 +131,7 @@ pub struct Message {
     pub target: Option<Box<str>>,
     /// Where `params.arguments` sits in the body, for later policy.
     pub arguments: Option<Range<usize>>,
-    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`, or the
-    /// version an `initialize` asks for.
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28).
     pub revision: Option<Revision>,
 }
 
@@ -176,7 +172,10 @@ pub enum ClassifyError {
         reason: &'static str,
     },
     #[error("header mismatch: {reason}")]
-    HeaderMismatch { id: Option<RequestId>, reason: String },
+    HeaderMismatch {
+        id: Option<RequestId>,
+        reason: String,
+    },
 }
 
 impl ClassifyError {
@@ -216,8 +215,6 @@ struct Params<'a> {
     arguments: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "_meta")]
     meta: Option<Meta<'a>>,
-    #[serde(borrow, default, rename = "protocolVersion")]
-    protocol_version: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -361,10 +358,11 @@ fn message(body: &[u8], raw: &RawValue) -> Result<Message, ClassifyError> {
             reason: "the call names no tool, resource or prompt",
         });
     }
+    // An `initialize` names the newest version the client would like, not
+    // the one this message speaks: only `_meta` states a message's revision.
     let revision = params
         .meta
         .and_then(|m| m.protocol_version)
-        .or(params.protocol_version)
         .map(|v| Revision::parse(&v));
     Ok(Message {
         kind,

@@ -5,7 +5,10 @@ use super::*;
 use bytes::Bytes;
 
 fn one(body: &str) -> Message {
-    classify(body.as_bytes(), 64).expect("valid").messages.remove(0)
+    classify(body.as_bytes(), 64)
+        .expect("valid")
+        .messages
+        .remove(0)
 }
 
 #[test]
@@ -22,11 +25,19 @@ fn classifies_tools_call() {
 
 #[test]
 fn classifies_resources_prompts_notifications_responses() {
-    let m = one(r#"{"jsonrpc":"2.0","id":"r1","method":"resources/read","params":{"uri":"test://static-text"}}"#);
-    assert_eq!((m.method.clone(), m.target.as_deref()), (Method::ResourcesRead, Some("test://static-text")));
+    let m = one(
+        r#"{"jsonrpc":"2.0","id":"r1","method":"resources/read","params":{"uri":"test://static-text"}}"#,
+    );
+    assert_eq!(
+        (m.method.clone(), m.target.as_deref()),
+        (Method::ResourcesRead, Some("test://static-text"))
+    );
     assert_eq!(m.id.as_ref().map(RequestId::raw), Some("\"r1\""));
     let m = one(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-    assert_eq!((m.kind, m.method), (Kind::Notification, Method::Initialized));
+    assert_eq!(
+        (m.kind, m.method),
+        (Kind::Notification, Method::Initialized)
+    );
     let m = one(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#);
     assert_eq!(m.kind, Kind::Response);
     let m = one(r#"{"jsonrpc":"2.0","id":1,"method":"x/y"}"#);
@@ -35,11 +46,18 @@ fn classifies_resources_prompts_notifications_responses() {
 }
 
 #[test]
-fn reads_the_revision_from_meta_or_initialize() {
-    let m = one(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#);
+fn reads_the_revision_from_meta_only() {
+    let m = one(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+    );
     assert_eq!(m.revision, Some(Revision::V2026_07_28));
-    let m = one(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#);
-    assert_eq!(m.revision, Some(Revision::V2025_06_18));
+    let m = one(
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#,
+    );
+    assert_eq!(
+        m.revision, None,
+        "an initialize proposes, it does not speak, a version"
+    );
 }
 
 #[test]
@@ -47,12 +65,19 @@ fn batches_are_classified_per_message() {
     let f = classify(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"}]"#, 64).expect("ok");
     assert!(f.batch);
     assert_eq!(f.request_ids().count(), 1);
-    assert!(matches!(classify(b"[]", 64), Err(ClassifyError::Invalid { .. })));
+    assert!(matches!(
+        classify(b"[]", 64),
+        Err(ClassifyError::Invalid { .. })
+    ));
 }
 
 #[test]
 fn malformed_bodies_keep_the_id_when_it_can_be_read() {
-    let e = classify(br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"#, 64).expect_err("bad");
+    let e = classify(
+        br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"#,
+        64,
+    )
+    .expect_err("bad");
     assert!(matches!(e, ClassifyError::Parse { .. }));
     assert_eq!(e.id().map(RequestId::raw), Some("42"));
     let e = classify(b"not json", 64).expect_err("bad");
@@ -67,20 +92,44 @@ fn malformed_bodies_keep_the_id_when_it_can_be_read() {
 
 #[test]
 fn duplicate_members_are_refused() {
-    let e = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"ping","params":{"name":"a"}}"#, 64).expect_err("dup");
-    assert!(matches!(e, ClassifyError::Invalid { reason: "duplicate member", .. }), "{e:?}");
-    let e = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#, 64).expect_err("dup");
+    let e = classify(
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"ping","params":{"name":"a"}}"#,
+        64,
+    )
+    .expect_err("dup");
+    assert!(
+        matches!(
+            e,
+            ClassifyError::Invalid {
+                reason: "duplicate member",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = classify(
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+        64,
+    )
+    .expect_err("dup");
     assert!(matches!(e, ClassifyError::Invalid { .. }), "{e:?}");
 }
 
 #[test]
 fn depth_is_capped_before_parsing() {
-    let deep = format!(r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"x","arguments":{}1{}}}}}"#, "[".repeat(100), "]".repeat(100));
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"x","arguments":{}1{}}}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
     let e = classify(deep.as_bytes(), 64).expect_err("deep");
     assert!(matches!(e, ClassifyError::TooDeep { limit: 64, .. }));
     assert_eq!(e.id().map(RequestId::raw), Some("9"));
     // Brackets inside strings do not count.
-    let s = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"s":"{}"}}}}"#, "[".repeat(500));
+    let s = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"s":"{}"}}}}"#,
+        "[".repeat(500)
+    );
     assert!(classify(s.as_bytes(), 8).is_ok());
 }
 
@@ -90,8 +139,11 @@ fn mirrored_headers_must_match_the_body() {
     let rev = effective_revision(None, &f);
     assert_eq!(rev, Some(Revision::V2026_07_28));
     assert!(check_mirrored_headers(&f, rev, Some(b"tools/call"), Some(b"echo")).is_ok());
-    assert!(check_mirrored_headers(&f, rev, Some(b"tools/call"), Some(b"=?base64?ZWNobw==?=")).is_ok());
-    let e = check_mirrored_headers(&f, rev, Some(b"tools/list"), Some(b"echo")).expect_err("method");
+    assert!(
+        check_mirrored_headers(&f, rev, Some(b"tools/call"), Some(b"=?base64?ZWNobw==?=")).is_ok()
+    );
+    let e =
+        check_mirrored_headers(&f, rev, Some(b"tools/list"), Some(b"echo")).expect_err("method");
     assert_eq!(e.id().map(RequestId::raw), Some("5"));
     assert!(check_mirrored_headers(&f, rev, Some(b"tools/call"), Some(b"other")).is_err());
     assert!(check_mirrored_headers(&f, rev, None, None).is_err());
@@ -105,13 +157,18 @@ fn collect(chunks: &[&[u8]]) -> Vec<(String, String, Option<String>)> {
     let mut p = SseParser::new(1 << 20);
     let mut out = Vec::new();
     for c in chunks {
-        p.feed(c, |Event { event, data, id, .. }| {
-            out.push((
-                String::from_utf8_lossy(event).into_owned(),
-                String::from_utf8_lossy(data).into_owned(),
-                id.map(|i| String::from_utf8_lossy(i).into_owned()),
-            ))
-        });
+        p.feed(
+            c,
+            |Event {
+                 event, data, id, ..
+             }| {
+                out.push((
+                    String::from_utf8_lossy(event).into_owned(),
+                    String::from_utf8_lossy(data).into_owned(),
+                    id.map(|i| String::from_utf8_lossy(i).into_owned()),
+                ))
+            },
+        );
     }
     out
 }
@@ -122,7 +179,10 @@ fn sse_survives_every_chunk_boundary() {
     let want = collect(&[stream]);
     assert_eq!(want.len(), 4, "{want:?}");
     assert_eq!(want[0], ("".into(), "".into(), Some("0".into())));
-    assert_eq!(want[1], ("message".into(), "{\"a\":\n1}".into(), Some("1".into())));
+    assert_eq!(
+        want[1],
+        ("message".into(), "{\"a\":\n1}".into(), Some("1".into()))
+    );
     assert_eq!(want[2].1, "x\ny");
     assert_eq!(want[3].1, "last");
     for i in 0..stream.len() {
@@ -137,13 +197,19 @@ fn sse_survives_every_chunk_boundary() {
 fn sse_caps_event_size() {
     let mut p = SseParser::new(16);
     let mut seen = Vec::new();
-    p.feed(b"data: 0123456789abcdefXYZ\n\ndata: ok\n\n", |e| seen.push((e.oversize, e.data.to_vec())));
+    p.feed(b"data: 0123456789abcdefXYZ\n\ndata: ok\n\n", |e| {
+        seen.push((e.oversize, e.data.to_vec()))
+    });
     assert_eq!(seen, vec![(true, vec![]), (false, b"ok".to_vec())]);
 }
 
 #[test]
 fn inspector_matches_sse_and_json_responses() {
-    let facts = classify(br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"t"}}"#, 64).expect("ok");
+    let facts = classify(
+        br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"t"}}"#,
+        64,
+    )
+    .expect("ok");
     let mut ins = ResponseInspector::off();
     ins.start(b"text/event-stream", Some(&facts), 1 << 20);
     for chunk in [&b"id: 0\ndata: \n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"res"[..], b"ult\":{\"content\":[],\"isError\":true}}\n\n"] {
@@ -160,13 +226,19 @@ fn inspector_matches_sse_and_json_responses() {
     ins.feed(br#"{"jsonrpc":"2.0","id":"l","result":{"tools":[{"name":"a","inputSchema":{}},"#);
     ins.feed(br#"{"name":"b"}]}}"#);
     ins.finish();
-    assert_eq!(ins.tools_seen.as_deref(), Some(&["a".into(), "b".into()][..]));
+    assert_eq!(
+        ins.tools_seen.as_deref(),
+        Some(&["a".into(), "b".into()][..])
+    );
     let facts = classify(br#"{"jsonrpc":"2.0","id":1,"method":"nope"}"#, 64).expect("ok");
     let mut ins = ResponseInspector::off();
     ins.start(b"application/json", Some(&facts), 1 << 20);
     ins.feed(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"x"}}"#);
     ins.finish();
-    assert_eq!(ins.outcome(facts.first().id.as_ref().expect("id")), Some(Outcome::Error(-32601)));
+    assert_eq!(
+        ins.outcome(facts.first().id.as_ref().expect("id")),
+        Some(Outcome::Error(-32601))
+    );
 }
 
 #[test]
@@ -174,12 +246,25 @@ fn legacy_endpoint_is_rewritten_across_chunks() {
     let mut rw = EndpointRewriter::new("/legacy", "");
     let a = rw.process(Some(Bytes::from_static(b"event: endp")), false);
     assert_eq!(a, None);
-    let b = rw.process(Some(Bytes::from_static(b"oint\ndata: /message?sessionId=abc\n\nevent: message\ndata: {}\n\n")), false);
+    let b = rw.process(
+        Some(Bytes::from_static(
+            b"oint\ndata: /message?sessionId=abc\n\nevent: message\ndata: {}\n\n",
+        )),
+        false,
+    );
     assert_eq!(b.as_deref(), Some(&b"event: endpoint\ndata: /legacy/message?sessionId=abc\n\nevent: message\ndata: {}\n\n"[..]));
     let c = rw.process(Some(Bytes::from_static(b"data: later\n\n")), false);
     assert_eq!(c.as_deref(), Some(&b"data: later\n\n"[..]));
 
     let mut rw = EndpointRewriter::new("/gw/legacy", "/v1");
-    let out = rw.process(Some(Bytes::from_static(b"event: endpoint\r\ndata: http://10.0.0.1:9000/v1/messages/?sessionId=1\r\n\r\n")), false);
-    assert_eq!(out.as_deref(), Some(&b"event: endpoint\ndata: /gw/legacy/messages/?sessionId=1\n\n"[..]));
+    let out = rw.process(
+        Some(Bytes::from_static(
+            b"event: endpoint\r\ndata: http://10.0.0.1:9000/v1/messages/?sessionId=1\r\n\r\n",
+        )),
+        false,
+    );
+    assert_eq!(
+        out.as_deref(),
+        Some(&b"event: endpoint\ndata: /gw/legacy/messages/?sessionId=1\n\n"[..])
+    );
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{definition, text_result, Outcome};
+use super::{definition, text_result, u64_arg, Outcome};
 use crate::assets::{RED_PIXEL_PNG, SILENT_WAV};
 use crate::dispatch::RequestCtx;
 use crate::session::LogLevel;
@@ -158,6 +158,25 @@ pub async fn with_progress(ctx: &RequestCtx) -> Outcome {
 
 pub fn error_handling() -> Outcome {
     Err("This tool intentionally returns an error for testing".to_owned())
+}
+
+/// How soon the client should reconnect after the stream is closed.
+const RECONNECT_AFTER: Duration = Duration::from_millis(500);
+const MAX_RECONNECTION_DELAY_MS: u64 = 60_000;
+
+pub async fn reconnection(ctx: &RequestCtx, args: &Value) -> Outcome {
+    let delay = u64_arg(args, "delay_ms", Some(0))?;
+    if delay > MAX_RECONNECTION_DELAY_MS {
+        return Err(format!(
+            "delay_ms must be at most {MAX_RECONNECTION_DELAY_MS}"
+        ));
+    }
+    // Without a resumable stream (JSON mode, old revisions) there is nothing
+    // to close, and the answer simply comes back as usual.
+    if ctx.peer.close_stream(RECONNECT_AFTER).await {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    Ok(text_result("Reconnection test completed successfully"))
 }
 
 pub fn json_schema_2020_12(args: &Value) -> Outcome {

@@ -41,6 +41,7 @@ pub async fn call(ctx: &RequestCtx, params: &Value) -> Result<Value, RpcError> {
         "test_tool_with_logging" => fixtures::with_logging(ctx).await,
         "test_tool_with_progress" => fixtures::with_progress(ctx).await,
         "test_error_handling" => fixtures::error_handling(),
+        "test_reconnection" => fixtures::reconnection(ctx, args).await,
         "json_schema_2020_12_tool" => fixtures::json_schema_2020_12(args),
         "test_sampling" => interactive::sampling(ctx, params, args).await,
         "test_elicitation" => interactive::elicitation(ctx, params, args).await,

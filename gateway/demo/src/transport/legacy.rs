@@ -16,6 +16,7 @@ use crate::jsonrpc::{Incoming, INTERNAL_ERROR, INVALID_REQUEST};
 use crate::peer::{Peer, Route};
 use crate::protocol;
 use crate::session::Transport;
+use crate::sink;
 use crate::sse::{self, StreamParts};
 use crate::state::AppState;
 
@@ -50,7 +51,7 @@ pub async fn open(State(state): State<AppState>) -> Result<Response, Refusal> {
                 "cannot create a session",
             )
         })?;
-    let (sink, rx) = sse::channel(None);
+    let (sink, rx) = sink::channel(None);
     session.set_standalone(sink);
     tracing::info!(session = %session.id, "legacy stream opened");
     let endpoint = format!("/message?sessionId={}", session.id);

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 use super::reply::{self, Refusal};
 use super::{exec, header_str, mirror, parse_body, Accepts};
@@ -16,34 +17,44 @@ use crate::jsonrpc::{self, Incoming, RpcError, HEADER_MISMATCH, INTERNAL_ERROR, 
 use crate::peer::{Peer, Route};
 use crate::protocol::{self, SESSION_HEADER, STATELESS_VERSION, VERSION_HEADER};
 use crate::session::{Session, Transport};
+use crate::sink::{self, EventSink};
 use crate::sse::{self, StreamParts};
 use crate::state::AppState;
+
+/// Where a reconnecting client says what it saw last.
+const LAST_EVENT_ID: &str = "last-event-id";
 
 /// Comment lines on quiet streams, well under common proxy idle timeouts.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Whom a POST speaks for.
 enum Scope {
-    Session {
-        session: Arc<Session>,
-        /// The revision this request uses (its header, else the negotiated one).
-        version: String,
-    },
+    Session(Arc<Session>),
     Stateless,
 }
 
 impl Scope {
     fn session(&self) -> Option<Arc<Session>> {
         match self {
-            Scope::Session { session, .. } => Some(session.clone()),
+            Scope::Session(session) => Some(session.clone()),
             Scope::Stateless => None,
         }
     }
 
-    fn version(&self) -> &str {
+    /// A new stream for this POST's replies: resumable within a session.
+    fn stream(&self, state: &AppState) -> (EventSink, mpsc::Receiver<Bytes>) {
         match self {
-            Scope::Session { version, .. } => version,
-            Scope::Stateless => STATELESS_VERSION,
+            Scope::Session(session) => sink::resumable(state.event_ids.clone(), &session.events),
+            Scope::Stateless => sink::channel(Some(state.event_ids.clone())),
+        }
+    }
+
+    /// The revision the client negotiated, which is what it can parse
+    /// (its per-request header may name an older one).
+    fn version(&self) -> String {
+        match self {
+            Scope::Session(session) => session.version(),
+            Scope::Stateless => STATELESS_VERSION.to_owned(),
         }
     }
 }
@@ -119,8 +130,7 @@ pub async fn post(
 }
 
 pub async fn get(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Refusal> {
-    let version = header_str(&headers, VERSION_HEADER);
-    if version == Some(STATELESS_VERSION) {
+    if header_str(&headers, VERSION_HEADER) == Some(STATELESS_VERSION) {
         return Ok(reply::method_not_allowed(
             "2026-07-28 has no standalone stream",
         ));
@@ -134,13 +144,25 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         ));
     }
     let session = find_session(&state, &headers, &Value::Null)?;
-    let version = version.map_or_else(|| session.version(), str::to_owned);
-    let (sink, rx) = sse::channel(Some(state.event_ids.clone()));
+    let last_event_id = header_str(&headers, LAST_EVENT_ID).and_then(|id| id.parse().ok());
+    if let Some((missed, rx)) = last_event_id.and_then(|id| sink::resume(&session.events, id)) {
+        tracing::info!(session = %session.id, replayed = missed.len(), "stream resumed");
+        let body = sse::body(StreamParts {
+            preamble: missed,
+            rx,
+            keep_alive: Some(KEEP_ALIVE),
+            on_close: None,
+            closing: state.closing.subscribe(),
+        });
+        return Ok(sse::response(body, Some(&session.id)));
+    }
+    let (sink, rx) = sink::resumable(state.event_ids.clone(), &session.events);
+    let preamble = priming(&sink, &session.version());
     // A newer GET replaces the old stream, whose body then ends.
     session.set_standalone(sink);
     tracing::info!(session = %session.id, "standalone stream opened");
     let body = sse::body(StreamParts {
-        preamble: priming(&state, &version),
+        preamble,
         rx,
         keep_alive: Some(KEEP_ALIVE),
         on_close: None,
@@ -206,9 +228,7 @@ fn resolve_scope(
     if header_str(headers, SESSION_HEADER).is_none() && only_discovery(messages) {
         return Ok(Scope::Stateless);
     }
-    let session = find_session(state, headers, &id)?;
-    let version = header_version.map_or_else(|| session.version(), str::to_owned);
-    Ok(Scope::Session { session, version })
+    Ok(Scope::Session(find_session(state, headers, &id)?))
 }
 
 fn start_session(state: &AppState, params: &Value, id: &Value) -> Result<Scope, Refusal> {
@@ -231,10 +251,7 @@ fn start_session(state: &AppState, params: &Value, id: &Value) -> Result<Scope, 
         .unwrap_or_else(|| json!({}));
     session.initialized(version, capabilities);
     tracing::info!(session = %session.id, version, "session created");
-    Ok(Scope::Session {
-        session,
-        version: version.to_owned(),
-    })
+    Ok(Scope::Session(session))
 }
 
 fn find_session(
@@ -288,9 +305,9 @@ fn context(state: &AppState, scope: &Scope, route: Route, params: &Value) -> Req
     }
 }
 
-fn priming(state: &AppState, version: &str) -> Vec<Bytes> {
+fn priming(sink: &EventSink, version: &str) -> Vec<Bytes> {
     if protocol::sends_priming_event(version) {
-        vec![sse::priming_event(sse::next_id(&state.event_ids))]
+        sink.priming().into_iter().collect()
     } else {
         Vec::new()
     }
@@ -300,7 +317,8 @@ fn priming(state: &AppState, version: &str) -> Vec<Bytes> {
 /// server→client requests and finally its response, and ends when the
 /// last request of the POST is done.
 fn respond_sse(state: &AppState, scope: &Scope, calls: Vec<Call>, errors: Vec<Value>) -> Response {
-    let (sink, rx) = sse::channel(Some(state.event_ids.clone()));
+    let (sink, rx) = scope.stream(state);
+    let preamble = priming(&sink, &scope.version());
     if !errors.is_empty() {
         let sink = sink.clone();
         tokio::spawn(async move {
@@ -321,7 +339,7 @@ fn respond_sse(state: &AppState, scope: &Scope, calls: Vec<Call>, errors: Vec<Va
     }
     drop(sink);
     let body = sse::body(StreamParts {
-        preamble: priming(state, scope.version()),
+        preamble,
         rx,
         keep_alive: Some(KEEP_ALIVE),
         on_close: None,

@@ -161,13 +161,14 @@ fn parse_event(block: &str) -> Option<Event> {
         }
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
         let value = value.strip_prefix(' ').unwrap_or(value);
-        any = true;
+        // A block of only `retry:` (or unknown fields) is not an event.
         match field {
             "event" => event.event = Some(value.to_owned()),
             "id" => event.id = Some(value.to_owned()),
             "data" => data.push(value.to_owned()),
-            _ => {}
+            _ => continue,
         }
+        any = true;
     }
     event.data = data.join("\n");
     any.then_some(event)

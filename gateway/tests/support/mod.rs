@@ -1,0 +1,323 @@
+//! The whole-gateway test harness: starts the real `sluice-gateway` binary
+//! on free loopback ports with a config written to a temp dir, waits on its
+//! readiness endpoint (never on a fixed sleep), and stops it on drop. Also
+//! small raw-HTTP helpers for what a full MCP client would hide.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use sluice_demo::{DemoOptions, DemoServer};
+
+pub struct Gateway {
+    child: Child,
+    pub port: u16,
+    pub admin: u16,
+    pub config: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A port that was free a moment ago. Pingora binds by address, so the
+/// harness picks ports for it; the tiny race is retried by `start`.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Fill `{listen}` and `{admin}` in a config template.
+fn render(template: &str, port: u16, admin: u16) -> String {
+    template
+        .replace("{listen}", &format!("127.0.0.1:{port}"))
+        .replace("{admin}", &format!("127.0.0.1:{admin}"))
+}
+
+impl Gateway {
+    /// Start a gateway on `template` (with `{listen}`/`{admin}` placeholders).
+    pub async fn start(template: &str) -> Gateway {
+        for attempt in 0..3 {
+            let port = free_port();
+            let admin = free_port();
+            let dir = tempfile::tempdir().expect("temp dir");
+            let config = dir.path().join("sluice.yaml");
+            std::fs::write(&config, render(template, port, admin)).expect("write config");
+            let mut gw = Self::spawn(dir, config, port, admin, &[]);
+            match gw.wait_ready().await {
+                Ok(()) => return gw,
+                Err(e) if attempt < 2 => eprintln!("gateway start failed ({e}); retrying"),
+                Err(e) => panic!("gateway did not become ready: {e}\n{}", gw.log()),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    /// Start in zero-config sidecar mode in front of `upstream`.
+    pub async fn sidecar(upstream: &str) -> Gateway {
+        let port = free_port();
+        let admin = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("unused.yaml");
+        let listen = format!("127.0.0.1:{port}");
+        let admin_addr = format!("127.0.0.1:{admin}");
+        let mut gw = Self::spawn(
+            dir,
+            config,
+            port,
+            admin,
+            &[
+                "--upstream",
+                upstream,
+                "--listen",
+                &listen,
+                "--admin",
+                &admin_addr,
+            ],
+        );
+        if let Err(e) = gw.wait_ready().await {
+            panic!("sidecar did not become ready: {e}\n{}", gw.log());
+        }
+        gw
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        port: u16,
+        admin: u16,
+        args: &[&str],
+    ) -> Gateway {
+        let log = dir.path().join("gateway.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-gateway"));
+        if args.is_empty() {
+            cmd.arg("--config").arg(&config);
+        } else {
+            cmd.args(args);
+        }
+        let child = cmd
+            .args(["--threads", "2"])
+            .env("RUST_LOG", "info,sluice_gateway=debug")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn sluice-gateway");
+        Gateway {
+            child,
+            port,
+            admin,
+            config,
+            log,
+            _dir: dir,
+        }
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{}/readyz", self.admin);
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited with {status}"));
+            }
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    // The proxy listener comes up with the admin one; make sure.
+                    if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                        .await
+                        .is_ok()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("timed out".into());
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin, path)
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The value of one metric line (exact name with labels), or 0.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics().await, series)
+    }
+
+    pub async fn generation(&self) -> u64 {
+        let v: serde_json::Value = reqwest::get(self.admin_url("/version"))
+            .await
+            .expect("version")
+            .json()
+            .await
+            .expect("version json");
+        v["generation"].as_u64().expect("generation")
+    }
+
+    /// Replace the config file (rendered like the first one).
+    pub fn write_config(&self, template: &str) {
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, render(template, self.port, self.admin)).expect("write config");
+        std::fs::rename(&tmp, &self.config).expect("swap config");
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait for the process to exit by itself; its exit status.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A demo MCP server on a free port.
+pub async fn demo(opts: DemoOptions) -> DemoServer {
+    sluice_demo::spawn("127.0.0.1:0".parse().expect("addr"), opts)
+        .await
+        .expect("demo server")
+}
+
+/// One route `/mcp` to `upstream_url`, plus anything in `extra` (YAML lines
+/// appended under `routes:` are not supported; pass whole sections).
+pub fn one_route(upstream_url: &str) -> String {
+    format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         limits: {{ max_body_bytes: 2097152, max_json_depth: 32 }}\n\
+         upstreams:\n  - {{ name: demo, url: \"{upstream_url}\" }}\n\
+         routes:\n  - {{ name: demo, path: /mcp, upstream: demo }}\n"
+    )
+}
+
+pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+/// A raw JSON-RPC POST; returns status, headers and body text.
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    (status, headers, text)
+}
+
+/// The JSON of a response body that is either JSON or an SSE stream whose
+/// last `data:` line carries the response.
+pub fn rpc_json(body: &str) -> serde_json::Value {
+    let text = if body.trim_start().starts_with('{') {
+        body.to_owned()
+    } else {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .filter(|d| d.starts_with('{'))
+            .last()
+            .unwrap_or("null")
+            .to_owned()
+    };
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+/// Initialize a 2025 session through `url`; returns the session id.
+pub async fn initialize(client: &reqwest::Client, url: &str) -> String {
+    let (status, headers, body) = post(
+        client,
+        url,
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "initialize: {body}");
+    let sid = headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("session id")
+        .to_owned();
+    let (s, _, _) = post(
+        client,
+        url,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        &[
+            ("mcp-session-id", &sid),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 202);
+    sid
+}
