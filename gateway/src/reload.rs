@@ -108,12 +108,7 @@ impl Reloader {
         let current = self.shared.current();
         let next_gen = self.generation.load(Ordering::Acquire) + 1;
         let snapshot = sluice_config::load(&text, next_gen)?;
-        if self.shared.is_ready() && snapshot.version.hash == current.snapshot.version.hash {
-            return Ok(Applied::Unchanged);
-        }
-        if self.shared.is_ready() && snapshot.listeners != current.snapshot.listeners {
-            tracing::warn!("listener changes take effect on restart or graceful upgrade");
-        }
+        // Certificates rotate without a config change: re-read them on every load.
         for (name, cert) in &self.certs {
             if let Some(tls) = snapshot
                 .listeners
@@ -129,6 +124,12 @@ impl Reloader {
                     .into());
                 }
             }
+        }
+        if self.shared.is_ready() && snapshot.version.hash == current.snapshot.version.hash {
+            return Ok(Applied::Unchanged);
+        }
+        if self.shared.is_ready() && snapshot.listeners != current.snapshot.listeners {
+            tracing::warn!("listener changes take effect on restart or graceful upgrade");
         }
         let peers = upstream::build_peers(&snapshot).await;
         self.generation.store(next_gen, Ordering::Release);

@@ -4,8 +4,8 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemoOptions {
     /// Answer every POST with `application/json`, even when the client
-    /// accepts `text/event-stream` (then progress and log notifications tied
-    /// to a request have nowhere to go and are dropped).
+    /// accepts `text/event-stream`. Notifications and server→client
+    /// requests of a call then travel on the session's GET stream, if open.
     pub json_response: bool,
     /// Pause between the events of streaming tools such as `ticker`.
     pub sse_interval_ms: u64,

@@ -19,8 +19,11 @@ const CLIENT_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum Route {
     /// The request's own SSE stream (or the legacy session's stream).
     Stream(EventSink),
-    /// A JSON response: related notifications have no channel and are
-    /// dropped; server→client requests fall back to the session's GET stream.
+    /// A JSON response, which cannot carry anything but the result: what
+    /// would have gone on the request's stream goes on the session's GET
+    /// stream if one is open (the spec prefers unrelated messages there,
+    /// but a client can still match progress tokens and request ids, and
+    /// it beats losing them), else nowhere.
     JsonOnly,
 }
 
@@ -74,9 +77,17 @@ impl Peer {
         }
     }
 
-    /// Whether notifications sent now can reach the client.
+    /// Whether this request has a stream of its own (not a JSON response).
     pub fn has_stream(&self) -> bool {
         matches!(self.route, Route::Stream(_))
+    }
+
+    /// The stream messages for this request go to right now, if any.
+    fn sink(&self) -> Option<EventSink> {
+        match &self.route {
+            Route::Stream(sink) => Some(sink.clone()),
+            Route::JsonOnly => self.session.as_ref()?.standalone(),
+        }
     }
 
     pub fn has_progress_token(&self) -> bool {
@@ -84,9 +95,9 @@ impl Peer {
     }
 
     pub async fn notify(&self, method: &str, params: Value) -> bool {
-        match &self.route {
-            Route::Stream(sink) => sink.send(&jsonrpc::notification(method, params)).await,
-            Route::JsonOnly => false,
+        match self.sink() {
+            Some(sink) => sink.send(&jsonrpc::notification(method, params)).await,
+            None => false,
         }
     }
 
@@ -134,10 +145,7 @@ impl Peer {
     /// back, which the transport matches to us by id through the session.
     pub async fn request(&self, method: &str, params: Value) -> Result<Value, PeerError> {
         let session = self.session.as_ref().ok_or(PeerError::NoSession)?;
-        let sink = match &self.route {
-            Route::Stream(sink) => sink.clone(),
-            Route::JsonOnly => session.standalone().ok_or(PeerError::NoChannel)?,
-        };
+        let sink = self.sink().ok_or(PeerError::NoChannel)?;
         let id = self.request_ids.fetch_add(1, Ordering::Relaxed);
         let key = jsonrpc::id_key(&json!(id));
         let answer = session.expect_response(key.clone());

@@ -109,6 +109,38 @@ async fn subscribed_updates_arrive_on_the_standalone_stream() {
 }
 
 #[tokio::test]
+async fn json_mode_sends_call_notifications_on_the_standalone_stream() {
+    let server = start(json_mode()).await;
+    let session = Session::open(&server.url(), "2025-11-25").await;
+    let get = client()
+        .get(server.url())
+        .header("accept", "text/event-stream")
+        .header(SESSION, &session.id)
+        .send()
+        .await
+        .expect("GET stream");
+    let mut standalone = EventReader::new(get);
+    assert!(standalone.next().await.is_some(), "priming event");
+    let result = session
+        .request(1, "tools/call", json!({"name": "test_tool_with_logging"}))
+        .await;
+    assert_eq!(
+        tool_text(&result),
+        "Tool with logging executed successfully"
+    );
+    for expected in [
+        "Tool execution started",
+        "Tool processing data",
+        "Tool execution completed",
+    ] {
+        let log = standalone.next_message().await.expect("log message");
+        assert_eq!(log["method"], "notifications/message");
+        assert_eq!(log["params"]["data"], expected);
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn cancelled_requests_end_without_a_response() {
     let server = start(DemoOptions {
         sse_interval_ms: 20,

@@ -130,7 +130,8 @@ pub async fn ticker(ctx: &RequestCtx, args: &Value) -> Outcome {
     if count > MAX_TICKS {
         return Err(format!("count must be at most {MAX_TICKS}"));
     }
-    // A JSON response cannot carry the events: skip straight to the result.
+    // The ticker exists to exercise streamed responses; a JSON response has
+    // none, so it answers at once.
     if ctx.peer.has_stream() {
         let interval = Duration::from_millis(ctx.state.opts.sse_interval_ms);
         for tick in 1..=count {

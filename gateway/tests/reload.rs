@@ -1,0 +1,183 @@
+//! Snapshots under load: switching a route's upstream while requests flow
+//! loses none of them, a broken file keeps the old snapshot serving (and is
+//! counted), SIGHUP reloads, and SIGTERM lets an open SSE stream finish.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::*;
+
+/// A stateless (2026-07-28) `tools/call`: valid on any replica, no session.
+async fn stateless_sum(c: &reqwest::Client, url: &str, a: u64) -> Result<(), String> {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{a},"method":"tools/call","params":{{"name":"get-sum","arguments":{{"a":{a},"b":1}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}"#
+    );
+    let resp = c
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "get-sum")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    let v = rpc_json(&text);
+    let want = (a + 1).to_string();
+    if status != 200 || v["result"]["content"][0]["text"].as_str() != Some(want.as_str()) {
+        return Err(format!("{status}: {text}"));
+    }
+    Ok(())
+}
+
+async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_a_routes_upstream_under_load_fails_no_request() {
+    let a = demo(DemoOptions {
+        json_response: true,
+        ..Default::default()
+    })
+    .await;
+    let b = demo(DemoOptions {
+        json_response: true,
+        ..Default::default()
+    })
+    .await;
+    let gw = Gateway::start(&one_route(&a.url())).await;
+    let url = gw.url("/mcp");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for t in 0..4u64 {
+        let (stop, ok, failures, url) = (stop.clone(), ok.clone(), failures.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = reqwest::Client::new();
+            let mut i = t * 1_000_000;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                match stateless_sum(&c, &url, i).await {
+                    Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        failures.lock().expect("lock").push(e);
+                        0
+                    }
+                };
+            }
+        }));
+    }
+    let ok_after = |n: u64| {
+        let ok = ok.clone();
+        async move || ok.load(Ordering::Relaxed) >= n
+    };
+    wait_until("load to flow", ok_after(50)).await;
+
+    gw.write_config(&one_route(&b.url()));
+    wait_until("generation 2", async || gw.generation().await == 2).await;
+    let at_switch = ok.load(Ordering::Relaxed);
+    wait_until("load after the switch", ok_after(at_switch + 100)).await;
+    // The old upstream goes away: everything must now reach the new one.
+    a.shutdown().await;
+    let after_a = ok.load(Ordering::Relaxed);
+    wait_until("load without the old upstream", ok_after(after_a + 100)).await;
+
+    // A broken file is refused and counted; the old snapshot keeps serving.
+    gw.write_config("listeners: [ this is not yaml");
+    wait_until("the invalid reload to be counted", async || {
+        gw.metric(r#"sluice_config_reloads_total{outcome="invalid"}"#)
+            .await
+            >= 1.0
+    })
+    .await;
+    assert_eq!(gw.metric("sluice_config_last_reload_ok").await, 0.0);
+    let after_bad = ok.load(Ordering::Relaxed);
+    wait_until("load after the broken file", ok_after(after_bad + 50)).await;
+    assert_eq!(gw.generation().await, 2);
+
+    // SIGHUP reloads the (now valid again) file; unchanged content keeps the generation.
+    gw.write_config(&one_route(&b.url()));
+    wait_until("the valid file to be re-read", async || {
+        gw.metric("sluice_config_last_reload_ok").await == 1.0
+    })
+    .await;
+    let unchanged = gw
+        .metric(r#"sluice_config_reloads_total{outcome="unchanged"}"#)
+        .await;
+    gw.signal("HUP");
+    wait_until("SIGHUP reload", async || {
+        gw.metric(r#"sluice_config_reloads_total{outcome="unchanged"}"#)
+            .await
+            > unchanged
+    })
+    .await;
+    assert_eq!(gw.generation().await, 2);
+
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("load task");
+    }
+    let failures = failures.lock().expect("lock");
+    assert!(
+        failures.is_empty(),
+        "{} failed requests, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(ok.load(Ordering::Relaxed) > 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_open_sse_stream_finish() {
+    use futures::StreamExt;
+    let demo = demo(DemoOptions {
+        sse_interval_ms: 400,
+        ..Default::default()
+    })
+    .await;
+    let yaml = one_route(&demo.url()) + "shutdown: { grace_period_s: 5 }\n";
+    let mut gw = Gateway::start(&yaml).await;
+    let c = reqwest::Client::new();
+    let sid = initialize(&c, &gw.url("/mcp")).await;
+    let resp = c
+        .post(gw.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"ticker","arguments":{"count":4},"_meta":{"progressToken":"p"}}}"#)
+        .send()
+        .await
+        .expect("ticker");
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut body = String::new();
+    // First event in, then ask the gateway to stop.
+    while !body.contains("notifications/") {
+        let chunk = stream.next().await.expect("open").expect("chunk");
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    gw.signal("TERM");
+    while let Some(chunk) = stream.next().await {
+        body.push_str(&String::from_utf8_lossy(&chunk.expect("stream kept alive")));
+    }
+    assert!(body.contains("done 4"), "the stream finished: {body}");
+    let status = gw.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.is_some(), "gateway exits after the grace period");
+}
