@@ -207,7 +207,7 @@ impl Snapshot {
 
         let upstreams = build_upstreams(&raw.upstreams, &mut errs);
         let mut routes = build_routes(raw, &listeners, &mut errs);
-        routes.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
 
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));

@@ -167,9 +167,11 @@ async fn refusals_carry_status_id_and_metric() {
     );
 
     // Request smuggling shape: both Content-Length and Transfer-Encoding.
-    let resp = raw_http(gw.port, &format!(
-        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-    )).await;
+    let resp = raw_http(
+        gw.port,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
 
     let m = gw.metrics().await;

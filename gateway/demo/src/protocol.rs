@@ -28,11 +28,12 @@ pub fn is_supported(version: &str) -> bool {
     version == STATELESS_VERSION || SESSION_VERSIONS.contains(&version)
 }
 
-/// Priming events (`id:` + empty `data:`) arrived in 2025-11-25; older
-/// clients try to parse the empty data as JSON and report an error, so
-/// they are only sent to clients of that revision or later (as the TS SDK does).
+/// Priming events (`id:` + empty `data:`) arrived in 2025-11-25 to make
+/// streams resumable. Older clients try to parse the empty data as JSON
+/// and report an error (so, like the TS SDK, we don't send them one), and
+/// 2026-07-28 dropped resumption, leaving a priming event nothing to do.
 pub fn sends_priming_event(version: &str) -> bool {
-    version >= LATEST_SESSION_VERSION
+    (LATEST_SESSION_VERSION..STATELESS_VERSION).contains(&version)
 }
 
 /// The revision a request names in `params._meta`, if any.
@@ -100,10 +101,10 @@ mod tests {
     }
 
     #[test]
-    fn priming_only_from_2025_11_25() {
+    fn priming_only_for_resumable_revisions() {
         assert!(!sends_priming_event("2025-06-18"));
         assert!(sends_priming_event("2025-11-25"));
-        assert!(sends_priming_event(STATELESS_VERSION));
+        assert!(!sends_priming_event(STATELESS_VERSION));
     }
 
     #[test]

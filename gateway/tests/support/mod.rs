@@ -283,10 +283,10 @@ pub fn rpc_json(body: &str) -> serde_json::Value {
         body.to_owned()
     } else {
         body.lines()
+            .rev()
             .filter_map(|l| l.strip_prefix("data:"))
             .map(str::trim)
-            .filter(|d| d.starts_with('{'))
-            .last()
+            .find(|d| d.starts_with('{'))
             .unwrap_or("null")
             .to_owned()
     };

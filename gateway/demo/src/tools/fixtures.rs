@@ -63,6 +63,12 @@ pub fn definitions() -> Vec<Value> {
             none,
             &[],
         ),
+        definition(
+            "test_reconnection",
+            "Closes its SSE stream before answering; the answer comes on a GET with Last-Event-ID (SEP-1699)",
+            json!({ "delay_ms": { "type": "integer", "minimum": 0, "maximum": MAX_RECONNECTION_DELAY_MS, "description": "Work time after the close (default 0)" } }),
+            &[],
+        ),
         json!({
             "name": "json_schema_2020_12_tool",
             "description": "Tool with JSON Schema 2020-12 features",

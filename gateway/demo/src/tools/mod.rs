@@ -118,6 +118,16 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)));
         }
+        // Every name `call` dispatches on (bar the bulk set) must be listed.
+        let called = include_str!("mod.rs")
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix('"')?.split_once("\" =>"))
+            .map(|(name, _)| name)
+            .collect::<Vec<_>>();
+        assert!(called.len() > 20, "found only {called:?}");
+        for name in called {
+            assert!(names.contains(name), "{name} is callable but not listed");
+        }
         assert!(names.contains("tool_002"));
         assert!(!names.contains("tool_003"));
     }

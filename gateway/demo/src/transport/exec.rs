@@ -1,6 +1,6 @@
 //! Running the messages of one POST: requests as cancellable work, notifications and client responses in place.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::dispatch::{dispatch, RequestCtx};
 use crate::jsonrpc::{self, id_key, RpcError};
@@ -20,7 +20,7 @@ pub async fn run_request(
         match dispatch(&ctx, &method, &params).await {
             Ok(mut result) => {
                 if stateless {
-                    mark_complete(&mut result);
+                    mark_stateless(&method, &mut result);
                 }
                 jsonrpc::success(&id, result)
             }
@@ -54,12 +54,32 @@ async fn cancelled(cancel: tokio::sync::oneshot::Receiver<()>) {
     }
 }
 
-/// 2026-07-28 results say whether they are final (`complete`) or ask for input.
-fn mark_complete(result: &mut Value) {
-    if let Value::Object(fields) = result {
+/// 2026-07-28 results whose responses a client or gateway may cache.
+const CACHEABLE: [&str; 6] = [
+    "prompts/list",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "server/discover",
+    "tools/list",
+];
+
+/// 2026-07-28 results say whether they are final (`complete`) or ask for
+/// input, and cacheable ones carry a cache hint. The hint is "stale at
+/// once": `touch-resource` changes content, and a demo must not teach a
+/// gateway's tests to rely on stale caches.
+fn mark_stateless(method: &str, result: &mut Value) {
+    let Value::Object(fields) = result else {
+        return;
+    };
+    fields
+        .entry("resultType")
+        .or_insert_with(|| json!("complete"));
+    if CACHEABLE.contains(&method) {
+        fields.entry("ttlMs").or_insert_with(|| json!(0));
         fields
-            .entry("resultType")
-            .or_insert_with(|| Value::String("complete".to_owned()));
+            .entry("cacheScope")
+            .or_insert_with(|| json!("public"));
     }
 }
 
@@ -96,15 +116,16 @@ pub fn invalid(id: &Value, reason: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn stateless_results_are_marked_complete_unless_they_say_otherwise() {
         let mut plain = json!({"tools": []});
-        mark_complete(&mut plain);
+        mark_stateless("tools/list", &mut plain);
         assert_eq!(plain["resultType"], "complete");
+        assert_eq!(plain["ttlMs"], 0);
+        assert_eq!(plain["cacheScope"], "public");
         let mut asking = json!({"resultType": "input_required"});
-        mark_complete(&mut asking);
-        assert_eq!(asking["resultType"], "input_required");
+        mark_stateless("tools/call", &mut asking);
+        assert_eq!(asking, json!({"resultType": "input_required"}));
     }
 }

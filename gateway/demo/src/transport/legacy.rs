@@ -1,7 +1,6 @@
 //! The 2024-11-05 HTTP+SSE transport: `GET /sse` opens the session's only stream, `POST /message` feeds it.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -19,8 +18,6 @@ use crate::session::Transport;
 use crate::sink;
 use crate::sse::{self, StreamParts};
 use crate::state::AppState;
-
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Ends the session when its stream's body is dropped (the client left):
 /// in this transport the stream *is* the session.
@@ -58,7 +55,7 @@ pub async fn open(State(state): State<AppState>) -> Result<Response, Refusal> {
     let body = sse::body(StreamParts {
         preamble: vec![sse::endpoint_event(&endpoint)],
         rx,
-        keep_alive: Some(KEEP_ALIVE),
+        keep_alive: Some(sse::KEEP_ALIVE_PERIOD),
         on_close: Some(Box::new(EndSessionOnClose {
             state: state.clone(),
             id: session.id.clone(),

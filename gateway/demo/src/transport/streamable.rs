@@ -1,7 +1,6 @@
 //! `/mcp`: Streamable HTTP (POST messages, GET standalone stream, DELETE session) and stateless 2026-07-28 requests.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -23,9 +22,6 @@ use crate::state::AppState;
 
 /// Where a reconnecting client says what it saw last.
 const LAST_EVENT_ID: &str = "last-event-id";
-
-/// Comment lines on quiet streams, well under common proxy idle timeouts.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Whom a POST speaks for.
 enum Scope {
@@ -150,7 +146,7 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         let body = sse::body(StreamParts {
             preamble: missed,
             rx,
-            keep_alive: Some(KEEP_ALIVE),
+            keep_alive: Some(sse::KEEP_ALIVE_PERIOD),
             on_close: None,
             closing: state.closing.subscribe(),
         });
@@ -164,7 +160,7 @@ pub async fn get(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let body = sse::body(StreamParts {
         preamble,
         rx,
-        keep_alive: Some(KEEP_ALIVE),
+        keep_alive: Some(sse::KEEP_ALIVE_PERIOD),
         on_close: None,
         closing: state.closing.subscribe(),
     });
@@ -341,7 +337,7 @@ fn respond_sse(state: &AppState, scope: &Scope, calls: Vec<Call>, errors: Vec<Va
     let body = sse::body(StreamParts {
         preamble,
         rx,
-        keep_alive: Some(KEEP_ALIVE),
+        keep_alive: Some(sse::KEEP_ALIVE_PERIOD),
         on_close: None,
         closing: state.closing.subscribe(),
     });

