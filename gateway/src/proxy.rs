@@ -356,36 +356,36 @@ impl Gateway {
         Ok(())
     }
 
-    fn record(&self, session: &Session, e: Option<&Error>, ctx: &mut Ctx) {
+    fn record(&self, session: &Session, e: Option<&Error>, ctx: &Ctx) {
         let m = &self.shared.metrics;
-        let route = ctx.route_label().to_owned();
+        let route = ctx.route_label();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let method = session.req_header().method.as_str();
         m.requests
-            .with_label_values(&[route.as_str(), method_label(method), status_label(status)])
+            .with_label_values(&[route, method_label(method), status_label(status)])
             .inc();
         m.request_duration
-            .with_label_values(&[route.as_str()])
+            .with_label_values(&[route])
             .observe(ctx.started.elapsed().as_secs_f64());
         m.gateway_time
-            .with_label_values(&[route.as_str()])
+            .with_label_values(&[route])
             .observe(ctx.gateway_time.as_secs_f64());
         if let Some(l) = ctx.upstream_latency {
             m.upstream_latency
-                .with_label_values(&[route.as_str()])
+                .with_label_values(&[route])
                 .observe(l.as_secs_f64());
         }
         if ctx.sse_counted {
-            m.sse_streams.with_label_values(&[route.as_str()]).dec();
+            m.sse_streams.with_label_values(&[route]).dec();
         }
         if ctx.inspector.unparsed > 0 {
             m.unparsed_server_messages
-                .with_label_values(&[route.as_str()])
+                .with_label_values(&[route])
                 .inc_by(u64::from(ctx.inspector.unparsed));
         }
         for method in &ctx.inspector.server_messages {
             m.mcp_messages
-                .with_label_values(&[route.as_str(), "server", method.as_label()])
+                .with_label_values(&[route, "server", method.as_label()])
                 .inc();
         }
         let upstream_name = ctx
@@ -413,13 +413,13 @@ impl Gateway {
                     .shared
                     .tool_label(upstream_name, msg.target.as_deref().unwrap_or(""));
                 m.tool_calls
-                    .with_label_values(&[route.as_str(), tool, outcome])
+                    .with_label_values(&[route, tool, outcome])
                     .inc();
             }
         }
         let first = ctx.facts.as_ref().map(|f| f.first());
         tracing::debug!(
-            route = %route,
+            route,
             status,
             method,
             rpc = first.map_or("", |m| m.method.name()),

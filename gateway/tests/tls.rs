@@ -1,0 +1,161 @@
+//! Edge readiness: TLS listeners (with HTTP/2 by ALPN) whose certificate
+//! reloads on SIGHUP, h2c on plain listeners, and `https` upstreams with
+//! certificate verification, resolved by name off the proxy threads.
+
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+fn self_signed(dir: &Path, name: &str) -> String {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let pem = ck.cert.pem();
+    std::fs::write(dir.join(format!("{name}.pem")), &pem).expect("write cert");
+    std::fs::write(
+        dir.join(format!("{name}.key")),
+        ck.signing_key.serialize_pem(),
+    )
+    .expect("write key");
+    pem
+}
+
+const STATELESS_CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get-sum","arguments":{"a":40,"b":2},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+
+async fn call(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<(reqwest::Version, u16, String), String> {
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "get-sum")
+        .body(STATELESS_CALL)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let version = resp.version();
+    let status = resp.status().as_u16();
+    Ok((
+        version,
+        status,
+        resp.text().await.map_err(|e| e.to_string())?,
+    ))
+}
+
+fn client_trusting(pem: &str, port: u16) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem")])
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_h2_cert_reload_and_verified_https_upstream() {
+    let demo = demo(DemoOptions {
+        json_response: true,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let first_pem = self_signed(dir.path(), "listener");
+    let cert = dir.path().join("listener.pem");
+    let key = dir.path().join("listener.key");
+    let yaml = format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\", tls: {{ cert_file: {cert:?}, key_file: {key:?} }} }}\n\
+         admin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: demo, url: \"{}\" }}\n\
+         routes:\n  - {{ name: demo, path: /mcp, upstream: demo }}\n",
+        demo.url()
+    );
+    let edge = Gateway::start(&yaml).await;
+    let url = format!("https://localhost:{}/mcp", edge.port);
+
+    let (version, status, body) = call(&client_trusting(&first_pem, edge.port), &url)
+        .await
+        .expect("tls call");
+    assert_eq!((version, status), (reqwest::Version::HTTP_2, 200), "{body}");
+    assert_eq!(
+        rpc_json(&body)["result"]["content"][0]["text"].as_str(),
+        Some("42")
+    );
+
+    // A second gateway in front of the first, over verified TLS to `localhost`.
+    let ca = dir.path().join("listener.pem");
+    let inner = format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: edge, url: \"https://localhost:{}/mcp\", tls: {{ ca_file: {ca:?} }} }}\n\
+         routes:\n  - {{ name: edge, path: /mcp, upstream: edge }}\n",
+        edge.port
+    );
+    let chained = Gateway::start(&inner).await;
+    let plain = reqwest::Client::new();
+    let (_, status, body) = call(&plain, &chained.url("/mcp"))
+        .await
+        .expect("chained call");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        rpc_json(&body)["result"]["content"][0]["text"].as_str(),
+        Some("42")
+    );
+
+    // Without the CA the upstream's certificate is refused: a 502, never plaintext.
+    let untrusting = format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: edge, url: \"https://localhost:{}/mcp\" }}\n\
+         routes:\n  - {{ name: edge, path: /mcp, upstream: edge }}\n",
+        edge.port
+    );
+    let refusing = Gateway::start(&untrusting).await;
+    let (_, status, body) = call(&plain, &refusing.url("/mcp")).await.expect("answer");
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(rpc_json(&body)["error"]["code"].as_i64(), Some(-32603));
+
+    // Rotate the certificate: SIGHUP re-reads it; new handshakes get the new one.
+    let second_pem = self_signed(dir.path(), "listener");
+    edge.signal("HUP");
+    let fresh = client_trusting(&second_pem, edge.port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match call(&fresh, &url).await {
+            Ok((_, 200, _)) => break,
+            other => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "new certificate never served: {other:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(
+        call(&client_trusting(&first_pem, edge.port), &url)
+            .await
+            .is_err(),
+        "old certificate retired"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_on_plain_listeners() {
+    let demo = demo(DemoOptions {
+        json_response: true,
+        ..Default::default()
+    })
+    .await;
+    let gw = Gateway::start(&one_route(&demo.url())).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let (version, status, body) = call(&h2, &gw.url("/mcp")).await.expect("h2c call");
+    assert_eq!((version, status), (reqwest::Version::HTTP_2, 200), "{body}");
+    assert_eq!(
+        rpc_json(&body)["result"]["content"][0]["text"].as_str(),
+        Some("42")
+    );
+}
