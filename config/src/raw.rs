@@ -53,6 +53,9 @@ pub struct RawListener {
 pub struct RawListenerTls {
     pub cert_file: String,
     pub key_file: String,
+    /// Require client certificates signed by these CAs (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

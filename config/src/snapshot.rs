@@ -54,6 +54,7 @@ pub struct Listener {
 pub struct ListenerTls {
     pub cert_file: String,
     pub key_file: String,
+    pub client_ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +308,7 @@ fn build_listeners(raw: &[RawListener], errs: &mut Vec<ConfigError>) -> Vec<List
             tls: l.tls.as_ref().map(|t| ListenerTls {
                 cert_file: t.cert_file.clone(),
                 key_file: t.key_file.clone(),
+                client_ca_file: t.client_ca_file.clone(),
             }),
             http2: l.http2.unwrap_or(true),
         });

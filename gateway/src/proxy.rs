@@ -47,6 +47,8 @@ pub struct Ctx {
     pub upstream_path: String,
     pub facts: Option<RequestFacts>,
     pub revision: Option<Revision>,
+    /// `Mcp-Session-Id` as the client sent it (2025 revisions).
+    pub session: Option<Box<str>>,
     pub body: Option<Bytes>,
     pub inspector: ResponseInspector,
     pub legacy: Option<EndpointRewriter>,
@@ -89,6 +91,7 @@ impl ProxyHttp for Gateway {
             upstream_path: String::new(),
             facts: None,
             revision: None,
+            session: None,
             body: None,
             inspector: ResponseInspector::off(),
             legacy: None,
@@ -282,6 +285,7 @@ impl Gateway {
                 .inc();
         }
         ctx.revision = revision;
+        ctx.session = header_str(req, "mcp-session-id").map(Into::into);
         ctx.facts = Some(facts);
         let big = body.len() > PINGORA_REPLAY_LIMIT;
         ctx.body = Some(body);
@@ -425,6 +429,7 @@ impl Gateway {
             rpc = first.map_or("", |m| m.method.name()),
             target = first.and_then(|m| m.target.as_deref()).unwrap_or(""),
             revision = ctx.revision.map_or("", Revision::as_label),
+            session = ctx.session.as_deref().unwrap_or(""),
             gateway_us = ctx.gateway_time.as_micros() as u64,
             error = e.map(|e| e.to_string()),
             "request"

@@ -76,6 +76,11 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
             Some((_, cert)) => {
                 let mut tls = TlsSettings::intermediate("", "")?;
                 tls.set_cert_resolver(cert.clone());
+                if let Some(ca) = l.tls.as_ref().and_then(|t| t.client_ca_file.as_deref()) {
+                    let verifier = crate::tls::client_verifier(ca)
+                        .map_err(|e| anyhow::anyhow!("listener {}: {e}", l.name))?;
+                    tls.set_client_cert_verifier(verifier);
+                }
                 if l.http2 {
                     tls.enable_h2();
                 }

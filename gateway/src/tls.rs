@@ -108,3 +108,15 @@ pub fn load_cert_key(cert_file: &str, key_file: &str) -> Result<CertKey, String>
         key.secret_der().to_vec(),
     ))
 }
+
+/// A verifier that requires client certificates signed by the CAs in `path`.
+pub fn client_verifier(path: &str) -> Result<Arc<dyn pingora::tls::ClientCertVerifier>, String> {
+    let mut roots = pingora::tls::RootCertStore::empty();
+    for cert in read_certs(path)? {
+        roots.add(cert).map_err(|e| format!("{path}: {e}"))?;
+    }
+    pingora::tls::install_default_crypto_provider();
+    pingora::tls::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| format!("{path}: {e}"))
+}

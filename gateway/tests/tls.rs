@@ -159,3 +159,73 @@ async fn h2c_on_plain_listeners() {
         Some("42")
     );
 }
+
+/// A CA and a client certificate it signed, written as PEM files.
+fn client_ca_and_cert(dir: &Path) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
+            .expect("ca");
+    std::fs::write(dir.join("client-ca.pem"), ca.pem()).expect("write");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["sluice-client".into()]).expect("params");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &ca).expect("client cert");
+    std::fs::write(dir.join("client.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.join("client.key"), key.serialize_pem()).expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_toward_an_upstream_that_requires_client_certificates() {
+    let demo = demo(DemoOptions {
+        json_response: true,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    self_signed(dir.path(), "server");
+    client_ca_and_cert(dir.path());
+    let p = |f: &str| dir.path().join(f);
+    let edge = Gateway::start(&format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\", tls: {{ cert_file: {:?}, key_file: {:?}, client_ca_file: {:?} }} }}\n\
+         admin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: demo, url: \"{}\" }}\n\
+         routes:\n  - {{ name: demo, path: /mcp, upstream: demo }}\n",
+        p("server.pem"), p("server.key"), p("client-ca.pem"), demo.url()
+    ))
+    .await;
+    let front = |client_cert: bool| {
+        let mtls = if client_cert {
+            format!(
+                ", client_cert_file: {:?}, client_key_file: {:?}",
+                p("client.pem"),
+                p("client.key")
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+             upstreams:\n  - {{ name: edge, url: \"https://localhost:{}/mcp\", tls: {{ ca_file: {:?}{mtls} }} }}\n\
+             routes:\n  - {{ name: edge, path: /mcp, upstream: edge }}\n",
+            edge.port,
+            p("server.pem"),
+        )
+    };
+    let plain = reqwest::Client::new();
+    let with_cert = Gateway::start(&front(true)).await;
+    let (_, status, body) = call(&plain, &with_cert.url("/mcp")).await.expect("answer");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        rpc_json(&body)["result"]["content"][0]["text"].as_str(),
+        Some("42")
+    );
+    let without = Gateway::start(&front(false)).await;
+    let (_, status, body) = call(&plain, &without.url("/mcp")).await.expect("answer");
+    assert_eq!(status, 502, "no client certificate, no call: {body}");
+}
