@@ -3,11 +3,18 @@
 //! both the gateway and the control process build from it. No I/O, no tokio.
 
 mod error;
+mod policy;
 mod raw;
+mod raw_policy;
+mod security;
 mod snapshot;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use policy::*;
 pub use raw::*;
+pub use security::{
+    ApiKey, Audit, Credential, Egress, EgressRule, Identity, JwtIssuer, JwtKeys, SecretRef,
+};
 pub use snapshot::{
     HostPolicy, Listener, ListenerTls, Route, RouteTransport, Scheme, Snapshot, Upstream,
     UpstreamTls, Version,

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+pub use crate::raw_policy::*;
 use crate::{ConfigError, ConfigErrors};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -20,6 +21,19 @@ pub struct RawConfig {
     pub upstreams: Vec<RawUpstream>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub identity: RawIdentity,
+    /// The tenants this gateway serves; every tenant named elsewhere must be here.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<RawRole>,
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// Upstream addresses allowed after resolution: names, IPs, CIDRs.
+    /// Empty means no egress check.
+    #[serde(default)]
+    pub egress_allow: Vec<String>,
 }
 
 impl RawConfig {
@@ -96,6 +110,12 @@ pub struct RawUpstream {
     /// Talk HTTP/2 to this upstream (TLS with ALPN only). Default false.
     #[serde(default)]
     pub http2: bool,
+    /// Tenants whose callers may use this upstream; empty means every tenant.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// The upstream's own credential and the identity assertion.
+    #[serde(default)]
+    pub inject: RawInjection,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -142,6 +162,9 @@ pub struct RawRoute {
     /// Listeners that serve this route; default all.
     #[serde(default)]
     pub listeners: Option<Vec<String>>,
+    /// `required` (default when identity is configured) or `anonymous`.
+    #[serde(default)]
+    pub auth: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::policy::{compile, Policy};
 use crate::raw::*;
+use crate::security::{self, Audit, Credential, Egress, Identity};
 use crate::{ConfigError, ConfigErrors};
 
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
@@ -40,6 +42,13 @@ pub struct Snapshot {
     pub upstreams: Vec<Upstream>,
     /// Longest path first, so the first prefix match is the most specific.
     pub routes: Vec<Route>,
+    pub identity: Identity,
+    pub tenants: Vec<String>,
+    pub policy: Policy,
+    pub audit: Audit,
+    pub egress: Egress,
+    /// Problems that do not stop the config, e.g. rules that can never match.
+    pub warnings: Vec<ConfigError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +89,10 @@ pub struct Upstream {
     pub write_timeout: Option<Duration>,
     pub idle_timeout: Duration,
     pub http2: bool,
+    /// Tenants allowed to use this upstream; empty means all.
+    pub tenants: Vec<String>,
+    pub credential: Option<Credential>,
+    pub assertion_header: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +119,8 @@ pub struct Route {
     pub hosts: HostPolicy,
     /// Listener names that serve this route; `None` means all.
     pub listeners: Option<Vec<String>>,
+    /// Callers must authenticate (the default when identity is configured).
+    pub auth_required: bool,
 }
 
 /// DNS-rebinding protection for one route, compiled to lowercase names.
@@ -207,7 +222,25 @@ impl Snapshot {
             .unwrap_or(DEFAULT_MAX_BODY_BYTES);
 
         let upstreams = build_upstreams(&raw.upstreams, &mut errs);
-        let mut routes = build_routes(raw, &listeners, &mut errs);
+        let identity = security::build_identity(raw, &mut errs);
+        let mut routes = build_routes(raw, &listeners, identity.enabled, &mut errs);
+        let mut warnings = Vec::new();
+        let names: Vec<&str> = raw.upstreams.iter().map(|u| u.name.as_str()).collect();
+        let policy = compile(&raw.roles, &names, &mut errs, &mut warnings);
+        for (i, u) in raw.upstreams.iter().enumerate() {
+            security::check_tenants(
+                &u.tenants,
+                &raw.tenants,
+                &format!("upstreams[{i}].tenants"),
+                &mut errs,
+            );
+        }
+        let mut seen = Vec::new();
+        for (i, t) in raw.tenants.iter().enumerate() {
+            check_name(t, &format!("tenants[{i}]"), &mut seen, &mut errs);
+        }
+        let audit = security::build_audit(&raw.audit, &mut errs);
+        let egress = security::build_egress(&raw.egress_allow, &mut errs);
         routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
 
         if !errs.is_empty() {
@@ -227,6 +260,12 @@ impl Snapshot {
             ),
             upstreams,
             routes,
+            identity,
+            tenants: raw.tenants.clone(),
+            policy,
+            audit,
+            egress,
+            warnings,
         })
     }
 
@@ -345,6 +384,15 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
         }
     };
     let mut errs = Vec::new();
+    let credential = security::build_credential(&u.inject, path, &mut errs);
+    if let Some(h) = &u.inject.assertion_header {
+        if is_bad_header_name(h) {
+            errs.push(ConfigError::new(
+                format!("{path}.inject.assertion_header"),
+                "not a valid header name",
+            ));
+        }
+    }
     if !url.username().is_empty() || url.password().is_some() {
         errs.push(ConfigError::new(
             &url_path,
@@ -432,12 +480,28 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
         write_timeout: ms(u.timeouts.write_ms, Some(30_000)),
         idle_timeout: ms(u.timeouts.idle_ms, Some(60_000)).unwrap_or_default(),
         http2: u.http2,
+        tenants: u.tenants.clone(),
+        credential,
+        assertion_header: u
+            .inject
+            .assertion_header
+            .as_ref()
+            .map(|h| h.to_ascii_lowercase()),
     })
+}
+
+/// Header names are RFC 9110 tokens.
+fn is_bad_header_name(h: &str) -> bool {
+    h.is_empty()
+        || !h
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn build_routes(
     raw: &RawConfig,
     listeners: &[Listener],
+    identity_enabled: bool,
     errs: &mut Vec<ConfigError>,
 ) -> Vec<Route> {
     let mut seen = Vec::new();
@@ -495,6 +559,28 @@ fn build_routes(
             }
         }
         let hosts = build_host_policy(r.hosts.as_ref());
+        let auth_required = match r.auth.as_deref() {
+            None => identity_enabled,
+            Some("required") => {
+                if !identity_enabled {
+                    errs.push(ConfigError::new(
+                        format!("{path}.auth"),
+                        "`required` needs identity.api_keys or identity.jwt",
+                    ));
+                    ok = false;
+                }
+                true
+            }
+            Some("anonymous") => false,
+            Some(other) => {
+                errs.push(ConfigError::new(
+                    format!("{path}.auth"),
+                    format!("`{other}` is not required or anonymous"),
+                ));
+                ok = false;
+                false
+            }
+        };
         if let (true, Some(upstream)) = (ok, upstream) {
             out.push(Route {
                 name: r.name.clone(),
@@ -503,6 +589,7 @@ fn build_routes(
                 transport,
                 hosts,
                 listeners: r.listeners.clone(),
+                auth_required,
             });
         }
     }

@@ -1,0 +1,551 @@
+//! RBAC compiled at snapshot build: scopes parsed into per-segment matchers,
+//! indexed by kind and upstream so a decision looks at few rules, and the
+//! pure decision functions the gateway calls per message.
+//!
+//! Scope grammar: `<kind>:<upstream>/<name>:<action>` with kind/action one of
+//! `tools…:call`, `resources…:read`, `prompts…:get`. `<upstream>` is one
+//! segment; `<name>` is a tool or prompt name, or a resource URI, split on
+//! `/` into segments. In a segment `*` matches any run of characters except
+//! `/`, so `github/*` never matches `github/admin/x`; a whole segment `**`
+//! matches any number of segments. Deny wins over allow; no allow means the
+//! action is hidden.
+
+use std::collections::HashMap;
+
+use crate::raw::{RawCondition, RawRole, RawRule};
+use crate::ConfigError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Tools,
+    Resources,
+    Prompts,
+}
+
+impl Kind {
+    fn index(self) -> usize {
+        self as usize
+    }
+    pub fn action(self) -> &'static str {
+        match self {
+            Kind::Tools => "call",
+            Kind::Resources => "read",
+            Kind::Prompts => "get",
+        }
+    }
+}
+
+/// One `/`-free piece of a pattern.
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Literal(String),
+    Glob(String),
+    /// `**`: zero or more whole segments.
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Path(Vec<Seg>);
+
+impl Path {
+    fn parse(s: &str) -> Self {
+        Path(
+            s.split('/')
+                .map(|seg| match seg {
+                    "**" => Seg::Any,
+                    s if s.contains('*') => Seg::Glob(s.to_owned()),
+                    s => Seg::Literal(s.to_owned()),
+                })
+                .collect(),
+        )
+    }
+
+    fn literal(&self) -> Option<String> {
+        let mut out = Vec::new();
+        for s in &self.0 {
+            match s {
+                Seg::Literal(l) => out.push(l.as_str()),
+                _ => return None,
+            }
+        }
+        Some(out.join("/"))
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        /// `rest` is what is left of the name; `None` once every segment was used.
+        fn go(pat: &[Seg], rest: Option<&str>) -> bool {
+            match (pat.first(), rest) {
+                (None, r) => r.is_none(),
+                (Some(Seg::Any), None) => go(&pat[1..], None),
+                (Some(Seg::Any), Some(r)) => go(&pat[1..], Some(r)) || go(pat, split(r).1),
+                (Some(_), None) => false,
+                (Some(Seg::Literal(l)), Some(r)) => {
+                    let (head, tail) = split(r);
+                    l == head && go(&pat[1..], tail)
+                }
+                (Some(Seg::Glob(g)), Some(r)) => {
+                    let (head, tail) = split(r);
+                    glob(g.as_bytes(), head.as_bytes()) && go(&pat[1..], tail)
+                }
+            }
+        }
+        fn split(s: &str) -> (&str, Option<&str>) {
+            match s.split_once('/') {
+                Some((h, t)) => (h, Some(t)),
+                None => (s, None),
+            }
+        }
+        go(&self.0, Some(name))
+    }
+}
+
+/// `*` matches any run of bytes (the caller has split on `/` already).
+pub fn glob(pat: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while t < text.len() {
+        if p < pat.len() && pat[p] != b'*' && pat[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if p < pat.len() && pat[p] == b'*' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    while p < pat.len() && pat[p] == b'*' {
+        p += 1;
+    }
+    p == pat.len()
+}
+
+/// A glob over a whole string, where `*` does not cross `/`.
+pub fn glob_path(pat: &str, text: &str) -> bool {
+    Path::parse(pat).matches(text)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scope {
+    pub kind: Kind,
+    upstream: Seg,
+    name: Path,
+    pub text: String,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Result<Scope, String> {
+        let (kind, rest) = s
+            .split_once(':')
+            .ok_or("expected <kind>:<upstream>/<name>:<action>")?;
+        let kind = match kind {
+            "tools" => Kind::Tools,
+            "resources" => Kind::Resources,
+            "prompts" => Kind::Prompts,
+            k => return Err(format!("unknown kind `{k}` (tools, resources, prompts)")),
+        };
+        let (path, action) = rest.rsplit_once(':').ok_or("missing :<action>")?;
+        if action != kind.action() {
+            return Err(format!(
+                "the action for {kind:?} is `{}`, not `{action}`",
+                kind.action()
+            ));
+        }
+        let (upstream, name) = path.split_once('/').ok_or("expected <upstream>/<name>")?;
+        if upstream.is_empty() || name.is_empty() {
+            return Err("upstream and name must not be empty".into());
+        }
+        let upstream = match upstream {
+            "**" => return Err("`**` is not allowed for the upstream".into()),
+            u if u.contains('*') => Seg::Glob(u.to_owned()),
+            u => Seg::Literal(u.to_owned()),
+        };
+        Ok(Scope {
+            kind,
+            upstream,
+            name: Path::parse(name),
+            text: s.to_owned(),
+        })
+    }
+
+    pub fn upstream_literal(&self) -> Option<&str> {
+        match &self.upstream {
+            Seg::Literal(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    pub fn name_literal(&self) -> Option<String> {
+        self.name.literal()
+    }
+
+    pub fn matches(&self, kind: Kind, upstream: &str, name: &str) -> bool {
+        kind == self.kind
+            && match &self.upstream {
+                Seg::Literal(l) => l == upstream,
+                Seg::Glob(g) => glob(g.as_bytes(), upstream.as_bytes()),
+                Seg::Any => true,
+            }
+            && self.name.matches(name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    Equals(serde_json::Value),
+    Glob(String),
+    Max(f64),
+    Min(f64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub pointer: String,
+    pub test: Test,
+}
+
+impl Condition {
+    /// Does the argument at `pointer` pass? A missing argument fails.
+    pub fn holds(&self, args: &serde_json::Value) -> bool {
+        let Some(v) = args.pointer(&self.pointer) else {
+            return false;
+        };
+        match &self.test {
+            Test::Equals(want) => v == want,
+            Test::Glob(g) => v.as_str().is_some_and(|s| glob_path(g, s)),
+            Test::Max(m) => v.as_f64().is_some_and(|x| x <= *m),
+            Test::Min(m) => v.as_f64().is_some_and(|x| x >= *m),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub scope: Scope,
+    pub when: Vec<Condition>,
+}
+
+/// Rules of one role for one kind, indexed for lookup.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    /// By literal upstream, then by literal name; globs kept apart.
+    by_upstream: HashMap<String, NameIndex>,
+    wild_upstream: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct NameIndex {
+    exact: HashMap<String, Vec<usize>>,
+    globbed: Vec<usize>,
+}
+
+impl Index {
+    fn add(&mut self, i: usize, rule: &Rule) {
+        match rule.scope.upstream_literal() {
+            None => self.wild_upstream.push(i),
+            Some(u) => {
+                let n = self.by_upstream.entry(u.to_owned()).or_default();
+                match rule.scope.name_literal() {
+                    Some(name) => n.exact.entry(name).or_default().push(i),
+                    None => n.globbed.push(i),
+                }
+            }
+        }
+    }
+
+    fn candidates<'a>(&'a self, upstream: &str, name: &str) -> impl Iterator<Item = usize> + 'a {
+        let n = self.by_upstream.get(upstream);
+        let exact = n.and_then(|n| n.exact.get(name)).into_iter().flatten();
+        let globbed = n.into_iter().flat_map(|n| n.globbed.iter());
+        exact
+            .chain(globbed)
+            .chain(self.wild_upstream.iter())
+            .copied()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Role {
+    pub name: String,
+    pub allow: Vec<Rule>,
+    pub deny: Vec<Rule>,
+    allow_idx: [Index; 3],
+    deny_idx: [Index; 3],
+}
+
+/// The outcome of a decision on one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// No grant (or an unconditional deny): the caller may not even know it exists.
+    Hidden,
+    /// Visible, but refused for this call: a deny rule's conditions held, or
+    /// no allow rule's conditions did.
+    Denied(&'static str),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    roles: Vec<Role>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Policy {
+    pub fn role_id(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn roles(&self) -> &[Role] {
+        &self.roles
+    }
+
+    /// Decide one call. `args` is parsed only if a matching rule has
+    /// conditions; `parse_args` is called at most once.
+    pub fn decide<'r>(
+        &self,
+        roles: impl Iterator<Item = &'r str> + Clone,
+        kind: Kind,
+        upstream: &str,
+        name: &str,
+        parse_args: &mut dyn FnMut() -> Option<serde_json::Value>,
+    ) -> Verdict {
+        let mut args: Option<Option<serde_json::Value>> = None;
+        let mut get_args = |args: &mut Option<Option<serde_json::Value>>| {
+            args.get_or_insert_with(&mut *parse_args).clone()
+        };
+        let k = kind.index();
+        let mut denied = None;
+        for role in roles
+            .clone()
+            .filter_map(|r| self.by_name.get(r))
+            .map(|&i| &self.roles[i])
+        {
+            for i in role.deny_idx[k].candidates(upstream, name) {
+                let rule = &role.deny[i];
+                if !rule.scope.matches(kind, upstream, name) {
+                    continue;
+                }
+                if rule.when.is_empty() {
+                    return Verdict::Hidden;
+                }
+                if let Some(a) = get_args(&mut args) {
+                    if rule.when.iter().all(|c| c.holds(&a)) {
+                        denied = Some("a deny rule's conditions hold");
+                    }
+                }
+            }
+        }
+        if let Some(reason) = denied {
+            return Verdict::Denied(reason);
+        }
+        let mut visible = false;
+        for role in roles
+            .filter_map(|r| self.by_name.get(r))
+            .map(|&i| &self.roles[i])
+        {
+            for i in role.allow_idx[k].candidates(upstream, name) {
+                let rule = &role.allow[i];
+                if !rule.scope.matches(kind, upstream, name) {
+                    continue;
+                }
+                visible = true;
+                if rule.when.is_empty() {
+                    return Verdict::Allow;
+                }
+                if let Some(a) = get_args(&mut args) {
+                    if rule.when.iter().all(|c| c.holds(&a)) {
+                        return Verdict::Allow;
+                    }
+                }
+            }
+        }
+        if visible {
+            Verdict::Denied("no allow rule's conditions hold")
+        } else {
+            Verdict::Hidden
+        }
+    }
+
+    /// May these roles see this item in a list result? (Some call to it
+    /// could be allowed.)
+    pub fn visible<'r>(
+        &self,
+        roles: impl Iterator<Item = &'r str> + Clone,
+        kind: Kind,
+        upstream: &str,
+        name: &str,
+    ) -> bool {
+        let k = kind.index();
+        let ids = || {
+            roles
+                .clone()
+                .filter_map(|r| self.by_name.get(r))
+                .map(|&i| &self.roles[i])
+        };
+        let hidden = ids().any(|role| {
+            role.deny_idx[k].candidates(upstream, name).any(|i| {
+                let r = &role.deny[i];
+                r.when.is_empty() && r.scope.matches(kind, upstream, name)
+            })
+        });
+        !hidden
+            && ids().any(|role| {
+                role.allow_idx[k]
+                    .candidates(upstream, name)
+                    .any(|i| role.allow[i].scope.matches(kind, upstream, name))
+            })
+    }
+}
+
+/// Compile the roles; `upstreams` are the configured upstream names.
+pub fn compile(
+    raw: &[RawRole],
+    upstreams: &[&str],
+    errs: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Policy {
+    let mut policy = Policy::default();
+    for (i, r) in raw.iter().enumerate() {
+        let path = format!("roles[{i}]");
+        if policy.by_name.contains_key(&r.name) {
+            errs.push(ConfigError::new(
+                format!("{path}.name"),
+                format!("duplicate role `{}`", r.name),
+            ));
+            continue;
+        }
+        let mut role = Role {
+            name: r.name.clone(),
+            ..Role::default()
+        };
+        for (list, raw_rules, what) in [
+            (&mut role.allow, &r.allow, "allow"),
+            (&mut role.deny, &r.deny, "deny"),
+        ] {
+            for (j, rule) in raw_rules.iter().enumerate() {
+                let p = format!("{path}.{what}[{j}]");
+                if let Some(rule) = compile_rule(rule, &p, upstreams, errs) {
+                    list.push(rule);
+                }
+            }
+        }
+        for (j, a) in role.allow.iter().enumerate() {
+            let shadowed = role.deny.iter().any(|d| {
+                d.when.is_empty()
+                    && a.scope.kind == d.scope.kind
+                    && match (a.scope.upstream_literal(), a.scope.name_literal()) {
+                        (Some(u), Some(n)) => d.scope.matches(a.scope.kind, u, &n),
+                        _ => d.scope.text == a.scope.text,
+                    }
+            });
+            if shadowed {
+                warnings.push(ConfigError::new(
+                    format!("{path}.allow[{j}]"),
+                    format!(
+                        "`{}` can never match: a deny rule of the same role covers it",
+                        a.scope.text
+                    ),
+                ));
+            }
+        }
+        for (i, rule) in role.allow.iter().enumerate() {
+            role.allow_idx[rule.scope.kind.index()].add(i, rule);
+        }
+        for (i, rule) in role.deny.iter().enumerate() {
+            role.deny_idx[rule.scope.kind.index()].add(i, rule);
+        }
+        policy.by_name.insert(r.name.clone(), policy.roles.len());
+        policy.roles.push(role);
+    }
+    policy
+}
+
+fn compile_rule(
+    rule: &RawRule,
+    path: &str,
+    upstreams: &[&str],
+    errs: &mut Vec<ConfigError>,
+) -> Option<Rule> {
+    let (scope_text, when): (&str, &[RawCondition]) = match rule {
+        RawRule::Scope(s) => (s, &[]),
+        RawRule::Conditional(c) => (&c.scope, &c.when),
+    };
+    let scope = match Scope::parse(scope_text) {
+        Ok(s) => s,
+        Err(e) => {
+            errs.push(ConfigError::new(path, format!("`{scope_text}`: {e}")));
+            return None;
+        }
+    };
+    if let Some(u) = scope.upstream_literal() {
+        if !upstreams.contains(&u) {
+            errs.push(ConfigError::new(
+                path,
+                format!("`{scope_text}` names unknown upstream `{u}`"),
+            ));
+            return None;
+        }
+    }
+    let mut conds = Vec::new();
+    for (k, c) in when.iter().enumerate() {
+        let p = format!("{path}.when[{k}]");
+        if !(c.pointer.is_empty() || c.pointer.starts_with('/')) {
+            errs.push(ConfigError::new(
+                &p,
+                "pointer must be empty or start with `/`",
+            ));
+            continue;
+        }
+        let tests: Vec<Test> = [
+            c.equals
+                .as_ref()
+                .map(|v| serde_json::to_value(v).map(Test::Equals)),
+            c.glob.clone().map(|g| Ok(Test::Glob(g))),
+            c.max.map(|m| Ok(Test::Max(m))),
+            c.min.map(|m| Ok(Test::Min(m))),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .collect();
+        if tests.is_empty() {
+            errs.push(ConfigError::new(
+                &p,
+                "a condition needs equals, glob, max or min",
+            ));
+        }
+        conds.extend(tests.into_iter().map(|test| Condition {
+            pointer: c.pointer.clone(),
+            test,
+        }));
+    }
+    Some(Rule { scope, when: conds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_never_cross() {
+        let s = Scope::parse("tools:github/*:call").expect("scope");
+        assert!(s.matches(Kind::Tools, "github", "create_issue"));
+        assert!(!s.matches(Kind::Tools, "github", "admin/x"));
+        assert!(!s.matches(Kind::Prompts, "github", "x"));
+        let s = Scope::parse("tools:git*/get-*:call").expect("scope");
+        assert!(s.matches(Kind::Tools, "github", "get-sum"));
+        assert!(!s.matches(Kind::Tools, "gitlab", "put-sum"));
+        let s = Scope::parse("resources:fs/file:///home/**:read").expect("scope");
+        assert!(s.matches(Kind::Resources, "fs", "file:///home/a/b.txt"));
+        assert!(!s.matches(Kind::Resources, "fs", "file:///etc/passwd"));
+        assert!(Scope::parse("tools:github/x:read").is_err());
+        assert!(Scope::parse("tools:**/x:call").is_err());
+        assert!(glob(b"a*c*", b"abcxc"));
+        assert!(!glob(b"a*d", b"abc"));
+    }
+}
