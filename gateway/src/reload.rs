@@ -131,12 +131,25 @@ impl Reloader {
         if self.shared.is_ready() && snapshot.listeners != current.snapshot.listeners {
             tracing::warn!("listener changes take effect on restart or graceful upgrade");
         }
+        let mut credentials = Vec::with_capacity(snapshot.upstreams.len());
+        for (i, up) in snapshot.upstreams.iter().enumerate() {
+            credentials.push(match &up.credential {
+                None => None,
+                Some(c) => Some(crate::inject::credential(c).map_err(|e| {
+                    sluice_config::ConfigError::new(format!("upstreams[{i}].inject.credential"), e)
+                })?),
+            });
+        }
+        for w in &snapshot.warnings {
+            tracing::warn!(warning = %w, "config warning");
+        }
         let peers = upstream::build_peers(&snapshot).await;
         self.generation.store(next_gen, Ordering::Release);
         tracing::info!(version = %snapshot.version, routes = snapshot.routes.len(), "snapshot applied");
         self.shared.publish(Runtime {
             snapshot: Arc::new(snapshot),
             peers,
+            credentials,
         });
         Ok(Applied::New)
     }
@@ -154,6 +167,7 @@ impl Reloader {
             self.shared.publish(Runtime {
                 snapshot: current.snapshot.clone(),
                 peers,
+                credentials: current.credentials.clone(),
             });
         }
     }

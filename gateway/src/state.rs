@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 use sluice_config::Snapshot;
 
+use crate::inject::UpstreamCredential;
 use crate::metrics::Metrics;
 
 /// Most tools remembered per upstream for metric labels; more fold into `other`.
@@ -19,8 +20,11 @@ const MAX_CATALOG: usize = 1024;
 /// A snapshot and the upstream peers built for it. Swapped as one.
 pub struct Runtime {
     pub snapshot: Arc<Snapshot>,
-    /// By upstream index; `None` while its address does not resolve.
+    /// By upstream index; `None` while its address does not resolve (or
+    /// resolves outside the egress allowlist).
     pub peers: Vec<Option<HttpPeer>>,
+    /// By upstream index: the upstream's own credential, if configured.
+    pub credentials: Vec<Option<UpstreamCredential>>,
 }
 
 impl Runtime {
@@ -29,6 +33,7 @@ impl Runtime {
         Self {
             snapshot: Arc::new(snapshot),
             peers: Vec::new(),
+            credentials: Vec::new(),
         }
     }
 }

@@ -16,6 +16,10 @@ pub async fn build_peers(snapshot: &Snapshot) -> Vec<Option<HttpPeer>> {
     let mut peers = Vec::with_capacity(snapshot.upstreams.len());
     for up in &snapshot.upstreams {
         let peer = match resolve(up).await {
+            Ok(addr) if !snapshot.egress.allows(&up.host, addr.ip()) => {
+                tracing::error!(upstream = %up.name, host = %up.host, address = %addr.ip(), "egress refused: the resolved address is not on the allowlist");
+                None
+            }
             Ok(addr) => match build_peer(up, addr) {
                 Ok(p) => Some(p),
                 Err(e) => {

@@ -98,7 +98,7 @@ impl EndpointRewriter {
 }
 
 /// Length of the first complete event in `buf` (through its blank line).
-fn event_len(buf: &[u8]) -> Option<usize> {
+pub(crate) fn event_len(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
     while i < buf.len() {
         let nl = memchr::memchr2(b'\n', b'\r', &buf[i..])? + i;

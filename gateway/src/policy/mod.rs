@@ -1,0 +1,183 @@
+//! Access decisions on MCP messages: who the caller is for policy purposes
+//! (`Caller`), tenant resolution, the per-message RBAC decision against the
+//! snapshot's compiled policy, and filtering of list results. Pure functions
+//! of (snapshot, caller, request facts); the proxy turns their refusals into
+//! wire errors through `refusal`.
+
+pub mod list;
+
+use sluice_config::{Kind, Route, Snapshot, Verdict};
+
+use crate::mcp::{Kind as MsgKind, Message, Method, RequestFacts, RequestId, Revision};
+
+/// The authenticated caller as policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub subject: Box<str>,
+    pub tenant: Option<Box<str>>,
+    pub roles: Vec<Box<str>>,
+    /// Came in on an `auth: anonymous` route without credentials.
+    pub anonymous: bool,
+}
+
+impl Caller {
+    pub fn roles(&self) -> impl Iterator<Item = &str> + Clone {
+        self.roles.iter().map(|r| &**r)
+    }
+}
+
+/// Why a message may not go upstream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Deny {
+    /// Not granted: answered exactly like an unknown tool, resource or prompt.
+    #[error("{}", hidden_message(*kind, name))]
+    Hidden {
+        id: Option<RequestId>,
+        kind: Kind,
+        name: Box<str>,
+    },
+    /// Granted in general, refused for these arguments.
+    #[error("denied by policy: {reason}")]
+    Conditions {
+        id: Option<RequestId>,
+        reason: &'static str,
+    },
+    #[error("JSON-RPC batches are not part of protocol revision {0}")]
+    Batch(&'static str),
+}
+
+fn hidden_message(kind: Kind, name: &str) -> String {
+    match kind {
+        Kind::Tools => format!("Unknown tool: {name}"),
+        Kind::Resources => format!("Resource not found: {name}"),
+        Kind::Prompts => format!("Unknown prompt: {name}"),
+    }
+}
+
+impl Deny {
+    pub fn id(&self) -> Option<&RequestId> {
+        match self {
+            Deny::Hidden { id, .. } | Deny::Conditions { id, .. } => id.as_ref(),
+            Deny::Batch(_) => None,
+        }
+    }
+
+    /// The JSON-RPC code: the spec's own codes for unknown items, so a
+    /// hidden item cannot be told from a missing one.
+    pub fn rpc_code(&self) -> i64 {
+        match self {
+            Deny::Hidden {
+                kind: Kind::Resources,
+                ..
+            } => -32002,
+            Deny::Hidden { .. } | Deny::Conditions { .. } => -32602,
+            Deny::Batch(_) => -32600,
+        }
+    }
+}
+
+/// What a message acts on, for policy: `(kind, name)`.
+pub fn action(msg: &Message) -> Option<(Kind, &str)> {
+    let kind = match msg.method {
+        Method::ToolsCall => Kind::Tools,
+        Method::ResourcesRead | Method::ResourcesSubscribe | Method::ResourcesUnsubscribe => {
+            Kind::Resources
+        }
+        Method::PromptsGet => Kind::Prompts,
+        _ => return None,
+    };
+    Some((kind, msg.target.as_deref()?))
+}
+
+/// Decide every message of a request body. `body` holds the arguments the
+/// facts point into; they are parsed only when a rule has conditions.
+pub fn authorize(
+    snap: &Snapshot,
+    route: &Route,
+    caller: &Caller,
+    facts: &RequestFacts,
+    revision: Option<Revision>,
+    body: &[u8],
+) -> Result<(), Deny> {
+    if facts.batch && revision.is_some_and(|r| r >= Revision::V2025_06_18 && r != Revision::Unknown)
+    {
+        return Err(Deny::Batch(revision.map_or("", Revision::as_label)));
+    }
+    let upstream = snap.upstream(route).name.as_str();
+    for msg in facts.messages.iter().filter(|m| m.kind == MsgKind::Request) {
+        let Some((kind, name)) = action(msg) else {
+            continue;
+        };
+        let mut args = || {
+            msg.arguments
+                .clone()
+                .and_then(|r| body.get(r))
+                .and_then(|a| serde_json::from_slice(a).ok())
+        };
+        match snap
+            .policy
+            .decide(caller.roles(), kind, upstream, name, &mut args)
+        {
+            Verdict::Allow => {}
+            Verdict::Hidden => {
+                return Err(Deny::Hidden {
+                    id: msg.id.clone(),
+                    kind,
+                    name: name.into(),
+                })
+            }
+            Verdict::Denied(reason) => {
+                return Err(Deny::Conditions {
+                    id: msg.id.clone(),
+                    reason,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// May this caller's tenant use the route's upstream at all?
+pub fn tenant_may_use(snap: &Snapshot, route: &Route, caller: &Caller) -> bool {
+    let allowed = &snap.upstream(route).tenants;
+    allowed.is_empty()
+        || caller
+            .tenant
+            .as_deref()
+            .is_some_and(|t| allowed.iter().any(|a| a == t))
+}
+
+/// Why no tenant could be chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TenantError {
+    #[error("this request names no tenant and the caller has several: send X-Tenant-ID")]
+    Ambiguous,
+    #[error("the caller belongs to no tenant")]
+    None,
+    #[error("X-Tenant-ID names a tenant the caller does not belong to")]
+    NotMember,
+}
+
+/// The tenant of a request: the `X-Tenant-ID` header if it names one of the
+/// caller's tenants, else the caller's only tenant. Never a guess.
+pub fn resolve_tenant<'a>(
+    snap: &Snapshot,
+    caller_tenants: &'a [String],
+    header: Option<&'a str>,
+) -> Result<Option<&'a str>, TenantError> {
+    if snap.tenants.is_empty() && caller_tenants.is_empty() && header.is_none() {
+        return Ok(None);
+    }
+    match header {
+        Some(h) => caller_tenants
+            .iter()
+            .find(|t| *t == h)
+            .map(|t| Some(t.as_str()))
+            .ok_or(TenantError::NotMember),
+        None => match caller_tenants {
+            [] => Err(TenantError::None),
+            [one] => Ok(Some(one.as_str())),
+            _ => Err(TenantError::Ambiguous),
+        },
+    }
+}
