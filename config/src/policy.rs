@@ -228,6 +228,8 @@ impl Condition {
 pub struct Rule {
     pub scope: Scope,
     pub when: Vec<Condition>,
+    /// Position in the role's list in the file, for reports.
+    pub at: usize,
 }
 
 /// Rules of one role for one kind, indexed for lookup.
@@ -314,10 +316,9 @@ impl Policy {
         name: &str,
         parse_args: &mut dyn FnMut() -> Option<serde_json::Value>,
     ) -> Verdict {
-        let mut args: Option<Option<serde_json::Value>> = None;
-        let mut get_args = |args: &mut Option<Option<serde_json::Value>>| {
-            args.get_or_insert_with(&mut *parse_args).clone()
-        };
+        // Arguments are parsed once, and only if a matching rule needs them.
+        let args: std::cell::OnceCell<Option<serde_json::Value>> = std::cell::OnceCell::new();
+        let mut get_args = || args.get_or_init(&mut *parse_args).as_ref();
         let k = kind.index();
         let mut denied = None;
         for role in roles
@@ -333,8 +334,8 @@ impl Policy {
                 if rule.when.is_empty() {
                     return Verdict::Hidden;
                 }
-                if let Some(a) = get_args(&mut args) {
-                    if rule.when.iter().all(|c| c.holds(&a)) {
+                if let Some(a) = get_args() {
+                    if rule.when.iter().all(|c| c.holds(a)) {
                         denied = Some("a deny rule's conditions hold");
                     }
                 }
@@ -357,8 +358,8 @@ impl Policy {
                 if rule.when.is_empty() {
                     return Verdict::Allow;
                 }
-                if let Some(a) = get_args(&mut args) {
-                    if rule.when.iter().all(|c| c.holds(&a)) {
+                if let Some(a) = get_args() {
+                    if rule.when.iter().all(|c| c.holds(a)) {
                         return Verdict::Allow;
                     }
                 }
@@ -429,12 +430,12 @@ pub fn compile(
         ] {
             for (j, rule) in raw_rules.iter().enumerate() {
                 let p = format!("{path}.{what}[{j}]");
-                if let Some(rule) = compile_rule(rule, &p, upstreams, errs) {
+                if let Some(rule) = compile_rule(rule, j, &p, upstreams, errs) {
                     list.push(rule);
                 }
             }
         }
-        for (j, a) in role.allow.iter().enumerate() {
+        for a in &role.allow {
             let shadowed = role.deny.iter().any(|d| {
                 d.when.is_empty()
                     && a.scope.kind == d.scope.kind
@@ -445,7 +446,7 @@ pub fn compile(
             });
             if shadowed {
                 warnings.push(ConfigError::new(
-                    format!("{path}.allow[{j}]"),
+                    format!("{path}.allow[{}]", a.at),
                     format!(
                         "`{}` can never match: a deny rule of the same role covers it",
                         a.scope.text
@@ -467,6 +468,7 @@ pub fn compile(
 
 fn compile_rule(
     rule: &RawRule,
+    at: usize,
     path: &str,
     upstreams: &[&str],
     errs: &mut Vec<ConfigError>,
@@ -524,7 +526,11 @@ fn compile_rule(
             test,
         }));
     }
-    Some(Rule { scope, when: conds })
+    Some(Rule {
+        scope,
+        when: conds,
+        at,
+    })
 }
 
 #[cfg(test)]
@@ -547,5 +553,191 @@ mod tests {
         assert!(Scope::parse("tools:**/x:call").is_err());
         assert!(glob(b"a*c*", b"abcxc"));
         assert!(!glob(b"a*d", b"abc"));
+    }
+
+    fn policy(yaml: &str) -> (Policy, Vec<ConfigError>, Vec<ConfigError>) {
+        let roles: Vec<RawRole> = serde_yaml::from_str(yaml).expect("roles yaml");
+        let (mut errs, mut warns) = (Vec::new(), Vec::new());
+        let p = compile(&roles, &["github", "fs", "demo"], &mut errs, &mut warns);
+        (p, errs, warns)
+    }
+
+    const ROLES: &str = r#"
+- name: reader
+  allow: ["tools:github/get_*:call", "resources:fs/file:///pub/**:read", "prompts:demo/*:get"]
+- name: writer
+  allow:
+    - "tools:github/*:call"
+    - scope: "tools:demo/get-sum:call"
+      when: [{ pointer: /a, max: 100 }, { pointer: /b, min: 0 }]
+    - scope: "tools:demo/echo:call"
+      when: [{ pointer: /message, glob: "hello*" }]
+  deny:
+    - "tools:github/delete_*:call"
+    - scope: "tools:github/create_issue:call"
+      when: [{ pointer: /repo, equals: "secret" }]
+"#;
+
+    fn decide(p: &Policy, roles: &[&str], kind: Kind, up: &str, name: &str, args: &str) -> Verdict {
+        let mut parse = || serde_json::from_str(args).ok();
+        p.decide(roles.iter().copied(), kind, up, name, &mut parse)
+    }
+
+    #[test]
+    fn role_by_action_matrix() {
+        let (p, errs, _) = policy(ROLES);
+        assert!(errs.is_empty(), "{errs:?}");
+        use Kind::*;
+        let cases: &[(&[&str], Kind, &str, &str, &str, Verdict)] = &[
+            (
+                &["reader"],
+                Tools,
+                "github",
+                "get_issue",
+                "{}",
+                Verdict::Allow,
+            ),
+            (
+                &["reader"],
+                Tools,
+                "github",
+                "create_issue",
+                "{}",
+                Verdict::Hidden,
+            ),
+            (
+                &["writer"],
+                Tools,
+                "github",
+                "create_issue",
+                r#"{"repo":"open"}"#,
+                Verdict::Allow,
+            ),
+            (
+                &["writer"],
+                Tools,
+                "github",
+                "create_issue",
+                r#"{"repo":"secret"}"#,
+                Verdict::Denied("a deny rule's conditions hold"),
+            ),
+            (
+                &["writer"],
+                Tools,
+                "github",
+                "delete_repo",
+                "{}",
+                Verdict::Hidden,
+            ),
+            (
+                &["writer", "reader"],
+                Tools,
+                "github",
+                "delete_repo",
+                "{}",
+                Verdict::Hidden,
+            ),
+            (
+                &["writer"],
+                Tools,
+                "demo",
+                "get-sum",
+                r#"{"a":5,"b":1}"#,
+                Verdict::Allow,
+            ),
+            (
+                &["writer"],
+                Tools,
+                "demo",
+                "get-sum",
+                r#"{"a":500,"b":1}"#,
+                Verdict::Denied("no allow rule's conditions hold"),
+            ),
+            (
+                &["writer"],
+                Tools,
+                "demo",
+                "get-sum",
+                r#"{"b":1}"#,
+                Verdict::Denied("no allow rule's conditions hold"),
+            ),
+            (
+                &["writer"],
+                Tools,
+                "demo",
+                "echo",
+                r#"{"message":"hello there"}"#,
+                Verdict::Allow,
+            ),
+            (
+                &["writer"],
+                Tools,
+                "demo",
+                "echo",
+                r#"{"message":"bye"}"#,
+                Verdict::Denied("no allow rule's conditions hold"),
+            ),
+            (
+                &["reader"],
+                Resources,
+                "fs",
+                "file:///pub/a/b.txt",
+                "{}",
+                Verdict::Allow,
+            ),
+            (
+                &["reader"],
+                Resources,
+                "fs",
+                "file:///etc/passwd",
+                "{}",
+                Verdict::Hidden,
+            ),
+            (&["reader"], Prompts, "demo", "greet", "{}", Verdict::Allow),
+            (
+                &["reader"],
+                Prompts,
+                "github",
+                "greet",
+                "{}",
+                Verdict::Hidden,
+            ),
+            (&[], Tools, "github", "get_issue", "{}", Verdict::Hidden),
+            (
+                &["nobody"],
+                Tools,
+                "github",
+                "get_issue",
+                "{}",
+                Verdict::Hidden,
+            ),
+        ];
+        for (roles, kind, up, name, args, want) in cases {
+            assert_eq!(
+                &decide(&p, roles, *kind, up, name, args),
+                want,
+                "{roles:?} {kind:?} {up}/{name} {args}"
+            );
+        }
+        assert!(p.visible(["writer"].into_iter(), Tools, "demo", "get-sum"));
+        assert!(!p.visible(["writer"].into_iter(), Tools, "github", "delete_x"));
+        assert!(!p.visible(["reader"].into_iter(), Tools, "demo", "get-sum"));
+    }
+
+    #[test]
+    fn unreachable_rules_are_reported() {
+        let (_, errs, warns) = policy(
+            r#"
+- name: r
+  allow: ["tools:gitlab/x:call", "tools:github/admin_x:call", "tools:github/:call", "nonsense"]
+  deny: ["tools:github/admin_*:call"]
+"#,
+        );
+        let text = format!("{errs:?}");
+        assert!(text.contains("unknown upstream `gitlab`"), "{text}");
+        assert!(text.contains("nonsense"), "{text}");
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert_eq!(warns.len(), 1, "{warns:?}");
+        assert!(warns[0].path.contains("allow[1]"));
     }
 }
