@@ -6,15 +6,21 @@
 //! classified → upstream chosen → bytes streamed back while the response is
 //! watched → metrics and log.
 
+pub mod access;
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod forward;
+pub mod identity;
+pub mod inject;
 pub mod mcp;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod refusal;
 pub mod reload;
 pub mod server;
+pub mod sessions;
 pub mod state;
 pub mod tls;
 pub mod upstream;

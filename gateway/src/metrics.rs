@@ -22,6 +22,11 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub config_last_reload_ok: IntGauge,
     pub unparsed_server_messages: IntCounterVec,
+    pub auth_failures: IntCounterVec,
+    pub policy_decisions: IntCounterVec,
+    pub list_items_hidden: IntCounterVec,
+    pub audit_events: IntCounterVec,
+    pub audit_dropped: prometheus::IntCounter,
 }
 
 /// Gateway-internal time is small: buckets from 5 µs to 100 ms.
@@ -101,6 +106,37 @@ impl Metrics {
                 "Server messages the gateway could not parse (passed through)",
                 &["route"],
             ),
+            auth_failures: counter(
+                "auth_failures_total",
+                "Requests refused for authentication, by route and reason",
+                &["route", "reason"],
+            ),
+            policy_decisions: counter(
+                "policy_decisions_total",
+                "RBAC decisions on calls, by route and decision (allow, hidden, denied)",
+                &["route", "decision"],
+            ),
+            list_items_hidden: counter(
+                "list_items_hidden_total",
+                "Items removed from list results by policy, by route",
+                &["route"],
+            ),
+            audit_events: counter(
+                "audit_events_total",
+                "Audit events queued, by decision",
+                &["decision"],
+            ),
+            audit_dropped: {
+                let c = prometheus::IntCounter::new(
+                    "audit_dropped_total",
+                    "Audit events dropped because the queue was full",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
             upstream_latency: histogram(
                 "upstream_latency_seconds",
                 "Time from sending the request upstream to its response header",

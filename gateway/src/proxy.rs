@@ -25,9 +25,12 @@ use sluice_config::{Route, RouteTransport};
 use crate::mcp::jsonrpc::{check_mirrored_headers, effective_revision};
 use crate::mcp::legacy::EndpointRewriter;
 use crate::mcp::{classify, Method, RequestFacts, ResponseInspector, Revision};
+use crate::policy::list::ListFilter;
+use crate::policy::{self, Caller, Deny};
 use crate::refusal::{self, Refusal};
+use crate::sessions::Check;
 use crate::state::{Runtime, Shared};
-use crate::{forward, upstream};
+use crate::{access, audit, forward, inject, upstream};
 
 /// Bodies up to this size are replayed upstream by Pingora itself; larger
 /// ones are forwarded by `forward`, which does not depend on that buffer.
@@ -58,6 +61,15 @@ pub struct Ctx {
     pub gateway_time: Duration,
     pub sse_counted: bool,
     pub refused: Option<&'static str>,
+    /// The refusal was an access decision (identity, tenant, policy, host),
+    /// not a broken request.
+    pub access_denied: bool,
+    /// Who is calling, when identity is configured.
+    pub caller: Option<Caller>,
+    pub list_filter: Option<ListFilter>,
+    /// Correlates the audit event, the log line and the upstream assertion.
+    pub request_id: Option<String>,
+    pub method_is_delete: bool,
 }
 
 impl Ctx {
@@ -77,6 +89,8 @@ enum Admit {
     Proxy,
     /// Body too large for Pingora's replay buffer: forward it ourselves.
     Forward,
+    /// Answered by the gateway itself (well-known documents).
+    Local(&'static str, String),
 }
 
 #[async_trait]
@@ -100,6 +114,11 @@ impl ProxyHttp for Gateway {
             gateway_time: Duration::ZERO,
             sse_counted: false,
             refused: None,
+            access_denied: false,
+            caller: None,
+            list_filter: None,
+            request_id: None,
+            method_is_delete: false,
         }
     }
 
@@ -108,6 +127,16 @@ impl ProxyHttp for Gateway {
             Ok(Admit::Proxy) => Ok(false),
             Ok(Admit::Forward) => {
                 forward::run(self, session, ctx).await?;
+                Ok(true)
+            }
+            Ok(Admit::Local(content_type, body)) => {
+                let mut resp = ResponseHeader::build(200, Some(3))?;
+                resp.insert_header(http::header::CONTENT_TYPE, content_type)?;
+                resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+                session.write_response_header(Box::new(resp), false).await?;
+                session
+                    .write_response_body(Some(Bytes::from(body)), true)
+                    .await?;
                 Ok(true)
             }
             Err(refusal) => {
@@ -226,6 +255,9 @@ impl Gateway {
         let req = session.req_header();
         let listener = listener_name(&snap, session.server_addr());
         let path = req.uri.path();
+        if let Some(doc) = self.well_known(&snap, listener, req) {
+            return Ok(doc);
+        }
         let (route_idx, rest) = snap.route_for(listener, path).ok_or(Refusal::NoRoute)?;
         ctx.route = Some(route_idx);
         let route = &snap.routes[route_idx];
@@ -247,6 +279,24 @@ impl Gateway {
         if !route.hosts.allows(host, origin) {
             return Err(Refusal::BadOrigin);
         }
+        let caller = access::caller(&snap, route, ctx.rt.auth.as_deref(), &req.headers, host)?;
+        if let Some(c) = &caller {
+            // Another tenant's upstream does not exist, as far as this caller knows.
+            if !policy::tenant_may_use(&snap, route, c) {
+                return Err(Refusal::NoRoute);
+            }
+            if let Some(sid) = header_str(req, "mcp-session-id") {
+                if self
+                    .shared
+                    .sessions
+                    .check(sid, &c.subject, c.tenant.as_deref())
+                    == Check::Foreign
+                {
+                    return Err(Refusal::ForeignSession);
+                }
+            }
+        }
+        ctx.caller = caller;
         if ctx
             .rt
             .peers
@@ -257,6 +307,10 @@ impl Gateway {
             return Err(Refusal::Upstream("upstream address not resolved"));
         }
         let method = req.method.clone();
+        ctx.method_is_delete = method == http::Method::DELETE;
+        if snap.identity.enabled || self.shared.audit.is_some() {
+            ctx.request_id = Some(audit::new_event_id());
+        }
         let legacy = route.transport == RouteTransport::LegacySse;
         if legacy && method == http::Method::GET {
             ctx.legacy = Some(EndpointRewriter::new(&route.path, &up.base_path));
@@ -284,6 +338,32 @@ impl Gateway {
             m.with_label_values(&[route.name.as_str(), "client", msg.method.as_label()])
                 .inc();
         }
+        // Batches left the protocol in 2025-06-18.
+        if facts.batch {
+            if let Some(r) =
+                revision.filter(|r| *r >= Revision::V2025_06_18 && *r != Revision::Unknown)
+            {
+                return Err(Deny::Batch(r.as_label()).into());
+            }
+        }
+        if let Some(c) = &ctx.caller {
+            let decision = policy::authorize(&snap, route, c, &facts, &body);
+            let label = match &decision {
+                Ok(()) => "allow",
+                Err(Deny::Hidden { .. }) => "hidden",
+                Err(_) => "denied",
+            };
+            self.shared
+                .metrics
+                .policy_decisions
+                .with_label_values(&[route.name.as_str(), label])
+                .inc();
+            decision?;
+            let first = facts.first();
+            if let (Some(id), false) = (&first.id, facts.batch) {
+                ctx.list_filter = ListFilter::new(&first.method, id, &up.name, c, snap.clone());
+            }
+        }
         ctx.revision = revision;
         ctx.session = header_str(req, "mcp-session-id").map(Into::into);
         ctx.facts = Some(facts);
@@ -296,6 +376,14 @@ impl Gateway {
     /// Answer a refusal: wire bytes, a metric and a log line.
     async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, refusal: &Refusal) {
         ctx.refused = Some(refusal.reason());
+        ctx.access_denied = refusal.is_access_decision();
+        if let Refusal::Unauthenticated { reason, .. } = refusal {
+            self.shared
+                .metrics
+                .auth_failures
+                .with_label_values(&[ctx.route_label(), reason])
+                .inc();
+        }
         self.shared
             .metrics
             .refusals
@@ -323,11 +411,80 @@ impl Gateway {
         let route = ctx
             .route()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
-        upstream::rewrite_request(req, ctx.rt.snapshot.upstream(route), &ctx.upstream_path)?;
+        let up = ctx.rt.snapshot.upstream(route);
+        upstream::rewrite_request(req, up, &ctx.upstream_path)?;
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             req.insert_header("x-forwarded-for", addr.ip().to_string())?;
         }
+        // With identity on, the gateway is the resource server: the client's
+        // credentials stop here and the upstream sees its own.
+        if ctx.rt.snapshot.identity.enabled {
+            let assertion = match (&up.assertion_header, &ctx.caller) {
+                (Some(_), Some(c)) => Some(self.assertion(ctx, c, &up.name)?),
+                _ => None,
+            };
+            let credential = ctx
+                .rt
+                .credentials
+                .get(route.upstream)
+                .and_then(Option::as_ref);
+            inject::apply(
+                req,
+                up.assertion_header.as_deref(),
+                credential,
+                assertion.as_deref(),
+            )?;
+        }
         Ok(())
+    }
+
+    /// A short-lived JWT saying who is calling, for this upstream only.
+    fn assertion(&self, ctx: &Ctx, c: &Caller, upstream: &str) -> Result<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = crate::identity::AssertionClaims {
+            iss: "sluice".into(),
+            sub: c.subject.to_string(),
+            tenant: c.tenant.as_deref().unwrap_or("").to_owned(),
+            roles: c.roles.iter().map(|r| r.to_string()).collect(),
+            session: ctx.session.as_deref().map(str::to_owned),
+            request_id: ctx.request_id.clone().unwrap_or_default(),
+            aud: upstream.to_owned(),
+            iat: now,
+            exp: now + crate::identity::DEFAULT_ASSERTION_TTL.as_secs(),
+            jti: audit::new_event_id(),
+        };
+        self.shared
+            .signer
+            .sign(&claims)
+            .map_err(|e| Error::explain(ErrorType::InternalError, e.to_string()))
+    }
+
+    /// `/.well-known/…` documents the gateway serves itself.
+    fn well_known(
+        &self,
+        snap: &sluice_config::Snapshot,
+        listener: &str,
+        req: &RequestHeader,
+    ) -> Option<Admit> {
+        let path = req.uri.path();
+        if path == access::JWKS_PATH {
+            return Some(Admit::Local(
+                "application/json",
+                self.shared.signer.jwks_json(),
+            ));
+        }
+        let rest = path.strip_prefix(access::METADATA_PATH)?;
+        if !snap.identity.enabled {
+            return None;
+        }
+        let (idx, _) = snap.route_for(listener, if rest.is_empty() { "/" } else { rest })?;
+        let host = header_str(req, http::header::HOST).unwrap_or("localhost");
+        Some(Admit::Local(
+            "application/json",
+            access::metadata(snap, &snap.routes[idx], host),
+        ))
     }
 
     /// Start watching the response; shared with `forward`.
@@ -343,6 +500,28 @@ impl Gateway {
             .unwrap_or_default();
         let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
         ctx.inspector.start(ct, ctx.facts.as_ref(), max);
+        if let Some(c) = &ctx.caller {
+            let ok = resp.status.is_success();
+            if let Some(sid) = resp
+                .headers
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                self.shared
+                    .sessions
+                    .bind(sid, &c.subject, c.tenant.as_deref());
+            }
+            if ok && ctx.method_is_delete {
+                if let Some(sid) = &ctx.session {
+                    self.shared.sessions.end(sid);
+                }
+            }
+        }
+        if let Some(f) = ctx.list_filter.as_mut() {
+            f.set_sse(ctx.inspector.is_sse());
+            // Filtering changes the length.
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+        }
         if ctx.inspector.is_sse() {
             ctx.sse_counted = true;
             self.shared
@@ -421,6 +600,14 @@ impl Gateway {
                     .inc();
             }
         }
+        if let Some(f) = &ctx.list_filter {
+            if f.removed > 0 {
+                m.list_items_hidden
+                    .with_label_values(&[route])
+                    .inc_by(f.removed as u64);
+            }
+        }
+        self.audit(ctx, status, upstream_name, e.is_some());
         let first = ctx.facts.as_ref().map(|f| f.first());
         tracing::debug!(
             route,
@@ -437,10 +624,91 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Queue the audit event of a routed request, if it is sampled in.
+    /// Never blocks: a full queue drops and counts.
+    fn audit(&self, ctx: &Ctx, status: u16, upstream: &str, failed: bool) {
+        let (Some(tx), Some(route)) = (&self.shared.audit, ctx.route()) else {
+            return;
+        };
+        let decision = match ctx.refused {
+            Some(_) if ctx.access_denied => audit::Decision::Deny,
+            Some(_) => audit::Decision::Error,
+            None if failed || status >= 500 => audit::Decision::Error,
+            None => audit::Decision::Allow,
+        };
+        let request_id = ctx.request_id.as_deref().unwrap_or("");
+        let key = ctx.session.as_deref().unwrap_or(request_id);
+        if !ctx.rt.sampler.keep(decision, key) {
+            return;
+        }
+        let first = ctx.facts.as_ref().map(|f| f.first());
+        let snap = &ctx.rt.snapshot;
+        let mut ev = audit::AuditEvent::new(
+            route.name.as_str(),
+            first.map_or("", |m| m.method.name()),
+            decision,
+            snap.version.to_string(),
+            request_id,
+        );
+        if ev.method.is_empty() {
+            ev.method = if ctx.method_is_delete {
+                "DELETE".into()
+            } else {
+                "GET".into()
+            };
+        }
+        if let Some(c) = &ctx.caller {
+            ev.subject = Some(c.subject.to_string());
+            ev.tenant = c.tenant.as_deref().map(str::to_owned);
+        }
+        ev.session = ctx.session.as_deref().map(str::to_owned);
+        ev.upstream = (!upstream.is_empty()).then(|| upstream.to_owned());
+        ev.target = first.and_then(|m| m.target.as_deref()).map(str::to_owned);
+        ev.reason = ctx.refused.map(str::to_owned);
+        if let (Some(m), Some(body)) = (first, &ctx.body) {
+            if let Some(args) = m.arguments.clone().and_then(|r| body.get(r)) {
+                ev.arguments_digest = Some(audit::digest(args));
+                if snap.audit.include_arguments {
+                    ev.arguments = serde_json::from_slice(args)
+                        .ok()
+                        .map(|v| audit::redact(&v, &snap.audit.redact));
+                }
+            }
+        }
+        ev.outcome = match (ctx.refused, first.and_then(|m| m.id.as_ref())) {
+            (Some(_), _) => Some("refused".into()),
+            (None, Some(id)) => Some(
+                ctx.inspector
+                    .outcome(id)
+                    .map_or("no_response", |o| o.as_label())
+                    .into(),
+            ),
+            (None, None) => None,
+        };
+        ev.status = status;
+        ev.latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        let label = match decision {
+            audit::Decision::Allow => "allow",
+            audit::Decision::Deny => "deny",
+            audit::Decision::Error => "error",
+        };
+        self.shared
+            .metrics
+            .audit_events
+            .with_label_values(&[label])
+            .inc();
+        tx.send(ev);
+    }
+}
+
 /// Watch one response chunk; shared with `forward`.
 pub(crate) fn on_response_chunk(body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) {
     if let Some(rw) = ctx.legacy.as_mut() {
         *body = rw.process(body.take(), end);
+    }
+    if let Some(f) = ctx.list_filter.as_mut() {
+        *body = f.process(body.take(), end);
     }
     if let Some(b) = body.as_ref() {
         ctx.inspector.feed(b);

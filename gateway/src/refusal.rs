@@ -7,6 +7,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use crate::mcp::{ClassifyError, RequestId};
+use crate::policy::{Deny, TenantError};
 
 /// JSON-RPC codes used by the gateway (MCP spec values; no invented codes).
 pub mod code {
@@ -37,6 +38,20 @@ pub enum Refusal {
     Classify(#[from] ClassifyError),
     #[error("upstream unavailable: {0}")]
     Upstream(&'static str),
+    #[error("authentication required: {reason}")]
+    Unauthenticated {
+        reason: &'static str,
+        /// The `WWW-Authenticate` value pointing at the resource metadata.
+        challenge: String,
+    },
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    /// A session id presented by someone other than its creator: answered
+    /// like an unknown session.
+    #[error("session not found")]
+    ForeignSession,
+    #[error(transparent)]
+    Policy(#[from] Deny),
 }
 
 impl Refusal {
@@ -48,6 +63,14 @@ impl Refusal {
             Refusal::Framing(_) | Refusal::BodyRead | Refusal::Classify(_) => 400,
             Refusal::BodyTooLarge { .. } => 413,
             Refusal::Upstream(_) => 502,
+            Refusal::Unauthenticated { .. } => 401,
+            Refusal::Tenant(TenantError::Ambiguous) => 400,
+            Refusal::Tenant(_) => 403,
+            Refusal::ForeignSession => 404,
+            // A policy denial is an answer to a well-formed call: HTTP 200
+            // with a JSON-RPC error, exactly as for an unknown tool.
+            Refusal::Policy(Deny::Batch(_)) => 400,
+            Refusal::Policy(_) => 200,
         }
     }
 
@@ -56,6 +79,7 @@ impl Refusal {
             Refusal::Classify(ClassifyError::Parse { .. }) => code::PARSE_ERROR,
             Refusal::Classify(ClassifyError::HeaderMismatch { .. }) => code::HEADER_MISMATCH,
             Refusal::Upstream(_) => code::INTERNAL_ERROR,
+            Refusal::Policy(d) => d.rpc_code(),
             _ => code::INVALID_REQUEST,
         }
     }
@@ -75,13 +99,37 @@ impl Refusal {
             Refusal::Classify(ClassifyError::Invalid { .. }) => "invalid_request",
             Refusal::Classify(ClassifyError::HeaderMismatch { .. }) => "header_mismatch",
             Refusal::Upstream(_) => "upstream",
+            Refusal::Unauthenticated { reason, .. } => reason,
+            Refusal::Tenant(TenantError::Ambiguous) => "tenant_ambiguous",
+            Refusal::Tenant(TenantError::None) => "tenant_none",
+            Refusal::Tenant(TenantError::NotMember) => "tenant_not_member",
+            Refusal::ForeignSession => "foreign_session",
+            Refusal::Policy(Deny::Hidden { .. }) => "policy_hidden",
+            Refusal::Policy(Deny::Conditions { .. }) => "policy_conditions",
+            Refusal::Policy(Deny::Batch(_)) => "batch_not_allowed",
         }
+    }
+
+    /// Is this a decision about access (who may do what), rather than a
+    /// malformed or failed request? Audit records the former as `deny`.
+    pub fn is_access_decision(&self) -> bool {
+        matches!(
+            self,
+            Refusal::NoRoute
+                | Refusal::BadHost
+                | Refusal::BadOrigin
+                | Refusal::Unauthenticated { .. }
+                | Refusal::Tenant(_)
+                | Refusal::ForeignSession
+                | Refusal::Policy(Deny::Hidden { .. } | Deny::Conditions { .. })
+        )
     }
 
     /// The id to answer with: the one the classifier found, else the caller's.
     pub fn id<'a>(&'a self, fallback: Option<&'a RequestId>) -> Option<&'a RequestId> {
         match self {
             Refusal::Classify(e) => e.id().or(fallback),
+            Refusal::Policy(d) => d.id().or(fallback),
             _ => fallback,
         }
     }
@@ -109,8 +157,14 @@ pub async fn respond(
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    if matches!(refusal, Refusal::MethodNotAllowed) {
-        resp.insert_header(http::header::ALLOW, "GET, POST, DELETE")?;
+    match refusal {
+        Refusal::MethodNotAllowed => {
+            resp.insert_header(http::header::ALLOW, "GET, POST, DELETE")?;
+        }
+        Refusal::Unauthenticated { challenge, .. } => {
+            resp.insert_header(http::header::WWW_AUTHENTICATE, challenge.as_str())?;
+        }
+        _ => {}
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await

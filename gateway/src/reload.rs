@@ -143,6 +143,22 @@ impl Reloader {
         for w in &snapshot.warnings {
             tracing::warn!(warning = %w, "config warning");
         }
+        let auth = crate::access::authenticator(&snapshot)
+            .map_err(|e| sluice_config::ConfigError::new("identity", e))?;
+        if let Some(a) = &auth {
+            // Keys fetched by the previous snapshot serve until ours arrive.
+            if let Some(prev) = &current.auth {
+                a.jwt.inherit_keys(&prev.jwt);
+            }
+            let client = reqwest::Client::new();
+            if let Err(e) = a.jwt.refresh_all(&client).await {
+                tracing::warn!(error = %e, "JWKS fetch failed; retrying in the background");
+            }
+            for task in a.jwt.refreshers(&client) {
+                tokio::spawn(task);
+            }
+        }
+        let sampler = crate::audit::Sampler::new(snapshot.audit.sample_rate);
         let peers = upstream::build_peers(&snapshot).await;
         self.generation.store(next_gen, Ordering::Release);
         tracing::info!(version = %snapshot.version, routes = snapshot.routes.len(), "snapshot applied");
@@ -150,6 +166,8 @@ impl Reloader {
             snapshot: Arc::new(snapshot),
             peers,
             credentials,
+            auth,
+            sampler,
         });
         Ok(Applied::New)
     }
@@ -168,6 +186,8 @@ impl Reloader {
                 snapshot: current.snapshot.clone(),
                 peers,
                 credentials: current.credentials.clone(),
+                auth: current.auth.clone(),
+                sampler: current.sampler,
             });
         }
     }

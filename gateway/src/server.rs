@@ -28,7 +28,30 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     // The first snapshot decides the listeners, so load it before building.
     let text = opts.source.read()?;
     let first = sluice_config::load(&text, 1)?;
-    let shared = Shared::new(Runtime::empty(first.clone()));
+    let metrics = crate::metrics::Metrics::new();
+    let (audit, audit_writer) = match &first.audit.file {
+        Some(path) => {
+            let (tx, rx) = crate::audit::AuditQueue::with_drop_counter(
+                first.audit.queue,
+                metrics.audit_dropped.clone(),
+            );
+            let sink = crate::audit::JsonlFileSink::new(
+                path,
+                first.audit.max_file_bytes,
+                first.audit.keep_files as usize,
+            )
+            .map_err(|e| anyhow::anyhow!("audit.file: {e}"))?;
+            let writer = AuditWriter {
+                rx: std::sync::Mutex::new(Some((rx, sink))),
+                grace: first.grace_period,
+            };
+            (Some(tx), Some(writer))
+        }
+        None => (None, None),
+    };
+    let signer = crate::identity::AssertionSigner::generate()
+        .map_err(|e| anyhow::anyhow!("assertion key: {e}"))?;
+    let shared = Shared::new(Runtime::empty(first.clone()), signer, audit, metrics);
 
     let mut certs = Vec::new();
     for l in &first.listeners {
@@ -107,5 +130,32 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
         "sluice reloader".into(),
         Arc::new(reloader),
     ));
+    if let Some(w) = audit_writer {
+        server.add_service(GenBackgroundService::new(
+            "sluice audit".into(),
+            Arc::new(w),
+        ));
+    }
     Ok(server)
+}
+
+/// Drains the audit queue into its sink, off the request path. On shutdown
+/// it keeps writing through the grace period, then flushes and stops.
+struct AuditWriter {
+    rx: std::sync::Mutex<Option<(crate::audit::AuditReceiver, crate::audit::JsonlFileSink)>>,
+    grace: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for AuditWriter {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let taken = self.rx.lock().map(|mut g| g.take()).unwrap_or(None);
+        let Some((rx, sink)) = taken else { return };
+        let grace = self.grace;
+        crate::audit::run_writer(rx, sink, async move {
+            let _ = shutdown.changed().await;
+            tokio::time::sleep(grace).await;
+        })
+        .await;
+    }
 }

@@ -4,7 +4,7 @@
 //! stays bounded.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -47,9 +47,7 @@ impl Sessions {
     }
 
     fn shard(&self, id: &str) -> &Mutex<HashMap<Box<str>, Binding>> {
-        let mut h = self.hasher.build_hasher();
-        id.hash(&mut h);
-        &self.shards[h.finish() as usize % SHARDS]
+        &self.shards[self.hasher.hash_one(id) as usize % SHARDS]
     }
 
     /// Check `id` against the caller; a session never seen before (created

@@ -11,8 +11,11 @@ use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 use sluice_config::Snapshot;
 
+use crate::audit::{AuditSender, Sampler};
+use crate::identity::{AssertionSigner, Authenticator};
 use crate::inject::UpstreamCredential;
 use crate::metrics::Metrics;
+use crate::sessions::Sessions;
 
 /// Most tools remembered per upstream for metric labels; more fold into `other`.
 const MAX_CATALOG: usize = 1024;
@@ -25,6 +28,9 @@ pub struct Runtime {
     pub peers: Vec<Option<HttpPeer>>,
     /// By upstream index: the upstream's own credential, if configured.
     pub credentials: Vec<Option<UpstreamCredential>>,
+    /// Built from the snapshot's identity section; `None` when it is off.
+    pub auth: Option<Arc<Authenticator>>,
+    pub sampler: Sampler,
 }
 
 impl Runtime {
@@ -34,6 +40,8 @@ impl Runtime {
             snapshot: Arc::new(snapshot),
             peers: Vec::new(),
             credentials: Vec::new(),
+            auth: None,
+            sampler: Sampler::new(1.0),
         }
     }
 }
@@ -42,15 +50,28 @@ pub struct Shared {
     current: ArcSwap<Runtime>,
     ready: AtomicBool,
     pub metrics: Metrics,
+    pub sessions: Sessions,
+    /// Signs the identity assertions upstreams receive.
+    pub signer: AssertionSigner,
+    /// Where audit events go; `None` when no sink is configured.
+    pub audit: Option<AuditSender>,
     catalogs: ArcSwap<HashMap<String, Arc<HashSet<Box<str>>>>>,
 }
 
 impl Shared {
-    pub fn new(initial: Runtime) -> Arc<Self> {
+    pub fn new(
+        initial: Runtime,
+        signer: AssertionSigner,
+        audit: Option<AuditSender>,
+        metrics: Metrics,
+    ) -> Arc<Self> {
         Arc::new(Self {
             current: ArcSwap::from_pointee(initial),
             ready: AtomicBool::new(false),
-            metrics: Metrics::new(),
+            metrics,
+            sessions: Sessions::new(std::time::Duration::from_secs(24 * 3600)),
+            signer,
+            audit,
             catalogs: ArcSwap::from_pointee(HashMap::new()),
         })
     }

@@ -8,7 +8,7 @@ pub mod list;
 
 use sluice_config::{Kind, Route, Snapshot, Verdict};
 
-use crate::mcp::{Kind as MsgKind, Message, Method, RequestFacts, RequestId, Revision};
+use crate::mcp::{Kind as MsgKind, Message, Method, RequestFacts, RequestId};
 
 /// The authenticated caller as policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,13 +96,8 @@ pub fn authorize(
     route: &Route,
     caller: &Caller,
     facts: &RequestFacts,
-    revision: Option<Revision>,
     body: &[u8],
 ) -> Result<(), Deny> {
-    if facts.batch && revision.is_some_and(|r| r >= Revision::V2025_06_18 && r != Revision::Unknown)
-    {
-        return Err(Deny::Batch(revision.map_or("", Revision::as_label)));
-    }
     let upstream = snap.upstream(route).name.as_str();
     for msg in facts.messages.iter().filter(|m| m.kind == MsgKind::Request) {
         let Some((kind, name)) = action(msg) else {
