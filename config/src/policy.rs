@@ -588,7 +588,8 @@ mod tests {
         let (p, errs, _) = policy(ROLES);
         assert!(errs.is_empty(), "{errs:?}");
         use Kind::*;
-        let cases: &[(&[&str], Kind, &str, &str, &str, Verdict)] = &[
+        type Case<'a> = (&'a [&'a str], Kind, &'a str, &'a str, &'a str, Verdict);
+        let cases: &[Case] = &[
             (
                 &["reader"],
                 Tools,

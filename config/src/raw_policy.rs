@@ -52,12 +52,13 @@ pub struct RawJwtIssuer {
     pub refresh_s: Option<u64>,
 }
 
-/// Where a secret lives. Inline secrets are not accepted.
+/// Where a secret lives: `{ env: NAME }` or `{ file: PATH }`. Inline
+/// secrets are not accepted.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum RawSecretRef {
-    Env(String),
-    File(String),
+#[serde(deny_unknown_fields)]
+pub struct RawSecretRef {
+    pub env: Option<String>,
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

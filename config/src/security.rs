@@ -15,13 +15,16 @@ pub enum SecretRef {
 
 impl SecretRef {
     fn from_raw(r: &RawSecretRef, path: &str, errs: &mut Vec<ConfigError>) -> Self {
-        match r {
-            RawSecretRef::Env(v) if v.is_empty() => {
-                errs.push(ConfigError::new(path, "env: needs a variable name"));
+        match (&r.env, &r.file) {
+            (Some(v), None) if !v.is_empty() => SecretRef::Env(v.clone()),
+            (None, Some(f)) if !f.is_empty() => SecretRef::File(f.clone()),
+            _ => {
+                errs.push(ConfigError::new(
+                    path,
+                    "give exactly one of env: NAME or file: PATH",
+                ));
                 SecretRef::Env(String::new())
             }
-            RawSecretRef::Env(v) => SecretRef::Env(v.clone()),
-            RawSecretRef::File(f) => SecretRef::File(f.clone()),
         }
     }
 }

@@ -308,6 +308,7 @@ impl Gateway {
         }
         let method = req.method.clone();
         ctx.method_is_delete = method == http::Method::DELETE;
+        ctx.session = header_str(req, "mcp-session-id").map(Into::into);
         if snap.identity.enabled || self.shared.audit.is_some() {
             ctx.request_id = Some(audit::new_event_id());
         }
@@ -327,8 +328,14 @@ impl Gateway {
         let facts = classify(&body, snap.max_json_depth)?;
         let req = session.req_header();
         let revision = effective_revision(header_bytes(req, "mcp-protocol-version"), &facts);
+        // From here on, refusals are about a classified call: keep what
+        // audit and the error's id need.
+        let big = body.len() > PINGORA_REPLAY_LIMIT;
+        let body = ctx.body.insert(body);
+        let facts = ctx.facts.insert(facts);
+        ctx.revision = revision;
         check_mirrored_headers(
-            &facts,
+            facts,
             revision,
             header_bytes(req, "mcp-method"),
             header_bytes(req, "mcp-name"),
@@ -347,7 +354,7 @@ impl Gateway {
             }
         }
         if let Some(c) = &ctx.caller {
-            let decision = policy::authorize(&snap, route, c, &facts, &body);
+            let decision = policy::authorize(&snap, route, c, facts, body);
             let label = match &decision {
                 Ok(()) => "allow",
                 Err(Deny::Hidden { .. }) => "hidden",
@@ -364,11 +371,6 @@ impl Gateway {
                 ctx.list_filter = ListFilter::new(&first.method, id, &up.name, c, snap.clone());
             }
         }
-        ctx.revision = revision;
-        ctx.session = header_str(req, "mcp-session-id").map(Into::into);
-        ctx.facts = Some(facts);
-        let big = body.len() > PINGORA_REPLAY_LIMIT;
-        ctx.body = Some(body);
         ctx.gateway_time += t.elapsed();
         Ok(if big { Admit::Forward } else { Admit::Proxy })
     }

@@ -150,7 +150,8 @@ impl Reloader {
             if let Some(prev) = &current.auth {
                 a.jwt.inherit_keys(&prev.jwt);
             }
-            let client = reqwest::Client::new();
+            let client = crate::identity::http_client()
+                .map_err(|e| sluice_config::ConfigError::new("identity.jwt", e.to_string()))?;
             if let Err(e) = a.jwt.refresh_all(&client).await {
                 tracing::warn!(error = %e, "JWKS fetch failed; retrying in the background");
             }

@@ -39,13 +39,18 @@ fn render(template: &str, port: u16, admin: u16) -> String {
 impl Gateway {
     /// Start a gateway on `template` (with `{listen}`/`{admin}` placeholders).
     pub async fn start(template: &str) -> Gateway {
+        Self::start_with_env(template, &[]).await
+    }
+
+    /// Like `start`, with extra environment variables (secret references).
+    pub async fn start_with_env(template: &str, env: &[(&str, &str)]) -> Gateway {
         for attempt in 0..3 {
             let port = free_port();
             let admin = free_port();
             let dir = tempfile::tempdir().expect("temp dir");
             let config = dir.path().join("sluice.yaml");
             std::fs::write(&config, render(template, port, admin)).expect("write config");
-            let mut gw = Self::spawn(dir, config, port, admin, &[]);
+            let mut gw = Self::spawn(dir, config, port, admin, &[], env);
             match gw.wait_ready().await {
                 Ok(()) => return gw,
                 Err(e) if attempt < 2 => eprintln!("gateway start failed ({e}); retrying"),
@@ -76,6 +81,7 @@ impl Gateway {
                 "--admin",
                 &admin_addr,
             ],
+            &[],
         );
         if let Err(e) = gw.wait_ready().await {
             panic!("sidecar did not become ready: {e}\n{}", gw.log());
@@ -89,6 +95,7 @@ impl Gateway {
         port: u16,
         admin: u16,
         args: &[&str],
+        env: &[(&str, &str)],
     ) -> Gateway {
         let log = dir.path().join("gateway.log");
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -98,6 +105,7 @@ impl Gateway {
         } else {
             cmd.args(args);
         }
+        cmd.envs(env.iter().copied());
         let child = cmd
             .args(["--threads", "2"])
             .env("RUST_LOG", "info,sluice_gateway=debug")
