@@ -88,6 +88,9 @@ pub struct RawLimits {
     /// Largest server→client message the gateway inspects, bytes. Larger
     /// messages still pass through, uninspected. Default 4 MiB.
     pub max_inspected_response_bytes: Option<u64>,
+    /// Longest wait for each read of a client's request body (slow-client
+    /// protection), milliseconds. Default 30000.
+    pub client_read_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

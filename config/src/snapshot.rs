@@ -38,6 +38,7 @@ pub struct Snapshot {
     pub max_body_bytes: u64,
     pub max_json_depth: u32,
     pub max_inspected_response_bytes: u64,
+    pub client_read_timeout: Duration,
     pub grace_period: Duration,
     pub upstreams: Vec<Upstream>,
     /// Longest path first, so the first prefix match is the most specific.
@@ -253,6 +254,9 @@ impl Snapshot {
             max_body_bytes,
             max_json_depth,
             max_inspected_response_bytes,
+            client_read_timeout: Duration::from_millis(
+                raw.limits.client_read_timeout_ms.unwrap_or(30_000).max(1),
+            ),
             grace_period: Duration::from_secs(
                 raw.shutdown
                     .grace_period_s

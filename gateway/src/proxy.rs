@@ -323,7 +323,7 @@ impl Gateway {
             _ => return Err(Refusal::MethodNotAllowed),
         }
 
-        let body = read_body(session, snap.max_body_bytes).await?;
+        let body = read_body(session, snap.max_body_bytes, snap.client_read_timeout).await?;
         let t = Instant::now();
         let facts = classify(&body, snap.max_json_depth)?;
         let req = session.req_header();
@@ -398,6 +398,17 @@ impl Gateway {
             detail = %refusal,
             "request refused"
         );
+        if let Refusal::BodyTooLarge { drain: true, .. } = refusal {
+            session.set_read_timeout(Some(ctx.rt.snapshot.client_read_timeout));
+            let mut drained = 0u64;
+            // Bounded: a client that keeps sending past the cap is cut off.
+            while let Ok(Some(chunk)) = session.read_request_body().await {
+                drained += chunk.len() as u64;
+                if drained > MAX_DRAIN {
+                    break;
+                }
+            }
+        }
         if let Err(e) = refusal::respond(session, refusal, ctx.first_id()).await {
             tracing::debug!(error = %e, "could not write refusal");
         }
@@ -720,21 +731,32 @@ pub(crate) fn on_response_chunk(body: &mut Option<Bytes>, end: bool, ctx: &mut C
     }
 }
 
+/// Most bytes read and discarded past the body cap to answer 413 cleanly.
+const MAX_DRAIN: u64 = 16 << 20;
+
 /// Read the whole request body, refusing it past `limit` bytes. Pingora's
 /// replay buffer is enabled first so bodies up to its size need no copy.
-async fn read_body(session: &mut Session, limit: u64) -> std::result::Result<Bytes, Refusal> {
+async fn read_body(
+    session: &mut Session,
+    limit: u64,
+    read_timeout: Duration,
+) -> std::result::Result<Bytes, Refusal> {
     let declared = header_str(session.req_header(), http::header::CONTENT_LENGTH)
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(Refusal::BodyTooLarge { limit });
+    if let Some(n) = declared.filter(|n| *n > limit) {
+        return Err(Refusal::BodyTooLarge {
+            limit,
+            drain: n <= limit.saturating_add(MAX_DRAIN),
+        });
     }
     session.enable_retry_buffering();
+    session.set_read_timeout(Some(read_timeout));
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit) as usize);
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
                 if (buf.len() + chunk.len()) as u64 > limit {
-                    return Err(Refusal::BodyTooLarge { limit });
+                    return Err(Refusal::BodyTooLarge { limit, drain: true });
                 }
                 buf.extend_from_slice(&chunk);
             }

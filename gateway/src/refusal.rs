@@ -31,7 +31,12 @@ pub enum Refusal {
     #[error("{0}")]
     Framing(&'static str),
     #[error("request body larger than {limit} bytes")]
-    BodyTooLarge { limit: u64 },
+    BodyTooLarge {
+        limit: u64,
+        /// The declared body is small enough to read and discard first, so
+        /// the client (still sending) sees the 413 rather than a reset.
+        drain: bool,
+    },
     #[error("could not read the request body")]
     BodyRead,
     #[error(transparent)]

@@ -221,3 +221,107 @@ async fn an_unreachable_upstream_is_a_jsonrpc_error_with_the_id() {
         gw.metrics().await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_corpus_and_json_bombs_never_reach_the_upstream() {
+    use std::sync::atomic::Ordering;
+    let (addr, count) = counting_upstream().await;
+    let gw = Gateway::start(&one_route(&format!("http://{addr}/mcp"))).await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let n = body.len();
+    let head = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n";
+    let corpus = [
+        format!("{head}Content-Length: {n}\r\nTransfer-Encoding: chunked\r\n\r\n{body}"),
+        format!("{head}Transfer-Encoding: chunked\r\nContent-Length: {n}\r\n\r\n{body}"),
+        format!(
+            "{head}Content-Length: {n}\r\nContent-Length: {}\r\n\r\n{body}",
+            n + 1
+        ),
+        format!("{head}Content-Length: {n}, {}\r\n\r\n{body}", n + 5),
+        format!("{head}Content-Length: -{n}\r\n\r\n{body}"),
+        format!("{head}Content-Length: 0x{n:x}\r\n\r\n{body}"),
+        format!("{head}Transfer-Encoding: chunked, identity\r\n\r\n{body}"),
+        format!("{head}Transfer-Encoding: xchunked\r\n\r\n{body}"),
+        format!("{head}Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n{body}"),
+        format!("{head}Content-Length : {n}\r\n\r\n{body}"),
+    ];
+    for (i, req) in corpus.iter().enumerate() {
+        let resp = raw_http(gw.port, req).await;
+        let status_line = resp.lines().next().unwrap_or("");
+        assert!(
+            status_line.starts_with("HTTP/1.1 400") || resp.is_empty(),
+            "case {i}: {status_line}\n{req}"
+        );
+    }
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        0,
+        "a smuggling attempt reached the upstream"
+    );
+
+    let c = reqwest::Client::new();
+    let url = gw.url("/mcp");
+    // Depth 10,000: refused before any parser recurses.
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"x","arguments":{{"a":{}{}}}}}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let (s, _, b) = post(&c, &url, deep, &[]).await;
+    assert_eq!((s, rpc_json(&b)["id"].as_i64()), (400, Some(3)), "{b}");
+    // Invalid UTF-8 is a parse error.
+    let mut bad =
+        br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"x","arguments":{"s":""#
+            .to_vec();
+    bad.extend_from_slice(&[0xff, 0xfe, 0xfd]);
+    bad.extend_from_slice(br#""}}}"#);
+    let (s, _, b) = post(&c, &url, bad, &[]).await;
+    assert_eq!(
+        (s, rpc_json(&b)["error"]["code"].as_i64()),
+        (400, Some(-32700)),
+        "{b}"
+    );
+    // A million-element array under the body cap: parsed without copying, passed on.
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"x","arguments":{{"a":[{}0]}}}}}}"#,
+        "0,".repeat(1_000_000)
+    );
+    let (s, _, b) = post(&c, &url, huge, &[]).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "only the valid call reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_mid_body_is_cut_off() {
+    use std::sync::atomic::Ordering;
+    let (addr, count) = counting_upstream().await;
+    let yaml = one_route(&format!("http://{addr}/mcp")).replace(
+        "limits: { max_body_bytes: 2097152, max_json_depth: 32 }",
+        "limits: { client_read_timeout_ms: 300 }",
+    );
+    let gw = Gateway::start(&yaml).await;
+    let started = std::time::Instant::now();
+    let resp = raw_http(
+        gw.port,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\":",
+    )
+    .await;
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 400"),
+        "{resp}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the gateway did not wait for the stalled body forever"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+    assert!(
+        gw.metric(r#"sluice_refusals_total{reason="body_read",route="demo"}"#)
+            .await
+            >= 1.0
+    );
+}

@@ -329,3 +329,35 @@ pub async fn initialize(client: &reqwest::Client, url: &str) -> String {
     assert_eq!(s, 202);
     sid
 }
+
+/// An upstream that counts the requests reaching it and answers each with
+/// an empty JSON-RPC result: proof that a refused request went nowhere.
+pub async fn counting_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let count = std::sync::Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    let handler = move |body: axum::body::Bytes| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let reply = serde_json::json!({"jsonrpc":"2.0","id":v["id"],"result":{}});
+            (
+                [(http::header::CONTENT_TYPE, "application/json")],
+                reply.to_string(),
+            )
+        }
+    };
+    let router = axum::Router::new().route("/mcp", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (addr, count)
+}
