@@ -27,6 +27,7 @@ pub struct Metrics {
     pub list_items_hidden: IntCounterVec,
     pub audit_events: IntCounterVec,
     pub audit_dropped: prometheus::IntCounter,
+    pub unmatched_rules: IntCounterVec,
 }
 
 /// Gateway-internal time is small: buckets from 5 µs to 100 ms.
@@ -125,6 +126,11 @@ impl Metrics {
                 "audit_events_total",
                 "Audit events queued, by decision",
                 &["decision"],
+            ),
+            unmatched_rules: counter(
+                "policy_unmatched_rules_total",
+                "Policy rules found unable to match once an upstream's tool list was seen",
+                &["upstream"],
             ),
             audit_dropped: {
                 let c = prometheus::IntCounter::new(

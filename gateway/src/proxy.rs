@@ -589,7 +589,8 @@ impl Gateway {
             .map(|r| ctx.rt.snapshot.upstream(r).name.as_str())
             .unwrap_or("");
         if let Some(tools) = &ctx.inspector.tools_seen {
-            self.shared.learn_tools(upstream_name, tools);
+            self.shared
+                .learn_tools(&ctx.rt.snapshot, upstream_name, tools);
         }
         if let Some(facts) = &ctx.facts {
             for msg in facts
@@ -720,14 +721,16 @@ pub(crate) fn on_response_chunk(body: &mut Option<Bytes>, end: bool, ctx: &mut C
     if let Some(rw) = ctx.legacy.as_mut() {
         *body = rw.process(body.take(), end);
     }
-    if let Some(f) = ctx.list_filter.as_mut() {
-        *body = f.process(body.take(), end);
-    }
+    // The inspector sees what the upstream sent (the whole catalog), the
+    // client what the list filter leaves of it.
     if let Some(b) = body.as_ref() {
         ctx.inspector.feed(b);
     }
     if end {
         ctx.inspector.finish();
+    }
+    if let Some(f) = ctx.list_filter.as_mut() {
+        *body = f.process(body.take(), end);
     }
 }
 

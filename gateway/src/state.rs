@@ -14,6 +14,7 @@ use sluice_config::Snapshot;
 use crate::audit::{AuditSender, Sampler};
 use crate::identity::{AssertionSigner, Authenticator};
 use crate::inject::UpstreamCredential;
+use crate::mcp::ListedTool;
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
 
@@ -56,6 +57,8 @@ pub struct Shared {
     /// Where audit events go; `None` when no sink is configured.
     pub audit: Option<AuditSender>,
     catalogs: ArcSwap<HashMap<String, Arc<HashSet<Box<str>>>>>,
+    /// Catalog problems already reported, so each is logged once.
+    catalog_warned: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Shared {
@@ -73,6 +76,7 @@ impl Shared {
             signer,
             audit,
             catalogs: ArcSwap::from_pointee(HashMap::new()),
+            catalog_warned: std::sync::Mutex::new(HashSet::new()),
         })
     }
 
@@ -108,12 +112,28 @@ impl Shared {
         }
     }
 
-    /// Remember the tools an upstream listed (bounded), for metric labels.
-    pub fn learn_tools(&self, upstream: &str, tools: &[Box<str>]) {
+    /// Remember the tools an upstream listed (bounded), for metric labels,
+    /// and report policy rules this catalog shows can never match.
+    pub fn learn_tools(&self, snap: &Snapshot, upstream: &str, tools: &[ListedTool]) {
         let current = self.catalogs.load();
         if let Some(have) = current.get(upstream) {
-            if tools.iter().all(|t| have.contains(t)) {
+            if tools.iter().all(|t| have.contains(&t.name)) {
                 return;
+            }
+        }
+        for problem in crate::policy::catalog_problems(snap, upstream, tools) {
+            let key = format!("{}:{upstream}:{problem}", snap.version.generation);
+            let new = self
+                .catalog_warned
+                .lock()
+                .map(|mut w| w.len() < 10_000 && w.insert(key))
+                .unwrap_or(false);
+            if new {
+                tracing::warn!(upstream, %problem, "policy rule can never match this upstream's tools");
+                self.metrics
+                    .unmatched_rules
+                    .with_label_values(&[upstream])
+                    .inc();
             }
         }
         self.catalogs.rcu(|map| {
@@ -126,7 +146,7 @@ impl Shared {
                 if set.len() >= MAX_CATALOG {
                     break;
                 }
-                set.insert(t.clone());
+                set.insert(t.name.clone());
             }
             map.insert(upstream.to_owned(), Arc::new(set));
             map

@@ -65,13 +65,15 @@ identity:
     - {{ issuer: "https://idp.test", hs256_secret: {{ env: SLUICE_TEST_HS }}, algorithms: [HS256] }}
 roles:
   - name: reader
-    allow: ["tools:demo/get-sum:call", "tools:demo/echo:call", "tools:rec/*:call"]
+    allow: ["tools:demo/get-sum:call", "tools:demo/echo:call", "tools:rec/*:call", "tools:demo/ghost-tool:call"]
   - name: writer
     allow:
       - "tools:demo/*:call"
       - "tools:gdemo/*:call"
       - scope: "tools:rec/get-sum:call"
         when: [{{ pointer: /a, max: 100 }}]
+      - scope: "tools:demo/echo:call"
+        when: [{{ pointer: /no_such_argument, equals: 1 }}]
     deny: ["tools:demo/slow:call"]
 upstreams:
   - {{ name: demo, url: "{demo}", tenants: [acme] }}

@@ -10,7 +10,7 @@ pub mod scan;
 pub mod sse;
 
 pub use jsonrpc::{classify, ClassifyError, Kind, Message, Method, RequestFacts, RequestId};
-pub use response::{Outcome, ResponseInspector};
+pub use response::{ListedTool, Outcome, ResponseInspector};
 pub use revision::Revision;
 
 #[cfg(test)]

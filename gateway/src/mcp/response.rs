@@ -52,8 +52,8 @@ pub struct ResponseInspector {
     max: usize,
     /// Server→client requests and notifications seen, by method label.
     pub server_messages: Vec<Method>,
-    /// Tool names from a `tools/list` result, when one passed by.
-    pub tools_seen: Option<Vec<Box<str>>>,
+    /// Tools from a `tools/list` result, when one passed by.
+    pub tools_seen: Option<Vec<ListedTool>>,
     /// Messages that could not be parsed (counted, passed through).
     pub unparsed: u32,
 }
@@ -92,6 +92,22 @@ struct ListResult<'a> {
 struct ToolName<'a> {
     #[serde(borrow)]
     name: Cow<'a, str>,
+    #[serde(borrow, default, rename = "inputSchema")]
+    input_schema: Option<Schema<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Schema<'a> {
+    #[serde(borrow, default)]
+    properties: Option<std::collections::BTreeMap<Cow<'a, str>, serde::de::IgnoredAny>>,
+}
+
+/// A tool as its upstream listed it: the name and its argument names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedTool {
+    pub name: Box<str>,
+    /// Top-level properties of `inputSchema`; `None` if it declares none.
+    pub arguments: Option<Vec<Box<str>>>,
 }
 
 impl ResponseInspector {
@@ -218,7 +234,15 @@ impl ResponseInspector {
             (None, Some(r)) if p.method == Method::ToolsList => {
                 if let Ok(list) = serde_json::from_str::<ListResult>(r.get()) {
                     let names = self.tools_seen.get_or_insert_with(Vec::new);
-                    names.extend(list.tools.into_iter().map(|t| t.name.into()));
+                    names.extend(list.tools.into_iter().map(|t| {
+                        ListedTool {
+                            name: t.name.into(),
+                            arguments: t
+                                .input_schema
+                                .and_then(|s| s.properties)
+                                .map(|p| p.into_keys().map(Into::into).collect()),
+                        }
+                    }));
                 }
                 Outcome::Ok
             }

@@ -8,6 +8,8 @@ pub mod list;
 
 use sluice_config::{Kind, Route, Snapshot, Verdict};
 
+use crate::mcp::ListedTool;
+
 use crate::mcp::{Kind as MsgKind, Message, Method, RequestFacts, RequestId};
 
 /// The authenticated caller as policy sees it.
@@ -175,4 +177,49 @@ pub fn resolve_tenant<'a>(
             _ => Err(TenantError::Ambiguous),
         },
     }
+}
+
+/// Rules that name a tool this upstream does not list, or a condition on an
+/// argument the tool's input schema lacks: each can never match.
+pub fn catalog_problems(snap: &Snapshot, upstream: &str, tools: &[ListedTool]) -> Vec<String> {
+    let mut out = Vec::new();
+    for role in snap.policy.roles() {
+        for (what, rules) in [("allow", &role.allow), ("deny", &role.deny)] {
+            for rule in rules.iter() {
+                let s = &rule.scope;
+                if s.kind != Kind::Tools || s.upstream_literal() != Some(upstream) {
+                    continue;
+                }
+                let Some(name) = s.name_literal() else {
+                    continue;
+                };
+                match tools.iter().find(|t| *t.name == *name) {
+                    None => out.push(format!(
+                        "roles.{}.{what}: `{}` names a tool the upstream does not list",
+                        role.name, s.text
+                    )),
+                    Some(tool) => {
+                        let Some(args) = &tool.arguments else {
+                            continue;
+                        };
+                        for c in &rule.when {
+                            let first = c
+                                .pointer
+                                .trim_start_matches('/')
+                                .split('/')
+                                .next()
+                                .unwrap_or("");
+                            if !first.is_empty() && !args.iter().any(|a| **a == *first) {
+                                out.push(format!(
+                                    "roles.{}.{what}: `{}` tests `{}`, which the tool's input schema lacks",
+                                    role.name, s.text, c.pointer
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
