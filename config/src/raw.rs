@@ -85,6 +85,10 @@ pub struct RawLimits {
     pub max_body_bytes: Option<u64>,
     /// Deepest accepted JSON nesting in a request. Default 64.
     pub max_json_depth: Option<u32>,
+    /// Most elements in any JSON array of a request. Default 100000.
+    pub max_json_array_len: Option<u32>,
+    /// Longest JSON string in a request, bytes. Default: the body cap.
+    pub max_json_string_len: Option<u32>,
     /// Largest server→client message the gateway inspects, bytes. Larger
     /// messages still pass through, uninspected. Default 4 MiB.
     pub max_inspected_response_bytes: Option<u64>,

@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub admin: Option<SocketAddr>,
     pub max_body_bytes: u64,
     pub max_json_depth: u32,
+    pub max_json_array_len: u32,
+    pub max_json_string_len: u32,
     pub max_inspected_response_bytes: u64,
     pub client_read_timeout: Duration,
     pub grace_period: Duration,
@@ -253,6 +255,12 @@ impl Snapshot {
             admin,
             max_body_bytes,
             max_json_depth,
+            max_json_array_len: raw.limits.max_json_array_len.unwrap_or(100_000).max(1),
+            max_json_string_len: raw
+                .limits
+                .max_json_string_len
+                .unwrap_or(u32::try_from(max_body_bytes).unwrap_or(u32::MAX))
+                .max(1),
             max_inspected_response_bytes,
             client_read_timeout: Duration::from_millis(
                 raw.limits.client_read_timeout_ms.unwrap_or(30_000).max(1),

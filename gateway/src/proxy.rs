@@ -24,7 +24,7 @@ use sluice_config::{Route, RouteTransport};
 
 use crate::mcp::jsonrpc::{check_mirrored_headers, effective_revision};
 use crate::mcp::legacy::EndpointRewriter;
-use crate::mcp::{classify, Method, RequestFacts, ResponseInspector, Revision};
+use crate::mcp::{classify_capped, JsonCaps, Method, RequestFacts, ResponseInspector, Revision};
 use crate::policy::list::ListFilter;
 use crate::policy::{self, Caller, Deny};
 use crate::refusal::{self, Refusal};
@@ -325,7 +325,12 @@ impl Gateway {
 
         let body = read_body(session, snap.max_body_bytes, snap.client_read_timeout).await?;
         let t = Instant::now();
-        let facts = classify(&body, snap.max_json_depth)?;
+        let caps = JsonCaps {
+            depth: snap.max_json_depth,
+            array_len: snap.max_json_array_len,
+            string_len: snap.max_json_string_len,
+        };
+        let facts = classify_capped(&body, caps)?;
         let req = session.req_header();
         let revision = effective_revision(header_bytes(req, "mcp-protocol-version"), &facts);
         // From here on, refusals are about a classified call: keep what

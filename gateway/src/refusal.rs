@@ -101,6 +101,7 @@ impl Refusal {
             Refusal::BodyRead => "body_read",
             Refusal::Classify(ClassifyError::Parse { .. }) => "parse_error",
             Refusal::Classify(ClassifyError::TooDeep { .. }) => "too_deep",
+            Refusal::Classify(ClassifyError::TooLong { .. }) => "too_long",
             Refusal::Classify(ClassifyError::Invalid { .. }) => "invalid_request",
             Refusal::Classify(ClassifyError::HeaderMismatch { .. }) => "header_mismatch",
             Refusal::Upstream(_) => "upstream",

@@ -281,12 +281,23 @@ async fn smuggling_corpus_and_json_bombs_never_reach_the_upstream() {
         (400, Some(-32700)),
         "{b}"
     );
-    // A million-element array under the body cap: parsed without copying, passed on.
+    // A million-element array under the body cap: over the array cap.
     let huge = format!(
         r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"x","arguments":{{"a":[{}0]}}}}}}"#,
         "0,".repeat(1_000_000)
     );
     let (s, _, b) = post(&c, &url, huge, &[]).await;
+    let v = rpc_json(&b);
+    assert_eq!(
+        (s, v["id"].as_i64(), v["error"]["code"].as_i64()),
+        (400, Some(5), Some(-32600)),
+        "{b}"
+    );
+    let fine = format!(
+        r#"{{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{{"name":"x","arguments":{{"a":[{}0]}}}}}}"#,
+        "0,".repeat(50_000)
+    );
+    let (s, _, b) = post(&c, &url, fine, &[]).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(
         count.load(Ordering::SeqCst),

@@ -161,6 +161,11 @@ impl RequestFacts {
 pub enum ClassifyError {
     #[error("JSON nested deeper than {limit}")]
     TooDeep { id: Option<RequestId>, limit: u32 },
+    #[error("{what} longer than the gateway accepts")]
+    TooLong {
+        id: Option<RequestId>,
+        what: &'static str,
+    },
     #[error("parse error: {detail}")]
     Parse {
         id: Option<RequestId>,
@@ -182,6 +187,7 @@ impl ClassifyError {
     pub fn id(&self) -> Option<&RequestId> {
         match self {
             Self::TooDeep { id, .. }
+            | Self::TooLong { id, .. }
             | Self::Parse { id, .. }
             | Self::Invalid { id, .. }
             | Self::HeaderMismatch { id, .. } => id.as_ref(),
@@ -225,10 +231,26 @@ struct Meta<'a> {
 
 /// Classify a request body. `max_depth` caps JSON nesting before parsing.
 pub fn classify(body: &[u8], max_depth: u32) -> Result<RequestFacts, ClassifyError> {
-    if scan::depth(body, max_depth) > max_depth {
-        return Err(ClassifyError::TooDeep {
-            id: scan::salvage_id(body).map(RequestId::from_raw),
-            limit: max_depth,
+    classify_capped(body, scan::JsonCaps::depth_only(max_depth))
+}
+
+/// Classify a request body after checking its shape against `caps`.
+pub fn classify_capped(body: &[u8], caps: scan::JsonCaps) -> Result<RequestFacts, ClassifyError> {
+    if let Some(v) = scan::check(body, caps) {
+        let id = scan::salvage_id(body).map(RequestId::from_raw);
+        return Err(match v {
+            scan::Violation::Depth => ClassifyError::TooDeep {
+                id,
+                limit: caps.depth,
+            },
+            scan::Violation::ArrayLen => ClassifyError::TooLong {
+                id,
+                what: "an array",
+            },
+            scan::Violation::StringLen => ClassifyError::TooLong {
+                id,
+                what: "a string",
+            },
         });
     }
     let start = body

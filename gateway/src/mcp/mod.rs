@@ -9,9 +9,12 @@ pub mod revision;
 pub mod scan;
 pub mod sse;
 
-pub use jsonrpc::{classify, ClassifyError, Kind, Message, Method, RequestFacts, RequestId};
+pub use jsonrpc::{
+    classify, classify_capped, ClassifyError, Kind, Message, Method, RequestFacts, RequestId,
+};
 pub use response::{ListedTool, Outcome, ResponseInspector};
 pub use revision::Revision;
+pub use scan::JsonCaps;
 
 #[cfg(test)]
 mod tests;

@@ -1,14 +1,45 @@
-//! One pass over raw JSON bytes that measures nesting depth before any parser
-//! sees them, and salvages a top-level `"id"` from a message that failed to
-//! parse so the error can still carry it.
+//! One pass over raw JSON bytes that checks nesting depth, array lengths and
+//! string lengths before any parser sees them, and salvages a top-level
+//! `"id"` from a message that failed to parse so the error can still carry it.
 
-/// Deepest nesting of `[`/`{` in `bytes`, ignoring brackets inside strings.
-/// Stops early and returns `limit + 1` once `limit` is exceeded.
-pub fn depth(bytes: &[u8], limit: u32) -> u32 {
-    let mut depth = 0u32;
-    let mut max = 0u32;
+/// Shape limits on a request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonCaps {
+    pub depth: u32,
+    pub array_len: u32,
+    pub string_len: u32,
+}
+
+impl JsonCaps {
+    pub fn depth_only(depth: u32) -> Self {
+        Self {
+            depth,
+            array_len: u32::MAX,
+            string_len: u32::MAX,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    Depth,
+    ArrayLen,
+    StringLen,
+}
+
+/// Deepest nesting a check tracks element counts for; deeper is refused.
+const MAX_TRACKED_DEPTH: usize = 512;
+
+/// The first cap `bytes` breaks, if any. Brackets and commas inside strings
+/// do not count. Allocation-free.
+pub fn check(bytes: &[u8], caps: JsonCaps) -> Option<Violation> {
+    let limit = (caps.depth as usize).min(MAX_TRACKED_DEPTH);
+    // Per open container: element count, or u32::MAX for objects.
+    let mut counts = [0u32; MAX_TRACKED_DEPTH + 1];
+    let mut depth = 0usize;
     let mut in_str = false;
     let mut escaped = false;
+    let mut str_len = 0u32;
     for &b in bytes {
         if in_str {
             if escaped {
@@ -17,25 +48,39 @@ pub fn depth(bytes: &[u8], limit: u32) -> u32 {
                 escaped = true;
             } else if b == b'"' {
                 in_str = false;
+                continue;
+            }
+            str_len += 1;
+            if str_len > caps.string_len {
+                return Some(Violation::StringLen);
             }
             continue;
         }
         match b {
-            b'"' => in_str = true,
+            b'"' => {
+                in_str = true;
+                str_len = 0;
+            }
             b'[' | b'{' => {
                 depth += 1;
-                if depth > max {
-                    max = depth;
-                    if max > limit {
-                        return max;
-                    }
+                if depth > limit {
+                    return Some(Violation::Depth);
+                }
+                counts[depth] = if b == b'[' { 0 } else { u32::MAX };
+            }
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+            }
+            b',' if counts[depth] != u32::MAX && depth > 0 => {
+                counts[depth] += 1;
+                if counts[depth] >= caps.array_len {
+                    return Some(Violation::ArrayLen);
                 }
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    max
+    None
 }
 
 /// The raw text of a top-level `"id"` member (a number or a string) in a

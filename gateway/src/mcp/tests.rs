@@ -1,3 +1,4 @@
+use super::jsonrpc::classify_capped;
 use super::jsonrpc::{check_mirrored_headers, effective_revision};
 use super::legacy::EndpointRewriter;
 use super::sse::{Event, SseParser};
@@ -268,4 +269,35 @@ fn legacy_endpoint_is_rewritten_across_chunks() {
         out.as_deref(),
         Some(&b"event: endpoint\ndata: /gw/legacy/messages/?sessionId=1\n\n"[..])
     );
+}
+
+#[test]
+fn shape_caps_on_arrays_and_strings() {
+    use super::scan::{check, JsonCaps, Violation};
+    let caps = JsonCaps {
+        depth: 8,
+        array_len: 3,
+        string_len: 5,
+    };
+    assert_eq!(check(br#"{"a":[1,2,3]}"#, caps), None);
+    assert_eq!(
+        check(br#"{"a":[1,2,3,4]}"#, caps),
+        Some(Violation::ArrayLen)
+    );
+    // Commas in strings and objects are not array elements.
+    assert_eq!(check(br#"{"a":"x,y","b":1,"c":2,"d":3}"#, caps), None);
+    assert_eq!(check(br#"{"a":[[1,2],[3]]}"#, caps), None);
+    assert_eq!(
+        check(br#"{"a":"123456"}"#, caps),
+        Some(Violation::StringLen)
+    );
+    assert_eq!(check(br#"{"a":"1\"4"}"#, caps), None);
+    assert_eq!(check(&[b'['; 9], caps), Some(Violation::Depth));
+    let e = classify_capped(
+        br#"{"jsonrpc":"2.0","id":8,"method":"ping","params":{"a":[1,2,3,4]}}"#,
+        caps,
+    )
+    .expect_err("cap");
+    assert!(matches!(e, ClassifyError::TooLong { .. }));
+    assert_eq!(e.id().map(RequestId::raw), Some("8"));
 }
