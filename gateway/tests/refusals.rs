@@ -336,3 +336,33 @@ async fn a_client_that_stalls_mid_body_is_cut_off() {
             >= 1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_is_checked_on_the_resolved_address() {
+    use std::sync::atomic::Ordering;
+    let (addr, count) = counting_upstream().await;
+    let base = format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: demo, url: \"http://localhost:{}/mcp\" }}\n\
+         routes:\n  - {{ name: demo, path: /mcp, upstream: demo }}\n",
+        addr.port()
+    );
+    // `localhost` matches the name rule, but resolves to loopback: refused.
+    let gw = Gateway::start(&format!(
+        "{base}egress_allow: [\"localhost\", \"*.example.com\"]\n"
+    ))
+    .await;
+    let (s, _, b) = post(&reqwest::Client::new(), &gw.url("/mcp"), CALL, &[]).await;
+    assert_eq!(
+        (s, rpc_json(&b)["error"]["code"].as_i64()),
+        (502, Some(-32603)),
+        "{b}"
+    );
+    assert!(gw.log().contains("egress refused"), "{}", gw.log());
+    assert_eq!(count.load(Ordering::SeqCst), 0);
+    // An explicit IP rule allows it.
+    let gw = Gateway::start(&format!("{base}egress_allow: [\"127.0.0.0/8\"]\n")).await;
+    let (s, _, b) = post(&reqwest::Client::new(), &gw.url("/mcp"), CALL, &[]).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
