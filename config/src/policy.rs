@@ -307,7 +307,8 @@ impl Policy {
     }
 
     /// Decide one call. `args` is parsed only if a matching rule has
-    /// conditions; `parse_args` is called at most once.
+    /// conditions; `parse_args` is called at most once and returns `None`
+    /// for arguments it refuses to read, which fails closed.
     pub fn decide<'r>(
         &self,
         roles: impl Iterator<Item = &'r str> + Clone,
@@ -334,10 +335,12 @@ impl Policy {
                 if rule.when.is_empty() {
                     return Verdict::Hidden;
                 }
-                if let Some(a) = get_args() {
-                    if rule.when.iter().all(|c| c.holds(a)) {
-                        denied = Some("a deny rule's conditions hold");
-                    }
+                // Arguments that cannot be read (malformed, duplicate keys)
+                // fail closed: the deny applies.
+                match get_args() {
+                    Some(a) if !rule.when.iter().all(|c| c.holds(a)) => {}
+                    Some(_) => denied = Some("a deny rule's conditions hold"),
+                    None => denied = Some("arguments unreadable (duplicate or malformed)"),
                 }
             }
         }

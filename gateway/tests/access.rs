@@ -294,6 +294,17 @@ async fn role_by_tool_matrix_and_argument_conditions() {
         before,
         "denied calls never reach the upstream"
     );
+    // A repeated key cannot smuggle other arguments past the condition.
+    let (_, v, _) = call(
+        &rec,
+        Some("bob-key"),
+        "get-sum",
+        r#"{"a":50,"a":500,"b":1}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(v["error"]["code"].as_i64(), Some(-32602), "{v}");
+    assert_eq!(e.rec.calls.load(Ordering::SeqCst), before);
     let (_, v, _) = call(&rec, Some("bob-key"), "get-sum", r#"{"a":50,"b":1}"#, &[]).await;
     assert_eq!(text(&v), Some("recorded"), "{v}");
 }

@@ -5,6 +5,7 @@
 //! wire errors through `refusal`.
 
 pub mod list;
+mod strict;
 
 use sluice_config::{Kind, Route, Snapshot, Verdict};
 
@@ -109,7 +110,7 @@ pub fn authorize(
             msg.arguments
                 .clone()
                 .and_then(|r| body.get(r))
-                .and_then(|a| serde_json::from_slice(a).ok())
+                .and_then(strict::parse)
         };
         match snap
             .policy
