@@ -14,6 +14,7 @@ pub use policy::*;
 pub use raw::*;
 pub use security::{
     ApiKey, Audit, Credential, Egress, EgressRule, Identity, JwtIssuer, JwtKeys, SecretRef,
+    UserCredentials,
 };
 pub use snapshot::{
     HostPolicy, Listener, ListenerTls, Route, RouteTransport, Scheme, Snapshot, Upstream,

@@ -129,6 +129,17 @@ pub struct RawInjection {
     pub credential: Option<RawCredential>,
     /// Header carrying the gateway-signed identity assertion (a JWT).
     pub assertion_header: Option<String>,
+    /// Per-user credentials, for upstreams that act on behalf of the caller:
+    /// a directory with one file per subject holding that user's secret.
+    pub user_credentials: Option<RawUserCredentials>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUserCredentials {
+    pub dir: String,
+    pub header: Option<String>,
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

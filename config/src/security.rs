@@ -84,6 +84,26 @@ pub struct Credential {
     pub secret: SecretRef,
 }
 
+/// Where per-user secrets live: `dir/<subject>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCredentials {
+    pub dir: String,
+    pub header: String,
+    pub prefix: String,
+}
+
+pub(crate) fn build_user_credentials(raw: &RawInjection) -> Option<UserCredentials> {
+    raw.user_credentials.as_ref().map(|u| UserCredentials {
+        dir: u.dir.clone(),
+        header: u
+            .header
+            .clone()
+            .unwrap_or_else(|| "authorization".into())
+            .to_ascii_lowercase(),
+        prefix: u.prefix.clone().unwrap_or_else(|| "Bearer ".into()),
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EgressRule {
     Net(IpAddr, u8),

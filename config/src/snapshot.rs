@@ -95,6 +95,7 @@ pub struct Upstream {
     /// Tenants allowed to use this upstream; empty means all.
     pub tenants: Vec<String>,
     pub credential: Option<Credential>,
+    pub user_credentials: Option<crate::security::UserCredentials>,
     pub assertion_header: Option<String>,
 }
 
@@ -494,6 +495,7 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
         http2: u.http2,
         tenants: u.tenants.clone(),
         credential,
+        user_credentials: security::build_user_credentials(&u.inject),
         assertion_header: u
             .inject
             .assertion_header

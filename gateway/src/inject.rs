@@ -52,12 +52,65 @@ pub fn credential(c: &sluice_config::Credential) -> Result<UpstreamCredential, S
     Ok(UpstreamCredential { header, value })
 }
 
+/// Every user's credential for one upstream, read from `dir/<subject>` at
+/// snapshot load (no disk reads on the request path).
+pub struct UserCredentialSet {
+    pub header: http::HeaderName,
+    by_subject: std::collections::HashMap<String, HeaderValue>,
+}
+
+impl std::fmt::Debug for UserCredentialSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "UserCredentialSet({} users, [REDACTED])",
+            self.by_subject.len()
+        )
+    }
+}
+
+impl UserCredentialSet {
+    pub fn get(&self, subject: &str) -> Option<&HeaderValue> {
+        self.by_subject.get(subject)
+    }
+}
+
+/// Most per-user files read for one upstream.
+const MAX_USERS: usize = 100_000;
+
+pub fn user_credentials(u: &sluice_config::UserCredentials) -> Result<UserCredentialSet, String> {
+    let header = http::HeaderName::from_bytes(u.header.as_bytes()).map_err(|e| e.to_string())?;
+    let mut by_subject = std::collections::HashMap::new();
+    let entries = std::fs::read_dir(&u.dir).map_err(|e| format!("{}: {e}", u.dir))?;
+    for entry in entries.flatten().take(MAX_USERS) {
+        let path = entry.path();
+        let Some(subject) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if subject.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        let secret =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut value = HeaderValue::from_str(&format!(
+            "{}{}",
+            u.prefix,
+            secret.trim_end_matches(['\n', '\r'])
+        ))
+        .map_err(|_| format!("{}: not a valid header value", path.display()))?;
+        value.set_sensitive(true);
+        by_subject.insert(subject, value);
+    }
+    Ok(UserCredentialSet { header, by_subject })
+}
+
 /// Remove every client identity header (and any header the gateway itself
 /// sets, so a client cannot forge it), then add the upstream's own.
 pub fn apply(
     req: &mut RequestHeader,
     assertion_header: Option<&str>,
     credential: Option<&UpstreamCredential>,
+    user: Option<(&http::HeaderName, &HeaderValue)>,
     assertion: Option<&str>,
 ) -> pingora::Result<()> {
     for h in CLIENT_IDENTITY_HEADERS {
@@ -78,6 +131,9 @@ pub fn apply(
     }
     if let Some(c) = credential {
         req.insert_header(c.header.clone(), c.value.clone())?;
+    }
+    if let Some((h, v)) = user {
+        req.insert_header(h.clone(), v.clone())?;
     }
     Ok(())
 }

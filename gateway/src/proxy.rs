@@ -285,6 +285,14 @@ impl Gateway {
             if !policy::tenant_may_use(&snap, route, c) {
                 return Err(Refusal::NoRoute);
             }
+            let per_user = ctx
+                .rt
+                .user_credentials
+                .get(route.upstream)
+                .and_then(Option::as_ref);
+            if per_user.is_some_and(|u| u.get(&c.subject).is_none()) {
+                return Err(Refusal::NoUserCredential(up.name.clone()));
+            }
             if let Some(sid) = header_str(req, "mcp-session-id") {
                 if self
                     .shared
@@ -446,10 +454,21 @@ impl Gateway {
                 .credentials
                 .get(route.upstream)
                 .and_then(Option::as_ref);
+            let user = match (
+                ctx.rt
+                    .user_credentials
+                    .get(route.upstream)
+                    .and_then(Option::as_ref),
+                &ctx.caller,
+            ) {
+                (Some(set), Some(c)) => set.get(&c.subject).map(|v| (&set.header, v)),
+                _ => None,
+            };
             inject::apply(
                 req,
                 up.assertion_header.as_deref(),
                 credential,
+                user,
                 assertion.as_deref(),
             )?;
         }

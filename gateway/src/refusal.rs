@@ -57,6 +57,10 @@ pub enum Refusal {
     ForeignSession,
     #[error(transparent)]
     Policy(#[from] Deny),
+    /// The upstream acts on behalf of each user and has no credential for
+    /// this one (the user has not connected an account).
+    #[error("no credential for this user on upstream `{0}`")]
+    NoUserCredential(String),
 }
 
 impl Refusal {
@@ -72,6 +76,7 @@ impl Refusal {
             Refusal::Tenant(TenantError::Ambiguous) => 400,
             Refusal::Tenant(_) => 403,
             Refusal::ForeignSession => 404,
+            Refusal::NoUserCredential(_) => 403,
             // A policy denial is an answer to a well-formed call: HTTP 200
             // with a JSON-RPC error, exactly as for an unknown tool.
             Refusal::Policy(Deny::Batch(_)) => 400,
@@ -110,6 +115,7 @@ impl Refusal {
             Refusal::Tenant(TenantError::None) => "tenant_none",
             Refusal::Tenant(TenantError::NotMember) => "tenant_not_member",
             Refusal::ForeignSession => "foreign_session",
+            Refusal::NoUserCredential(_) => "no_user_credential",
             Refusal::Policy(Deny::Hidden { .. }) => "policy_hidden",
             Refusal::Policy(Deny::Conditions { .. }) => "policy_conditions",
             Refusal::Policy(Deny::Batch(_)) => "batch_not_allowed",
@@ -127,6 +133,7 @@ impl Refusal {
                 | Refusal::Unauthenticated { .. }
                 | Refusal::Tenant(_)
                 | Refusal::ForeignSession
+                | Refusal::NoUserCredential(_)
                 | Refusal::Policy(Deny::Hidden { .. } | Deny::Conditions { .. })
         )
     }

@@ -140,6 +140,20 @@ impl Reloader {
                 })?),
             });
         }
+        let mut user_credentials = Vec::with_capacity(snapshot.upstreams.len());
+        for (i, up) in snapshot.upstreams.iter().enumerate() {
+            user_credentials.push(match &up.user_credentials {
+                None => None,
+                Some(u) => Some(Arc::new(crate::inject::user_credentials(u).map_err(
+                    |e| {
+                        sluice_config::ConfigError::new(
+                            format!("upstreams[{i}].inject.user_credentials"),
+                            e,
+                        )
+                    },
+                )?)),
+            });
+        }
         for w in &snapshot.warnings {
             tracing::warn!(warning = %w, "config warning");
         }
@@ -167,6 +181,7 @@ impl Reloader {
             snapshot: Arc::new(snapshot),
             peers,
             credentials,
+            user_credentials,
             auth,
             sampler,
         });
@@ -187,6 +202,7 @@ impl Reloader {
                 snapshot: current.snapshot.clone(),
                 peers,
                 credentials: current.credentials.clone(),
+                user_credentials: current.user_credentials.clone(),
                 auth: current.auth.clone(),
                 sampler: current.sampler,
             });

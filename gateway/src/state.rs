@@ -13,7 +13,7 @@ use sluice_config::Snapshot;
 
 use crate::audit::{AuditSender, Sampler};
 use crate::identity::{AssertionSigner, Authenticator};
-use crate::inject::UpstreamCredential;
+use crate::inject::{UpstreamCredential, UserCredentialSet};
 use crate::mcp::ListedTool;
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
@@ -29,6 +29,8 @@ pub struct Runtime {
     pub peers: Vec<Option<HttpPeer>>,
     /// By upstream index: the upstream's own credential, if configured.
     pub credentials: Vec<Option<UpstreamCredential>>,
+    /// By upstream index: per-user credentials, if configured.
+    pub user_credentials: Vec<Option<Arc<UserCredentialSet>>>,
     /// Built from the snapshot's identity section; `None` when it is off.
     pub auth: Option<Arc<Authenticator>>,
     pub sampler: Sampler,
@@ -41,6 +43,7 @@ impl Runtime {
             snapshot: Arc::new(snapshot),
             peers: Vec::new(),
             credentials: Vec::new(),
+            user_credentials: Vec::new(),
             auth: None,
             sampler: Sampler::new(1.0),
         }

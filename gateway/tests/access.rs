@@ -48,6 +48,14 @@ async fn recording_upstream() -> (std::net::SocketAddr, Recorder) {
     (addr, rec)
 }
 
+/// Per-user upstream credentials live beside the audit file: one per subject.
+fn users_dir(audit: &std::path::Path) -> std::path::PathBuf {
+    let dir = audit.with_file_name("users");
+    std::fs::create_dir_all(&dir).expect("users dir");
+    std::fs::write(dir.join("alice"), "alice-upstream-token\n").expect("alice's credential");
+    dir
+}
+
 fn config(demo: &str, recorder: &str, globex: &str, audit: &std::path::Path) -> String {
     format!(
         r#"listeners:
@@ -65,7 +73,7 @@ identity:
     - {{ issuer: "https://idp.test", hs256_secret: {{ env: SLUICE_TEST_HS }}, algorithms: [HS256] }}
 roles:
   - name: reader
-    allow: ["tools:demo/get-sum:call", "tools:demo/echo:call", "tools:rec/*:call", "tools:demo/ghost-tool:call"]
+    allow: ["tools:demo/get-sum:call", "tools:demo/echo:call", "tools:rec/*:call", "tools:demo/ghost-tool:call", "tools:onbehalf/*:call"]
   - name: writer
     allow:
       - "tools:demo/*:call"
@@ -84,7 +92,12 @@ upstreams:
       credential: {{ header: x-upstream-key, prefix: "Key ", secret: {{ env: SLUICE_TEST_UPSTREAM_KEY }} }}
       assertion_header: x-sluice-identity
   - {{ name: gdemo, url: "{globex}", tenants: [globex] }}
+  - name: onbehalf
+    url: "{recorder}"
+    tenants: [acme]
+    inject: {{ user_credentials: {{ dir: "{users}", header: authorization, prefix: "Bearer " }} }}
 routes:
+  - {{ name: onbehalf, path: /onbehalf/mcp, upstream: onbehalf }}
   - {{ name: demo, path: /mcp, upstream: demo }}
   - {{ name: rec, path: /rec/mcp, upstream: rec }}
   - {{ name: gdemo, path: /globex/mcp, upstream: gdemo }}
@@ -95,6 +108,7 @@ audit: {{ file: "{audit}", sample_rate: 1.0, include_arguments: true, redact: [/
         gina = hash_key("gina-key"),
         multi = hash_key("multi-key"),
         audit = audit.display(),
+        users = users_dir(audit).display(),
     )
 }
 
@@ -607,4 +621,29 @@ async fn every_decision_is_audited_without_secrets() {
     let ids: std::collections::HashSet<_> =
         lines.iter().map(|l| l["event_id"].to_string()).collect();
     assert_eq!(ids.len(), lines.len(), "event ids are unique");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_credentials_for_upstreams_acting_on_behalf_of_the_caller() {
+    let e = env().await;
+    let url = e.gw.url("/onbehalf/mcp");
+    let (s, v, _) = call(&url, Some("alice-key"), "anything", "{}", &[]).await;
+    assert_eq!((s, text(&v)), (200, Some("recorded")), "{v}");
+    let seen = e
+        .rec
+        .seen
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("a request");
+    assert_eq!(
+        seen.get("authorization").and_then(|v| v.to_str().ok()),
+        Some("Bearer alice-upstream-token"),
+        "the upstream sees alice's own credential, not her gateway key"
+    );
+    let before = e.rec.calls.load(Ordering::SeqCst);
+    let (s, v, _) = call(&url, Some("bob-key"), "anything", "{}", &[]).await;
+    assert_eq!(s, 403, "bob has connected no account: {v}");
+    assert_eq!(e.rec.calls.load(Ordering::SeqCst), before);
 }
