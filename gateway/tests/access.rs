@@ -6,47 +6,12 @@
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use sluice_gateway::identity::hash_key;
 use support::*;
 
 const UPSTREAM_SECRET: &str = "upstream-secret-7f3a";
 const HS_SECRET: &str = "hs256-test-secret-0123456789abcdef";
-
-/// An MCP-ish upstream that answers every call with the headers it saw.
-#[derive(Clone, Default)]
-struct Recorder {
-    calls: Arc<AtomicU64>,
-    seen: Arc<Mutex<Vec<http::HeaderMap>>>,
-}
-
-async fn recording_upstream() -> (std::net::SocketAddr, Recorder) {
-    let rec = Recorder::default();
-    let r = rec.clone();
-    let handler = move |headers: http::HeaderMap, body: String| {
-        let r = r.clone();
-        async move {
-            r.calls.fetch_add(1, Ordering::SeqCst);
-            r.seen.lock().expect("lock").push(headers);
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            let reply = serde_json::json!({"jsonrpc":"2.0","id":v["id"],"result":{"content":[{"type":"text","text":"recorded"}]}});
-            (
-                [(http::header::CONTENT_TYPE, "application/json")],
-                reply.to_string(),
-            )
-        }
-    };
-    let router = axum::Router::new().route("/mcp", axum::routing::post(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    (addr, rec)
-}
 
 /// Per-user upstream credentials live beside the audit file: one per subject.
 fn users_dir(audit: &std::path::Path) -> std::path::PathBuf {
@@ -326,64 +291,41 @@ async fn role_by_tool_matrix_and_argument_conditions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_are_isolated() {
     let e = env().await;
+    let sum = r#"{"a":1,"b":2}"#;
+    // (route, key, X-Tenant-ID, status): another tenant's upstream does not
+    // exist; a caller with several tenants must name one of its own.
+    let refused: &[(&str, &str, Option<&str>, u16)] = &[
+        ("/rec/mcp", "gina-key", None, 404),
+        ("/rec/mcp", "multi-key", None, 400),
+        ("/rec/mcp", "multi-key", Some("initech"), 403),
+        ("/rec/mcp", "multi-key", Some("globex"), 404),
+        ("/rec/mcp", "alice-key", Some("globex"), 403),
+    ];
     let before = e.rec.calls.load(Ordering::SeqCst);
-    // globex's caller does not see acme's upstreams at all.
-    let (s, _, _) = call(
-        &e.gw.url("/rec/mcp"),
-        Some("gina-key"),
-        "get-sum",
-        r#"{"a":1,"b":2}"#,
-        &[],
-    )
-    .await;
-    assert_eq!(s, 404);
-    let (s, v, _) = call(
-        &e.gw.url("/globex/mcp"),
-        Some("gina-key"),
-        "get-sum",
-        r#"{"a":1,"b":2}"#,
-        &[],
-    )
-    .await;
-    assert_eq!((s, text(&v)), (200, Some("3")));
-    // Several tenants: the request must say which, and only one of its own.
-    let (s, _, _) = call(
-        &e.gw.url("/rec/mcp"),
-        Some("multi-key"),
-        "get-sum",
-        r#"{"a":1,"b":2}"#,
-        &[],
-    )
-    .await;
-    assert_eq!(s, 400);
-    let (s, _, _) = call(
-        &e.gw.url("/rec/mcp"),
-        Some("multi-key"),
-        "get-sum",
-        r#"{"a":1,"b":2}"#,
-        &[("x-tenant-id", "initech")],
-    )
-    .await;
-    assert_eq!(s, 403);
-    let (s, _, _) = call(
-        &e.gw.url("/rec/mcp"),
-        Some("multi-key"),
-        "get-sum",
-        r#"{"a":1,"b":2}"#,
-        &[("x-tenant-id", "globex")],
-    )
-    .await;
-    assert_eq!(s, 404);
+    for (path, key, tenant, want) in refused {
+        let extra: Vec<(&str, &str)> = tenant.iter().map(|t| ("x-tenant-id", *t)).collect();
+        let (s, v, _) = call(&e.gw.url(path), Some(key), "get-sum", sum, &extra).await;
+        assert_eq!(s, *want, "{path} {key} {tenant:?}: {v}");
+    }
     assert_eq!(
         e.rec.calls.load(Ordering::SeqCst),
         before,
         "no refused request reached the upstream"
     );
     let (s, v, _) = call(
+        &e.gw.url("/globex/mcp"),
+        Some("gina-key"),
+        "get-sum",
+        sum,
+        &[],
+    )
+    .await;
+    assert_eq!((s, text(&v)), (200, Some("3")));
+    let (s, v, _) = call(
         &e.gw.url("/rec/mcp"),
         Some("multi-key"),
         "get-sum",
-        r#"{"a":1,"b":2}"#,
+        sum,
         &[("x-tenant-id", "acme")],
     )
     .await;

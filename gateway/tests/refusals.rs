@@ -225,7 +225,8 @@ async fn an_unreachable_upstream_is_a_jsonrpc_error_with_the_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smuggling_corpus_and_json_bombs_never_reach_the_upstream() {
     use std::sync::atomic::Ordering;
-    let (addr, count) = counting_upstream().await;
+    let (addr, rec) = recording_upstream().await;
+    let count = rec.calls;
     let gw = Gateway::start(&one_route(&format!("http://{addr}/mcp"))).await;
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
     let n = body.len();
@@ -309,7 +310,8 @@ async fn smuggling_corpus_and_json_bombs_never_reach_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stalls_mid_body_is_cut_off() {
     use std::sync::atomic::Ordering;
-    let (addr, count) = counting_upstream().await;
+    let (addr, rec) = recording_upstream().await;
+    let count = rec.calls;
     let yaml = one_route(&format!("http://{addr}/mcp")).replace(
         "limits: { max_body_bytes: 2097152, max_json_depth: 32 }",
         "limits: { client_read_timeout_ms: 300 }",
@@ -340,7 +342,8 @@ async fn a_client_that_stalls_mid_body_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn egress_is_checked_on_the_resolved_address() {
     use std::sync::atomic::Ordering;
-    let (addr, count) = counting_upstream().await;
+    let (addr, rec) = recording_upstream().await;
+    let count = rec.calls;
     let base = format!(
         "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
          upstreams:\n  - {{ name: demo, url: \"http://localhost:{}/mcp\" }}\n\

@@ -330,21 +330,25 @@ pub async fn initialize(client: &reqwest::Client, url: &str) -> String {
     sid
 }
 
-/// An upstream that counts the requests reaching it and answers each with
-/// an empty JSON-RPC result: proof that a refused request went nowhere.
-pub async fn counting_upstream() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicU64>,
-) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    let count = std::sync::Arc::new(AtomicU64::new(0));
-    let c = count.clone();
-    let handler = move |body: axum::body::Bytes| {
-        let c = c.clone();
+/// An upstream that records the headers of every request reaching it and
+/// answers each with a JSON-RPC result: proof of what an upstream saw, and
+/// that a refused request went nowhere.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
+}
+
+pub async fn recording_upstream() -> (std::net::SocketAddr, Recorder) {
+    let rec = Recorder::default();
+    let r = rec.clone();
+    let handler = move |headers: http::HeaderMap, body: axum::body::Bytes| {
+        let r = r.clone();
         async move {
-            c.fetch_add(1, Ordering::SeqCst);
+            r.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            r.seen.lock().expect("lock").push(headers);
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let reply = serde_json::json!({"jsonrpc":"2.0","id":v["id"],"result":{}});
+            let reply = serde_json::json!({"jsonrpc":"2.0","id":v["id"],"result":{"content":[{"type":"text","text":"recorded"}]}});
             (
                 [(http::header::CONTENT_TYPE, "application/json")],
                 reply.to_string(),
@@ -359,5 +363,5 @@ pub async fn counting_upstream() -> (
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
-    (addr, count)
+    (addr, rec)
 }
