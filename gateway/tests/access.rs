@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use sluice_gateway::identity::hash_key;
 use support::*;
