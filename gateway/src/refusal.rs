@@ -79,7 +79,7 @@ impl Refusal {
             Refusal::NoUserCredential(_) => 403,
             // A policy denial is an answer to a well-formed call: HTTP 200
             // with a JSON-RPC error, exactly as for an unknown tool.
-            Refusal::Policy(Deny::Batch(_)) => 400,
+            Refusal::Policy(Deny::Batch(_) | Deny::BatchedList) => 400,
             Refusal::Policy(_) => 200,
         }
     }
@@ -119,6 +119,7 @@ impl Refusal {
             Refusal::Policy(Deny::Hidden { .. }) => "policy_hidden",
             Refusal::Policy(Deny::Conditions { .. }) => "policy_conditions",
             Refusal::Policy(Deny::Batch(_)) => "batch_not_allowed",
+            Refusal::Policy(Deny::BatchedList) => "batched_list",
         }
     }
 

@@ -589,3 +589,35 @@ async fn per_user_credentials_for_upstreams_acting_on_behalf_of_the_caller() {
     assert_eq!(s, 403, "bob has connected no account: {v}");
     assert_eq!(e.rec.calls.load(Ordering::SeqCst), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_and_batches_cannot_slip_past_policy() {
+    let e = env().await;
+    let c = reqwest::Client::new();
+    let before = e.rec.calls.load(Ordering::SeqCst);
+    let auth = [
+        ("authorization", "Bearer alice-key"),
+        ("mcp-protocol-version", "2025-03-26"),
+    ];
+    // A call sent as a notification (no id) is still decided.
+    let bob = [
+        ("authorization", "Bearer bob-key"),
+        ("mcp-protocol-version", "2025-03-26"),
+    ];
+    let (s, _, body) = post(&c, &e.gw.url("/rec/mcp"), r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"get-sum","arguments":{"a":999}}}"#, &bob).await;
+    assert_eq!(
+        (s, rpc_json(&body)["error"]["code"].as_i64()),
+        (200, Some(-32602)),
+        "{body}"
+    );
+    // A 2025-03-26 batch: each call is decided; a list inside it cannot be filtered, so it is refused.
+    let (s, _, body) = post(&c, &e.gw.url("/rec/mcp"), r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{}}},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#, &auth).await;
+    assert_eq!(s, 400, "{body}");
+    let (s, _, body) = post(&c, &e.gw.url("/mcp"), r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get-sum","arguments":{"a":1,"b":1}}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow","arguments":{"ms":1}}}]"#, &auth).await;
+    assert_eq!(
+        (s, rpc_json(&body)["error"]["code"].as_i64()),
+        (200, Some(-32602)),
+        "one hidden call refuses the batch: {body}"
+    );
+    assert_eq!(e.rec.calls.load(Ordering::SeqCst), before);
+}

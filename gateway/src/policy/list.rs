@@ -12,6 +12,11 @@ use sluice_config::{Kind, Snapshot};
 use super::Caller;
 use crate::mcp::{Method, RequestId};
 
+/// Is this a list method whose results are filtered?
+pub fn is_list(method: &Method) -> bool {
+    field(method).is_some()
+}
+
 /// Which array of the result to filter, and under which kind.
 fn field(method: &Method) -> Option<(&'static str, &'static str, Kind)> {
     Some(match method {

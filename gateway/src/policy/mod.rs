@@ -47,6 +47,10 @@ pub enum Deny {
     },
     #[error("JSON-RPC batches are not part of protocol revision {0}")]
     Batch(&'static str),
+    /// List results are filtered per response; inside a batch they could not
+    /// be, so a batch carrying a list request is refused when policy applies.
+    #[error("list requests cannot be batched when access policy applies")]
+    BatchedList,
 }
 
 fn hidden_message(kind: Kind, name: &str) -> String {
@@ -61,7 +65,7 @@ impl Deny {
     pub fn id(&self) -> Option<&RequestId> {
         match self {
             Deny::Hidden { id, .. } | Deny::Conditions { id, .. } => id.as_ref(),
-            Deny::Batch(_) => None,
+            Deny::Batch(_) | Deny::BatchedList => None,
         }
     }
 
@@ -74,7 +78,7 @@ impl Deny {
                 ..
             } => -32002,
             Deny::Hidden { .. } | Deny::Conditions { .. } => -32602,
-            Deny::Batch(_) => -32600,
+            Deny::Batch(_) | Deny::BatchedList => -32600,
         }
     }
 }
@@ -102,7 +106,15 @@ pub fn authorize(
     body: &[u8],
 ) -> Result<(), Deny> {
     let upstream = snap.upstream(route).name.as_str();
-    for msg in facts.messages.iter().filter(|m| m.kind == MsgKind::Request) {
+    if facts.batch && facts.messages.iter().any(|m| list::is_list(&m.method)) {
+        return Err(Deny::BatchedList);
+    }
+    // Notifications too: a `tools/call` without an id must not run unchecked.
+    for msg in facts
+        .messages
+        .iter()
+        .filter(|m| m.kind != MsgKind::Response)
+    {
         let Some((kind, name)) = action(msg) else {
             continue;
         };
