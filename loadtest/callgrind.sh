@@ -9,8 +9,9 @@
 # 2 KB, as in the k6 scripts), once per scenario:
 #   json  the demo answers application/json (--json-response)
 #   sse   the demo answers text/event-stream
-# A baseline run serves 0 requests and idles as long as a measured run's
-# request phase took, so startup, shutdown and timer work cancel out:
+# After each measured run, a baseline run serves 0 requests and idles as long
+# as that run's request phase took, so startup, shutdown and timer work
+# (config watch every 500 ms) cancel out:
 #   Ir per request = (Ir(run) - Ir(baseline)) / REQUESTS
 # The gateway is stopped with SIGTERM (config `shutdown: {grace_period_s: 0}`)
 # so it exits normally and callgrind writes its profile.
@@ -162,20 +163,17 @@ cg_run() {
   log "$name: $IR Ir, $PROBES readiness probes answered, phase ${PHASE}s"
 }
 
-declare -A IR_OF PROBES_OF
-phases=()
+declare -A IR_OF PROBES_OF BASE_OF BASE_PROBES_OF
 for scen in $SCENARIOS; do
   log "$scen: $REQUESTS requests under callgrind"
   cg_run "$scen" "$scen" "$REQUESTS" 0
   IR_OF[$scen]=$IR
   PROBES_OF[$scen]=$PROBES
-  phases+=("$PHASE")
+  log "$scen baseline: 0 requests, idle ${PHASE}s"
+  cg_run "baseline-$scen" "$scen" 0 "$PHASE"
+  BASE_OF[$scen]=$IR
+  BASE_PROBES_OF[$scen]=$PROBES
 done
-IDLE=$(printf '%s\n' "${phases[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-log "baseline: 0 requests, idle ${IDLE}s"
-cg_run baseline json 0 "$IDLE"
-IR_OF[baseline]=$IR
-PROBES_OF[baseline]=$PROBES
 
 {
   echo "Command: taskset -c $PROXY_CORE ${CG_CMD[*]} $GATEWAY --config <gateway.yaml> --threads 1"
@@ -185,14 +183,14 @@ PROBES_OF[baseline]=$PROBES
   echo "| scenario | requests | total Ir | baseline Ir | Ir per request |"
   echo "|---|---:|---:|---:|---:|"
   for scen in $SCENARIOS; do
-    python3 - "$scen" "$REQUESTS" "${IR_OF[$scen]}" "${IR_OF[baseline]}" <<'EOF'
+    python3 - "$scen" "$REQUESTS" "${IR_OF[$scen]}" "${BASE_OF[$scen]}" <<'EOF'
 import sys
 scen, n, total, base = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 print(f"| {scen} | {n} | {total:,} | {base:,} | {(total - base) / n:,.0f} |")
 EOF
   done
   echo
-  echo "Readiness probes answered (json/sse/baseline):" \
-    "$(for s in $SCENARIOS baseline; do printf '%s ' "${PROBES_OF[$s]}"; done)"
-  echo "Profiles: $OUT_DIR/callgrind.{$(echo $SCENARIOS | tr ' ' ','),baseline}.out"
+  echo "Readiness probes answered (run/baseline):" \
+    "$(for s in $SCENARIOS; do printf '%s %s/%s  ' "$s" "${PROBES_OF[$s]}" "${BASE_PROBES_OF[$s]}"; done)"
+  echo "Profiles: $OUT_DIR/callgrind.<scenario>.out and callgrind.baseline-<scenario>.out"
 } | tee "$OUT_DIR/report.md"

@@ -2,14 +2,16 @@
 """Turn run.sh's k6 summaries (--summary-export JSON) into figures.
 
   report.py --one SUMMARY.json          one-line digest of a run
-  report.py --auto-rate RUNS.tsv SCEN   a latency-run rate below saturation:
-                                        half the slowest contender's median
-                                        throughput, rounded down
+  report.py --auto-rate RUNS.tsv SCEN FRACTION
+                                        a latency-run rate below saturation:
+                                        FRACTION of the slowest contender's
+                                        median throughput, rounded down
   report.py --table RUNS.tsv CLK_TCK    the markdown table (and runs.md, the
                                         per-run figures, next to RUNS.tsv)
 
 RUNS.tsv has one line per k6 run: scenario, contender, mode, round, rate,
-cpu_ticks (proxy utime+stime over the run), k6_rc, summary path.
+user_ticks, sys_ticks (the proxy's utime and stime over the run), core_ticks
+(busy ticks of the proxy's core over the run), k6_rc, summary path.
 """
 
 import csv
@@ -43,6 +45,7 @@ def runs(path):
         rows = list(csv.DictReader(f, delimiter="\t"))
     for r in rows:
         r.update(load(r["summary"]))
+        r["user"], r["sys"] = int(r["user_ticks"]), int(r["sys_ticks"])
     return rows
 
 
@@ -54,19 +57,21 @@ def one(path):
     )
 
 
-def auto_rate(path, scenario):
+def auto_rate(path, scenario, fraction):
     rows = [r for r in runs(path) if r["scenario"] == scenario and r["mode"] == "throughput"]
     by = {}
     for r in rows:
         by.setdefault(r["contender"], []).append(r["rps"])
     slowest = min(statistics.median(v) for v in by.values())
-    rate = slowest / 2
-    step = 50 if rate >= 100 else 10
+    rate = slowest * fraction
+    step = 50 if rate >= 200 else 10
     return max(step, int(rate // step) * step)
 
 
-def fmt(x, digits=2):
-    return "—" if x != x else f"{x:.{digits}f}"
+def fmt(x, digits=2, sign=False):
+    if x != x:
+        return "—"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
 def table(path, clk_tck):
@@ -96,19 +101,28 @@ def table(path, clk_tck):
                 base = (p50, p99)
                 added = "—"
             elif base:
-                added = f"+{fmt(p50 - base[0], 3)} / +{fmt(p99 - base[1], 3)}"
+                added = f"{fmt(p50 - base[0], 3, True)} / {fmt(p99 - base[1], 3, True)}"
             else:
                 added = "?"
 
             def cpu(rs):
                 reqs = sum(r["count"] for r in rs)
-                ticks = sum(int(r["cpu_ticks"]) for r in rs)
+                ticks = sum(r["user"] + r["sys"] for r in rs)
                 return ticks / clk_tck / reqs * 1e6 if reqs else float("nan")
 
             cpu_col = "—" if who == "direct" else f"{fmt(cpu(thr), 1)} / {fmt(cpu(lat), 1)}"
-            errors = sum(r["check_fails"] + r["http_failed"] + r["dropped"] for r in sel)
+            errors = sum(r["check_fails"] + r["http_failed"] for r in sel)
             bad_rc = sum(1 for r in sel if r["k6_rc"] != "0")
-            err_col = str(errors) + (f" ({bad_rc} k6 runs failed)" if bad_rc else "")
+            err_col = str(errors) + (f" ({bad_rc} k6 runs exited non-zero)" if bad_rc else "")
+            other = sum(int(r["core_ticks"]) - r["user"] - r["sys"] for r in sel) / clk_tck
+            secs = sum(float(r["rps"]) and r["count"] / r["rps"] for r in sel)
+            if secs and other / secs > 0.05:
+                notes.append(
+                    f"{scen}/{who}: other processes used {other / secs:.0%} of the proxy core"
+                )
+            dropped = sum(r["dropped"] for r in lat)
+            if dropped:
+                notes.append(f"{scen}/{who}: {dropped} arrivals dropped by k6 (no free VU)")
             out.append(
                 f"| {scen} | {who} | {rps:.0f} | {fmt(p50, 3)} | {fmt(p99, 3)} | {added} "
                 f"| {cpu_col} | {err_col} |"
@@ -118,22 +132,28 @@ def table(path, clk_tck):
     print(
         "req/s: median of the throughput runs; p50/p99: medians of the fixed-rate runs' "
         "percentiles (" + "; ".join(notes) + "); CPU: proxy utime+stime / requests "
-        f"(clock tick {1000 / clk_tck:.0f} ms); errors: failed checks + failed requests "
-        "+ dropped arrivals, all runs."
+        f"(clock tick {1000 / clk_tck:.0f} ms); errors: failed checks + failed requests, "
+        "all runs."
     )
 
     raw = [
         "| scenario | contender | mode | round | req/s | p50 ms | p99 ms | max ms | requests "
-        "| proxy CPU s | CPU µs/req | failed checks | dropped | k6 rc |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| proxy CPU s | CPU µs/req (user + sys) | other work on proxy core s "
+        "| failed checks | dropped | k6 rc |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        secs = int(r["cpu_ticks"]) / clk_tck
-        per = secs / r["count"] * 1e6 if r["count"] and r["contender"] != "direct" else float("nan")
+        secs = (r["user"] + r["sys"]) / clk_tck
+        if r["count"] and r["contender"] != "direct":
+            us = lambda t: t / clk_tck / r["count"] * 1e6
+            per = f"{us(r['user'] + r['sys']):.1f} ({us(r['user']):.1f} + {us(r['sys']):.1f})"
+        else:
+            per = "—"
         raw.append(
             f"| {r['scenario']} | {r['contender']} | {r['mode']} | {r['round']} | {r['rps']:.0f} "
             f"| {r['p50']:.3f} | {r['p99']:.3f} | {r['max']:.1f} | {r['count']} | {secs:.2f} "
-            f"| {fmt(per, 1)} | {r['check_fails']} | {r['dropped']} | {r['k6_rc']} |"
+            f"| {per} | {(int(r['core_ticks']) - r['user'] - r['sys']) / clk_tck:.2f} "
+            f"| {r['check_fails']} | {r['dropped']} | {r['k6_rc']} |"
         )
     raw_path = os.path.join(os.path.dirname(path), "runs.md")
     with open(raw_path, "w") as f:
@@ -144,8 +164,8 @@ def table(path, clk_tck):
 def main(argv):
     if len(argv) == 2 and argv[0] == "--one":
         print(one(argv[1]))
-    elif len(argv) == 3 and argv[0] == "--auto-rate":
-        print(auto_rate(argv[1], argv[2]))
+    elif len(argv) == 4 and argv[0] == "--auto-rate":
+        print(auto_rate(argv[1], argv[2], float(argv[3])))
     elif len(argv) == 3 and argv[0] == "--table":
         table(argv[1], int(argv[2]))
     else:

@@ -6,8 +6,9 @@
 # the demo MCP server, through sluice-gateway, and through a plain nginx
 # reverse proxy when /usr/sbin/nginx exists):
 #   - throughput: req/s with VUS (16) closed-loop virtual users;
-#   - latency: p50/p99 at a fixed open-loop arrival rate below saturation
-#     (RATE, default: half the slowest contender's measured throughput);
+#   - latency: p50/p99 at a fixed open-loop arrival rate well below
+#     saturation (RATE; default RATE_FRACTION=0.25 of the slowest
+#     contender's measured throughput, the same rate for every contender);
 #   - proxy CPU per request: utime+stime of the proxy process (from
 #     /proc/PID/stat) over the run, divided by the requests k6 completed.
 # Contenders alternate within each round (direct, gateway, nginx, direct, ...)
@@ -20,6 +21,7 @@
 # Usage:  loadtest/run.sh                      (builds release binaries first)
 # Env:    DURATION=10     seconds (or k6 duration) per run    ROUNDS=3
 #         VUS=16          throughput concurrency              RATE=<auto>
+#         RATE_FRACTION=0.25  auto RATE as a share of the slowest throughput
 #         SCENARIOS="json sse"   CONTENDERS="direct gateway nginx"
 #         SKIP_BUILD=1    use the existing target/release binaries
 #         K6=/path/to/k6  else .peers/venv/bin/k6, else k6 on PATH
@@ -36,6 +38,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 VUS=${VUS:-16}
 RATE=${RATE:-}
+RATE_FRACTION=${RATE_FRACTION:-0.25}
 SCENARIOS=${SCENARIOS:-json sse}
 CONTENDERS=${CONTENDERS:-direct gateway nginx}
 DEMO_CORE=${DEMO_CORE:-0}
@@ -127,14 +130,27 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-# utime+stime of a process (all its threads), in clock ticks.
+# "utime stime" of a process (all its threads), in clock ticks.
 cpu_ticks() {
   # Fields after the parenthesised command name: utime is the 12th, stime the 13th.
-  local stat
+  local stat f
   stat=$(<"/proc/$1/stat")
   stat=${stat##*) }
   read -r -a f <<<"$stat"
-  echo $((f[11] + f[12]))
+  echo "${f[11]} ${f[12]}"
+}
+
+# Busy ticks of one CPU (user+nice+system+irq+softirq+steal) from /proc/stat:
+# with the proxy's own ticks it shows how much else ran on the proxy's core.
+core_busy() {
+  local name f
+  while read -r name f; do
+    if [[ $name == "cpu$1" ]]; then
+      read -r -a f <<<"$f"
+      echo $((f[0] + f[1] + f[2] + f[5] + f[6] + f[7]))
+      return
+    fi
+  done </proc/stat
 }
 
 read -r PORT_JSON PORT_SSE PORT_GW PORT_ADMIN PORT_NGINX <<<"$(free_ports 5)"
@@ -231,21 +247,24 @@ target_url() { # contender scenario
 
 # --- measurements ------------------------------------------------------------
 RUNS=$OUT_DIR/runs.tsv
-printf 'scenario\tcontender\tmode\tround\trate\tcpu_ticks\tk6_rc\tsummary\n' >"$RUNS"
+printf 'scenario\tcontender\tmode\tround\trate\tuser_ticks\tsys_ticks\tcore_ticks\tk6_rc\tsummary\n' >"$RUNS"
 
 run_one() { # scenario contender mode round rate
   local scen=$1 who=$2 mode=$3 round=$4 rate=$5
-  local tag="$scen-$who-$mode-$round" pid=${PROXY_PID[$who]:-} t0=0 t1=0 rc=0
-  [[ -n $pid ]] && t0=$(cpu_ticks "$pid")
+  local tag="$scen-$who-$mode-$round" pid=${PROXY_PID[$who]:-} rc=0
+  local u0=0 s0=0 u1=0 s1=0 c0 c1
+  [[ -n $pid ]] && read -r u0 s0 <<<"$(cpu_ticks "$pid")"
+  c0=$(core_busy "$PROXY_CORE")
   taskset -c "$K6_CORE" "$K6" run --quiet --no-usage-report --no-color \
     --summary-export "$OUT_DIR/$tag.json" \
     -e TARGET="$(target_url "$who" "$scen")" -e MODE="$mode" -e DURATION="$DURATION" \
     -e VUS="$VUS" -e RATE="$rate" \
     "$HERE/k6/tools_call_$scen.js" >"$OUT_DIR/$tag.log" 2>&1 || rc=$?
-  [[ -n $pid ]] && t1=$(cpu_ticks "$pid")
+  [[ -n $pid ]] && read -r u1 s1 <<<"$(cpu_ticks "$pid")"
+  c1=$(core_busy "$PROXY_CORE")
   [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && die "$who died during $tag"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$who" "$mode" "$round" "$rate" \
-    "$((t1 - t0))" "$rc" "$OUT_DIR/$tag.json" >>"$RUNS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$who" "$mode" "$round" "$rate" \
+    "$((u1 - u0))" "$((s1 - s0))" "$((c1 - c0))" "$rc" "$OUT_DIR/$tag.json" >>"$RUNS"
   log "$tag: $(python3 "$HERE/report.py" --one "$OUT_DIR/$tag.json") k6_rc=$rc"
 }
 
@@ -260,6 +279,7 @@ for scen in $SCENARIOS; do
 done
 log "smoke tests passed; runs of $DURATION, $ROUNDS rounds, results in $OUT_DIR"
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for scen in $SCENARIOS; do
   for round in $(seq "$ROUNDS"); do
     for who in $CONTENDERS; do
@@ -268,7 +288,7 @@ for scen in $SCENARIOS; do
   done
   rate=$RATE
   if [[ -z $rate ]]; then
-    rate=$(python3 "$HERE/report.py" --auto-rate "$RUNS" "$scen")
+    rate=$(python3 "$HERE/report.py" --auto-rate "$RUNS" "$scen" "$RATE_FRACTION")
   fi
   log "$scen: latency runs at $rate req/s"
   for round in $(seq "$ROUNDS"); do
@@ -285,6 +305,7 @@ fi
 {
   echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
   echo "Runs: $DURATION each, $ROUNDS rounds, $VUS VUs for throughput; k6 $("$K6" version | head -1 | cut -d' ' -f2)"
+  echo "Load average (1/5/15 min) before the runs: $LOAD_START; after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   python3 "$HERE/report.py" --table "$RUNS" "$CLK_TCK"
   if [[ -s $OUT_DIR/gateway-metrics.txt ]]; then

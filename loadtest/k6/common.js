@@ -36,8 +36,9 @@ function scenario() {
       rate: RATE,
       timeUnit: '1s',
       duration: DURATION,
-      preAllocatedVUs: Math.max(8, Math.ceil(RATE / 50)),
-      maxVUs: Math.max(64, Math.ceil(RATE / 10)),
+      // Enough VUs up front: k6 drops arrivals while it starts VUs mid-run.
+      preAllocatedVUs: Math.max(32, Math.ceil(RATE / 20)),
+      maxVUs: Math.max(128, Math.ceil(RATE / 5)),
     };
   }
   throw new Error(`MODE must be throughput or latency, not ${MODE}`);

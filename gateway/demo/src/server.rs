@@ -1,5 +1,6 @@
 //! Routing and the server's lifecycle: binding, serving on a task, shutting down.
 
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -92,6 +93,11 @@ pub async fn spawn(listen: SocketAddr, opts: DemoOptions) -> std::io::Result<Dem
             // Either a signal or the handle being dropped means stop.
             let _ = stopped.await;
         };
+        // Without TCP_NODELAY an SSE response written in pieces stalls ~40 ms
+        // on delayed ACKs (Nagle): a real server sets it.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

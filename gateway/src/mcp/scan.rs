@@ -31,47 +31,46 @@ pub enum Violation {
 const MAX_TRACKED_DEPTH: usize = 512;
 
 /// The first cap `bytes` breaks, if any. Brackets and commas inside strings
-/// do not count. Allocation-free.
+/// do not count. Allocation-free; string contents are skipped with `memchr`
+/// rather than byte by byte.
 pub fn check(bytes: &[u8], caps: JsonCaps) -> Option<Violation> {
     let limit = (caps.depth as usize).min(MAX_TRACKED_DEPTH);
     // Per open container: element count, or u32::MAX for objects.
     let mut counts = [0u32; MAX_TRACKED_DEPTH + 1];
     let mut depth = 0usize;
-    let mut in_str = false;
-    let mut escaped = false;
-    let mut str_len = 0u32;
-    for &b in bytes {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_str = false;
-                continue;
-            }
-            str_len += 1;
-            if str_len > caps.string_len {
-                return Some(Violation::StringLen);
-            }
-            continue;
-        }
-        match b {
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
             b'"' => {
-                in_str = true;
-                str_len = 0;
+                // Find the closing quote, hopping over escapes.
+                let start = i + 1;
+                let mut j = start;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &bytes[j..]) {
+                        Some(k) if bytes[j + k] == b'\\' => j += k + 2,
+                        Some(k) => {
+                            j += k;
+                            break;
+                        }
+                        // Unterminated: the parser reports it.
+                        None => return None,
+                    }
+                }
+                if j - start > caps.string_len as usize {
+                    return Some(Violation::StringLen);
+                }
+                i = j + 1;
+                continue;
             }
             b'[' | b'{' => {
                 depth += 1;
                 if depth > limit {
                     return Some(Violation::Depth);
                 }
-                counts[depth] = if b == b'[' { 0 } else { u32::MAX };
+                counts[depth] = if bytes[i] == b'[' { 0 } else { u32::MAX };
             }
-            b']' | b'}' => {
-                depth = depth.saturating_sub(1);
-            }
-            b',' if counts[depth] != u32::MAX && depth > 0 => {
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth > 0 && counts[depth] != u32::MAX => {
                 counts[depth] += 1;
                 if counts[depth] >= caps.array_len {
                     return Some(Violation::ArrayLen);
@@ -79,6 +78,7 @@ pub fn check(bytes: &[u8], caps: JsonCaps) -> Option<Violation> {
             }
             _ => {}
         }
+        i += 1;
     }
     None
 }
