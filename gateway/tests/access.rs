@@ -515,18 +515,15 @@ async fn every_decision_is_audited_without_secrets() {
     )
     .await;
     call(&url, Some("nobody-key"), "get-sum", "{}", &[]).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let lines: Vec<serde_json::Value> = loop {
-        let text = std::fs::read_to_string(&e.audit).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
+    let read = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&e.audit)
+            .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if lines.len() >= 4 || std::time::Instant::now() > deadline {
-            break lines;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            .collect()
     };
+    eventually("four audit events", async || read().len() >= 4).await;
+    let lines = read();
     assert!(lines.len() >= 4, "{lines:?}");
     let raw = std::fs::read_to_string(&e.audit).expect("audit");
     for secret in ["hunter2", "alice-key", UPSTREAM_SECRET, HS_SECRET] {

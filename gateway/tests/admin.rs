@@ -124,15 +124,12 @@ async fn sse_streams_are_counted_while_open() {
     }
     assert!(body.contains("done 3"), "{body}");
     // The gauge drops once the gateway has logged the finished request.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while gw
-        .metric(r#"sluice_sse_streams_active{route="demo"}"#)
-        .await
-        != 0.0
-    {
-        assert!(std::time::Instant::now() < deadline, "gauge never dropped");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("the SSE gauge to drop", async || {
+        gw.metric(r#"sluice_sse_streams_active{route="demo"}"#)
+            .await
+            == 0.0
+    })
+    .await;
     let m = gw.metrics().await;
     assert!(
         metric_value(

@@ -36,17 +36,6 @@ async fn stateless_sum(c: &reqwest::Client, url: &str, a: u64) -> Result<(), Str
     Ok(())
 }
 
-async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !cond().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changing_a_routes_upstream_under_load_fails_no_request() {
     let a = demo(DemoOptions {
@@ -87,20 +76,20 @@ async fn changing_a_routes_upstream_under_load_fails_no_request() {
         let ok = ok.clone();
         async move || ok.load(Ordering::Relaxed) >= n
     };
-    wait_until("load to flow", ok_after(50)).await;
+    eventually("load to flow", ok_after(50)).await;
 
     gw.write_config(&one_route(&b.url()));
-    wait_until("generation 2", async || gw.generation().await == 2).await;
+    eventually("generation 2", async || gw.generation().await == 2).await;
     let at_switch = ok.load(Ordering::Relaxed);
-    wait_until("load after the switch", ok_after(at_switch + 100)).await;
+    eventually("load after the switch", ok_after(at_switch + 100)).await;
     // The old upstream goes away: everything must now reach the new one.
     a.shutdown().await;
     let after_a = ok.load(Ordering::Relaxed);
-    wait_until("load without the old upstream", ok_after(after_a + 100)).await;
+    eventually("load without the old upstream", ok_after(after_a + 100)).await;
 
     // A broken file is refused and counted; the old snapshot keeps serving.
     gw.write_config("listeners: [ this is not yaml");
-    wait_until("the invalid reload to be counted", async || {
+    eventually("the invalid reload to be counted", async || {
         gw.metric(r#"sluice_config_reloads_total{outcome="invalid"}"#)
             .await
             >= 1.0
@@ -108,12 +97,12 @@ async fn changing_a_routes_upstream_under_load_fails_no_request() {
     .await;
     assert_eq!(gw.metric("sluice_config_last_reload_ok").await, 0.0);
     let after_bad = ok.load(Ordering::Relaxed);
-    wait_until("load after the broken file", ok_after(after_bad + 50)).await;
+    eventually("load after the broken file", ok_after(after_bad + 50)).await;
     assert_eq!(gw.generation().await, 2);
 
     // SIGHUP reloads the (now valid again) file; unchanged content keeps the generation.
     gw.write_config(&one_route(&b.url()));
-    wait_until("the valid file to be re-read", async || {
+    eventually("the valid file to be re-read", async || {
         gw.metric("sluice_config_last_reload_ok").await == 1.0
     })
     .await;
@@ -121,7 +110,7 @@ async fn changing_a_routes_upstream_under_load_fails_no_request() {
         .metric(r#"sluice_config_reloads_total{outcome="unchanged"}"#)
         .await;
     gw.signal("HUP");
-    wait_until("SIGHUP reload", async || {
+    eventually("SIGHUP reload", async || {
         gw.metric(r#"sluice_config_reloads_total{outcome="unchanged"}"#)
             .await
             > unchanged

@@ -119,19 +119,10 @@ async fn tls_listener_h2_cert_reload_and_verified_https_upstream() {
     let second_pem = self_signed(dir.path(), "listener");
     edge.signal("HUP");
     let fresh = client_trusting(&second_pem, edge.port);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match call(&fresh, &url).await {
-            Ok((_, 200, _)) => break,
-            other => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "new certificate never served: {other:?}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    }
+    eventually("the new certificate to be served", async || {
+        matches!(call(&fresh, &url).await, Ok((_, 200, _)))
+    })
+    .await;
     assert!(
         call(&client_trusting(&first_pem, edge.port), &url)
             .await

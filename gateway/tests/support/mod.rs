@@ -232,6 +232,18 @@ impl Drop for Gateway {
     }
 }
 
+/// Wait until `cond` holds, polling with a growing pause; panics naming
+/// `what` after 30 s. The one place tests wait on a condition.
+pub async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(5);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
 pub fn metric_value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| {
