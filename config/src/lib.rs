@@ -3,6 +3,7 @@
 //! both the gateway and the control process build from it. No I/O, no tokio.
 
 mod error;
+mod limits;
 mod policy;
 mod raw;
 mod raw_policy;
@@ -10,6 +11,7 @@ mod security;
 mod snapshot;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use limits::*;
 pub use policy::*;
 pub use raw::*;
 pub use security::{
@@ -17,8 +19,8 @@ pub use security::{
     UserCredentials,
 };
 pub use snapshot::{
-    HostPolicy, Listener, ListenerTls, Route, RouteTransport, Scheme, Snapshot, Upstream,
-    UpstreamTls, Version,
+    CircuitBreaker, HostPolicy, Listener, ListenerTls, Retries, Route, RouteTransport, Scheme,
+    Snapshot, Upstream, UpstreamTls, Version,
 };
 
 /// Parse and resolve a YAML document into a snapshot with the given generation.

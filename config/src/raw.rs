@@ -34,6 +34,11 @@ pub struct RawConfig {
     /// Empty means no egress check.
     #[serde(default)]
     pub egress_allow: Vec<String>,
+    #[serde(default)]
+    pub rate_limits: crate::limits::RawRateLimits,
+    /// Caps on calls in flight, per key.
+    #[serde(default)]
+    pub concurrency_limits: Vec<crate::limits::RawConcurrencyRule>,
 }
 
 impl RawConfig {
@@ -123,6 +128,42 @@ pub struct RawUpstream {
     /// The upstream's own credential and the identity assertion.
     #[serde(default)]
     pub inject: RawInjection,
+    /// Retries of connections that failed before any request byte was sent.
+    #[serde(default)]
+    pub retries: RawRetries,
+    /// Stop sending to an upstream that keeps failing. Off unless given.
+    #[serde(default)]
+    pub circuit_breaker: Option<RawCircuitBreaker>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    /// Further attempts after a failed connect. Default 2; 0 disables.
+    pub attempts: Option<u32>,
+    /// First backoff, milliseconds (doubled per attempt, full jitter). Default 25.
+    pub backoff_ms: Option<u64>,
+    /// Longest backoff, milliseconds. Default 1000.
+    pub max_backoff_ms: Option<u64>,
+    /// Retries allowed as a fraction of recent requests. Default 0.2.
+    pub budget_ratio: Option<f64>,
+    /// Retries per second allowed whatever the ratio. Default 10.
+    pub budget_min_per_s: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    /// Open after this many failures in a row. Default 5.
+    pub consecutive_failures: Option<u32>,
+    /// Also open when this fraction of requests in `window_s` failed
+    /// (with at least `min_requests`). Default off.
+    pub error_rate: Option<f64>,
+    pub window_s: Option<u64>,
+    pub min_requests: Option<u32>,
+    /// How long the circuit stays open before one probe goes through,
+    /// milliseconds. Default 5000.
+    pub open_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -142,13 +183,21 @@ pub struct RawUpstreamTls {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
+    /// TCP (and TLS) connect. Default 5000.
     pub connect_ms: Option<u64>,
-    /// Longest wait for any read from the upstream (first byte, or between
-    /// SSE events). Keep it above the upstream's keep-alive interval.
-    pub read_ms: Option<u64>,
+    /// Longest wait for a call's answer: before the response header, and
+    /// between the events of an answer streamed as SSE. Default 300000.
+    pub first_byte_ms: Option<u64>,
+    /// Longest silence on a GET event stream. Keep it above the upstream's
+    /// keep-alive interval. Default 300000.
+    pub stream_idle_ms: Option<u64>,
+    /// Longest a call (POST) may take, first byte to last. Default none.
+    pub total_ms: Option<u64>,
+    /// Longest wait for each write to the upstream. Default 30000.
     pub write_ms: Option<u64>,
-    /// Idle pooled connections are closed after this long.
-    pub idle_ms: Option<u64>,
+    /// Idle pooled connections are closed after this long. Keep it below
+    /// the upstream's own keep-alive timeout. Default 60000.
+    pub pool_idle_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

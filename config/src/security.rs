@@ -14,7 +14,7 @@ pub enum SecretRef {
 }
 
 impl SecretRef {
-    fn from_raw(r: &RawSecretRef, path: &str, errs: &mut Vec<ConfigError>) -> Self {
+    pub(crate) fn from_raw(r: &RawSecretRef, path: &str, errs: &mut Vec<ConfigError>) -> Self {
         match (&r.env, &r.file) {
             (Some(v), None) if !v.is_empty() => SecretRef::Env(v.clone()),
             (None, Some(f)) if !f.is_empty() => SecretRef::File(f.clone()),

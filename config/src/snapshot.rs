@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::limits::{build_rate_limits, Known, RateLimits};
 use crate::policy::{compile, Policy};
 use crate::raw::*;
 use crate::security::{self, Audit, Credential, Egress, Identity};
@@ -50,6 +51,7 @@ pub struct Snapshot {
     pub policy: Policy,
     pub audit: Audit,
     pub egress: Egress,
+    pub rate_limits: RateLimits,
     /// Problems that do not stop the config, e.g. rules that can never match.
     pub warnings: Vec<ConfigError>,
 }
@@ -88,9 +90,17 @@ pub struct Upstream {
     pub base_path: String,
     pub tls: Option<UpstreamTls>,
     pub connect_timeout: Duration,
-    pub read_timeout: Option<Duration>,
-    pub write_timeout: Option<Duration>,
-    pub idle_timeout: Duration,
+    /// Per read while a call (POST) waits for its answer.
+    pub first_byte_timeout: Duration,
+    /// Per read on a GET event stream.
+    pub stream_idle_timeout: Duration,
+    /// Whole-call limit for POSTs.
+    pub total_timeout: Option<Duration>,
+    pub write_timeout: Duration,
+    /// Pooled connections idle longer than this are closed.
+    pub pool_idle_timeout: Duration,
+    pub retries: Retries,
+    pub circuit_breaker: Option<CircuitBreaker>,
     pub http2: bool,
     /// Tenants allowed to use this upstream; empty means all.
     pub tenants: Vec<String>,
@@ -98,6 +108,28 @@ pub struct Upstream {
     pub user_credentials: Option<crate::security::UserCredentials>,
     pub assertion_header: Option<String>,
 }
+
+/// Retries of connects that failed before any request byte was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retries {
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub budget_ratio: f64,
+    pub budget_min_per_s: u32,
+}
+
+impl Eq for Retries {}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitBreaker {
+    pub consecutive_failures: u32,
+    /// `(fraction, window, min_requests)` when the error-rate trigger is on.
+    pub error_rate: Option<(f64, Duration, u32)>,
+    pub open_for: Duration,
+}
+
+impl Eq for CircuitBreaker {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTls {
@@ -245,6 +277,18 @@ impl Snapshot {
         }
         let audit = security::build_audit(&raw.audit, &mut errs);
         let egress = security::build_egress(&raw.egress_allow, &mut errs);
+        let route_names: Vec<String> = raw.routes.iter().map(|r| r.name.clone()).collect();
+        let role_names: Vec<String> = raw.roles.iter().map(|r| r.name.clone()).collect();
+        let rate_limits = build_rate_limits(
+            &raw.rate_limits,
+            &raw.concurrency_limits,
+            &Known {
+                routes: &route_names,
+                tenants: &raw.tenants,
+                roles: &role_names,
+            },
+            &mut errs,
+        );
         routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
 
         if !errs.is_empty() {
@@ -278,6 +322,7 @@ impl Snapshot {
             policy,
             audit,
             egress,
+            rate_limits,
             warnings,
         })
     }
@@ -470,13 +515,58 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
             "HTTP/2 to an upstream needs https (ALPN)",
         ));
     }
-    let ms = |v: Option<u64>, default: Option<u64>| v.or(default).map(Duration::from_millis);
-    if let Some(0) = u.timeouts.connect_ms {
+    let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
+    let t = &u.timeouts;
+    for (name, v) in [
+        ("connect_ms", t.connect_ms),
+        ("first_byte_ms", t.first_byte_ms),
+        ("stream_idle_ms", t.stream_idle_ms),
+        ("total_ms", t.total_ms),
+        ("write_ms", t.write_ms),
+        ("pool_idle_ms", t.pool_idle_ms),
+    ] {
+        if v == Some(0) {
+            errs.push(ConfigError::new(
+                format!("{path}.timeouts.{name}"),
+                "must be above 0",
+            ));
+        }
+    }
+    let r = &u.retries;
+    let budget_ratio = r.budget_ratio.unwrap_or(0.2);
+    if !(0.0..=10.0).contains(&budget_ratio) {
         errs.push(ConfigError::new(
-            format!("{path}.timeouts.connect_ms"),
-            "must be above 0",
+            format!("{path}.retries.budget_ratio"),
+            "must be between 0 and 10",
         ));
     }
+    let retries = Retries {
+        attempts: r.attempts.unwrap_or(2).min(10),
+        backoff: Duration::from_millis(r.backoff_ms.unwrap_or(25)),
+        max_backoff: Duration::from_millis(r.max_backoff_ms.unwrap_or(1000)),
+        budget_ratio,
+        budget_min_per_s: r.budget_min_per_s.unwrap_or(10),
+    };
+    let circuit_breaker = u.circuit_breaker.as_ref().map(|b| {
+        let error_rate = b.error_rate.map(|f| {
+            if !(f > 0.0 && f <= 1.0) {
+                errs.push(ConfigError::new(
+                    format!("{path}.circuit_breaker.error_rate"),
+                    "must be above 0 and at most 1",
+                ));
+            }
+            (
+                f,
+                Duration::from_secs(b.window_s.unwrap_or(10).max(1)),
+                b.min_requests.unwrap_or(20).max(1),
+            )
+        });
+        CircuitBreaker {
+            consecutive_failures: b.consecutive_failures.unwrap_or(5).max(1),
+            error_rate,
+            open_for: Duration::from_millis(b.open_ms.unwrap_or(5000).max(1)),
+        }
+    });
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -488,10 +578,14 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
         authority,
         base_path,
         tls,
-        connect_timeout: ms(u.timeouts.connect_ms, Some(5_000)).unwrap_or_default(),
-        read_timeout: ms(u.timeouts.read_ms, Some(300_000)),
-        write_timeout: ms(u.timeouts.write_ms, Some(30_000)),
-        idle_timeout: ms(u.timeouts.idle_ms, Some(60_000)).unwrap_or_default(),
+        connect_timeout: ms(u.timeouts.connect_ms, 5_000),
+        first_byte_timeout: ms(u.timeouts.first_byte_ms, 300_000),
+        stream_idle_timeout: ms(u.timeouts.stream_idle_ms, 300_000),
+        total_timeout: u.timeouts.total_ms.map(|v| Duration::from_millis(v.max(1))),
+        write_timeout: ms(u.timeouts.write_ms, 30_000),
+        pool_idle_timeout: ms(u.timeouts.pool_idle_ms, 60_000),
+        retries,
+        circuit_breaker,
         http2: u.http2,
         tenants: u.tenants.clone(),
         credential,

@@ -20,7 +20,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         .and_then(Option::as_ref)
         .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?
         .clone();
-    let idle = upstream.idle_timeout;
+    let idle = upstream.pool_idle_timeout;
     let body = ctx.body.clone().unwrap_or_default();
 
     let mut req = session.req_header().clone();

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod forward;
 pub mod identity;
 pub mod inject;
+pub mod limits;
 pub mod mcp;
 pub mod metrics;
 pub mod policy;

@@ -28,6 +28,14 @@ pub struct Metrics {
     pub audit_events: IntCounterVec,
     pub audit_dropped: prometheus::IntCounter,
     pub unmatched_rules: IntCounterVec,
+    pub limit_refusals: IntCounterVec,
+    pub limit_keys: IntGaugeVec,
+    pub limit_store_up: IntGauge,
+    pub limit_store_fallbacks: IntCounterVec,
+    pub upstream_retries: IntCounterVec,
+    pub circuit_state: IntGaugeVec,
+    pub circuit_transitions: IntCounterVec,
+    pub upstream_resets: IntCounterVec,
 }
 
 /// Gateway-internal time is small: buckets from 5 µs to 100 ms.
@@ -76,7 +84,53 @@ impl Metrics {
         registry
             .register(Box::new(sse_streams.clone()))
             .expect("unique metric");
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
         Self {
+            limit_refusals: counter(
+                "limit_refusals_total",
+                "Requests refused by a rate limit or concurrency cap, by limit name",
+                &["limit"],
+            ),
+            limit_keys: gauge_vec(
+                "limit_keys",
+                "Keys a local rate limiter holds state for (after the last sweep), by limit",
+                &["limit"],
+            ),
+            limit_store_up: gauge(
+                "limit_store_up",
+                "1 while the shared rate-limit store (Redis) answers, 0 while the fallback applies",
+            ),
+            limit_store_fallbacks: counter(
+                "limit_store_fallbacks_total",
+                "Shared-limit checks decided by the fallback because the store was unreachable, by mode",
+                &["mode"],
+            ),
+            upstream_retries: counter(
+                "upstream_retries_total",
+                "Connect retries, by upstream and outcome (retried, budget_exhausted)",
+                &["upstream", "outcome"],
+            ),
+            circuit_state: gauge_vec(
+                "upstream_circuit_state",
+                "Circuit breaker state per upstream: 0 closed, 1 open, 2 half-open",
+                &["upstream"],
+            ),
+            circuit_transitions: counter(
+                "upstream_circuit_transitions_total",
+                "Circuit breaker state changes, by upstream and new state",
+                &["upstream", "state"],
+            ),
+            upstream_resets: counter(
+                "upstream_resets_total",
+                "Responses cut off by the upstream after they started, by route",
+                &["route"],
+            ),
             requests: counter(
                 "requests_total",
                 "HTTP requests by route, method and status",

@@ -70,6 +70,9 @@ pub struct Ctx {
     /// Correlates the audit event, the log line and the upstream assertion.
     pub request_id: Option<String>,
     pub method_is_delete: bool,
+    /// Concurrency slots this request holds; released when `Ctx` drops,
+    /// whichever way the request ends.
+    pub permits: Vec<crate::limits::Permit>,
 }
 
 impl Ctx {
@@ -119,6 +122,7 @@ impl ProxyHttp for Gateway {
             list_filter: None,
             request_id: None,
             method_is_delete: false,
+            permits: Vec::new(),
         }
     }
 
@@ -384,8 +388,64 @@ impl Gateway {
                 ctx.list_filter = ListFilter::new(&first.method, id, &up.name, c, snap.clone());
             }
         }
+        if !ctx.rt.limits.is_empty() {
+            self.apply_limits(session, ctx).await?;
+        }
         ctx.gateway_time += t.elapsed();
         Ok(if big { Admit::Forward } else { Admit::Proxy })
+    }
+
+    /// Every rate limit for each message of the body, then the concurrency
+    /// caps for the call. Keys come from the authenticated caller (or the
+    /// socket address without identity), never from client headers.
+    async fn apply_limits(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+    ) -> std::result::Result<(), Refusal> {
+        let rt = Arc::clone(&ctx.rt);
+        let (Some(route), Some(facts)) = (ctx.route(), ctx.facts.as_ref()) else {
+            return Ok(());
+        };
+        let peer_ip;
+        let (subject, tenant, roles): (&str, _, &[Box<str>]) = match &ctx.caller {
+            Some(c) => (&c.subject, c.tenant.as_deref(), &c.roles),
+            None => {
+                peer_ip = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map_or_else(String::new, |a| a.ip().to_string());
+                (&peer_ip, None, &[])
+            }
+        };
+        let mut input = sluice_config::LimitInput {
+            tenant,
+            subject,
+            roles,
+            route: &route.name,
+            upstream: &rt.snapshot.upstream(route).name,
+            method: "",
+            target: None,
+            model: None,
+        };
+        let m = &self.shared.metrics;
+        for msg in facts.messages.iter().filter(|m| m.method != Method::None) {
+            input.method = msg.method.name();
+            input.target = msg.target.as_deref();
+            rt.limits.check_rate(&input, m).await?;
+        }
+        if let Some(call) = facts
+            .messages
+            .iter()
+            .find(|m| m.kind == crate::mcp::Kind::Request)
+        {
+            input.method = call.method.name();
+            input.target = call.target.as_deref();
+            let mut permits = Vec::new();
+            rt.limits.acquire(&input, &mut permits, m)?;
+            ctx.permits = permits;
+        }
+        Ok(())
     }
 
     /// Answer a refusal: wire bytes, a metric and a log line.

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use crate::limits::Limited;
 use crate::mcp::{ClassifyError, RequestId};
 use crate::policy::{Deny, TenantError};
 
@@ -61,6 +62,29 @@ pub enum Refusal {
     /// this one (the user has not connected an account).
     #[error("no credential for this user on upstream `{0}`")]
     NoUserCredential(String),
+    #[error("{}", limited_message(.0))]
+    Limited(Limited),
+    /// The upstream's circuit is open: answered without touching it.
+    #[error("upstream `{upstream}` is failing; not sending for {}s", retry_after.as_secs().max(1))]
+    CircuitOpen {
+        upstream: String,
+        retry_after: std::time::Duration,
+    },
+}
+
+fn limited_message(l: &Limited) -> String {
+    match l {
+        Limited::Rate { limit, retry_after } => format!(
+            "rate limit `{limit}` exceeded; retry in {} ms",
+            retry_after.as_millis().max(1)
+        ),
+        Limited::Concurrency { limit } => {
+            format!("too many calls in flight (limit `{limit}`); retry shortly")
+        }
+        Limited::StoreDown { limit } => {
+            format!("rate limit `{limit}` cannot be checked right now; retry shortly")
+        }
+    }
 }
 
 impl Refusal {
@@ -77,6 +101,8 @@ impl Refusal {
             Refusal::Tenant(_) => 403,
             Refusal::ForeignSession => 404,
             Refusal::NoUserCredential(_) => 403,
+            Refusal::Limited(Limited::StoreDown { .. }) | Refusal::CircuitOpen { .. } => 503,
+            Refusal::Limited(_) => 429,
             // A policy denial is an answer to a well-formed call: HTTP 200
             // with a JSON-RPC error, exactly as for an unknown tool.
             Refusal::Policy(Deny::Batch(_) | Deny::BatchedList) => 400,
@@ -88,7 +114,9 @@ impl Refusal {
         match self {
             Refusal::Classify(ClassifyError::Parse { .. }) => code::PARSE_ERROR,
             Refusal::Classify(ClassifyError::HeaderMismatch { .. }) => code::HEADER_MISMATCH,
-            Refusal::Upstream(_) => code::INTERNAL_ERROR,
+            Refusal::Upstream(_) | Refusal::Limited(_) | Refusal::CircuitOpen { .. } => {
+                code::INTERNAL_ERROR
+            }
             Refusal::Policy(d) => d.rpc_code(),
             _ => code::INVALID_REQUEST,
         }
@@ -120,6 +148,10 @@ impl Refusal {
             Refusal::Policy(Deny::Conditions { .. }) => "policy_conditions",
             Refusal::Policy(Deny::Batch(_)) => "batch_not_allowed",
             Refusal::Policy(Deny::BatchedList) => "batched_list",
+            Refusal::Limited(Limited::Rate { .. }) => "rate_limited",
+            Refusal::Limited(Limited::Concurrency { .. }) => "concurrency_limited",
+            Refusal::Limited(Limited::StoreDown { .. }) => "limit_store_down",
+            Refusal::CircuitOpen { .. } => "circuit_open",
         }
     }
 
@@ -136,7 +168,17 @@ impl Refusal {
                 | Refusal::ForeignSession
                 | Refusal::NoUserCredential(_)
                 | Refusal::Policy(Deny::Hidden { .. } | Deny::Conditions { .. })
+                | Refusal::Limited(Limited::Rate { .. } | Limited::Concurrency { .. })
         )
+    }
+
+    /// When the client may try again, for refusals that are about timing.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Refusal::Limited(l) => Some(l.retry_after()),
+            Refusal::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
     }
 
     /// The id to answer with: the one the classifier found, else the caller's.
@@ -149,14 +191,23 @@ impl Refusal {
     }
 }
 
-/// The JSON-RPC error body for `refusal`.
+/// The JSON-RPC error body for `refusal`. Refusals about timing carry
+/// `data: {"reason", "retry_after_ms"}` so a client can back off exactly.
 pub fn body(refusal: &Refusal, id: Option<&RequestId>) -> Bytes {
     let message = serde_json::to_string(&refusal.to_string()).unwrap_or_else(|_| "\"\"".into());
+    let data = refusal.retry_after().map_or(String::new(), |d| {
+        format!(
+            r#","data":{{"reason":"{}","retry_after_ms":{}}}"#,
+            refusal.reason(),
+            d.as_millis().max(1)
+        )
+    });
     Bytes::from(format!(
-        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{},"message":{}}}}}"#,
+        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{},"message":{}{}}}}}"#,
         id.map_or("null", RequestId::raw),
         refusal.rpc_code(),
-        message
+        message,
+        data
     ))
 }
 
@@ -179,6 +230,11 @@ pub async fn respond(
             resp.insert_header(http::header::WWW_AUTHENTICATE, challenge.as_str())?;
         }
         _ => {}
+    }
+    if let Some(wait) = refusal.retry_after() {
+        // Whole seconds, rounded up: never invite a retry that is too early.
+        let secs = wait.as_millis().div_ceil(1000).max(1);
+        resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await

@@ -174,6 +174,9 @@ impl Reloader {
             }
         }
         let sampler = crate::audit::Sampler::new(snapshot.audit.sample_rate);
+        let limits =
+            crate::limits::Limits::build(&snapshot, Some(&current.limits), &self.shared.metrics)
+                .map_err(|e| sluice_config::ConfigError::new("rate_limits.shared_store", e))?;
         let peers = upstream::build_peers(&snapshot).await;
         self.generation.store(next_gen, Ordering::Release);
         tracing::info!(version = %snapshot.version, routes = snapshot.routes.len(), "snapshot applied");
@@ -184,6 +187,7 @@ impl Reloader {
             user_credentials,
             auth,
             sampler,
+            limits: Arc::new(limits),
         });
         Ok(Applied::New)
     }
@@ -205,6 +209,7 @@ impl Reloader {
                 user_credentials: current.user_credentials.clone(),
                 auth: current.auth.clone(),
                 sampler: current.sampler,
+                limits: current.limits.clone(),
             });
         }
     }
@@ -233,6 +238,7 @@ impl BackgroundService for Reloader {
         let mut watch = tokio::time::interval(WATCH_INTERVAL);
         let mut resolve = tokio::time::interval(RESOLVE_INTERVAL);
         resolve.tick().await;
+        let mut last_sweep = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -241,6 +247,12 @@ impl BackgroundService for Reloader {
                     let _ = self.reload().await;
                 }
                 _ = watch.tick() => {
+                    let rt = self.shared.current();
+                    if last_sweep.elapsed() >= rt.snapshot.rate_limits.sweep_interval {
+                        // Bounded memory whatever the key cardinality.
+                        rt.limits.sweep(&self.shared.metrics);
+                        last_sweep = tokio::time::Instant::now();
+                    }
                     if self.file_changed() {
                         tracing::info!("config file changed: reloading");
                         let _ = self.reload().await;

@@ -14,6 +14,7 @@ use sluice_config::Snapshot;
 use crate::audit::{AuditSender, Sampler};
 use crate::identity::{AssertionSigner, Authenticator};
 use crate::inject::{UpstreamCredential, UserCredentialSet};
+use crate::limits::Limits;
 use crate::mcp::ListedTool;
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
@@ -34,6 +35,8 @@ pub struct Runtime {
     /// Built from the snapshot's identity section; `None` when it is off.
     pub auth: Option<Arc<Authenticator>>,
     pub sampler: Sampler,
+    /// Rate limits and concurrency caps; their state outlives the snapshot.
+    pub limits: Arc<Limits>,
 }
 
 impl Runtime {
@@ -46,6 +49,7 @@ impl Runtime {
             user_credentials: Vec::new(),
             auth: None,
             sampler: Sampler::new(1.0),
+            limits: Arc::new(Limits::default()),
         }
     }
 }

@@ -55,9 +55,10 @@ pub fn build_peer(up: &Upstream, addr: SocketAddr) -> Result<HttpPeer, String> {
     let o = &mut peer.options;
     o.connection_timeout = Some(up.connect_timeout);
     o.total_connection_timeout = Some(up.connect_timeout * 2);
-    o.read_timeout = up.read_timeout;
-    o.write_timeout = up.write_timeout;
-    o.idle_timeout = Some(up.idle_timeout);
+    // Per read; `proxy` narrows it per request (POST: first byte; GET: idle).
+    o.read_timeout = Some(up.first_byte_timeout);
+    o.write_timeout = Some(up.write_timeout);
+    o.idle_timeout = Some(up.pool_idle_timeout);
     if up.http2 {
         o.alpn = ALPN::H2H1;
         // Pingora's default of one stream per connection defeats h2.
