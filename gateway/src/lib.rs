@@ -20,6 +20,7 @@ pub mod policy;
 pub mod proxy;
 pub mod refusal;
 pub mod reload;
+pub mod resilience;
 pub mod server;
 pub mod sessions;
 pub mod state;

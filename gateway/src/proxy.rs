@@ -28,6 +28,7 @@ use crate::mcp::{classify_capped, JsonCaps, Method, RequestFacts, ResponseInspec
 use crate::policy::list::ListFilter;
 use crate::policy::{self, Caller, Deny};
 use crate::refusal::{self, Refusal};
+use crate::resilience::Ticket;
 use crate::sessions::Check;
 use crate::state::{Runtime, Shared};
 use crate::{access, audit, forward, inject, upstream};
@@ -73,6 +74,14 @@ pub struct Ctx {
     /// Concurrency slots this request holds; released when `Ctx` drops,
     /// whichever way the request ends.
     pub permits: Vec<crate::limits::Permit>,
+    /// This request's place in its upstream's circuit breaker.
+    pub ticket: Option<Ticket>,
+    /// Connect attempts retried so far.
+    pub retries: u32,
+    /// A POST's whole-call deadline (`timeouts.total_ms`).
+    pub deadline: Option<Instant>,
+    /// What went wrong upstream after the request was admitted.
+    pub upstream_failure: Option<&'static str>,
 }
 
 impl Ctx {
@@ -123,6 +132,10 @@ impl ProxyHttp for Gateway {
             request_id: None,
             method_is_delete: false,
             permits: Vec::new(),
+            ticket: None,
+            retries: 0,
+            deadline: None,
+            upstream_failure: None,
         }
     }
 
@@ -150,13 +163,51 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let peer = ctx
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let route = ctx
             .route()
-            .and_then(|r| ctx.rt.peers.get(r.upstream))
-            .and_then(Option::as_ref)
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?;
-        Ok(Box::new(peer.clone()))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
+        let mut peer = Box::new(
+            ctx.rt
+                .peers
+                .get(route.upstream)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?
+                .clone(),
+        );
+        let up = ctx.rt.snapshot.upstream(route);
+        // Per read: a call waits for its answer; a GET stream may be idle.
+        peer.options.read_timeout = Some(if session.req_header().method == http::Method::GET {
+            up.stream_idle_timeout
+        } else {
+            up.first_byte_timeout
+        });
+        if ctx.retries > 0 {
+            if let Some(h) = ctx.rt.health.get(route.upstream) {
+                tokio::time::sleep(h.backoff(ctx.retries)).await;
+            }
+        }
+        Ok(peer)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing of the request was written: safe to try a new connection,
+        // within the upstream's attempts and retry budget.
+        let retry = ctx
+            .route()
+            .and_then(|r| ctx.rt.health.get(r.upstream))
+            .is_some_and(|h| h.may_retry(ctx.retries, &self.shared.metrics));
+        if retry {
+            ctx.retries += 1;
+        }
+        e.set_retry(retry);
+        e
     }
 
     async fn upstream_request_filter(
@@ -166,17 +217,32 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         self.prepare_upstream_request(session, req, ctx)?;
-        ctx.upstream_sent = Some(Instant::now());
+        let now = Instant::now();
+        ctx.upstream_sent = Some(now);
+        if req.method == http::Method::POST {
+            ctx.deadline = ctx
+                .route()
+                .and_then(|r| ctx.rt.snapshot.upstream(r).total_timeout)
+                .map(|t| now + t);
+        }
         Ok(())
     }
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
-        _resp: &mut ResponseHeader,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
+        // A 5xx is a failure now; a GET stream that started is a success
+        // now (it may run for hours); a call's success is known at its end.
+        let failed = resp.status.is_server_error();
+        if failed || session.req_header().method == http::Method::GET {
+            if let Some(t) = ctx.ticket.as_mut() {
+                t.record(!failed, &self.shared.metrics);
+            }
+        }
         Ok(())
     }
 
@@ -200,6 +266,14 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
         let t = Instant::now();
+        if ctx.deadline.is_some_and(|d| t > d) && !end_of_stream {
+            ctx.upstream_failure = Some("total_timeout");
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "upstream call took longer than timeouts.total_ms",
+            )
+            .into_up());
+        }
         on_response_chunk(body, end_of_stream, ctx);
         ctx.gateway_time += t.elapsed();
         Ok(None)
@@ -209,7 +283,10 @@ impl ProxyHttp for Gateway {
         let code = match e.etype() {
             ErrorType::HTTPStatus(c) => *c,
             _ => match e.esource() {
-                pingora::ErrorSource::Upstream => 502,
+                pingora::ErrorSource::Upstream => match e.etype() {
+                    ErrorType::ConnectTimedout | ErrorType::ReadTimedout => 504,
+                    _ => 502,
+                },
                 pingora::ErrorSource::Downstream => match e.etype() {
                     ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
                     _ => 400,
@@ -218,19 +295,40 @@ impl ProxyHttp for Gateway {
             },
         };
         let kind = upstream_error_kind(e);
-        self.shared
-            .metrics
-            .upstream_errors
+        let m = &self.shared.metrics;
+        m.upstream_errors
             .with_label_values(&[ctx.route_label(), kind])
             .inc();
         tracing::warn!(route = ctx.route_label(), error = %e, "proxying failed");
-        // Answer in JSON-RPC with the request's id while nothing was sent yet.
-        if code > 0 && session.response_written().is_none() {
+        let upstream_fault = e.esource() == &pingora::ErrorSource::Upstream;
+        if upstream_fault {
+            ctx.upstream_failure.get_or_insert(kind);
+            if let Some(t) = ctx.ticket.as_mut() {
+                t.record(false, m);
+            }
+        }
+        if session.response_written().is_some() {
+            // The answer had started: close it properly, with an error for
+            // every call still waiting on it.
+            if upstream_fault {
+                m.upstream_resets
+                    .with_label_values(&[ctx.route_label()])
+                    .inc();
+                ctx.upstream_failure = Some("upstream_reset");
+                if let Some(events) = pending_errors(ctx) {
+                    let _ = session.write_response_body(Some(events), true).await;
+                }
+            }
+        } else if code > 0 {
+            // Answer in JSON-RPC with the request's id: nothing was sent yet.
             let refusal = Refusal::Upstream(kind);
             let body = refusal::body(&refusal, ctx.first_id());
             if let Ok(mut resp) = ResponseHeader::build(code, Some(3)) {
                 let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
                 let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
+                // Pingora closes the connection after a failed proxy: say so,
+                // so the client does not reuse it.
+                let _ = resp.insert_header(http::header::CONNECTION, "close");
                 let _ = session.write_response_header(Box::new(resp), false).await;
                 let _ = session.write_response_body(Some(body), true).await;
             }
@@ -242,6 +340,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if let (Some(t), None, Some(_)) = (ctx.ticket.as_mut(), e, ctx.upstream_sent) {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            t.record(status < 500, &self.shared.metrics);
+        }
         self.record(session, e, ctx);
     }
 }
@@ -331,7 +433,10 @@ impl Gateway {
         ctx.gateway_time += t.elapsed();
         match method {
             http::Method::POST => {}
-            http::Method::GET | http::Method::DELETE => return Ok(Admit::Proxy),
+            http::Method::GET | http::Method::DELETE => {
+                self.circuit(ctx)?;
+                return Ok(Admit::Proxy);
+            }
             _ => return Err(Refusal::MethodNotAllowed),
         }
 
@@ -391,6 +496,7 @@ impl Gateway {
         if !ctx.rt.limits.is_empty() {
             self.apply_limits(session, ctx).await?;
         }
+        self.circuit(ctx)?;
         ctx.gateway_time += t.elapsed();
         Ok(if big { Admit::Forward } else { Admit::Proxy })
     }
@@ -446,6 +552,26 @@ impl Gateway {
             ctx.permits = permits;
         }
         Ok(())
+    }
+
+    /// The upstream's circuit breaker: an open circuit answers at once.
+    fn circuit(&self, ctx: &mut Ctx) -> std::result::Result<(), Refusal> {
+        let Some(route) = ctx.route() else {
+            return Ok(());
+        };
+        let Some(h) = ctx.rt.health.get(route.upstream) else {
+            return Ok(());
+        };
+        match h.admit(&self.shared.metrics) {
+            Ok(ticket) => {
+                ctx.ticket = ticket;
+                Ok(())
+            }
+            Err(retry_after) => Err(Refusal::CircuitOpen {
+                upstream: h.name.clone(),
+                retry_after,
+            }),
+        }
     }
 
     /// Answer a refusal: wire bytes, a metric and a log line.
@@ -763,7 +889,7 @@ impl Gateway {
         ev.session = ctx.session.as_deref().map(str::to_owned);
         ev.upstream = (!upstream.is_empty()).then(|| upstream.to_owned());
         ev.target = first.and_then(|m| m.target.as_deref()).map(str::to_owned);
-        ev.reason = ctx.refused.map(str::to_owned);
+        ev.reason = ctx.refused.or(ctx.upstream_failure).map(str::to_owned);
         if let (Some(m), Some(body)) = (first, &ctx.body) {
             if let Some(args) = m.arguments.clone().and_then(|r| body.get(r)) {
                 ev.arguments_digest = Some(audit::digest(args));
@@ -816,6 +942,19 @@ pub(crate) fn on_response_chunk(body: &mut Option<Bytes>, end: bool, ctx: &mut C
     if let Some(f) = ctx.list_filter.as_mut() {
         *body = f.process(body.take(), end);
     }
+}
+
+/// For an SSE answer the upstream cut off: one error event for each call
+/// of the request that has not been answered yet.
+fn pending_errors(ctx: &Ctx) -> Option<Bytes> {
+    if !ctx.inspector.is_sse() {
+        return None;
+    }
+    let facts = ctx.facts.as_ref()?;
+    let pending = facts
+        .request_ids()
+        .filter(|id| ctx.inspector.outcome(id).is_none());
+    refusal::sse_errors(pending, "upstream connection lost before the answer")
 }
 
 /// Most bytes read and discarded past the body cap to answer 413 cleanly.

@@ -211,6 +211,22 @@ pub fn body(refusal: &Refusal, id: Option<&RequestId>) -> Bytes {
     ))
 }
 
+/// SSE `message` events, each a JSON-RPC error (-32603) for one id; `None`
+/// when there is no id to answer.
+pub fn sse_errors<'a>(ids: impl Iterator<Item = &'a RequestId>, message: &str) -> Option<Bytes> {
+    let message = serde_json::to_string(message).unwrap_or_else(|_| "\"\"".into());
+    let mut out = String::new();
+    for id in ids {
+        out.push_str(&format!(
+            "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{{\"code\":{},\"message\":{}}}}}\n\n",
+            id.raw(),
+            code::INTERNAL_ERROR,
+            message
+        ));
+    }
+    (!out.is_empty()).then(|| Bytes::from(out))
+}
+
 /// Write `refusal` to the client. The caller records metrics and logs.
 pub async fn respond(
     session: &mut Session,

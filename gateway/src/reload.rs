@@ -177,6 +177,7 @@ impl Reloader {
         let limits =
             crate::limits::Limits::build(&snapshot, Some(&current.limits), &self.shared.metrics)
                 .map_err(|e| sluice_config::ConfigError::new("rate_limits.shared_store", e))?;
+        let health = crate::resilience::build(&snapshot, &current.health, &self.shared.metrics);
         let peers = upstream::build_peers(&snapshot).await;
         self.generation.store(next_gen, Ordering::Release);
         tracing::info!(version = %snapshot.version, routes = snapshot.routes.len(), "snapshot applied");
@@ -188,6 +189,7 @@ impl Reloader {
             auth,
             sampler,
             limits: Arc::new(limits),
+            health,
         });
         Ok(Applied::New)
     }
@@ -210,6 +212,7 @@ impl Reloader {
                 auth: current.auth.clone(),
                 sampler: current.sampler,
                 limits: current.limits.clone(),
+                health: current.health.clone(),
             });
         }
     }

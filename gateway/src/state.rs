@@ -17,6 +17,7 @@ use crate::inject::{UpstreamCredential, UserCredentialSet};
 use crate::limits::Limits;
 use crate::mcp::ListedTool;
 use crate::metrics::Metrics;
+use crate::resilience::UpstreamHealth;
 use crate::sessions::Sessions;
 
 /// Most tools remembered per upstream for metric labels; more fold into `other`.
@@ -37,6 +38,8 @@ pub struct Runtime {
     pub sampler: Sampler,
     /// Rate limits and concurrency caps; their state outlives the snapshot.
     pub limits: Arc<Limits>,
+    /// By upstream index: circuit breaker and retry budget.
+    pub health: Vec<Arc<UpstreamHealth>>,
 }
 
 impl Runtime {
@@ -50,6 +53,7 @@ impl Runtime {
             auth: None,
             sampler: Sampler::new(1.0),
             limits: Arc::new(Limits::default()),
+            health: Vec::new(),
         }
     }
 }

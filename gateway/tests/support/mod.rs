@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 pub use sluice_demo::{DemoOptions, DemoServer};
 
+pub mod fault;
+#[allow(unused_imports)]
+pub use fault::{fault_upstream, Fault, Mode};
+
 pub struct Gateway {
     child: Child,
     pub port: u16,

@@ -1,0 +1,351 @@
+//! Upstream resilience through the real gateway against a faulty upstream:
+//! timeouts (first byte, idle stream, whole call), connect retries within a
+//! budget, never retrying a call whose bytes reached the upstream, the
+//! circuit breaker, and an upstream that dies mid-stream.
+
+mod support;
+
+use futures::StreamExt;
+use support::*;
+
+const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#;
+
+/// Routes `/mcp` to the faulty upstream (with `settings` inside its entry)
+/// and `/ok` to a healthy upstream.
+fn config(fault: &str, settings: &str, healthy: &str, extra: &str) -> String {
+    format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: flaky, url: \"{fault}\", {settings} }}\n  - {{ name: healthy, url: \"{healthy}\" }}\n\
+         routes:\n  - {{ name: flaky, path: /mcp, upstream: flaky }}\n  - {{ name: healthy, path: /ok, upstream: healthy }}\n{extra}"
+    )
+}
+
+async fn healthy_call(client: &reqwest::Client, gw: &Gateway) {
+    let (status, _, body) = post(client, &gw.url("/ok"), CALL, &[]).await;
+    assert_eq!(status, 200, "the healthy upstream is unaffected: {body}");
+    assert_eq!(rpc_json(&body)["id"], 7);
+}
+
+#[tokio::test]
+async fn a_hung_upstream_times_out_with_the_calls_id() {
+    let fault = fault_upstream(Mode::Hang).await;
+    let (healthy, _rec) = recording_upstream().await;
+    let gw = Gateway::start(&config(
+        &fault.url(),
+        "timeouts: { first_byte_ms: 300 }",
+        &format!("http://{healthy}/mcp"),
+        "",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let (status, _, body) = post(&client, &gw.url("/mcp"), CALL, &[]).await;
+    assert_eq!(status, 504, "{body}");
+    let v = rpc_json(&body);
+    assert_eq!(v["id"], 7);
+    assert_eq!(v["error"]["code"], -32603);
+    assert_eq!(fault.requests(), 1, "a call is never retried");
+    healthy_call(&client, &gw).await;
+    assert!(
+        gw.metric("sluice_upstream_errors_total{kind=\"timeout\",route=\"flaky\"}")
+            .await
+            >= 1.0
+    );
+}
+
+/// Read SSE `data:` payloads from a streaming response until `n` arrived
+/// or the stream ended.
+async fn sse_events(
+    resp: reqwest::Response,
+    n: usize,
+    mut on_first: impl FnMut(),
+) -> Vec<serde_json::Value> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    while let Some(Ok(bytes)) = stream.next().await {
+        buf.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            for data in event.lines().filter_map(|l| l.strip_prefix("data:")) {
+                out.push(serde_json::from_str(data.trim()).unwrap_or_default());
+                if out.len() == 1 {
+                    on_first();
+                }
+            }
+        }
+        if out.len() >= n {
+            break;
+        }
+    }
+    out
+}
+
+async fn call_stream(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .body(CALL)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), 200);
+    resp
+}
+
+#[tokio::test]
+async fn an_upstream_reset_mid_stream_answers_the_waiting_call() {
+    let fault = fault_upstream(Mode::SseThenReset).await;
+    let (healthy, _rec) = recording_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let gw = Gateway::start(&config(
+        &fault.url(),
+        "timeouts: { first_byte_ms: 30000 }",
+        &format!("http://{healthy}/mcp"),
+        &format!(
+            "audit: {{ file: \"{}\", sample_rate: 0.0 }}\n",
+            audit.display()
+        ),
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let resp = call_stream(&client, &gw.url("/mcp")).await;
+    // The progress event arrives; then the upstream dies.
+    let events = sse_events(resp, 2, || fault.reset()).await;
+    assert_eq!(events.len(), 2, "progress, then the error: {events:?}");
+    assert_eq!(events[0]["method"], "notifications/progress");
+    assert_eq!(events[1]["id"], 7, "the error carries the call's id");
+    assert_eq!(events[1]["error"]["code"], -32603);
+    healthy_call(&client, &gw).await;
+    assert_eq!(
+        gw.metric("sluice_upstream_resets_total{route=\"flaky\"}")
+            .await,
+        1.0
+    );
+    eventually("the reset is audited", async || {
+        std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("\"upstream_reset\"") && l.contains("\"error\""))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_silent_stream_ends_with_an_error_for_the_waiting_call() {
+    let fault = fault_upstream(Mode::SseThenHang).await;
+    let (healthy, _rec) = recording_upstream().await;
+    let gw = Gateway::start(&config(
+        &fault.url(),
+        "timeouts: { first_byte_ms: 300 }",
+        &format!("http://{healthy}/mcp"),
+        "",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let resp = call_stream(&client, &gw.url("/mcp")).await;
+    let events = sse_events(resp, 2, || {}).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1]["id"], 7);
+    assert_eq!(events[1]["error"]["code"], -32603);
+}
+
+#[tokio::test]
+async fn an_idle_get_stream_is_closed_after_stream_idle() {
+    let fault = fault_upstream(Mode::SseThenHang).await;
+    let (healthy, _rec) = recording_upstream().await;
+    let gw = Gateway::start(&config(
+        &fault.url(),
+        "timeouts: { stream_idle_ms: 300, first_byte_ms: 60000 }",
+        &format!("http://{healthy}/mcp"),
+        "",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let resp = client
+        .get(gw.url("/mcp"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The stream ends (no call waits on a GET stream, so no error event).
+    let events = sse_events(resp, 10, || {}).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        gw.metric("sluice_upstream_errors_total{kind=\"timeout\",route=\"flaky\"}")
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn a_call_longer_than_total_is_cut_with_an_error() {
+    let fault = fault_upstream(Mode::Trickle).await;
+    let (healthy, _rec) = recording_upstream().await;
+    let gw = Gateway::start(&config(
+        &fault.url(),
+        "timeouts: { total_ms: 500, first_byte_ms: 60000 }",
+        &format!("http://{healthy}/mcp"),
+        "",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let resp = call_stream(&client, &gw.url("/mcp")).await;
+    let events = sse_events(resp, 1000, || {}).await;
+    let last = events.last().expect("events");
+    assert_eq!(last["id"], 7, "the stream ends with the call's error");
+    assert!(events.len() < 100, "cut off long before it would end");
+}
+
+#[tokio::test]
+async fn a_refused_connect_is_retried_within_attempts_and_answered() {
+    // Nothing listens on this port.
+    let closed = format!("http://127.0.0.1:{}/mcp", free_port());
+    let (healthy, _rec) = recording_upstream().await;
+    let gw = Gateway::start(&config(
+        &closed,
+        "retries: { attempts: 2, backoff_ms: 5 }",
+        &format!("http://{healthy}/mcp"),
+        "",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let (status, _, body) = post(&client, &gw.url("/mcp"), CALL, &[]).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(rpc_json(&body)["id"], 7);
+    assert_eq!(
+        gw.metric("sluice_upstream_retries_total{outcome=\"retried\",upstream=\"flaky\"}")
+            .await,
+        2.0
+    );
+    healthy_call(&client, &gw).await;
+}
+
+#[tokio::test]
+async fn a_retry_reaches_an_upstream_that_comes_back() {
+    // Connects fail until the upstream is listening; retries with backoff
+    // carry the call over the gap.
+    let port = free_port();
+    let (healthy, _rec) = recording_upstream().await;
+    let gw = Gateway::start(&config(
+        &format!("http://127.0.0.1:{port}/mcp"),
+        "retries: { attempts: 10, backoff_ms: 50, max_backoff_ms: 200, budget_min_per_s: 100 }",
+        &format!("http://{healthy}/mcp"),
+        "",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let url = gw.url("/mcp");
+    let call = tokio::spawn(async move { post(&client, &url, CALL, &[]).await });
+    eventually("the gateway retried at least once", async || {
+        gw.metric("sluice_upstream_retries_total{outcome=\"retried\",upstream=\"flaky\"}")
+            .await
+            >= 1.0
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await;
+    let Ok(listener) = listener else {
+        return; // The port was taken meanwhile; nothing to prove here.
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let body = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[]}}"#;
+        let _ = s
+            .write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .await;
+        let _ = tx.send(());
+        let _ = s.read(&mut buf).await;
+    });
+    let (status, _, body) = call.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rpc_json(&body)["id"], 7);
+    rx.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_call_whose_bytes_reached_the_upstream_is_never_retried() {
+    let fault = fault_upstream(Mode::CloseAfterRequest).await;
+    let (healthy, _rec) = recording_upstream().await;
+    let gw = Gateway::start(&config(
+        &fault.url(),
+        "retries: { attempts: 5, backoff_ms: 1 }",
+        &format!("http://{healthy}/mcp"),
+        "",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    for i in 1..=3u64 {
+        let (status, _, body) = post(&client, &gw.url("/mcp"), CALL, &[]).await;
+        assert_eq!(status, 502, "{body}");
+        assert_eq!(rpc_json(&body)["id"], 7);
+        assert_eq!(fault.requests(), i, "one upstream request per call");
+    }
+}
+
+#[tokio::test]
+async fn the_circuit_opens_answers_at_once_and_closes_after_a_good_probe() {
+    let fault = fault_upstream(Mode::Error500).await;
+    let (healthy, _rec) = recording_upstream().await;
+    let gw = Gateway::start(&config(
+        &fault.url(),
+        "circuit_breaker: { consecutive_failures: 3, open_ms: 300 }",
+        &format!("http://{healthy}/mcp"),
+        "",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let (status, _, _) = post(&client, &gw.url("/mcp"), CALL, &[]).await;
+        assert_eq!(status, 500, "the upstream's own answer passes through");
+    }
+    assert_eq!(fault.requests(), 3);
+    let (status, headers, body) = post(&client, &gw.url("/mcp"), CALL, &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    let v = rpc_json(&body);
+    assert_eq!(v["id"], 7);
+    assert_eq!(v["error"]["data"]["reason"], "circuit_open");
+    assert_eq!(
+        fault.requests(),
+        3,
+        "an open circuit does not touch the upstream"
+    );
+    assert_eq!(
+        gw.metric("sluice_upstream_circuit_state{upstream=\"flaky\"}")
+            .await,
+        1.0
+    );
+    healthy_call(&client, &gw).await;
+    assert_eq!(
+        gw.metric("sluice_upstream_circuit_state{upstream=\"healthy\"}")
+            .await,
+        0.0
+    );
+    // Healthy again: after the open period one probe goes through, succeeds
+    // and closes the circuit.
+    fault.set(Mode::Ok);
+    eventually("the probe closes the circuit", async || {
+        let (status, _, _) = post(&client, &gw.url("/mcp"), CALL, &[]).await;
+        status == 200
+    })
+    .await;
+    assert_eq!(
+        gw.metric("sluice_upstream_circuit_state{upstream=\"flaky\"}")
+            .await,
+        0.0
+    );
+    assert!(gw.log().contains("circuit opened"));
+    assert!(gw.log().contains("circuit closed"));
+}
