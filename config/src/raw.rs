@@ -107,6 +107,9 @@ pub struct RawLimits {
 pub struct RawShutdown {
     /// Seconds in-flight requests and SSE streams get to finish. Default 30.
     pub grace_period_s: Option<u64>,
+    /// Unix socket a new process (`--upgrade`) takes the listeners over on.
+    /// Default `/tmp/sluice_upgrade.sock`.
+    pub upgrade_sock: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

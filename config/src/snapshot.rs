@@ -43,6 +43,8 @@ pub struct Snapshot {
     pub max_inspected_response_bytes: u64,
     pub client_read_timeout: Duration,
     pub grace_period: Duration,
+    /// Where a graceful upgrade hands the listening sockets over.
+    pub upgrade_sock: String,
     pub upstreams: Vec<Upstream>,
     /// Longest path first, so the first prefix match is the most specific.
     pub routes: Vec<Route>,
@@ -315,6 +317,11 @@ impl Snapshot {
                     .grace_period_s
                     .unwrap_or(DEFAULT_GRACE_PERIOD_S),
             ),
+            upgrade_sock: raw
+                .shutdown
+                .upgrade_sock
+                .clone()
+                .unwrap_or_else(|| "/tmp/sluice_upgrade.sock".into()),
             upstreams,
             routes,
             identity,

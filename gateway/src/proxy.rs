@@ -326,9 +326,9 @@ impl ProxyHttp for Gateway {
             if let Ok(mut resp) = ResponseHeader::build(code, Some(3)) {
                 let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
                 let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
-                // Pingora closes the connection after a failed proxy: say so,
-                // so the client does not reuse it.
-                let _ = resp.insert_header(http::header::CONNECTION, "close");
+                // Pingora closes the connection after a failed proxy: say so
+                // (`Connection: close`), so the client does not reuse it.
+                session.set_keepalive(None);
                 let _ = session.write_response_header(Box::new(resp), false).await;
                 let _ = session.write_response_body(Some(body), true).await;
             }

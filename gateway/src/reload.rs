@@ -62,6 +62,9 @@ pub struct Reloader {
     generation: AtomicU64,
     stamp: Mutex<Option<(SystemTime, u64)>>,
     certs: Vec<(String, Arc<ReloadingCert>)>,
+    /// Background tasks a load produced (JWKS refreshers), started by the
+    /// service loop: the first load runs on a runtime that does not last.
+    tasks: Mutex<Vec<crate::identity::RefreshTask>>,
 }
 
 impl Reloader {
@@ -72,6 +75,7 @@ impl Reloader {
             source,
             generation: AtomicU64::new(0),
             certs: Vec::new(),
+            tasks: Mutex::new(Vec::new()),
         }
     }
 
@@ -169,9 +173,10 @@ impl Reloader {
             if let Err(e) = a.jwt.refresh_all(&client).await {
                 tracing::warn!(error = %e, "JWKS fetch failed; retrying in the background");
             }
-            for task in a.jwt.refreshers(&client) {
-                tokio::spawn(task);
-            }
+            self.tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(a.jwt.refreshers(&client));
         }
         let sampler = crate::audit::Sampler::new(snapshot.audit.sample_rate);
         let limits =
@@ -250,7 +255,11 @@ impl BackgroundService for Reloader {
                     let _ = self.reload().await;
                 }
                 _ = watch.tick() => {
+                    for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+                        tokio::spawn(task);
+                    }
                     let rt = self.shared.current();
+                    rt.limits.maintain(&self.shared.metrics);
                     if last_sweep.elapsed() >= rt.snapshot.rate_limits.sweep_interval {
                         // Bounded memory whatever the key cardinality.
                         rt.limits.sweep(&self.shared.metrics);

@@ -73,6 +73,7 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
         threads: opts.threads.max(1),
         grace_period_seconds: Some(first.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: first.upgrade_sock.clone(),
         ..ServerConf::default()
     };
     let opt = Opt {

@@ -81,7 +81,7 @@ async fn env() -> Env {
     let (rec_addr, rec) = recording_upstream().await;
     let slow = fault_upstream(Mode::SseThenHang).await;
     let resetting = fault_upstream(Mode::SseThenReset).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("test setup");
     let audit = dir.path().join("audit.jsonl");
     let gw = Gateway::start(&config(
         &format!("http://{rec_addr}/mcp"),

@@ -170,3 +170,69 @@ async fn sigterm_lets_an_open_sse_stream_finish() {
     let status = gw.wait_exit(Duration::from_secs(20)).await;
     assert!(status.is_some(), "gateway exits after the grace period");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_upgrade_keeps_an_open_sse_stream_and_hands_over_new_calls() {
+    use futures::StreamExt;
+    let demo = demo(DemoOptions {
+        sse_interval_ms: 400,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sock = dir.path().join("upgrade.sock");
+    let yaml = one_route(&demo.url())
+        + &format!(
+            "shutdown: {{ grace_period_s: 5, upgrade_sock: \"{}\" }}\n",
+            sock.display()
+        );
+    let mut old = Gateway::start(&yaml).await;
+    let c = reqwest::Client::new();
+    let sid = initialize(&c, &old.url("/mcp")).await;
+    let resp = c
+        .post(old.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"ticker","arguments":{"count":4},"_meta":{"progressToken":"p"}}}"#)
+        .send()
+        .await
+        .expect("ticker");
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut body = String::new();
+    while !body.contains("notifications/") {
+        let chunk = stream.next().await.expect("open").expect("chunk");
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let new = old.upgrade().await;
+    // New connections reach the new process once it holds the listeners.
+    eventually("the new process serves new calls", async || {
+        let fresh = reqwest::Client::new();
+        let (s, _, _) = post(
+            &fresh,
+            &new.url("/mcp"),
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            &[("mcp-protocol-version", "2025-06-18")],
+        )
+        .await;
+        s == 200 || s == 400
+    })
+    .await;
+    while let Some(chunk) = stream.next().await {
+        body.push_str(&String::from_utf8_lossy(&chunk.expect("stream kept alive")));
+    }
+    assert!(
+        body.contains("done 4"),
+        "the stream finished on the old process: {body}"
+    );
+    assert!(
+        old.wait_exit(Duration::from_secs(20)).await.is_some(),
+        "the old process exits"
+    );
+    let fresh = reqwest::Client::new();
+    let sid = initialize(&fresh, &new.url("/mcp")).await;
+    assert!(!sid.is_empty(), "the new process serves on the same port");
+    assert!(new.log().contains("snapshot applied"));
+}

@@ -130,10 +130,9 @@ impl Limits {
             {
                 Some(s) => Some(Arc::clone(s)),
                 None => {
-                    let s = RedisStore::new(c)?;
+                    // Connected by `maintain` on a runtime that lives on.
                     metrics.limit_store_up.set(0);
-                    s.start_probe(metrics);
-                    Some(s)
+                    Some(RedisStore::new(c)?)
                 }
             },
         };
@@ -241,6 +240,16 @@ impl Limits {
             }
         }
         Ok(())
+    }
+
+    /// Keep the shared store connected: start a probe while it is down.
+    /// Called from the background service every few hundred milliseconds.
+    pub fn maintain(&self, metrics: &Metrics) {
+        if let Some(s) = &self.store {
+            if !s.is_up() {
+                s.start_probe(metrics);
+            }
+        }
     }
 
     /// Forget idle keys and give their memory back; report what is left.

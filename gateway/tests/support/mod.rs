@@ -155,6 +155,49 @@ impl Gateway {
         }
     }
 
+    /// Start a new process on the same config and ports with `--upgrade`,
+    /// and hand it this one's listeners (SIGQUIT): Pingora's graceful
+    /// upgrade. This process keeps serving what it has in flight.
+    pub async fn upgrade(&mut self) -> Gateway {
+        let log = self._dir.path().join("gateway-upgraded.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice-gateway"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--upgrade", "--threads", "2"])
+            .env("RUST_LOG", "info,sluice_gateway=debug")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn sluice-gateway --upgrade");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let next = Gateway {
+            child,
+            port: self.port,
+            admin: self.admin,
+            config: self.config.clone(),
+            log,
+            _dir: dir,
+        };
+        // The new process waits on the upgrade socket; hand over once it is there.
+        let sock = std::fs::read_to_string(&self.config)
+            .ok()
+            .and_then(|c| {
+                c.lines().find_map(|l| {
+                    l.split("upgrade_sock: \"")
+                        .nth(1)
+                        .map(|r| r.split('"').next().unwrap_or("").to_owned())
+                })
+            })
+            .expect("the config names an upgrade_sock");
+        eventually("the new process listens for the hand-over", async || {
+            std::path::Path::new(&sock).exists()
+        })
+        .await;
+        self.signal("QUIT");
+        next
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
