@@ -4,6 +4,7 @@
 
 mod error;
 mod limits;
+mod llm;
 mod policy;
 mod raw;
 mod raw_policy;
@@ -12,6 +13,7 @@ mod snapshot;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use limits::*;
+pub use llm::*;
 pub use policy::*;
 pub use raw::*;
 pub use security::{

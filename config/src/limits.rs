@@ -308,6 +308,20 @@ fn build_per(raw: &[String], path: &str, errs: &mut Vec<ConfigError>) -> Vec<Key
     out
 }
 
+/// A selector and key dimensions, validated (shared with token limits).
+pub(crate) fn build_selector_for(
+    raw: &RawSelector,
+    per: &[String],
+    known: &Known<'_>,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> (Selector, Vec<KeyPart>) {
+    (
+        build_selector(raw, known, path, errs),
+        build_per(per, path, errs),
+    )
+}
+
 pub(crate) fn build_rate_limits(
     raw: &RawRateLimits,
     concurrency: &[RawConcurrencyRule],

@@ -3,7 +3,7 @@
 //! pure decision functions the gateway calls per message.
 //!
 //! Scope grammar: `<kind>:<upstream>/<name>:<action>` with kind/action one of
-//! `tools…:call`, `resources…:read`, `prompts…:get`. `<upstream>` is one
+//! `tools…:call`, `resources…:read`, `prompts…:get`, `models…:use`. `<upstream>` is one
 //! segment; `<name>` is a tool or prompt name, or a resource URI, split on
 //! `/` into segments. In a segment `*` matches any run of characters except
 //! `/`, so `github/*` never matches `github/admin/x`; a whole segment `**`
@@ -20,6 +20,9 @@ pub enum Kind {
     Tools,
     Resources,
     Prompts,
+    /// Model traffic: `models:<upstream>/<model>:use`, where `<upstream>` is
+    /// the LLM route's upstream and `<model>` the name the client asked for.
+    Models,
 }
 
 impl Kind {
@@ -31,6 +34,7 @@ impl Kind {
             Kind::Tools => "call",
             Kind::Resources => "read",
             Kind::Prompts => "get",
+            Kind::Models => "use",
         }
     }
 }
@@ -147,7 +151,12 @@ impl Scope {
             "tools" => Kind::Tools,
             "resources" => Kind::Resources,
             "prompts" => Kind::Prompts,
-            k => return Err(format!("unknown kind `{k}` (tools, resources, prompts)")),
+            "models" => Kind::Models,
+            k => {
+                return Err(format!(
+                    "unknown kind `{k}` (tools, resources, prompts, models)"
+                ))
+            }
         };
         let (path, action) = rest.rsplit_once(':').ok_or("missing :<action>")?;
         if action != kind.action() {
@@ -276,8 +285,8 @@ pub struct Role {
     pub name: String,
     pub allow: Vec<Rule>,
     pub deny: Vec<Rule>,
-    allow_idx: [Index; 3],
-    deny_idx: [Index; 3],
+    allow_idx: [Index; 4],
+    deny_idx: [Index; 4],
 }
 
 /// The outcome of a decision on one call.

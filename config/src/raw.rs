@@ -39,6 +39,9 @@ pub struct RawConfig {
     /// Caps on calls in flight, per key.
     #[serde(default)]
     pub concurrency_limits: Vec<crate::limits::RawConcurrencyRule>,
+    /// Model traffic on `transport: llm` routes.
+    #[serde(default)]
+    pub llm: crate::llm::RawLlm,
 }
 
 impl RawConfig {
@@ -211,8 +214,9 @@ pub struct RawRoute {
     /// matches `/mcp` and `/mcp/x`, never `/mcpx`.
     pub path: String,
     pub upstream: String,
-    /// `streamable_http` (default) or `legacy_sse` (the 2024-11-05 transport:
-    /// `GET <path>/sse` and `POST <path>/message`).
+    /// `streamable_http` (default), `legacy_sse` (the 2024-11-05 transport:
+    /// `GET <path>/sse` and `POST <path>/message`), or `llm` (the
+    /// OpenAI-compatible API: `<path>/chat/completions`, …, `<path>/models`).
     #[serde(default)]
     pub transport: Option<String>,
     /// DNS-rebinding protection: the Host and Origin values accepted.

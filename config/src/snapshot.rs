@@ -8,6 +8,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::limits::{build_rate_limits, Known, RateLimits};
+use crate::llm::{build_llm, Llm};
 use crate::policy::{compile, Policy};
 use crate::raw::*;
 use crate::security::{self, Audit, Credential, Egress, Identity};
@@ -54,6 +55,7 @@ pub struct Snapshot {
     pub audit: Audit,
     pub egress: Egress,
     pub rate_limits: RateLimits,
+    pub llm: Llm,
     /// Problems that do not stop the config, e.g. rules that can never match.
     pub warnings: Vec<ConfigError>,
 }
@@ -145,6 +147,8 @@ pub struct UpstreamTls {
 pub enum RouteTransport {
     StreamableHttp,
     LegacySse,
+    /// OpenAI-compatible model API (and Anthropic's `/messages`).
+    Llm,
 }
 
 #[derive(Debug, Clone)]
@@ -281,16 +285,15 @@ impl Snapshot {
         let egress = security::build_egress(&raw.egress_allow, &mut errs);
         let route_names: Vec<String> = raw.routes.iter().map(|r| r.name.clone()).collect();
         let role_names: Vec<String> = raw.roles.iter().map(|r| r.name.clone()).collect();
-        let rate_limits = build_rate_limits(
-            &raw.rate_limits,
-            &raw.concurrency_limits,
-            &Known {
-                routes: &route_names,
-                tenants: &raw.tenants,
-                roles: &role_names,
-            },
-            &mut errs,
-        );
+        let known = Known {
+            routes: &route_names,
+            tenants: &raw.tenants,
+            roles: &role_names,
+        };
+        let rate_limits =
+            build_rate_limits(&raw.rate_limits, &raw.concurrency_limits, &known, &mut errs);
+        let upstream_names: Vec<String> = raw.upstreams.iter().map(|u| u.name.clone()).collect();
+        let llm = build_llm(&raw.llm, &upstream_names, &raw.tenants, &known, &mut errs);
         routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
 
         if !errs.is_empty() {
@@ -330,6 +333,7 @@ impl Snapshot {
             audit,
             egress,
             rate_limits,
+            llm,
             warnings,
         })
     }
@@ -653,10 +657,11 @@ fn build_routes(
         let transport = match r.transport.as_deref() {
             None | Some("streamable_http") => RouteTransport::StreamableHttp,
             Some("legacy_sse") => RouteTransport::LegacySse,
+            Some("llm") => RouteTransport::Llm,
             Some(other) => {
                 errs.push(ConfigError::new(
                     format!("{path}.transport"),
-                    format!("`{other}` is not streamable_http or legacy_sse"),
+                    format!("`{other}` is not streamable_http, legacy_sse or llm"),
                 ));
                 ok = false;
                 RouteTransport::StreamableHttp

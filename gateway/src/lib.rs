@@ -14,6 +14,7 @@ pub mod forward;
 pub mod identity;
 pub mod inject;
 pub mod limits;
+pub mod llm;
 pub mod mcp;
 pub mod metrics;
 pub mod policy;

@@ -36,6 +36,13 @@ pub struct Metrics {
     pub circuit_state: IntGaugeVec,
     pub circuit_transitions: IntCounterVec,
     pub upstream_resets: IntCounterVec,
+    pub llm_tokens: HistogramVec,
+    pub llm_ttft: HistogramVec,
+    pub llm_tpot: HistogramVec,
+    pub llm_duration: HistogramVec,
+    pub llm_cost: prometheus::CounterVec,
+    pub llm_budget_remaining: prometheus::GaugeVec,
+    pub llm_fallbacks: IntCounterVec,
 }
 
 /// Gateway-internal time is small: buckets from 5 µs to 100 ms.
@@ -91,7 +98,66 @@ impl Metrics {
                 .expect("unique metric");
             g
         };
+        let hist = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let genai = &["gen_ai_operation_name", "gen_ai_request_model"];
         Self {
+            llm_tokens: hist(
+                "gen_ai_client_token_usage",
+                "Tokens per model call (OpenTelemetry gen_ai.client.token.usage), by token type",
+                &["gen_ai_operation_name", "gen_ai_request_model", "gen_ai_token_type"],
+                &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0],
+            ),
+            llm_ttft: hist(
+                "gen_ai_server_time_to_first_token_seconds",
+                "Time from the request to the first streamed token",
+                genai,
+                LATENCY_BUCKETS,
+            ),
+            llm_tpot: hist(
+                "gen_ai_server_time_per_output_token_seconds",
+                "Time per output token after the first",
+                genai,
+                &[0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+            ),
+            llm_duration: hist(
+                "gen_ai_client_operation_duration_seconds",
+                "Whole model call as the client sees it",
+                genai,
+                LATENCY_BUCKETS,
+            ),
+            llm_cost: {
+                let c = prometheus::CounterVec::new(
+                    Opts::new("llm_cost_usd_total", "Cost of model calls from the price table, by tenant and model"),
+                    &["tenant", "model"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
+            llm_budget_remaining: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new("llm_budget_remaining", "What is left of a tenant budget this period, by budget and unit (tokens, usd)"),
+                    &["budget", "unit"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            llm_fallbacks: counter(
+                "llm_fallbacks_total",
+                "Model calls moved to the next target, by the upstream that failed and why (connect, 429, 5xx)",
+                &["upstream", "reason"],
+            ),
             limit_refusals: counter(
                 "limit_refusals_total",
                 "Requests refused by a rate limit or concurrency cap, by limit name",

@@ -82,6 +82,8 @@ pub struct Ctx {
     pub deadline: Option<Instant>,
     /// What went wrong upstream after the request was admitted.
     pub upstream_failure: Option<&'static str>,
+    /// A model call on an `llm` route.
+    pub llm: Option<Box<crate::llm::LlmCall>>,
 }
 
 impl Ctx {
@@ -96,13 +98,15 @@ impl Ctx {
     }
 }
 
-enum Admit {
+pub(crate) enum Admit {
     /// Let Pingora proxy it (body, if any, is in its replay buffer).
     Proxy,
     /// Body too large for Pingora's replay buffer: forward it ourselves.
     Forward,
     /// Answered by the gateway itself (well-known documents).
     Local(&'static str, String),
+    /// A model call: the gateway runs the exchange itself.
+    Llm,
 }
 
 #[async_trait]
@@ -136,6 +140,7 @@ impl ProxyHttp for Gateway {
             retries: 0,
             deadline: None,
             upstream_failure: None,
+            llm: None,
         }
     }
 
@@ -144,6 +149,10 @@ impl ProxyHttp for Gateway {
             Ok(Admit::Proxy) => Ok(false),
             Ok(Admit::Forward) => {
                 forward::run(self, session, ctx).await?;
+                Ok(true)
+            }
+            Ok(Admit::Llm) => {
+                crate::llm::forward::run(self, session, ctx).await?;
                 Ok(true)
             }
             Ok(Admit::Local(content_type, body)) => {
@@ -426,6 +435,10 @@ impl Gateway {
         if snap.identity.enabled || self.shared.audit.is_some() {
             ctx.request_id = Some(audit::new_event_id());
         }
+        if route.transport == RouteTransport::Llm {
+            ctx.gateway_time += t.elapsed();
+            return self.admit_llm(session, ctx).await;
+        }
         let legacy = route.transport == RouteTransport::LegacySse;
         if legacy && method == http::Method::GET {
             ctx.legacy = Some(EndpointRewriter::new(&route.path, &up.base_path));
@@ -499,6 +512,103 @@ impl Gateway {
         self.circuit(ctx)?;
         ctx.gateway_time += t.elapsed();
         Ok(if big { Admit::Forward } else { Admit::Proxy })
+    }
+
+    /// A model call: endpoint, body, grant, alias, limits, budgets and token
+    /// reservations, all before any upstream is touched.
+    async fn admit_llm(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> std::result::Result<Admit, Refusal> {
+        use crate::llm::{Api, LlmDeny, LlmRequest};
+        let rt = Arc::clone(&ctx.rt);
+        let snap = &rt.snapshot;
+        let route = ctx.route().ok_or(Refusal::NoRoute)?;
+        let route_up = snap.upstream(route).name.clone();
+        let route_name = route.name.clone();
+        let req = session.req_header();
+        let rest = req
+            .uri
+            .path()
+            .strip_prefix(route.path.as_str())
+            .unwrap_or("")
+            .to_owned();
+        let api = Api::from_path(&rest).ok_or(Refusal::Llm(LlmDeny::UnknownEndpoint))?;
+        let method = req.method.clone();
+        if api == Api::Models {
+            if method != http::Method::GET {
+                return Err(Refusal::MethodNotAllowed);
+            }
+            let list = crate::llm::models_list(snap, &route_up, ctx.caller.as_ref());
+            return Ok(Admit::Local("application/json", list));
+        }
+        if method != http::Method::POST {
+            return Err(Refusal::MethodNotAllowed);
+        }
+        let rest = match req.uri.query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest,
+        };
+        let body = read_body(session, snap.max_body_bytes, snap.client_read_timeout).await?;
+        let t = Instant::now();
+        let llm_req = LlmRequest::parse(api, body)
+            .map_err(|e| Refusal::Llm(LlmDeny::BadRequest(e.to_string())))?;
+        let model = llm_req.model.clone();
+        let peer_ip;
+        let (subject, tenant, roles): (&str, _, &[Box<str>]) = match &ctx.caller {
+            Some(c) => (&c.subject, c.tenant.as_deref(), &c.roles),
+            None => {
+                peer_ip = session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map_or_else(String::new, |a| a.ip().to_string());
+                (&peer_ip, None, &[])
+            }
+        };
+        let input = sluice_config::LimitInput {
+            tenant,
+            subject,
+            roles,
+            route: &route_name,
+            upstream: &route_up,
+            method: api.operation(),
+            target: None,
+            model: Some(&model),
+        };
+        let m = &self.shared.metrics;
+        let crate::llm::Admitted {
+            order,
+            reservations,
+            budgets,
+        } = crate::llm::decide(
+            snap,
+            &rt.llm,
+            &route_up,
+            ctx.caller.as_ref(),
+            &input,
+            &llm_req,
+        )?;
+        let reserved = crate::llm::LlmCall {
+            alias: model.clone(),
+            req: llm_req,
+            rest,
+            order,
+            reservations,
+            budgets,
+            outcome: None,
+        };
+        // From here, refusals give the reservations back (settled on drop
+        // of the call in `record`).
+        ctx.llm = Some(Box::new(reserved));
+        if !rt.limits.is_empty() {
+            rt.limits.check_rate(&input, m).await?;
+            let mut permits = Vec::new();
+            rt.limits.acquire(&input, &mut permits, m)?;
+            ctx.permits = permits;
+        }
+        ctx.gateway_time += t.elapsed();
+        Ok(Admit::Llm)
     }
 
     /// Every rate limit for each message of the body, then the concurrency
@@ -608,7 +718,10 @@ impl Gateway {
                 }
             }
         }
-        if let Err(e) = refusal::respond(session, refusal, ctx.first_id()).await {
+        let openai = ctx
+            .route()
+            .is_some_and(|r| r.transport == RouteTransport::Llm);
+        if let Err(e) = refusal::respond(session, refusal, ctx.first_id(), openai).await {
             tracing::debug!(error = %e, "could not write refusal");
         }
     }
@@ -831,7 +944,8 @@ impl Gateway {
                     .inc_by(f.removed as u64);
             }
         }
-        self.audit(ctx, status, upstream_name, e.is_some());
+        let llm = ctx.llm.as_deref().map(|call| self.record_llm(ctx, call));
+        self.audit(ctx, status, upstream_name, e.is_some(), llm);
         let first = ctx.facts.as_ref().map(|f| f.first());
         tracing::debug!(
             route,
@@ -851,7 +965,14 @@ impl Gateway {
 impl Gateway {
     /// Queue the audit event of a routed request, if it is sampled in.
     /// Never blocks: a full queue drops and counts.
-    fn audit(&self, ctx: &Ctx, status: u16, upstream: &str, failed: bool) {
+    fn audit(
+        &self,
+        ctx: &Ctx,
+        status: u16,
+        upstream: &str,
+        failed: bool,
+        llm: Option<audit::LlmAudit>,
+    ) {
         let (Some(tx), Some(route)) = (&self.shared.audit, ctx.route()) else {
             return;
         };
@@ -912,6 +1033,11 @@ impl Gateway {
         };
         ev.status = status;
         ev.latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(l) = llm {
+            ev.method = "model".into();
+            ev.target = Some(l.model.clone());
+            ev.llm = Some(l);
+        }
         let label = match decision {
             audit::Decision::Allow => "allow",
             audit::Decision::Deny => "deny",
@@ -923,6 +1049,65 @@ impl Gateway {
             .with_label_values(&[label])
             .inc();
         tx.send(ev);
+    }
+}
+
+impl Gateway {
+    /// Settle a model call (token buckets, budgets, cost) and record its
+    /// GenAI metrics; returns what audit records of it.
+    fn record_llm(&self, ctx: &Ctx, call: &crate::llm::LlmCall) -> audit::LlmAudit {
+        let m = &self.shared.metrics;
+        let snap = &ctx.rt.snapshot;
+        let tenant = ctx
+            .caller
+            .as_ref()
+            .and_then(|c| c.tenant.as_deref())
+            .unwrap_or("");
+        let cost = crate::llm::settle(snap, call, m, tenant);
+        let op = call.req.api.operation();
+        let model = call.alias.as_str();
+        let o = call.outcome.as_ref();
+        let upstream_model = o.and_then(|o| {
+            snap.llm
+                .alias(model)
+                .and_then(|a| a.targets.get(o.target))
+                .map(|t| t.model.clone())
+        });
+        let usage = o.filter(|o| o.saw_usage).map(|o| o.usage);
+        if let Some(u) = usage {
+            m.llm_tokens
+                .with_label_values(&[op, model, "input"])
+                .observe(u.prompt as f64);
+            m.llm_tokens
+                .with_label_values(&[op, model, "output"])
+                .observe(u.completion as f64);
+        }
+        let end = Instant::now();
+        if let Some(first) = o.and_then(|o| o.first_token_at) {
+            m.llm_ttft
+                .with_label_values(&[op, model])
+                .observe(first.duration_since(ctx.started).as_secs_f64());
+            if let Some(u) = usage.filter(|u| u.completion > 1) {
+                m.llm_tpot
+                    .with_label_values(&[op, model])
+                    .observe(end.duration_since(first).as_secs_f64() / (u.completion - 1) as f64);
+            }
+        }
+        if o.is_some() {
+            m.llm_duration
+                .with_label_values(&[op, model])
+                .observe(end.duration_since(ctx.started).as_secs_f64());
+        }
+        audit::LlmAudit {
+            model: model.to_owned(),
+            upstream_model,
+            stream: call.req.stream,
+            prompt_tokens: usage.map(|u| u.prompt),
+            completion_tokens: usage.map(|u| u.completion),
+            total_tokens: usage.map(|u| u.total()),
+            cost_usd: cost,
+            attempts: o.map_or(0, |o| o.attempts),
+        }
     }
 }
 
@@ -962,7 +1147,7 @@ const MAX_DRAIN: u64 = 16 << 20;
 
 /// Read the whole request body, refusing it past `limit` bytes. Pingora's
 /// replay buffer is enabled first so bodies up to its size need no copy.
-async fn read_body(
+pub(crate) async fn read_body(
     session: &mut Session,
     limit: u64,
     read_timeout: Duration,

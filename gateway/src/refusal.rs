@@ -65,6 +65,8 @@ pub enum Refusal {
     #[error("{}", limited_message(.0))]
     Limited(Limited),
     /// The upstream's circuit is open: answered without touching it.
+    #[error(transparent)]
+    Llm(#[from] crate::llm::LlmDeny),
     #[error("upstream `{upstream}` is failing; not sending for {}s", retry_after.as_secs().max(1))]
     CircuitOpen {
         upstream: String,
@@ -103,6 +105,7 @@ impl Refusal {
             Refusal::NoUserCredential(_) => 403,
             Refusal::Limited(Limited::StoreDown { .. }) | Refusal::CircuitOpen { .. } => 503,
             Refusal::Limited(_) => 429,
+            Refusal::Llm(d) => d.status(),
             // A policy denial is an answer to a well-formed call: HTTP 200
             // with a JSON-RPC error, exactly as for an unknown tool.
             Refusal::Policy(Deny::Batch(_) | Deny::BatchedList) => 400,
@@ -152,6 +155,7 @@ impl Refusal {
             Refusal::Limited(Limited::Concurrency { .. }) => "concurrency_limited",
             Refusal::Limited(Limited::StoreDown { .. }) => "limit_store_down",
             Refusal::CircuitOpen { .. } => "circuit_open",
+            Refusal::Llm(d) => d.reason(),
         }
     }
 
@@ -169,7 +173,7 @@ impl Refusal {
                 | Refusal::NoUserCredential(_)
                 | Refusal::Policy(Deny::Hidden { .. } | Deny::Conditions { .. })
                 | Refusal::Limited(Limited::Rate { .. } | Limited::Concurrency { .. })
-        )
+        ) || matches!(self, Refusal::Llm(d) if d.is_access_decision())
     }
 
     /// When the client may try again, for refusals that are about timing.
@@ -177,6 +181,7 @@ impl Refusal {
         match self {
             Refusal::Limited(l) => Some(l.retry_after()),
             Refusal::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            Refusal::Llm(d) => d.retry_after(),
             _ => None,
         }
     }
@@ -227,13 +232,31 @@ pub fn sse_errors<'a>(ids: impl Iterator<Item = &'a RequestId>, message: &str) -
     (!out.is_empty()).then(|| Bytes::from(out))
 }
 
-/// Write `refusal` to the client. The caller records metrics and logs.
+/// The OpenAI error shape model clients and SDKs understand.
+pub fn openai_body(refusal: &Refusal) -> Bytes {
+    let kind = match refusal {
+        Refusal::Llm(d) => d.error_type(),
+        Refusal::Limited(_) => "requests",
+        Refusal::Unauthenticated { .. } => "authentication_error",
+        Refusal::Upstream(_) | Refusal::CircuitOpen { .. } => "server_error",
+        _ => "invalid_request_error",
+    };
+    crate::llm::forward::error_body(&refusal.to_string(), kind, refusal.reason())
+}
+
+/// Write `refusal` to the client, as JSON-RPC or (model routes) in the
+/// OpenAI error shape. The caller records metrics and logs.
 pub async fn respond(
     session: &mut Session,
     refusal: &Refusal,
     id: Option<&RequestId>,
+    openai: bool,
 ) -> pingora::Result<()> {
-    let body = body(refusal, refusal.id(id));
+    let body = if openai {
+        openai_body(refusal)
+    } else {
+        body(refusal, refusal.id(id))
+    };
     let mut resp = ResponseHeader::build(refusal.status(), Some(4))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;

@@ -182,6 +182,7 @@ impl Reloader {
         let limits =
             crate::limits::Limits::build(&snapshot, Some(&current.limits), &self.shared.metrics)
                 .map_err(|e| sluice_config::ConfigError::new("rate_limits.shared_store", e))?;
+        let llm = Arc::new(crate::llm::LlmState::build(&snapshot, Some(&current.llm)));
         let health = crate::resilience::build(&snapshot, &current.health, &self.shared.metrics);
         let peers = upstream::build_peers(&snapshot).await;
         self.generation.store(next_gen, Ordering::Release);
@@ -195,6 +196,7 @@ impl Reloader {
             sampler,
             limits: Arc::new(limits),
             health,
+            llm,
         });
         Ok(Applied::New)
     }
@@ -218,6 +220,7 @@ impl Reloader {
                 sampler: current.sampler,
                 limits: current.limits.clone(),
                 health: current.health.clone(),
+                llm: current.llm.clone(),
             });
         }
     }
@@ -263,6 +266,7 @@ impl BackgroundService for Reloader {
                     if last_sweep.elapsed() >= rt.snapshot.rate_limits.sweep_interval {
                         // Bounded memory whatever the key cardinality.
                         rt.limits.sweep(&self.shared.metrics);
+                        rt.llm.sweep();
                         last_sweep = tokio::time::Instant::now();
                     }
                     if self.file_changed() {

@@ -40,6 +40,8 @@ pub struct Runtime {
     pub limits: Arc<Limits>,
     /// By upstream index: circuit breaker and retry budget.
     pub health: Vec<Arc<UpstreamHealth>>,
+    /// Token buckets and budget spend for model traffic.
+    pub llm: Arc<crate::llm::LlmState>,
 }
 
 impl Runtime {
@@ -54,6 +56,7 @@ impl Runtime {
             sampler: Sampler::new(1.0),
             limits: Arc::new(Limits::default()),
             health: Vec::new(),
+            llm: Arc::new(crate::llm::LlmState::default()),
         }
     }
 }

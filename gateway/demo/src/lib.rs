@@ -19,6 +19,7 @@ mod assets;
 mod catalog;
 mod dispatch;
 mod jsonrpc;
+pub mod llm;
 mod locks;
 mod options;
 mod peer;

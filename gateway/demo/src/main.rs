@@ -26,6 +26,12 @@ struct Args {
     /// Add N echo tools tool_000… to tools/list.
     #[arg(long, default_value_t = 0, value_name = "N")]
     extra_tools: usize,
+    /// Serve the mock OpenAI-compatible model API (`/v1/...`) instead of MCP.
+    #[arg(long)]
+    llm: bool,
+    /// With --llm: words (SSE chunks) in each answer.
+    #[arg(long, default_value_t = 10)]
+    llm_chunks: usize,
 }
 
 #[tokio::main]
@@ -40,6 +46,24 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if args.llm {
+        let server = sluice_demo::llm::spawn_llm(
+            args.listen,
+            sluice_demo::llm::LlmOptions {
+                chunks: args.llm_chunks,
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "sluice-demo llm listening on {}", server.url())?;
+        stdout.flush()?;
+        drop(stdout);
+        wait_for_signal().await?;
+        server.shutdown().await;
+        return Ok(());
+    }
     let opts = DemoOptions {
         json_response: args.json_response,
         sse_interval_ms: args.sse_interval_ms,

@@ -47,6 +47,24 @@ pub struct AuditEvent {
     pub status: u16,
     pub latency_ms: f64,
     pub request_id: String,
+    /// Model calls: what was asked, what answered, what it cost.
+    #[serde(default)]
+    pub llm: Option<LlmAudit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmAudit {
+    /// The model the client asked for (the alias).
+    pub model: String,
+    /// The model the upstream was asked for.
+    pub upstream_model: Option<String>,
+    pub stream: bool,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+    /// Targets tried (more than one after a fallback).
+    pub attempts: u32,
 }
 
 impl AuditEvent {
@@ -78,6 +96,7 @@ impl AuditEvent {
             status: 0,
             latency_ms: 0.0,
             request_id: request_id.into(),
+            llm: None,
         }
     }
 }

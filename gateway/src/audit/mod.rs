@@ -20,7 +20,9 @@ mod writer;
 mod tests;
 
 pub use error::AuditError;
-pub use event::{digest, format_rfc3339_millis, new_event_id, redact, AuditEvent, Decision};
+pub use event::{
+    digest, format_rfc3339_millis, new_event_id, redact, AuditEvent, Decision, LlmAudit,
+};
 pub use queue::{AuditQueue, AuditReceiver, AuditSender};
 pub use sampler::Sampler;
 pub use sink::{AuditSink, JsonlFileSink};

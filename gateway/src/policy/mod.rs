@@ -58,6 +58,7 @@ fn hidden_message(kind: Kind, name: &str) -> String {
         Kind::Tools => format!("Unknown tool: {name}"),
         Kind::Resources => format!("Resource not found: {name}"),
         Kind::Prompts => format!("Unknown prompt: {name}"),
+        Kind::Models => format!("Unknown model: {name}"),
     }
 }
 

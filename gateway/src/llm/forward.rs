@@ -1,0 +1,189 @@
+//! The model exchange: try the call's targets in order — the next one on a
+//! connect failure, 429 or 5xx, but only while nothing has reached the
+//! client — then stream the answer back chunk by chunk through the usage
+//! watcher. The gateway drives the upstream connection itself because the
+//! body is rewritten per target and may exceed Pingora's replay buffer.
+
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+
+use super::usage::UsageWatch;
+use super::Outcome;
+use crate::proxy::{Ctx, Gateway};
+use crate::{inject, upstream};
+
+pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+    let mut call = ctx
+        .llm
+        .take()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no model call"))?;
+    let snap = ctx.rt.snapshot.clone();
+    let alias = snap
+        .llm
+        .alias(&call.alias)
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "alias vanished"))?;
+    let subject = ctx.caller.as_ref().map(|c| c.subject.to_string());
+    let mut last_err: Option<Box<Error>> = None;
+    let mut attempts = 0u32;
+    let tries = call.order.len();
+    for (n, &ti) in call.order.iter().enumerate() {
+        let target = &alias.targets[ti];
+        let up = &snap.upstreams[target.upstream];
+        let Some(peer) = ctx.rt.peers.get(target.upstream).and_then(Option::as_ref) else {
+            continue;
+        };
+        attempts += 1;
+        let last = n + 1 == tries;
+        let body = call.req.body_for(&target.model, subject.as_deref());
+        let mut req = session.req_header().clone();
+        prepare(gw, ctx, &mut req, target.upstream, &call.rest, body.len())?;
+        ctx.upstream_sent = Some(std::time::Instant::now());
+        let (mut conn, _reused) = match gw.connector.get_http_session(peer).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(upstream = %up.name, error = %e, "model upstream connect failed; trying the next target");
+                fallback_metric(gw, &up.name, "connect");
+                last_err = Some(e);
+                continue;
+            }
+        };
+        conn.set_read_timeout(Some(up.first_byte_timeout));
+        conn.set_write_timeout(Some(up.write_timeout));
+        conn.write_request_header(Box::new(req)).await?;
+        conn.write_request_body(body, true).await?;
+        conn.finish_request_body().await?;
+        conn.read_response_header().await?;
+        ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
+        let mut resp = conn
+            .response_header()
+            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?
+            .clone();
+        let status = resp.status.as_u16();
+        if !last && (status == 429 || status >= 500) {
+            tracing::warn!(upstream = %up.name, status, "model upstream refused; trying the next target");
+            fallback_metric(gw, &up.name, if status == 429 { "429" } else { "5xx" });
+            continue;
+        }
+        // From here on the client sees this answer: no more fallback.
+        let sse = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let strip = call.req.injects_usage() && status < 400;
+        if strip {
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+        }
+        let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+        let mut watch = UsageWatch::new(call.req.api, sse, strip, max);
+        let header_only = conn.response_done();
+        session
+            .write_response_header(Box::new(resp), header_only)
+            .await?;
+        let mut outcome = Outcome {
+            target: ti,
+            status,
+            usage: Default::default(),
+            saw_usage: false,
+            first_token_at: None,
+            attempts,
+        };
+        if !header_only {
+            loop {
+                let chunk = match conn.read_response_body().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        record(&mut outcome, &watch);
+                        call.outcome = Some(outcome);
+                        ctx.llm = Some(call);
+                        return Err(e);
+                    }
+                };
+                let end = chunk.is_none() || conn.response_done();
+                let t = std::time::Instant::now();
+                let mut out = chunk.map(|c| watch.feed(c)).unwrap_or_default();
+                if end {
+                    let rest = watch.finish();
+                    if !rest.is_empty() {
+                        let mut joined = bytes::BytesMut::from(&out[..]);
+                        joined.extend_from_slice(&rest);
+                        out = joined.freeze();
+                    }
+                }
+                ctx.gateway_time += t.elapsed();
+                let body = (!out.is_empty()).then_some(out);
+                if body.is_some() || end {
+                    session.write_response_body(body, end).await?;
+                }
+                if end {
+                    break;
+                }
+            }
+        }
+        record(&mut outcome, &watch);
+        call.outcome = Some(outcome);
+        ctx.llm = Some(call);
+        gw.connector
+            .release_http_session(conn, peer, Some(up.pool_idle_timeout))
+            .await;
+        return Ok(());
+    }
+    ctx.llm = Some(call);
+    Err(last_err.unwrap_or_else(|| {
+        Error::explain(ErrorType::ConnectNoRoute, "no model upstream reachable")
+    }))
+}
+
+fn record(o: &mut Outcome, w: &UsageWatch) {
+    o.usage = w.usage;
+    o.saw_usage = w.saw_usage;
+    o.first_token_at = w.first_token_at;
+}
+
+fn fallback_metric(gw: &Gateway, upstream: &str, why: &str) {
+    gw.shared
+        .metrics
+        .llm_fallbacks
+        .with_label_values(&[upstream, why])
+        .inc();
+}
+
+/// The upstream request for one target: its path and `Host`, the body's
+/// new length, and the target's own credential instead of the client's.
+fn prepare(
+    gw: &Gateway,
+    ctx: &Ctx,
+    req: &mut RequestHeader,
+    upstream_idx: usize,
+    rest: &str,
+    len: usize,
+) -> Result<()> {
+    let up = &ctx.rt.snapshot.upstreams[upstream_idx];
+    let (path, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(p, q)| (p, Some(q)));
+    upstream::rewrite_request(req, up, &upstream::upstream_path(up, path, query))?;
+    req.remove_header(&http::header::TRANSFER_ENCODING);
+    req.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
+    // Compressed answers could not be read for usage.
+    req.remove_header(&http::header::ACCEPT_ENCODING);
+    let credential = ctx
+        .rt
+        .credentials
+        .get(upstream_idx)
+        .and_then(Option::as_ref);
+    if ctx.rt.snapshot.identity.enabled || credential.is_some() {
+        inject::apply(req, None, credential, None, None)?;
+    }
+    let _ = gw;
+    Ok(())
+}
+
+/// Bytes of an OpenAI-shaped error, for answers the gateway gives itself.
+pub fn error_body(message: &str, kind: &str, code: &str) -> Bytes {
+    Bytes::from(
+        serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+            .to_string(),
+    )
+}

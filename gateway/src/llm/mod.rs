@@ -1,0 +1,353 @@
+//! Model traffic on `transport: llm` routes: the OpenAI-compatible API (and
+//! Anthropic's `/messages`) with the same identity, policy, limits and audit
+//! as tool traffic. Admission decides before any upstream is touched: the
+//! endpoint, the model alias and the caller's grant for it, request rate
+//! limits, the tenant's budgets, and token-per-minute reservations. The
+//! exchange itself (`forward`) tries the alias's targets in order until one
+//! answers, then streams the answer back while reading its usage.
+
+pub mod budget;
+pub mod forward;
+pub mod request;
+pub mod usage;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use sluice_config::{Kind, LimitInput, Snapshot, TokenLimit, UsageCounts, Verdict};
+
+pub use budget::{BudgetState, Exhausted, Refused, TokenBuckets};
+pub use request::{Api, LlmRequest, RequestError};
+
+use crate::limits::key_hash;
+use crate::metrics::Metrics;
+use crate::policy::Caller;
+
+/// Output tokens reserved when a request sets no cap.
+pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 1024;
+
+/// Why a model request was refused; answered in the OpenAI error shape.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LlmDeny {
+    #[error("unknown endpoint")]
+    UnknownEndpoint,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("You are not allowed to use the model `{0}`.")]
+    ModelDenied(String),
+    #[error(
+        "This request needs about {need} tokens, more than the {limit} limit allows per minute."
+    )]
+    NeverFits { limit: String, need: u64 },
+    #[error("Token rate limit `{limit}` reached; retry in {} ms.", wait.as_millis().max(1))]
+    TokenRate { limit: String, wait: Duration },
+    #[error("The {} budget `{}` of this tenant is used up for this {}; it resets in {} s.", .0.what, .0.budget, .0.period, .0.resets_in.as_secs())]
+    Budget(Exhausted),
+}
+
+impl LlmDeny {
+    pub fn status(&self) -> u16 {
+        match self {
+            LlmDeny::UnknownEndpoint | LlmDeny::ModelNotFound(_) => 404,
+            LlmDeny::BadRequest(_) => 400,
+            LlmDeny::ModelDenied(_) => 403,
+            LlmDeny::NeverFits { .. } | LlmDeny::TokenRate { .. } | LlmDeny::Budget(_) => 429,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LlmDeny::UnknownEndpoint => "unknown_endpoint",
+            LlmDeny::BadRequest(_) => "invalid_request",
+            LlmDeny::ModelNotFound(_) => "model_not_found",
+            LlmDeny::ModelDenied(_) => "model_not_allowed",
+            LlmDeny::NeverFits { .. } => "tokens_exceed_limit",
+            LlmDeny::TokenRate { .. } => "token_rate_limited",
+            LlmDeny::Budget(_) => "budget_exhausted",
+        }
+    }
+
+    /// The OpenAI error `type` SDKs look at.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            LlmDeny::ModelDenied(_) => "permission_error",
+            LlmDeny::NeverFits { .. } | LlmDeny::TokenRate { .. } => "tokens",
+            LlmDeny::Budget(_) => "insufficient_quota",
+            _ => "invalid_request_error",
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LlmDeny::TokenRate { wait, .. } => Some(*wait),
+            LlmDeny::Budget(e) => Some(e.resets_in),
+            _ => None,
+        }
+    }
+
+    pub fn is_access_decision(&self) -> bool {
+        matches!(
+            self,
+            LlmDeny::ModelDenied(_)
+                | LlmDeny::NeverFits { .. }
+                | LlmDeny::TokenRate { .. }
+                | LlmDeny::Budget(_)
+        )
+    }
+}
+
+/// Model-traffic state that outlives one snapshot: token buckets and budget
+/// spend, kept across reloads by name while their settings stay the same.
+#[derive(Default)]
+pub struct LlmState {
+    tpm: Vec<(TokenLimit, Arc<TokenBuckets>)>,
+    budgets: Vec<Arc<BudgetState>>,
+    next: AtomicU64,
+}
+
+impl LlmState {
+    pub fn build(snap: &Snapshot, prev: Option<&LlmState>) -> Self {
+        let tpm = snap
+            .llm
+            .token_limits
+            .iter()
+            .map(|l| {
+                let kept = prev.and_then(|p| {
+                    p.tpm
+                        .iter()
+                        .find(|(o, _)| {
+                            o.name == l.name
+                                && o.per == l.per
+                                && o.tokens_per_minute == l.tokens_per_minute
+                        })
+                        .map(|(_, b)| Arc::clone(b))
+                });
+                (
+                    l.clone(),
+                    kept.unwrap_or_else(|| Arc::new(TokenBuckets::new(l.tokens_per_minute))),
+                )
+            })
+            .collect();
+        let budgets = snap
+            .llm
+            .budgets
+            .iter()
+            .map(|b| {
+                prev.and_then(|p| p.budgets.iter().find(|s| s.budget == *b).cloned())
+                    .unwrap_or_else(|| Arc::new(BudgetState::new(b.clone())))
+            })
+            .collect();
+        Self {
+            tpm,
+            budgets,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// Forget full token buckets.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for (_, b) in &self.tpm {
+            b.sweep(now);
+        }
+    }
+
+    /// The targets to try, in order: one picked by weight, then the others
+    /// (by weight, then as listed) as fallbacks.
+    pub fn order(&self, targets: &[sluice_config::Target]) -> Vec<usize> {
+        let total: u64 = targets.iter().map(|t| u64::from(t.weight)).sum();
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        if total > 0 {
+            let mut pick = self.next.fetch_add(1, Ordering::Relaxed) % total;
+            let first = targets
+                .iter()
+                .position(|t| {
+                    let w = u64::from(t.weight);
+                    if pick < w {
+                        true
+                    } else {
+                        pick -= w;
+                        false
+                    }
+                })
+                .unwrap_or(0);
+            order.retain(|&i| i != first);
+            order.sort_by_key(|&i| std::cmp::Reverse(targets[i].weight));
+            order.insert(0, first);
+        }
+        order
+    }
+}
+
+/// What admission decided: targets to try, tokens held, budgets to charge.
+pub struct Admitted {
+    pub order: Vec<usize>,
+    pub reservations: Vec<Reservation>,
+    pub budgets: Vec<Arc<BudgetState>>,
+}
+
+/// Tokens held in one bucket: (buckets, key, tokens).
+pub type Reservation = (Arc<TokenBuckets>, u64, u64);
+
+/// A model call admitted and waiting to be sent (and, after, settled).
+pub struct LlmCall {
+    pub req: LlmRequest,
+    /// The path after the route prefix (e.g. `/chat/completions`) and query.
+    pub rest: String,
+    pub alias: String,
+    /// Target indexes of the alias, in the order to try them.
+    pub order: Vec<usize>,
+    pub reservations: Vec<Reservation>,
+    pub budgets: Vec<Arc<BudgetState>>,
+    /// Filled by the exchange.
+    pub outcome: Option<Outcome>,
+}
+
+pub struct Outcome {
+    pub target: usize,
+    pub status: u16,
+    pub usage: UsageCounts,
+    pub saw_usage: bool,
+    pub first_token_at: Option<Instant>,
+    pub attempts: u32,
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Admission checks that need no I/O: grant, alias, budgets and token
+/// reservations. Rate limits and concurrency are the caller's (shared with
+/// tool traffic).
+pub fn decide(
+    snap: &Snapshot,
+    state: &LlmState,
+    route_upstream: &str,
+    caller: Option<&Caller>,
+    input: &LimitInput<'_>,
+    req: &LlmRequest,
+) -> Result<Admitted, LlmDeny> {
+    // Unknown models are unknown to everyone; a known model the caller has
+    // no grant for is a 403, as SDKs expect.
+    let alias = snap
+        .llm
+        .alias(&req.model)
+        .ok_or_else(|| LlmDeny::ModelNotFound(req.model.clone()))?;
+    if let Some(c) = caller {
+        let verdict = snap.policy.decide(
+            c.roles(),
+            Kind::Models,
+            route_upstream,
+            &req.model,
+            &mut || None,
+        );
+        if verdict != Verdict::Allow {
+            return Err(LlmDeny::ModelDenied(req.model.clone()));
+        }
+    }
+    let now = now_unix();
+    let budgets: Vec<Arc<BudgetState>> = state
+        .budgets
+        .iter()
+        .filter(|b| Some(b.budget.tenant.as_str()) == input.tenant)
+        .cloned()
+        .collect();
+    for b in &budgets {
+        b.check(now).map_err(LlmDeny::Budget)?;
+    }
+    let need = req.estimate(DEFAULT_OUTPUT_ESTIMATE);
+    let mut held: Vec<Reservation> = Vec::new();
+    let t = Instant::now();
+    for (limit, buckets) in &state.tpm {
+        if !limit.selector.matches(input) {
+            continue;
+        }
+        let key = key_hash(&limit.per, input);
+        if let Err(refused) = buckets.reserve(key, need, t) {
+            for (b, k, n) in held.drain(..) {
+                b.reconcile(k, n, 0);
+            }
+            return Err(match refused {
+                Refused::NeverFits => LlmDeny::NeverFits {
+                    limit: limit.name.clone(),
+                    need,
+                },
+                Refused::Wait(wait) => LlmDeny::TokenRate {
+                    limit: limit.name.clone(),
+                    wait,
+                },
+            });
+        }
+        held.push((Arc::clone(buckets), key, need));
+    }
+    Ok(Admitted {
+        order: state.order(&alias.targets),
+        reservations: held,
+        budgets,
+    })
+}
+
+/// Settle a finished (or failed) call: token buckets get back what was
+/// reserved and not used, budgets are charged. Returns the cost, if priced.
+pub fn settle(snap: &Snapshot, call: &LlmCall, m: &Metrics, tenant: &str) -> Option<f64> {
+    let used = call
+        .outcome
+        .as_ref()
+        .filter(|o| o.saw_usage)
+        .map(|o| o.usage);
+    // Without usage (the call failed, or the upstream said nothing), keep
+    // the reservation for an answered call and refund one that never ran.
+    let answered = call.outcome.as_ref().is_some_and(|o| o.status < 400);
+    for (b, key, reserved) in &call.reservations {
+        let actual = used.map_or(if answered { *reserved } else { 0 }, |u| u.total());
+        b.reconcile(*key, *reserved, actual);
+    }
+    let (o, u) = (call.outcome.as_ref()?, used?);
+    let target = snap.llm.alias(&call.alias)?.targets.get(o.target)?;
+    let cost = snap
+        .llm
+        .cost(&[call.alias.as_str(), target.model.as_str()], &u);
+    let now = now_unix();
+    for b in &call.budgets {
+        b.charge(now, u.total(), cost.unwrap_or(0.0));
+        let (tokens, usd) = b.remaining(now);
+        if let Some(t) = tokens {
+            m.llm_budget_remaining
+                .with_label_values(&[b.budget.name.as_str(), "tokens"])
+                .set(t as f64);
+        }
+        if let Some(c) = usd {
+            m.llm_budget_remaining
+                .with_label_values(&[b.budget.name.as_str(), "usd"])
+                .set(c);
+        }
+    }
+    if let Some(c) = cost {
+        m.llm_cost
+            .with_label_values(&[tenant, call.alias.as_str()])
+            .inc_by(c);
+    }
+    cost
+}
+
+/// `GET <route>/models`: the aliases the caller may use, OpenAI's shape.
+pub fn models_list(snap: &Snapshot, route_upstream: &str, caller: Option<&Caller>) -> String {
+    let data: Vec<serde_json::Value> = snap
+        .llm
+        .models
+        .iter()
+        .filter(|m| {
+            caller.is_none_or(|c| {
+                snap.policy.decide(c.roles(), Kind::Models, route_upstream, &m.name, &mut || None)
+                    == Verdict::Allow
+            })
+        })
+        .map(|m| serde_json::json!({"id": m.name, "object": "model", "created": 0, "owned_by": "sluice"}))
+        .collect();
+    serde_json::json!({"object": "list", "data": data}).to_string()
+}

@@ -1,0 +1,219 @@
+//! One model request: which API it is, what it asks for (model, streaming,
+//! usage in the stream, output cap), an estimate of its size in tokens, and
+//! the body rewritten for one target (upstream model name, `user`, usage in
+//! the stream when the gateway needs it).
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The model API a request speaks, from the path after the route prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Responses,
+    /// Anthropic's `/v1/messages`.
+    Messages,
+    Models,
+}
+
+impl Api {
+    pub fn from_path(rest: &str) -> Option<Api> {
+        Some(match rest.trim_end_matches('/') {
+            "/chat/completions" => Api::ChatCompletions,
+            "/completions" => Api::Completions,
+            "/embeddings" => Api::Embeddings,
+            "/responses" => Api::Responses,
+            "/messages" => Api::Messages,
+            "/models" => Api::Models,
+            _ => return None,
+        })
+    }
+
+    /// OpenTelemetry `gen_ai.operation.name`.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Api::ChatCompletions | Api::Messages | Api::Responses => "chat",
+            Api::Completions => "text_completion",
+            Api::Embeddings => "embeddings",
+            Api::Models => "models",
+        }
+    }
+
+    /// Streams of this API carry usage only when asked (`include_usage`).
+    fn usage_on_request(self) -> bool {
+        matches!(self, Api::ChatCompletions | Api::Completions)
+    }
+}
+
+#[derive(Deserialize)]
+struct View<'a> {
+    #[serde(borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// What the gateway needs to know about a model request.
+#[derive(Debug, Clone)]
+pub struct LlmRequest {
+    pub api: Api,
+    pub model: String,
+    pub stream: bool,
+    /// The client asked for the usage chunk itself.
+    pub client_wants_usage: bool,
+    pub max_output: Option<u64>,
+    /// Prompt size estimate: a token is about four bytes of JSON text.
+    pub prompt_estimate: u64,
+    body: Bytes,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("the body is not a JSON object: {0}")]
+    Json(String),
+    #[error("`model` is required")]
+    NoModel,
+}
+
+impl LlmRequest {
+    pub fn parse(api: Api, body: Bytes) -> Result<LlmRequest, RequestError> {
+        let v: View<'_> =
+            serde_json::from_slice(&body).map_err(|e| RequestError::Json(e.to_string()))?;
+        let model = v
+            .model
+            .filter(|m| !m.is_empty())
+            .ok_or(RequestError::NoModel)?
+            .into_owned();
+        Ok(LlmRequest {
+            api,
+            model,
+            stream: v.stream == Some(true),
+            client_wants_usage: v.stream_options.and_then(|o| o.include_usage) == Some(true),
+            max_output: v
+                .max_tokens
+                .or(v.max_completion_tokens)
+                .or(v.max_output_tokens),
+            prompt_estimate: (body.len() as u64).div_ceil(4),
+            body,
+        })
+    }
+
+    /// Will the gateway add `include_usage` for its own accounting?
+    pub fn injects_usage(&self) -> bool {
+        self.stream && self.api.usage_on_request() && !self.client_wants_usage
+    }
+
+    /// The tokens to reserve before the call: prompt plus the output cap.
+    pub fn estimate(&self, default_output: u64) -> u64 {
+        self.prompt_estimate + self.max_output.unwrap_or(default_output)
+    }
+
+    /// The body for one target: its model name, the caller as `user`, and
+    /// usage in the stream when the gateway needs it. Untouched when there
+    /// is nothing to change.
+    pub fn body_for(&self, target_model: &str, user: Option<&str>) -> Bytes {
+        let needs_user = user.is_some() && self.api != Api::Messages;
+        if target_model == self.model && !needs_user && !self.injects_usage() {
+            return self.body.clone();
+        }
+        let Ok(Value::Object(mut o)) = serde_json::from_slice::<Value>(&self.body) else {
+            return self.body.clone();
+        };
+        o.insert("model".into(), Value::String(target_model.to_owned()));
+        if let (true, Some(u)) = (needs_user, user) {
+            // The end user, for the upstream's own spend tracking
+            // (LiteLLM attributes by it); never what the client claimed.
+            o.insert("user".into(), Value::String(u.to_owned()));
+        }
+        if self.injects_usage() {
+            let opts = o
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(opts) = opts {
+                opts.insert("include_usage".into(), Value::Bool(true));
+            }
+        }
+        serde_json::to_vec(&Value::Object(o)).map_or_else(|_| self.body.clone(), Bytes::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(api: Api, body: &str) -> LlmRequest {
+        LlmRequest::parse(api, Bytes::from(body.to_owned())).expect("valid request")
+    }
+
+    #[test]
+    fn reads_what_accounting_needs() {
+        let r = req(
+            Api::ChatCompletions,
+            r#"{"model":"gpt","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(r.model, "gpt");
+        assert!(r.stream && r.injects_usage());
+        assert_eq!(r.estimate(1000), r.prompt_estimate + 50);
+        let asked = req(
+            Api::ChatCompletions,
+            r#"{"model":"gpt","stream":true,"stream_options":{"include_usage":true}}"#,
+        );
+        assert!(!asked.injects_usage(), "the client asked: its own chunk");
+        let messages = req(Api::Messages, r#"{"model":"claude","stream":true}"#);
+        assert!(
+            !messages.injects_usage(),
+            "Anthropic streams always carry usage"
+        );
+    }
+
+    #[test]
+    fn rewrites_only_what_changes() {
+        let body = r#"{"model":"alias","messages":[],"user":"mallory"}"#;
+        let r = req(Api::ChatCompletions, body);
+        assert_eq!(r.body_for("alias", None), Bytes::from(body), "untouched");
+        let out: Value =
+            serde_json::from_slice(&r.body_for("upstream-model", Some("alice"))).unwrap();
+        assert_eq!(out["model"], "upstream-model");
+        assert_eq!(out["user"], "alice", "the client cannot claim another user");
+        let s = req(
+            Api::ChatCompletions,
+            r#"{"model":"m","stream":true,"stream_options":{}}"#,
+        );
+        let out: Value = serde_json::from_slice(&s.body_for("m", None)).unwrap();
+        assert_eq!(out["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_account() {
+        assert_eq!(
+            LlmRequest::parse(Api::ChatCompletions, Bytes::from_static(b"{}")).unwrap_err(),
+            RequestError::NoModel
+        );
+        assert!(LlmRequest::parse(Api::ChatCompletions, Bytes::from_static(b"[1]")).is_err());
+        assert!(
+            LlmRequest::parse(
+                Api::ChatCompletions,
+                Bytes::from_static(br#"{"model":"a","model":"b"}"#)
+            )
+            .is_err(),
+            "duplicate keys fail closed"
+        );
+    }
+}

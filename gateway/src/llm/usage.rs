@@ -1,0 +1,265 @@
+//! Token usage read from model responses as they stream: JSON bodies at
+//! their end, SSE streams event by event (OpenAI chat and completions
+//! chunks, Responses API events, Anthropic message events), never holding
+//! the stream back. When the gateway added `include_usage` itself, the extra
+//! usage chunk (and the `"usage":null` it makes every chunk carry) is cut
+//! out, so the client receives the upstream's bytes for what it asked.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use memchr::memmem;
+use serde_json::Value;
+use sluice_config::UsageCounts;
+
+use super::request::Api;
+
+pub struct UsageWatch {
+    api: Api,
+    sse: bool,
+    strip: bool,
+    /// SSE: the incomplete event so far; JSON: the body so far (bounded).
+    buf: BytesMut,
+    max_json: usize,
+    pub usage: UsageCounts,
+    pub saw_usage: bool,
+    pub first_token_at: Option<Instant>,
+    pub events: u32,
+}
+
+impl UsageWatch {
+    pub fn new(api: Api, sse: bool, strip: bool, max_json: usize) -> Self {
+        Self {
+            api,
+            sse,
+            strip: strip && sse,
+            buf: BytesMut::new(),
+            max_json,
+            usage: UsageCounts::default(),
+            saw_usage: false,
+            first_token_at: None,
+            events: 0,
+        }
+    }
+
+    /// Watch one chunk; returns what goes to the client now.
+    pub fn feed(&mut self, chunk: Bytes) -> Bytes {
+        if !self.sse {
+            if self.buf.len() + chunk.len() <= self.max_json {
+                self.buf.extend_from_slice(&chunk);
+            }
+            return chunk;
+        }
+        self.buf.extend_from_slice(&chunk);
+        let mut out = BytesMut::new();
+        while let Some(end) = event_end(&self.buf) {
+            let event = self.buf.split_to(end).freeze();
+            let keep = self.event(&event);
+            if self.strip && keep {
+                out.extend_from_slice(&strip_null_usage(&event));
+            }
+        }
+        if self.strip {
+            out.freeze()
+        } else {
+            chunk
+        }
+    }
+
+    /// The stream ended: what is still held, and the JSON body's usage.
+    pub fn finish(&mut self) -> Bytes {
+        if !self.sse {
+            if let Ok(v) = serde_json::from_slice::<Value>(&self.buf) {
+                self.read_usage(&v);
+            }
+            self.buf.clear();
+            return Bytes::new();
+        }
+        let rest = self.buf.split().freeze();
+        if self.strip {
+            rest
+        } else {
+            Bytes::new()
+        }
+    }
+
+    /// Account one complete SSE event; false if it is the injected usage
+    /// chunk the client must not see.
+    fn event(&mut self, event: &[u8]) -> bool {
+        self.events += 1;
+        let Some(data) = data_of(event) else {
+            return true;
+        };
+        if self.first_token_at.is_none() && memmem::find(data, b"delta").is_some() {
+            self.first_token_at = Some(Instant::now());
+        }
+        if !has_usage_object(data) {
+            return true;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(data) else {
+            return true;
+        };
+        self.read_usage(&v);
+        let usage_only = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty);
+        !(self.strip && usage_only)
+    }
+
+    fn read_usage(&mut self, v: &Value) {
+        let n = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_u64);
+        match self.api {
+            Api::Messages => {
+                // message_start carries the input, message_delta the output.
+                let u = v
+                    .pointer("/message/usage")
+                    .or_else(|| v.get("usage"))
+                    .unwrap_or(&Value::Null);
+                if let Some(i) = n(u, "/input_tokens") {
+                    self.usage.prompt = i + n(u, "/cache_read_input_tokens").unwrap_or(0);
+                    self.usage.cached = n(u, "/cache_read_input_tokens").unwrap_or(0);
+                    self.saw_usage = true;
+                }
+                if let Some(o) = n(u, "/output_tokens") {
+                    self.usage.completion = o;
+                    self.saw_usage = true;
+                }
+            }
+            Api::Responses => {
+                let Some(u) = v.pointer("/response/usage").or_else(|| v.get("usage")) else {
+                    return;
+                };
+                self.usage.prompt = n(u, "/input_tokens").unwrap_or(0);
+                self.usage.completion = n(u, "/output_tokens").unwrap_or(0);
+                self.usage.cached = n(u, "/input_tokens_details/cached_tokens").unwrap_or(0);
+                self.usage.reasoning = n(u, "/output_tokens_details/reasoning_tokens").unwrap_or(0);
+                self.saw_usage = true;
+            }
+            _ => {
+                let Some(u) = v.get("usage").filter(|u| u.is_object()) else {
+                    return;
+                };
+                self.usage.prompt = n(u, "/prompt_tokens").unwrap_or(0);
+                self.usage.completion = n(u, "/completion_tokens").unwrap_or(0);
+                self.usage.cached = n(u, "/prompt_tokens_details/cached_tokens").unwrap_or(0);
+                self.usage.reasoning =
+                    n(u, "/completion_tokens_details/reasoning_tokens").unwrap_or(0);
+                self.saw_usage = true;
+            }
+        }
+    }
+}
+
+/// End of the first complete event in `buf` (after its blank line).
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let lf = memmem::find(buf, b"\n\n").map(|p| p + 2);
+    let crlf = memmem::find(buf, b"\r\n\r\n").map(|p| p + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The payload of the event's (first) `data:` line.
+fn data_of(event: &[u8]) -> Option<&[u8]> {
+    event.split(|&b| b == b'\n').find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let d = line.strip_prefix(b"data:")?;
+        Some(d.strip_prefix(b" ").unwrap_or(d))
+    })
+}
+
+/// Does the JSON text have `"usage"` followed by an object (not null)?
+fn has_usage_object(data: &[u8]) -> bool {
+    memmem::find_iter(data, b"\"usage\"").any(|p| {
+        data[p + 7..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace() && **b != b':')
+            == Some(&b'{')
+    })
+}
+
+/// Remove the `,"usage":null` that `include_usage` adds to every chunk.
+fn strip_null_usage(event: &[u8]) -> Bytes {
+    const NULL: &[u8] = b",\"usage\":null";
+    if memmem::find(event, NULL).is_none() {
+        return Bytes::copy_from_slice(event);
+    }
+    let mut out = Vec::with_capacity(event.len());
+    let mut rest = event;
+    while let Some(p) = memmem::find(rest, NULL) {
+        out.extend_from_slice(&rest[..p]);
+        rest = &rest[p + NULL.len()..];
+    }
+    out.extend_from_slice(rest);
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK: &str =
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    const CHUNK_NULL: &str =
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n";
+    const USAGE: &str = "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3,\"total_tokens\":15,\"prompt_tokens_details\":{\"cached_tokens\":4}}}\n\n";
+    const DONE: &str = "data: [DONE]\n\n";
+
+    fn run(w: &mut UsageWatch, stream: &str, split: usize) -> String {
+        let b = stream.as_bytes();
+        let mut out = Vec::new();
+        for piece in [&b[..split], &b[split..]] {
+            out.extend_from_slice(&w.feed(Bytes::copy_from_slice(piece)));
+        }
+        out.extend_from_slice(&w.finish());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_client_that_asked_gets_every_byte_and_we_read_usage() {
+        let stream = format!("{CHUNK_NULL}{USAGE}{DONE}");
+        for split in 0..stream.len() {
+            let mut w = UsageWatch::new(Api::ChatCompletions, true, false, 1 << 20);
+            assert_eq!(run(&mut w, &stream, split), stream);
+            assert_eq!(w.usage.prompt, 12);
+            assert_eq!(w.usage.completion, 3);
+            assert_eq!(w.usage.cached, 4);
+        }
+    }
+
+    #[test]
+    fn the_injected_usage_chunk_is_cut_out_at_any_chunk_boundary() {
+        let upstream = format!("{CHUNK_NULL}{CHUNK_NULL}{USAGE}{DONE}");
+        let client_would_get = format!("{CHUNK}{CHUNK}{DONE}");
+        for split in 0..upstream.len() {
+            let mut w = UsageWatch::new(Api::ChatCompletions, true, true, 1 << 20);
+            assert_eq!(
+                run(&mut w, &upstream, split),
+                client_would_get,
+                "split at {split}"
+            );
+            assert_eq!(w.usage.total(), 15);
+        }
+    }
+
+    #[test]
+    fn json_bodies_anthropic_and_responses_streams() {
+        let mut w = UsageWatch::new(Api::ChatCompletions, false, false, 1 << 20);
+        let body = r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2}}"#;
+        assert_eq!(run(&mut w, body, 5), body);
+        assert_eq!(w.usage.total(), 9);
+
+        let mut a = UsageWatch::new(Api::Messages, true, false, 1 << 20);
+        let s = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":20,\"output_tokens\":1}}}\n\n\
+                 event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":9}}\n\n";
+        run(&mut a, s, 40);
+        assert_eq!((a.usage.prompt, a.usage.completion), (20, 9));
+
+        let mut r = UsageWatch::new(Api::Responses, true, false, 1 << 20);
+        let s = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":6}}}\n\n";
+        run(&mut r, s, 10);
+        assert_eq!(r.usage.total(), 11);
+    }
+}
