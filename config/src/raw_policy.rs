@@ -132,6 +132,19 @@ pub struct RawInjection {
     /// Per-user credentials, for upstreams that act on behalf of the caller:
     /// a directory with one file per subject holding that user's secret.
     pub user_credentials: Option<RawUserCredentials>,
+    /// A credential per tenant (e.g. a LiteLLM key per team), used instead
+    /// of `credential` for that tenant's callers.
+    #[serde(default)]
+    pub tenant_credentials: Vec<RawTenantCredential>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenantCredential {
+    pub tenant: String,
+    pub header: Option<String>,
+    pub prefix: Option<String>,
+    pub secret: RawSecretRef,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -355,6 +355,36 @@ pub(crate) fn build_credential(
     })
 }
 
+/// Credentials per tenant, in the same shape as `credential`.
+pub(crate) fn build_tenant_credentials(
+    raw: &RawInjection,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Vec<(String, Credential)> {
+    raw.tenant_credentials
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                c.tenant.clone(),
+                Credential {
+                    header: c
+                        .header
+                        .clone()
+                        .unwrap_or_else(|| "authorization".into())
+                        .to_ascii_lowercase(),
+                    prefix: c.prefix.clone().unwrap_or_else(|| "Bearer ".into()),
+                    secret: SecretRef::from_raw(
+                        &c.secret,
+                        &format!("{path}.inject.tenant_credentials[{i}].secret"),
+                        errs,
+                    ),
+                },
+            )
+        })
+        .collect()
+}
+
 pub(crate) fn build_egress(raw: &[String], errs: &mut Vec<ConfigError>) -> Egress {
     Egress(
         raw.iter()

@@ -109,6 +109,8 @@ pub struct Upstream {
     /// Tenants allowed to use this upstream; empty means all.
     pub tenants: Vec<String>,
     pub credential: Option<Credential>,
+    /// Per-tenant credentials, used instead of `credential`.
+    pub tenant_credentials: Vec<(String, Credential)>,
     pub user_credentials: Option<crate::security::UserCredentials>,
     pub assertion_header: Option<String>,
 }
@@ -274,6 +276,18 @@ impl Snapshot {
                 &u.tenants,
                 &raw.tenants,
                 &format!("upstreams[{i}].tenants"),
+                &mut errs,
+            );
+            let named: Vec<String> = u
+                .inject
+                .tenant_credentials
+                .iter()
+                .map(|c| c.tenant.clone())
+                .collect();
+            security::check_tenants(
+                &named,
+                &raw.tenants,
+                &format!("upstreams[{i}].inject.tenant_credentials"),
                 &mut errs,
             );
         }
@@ -454,6 +468,7 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
     };
     let mut errs = Vec::new();
     let credential = security::build_credential(&u.inject, path, &mut errs);
+    let tenant_credentials = security::build_tenant_credentials(&u.inject, path, &mut errs);
     if let Some(h) = &u.inject.assertion_header {
         if is_bad_header_name(h) {
             errs.push(ConfigError::new(
@@ -600,6 +615,7 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
         http2: u.http2,
         tenants: u.tenants.clone(),
         credential,
+        tenant_credentials,
         user_credentials: security::build_user_credentials(&u.inject),
         assertion_header: u
             .inject

@@ -748,11 +748,8 @@ impl Gateway {
                 (Some(_), Some(c)) => Some(self.assertion(ctx, c, &up.name)?),
                 _ => None,
             };
-            let credential = ctx
-                .rt
-                .credentials
-                .get(route.upstream)
-                .and_then(Option::as_ref);
+            let tenant = ctx.caller.as_ref().and_then(|c| c.tenant.as_deref());
+            let credential = ctx.rt.credential_for(route.upstream, tenant);
             let user = match (
                 ctx.rt
                     .user_credentials

@@ -144,6 +144,20 @@ impl Reloader {
                 })?),
             });
         }
+        let mut tenant_credentials = Vec::with_capacity(snapshot.upstreams.len());
+        for (i, up) in snapshot.upstreams.iter().enumerate() {
+            let mut set = Vec::with_capacity(up.tenant_credentials.len());
+            for (tenant, c) in &up.tenant_credentials {
+                let cred = crate::inject::credential(c).map_err(|e| {
+                    sluice_config::ConfigError::new(
+                        format!("upstreams[{i}].inject.tenant_credentials.{tenant}"),
+                        e,
+                    )
+                })?;
+                set.push((tenant.as_str().into(), cred));
+            }
+            tenant_credentials.push(set);
+        }
         let mut user_credentials = Vec::with_capacity(snapshot.upstreams.len());
         for (i, up) in snapshot.upstreams.iter().enumerate() {
             user_credentials.push(match &up.user_credentials {
@@ -191,6 +205,7 @@ impl Reloader {
             snapshot: Arc::new(snapshot),
             peers,
             credentials,
+            tenant_credentials,
             user_credentials,
             auth,
             sampler,
@@ -215,6 +230,7 @@ impl Reloader {
                 snapshot: current.snapshot.clone(),
                 peers,
                 credentials: current.credentials.clone(),
+                tenant_credentials: current.tenant_credentials.clone(),
                 user_credentials: current.user_credentials.clone(),
                 auth: current.auth.clone(),
                 sampler: current.sampler,

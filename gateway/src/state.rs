@@ -31,6 +31,8 @@ pub struct Runtime {
     pub peers: Vec<Option<HttpPeer>>,
     /// By upstream index: the upstream's own credential, if configured.
     pub credentials: Vec<Option<UpstreamCredential>>,
+    /// By upstream index: per-tenant credentials (tenant, credential).
+    pub tenant_credentials: Vec<Vec<(Box<str>, UpstreamCredential)>>,
     /// By upstream index: per-user credentials, if configured.
     pub user_credentials: Vec<Option<Arc<UserCredentialSet>>>,
     /// Built from the snapshot's identity section; `None` when it is off.
@@ -45,12 +47,30 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// The credential `upstream` gets for a caller of `tenant`: the tenant's
+    /// own if configured, else the upstream's.
+    pub fn credential_for(
+        &self,
+        upstream: usize,
+        tenant: Option<&str>,
+    ) -> Option<&UpstreamCredential> {
+        let by_tenant = tenant.and_then(|t| {
+            self.tenant_credentials
+                .get(upstream)?
+                .iter()
+                .find(|(n, _)| &**n == t)
+                .map(|(_, c)| c)
+        });
+        by_tenant.or_else(|| self.credentials.get(upstream).and_then(Option::as_ref))
+    }
+
     /// The state before any config was applied: serves nothing, not ready.
     pub fn empty(snapshot: Snapshot) -> Self {
         Self {
             snapshot: Arc::new(snapshot),
             peers: Vec::new(),
             credentials: Vec::new(),
+            tenant_credentials: Vec::new(),
             user_credentials: Vec::new(),
             auth: None,
             sampler: Sampler::new(1.0),

@@ -50,7 +50,9 @@ roles:
 upstreams:
   - name: primary
     url: "{primary}"
-    inject: {{ credential: {{ secret: {{ env: SLUICE_TEST_LLM_KEY }} }} }}
+    inject:
+      credential: {{ secret: {{ env: SLUICE_TEST_LLM_KEY }} }}
+      tenant_credentials: [{{ tenant: globex, secret: {{ env: SLUICE_TEST_GLOBEX_KEY }} }}]
   - {{ name: backup, url: "{backup}" }}
   - {{ name: fragile, url: "{fragile}" }}
 routes:
@@ -78,7 +80,14 @@ audit: {{ file: "{audit}", sample_rate: 1.0 }}
         fragile = fragile_url,
         audit = audit.display(),
     );
-    let gw = Gateway::start_with_env(&config, &[("SLUICE_TEST_LLM_KEY", LLM_KEY)]).await;
+    let gw = Gateway::start_with_env(
+        &config,
+        &[
+            ("SLUICE_TEST_LLM_KEY", LLM_KEY),
+            ("SLUICE_TEST_GLOBEX_KEY", "sk-globex-team"),
+        ],
+    )
+    .await;
     Env {
         gw,
         primary,
@@ -132,6 +141,18 @@ async fn a_call_goes_upstream_as_the_gateway_with_the_user_named() {
         "the client's key stops at the gateway"
     );
     assert_eq!(e.primary.last_body().expect("body")["user"], "alice");
+    // Another tenant's callers go upstream with that tenant's own key.
+    let (s, _, _) = chat(
+        &e.gw.url("/v1/chat/completions"),
+        "carol-key",
+        hello("mock-gpt"),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        e.primary.last_headers().expect("a request")["authorization"],
+        "Bearer sk-globex-team"
+    );
     assert!(e.gw.metric("sluice_gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"mock-gpt\",gen_ai_token_type=\"output\"}").await >= 10.0);
     // 6 prompt tokens at $1 each, 10 completion tokens at $2 each.
     assert_eq!(
@@ -325,5 +346,67 @@ async fn token_limits_reserve_then_reconcile_and_budgets_run_out() {
         e.gw.metric("sluice_llm_budget_remaining{budget=\"globex-daily\",unit=\"tokens\"}")
             .await,
         0.0
+    );
+}
+
+#[tokio::test]
+async fn every_endpoint_is_governed_and_accounted() {
+    let e = env().await;
+    let cases = [
+        (
+            "/v1/embeddings",
+            serde_json::json!({"model": "mock-gpt", "input": "three little words"}),
+            "embeddings",
+        ),
+        (
+            "/v1/completions",
+            serde_json::json!({"model": "mock-gpt", "prompt": "once upon a time"}),
+            "text_completion",
+        ),
+        (
+            "/v1/responses",
+            serde_json::json!({"model": "mock-gpt", "input": "hello there", "stream": true}),
+            "chat",
+        ),
+        (
+            "/v1/messages",
+            serde_json::json!({"model": "mock-gpt", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "stream": true}),
+            "chat",
+        ),
+        (
+            "/v1/messages",
+            serde_json::json!({"model": "mock-gpt", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+            "chat",
+        ),
+    ];
+    for (path, body, op) in cases {
+        let (s, _, text) = chat(&e.gw.url(path), "alice-key", body).await;
+        assert_eq!(s, 200, "{path}: {text}");
+        let series = format!(
+            "sluice_gen_ai_client_token_usage_count{{gen_ai_operation_name=\"{op}\",gen_ai_request_model=\"mock-gpt\",gen_ai_token_type=\"input\"}}"
+        );
+        eventually("usage read from the answer", async || {
+            e.gw.metric(&series).await >= 1.0
+        })
+        .await;
+        let (s, _, _) = chat(
+            &e.gw.url(path),
+            "bob-key",
+            serde_json::json!({"model": "mock-gpt"}),
+        )
+        .await;
+        assert_eq!(s, 403, "{path}: the grant applies to every endpoint");
+    }
+    // The Anthropic stream's output tokens come from `message_delta`.
+    assert!(
+        e.gw.metric("sluice_gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"mock-gpt\",gen_ai_token_type=\"output\"}")
+            .await
+            >= 10.0
+    );
+    let (s, _, text) = chat(&e.gw.url("/v1/nope"), "alice-key", hello("mock-gpt")).await;
+    assert_eq!(s, 404, "{text}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).expect("json")["error"]["code"],
+        "unknown_endpoint"
     );
 }

@@ -57,6 +57,7 @@ fn event_json_shape() {
         "status",
         "latency_ms",
         "request_id",
+        "llm",
     ];
     want.sort_unstable();
     assert_eq!(keys, want);

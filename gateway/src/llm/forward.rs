@@ -168,11 +168,8 @@ fn prepare(
     req.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
     // Compressed answers could not be read for usage.
     req.remove_header(&http::header::ACCEPT_ENCODING);
-    let credential = ctx
-        .rt
-        .credentials
-        .get(upstream_idx)
-        .and_then(Option::as_ref);
+    let tenant = ctx.caller.as_ref().and_then(|c| c.tenant.as_deref());
+    let credential = ctx.rt.credential_for(upstream_idx, tenant);
     if ctx.rt.snapshot.identity.enabled || credential.is_some() {
         inject::apply(req, None, credential, None, None)?;
     }

@@ -54,9 +54,10 @@ impl UsageWatch {
         let mut out = BytesMut::new();
         while let Some(end) = event_end(&self.buf) {
             let event = self.buf.split_to(end).freeze();
-            let keep = self.event(&event);
-            if self.strip && keep {
-                out.extend_from_slice(&strip_null_usage(&event));
+            match self.event(&event) {
+                Verdict::Keep if self.strip => out.extend_from_slice(&strip_null_usage(&event)),
+                Verdict::Keep | Verdict::Drop => {}
+                Verdict::Replace(b) => out.extend_from_slice(&b),
             }
         }
         if self.strip {
@@ -83,28 +84,40 @@ impl UsageWatch {
         }
     }
 
-    /// Account one complete SSE event; false if it is the injected usage
-    /// chunk the client must not see.
-    fn event(&mut self, event: &[u8]) -> bool {
+    /// Account one complete SSE event and say what the client gets of it:
+    /// when the gateway asked for usage, the usage the client did not ask
+    /// for is taken out (the whole chunk if it carries nothing else).
+    fn event(&mut self, event: &[u8]) -> Verdict {
         self.events += 1;
         let Some(data) = data_of(event) else {
-            return true;
+            return Verdict::Keep;
         };
         if self.first_token_at.is_none() && memmem::find(data, b"delta").is_some() {
             self.first_token_at = Some(Instant::now());
         }
         if !has_usage_object(data) {
-            return true;
+            return Verdict::Keep;
         }
-        let Ok(v) = serde_json::from_slice::<Value>(data) else {
-            return true;
+        let Ok(mut v) = serde_json::from_slice::<Value>(data) else {
+            return Verdict::Keep;
         };
         self.read_usage(&v);
+        if !self.strip {
+            return Verdict::Keep;
+        }
         let usage_only = v
             .get("choices")
             .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty);
-        !(self.strip && usage_only)
+            .is_none_or(|c| c.iter().all(empty_choice));
+        if usage_only {
+            return Verdict::Drop;
+        }
+        // Usage riding on a chunk with content (some gateways do this):
+        // the chunk stays, without the usage.
+        if let Some(o) = v.as_object_mut() {
+            o.remove("usage");
+        }
+        Verdict::Replace(Bytes::from(format!("data: {v}\n\n")))
     }
 
     fn read_usage(&mut self, v: &Value) {
@@ -149,6 +162,20 @@ impl UsageWatch {
             }
         }
     }
+}
+
+enum Verdict {
+    Keep,
+    Drop,
+    Replace(Bytes),
+}
+
+/// A choice that says nothing: empty delta (or text), no finish reason.
+fn empty_choice(c: &Value) -> bool {
+    c.get("delta")
+        .is_none_or(|d| d.as_object().is_some_and(|o| o.is_empty()))
+        && c.get("text").is_none_or(|t| t.as_str() == Some(""))
+        && c.get("finish_reason").is_none_or(Value::is_null)
 }
 
 /// End of the first complete event in `buf` (after its blank line).
@@ -242,6 +269,24 @@ mod tests {
             );
             assert_eq!(w.usage.total(), 15);
         }
+    }
+
+    #[test]
+    fn usage_on_an_empty_choice_is_dropped_too() {
+        // LiteLLM's shape: the usage rides on a chunk with an empty delta.
+        let litellm = "data: {\"choices\":[{\"index\":0,\"delta\":{}}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":10}}\n\n";
+        let upstream = format!("{CHUNK}{litellm}{DONE}");
+        let mut w = UsageWatch::new(Api::ChatCompletions, true, true, 1 << 20);
+        assert_eq!(run(&mut w, &upstream, 7), format!("{CHUNK}{DONE}"));
+        assert_eq!(w.usage.total(), 13);
+        // Usage on a chunk that carries content: the content stays.
+        let mixed = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\n";
+        let mut w = UsageWatch::new(Api::ChatCompletions, true, true, 1 << 20);
+        let out = run(&mut w, mixed, 3);
+        assert!(
+            out.contains("\"content\":\"x\"") && !out.contains("usage"),
+            "{out}"
+        );
     }
 
     #[test]

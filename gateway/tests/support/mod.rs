@@ -281,8 +281,13 @@ impl Drop for Gateway {
 
 /// Wait until `cond` holds, polling with a growing pause; panics naming
 /// `what` after 30 s. The one place tests wait on a condition.
-pub async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+pub async fn eventually(what: &str, cond: impl AsyncFnMut() -> bool) {
+    eventually_for(what, 30, cond).await
+}
+
+/// `eventually` with a longer cap, for peers that start slowly (LiteLLM).
+pub async fn eventually_for(what: &str, cap_s: u64, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(cap_s);
     let mut pause = Duration::from_millis(5);
     while !cond().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -1,0 +1,210 @@
+//! Model traffic with real peers: the official `openai` Python SDK as the
+//! client, through the gateway, to the project's mock provider directly and
+//! to a real LiteLLM proxy in front of the same mock. Installed by
+//! `.ci/setup` under `.peers/`; these tests fail, rather than skip, without.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use sluice_demo::llm::{spawn_llm, LlmOptions, LlmServer};
+use sluice_gateway::identity::hash_key;
+use support::*;
+
+fn peers() -> PathBuf {
+    std::env::var_os("SLUICE_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.peers"))
+}
+
+fn need(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash .ci/setup` first",
+        path.display()
+    );
+    path
+}
+
+/// Run the SDK client script; its JSON report.
+fn sdk(base_url: &str, key: &str, model: &str, denied: Option<&str>) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/openai_client.py");
+    let mut cmd = Command::new(need(peers().join("venv/bin/python")));
+    cmd.arg(script).args([base_url, key, model]);
+    if let Some(d) = denied {
+        cmd.arg(d);
+    }
+    let out = cmd.output().expect("python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "openai client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("the client's JSON report")
+}
+
+fn config(upstream_url: &str, upstream_model: &str) -> String {
+    format!(
+        r#"listeners:
+  - {{ name: main, address: "{{listen}}" }}
+admin: {{ address: "{{admin}}" }}
+tenants: [acme]
+identity:
+  audience: "sluice-test"
+  api_keys:
+    - {{ id: alice, sha256: "{alice}", subject: alice, tenants: [acme], roles: [dev] }}
+roles:
+  - {{ name: dev, allow: ["models:provider/gpt-small:use"] }}
+upstreams:
+  - name: provider
+    url: "{upstream_url}"
+    inject: {{ credential: {{ secret: {{ env: SLUICE_TEST_PROVIDER_KEY }} }} }}
+routes:
+  - {{ name: llm, path: /v1, upstream: provider, transport: llm }}
+llm:
+  models:
+    - {{ name: gpt-small, targets: [{{ upstream: provider, model: {upstream_model} }}] }}
+    - {{ name: gpt-large, targets: [{{ upstream: provider, model: {upstream_model} }}] }}
+"#,
+        alice = hash_key("alice-key"),
+    )
+}
+
+fn check_report(r: &serde_json::Value) {
+    assert_eq!(
+        r["text"],
+        "word word word word word word word word word word"
+    );
+    assert!(r["usage"].as_u64().is_some_and(|n| n > 10), "{r}");
+    let plain = &r["stream"];
+    assert_eq!(plain["text"], r["text"], "{r}");
+    assert_eq!(
+        plain["usage_chunks"], 0,
+        "usage the client did not ask for is not shown: {r}"
+    );
+    assert_eq!(
+        r["stream_asked"]["usage_chunks"], 1,
+        "asked for, it arrives: {r}"
+    );
+    assert_eq!(r["models"], serde_json::json!(["gpt-small"]));
+    assert_eq!(r["denied"], "PermissionDeniedError:403");
+}
+
+async fn mock() -> LlmServer {
+    spawn_llm("127.0.0.1:0".parse().expect("addr"), LlmOptions::default())
+        .await
+        .expect("mock provider")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_through_the_gateway_to_a_provider() {
+    let provider = mock().await;
+    let gw = Gateway::start_with_env(
+        &config(&provider.url(), "mock-gpt"),
+        &[("SLUICE_TEST_PROVIDER_KEY", "sk-provider")],
+    )
+    .await;
+    let base = gw.url("/v1");
+    let report = tokio::task::spawn_blocking(move || {
+        sdk(&base, "alice-key", "gpt-small", Some("gpt-large"))
+    })
+    .await
+    .expect("client");
+    check_report(&report);
+    assert_eq!(
+        provider.last_headers().expect("request")["authorization"],
+        "Bearer sk-provider"
+    );
+    assert_eq!(provider.last_body().expect("body")["model"], "mock-gpt");
+    assert!(
+        gw.metric("sluice_gen_ai_client_token_usage_count{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"gpt-small\",gen_ai_token_type=\"input\"}")
+            .await
+            >= 3.0,
+        "every call accounted, streams included"
+    );
+}
+
+struct LiteLlm {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for LiteLlm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn litellm(mock_url: &str) -> LiteLlm {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("litellm.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model_list:\n  - model_name: mock-gpt\n    litellm_params: {{model: openai/mock-gpt, api_base: \"{mock_url}\", api_key: sk-mock}}\n\
+             litellm_settings: {{num_retries: 0, request_timeout: 30, telemetry: false}}\n\
+             general_settings: {{master_key: sk-local-master}}\n"
+        ),
+    )
+    .expect("litellm config");
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("litellm.log")).expect("log");
+    let child = Command::new(need(peers().join("litellm/bin/litellm")))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("litellm");
+    let l = LiteLlm {
+        child,
+        port,
+        _dir: dir,
+    };
+    let url = format!("http://127.0.0.1:{port}/health/liveliness");
+    let client = reqwest::Client::new();
+    eventually_for("LiteLLM is up", 120, async || {
+        client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    l
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_through_the_gateway_to_litellm() {
+    let provider = mock().await;
+    let proxy = litellm(&provider.url()).await;
+    let gw = Gateway::start_with_env(
+        &config(&format!("http://127.0.0.1:{}/v1", proxy.port), "mock-gpt"),
+        &[("SLUICE_TEST_PROVIDER_KEY", "sk-local-master")],
+    )
+    .await;
+    let base = gw.url("/v1");
+    let report = tokio::task::spawn_blocking(move || {
+        sdk(&base, "alice-key", "gpt-small", Some("gpt-large"))
+    })
+    .await
+    .expect("client");
+    check_report(&report);
+    assert!(provider.requests() >= 3, "LiteLLM reached the provider");
+    assert_eq!(
+        provider.last_headers().expect("request")["authorization"],
+        "Bearer sk-mock",
+        "LiteLLM used its own provider key"
+    );
+    assert!(
+        gw.metric("sluice_gen_ai_client_token_usage_count{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"gpt-small\",gen_ai_token_type=\"output\"}")
+            .await
+            >= 3.0
+    );
+}
