@@ -1104,6 +1104,12 @@ impl Gateway {
             total_tokens: usage.map(|u| u.total()),
             cost_usd: cost,
             attempts: o.map_or(0, |o| o.attempts),
+            prompt: snap
+                .llm
+                .audit_text
+                .then(|| call.req.prompt_for_audit(&snap.audit.redact))
+                .flatten(),
+            completion: o.and_then(|o| o.text.clone()),
         }
     }
 }

@@ -68,9 +68,10 @@ llm:
     - {{ model: mock-gpt, input_per_mtok: 1000000, output_per_mtok: 2000000 }}
   budgets:
     - {{ name: globex-daily, tenant: globex, tokens: 60 }}
+  audit_text: true
   token_limits:
     - {{ name: tpm-mini, match: {{ models: [mock-mini] }}, per: [subject], tokens_per_minute: 2000 }}
-audit: {{ file: "{audit}", sample_rate: 1.0 }}
+audit: {{ file: "{audit}", sample_rate: 1.0, redact: [/messages/0/content] }}
 "#,
         alice = hash_key("alice-key"),
         bob = hash_key("bob-key"),
@@ -160,17 +161,31 @@ async fn a_call_goes_upstream_as_the_gateway_with_the_user_named() {
             .await,
         26.0
     );
-    eventually("the call is audited with tokens and cost", async || {
-        std::fs::read_to_string(&e.audit)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| {
-                l.contains("\"total_tokens\":16")
-                    && l.contains("\"cost_usd\":26.0")
-                    && l.contains("\"alice\"")
-            })
-    })
+    eventually(
+        "the call is audited with tokens, cost and text",
+        async || {
+            std::fs::read_to_string(&e.audit)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| {
+                    l.contains("\"total_tokens\":16")
+                        && l.contains("\"cost_usd\":26.0")
+                        && l.contains("\"alice\"")
+                        && l.contains("\"completion\":\"word word")
+                        && l.contains("[REDACTED]")
+                })
+        },
+    )
     .await;
+    let trail = std::fs::read_to_string(&e.audit).unwrap_or_default();
+    assert!(
+        !trail.contains("say hello to the gateway"),
+        "redacted prompt text never lands"
+    );
+    assert!(
+        !trail.contains(LLM_KEY) && !trail.contains("alice-key"),
+        "no secrets in audit"
+    );
     let models = reqwest::Client::new()
         .get(e.gw.url("/v1/models"))
         .header("authorization", "Bearer bob-key")

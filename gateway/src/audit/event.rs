@@ -65,6 +65,12 @@ pub struct LlmAudit {
     pub cost_usd: Option<f64>,
     /// Targets tried (more than one after a fallback).
     pub attempts: u32,
+    /// Only with `llm.audit_text`: the prompt (after `audit.redact`) and
+    /// the answer's text.
+    #[serde(default)]
+    pub prompt: Option<serde_json::Value>,
+    #[serde(default)]
+    pub completion: Option<String>,
 }
 
 impl AuditEvent {

@@ -77,6 +77,9 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         }
         let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
         let mut watch = UsageWatch::new(call.req.api, sse, strip, max);
+        if snap.llm.audit_text {
+            watch = watch.capture_text();
+        }
         let header_only = conn.response_done();
         session
             .write_response_header(Box::new(resp), header_only)
@@ -88,6 +91,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
             saw_usage: false,
             first_token_at: None,
             attempts,
+            text: None,
         };
         if !header_only {
             loop {
@@ -136,6 +140,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
 }
 
 fn record(o: &mut Outcome, w: &UsageWatch) {
+    o.text.clone_from(&w.text);
     o.usage = w.usage;
     o.saw_usage = w.saw_usage;
     o.first_token_at = w.first_token_at;

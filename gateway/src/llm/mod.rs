@@ -213,6 +213,8 @@ pub struct Outcome {
     pub saw_usage: bool,
     pub first_token_at: Option<Instant>,
     pub attempts: u32,
+    /// The answer's text, when `llm.audit_text` is on.
+    pub text: Option<String>,
 }
 
 pub fn now_unix() -> u64 {

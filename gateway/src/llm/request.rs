@@ -115,6 +115,20 @@ impl LlmRequest {
         })
     }
 
+    /// The prompt part of the body (messages, prompt or input) with the
+    /// `redact` pointers (relative to the body) replaced, for audit.
+    pub fn prompt_for_audit(&self, redact: &[String]) -> Option<Value> {
+        let body: Value = serde_json::from_slice(&self.body).ok()?;
+        let body = crate::audit::redact(&body, redact);
+        let key = match self.api {
+            Api::ChatCompletions | Api::Messages => "messages",
+            Api::Completions => "prompt",
+            Api::Responses | Api::Embeddings => "input",
+            Api::Models => return None,
+        };
+        body.get(key).cloned()
+    }
+
     /// Will the gateway add `include_usage` for its own accounting?
     pub fn injects_usage(&self) -> bool {
         self.stream && self.api.usage_on_request() && !self.client_wants_usage

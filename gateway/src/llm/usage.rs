@@ -25,7 +25,12 @@ pub struct UsageWatch {
     pub saw_usage: bool,
     pub first_token_at: Option<Instant>,
     pub events: u32,
+    /// The answer's text, when audit asks for it (bounded).
+    pub text: Option<String>,
 }
+
+/// Most answer text kept for audit.
+const MAX_TEXT: usize = 64 * 1024;
 
 impl UsageWatch {
     pub fn new(api: Api, sse: bool, strip: bool, max_json: usize) -> Self {
@@ -39,6 +44,24 @@ impl UsageWatch {
             saw_usage: false,
             first_token_at: None,
             events: 0,
+            text: None,
+        }
+    }
+
+    /// Also keep the answer's text (for audit events that record it).
+    pub fn capture_text(mut self) -> Self {
+        self.text = Some(String::new());
+        self
+    }
+
+    fn push_text(&mut self, v: &Value, pointer: &str) {
+        if let (Some(t), Some(s)) = (
+            self.text.as_mut(),
+            v.pointer(pointer).and_then(Value::as_str),
+        ) {
+            if t.len() + s.len() <= MAX_TEXT {
+                t.push_str(s);
+            }
         }
     }
 
@@ -72,6 +95,14 @@ impl UsageWatch {
         if !self.sse {
             if let Ok(v) = serde_json::from_slice::<Value>(&self.buf) {
                 self.read_usage(&v);
+                let pointer = match self.api {
+                    Api::ChatCompletions => "/choices/0/message/content",
+                    Api::Completions => "/choices/0/text",
+                    Api::Responses => "/output/0/content/0/text",
+                    Api::Messages => "/content/0/text",
+                    Api::Embeddings | Api::Models => "",
+                };
+                self.push_text(&v, pointer);
             }
             self.buf.clear();
             return Bytes::new();
@@ -94,6 +125,18 @@ impl UsageWatch {
         };
         if self.first_token_at.is_none() && memmem::find(data, b"delta").is_some() {
             self.first_token_at = Some(Instant::now());
+        }
+        if self.text.is_some() {
+            if let Ok(v) = serde_json::from_slice::<Value>(data) {
+                let pointer = match self.api {
+                    Api::ChatCompletions => "/choices/0/delta/content",
+                    Api::Completions => "/choices/0/text",
+                    Api::Responses => "/delta",
+                    Api::Messages => "/delta/text",
+                    Api::Embeddings | Api::Models => "",
+                };
+                self.push_text(&v, pointer);
+            }
         }
         if !has_usage_object(data) {
             return Verdict::Keep;
