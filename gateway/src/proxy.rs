@@ -1102,6 +1102,8 @@ impl Gateway {
             prompt_tokens: usage.map(|u| u.prompt),
             completion_tokens: usage.map(|u| u.completion),
             total_tokens: usage.map(|u| u.total()),
+            cached_tokens: usage.map(|u| u.cached),
+            reasoning_tokens: usage.map(|u| u.reasoning),
             cost_usd: cost,
             attempts: o.map_or(0, |o| o.attempts),
             prompt: snap

@@ -249,3 +249,39 @@ async fn without_identity_the_key_is_the_socket_address_not_a_header() {
     }
     assert_eq!(rec.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn a_config_push_does_not_refill_the_burst() {
+    let (rec_addr, _rec) = recording_upstream().await;
+    let limits =
+        "rate_limits:\n  rules:\n    - { name: per-client, per: [subject], rate: 1/h, burst: 2 }\n";
+    let base = one_route(&format!("http://{rec_addr}/mcp"));
+    let gw = Gateway::start(&format!("{base}{limits}")).await;
+    let client = reqwest::Client::new();
+    let body =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    for _ in 0..2 {
+        assert_eq!(post(&client, &gw.url("/mcp"), body, &[]).await.0, 200);
+    }
+    assert_eq!(post(&client, &gw.url("/mcp"), body, &[]).await.0, 429);
+    // An unrelated change: the limit's state survives it.
+    let generation = gw.generation().await;
+    gw.write_config(&format!("{base}{limits}tenants: [unrelated]\n"));
+    eventually("the new snapshot is live", async || {
+        gw.generation().await > generation
+    })
+    .await;
+    assert_eq!(
+        post(&client, &gw.url("/mcp"), body, &[]).await.0,
+        429,
+        "no refill"
+    );
+    // A changed quota is a new limit: fresh state.
+    let generation = gw.generation().await;
+    gw.write_config(&format!("{base}{}", limits.replace("burst: 2", "burst: 3")));
+    eventually("the new snapshot is live", async || {
+        gw.generation().await > generation
+    })
+    .await;
+    assert_eq!(post(&client, &gw.url("/mcp"), body, &[]).await.0, 200);
+}

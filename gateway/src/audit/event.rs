@@ -62,6 +62,12 @@ pub struct LlmAudit {
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
     pub total_tokens: Option<u64>,
+    /// Prompt tokens served from the provider's cache, where reported.
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+    /// Completion tokens spent on reasoning, where reported.
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
     /// Targets tried (more than one after a fallback).
     pub attempts: u32,

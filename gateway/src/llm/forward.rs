@@ -5,6 +5,7 @@
 //! body is rewritten per target and may exceed Pingora's replay buffer.
 
 use bytes::Bytes;
+use futures::FutureExt;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
@@ -13,6 +14,9 @@ use super::usage::UsageWatch;
 use super::Outcome;
 use crate::proxy::{Ctx, Gateway};
 use crate::{inject, upstream};
+
+/// Most chunks gathered into one write to the client.
+const MAX_BURST: usize = 256;
 
 pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
     let mut call = ctx
@@ -95,28 +99,52 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         };
         if !header_only {
             loop {
-                let chunk = match conn.read_response_body().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        record(&mut outcome, &watch);
-                        call.outcome = Some(outcome);
-                        ctx.llm = Some(call);
-                        return Err(e);
-                    }
-                };
-                let end = chunk.is_none() || conn.response_done();
+                // Wait for the next piece, then take what else has already
+                // arrived: one write to the client per burst, not per chunk.
+                let mut next = conn.read_response_body().await;
+                let mut pieces: Vec<Bytes> = Vec::new();
+                let mut end;
                 let t = std::time::Instant::now();
-                let mut out = chunk.map(|c| watch.feed(c)).unwrap_or_default();
+                loop {
+                    match next {
+                        Ok(chunk) => {
+                            end = chunk.is_none() || conn.response_done();
+                            if let Some(c) = chunk {
+                                let out = watch.feed(c);
+                                if !out.is_empty() {
+                                    pieces.push(out);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            record(&mut outcome, &watch);
+                            call.outcome = Some(outcome);
+                            ctx.llm = Some(call);
+                            return Err(e);
+                        }
+                    }
+                    if end || pieces.len() >= MAX_BURST {
+                        break;
+                    }
+                    // Pingora's body reader is cancel-safe: a read that
+                    // would wait is dropped and nothing is lost.
+                    match conn.read_response_body().now_or_never() {
+                        Some(r) => next = r,
+                        None => break,
+                    }
+                }
                 if end {
                     let rest = watch.finish();
                     if !rest.is_empty() {
-                        let mut joined = bytes::BytesMut::from(&out[..]);
-                        joined.extend_from_slice(&rest);
-                        out = joined.freeze();
+                        pieces.push(rest);
                     }
                 }
                 ctx.gateway_time += t.elapsed();
-                let body = (!out.is_empty()).then_some(out);
+                let body = match pieces.len() {
+                    0 => None,
+                    1 => pieces.pop(),
+                    _ => Some(Bytes::from(pieces.concat())),
+                };
                 if body.is_some() || end {
                     session.write_response_body(body, end).await?;
                 }
