@@ -136,6 +136,12 @@ pub struct RawInjection {
     /// of `credential` for that tenant's callers.
     #[serde(default)]
     pub tenant_credentials: Vec<RawTenantCredential>,
+    /// Model requests to this upstream (a LiteLLM proxy) also carry
+    /// `metadata` naming the end user, a `tenant:<name>` tag and the
+    /// gateway's request id, for LiteLLM's spend tracking. Default false
+    /// (providers such as OpenAI refuse `metadata` without `store`).
+    #[serde(default)]
+    pub llm_metadata: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -111,6 +111,8 @@ pub struct Upstream {
     pub credential: Option<Credential>,
     /// Per-tenant credentials, used instead of `credential`.
     pub tenant_credentials: Vec<(String, Credential)>,
+    /// Add LiteLLM `metadata` to model requests.
+    pub llm_metadata: bool,
     pub user_credentials: Option<crate::security::UserCredentials>,
     pub assertion_header: Option<String>,
 }
@@ -616,6 +618,7 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
         tenants: u.tenants.clone(),
         credential,
         tenant_credentials,
+        llm_metadata: u.inject.llm_metadata,
         user_credentials: security::build_user_credentials(&u.inject),
         assertion_header: u
             .inject

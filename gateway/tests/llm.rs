@@ -53,6 +53,7 @@ upstreams:
     inject:
       credential: {{ secret: {{ env: SLUICE_TEST_LLM_KEY }} }}
       tenant_credentials: [{{ tenant: globex, secret: {{ env: SLUICE_TEST_GLOBEX_KEY }} }}]
+      llm_metadata: true
   - {{ name: backup, url: "{backup}" }}
   - {{ name: fragile, url: "{fragile}" }}
 routes:
@@ -141,7 +142,13 @@ async fn a_call_goes_upstream_as_the_gateway_with_the_user_named() {
         !format!("{seen:?}").contains("alice-key"),
         "the client's key stops at the gateway"
     );
-    assert_eq!(e.primary.last_body().expect("body")["user"], "alice");
+    let sent = e.primary.last_body().expect("body");
+    assert_eq!(sent["user"], "alice");
+    assert_eq!(
+        sent["metadata"]["end_user"], "alice",
+        "LiteLLM's metadata names the user"
+    );
+    assert_eq!(sent["metadata"]["tags"][0], "tenant:acme");
     // Another tenant's callers go upstream with that tenant's own key.
     let (s, _, _) = chat(
         &e.gw.url("/v1/chat/completions"),

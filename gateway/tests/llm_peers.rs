@@ -45,7 +45,7 @@ fn sdk(base_url: &str, key: &str, model: &str, denied: Option<&str>) -> serde_js
     serde_json::from_str(stdout.trim()).expect("the client's JSON report")
 }
 
-fn config(upstream_url: &str, upstream_model: &str) -> String {
+fn config(upstream_url: &str, upstream_model: &str, metadata: bool) -> String {
     format!(
         r#"listeners:
   - {{ name: main, address: "{{listen}}" }}
@@ -60,7 +60,7 @@ roles:
 upstreams:
   - name: provider
     url: "{upstream_url}"
-    inject: {{ credential: {{ secret: {{ env: SLUICE_TEST_PROVIDER_KEY }} }} }}
+    inject: {{ credential: {{ secret: {{ env: SLUICE_TEST_PROVIDER_KEY }} }}, llm_metadata: {metadata} }}
 routes:
   - {{ name: llm, path: /v1, upstream: provider, transport: llm }}
 llm:
@@ -102,7 +102,7 @@ async fn mock() -> LlmServer {
 async fn the_openai_sdk_through_the_gateway_to_a_provider() {
     let provider = mock().await;
     let gw = Gateway::start_with_env(
-        &config(&provider.url(), "mock-gpt"),
+        &config(&provider.url(), "mock-gpt", false),
         &[("SLUICE_TEST_PROVIDER_KEY", "sk-provider")],
     )
     .await;
@@ -185,7 +185,11 @@ async fn the_openai_sdk_through_the_gateway_to_litellm() {
     let provider = mock().await;
     let proxy = litellm(&provider.url()).await;
     let gw = Gateway::start_with_env(
-        &config(&format!("http://127.0.0.1:{}/v1", proxy.port), "mock-gpt"),
+        &config(
+            &format!("http://127.0.0.1:{}/v1", proxy.port),
+            "mock-gpt",
+            true,
+        ),
         &[("SLUICE_TEST_PROVIDER_KEY", "sk-local-master")],
     )
     .await;

@@ -112,6 +112,10 @@ pub async fn spawn_llm(addr: std::net::SocketAddr, opts: LlmOptions) -> std::io:
     let app = llm_router(opts, state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
+        // As a real server does: no Nagle stalls on streamed answers.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = rx.await;

@@ -40,7 +40,17 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         };
         attempts += 1;
         let last = n + 1 == tries;
-        let body = call.req.body_for(&target.model, subject.as_deref());
+        let metadata = up.llm_metadata.then(|| {
+            let tenant = ctx.caller.as_ref().and_then(|c| c.tenant.as_deref());
+            serde_json::json!({
+                "end_user": subject,
+                "tags": tenant.map(|t| vec![format!("tenant:{t}")]).unwrap_or_default(),
+                "sluice_request_id": ctx.request_id,
+            })
+        });
+        let body = call
+            .req
+            .body_for(&target.model, subject.as_deref(), metadata);
         let mut req = session.req_header().clone();
         prepare(gw, ctx, &mut req, target.upstream, &call.rest, body.len())?;
         ctx.upstream_sent = Some(std::time::Instant::now());

@@ -142,9 +142,15 @@ impl LlmRequest {
     /// The body for one target: its model name, the caller as `user`, and
     /// usage in the stream when the gateway needs it. Untouched when there
     /// is nothing to change.
-    pub fn body_for(&self, target_model: &str, user: Option<&str>) -> Bytes {
+    pub fn body_for(
+        &self,
+        target_model: &str,
+        user: Option<&str>,
+        metadata: Option<Value>,
+    ) -> Bytes {
         let needs_user = user.is_some() && self.api != Api::Messages;
-        if target_model == self.model && !needs_user && !self.injects_usage() {
+        if target_model == self.model && !needs_user && !self.injects_usage() && metadata.is_none()
+        {
             return self.body.clone();
         }
         let Ok(Value::Object(mut o)) = serde_json::from_slice::<Value>(&self.body) else {
@@ -155,6 +161,15 @@ impl LlmRequest {
             // The end user, for the upstream's own spend tracking
             // (LiteLLM attributes by it); never what the client claimed.
             o.insert("user".into(), Value::String(u.to_owned()));
+        }
+        if let Some(Value::Object(ours)) = metadata {
+            // The client's own metadata stays; the gateway's keys win.
+            let m = o
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(m) = m {
+                m.extend(ours);
+            }
         }
         if self.injects_usage() {
             let opts = o
@@ -201,16 +216,20 @@ mod tests {
     fn rewrites_only_what_changes() {
         let body = r#"{"model":"alias","messages":[],"user":"mallory"}"#;
         let r = req(Api::ChatCompletions, body);
-        assert_eq!(r.body_for("alias", None), Bytes::from(body), "untouched");
+        assert_eq!(
+            r.body_for("alias", None, None),
+            Bytes::from(body),
+            "untouched"
+        );
         let out: Value =
-            serde_json::from_slice(&r.body_for("upstream-model", Some("alice"))).unwrap();
+            serde_json::from_slice(&r.body_for("upstream-model", Some("alice"), None)).unwrap();
         assert_eq!(out["model"], "upstream-model");
         assert_eq!(out["user"], "alice", "the client cannot claim another user");
         let s = req(
             Api::ChatCompletions,
             r#"{"model":"m","stream":true,"stream_options":{}}"#,
         );
-        let out: Value = serde_json::from_slice(&s.body_for("m", None)).unwrap();
+        let out: Value = serde_json::from_slice(&s.body_for("m", None, None)).unwrap();
         assert_eq!(out["stream_options"]["include_usage"], true);
     }
 
