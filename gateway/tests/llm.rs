@@ -56,6 +56,7 @@ upstreams:
       llm_metadata: true
   - {{ name: backup, url: "{backup}" }}
   - {{ name: fragile, url: "{fragile}" }}
+  - {{ name: gone, url: "{gone}", retries: {{ attempts: 0 }} }}
 routes:
   - {{ name: llm, path: /v1, upstream: primary, transport: llm }}
 llm:
@@ -65,6 +66,8 @@ llm:
     - {{ name: mock-mini, targets: [{{ upstream: primary }}] }}
     - name: fragile-gpt
       targets: [{{ upstream: fragile, model: mock-gpt }}, {{ upstream: backup, weight: 0 }}]
+    - name: gone-gpt
+      targets: [{{ upstream: gone, model: mock-gpt }}, {{ upstream: backup, model: rescued, weight: 0 }}]
   prices:
     - {{ model: mock-gpt, input_per_mtok: 1000000, output_per_mtok: 2000000 }}
   budgets:
@@ -80,6 +83,7 @@ audit: {{ file: "{audit}", sample_rate: 1.0, redact: [/messages/0/content] }}
         primary = primary.url(),
         backup = backup.url(),
         fragile = fragile_url,
+        gone = format_args!("http://127.0.0.1:{}/v1", free_port()),
         audit = audit.display(),
     );
     let gw = Gateway::start_with_env(
@@ -293,6 +297,11 @@ async fn a_failing_target_falls_back_before_the_first_byte_only() {
         assert_eq!(e.backup.last_body().expect("backup")["model"], "backup-gpt");
     }
     assert_eq!(e.backup.requests(), 2);
+    // Nothing listens behind `gone`: the connect fails, the backup answers.
+    let (s, _, body) = chat(&url, "alice-key", hello("gone-gpt")).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(e.backup.last_body().expect("backup")["model"], "rescued");
+    assert_eq!(e.backup.requests(), 3);
     e.primary.fail_with(0);
     // The fragile target starts answering, then dies: the client sees the
     // start and a cut, and the call is not replayed elsewhere.
@@ -311,7 +320,7 @@ async fn a_failing_target_falls_back_before_the_first_byte_only() {
     assert!(!first.is_empty());
     e.fragile.reset();
     while let Some(Ok(_)) = s.next().await {}
-    assert_eq!(e.backup.requests(), 2, "no fallback after the first byte");
+    assert_eq!(e.backup.requests(), 3, "no fallback after the first byte");
     assert!(
         e.gw.metric("sluice_llm_fallbacks_total{reason=\"5xx\",upstream=\"primary\"}")
             .await
@@ -319,6 +328,11 @@ async fn a_failing_target_falls_back_before_the_first_byte_only() {
     );
     assert!(
         e.gw.metric("sluice_llm_fallbacks_total{reason=\"429\",upstream=\"primary\"}")
+            .await
+            >= 1.0
+    );
+    assert!(
+        e.gw.metric("sluice_llm_fallbacks_total{reason=\"connect\",upstream=\"gone\"}")
             .await
             >= 1.0
     );
