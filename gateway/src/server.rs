@@ -108,9 +108,9 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
                 if l.http2 {
                     tls.enable_h2();
                 }
-                proxy.add_tls_with_settings(&addr, None, tls);
+                proxy.add_listener(listener_config(&addr).tls(tls));
             }
-            None => proxy.add_tcp(&addr),
+            None => proxy.add_listener(listener_config(&addr)),
         }
         tracing::info!(listener = %l.name, address = %addr, tls = l.tls.is_some(), "listening");
     }
@@ -159,4 +159,17 @@ impl pingora::services::background::BackgroundService for AuditWriter {
         })
         .await;
     }
+}
+
+/// Read buffer of each client connection. Pingora's default is 64 KiB per
+/// connection, held as long as the connection lives — the larger part of
+/// what an idle SSE stream costs. 16 KiB holds a TLS record and any MCP
+/// request header; bodies are read in as many reads as they need.
+const CLIENT_READ_BUFFER: usize = 16 * 1024;
+
+fn listener_config(addr: &str) -> pingora::listeners::ListenerConfig {
+    pingora::listeners::ListenerConfig::tcp(addr).l4_buffer(pingora::listeners::L4BufferSettings {
+        read: Some(CLIENT_READ_BUFFER),
+        write: None,
+    })
 }
