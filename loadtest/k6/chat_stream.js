@@ -5,7 +5,7 @@
 //
 //   k6 run -e TARGET=http://127.0.0.1:18080/v1/chat/completions k6/chat_stream.js
 // AUTH (default sk-local-master) is sent as the bearer key: LiteLLM needs
-// its master key; the mock and the gateway's pass-through route ignore it.
+// its master key, the full-policy gateway a JWT; the mock ignores it.
 
 import http from 'k6/http';
 import { check } from 'k6';

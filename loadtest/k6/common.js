@@ -61,13 +61,19 @@ export const options = {
 // the request to a realistic ~1 KB without changing what the tool does.
 const PADDING = 'p'.repeat(900);
 
-const HEADERS = {
-  'Content-Type': 'application/json',
-  Accept: 'application/json, text/event-stream',
-  'MCP-Protocol-Version': REVISION,
-  'Mcp-Method': 'tools/call',
-  'Mcp-Name': 'payload',
-};
+// AUTH: a bearer credential to send (the full-policy gateway wants a JWT).
+export const AUTH_HEADER = __ENV.AUTH ? { Authorization: `Bearer ${__ENV.AUTH}` } : {};
+
+const HEADERS = Object.assign(
+  {
+    'Content-Type': 'application/json',
+    Accept: 'application/json, text/event-stream',
+    'MCP-Protocol-Version': REVISION,
+    'Mcp-Method': 'tools/call',
+    'Mcp-Name': 'payload',
+  },
+  AUTH_HEADER,
+);
 
 // The request body for JSON-RPC id `id`.
 export function body(id) {
