@@ -24,7 +24,7 @@
 #         RATE_FRACTION=0.25  auto RATE as a share of the slowest throughput
 #         SCENARIOS="json sse list llm"
 #         CONTENDERS="direct bare gateway gateway-limits gateway-policy nginx litellm"
-#         SKIP_BUILD=1    use the existing target/release binaries
+#         SKIP_BUILD=1    use the existing binaries in BIN_DIR (default target/release)
 #         K6=/path/to/k6  else .peers/venv/bin/k6, else k6 on PATH
 #         OUT_DIR=dir     where summaries, logs and configs go (default: mktemp)
 #         DEMO_CORE=0 K6_CORE=0 PROXY_CORE=1
@@ -32,7 +32,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-BIN_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
+BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 
 DURATION=${DURATION:-10}
 [[ $DURATION =~ ^[0-9]+$ ]] && DURATION="${DURATION}s"
