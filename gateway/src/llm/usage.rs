@@ -78,7 +78,7 @@ impl UsageWatch {
         while let Some(end) = event_end(&self.buf) {
             let event = self.buf.split_to(end).freeze();
             match self.event(&event) {
-                Verdict::Keep if self.strip => out.extend_from_slice(&strip_null_usage(&event)),
+                Verdict::Keep if self.strip => strip_null_usage(&mut out, &event),
                 Verdict::Keep | Verdict::Drop => {}
                 Verdict::Replace(b) => out.extend_from_slice(&b),
             }
@@ -250,20 +250,16 @@ fn has_usage_object(data: &[u8]) -> bool {
     })
 }
 
-/// Remove the `,"usage":null` that `include_usage` adds to every chunk.
-fn strip_null_usage(event: &[u8]) -> Bytes {
+/// Copy `event` into `out` without the `,"usage":null` that `include_usage`
+/// adds to every chunk.
+fn strip_null_usage(out: &mut BytesMut, event: &[u8]) {
     const NULL: &[u8] = b",\"usage\":null";
-    if memmem::find(event, NULL).is_none() {
-        return Bytes::copy_from_slice(event);
-    }
-    let mut out = Vec::with_capacity(event.len());
     let mut rest = event;
     while let Some(p) = memmem::find(rest, NULL) {
         out.extend_from_slice(&rest[..p]);
         rest = &rest[p + NULL.len()..];
     }
     out.extend_from_slice(rest);
-    Bytes::from(out)
 }
 
 #[cfg(test)]
