@@ -132,6 +132,37 @@ async fn changing_a_routes_upstream_under_load_fails_no_request() {
     assert!(ok.load(Ordering::Relaxed) > 300);
 }
 
+/// A 4-tick ticker call streaming on `url` in session `sid`, once its first
+/// event arrived: the stream and what was read so far.
+async fn ticker_started(
+    c: &reqwest::Client,
+    url: &str,
+    sid: &str,
+) -> (
+    impl futures::Stream<Item = reqwest::Result<bytes::Bytes>>,
+    String,
+) {
+    use futures::StreamExt;
+    let resp = c
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"ticker","arguments":{"count":4},"_meta":{"progressToken":"p"}}}"#)
+        .send()
+        .await
+        .expect("ticker");
+    assert_eq!(resp.status(), 200);
+    let mut stream = Box::pin(resp.bytes_stream());
+    let mut body = String::new();
+    while !body.contains("notifications/") {
+        let chunk = stream.next().await.expect("open").expect("chunk");
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    (stream, body)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_open_sse_stream_finish() {
     use futures::StreamExt;
@@ -144,24 +175,8 @@ async fn sigterm_lets_an_open_sse_stream_finish() {
     let mut gw = Gateway::start(&yaml).await;
     let c = reqwest::Client::new();
     let sid = initialize(&c, &gw.url("/mcp")).await;
-    let resp = c
-        .post(gw.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT_BOTH)
-        .header("mcp-session-id", &sid)
-        .header("mcp-protocol-version", "2025-06-18")
-        .body(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"ticker","arguments":{"count":4},"_meta":{"progressToken":"p"}}}"#)
-        .send()
-        .await
-        .expect("ticker");
-    assert_eq!(resp.status(), 200);
-    let mut stream = resp.bytes_stream();
-    let mut body = String::new();
-    // First event in, then ask the gateway to stop.
-    while !body.contains("notifications/") {
-        let chunk = stream.next().await.expect("open").expect("chunk");
-        body.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    // First event in, then the process is asked to go.
+    let (mut stream, mut body) = ticker_started(&c, &gw.url("/mcp"), &sid).await;
     gw.signal("TERM");
     while let Some(chunk) = stream.next().await {
         body.push_str(&String::from_utf8_lossy(&chunk.expect("stream kept alive")));
@@ -189,23 +204,8 @@ async fn a_graceful_upgrade_keeps_an_open_sse_stream_and_hands_over_new_calls() 
     let mut old = Gateway::start(&yaml).await;
     let c = reqwest::Client::new();
     let sid = initialize(&c, &old.url("/mcp")).await;
-    let resp = c
-        .post(old.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT_BOTH)
-        .header("mcp-session-id", &sid)
-        .header("mcp-protocol-version", "2025-06-18")
-        .body(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"ticker","arguments":{"count":4},"_meta":{"progressToken":"p"}}}"#)
-        .send()
-        .await
-        .expect("ticker");
-    assert_eq!(resp.status(), 200);
-    let mut stream = resp.bytes_stream();
-    let mut body = String::new();
-    while !body.contains("notifications/") {
-        let chunk = stream.next().await.expect("open").expect("chunk");
-        body.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    // First event in, then the process is asked to go.
+    let (mut stream, mut body) = ticker_started(&c, &old.url("/mcp"), &sid).await;
     let new = old.upgrade().await;
     // New connections reach the new process once it holds the listeners.
     eventually("the new process serves new calls", async || {

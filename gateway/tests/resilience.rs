@@ -20,6 +20,19 @@ fn config(fault: &str, settings: &str, healthy: &str, extra: &str) -> String {
     )
 }
 
+/// A gateway with `/mcp` on the upstream at `url` (with `settings` in its
+/// entry) and `/ok` on a healthy one.
+async fn start(url: &str, settings: &str, extra: &str) -> Gateway {
+    let (healthy, _rec) = recording_upstream().await;
+    Gateway::start(&config(
+        url,
+        settings,
+        &format!("http://{healthy}/mcp"),
+        extra,
+    ))
+    .await
+}
+
 /// On a connection of its own: the gateway closes a client connection whose
 /// upstream failed mid-answer, and a pooled client could race that close.
 async fn healthy_call(_client: &reqwest::Client, gw: &Gateway) {
@@ -31,14 +44,7 @@ async fn healthy_call(_client: &reqwest::Client, gw: &Gateway) {
 #[tokio::test]
 async fn a_hung_upstream_times_out_with_the_calls_id() {
     let fault = fault_upstream(Mode::Hang).await;
-    let (healthy, _rec) = recording_upstream().await;
-    let gw = Gateway::start(&config(
-        &fault.url(),
-        "timeouts: { first_byte_ms: 300 }",
-        &format!("http://{healthy}/mcp"),
-        "",
-    ))
-    .await;
+    let gw = start(&fault.url(), "timeouts: { first_byte_ms: 300 }", "").await;
     let client = reqwest::Client::new();
     let (status, headers, body) = post(&client, &gw.url("/mcp"), CALL, &[]).await;
     assert_eq!(status, 504, "{body}");
@@ -102,18 +108,16 @@ async fn call_stream(client: &reqwest::Client, url: &str) -> reqwest::Response {
 #[tokio::test]
 async fn an_upstream_reset_mid_stream_answers_the_waiting_call() {
     let fault = fault_upstream(Mode::SseThenReset).await;
-    let (healthy, _rec) = recording_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let gw = Gateway::start(&config(
+    let gw = start(
         &fault.url(),
         "timeouts: { first_byte_ms: 30000 }",
-        &format!("http://{healthy}/mcp"),
         &format!(
             "audit: {{ file: \"{}\", sample_rate: 0.0 }}\n",
             audit.display()
         ),
-    ))
+    )
     .await;
     let client = reqwest::Client::new();
     let resp = call_stream(&client, &gw.url("/mcp")).await;
@@ -150,14 +154,7 @@ async fn an_upstream_reset_mid_stream_answers_the_waiting_call() {
 #[tokio::test]
 async fn a_silent_stream_ends_with_an_error_for_the_waiting_call() {
     let fault = fault_upstream(Mode::SseThenHang).await;
-    let (healthy, _rec) = recording_upstream().await;
-    let gw = Gateway::start(&config(
-        &fault.url(),
-        "timeouts: { first_byte_ms: 300 }",
-        &format!("http://{healthy}/mcp"),
-        "",
-    ))
-    .await;
+    let gw = start(&fault.url(), "timeouts: { first_byte_ms: 300 }", "").await;
     let client = reqwest::Client::new();
     let resp = call_stream(&client, &gw.url("/mcp")).await;
     let events = sse_events(resp, 2, || {}).await;
@@ -169,13 +166,11 @@ async fn a_silent_stream_ends_with_an_error_for_the_waiting_call() {
 #[tokio::test]
 async fn an_idle_get_stream_is_closed_after_stream_idle() {
     let fault = fault_upstream(Mode::SseThenHang).await;
-    let (healthy, _rec) = recording_upstream().await;
-    let gw = Gateway::start(&config(
+    let gw = start(
         &fault.url(),
         "timeouts: { stream_idle_ms: 300, first_byte_ms: 60000 }",
-        &format!("http://{healthy}/mcp"),
         "",
-    ))
+    )
     .await;
     let client = reqwest::Client::new();
     let resp = client
@@ -198,13 +193,11 @@ async fn an_idle_get_stream_is_closed_after_stream_idle() {
 #[tokio::test]
 async fn a_call_longer_than_total_is_cut_with_an_error() {
     let fault = fault_upstream(Mode::Trickle).await;
-    let (healthy, _rec) = recording_upstream().await;
-    let gw = Gateway::start(&config(
+    let gw = start(
         &fault.url(),
         "timeouts: { total_ms: 500, first_byte_ms: 60000 }",
-        &format!("http://{healthy}/mcp"),
         "",
-    ))
+    )
     .await;
     let client = reqwest::Client::new();
     let resp = call_stream(&client, &gw.url("/mcp")).await;
@@ -218,14 +211,7 @@ async fn a_call_longer_than_total_is_cut_with_an_error() {
 async fn a_refused_connect_is_retried_within_attempts_and_answered() {
     // Nothing listens on this port.
     let closed = format!("http://127.0.0.1:{}/mcp", free_port());
-    let (healthy, _rec) = recording_upstream().await;
-    let gw = Gateway::start(&config(
-        &closed,
-        "retries: { attempts: 2, backoff_ms: 5 }",
-        &format!("http://{healthy}/mcp"),
-        "",
-    ))
-    .await;
+    let gw = start(&closed, "retries: { attempts: 2, backoff_ms: 5 }", "").await;
     let client = reqwest::Client::new();
     let (status, _, body) = post(&client, &gw.url("/mcp"), CALL, &[]).await;
     assert_eq!(status, 502, "{body}");
@@ -243,13 +229,11 @@ async fn a_retry_reaches_an_upstream_that_comes_back() {
     // Connects fail until the upstream is listening; retries with backoff
     // carry the call over the gap.
     let port = free_port();
-    let (healthy, _rec) = recording_upstream().await;
-    let gw = Gateway::start(&config(
+    let gw = start(
         &format!("http://127.0.0.1:{port}/mcp"),
         "retries: { attempts: 10, backoff_ms: 50, max_backoff_ms: 200, budget_min_per_s: 100 }",
-        &format!("http://{healthy}/mcp"),
         "",
-    ))
+    )
     .await;
     let client = reqwest::Client::new();
     let url = gw.url("/mcp");
@@ -292,14 +276,7 @@ async fn a_retry_reaches_an_upstream_that_comes_back() {
 #[tokio::test]
 async fn a_call_whose_bytes_reached_the_upstream_is_never_retried() {
     let fault = fault_upstream(Mode::CloseAfterRequest).await;
-    let (healthy, _rec) = recording_upstream().await;
-    let gw = Gateway::start(&config(
-        &fault.url(),
-        "retries: { attempts: 5, backoff_ms: 1 }",
-        &format!("http://{healthy}/mcp"),
-        "",
-    ))
-    .await;
+    let gw = start(&fault.url(), "retries: { attempts: 5, backoff_ms: 1 }", "").await;
     let client = reqwest::Client::new();
     for i in 1..=3u64 {
         let (status, _, body) = post(&client, &gw.url("/mcp"), CALL, &[]).await;
@@ -312,13 +289,11 @@ async fn a_call_whose_bytes_reached_the_upstream_is_never_retried() {
 #[tokio::test]
 async fn the_circuit_opens_answers_at_once_and_closes_after_a_good_probe() {
     let fault = fault_upstream(Mode::Error500).await;
-    let (healthy, _rec) = recording_upstream().await;
-    let gw = Gateway::start(&config(
+    let gw = start(
         &fault.url(),
         "circuit_breaker: { consecutive_failures: 3, open_ms: 300 }",
-        &format!("http://{healthy}/mcp"),
         "",
-    ))
+    )
     .await;
     let client = reqwest::Client::new();
     for _ in 0..3 {
@@ -387,13 +362,11 @@ async fn a_connect_that_hangs_times_out_with_the_calls_id() {
             _ => break,
         }
     }
-    let (healthy, _rec) = recording_upstream().await;
-    let gw = Gateway::start(&config(
+    let gw = start(
         &format!("http://{addr}/mcp"),
         "timeouts: { connect_ms: 200 }, retries: { attempts: 0 }",
-        &format!("http://{healthy}/mcp"),
         "",
-    ))
+    )
     .await;
     let client = reqwest::Client::new();
     let (status, _, body) = post(&client, &gw.url("/mcp"), CALL, &[]).await;
