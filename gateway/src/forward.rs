@@ -50,6 +50,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
             let mut body = chunk;
             let t = std::time::Instant::now();
             on_response_chunk(&mut body, end, ctx);
+            gw.learn_catalog(ctx);
             ctx.gateway_time += t.elapsed();
             session.write_response_body(body, end).await?;
             if end {

@@ -84,6 +84,8 @@ pub struct Ctx {
     pub upstream_failure: Option<&'static str>,
     /// A model call on an `llm` route.
     pub llm: Option<Box<crate::llm::LlmCall>>,
+    /// The upstream's tool list in this response was learnt already.
+    pub catalog_learnt: bool,
 }
 
 impl Ctx {
@@ -141,6 +143,7 @@ impl ProxyHttp for Gateway {
             deadline: None,
             upstream_failure: None,
             llm: None,
+            catalog_learnt: false,
         }
     }
 
@@ -284,6 +287,7 @@ impl ProxyHttp for Gateway {
             .into_up());
         }
         on_response_chunk(body, end_of_stream, ctx);
+        self.learn_catalog(ctx);
         ctx.gateway_time += t.elapsed();
         Ok(None)
     }
@@ -664,6 +668,20 @@ impl Gateway {
         Ok(())
     }
 
+    /// Learn the upstream's tool catalog as soon as its list is read, before
+    /// the bytes carrying it reach the client: a client that calls a tool
+    /// right after listing it finds its metric label known.
+    pub(crate) fn learn_catalog(&self, ctx: &mut Ctx) {
+        if ctx.catalog_learnt {
+            return;
+        }
+        if let (Some(tools), Some(route)) = (&ctx.inspector.tools_seen, ctx.route()) {
+            let upstream = ctx.rt.snapshot.upstream(route).name.as_str();
+            self.shared.learn_tools(&ctx.rt.snapshot, upstream, tools);
+            ctx.catalog_learnt = true;
+        }
+    }
+
     /// The upstream's circuit breaker: an open circuit answers at once.
     fn circuit(&self, ctx: &mut Ctx) -> std::result::Result<(), Refusal> {
         let Some(route) = ctx.route() else {
@@ -908,7 +926,7 @@ impl Gateway {
             .route()
             .map(|r| ctx.rt.snapshot.upstream(r).name.as_str())
             .unwrap_or("");
-        if let Some(tools) = &ctx.inspector.tools_seen {
+        if let (Some(tools), false) = (&ctx.inspector.tools_seen, ctx.catalog_learnt) {
             self.shared
                 .learn_tools(&ctx.rt.snapshot, upstream_name, tools);
         }
