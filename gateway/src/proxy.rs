@@ -335,7 +335,14 @@ impl ProxyHttp for Gateway {
         } else if code > 0 {
             // Answer in JSON-RPC with the request's id: nothing was sent yet.
             let refusal = Refusal::Upstream(kind);
-            let body = refusal::body(&refusal, ctx.first_id());
+            let body = if ctx
+                .route()
+                .is_some_and(|r| r.transport == RouteTransport::Llm)
+            {
+                refusal::openai_body(&refusal)
+            } else {
+                refusal::body(&refusal, ctx.first_id())
+            };
             if let Ok(mut resp) = ResponseHeader::build(code, Some(3)) {
                 let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
                 let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());

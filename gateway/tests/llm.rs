@@ -66,6 +66,7 @@ llm:
     - {{ name: mock-mini, targets: [{{ upstream: primary }}] }}
     - name: fragile-gpt
       targets: [{{ upstream: fragile, model: mock-gpt }}, {{ upstream: backup, weight: 0 }}]
+    - {{ name: dead-gpt, targets: [{{ upstream: gone }}] }}
     - name: gone-gpt
       targets: [{{ upstream: gone, model: mock-gpt }}, {{ upstream: backup, model: rescued, weight: 0 }}]
   prices:
@@ -439,6 +440,16 @@ async fn every_endpoint_is_governed_and_accounted() {
             .await
             >= 10.0
     );
+    // Every target down: a 502 in the OpenAI shape.
+    let (s, _, text) = chat(
+        &e.gw.url("/v1/chat/completions"),
+        "alice-key",
+        hello("dead-gpt"),
+    )
+    .await;
+    assert_eq!(s, 502, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["error"]["type"], "server_error");
     let (s, _, text) = chat(&e.gw.url("/v1/nope"), "alice-key", hello("mock-gpt")).await;
     assert_eq!(s, 404, "{text}");
     assert_eq!(

@@ -172,9 +172,10 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         return Ok(());
     }
     ctx.llm = Some(call);
-    Err(last_err.unwrap_or_else(|| {
-        Error::explain(ErrorType::ConnectNoRoute, "no model upstream reachable")
-    }))
+    // Every target failed to connect: an upstream failure (502), not ours.
+    Err(last_err
+        .unwrap_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no model upstream reachable"))
+        .into_up())
 }
 
 fn record(o: &mut Outcome, w: &UsageWatch) {
