@@ -55,8 +55,13 @@ async def main():
     held, gate = [], asyncio.Semaphore(256)
     results = await asyncio.gather(*(hold(held, gate) for _ in range(N)), return_exceptions=True)
     errors = [r for r in results if isinstance(r, Exception)]
-    await asyncio.sleep(1)  # let the proxy settle (allocator purge)
-    after = rss_kib(PID)
+    # Read once the proxy's RSS has settled (allocator purges), at most 3 s.
+    after, prev = rss_kib(PID), -1
+    for _ in range(30):
+        if after == prev:
+            break
+        await asyncio.sleep(0.1)
+        prev, after = after, rss_kib(PID)
     per = (after - before) * 1024 / max(len(held), 1)
     print(
         f"streams {len(held)} of {N}; rss before {before} KiB, with streams {after} KiB; "

@@ -180,8 +180,6 @@ pub struct RateRule {
     /// Time to earn one request back (the GCRA emission interval).
     pub period: Duration,
     pub burst: u32,
-    /// The rate as written, for messages.
-    pub rate_text: String,
     pub shared: bool,
 }
 
@@ -364,7 +362,6 @@ pub(crate) fn build_rate_limits(
             per: build_per(&r.per, &path, errs),
             period,
             burst: r.burst.max(1),
-            rate_text: r.rate.clone(),
             shared: r.shared,
         });
     }

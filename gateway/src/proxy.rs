@@ -566,20 +566,10 @@ impl Gateway {
         let llm_req = LlmRequest::parse(api, body)
             .map_err(|e| Refusal::Llm(LlmDeny::BadRequest(e.to_string())))?;
         let model = llm_req.model.clone();
-        let peer_ip;
-        let (subject, tenant, roles): (&str, _, &[Box<str>]) = match &ctx.caller {
-            Some(c) => (&c.subject, c.tenant.as_deref(), &c.roles),
-            None => {
-                peer_ip = session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map_or_else(String::new, |a| a.ip().to_string());
-                (&peer_ip, None, &[])
-            }
-        };
+        let (subject, tenant, roles) = limit_owner(session, ctx.caller.as_ref());
         let input = sluice_config::LimitInput {
             tenant,
-            subject,
+            subject: &subject,
             roles,
             route: &route_name,
             upstream: &route_up,
@@ -601,7 +591,6 @@ impl Gateway {
             &llm_req,
         )?;
         let reserved = crate::llm::LlmCall {
-            alias: model.clone(),
             req: llm_req,
             rest,
             order,
@@ -634,20 +623,10 @@ impl Gateway {
         let (Some(route), Some(facts)) = (ctx.route(), ctx.facts.as_ref()) else {
             return Ok(());
         };
-        let peer_ip;
-        let (subject, tenant, roles): (&str, _, &[Box<str>]) = match &ctx.caller {
-            Some(c) => (&c.subject, c.tenant.as_deref(), &c.roles),
-            None => {
-                peer_ip = session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map_or_else(String::new, |a| a.ip().to_string());
-                (&peer_ip, None, &[])
-            }
-        };
+        let (subject, tenant, roles) = limit_owner(session, ctx.caller.as_ref());
         let mut input = sluice_config::LimitInput {
             tenant,
-            subject,
+            subject: &subject,
             roles,
             route: &route.name,
             upstream: &rt.snapshot.upstream(route).name,
@@ -1087,7 +1066,7 @@ impl Gateway {
             .unwrap_or("");
         let cost = crate::llm::settle(snap, call, m, tenant);
         let op = call.req.api.operation();
-        let model = call.alias.as_str();
+        let model = call.req.model.as_str();
         let o = call.outcome.as_ref();
         let upstream_model = o.and_then(|o| {
             snap.llm
@@ -1156,6 +1135,24 @@ pub(crate) fn on_response_chunk(body: &mut Option<Bytes>, end: bool, ctx: &mut C
     }
     if let Some(f) = ctx.list_filter.as_mut() {
         *body = f.process(body.take(), end);
+    }
+}
+
+/// Whom limits count: the authenticated caller, else the client's socket
+/// address — never anything a header says. (subject, tenant, roles)
+fn limit_owner<'a>(
+    session: &Session,
+    caller: Option<&'a Caller>,
+) -> (std::borrow::Cow<'a, str>, Option<&'a str>, &'a [Box<str>]) {
+    match caller {
+        Some(c) => (c.subject.as_ref().into(), c.tenant.as_deref(), &c.roles),
+        None => {
+            let ip = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map_or_else(String::new, |a| a.ip().to_string());
+            (ip.into(), None, &[])
+        }
     }
 }
 

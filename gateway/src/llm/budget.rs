@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use sluice_config::{Budget, Period};
 
+use crate::audit::civil_from_days;
+
 /// Token-per-minute buckets, one per key, each holding at most a minute's
 /// worth and refilling continuously.
 pub struct TokenBuckets {
@@ -184,19 +186,8 @@ fn period_end(p: Period, start: u64) -> u64 {
     }
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
+/// (year, month, day) to days since 1970-01-01: the inverse of
+/// `civil_from_days`.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);

@@ -26,7 +26,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
     let snap = ctx.rt.snapshot.clone();
     let alias = snap
         .llm
-        .alias(&call.alias)
+        .alias(&call.req.model)
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "alias vanished"))?;
     let subject = ctx.caller.as_ref().map(|c| c.subject.to_string());
     let mut last_err: Option<Box<Error>> = None;
@@ -52,7 +52,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
             .req
             .body_for(&target.model, subject.as_deref(), metadata);
         let mut req = session.req_header().clone();
-        prepare(gw, ctx, &mut req, target.upstream, &call.rest, body.len())?;
+        prepare(ctx, &mut req, target.upstream, &call.rest, body.len())?;
         ctx.upstream_sent = Some(std::time::Instant::now());
         let (mut conn, _reused) = match gw.connector.get_http_session(peer).await {
             Ok(c) => c,
@@ -196,7 +196,6 @@ fn fallback_metric(gw: &Gateway, upstream: &str, why: &str) {
 /// The upstream request for one target: its path and `Host`, the body's
 /// new length, and the target's own credential instead of the client's.
 fn prepare(
-    gw: &Gateway,
     ctx: &Ctx,
     req: &mut RequestHeader,
     upstream_idx: usize,
@@ -217,7 +216,6 @@ fn prepare(
     if ctx.rt.snapshot.identity.enabled || credential.is_some() {
         inject::apply(req, None, credential, None, None)?;
     }
-    let _ = gw;
     Ok(())
 }
 

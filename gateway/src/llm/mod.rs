@@ -197,7 +197,6 @@ pub struct LlmCall {
     pub req: LlmRequest,
     /// The path after the route prefix (e.g. `/chat/completions`) and query.
     pub rest: String,
-    pub alias: String,
     /// Target indexes of the alias, in the order to try them.
     pub order: Vec<usize>,
     pub reservations: Vec<Reservation>,
@@ -310,10 +309,10 @@ pub fn settle(snap: &Snapshot, call: &LlmCall, m: &Metrics, tenant: &str) -> Opt
         b.reconcile(*key, *reserved, actual);
     }
     let (o, u) = (call.outcome.as_ref()?, used?);
-    let target = snap.llm.alias(&call.alias)?.targets.get(o.target)?;
+    let target = snap.llm.alias(&call.req.model)?.targets.get(o.target)?;
     let cost = snap
         .llm
-        .cost(&[call.alias.as_str(), target.model.as_str()], &u);
+        .cost(&[call.req.model.as_str(), target.model.as_str()], &u);
     let now = now_unix();
     for b in &call.budgets {
         b.charge(now, u.total(), cost.unwrap_or(0.0));
@@ -331,7 +330,7 @@ pub fn settle(snap: &Snapshot, call: &LlmCall, m: &Metrics, tenant: &str) -> Opt
     }
     if let Some(c) = cost {
         m.llm_cost
-            .with_label_values(&[tenant, call.alias.as_str()])
+            .with_label_values(&[tenant, call.req.model.as_str()])
             .inc_by(c);
     }
     cost

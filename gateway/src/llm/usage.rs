@@ -24,7 +24,6 @@ pub struct UsageWatch {
     pub usage: UsageCounts,
     pub saw_usage: bool,
     pub first_token_at: Option<Instant>,
-    pub events: u32,
     /// The answer's text, when audit asks for it (bounded).
     pub text: Option<String>,
 }
@@ -43,7 +42,6 @@ impl UsageWatch {
             usage: UsageCounts::default(),
             saw_usage: false,
             first_token_at: None,
-            events: 0,
             text: None,
         }
     }
@@ -119,7 +117,6 @@ impl UsageWatch {
     /// when the gateway asked for usage, the usage the client did not ask
     /// for is taken out (the whole chunk if it carries nothing else).
     fn event(&mut self, event: &[u8]) -> Verdict {
-        self.events += 1;
         let Some(data) = data_of(event) else {
             return Verdict::Keep;
         };

@@ -162,9 +162,12 @@ async fn serve(mut sock: TcpStream, f: Fault) -> std::io::Result<()> {
             5 => return Ok(()),
             _ => {
                 sock.write_all(SSE_HEAD).await?;
+                // The behaviour under test: an answer that keeps coming,
+                // one event per tick, for longer than the call may take.
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
                 loop {
+                    tick.tick().await;
                     sock.write_all(&chunk(&progress_event())).await?;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
