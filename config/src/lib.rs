@@ -2,6 +2,7 @@
 //! reports every error with its path, and the immutable versioned `Snapshot`
 //! both the gateway and the control process build from it. No I/O, no tokio.
 
+mod approvals;
 mod error;
 mod limits;
 mod llm;
@@ -11,6 +12,7 @@ mod raw_policy;
 mod security;
 mod snapshot;
 
+pub use approvals::{canonical_hash, ApprovalRule, Approvals, RawApprovalRule, RawApprovals};
 pub use error::{ConfigError, ConfigErrors};
 pub use limits::*;
 pub use llm::*;

@@ -478,7 +478,7 @@ pub fn compile(
     policy
 }
 
-fn compile_rule(
+pub(crate) fn compile_rule(
     rule: &RawRule,
     at: usize,
     path: &str,

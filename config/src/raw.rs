@@ -42,6 +42,9 @@ pub struct RawConfig {
     /// Model traffic on `transport: llm` routes.
     #[serde(default)]
     pub llm: crate::llm::RawLlm,
+    /// Tool calls that wait for a human decision at the control process.
+    #[serde(default)]
+    pub approvals: crate::approvals::RawApprovals,
 }
 
 impl RawConfig {

@@ -56,6 +56,7 @@ pub struct Snapshot {
     pub egress: Egress,
     pub rate_limits: RateLimits,
     pub llm: Llm,
+    pub approvals: crate::approvals::Approvals,
     /// Problems that do not stop the config, e.g. rules that can never match.
     pub warnings: Vec<ConfigError>,
 }
@@ -310,6 +311,8 @@ impl Snapshot {
             build_rate_limits(&raw.rate_limits, &raw.concurrency_limits, &known, &mut errs);
         let upstream_names: Vec<String> = raw.upstreams.iter().map(|u| u.name.clone()).collect();
         let llm = build_llm(&raw.llm, &upstream_names, &raw.tenants, &known, &mut errs);
+        let upstream_refs: Vec<&str> = upstream_names.iter().map(String::as_str).collect();
+        let approvals = crate::approvals::build_approvals(&raw.approvals, &upstream_refs, &mut errs);
         routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
 
         if !errs.is_empty() {
@@ -350,6 +353,7 @@ impl Snapshot {
             egress,
             rate_limits,
             llm,
+            approvals,
             warnings,
         })
     }

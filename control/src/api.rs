@@ -1,0 +1,607 @@
+//! Control's HTTP surface, one router: the gateway API (config subscribe
+//! and ack, approvals filing/wait/consume, audit batches), the people API
+//! (decisions, lists, audit queries), the web pages, the Slack endpoint,
+//! health and metrics. Refusals are JSON `{"error": …}` with the status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::approvals::{DecideError, FileError, Filing, State as AState};
+use crate::auth::SESSION_COOKIE;
+use crate::settings::User;
+use crate::{web, App};
+
+/// Longest a gateway may wait on one config long-poll.
+const MAX_CONFIG_WAIT: Duration = Duration::from_secs(60);
+/// Longest a gateway may wait on one approval.
+const MAX_APPROVAL_WAIT: Duration = Duration::from_secs(120);
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/config", get(config_poll))
+        .route("/v1/config/ack", post(config_ack))
+        .route("/v1/status", get(status))
+        .route("/v1/sync", post(sync))
+        .route("/v1/approvals", post(file_approval).get(list_approvals))
+        .route("/v1/approvals/{id}", get(get_approval))
+        .route("/v1/approvals/{id}/consume", post(consume))
+        .route("/v1/approvals/{id}/decision", post(api_decide))
+        .route(
+            "/v1/audit",
+            post(ingest_audit)
+                .get(query_audit)
+                .layer(DefaultBodyLimit::max(32 * 1024 * 1024)),
+        )
+        .route("/slack/interactions", post(slack))
+        .route("/", get(|| async { Redirect::to("/inbox") }))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/inbox", get(inbox))
+        .route("/inbox/{id}/decide", post(web_decide))
+        .route("/audit", get(audit_page))
+        .route("/gateways", get(gateways_page))
+        .with_state(app)
+}
+
+fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "control request failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+fn gateway_only(app: &App, h: &HeaderMap) -> Result<(), Response> {
+    if app.auth.is_gateway(h) {
+        return Ok(());
+    }
+    app.metrics
+        .auth_failures
+        .with_label_values(&["gateway"])
+        .inc();
+    Err(error(StatusCode::UNAUTHORIZED, "gateway token required"))
+}
+
+fn person<'a>(app: &'a App, h: &HeaderMap) -> Result<&'a User, Response> {
+    app.auth.user(h).ok_or_else(|| {
+        app.metrics.auth_failures.with_label_values(&["user"]).inc();
+        error(StatusCode::UNAUTHORIZED, "sign in or send a user token")
+    })
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+}
+
+#[derive(Deserialize)]
+struct PollQuery {
+    gateway: String,
+    /// The version the gateway runs; absent on its first call.
+    have: Option<u64>,
+    wait_s: Option<u64>,
+}
+
+/// Long-poll: answers at once with a version other than `have`, else waits
+/// for a publication (up to `wait_s`) and answers 304 if none came.
+async fn config_poll(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Query(q): Query<PollQuery>,
+) -> Response {
+    if let Err(r) = gateway_only(&app, &h) {
+        return r;
+    }
+    if q.gateway.is_empty() || q.gateway.len() > 128 {
+        return error(StatusCode::BAD_REQUEST, "gateway id: 1 to 128 characters");
+    }
+    if let Err(e) = app.publisher.seen(q.gateway.clone()).await {
+        return internal(e);
+    }
+    let wait = Duration::from_secs(q.wait_s.unwrap_or(25)).min(MAX_CONFIG_WAIT);
+    let mut rx = app.publisher.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let current = rx.borrow_and_update().clone();
+        if let Some(p) = current.filter(|p| Some(p.version) != q.have) {
+            return Json(json!({
+                "version": p.version,
+                "hash": p.hash,
+                "source": p.source,
+                "published": p.published,
+                "yaml": &*p.yaml,
+            }))
+            .into_response();
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return StatusCode::NOT_MODIFIED.into_response(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Ack {
+    gateway: String,
+    version: Option<u64>,
+    ok: bool,
+    error: Option<String>,
+}
+
+async fn config_ack(State(app): State<Arc<App>>, h: HeaderMap, Json(a): Json<Ack>) -> Response {
+    if let Err(r) = gateway_only(&app, &h) {
+        return r;
+    }
+    let error_text = a.error.map(|e| e.chars().take(4000).collect());
+    match app.publisher.ack(a.gateway, a.version, a.ok, error_text).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn status(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
+    if !app.auth.is_gateway(&h) {
+        if let Err(r) = person(&app, &h) {
+            return r;
+        }
+    }
+    let gateways = match app.publisher.gateways().await {
+        Ok(g) => g,
+        Err(e) => return internal(e),
+    };
+    let current = app.publisher.current();
+    Json(json!({
+        "version": current.as_ref().map(|p| p.version),
+        "hash": current.as_ref().map(|p| p.hash.clone()),
+        "source": current.as_ref().map(|p| p.source.clone()),
+        "refused": app.publisher.refused(),
+        "gateways": gateways,
+    }))
+    .into_response()
+}
+
+/// The push webhook: pull now. Unauthenticated on purpose (a Git host's
+/// hook cannot always send a bearer token); it only makes control read the
+/// source it is configured with, and pulls coalesce.
+async fn sync(State(app): State<Arc<App>>) -> Response {
+    app.syncer.wake.notify_one();
+    (StatusCode::ACCEPTED, Json(json!({ "sync": "started" }))).into_response()
+}
+
+async fn file_approval(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Json(f): Json<Filing>,
+) -> Response {
+    if let Err(r) = gateway_only(&app, &h) {
+        return r;
+    }
+    match app.approvals.file(f).await {
+        Ok(a) => Json(a).into_response(),
+        Err(FileError::Db(e)) => internal(e),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    wait_ms: Option<u64>,
+}
+
+async fn get_approval(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Response {
+    let gateway = app.auth.is_gateway(&h);
+    let user = if gateway {
+        None
+    } else {
+        match person(&app, &h) {
+            Ok(u) => Some(u),
+            Err(r) => return r,
+        }
+    };
+    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_APPROVAL_WAIT);
+    match app.approvals.wait(&id, wait).await {
+        Ok(Some(a)) if user.is_none_or(|u| u.serves_tenant(a.tenant.as_deref())) => {
+            if gateway && matches!(a.state, AState::Denied | AState::Expired) {
+                // The caller is being told: a repeat files anew.
+                if let Err(e) = app.approvals.mark_reported(&a.id).await {
+                    return internal(e);
+                }
+            }
+            Json(a).into_response()
+        }
+        Ok(_) => error(StatusCode::NOT_FOUND, "no such approval"),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct Consume {
+    args_hash: String,
+}
+
+async fn consume(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Json(c): Json<Consume>,
+) -> Response {
+    if let Err(r) = gateway_only(&app, &h) {
+        return r;
+    }
+    match app.approvals.consume(&id, &c.args_hash).await {
+        Ok(true) => Json(json!({ "used": true })).into_response(),
+        Ok(false) => error(
+            StatusCode::CONFLICT,
+            "not approved, already used, expired, or granted for other arguments",
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    view: Option<String>,
+}
+
+async fn list_approvals(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let user = match person(&app, &h) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match app
+        .approvals
+        .list(q.view.as_deref().unwrap_or("pending"), Some(user))
+        .await
+    {
+        Ok(l) => Json(l).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct Decision {
+    decision: String,
+    #[serde(default)]
+    reason: String,
+}
+
+fn decision_response(r: Result<crate::approvals::Approval, DecideError>) -> Response {
+    match r {
+        Ok(a) => Json(a).into_response(),
+        Err(DecideError::NotFound) => error(StatusCode::NOT_FOUND, "no such approval"),
+        Err(DecideError::Forbidden(why)) => error(StatusCode::FORBIDDEN, why),
+        Err(e @ DecideError::Final(_)) => error(StatusCode::CONFLICT, e),
+        Err(DecideError::Db(e)) => internal(e),
+    }
+}
+
+fn parse_decision(d: &str) -> Option<bool> {
+    match d {
+        "approve" => Some(true),
+        "deny" => Some(false),
+        _ => None,
+    }
+}
+
+async fn api_decide(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Json(d): Json<Decision>,
+) -> Response {
+    let user = match person(&app, &h) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let Some(approve) = parse_decision(&d.decision) else {
+        return error(StatusCode::BAD_REQUEST, "decision: approve or deny");
+    };
+    decision_response(
+        app.approvals
+            .decide(&id, user, approve, &d.reason, "api")
+            .await,
+    )
+}
+
+async fn ingest_audit(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Json(events): Json<Vec<serde_json::Value>>,
+) -> Response {
+    if let Err(r) = gateway_only(&app, &h) {
+        return r;
+    }
+    match app.audit.ingest(events).await {
+        Ok(n) => Json(n).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn query_audit(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Query(q): Query<crate::audit::Query>,
+) -> Response {
+    let user = match person(&app, &h) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let q = scoped(user, q);
+    match app.audit.query(q).await {
+        Ok(events) => Json(events).into_response(),
+        Err(crate::audit::QueryError::Db(e)) => internal(e),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// A user who serves some tenants sees only theirs: an unscoped query is
+/// narrowed to their one tenant, or refused if they serve several.
+fn scoped(user: &User, mut q: crate::audit::Query) -> crate::audit::Query {
+    if user.tenants.iter().any(|t| t == "*") {
+        return q;
+    }
+    match &q.tenant {
+        Some(t) if user.tenants.contains(t) => {}
+        _ => q.tenant = Some(user.tenants.first().cloned().unwrap_or_default()),
+    }
+    q
+}
+
+async fn slack(State(app): State<Arc<App>>, h: HeaderMap, body: Bytes) -> Response {
+    let Some(secret) = &app.slack_secret else {
+        return error(StatusCode::NOT_FOUND, "Slack is not configured");
+    };
+    let now = crate::db::now_ms() / 1000;
+    let interaction = match crate::slack::verify(secret, &h, &body, now) {
+        Ok(i) => i,
+        Err(e) => {
+            app.metrics.auth_failures.with_label_values(&["slack"]).inc();
+            tracing::warn!(error = %e, "Slack interaction refused");
+            return error(StatusCode::UNAUTHORIZED, e);
+        }
+    };
+    let user = app
+        .settings
+        .slack
+        .as_ref()
+        .and_then(|s| s.users.get(&interaction.user.id))
+        .and_then(|name| app.auth.user_by_name(name));
+    let Some(user) = user else {
+        return Json(json!({
+            "response_type": "ephemeral",
+            "text": "Your Slack account is not linked to a Sluice approver.",
+        }))
+        .into_response();
+    };
+    let Some(action) = interaction.actions.first() else {
+        return error(StatusCode::BAD_REQUEST, "no action");
+    };
+    let Some(approve) = parse_decision(&action.action_id) else {
+        return error(StatusCode::BAD_REQUEST, "action_id: approve or deny");
+    };
+    let text = match app
+        .approvals
+        .decide(&action.value, user, approve, "via Slack", "slack")
+        .await
+    {
+        Ok(a) => format!(
+            "{} {} for {} on {}/{}",
+            if approve { "Approved" } else { "Denied" },
+            a.id,
+            a.subject,
+            a.upstream,
+            a.tool
+        ),
+        Err(DecideError::Db(e)) => return internal(e),
+        Err(e) => format!("Not recorded: {e}"),
+    };
+    Json(json!({ "response_type": "ephemeral", "replace_original": false, "text": text }))
+        .into_response()
+}
+
+// ---- web pages ----
+
+fn session_csrf(app: &App, h: &HeaderMap) -> String {
+    crate::auth::cookie(h, SESSION_COOKIE)
+        .map(|sid| web::csrf_token(&app.csrf_key, sid))
+        .unwrap_or_default()
+}
+
+fn page_user<'a>(app: &'a App, h: &HeaderMap) -> Result<&'a User, Response> {
+    app.auth
+        .user(h)
+        .ok_or_else(|| Redirect::to("/login").into_response())
+}
+
+fn check_csrf(app: &App, h: &HeaderMap, token: &str) -> Result<(), Response> {
+    let want = session_csrf(app, h);
+    if want.is_empty() || !bool::from(subtle::ConstantTimeEq::ct_eq(want.as_bytes(), token.as_bytes()))
+    {
+        return Err(error(StatusCode::FORBIDDEN, "form token mismatch; reload the page"));
+    }
+    Ok(())
+}
+
+async fn login_page() -> Html<String> {
+    Html(web::login(None))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(app): State<Arc<App>>, Form(f): Form<LoginForm>) -> Response {
+    match app.auth.sign_in(f.token.trim()) {
+        Some((sid, user)) => {
+            tracing::info!(user = %user.name, "signed in");
+            let secure = if app.public_url.starts_with("https://") {
+                "; Secure"
+            } else {
+                ""
+            };
+            let cookie = format!(
+                "{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+                app.auth.ttl().as_secs()
+            );
+            let mut resp = Redirect::to("/inbox").into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(http::header::SET_COOKIE, v);
+            }
+            resp
+        }
+        None => {
+            app.metrics.auth_failures.with_label_values(&["user"]).inc();
+            (
+                StatusCode::UNAUTHORIZED,
+                Html(web::login(Some("That token is not recognised."))),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(State(app): State<Arc<App>>, h: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    if let Err(r) = check_csrf(&app, &h, &f.csrf) {
+        return r;
+    }
+    app.auth.sign_out(&h);
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut().insert(
+        http::header::SET_COOKIE,
+        HeaderValue::from_static("sluice_session=; Path=/; Max-Age=0"),
+    );
+    resp
+}
+
+async fn inbox(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+    let user = match page_user(&app, &h) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let view = match q.view.as_deref() {
+        Some(v @ ("in_process" | "completed")) => v,
+        _ => "pending",
+    };
+    match app.approvals.list(view, Some(user)).await {
+        Ok(items) => Html(web::inbox(user, view, &items, &session_csrf(&app, &h))).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DecideForm {
+    decision: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn web_decide(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<DecideForm>,
+) -> Response {
+    let user = match page_user(&app, &h) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_csrf(&app, &h, &f.csrf) {
+        return r;
+    }
+    let csrf = session_csrf(&app, &h);
+    let Some(approve) = parse_decision(&f.decision) else {
+        return error(StatusCode::BAD_REQUEST, "decision: approve or deny");
+    };
+    match app.approvals.decide(&id, user, approve, &f.reason, "inbox").await {
+        Ok(_) => Redirect::to(&format!("/inbox?view=completed#a-{id}")).into_response(),
+        Err(DecideError::Db(e)) => internal(e),
+        Err(e) => {
+            let status = match e {
+                DecideError::NotFound => StatusCode::NOT_FOUND,
+                DecideError::Forbidden(_) => StatusCode::FORBIDDEN,
+                _ => StatusCode::CONFLICT,
+            };
+            (
+                status,
+                Html(web::message("Not recorded", Some(user), &e.to_string(), &csrf)),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn audit_page(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Query(q): Query<crate::audit::Query>,
+) -> Response {
+    let user = match page_user(&app, &h) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let csrf = session_csrf(&app, &h);
+    let shown = crate::audit::Query {
+        tenant: q.tenant.clone(),
+        subject: q.subject.clone(),
+        tool: q.tool.clone(),
+        decision: q.decision.clone(),
+        since: q.since.clone(),
+        until: q.until.clone(),
+        limit: q.limit,
+    };
+    match app.audit.query(scoped(user, q)).await {
+        Ok(events) => Html(web::audit(user, &shown, &events, None, &csrf)).into_response(),
+        Err(crate::audit::QueryError::Db(e)) => internal(e),
+        Err(e) => Html(web::audit(user, &shown, &[], Some(&e.to_string()), &csrf)).into_response(),
+    }
+}
+
+async fn gateways_page(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
+    let user = match page_user(&app, &h) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match app.publisher.gateways().await {
+        Ok(g) => Html(web::gateways(
+            user,
+            app.publisher.current().as_deref(),
+            app.publisher.refused().as_ref(),
+            &g,
+            &session_csrf(&app, &h),
+        ))
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}

@@ -1,0 +1,224 @@
+//! Publication of gateway configs: every candidate is validated with the
+//! gateway's own rules (`sluice_config::load`); a valid one that differs from
+//! the live one becomes the next version, is stored, and wakes every
+//! subscribed gateway. An invalid one is refused with its errors and the
+//! last good version stays live. Also the registry of which gateway runs
+//! which version.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::db::{now_ms, rfc3339, Db, DbError};
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub version: u64,
+    /// The config's content hash, as the gateway computes it.
+    pub hash: String,
+    /// Where it came from: `dir:<path>` or `git:<commit>`.
+    pub source: String,
+    pub yaml: Arc<str>,
+    pub published: String,
+}
+
+/// The last candidate that was refused, kept for the status page and API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refused {
+    pub source: String,
+    pub errors: Vec<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayState {
+    pub id: String,
+    pub version: Option<u64>,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub last_seen: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Published(u64),
+    Unchanged(u64),
+    Refused,
+}
+
+pub struct Publisher {
+    db: Db,
+    tx: watch::Sender<Option<Arc<Published>>>,
+    refused: Mutex<Option<Refused>>,
+    metrics: Metrics,
+}
+
+impl Publisher {
+    /// Starts from the last version stored, so versions only go up across
+    /// restarts and gateways holding it are not sent it again.
+    pub async fn open(db: Db, metrics: Metrics) -> Result<Arc<Self>, DbError> {
+        let last = db
+            .call(|c| {
+                let mut st = c.prepare(
+                    "SELECT version, hash, source, yaml, published_ms FROM published ORDER BY version DESC LIMIT 1",
+                )?;
+                let mut rows = st.query([])?;
+                Ok(match rows.next()? {
+                    Some(r) => Some(Published {
+                        version: r.get::<_, i64>(0)? as u64,
+                        hash: r.get(1)?,
+                        source: r.get(2)?,
+                        yaml: Arc::from(r.get::<_, String>(3)?),
+                        published: rfc3339(r.get(4)?),
+                    }),
+                    None => None,
+                })
+            })
+            .await?;
+        if let Some(p) = &last {
+            metrics.config_version.set(p.version as i64);
+        }
+        let (tx, _) = watch::channel(last.map(Arc::new));
+        Ok(Arc::new(Self {
+            db,
+            tx,
+            refused: Mutex::new(None),
+            metrics,
+        }))
+    }
+
+    pub fn current(&self) -> Option<Arc<Published>> {
+        self.tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Published>>> {
+        self.tx.subscribe()
+    }
+
+    pub fn refused(&self) -> Option<Refused> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Validate `yaml` and publish it if it is new.
+    pub async fn offer(&self, yaml: String, source: String) -> Result<Outcome, DbError> {
+        let snapshot = match sluice_config::load(&yaml, 1) {
+            Ok(s) => s,
+            Err(errors) => {
+                let errors: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+                tracing::error!(%source, errors = ?errors, "config refused; the last good version stays live");
+                self.metrics
+                    .config_offers
+                    .with_label_values(&["refused"])
+                    .inc();
+                *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(Refused {
+                    source,
+                    errors,
+                    at: rfc3339(now_ms()),
+                });
+                return Ok(Outcome::Refused);
+            }
+        };
+        let current = self.current();
+        if let Some(c) = current.as_ref().filter(|c| c.hash == snapshot.version.hash) {
+            self.metrics
+                .config_offers
+                .with_label_values(&["unchanged"])
+                .inc();
+            return Ok(Outcome::Unchanged(c.version));
+        }
+        let version = current.map_or(1, |c| c.version + 1);
+        let now = now_ms();
+        let published = Published {
+            version,
+            hash: snapshot.version.hash.clone(),
+            source: source.clone(),
+            yaml: Arc::from(yaml.as_str()),
+            published: rfc3339(now),
+        };
+        let hash = published.hash.clone();
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO published (version, hash, source, yaml, published_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![version as i64, hash, source, yaml, now],
+                )?;
+                // Keep the last 100 versions for history.
+                c.execute(
+                    "DELETE FROM published WHERE version <= ?1",
+                    [version as i64 - 100],
+                )
+            })
+            .await?;
+        tracing::info!(version, source = %published.source, "config published");
+        self.metrics
+            .config_offers
+            .with_label_values(&["published"])
+            .inc();
+        self.metrics.config_version.set(version as i64);
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.tx.send_replace(Some(Arc::new(published)));
+        Ok(Outcome::Published(version))
+    }
+
+    /// A gateway reports the version it runs (or why it refused one).
+    pub async fn ack(
+        &self,
+        gateway: String,
+        version: Option<u64>,
+        ok: bool,
+        error: Option<String>,
+    ) -> Result<(), DbError> {
+        if !ok {
+            tracing::warn!(%gateway, ?version, error = error.as_deref().unwrap_or(""), "gateway refused a published config");
+        }
+        let now = now_ms();
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO gateways (id, version, ok, error, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(id) DO UPDATE SET version = excluded.version, ok = excluded.ok,
+                       error = excluded.error, last_seen_ms = excluded.last_seen_ms",
+                    rusqlite::params![gateway, version.map(|v| v as i64), ok, error, now],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A gateway asked for config: it is alive.
+    pub async fn seen(&self, gateway: String) -> Result<(), DbError> {
+        let now = now_ms();
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO gateways (id, version, ok, error, last_seen_ms) VALUES (?1, NULL, 1, NULL, ?2)
+                     ON CONFLICT(id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+                    rusqlite::params![gateway, now],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn gateways(&self) -> Result<Vec<GatewayState>, DbError> {
+        self.db
+            .call(|c| {
+                let mut st = c.prepare(
+                    "SELECT id, version, ok, error, last_seen_ms FROM gateways ORDER BY id",
+                )?;
+                let rows = st.query_map([], |r| {
+                    Ok(GatewayState {
+                        id: r.get(0)?,
+                        version: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                        ok: r.get(2)?,
+                        error: r.get(3)?,
+                        last_seen: rfc3339(r.get(4)?),
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+}

@@ -1,0 +1,201 @@
+//! The control process's own settings (`control.yaml`): where it listens,
+//! where the gateway config comes from, its database, the people who may
+//! sign in to the inbox, Slack and the audit webhook. Secrets are never
+//! written here: they are named by environment variable or file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// The address people and gateways use to reach control; inbox links
+    /// point here. Default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// SQLite file holding approvals, the audit trail, published versions
+    /// and gateway acknowledgements.
+    pub database: PathBuf,
+    pub config: ConfigSource,
+    /// The token gateways present (`Authorization: Bearer`).
+    pub gateway_token: Secret,
+    #[serde(default)]
+    pub users: Vec<User>,
+    /// Inbox sign-ins last this long. Default 12 hours.
+    pub session_ttl_s: Option<u64>,
+    #[serde(default)]
+    pub slack: Option<Slack>,
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum ConfigSource {
+    /// A directory holding the gateway config; re-read when the file changes.
+    Dir {
+        path: PathBuf,
+        #[serde(default = "default_file")]
+        file: String,
+    },
+    /// A Git repository kept in sync: cloned into `checkout`, pulled every
+    /// `interval_s` and on `POST /v1/sync` (a push webhook).
+    Git {
+        url: String,
+        #[serde(default = "default_branch")]
+        branch: String,
+        #[serde(default = "default_file")]
+        file: String,
+        checkout: PathBuf,
+        #[serde(default = "default_interval")]
+        interval_s: u64,
+    },
+}
+
+fn default_file() -> String {
+    "gateway.yaml".into()
+}
+fn default_branch() -> String {
+    "main".into()
+}
+fn default_interval() -> u64 {
+    30
+}
+
+/// A secret named, never written: `{ env: NAME }` or `{ file: /path }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Secret {
+    Env(String),
+    File(PathBuf),
+}
+
+impl Secret {
+    pub fn read(&self) -> anyhow::Result<String> {
+        let v = match self {
+            Secret::Env(name) => std::env::var(name)
+                .map_err(|_| anyhow::anyhow!("environment variable {name} is not set"))?,
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+                .trim_end()
+                .to_owned(),
+        };
+        anyhow::ensure!(!v.is_empty(), "secret {self:?} is empty");
+        Ok(v)
+    }
+}
+
+/// Someone who may sign in to the inbox and decide approvals.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    /// Hex SHA-256 of the user's sign-in token (the token itself lives with
+    /// the user). `printf %s "$TOKEN" | sha256sum`.
+    pub token_sha256: String,
+    /// The subject the gateway knows this person as, for the self-approval
+    /// check. Default: `name`.
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Tenants whose approvals this user may decide; `*` for all.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+}
+
+impl User {
+    pub fn subject(&self) -> &str {
+        self.subject.as_deref().unwrap_or(&self.name)
+    }
+    pub fn serves_tenant(&self, tenant: Option<&str>) -> bool {
+        // Without tenants every approval is in one space.
+        tenant.is_none()
+            || self
+                .tenants
+                .iter()
+                .any(|t| t == "*" || Some(t.as_str()) == tenant)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slack {
+    /// The app's signing secret, to verify interaction requests.
+    pub signing_secret: Secret,
+    /// Slack user id → control user name.
+    #[serde(default)]
+    pub users: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Events older than this are deleted. Default 90 days.
+    pub retention_days: Option<u64>,
+    pub webhook: Option<Webhook>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    /// Events waiting for delivery; beyond it the oldest are dropped and
+    /// counted. Default 10,000.
+    pub backlog: Option<usize>,
+    /// Signs each delivery: `X-Sluice-Signature: sha256=<hex HMAC of the body>`.
+    pub secret: Option<Secret>,
+}
+
+impl Settings {
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let s: Settings =
+            serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        s.check()?;
+        Ok(s)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let mut names = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            anyhow::ensure!(
+                names.insert(u.name.as_str()),
+                "users[{i}]: name `{}` used twice",
+                u.name
+            );
+            anyhow::ensure!(
+                u.token_sha256.len() == 64 && u.token_sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "users[{i}].token_sha256: expected 64 hex characters (the SHA-256 of the token, not the token)"
+            );
+        }
+        if let Some(s) = &self.slack {
+            for (id, name) in &s.users {
+                anyhow::ensure!(
+                    names.contains(name.as_str()),
+                    "slack.users.{id}: no user named `{name}`"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_s.unwrap_or(12 * 3600))
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.audit.retention_days.unwrap_or(90) * 86_400)
+    }
+}

@@ -1,0 +1,269 @@
+//! The web pages people use: sign-in, the approvals inbox (pending, in
+//! process, completed) with approve and deny buttons, the audit trail with
+//! filters, and the gateways' config versions. Server-rendered HTML with no
+//! script: forms post back, every value is escaped, and each form carries a
+//! token bound to the session (the cookie is also `SameSite=Strict`).
+
+use std::fmt::Write as _;
+
+use crate::approvals::{Approval, Approvals, State};
+use crate::publish::{GatewayState, Published, Refused};
+use crate::settings::User;
+
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The form token for a session: a keyed hash of the session id.
+pub fn csrf_token(key: &str, session: &str) -> String {
+    crate::webhook::sign(key, format!("csrf:{session}").as_bytes())
+}
+
+fn page(title: &str, user: Option<&User>, body: &str, csrf: &str) -> String {
+    let nav = match user {
+        Some(u) => format!(
+            r#"<nav><a href="/inbox">Inbox</a> · <a href="/audit">Audit</a> · <a href="/gateways">Gateways</a>
+<span class="who">Signed in as <b id="user">{}</b></span>
+<form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
+            escape(&u.name),
+            escape(csrf)
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{} · Sluice</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}
+nav{{margin-bottom:1rem}} .who{{margin-left:2rem}} .inline{{display:inline}}
+table{{border-collapse:collapse;width:100%}} td,th{{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}}
+pre{{margin:0;white-space:pre-wrap;max-width:40rem}} .tabs a{{margin-right:1rem}} .tabs a.on{{font-weight:bold}}
+.approved{{color:#075}} .denied,.expired{{color:#a00}} .error{{color:#a00}}
+</style></head><body>
+{}
+<h1>{}</h1>
+{}
+</body></html>"#,
+        escape(title),
+        nav,
+        escape(title),
+        body
+    )
+}
+
+pub fn login(error: Option<&str>) -> String {
+    let err = error.map_or(String::new(), |e| {
+        format!(r#"<p class="error" id="error">{}</p>"#, escape(e))
+    });
+    page(
+        "Sign in",
+        None,
+        &format!(
+            r#"{err}<form method="post" action="/login">
+<label>Token <input type="password" name="token" id="token" autocomplete="off" required></label>
+<button type="submit" id="signin">Sign in</button></form>"#
+        ),
+        "",
+    )
+}
+
+pub fn message(title: &str, user: Option<&User>, text: &str, csrf: &str) -> String {
+    page(
+        title,
+        user,
+        &format!(
+            r#"<p id="message">{}</p><p><a href="/inbox">Back to the inbox</a></p>"#,
+            escape(text)
+        ),
+        csrf,
+    )
+}
+
+pub fn inbox(user: &User, view: &str, items: &[Approval], csrf: &str) -> String {
+    let mut b = String::new();
+    b.push_str(r#"<p class="tabs">"#);
+    for (v, label) in [
+        ("pending", "In review"),
+        ("in_process", "In process"),
+        ("completed", "Completed"),
+    ] {
+        let on = if v == view { " class=\"on\"" } else { "" };
+        let _ = write!(b, r#"<a href="/inbox?view={v}"{on} id="tab-{v}">{label}</a>"#);
+    }
+    b.push_str("</p>");
+    if items.is_empty() {
+        b.push_str(r#"<p id="empty">Nothing here.</p>"#);
+        return page("Approvals", Some(user), &b, csrf);
+    }
+    b.push_str(
+        "<table><thead><tr><th>Requested</th><th>Who</th><th>Tool</th><th>Arguments</th><th>Status</th><th></th></tr></thead><tbody>",
+    );
+    for a in items {
+        let args = serde_json::to_string_pretty(&a.arguments).unwrap_or_default();
+        let who = format!(
+            "{}{}{}",
+            escape(&a.subject),
+            a.tenant
+                .as_deref()
+                .map_or(String::new(), |t| format!("<br>tenant {}", escape(t))),
+            a.session
+                .as_deref()
+                .map_or(String::new(), |s| format!("<br>session {}", escape(s))),
+        );
+        let status = match a.state {
+            State::Pending => format!("pending until {}", escape(&a.expires)),
+            s => format!(
+                r#"<span class="{0}">{0}{1}</span>{2}{3}{4}"#,
+                s.as_str(),
+                if a.used { ", used" } else { "" },
+                a.decided_by
+                    .as_deref()
+                    .map_or(String::new(), |d| format!("<br>by {}", escape(d))),
+                a.decided
+                    .as_deref()
+                    .map_or(String::new(), |d| format!("<br>at {}", escape(d))),
+                a.reason
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(r#"<br>“<span class="reason">{}</span>”"#, escape(r))),
+            ),
+        };
+        let action = if a.state == State::Pending {
+            match Approvals::may_decide(user, a) {
+                Ok(()) => format!(
+                    r#"<form method="post" action="/inbox/{id}/decide">
+<input type="hidden" name="csrf" value="{csrf}">
+<input name="reason" placeholder="Reason" aria-label="Reason" class="reason-input">
+<button name="decision" value="approve" class="approve">Approve</button>
+<button name="decision" value="deny" class="deny">Deny</button></form>"#,
+                    id = escape(&a.id),
+                    csrf = escape(csrf)
+                ),
+                Err(why) => format!(r#"<span class="cannot">{}</span>"#, escape(why)),
+            }
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            b,
+            r#"<tr id="a-{id}" data-id="{id}" data-state="{state}"><td>{created}<br><small>{rule}</small></td><td>{who}</td><td>{up}/{tool}</td><td><pre>{args}</pre></td><td class="status">{status}</td><td>{action}</td></tr>"#,
+            id = escape(&a.id),
+            state = a.state.as_str(),
+            created = escape(&a.created),
+            rule = escape(&a.rule),
+            up = escape(&a.upstream),
+            tool = escape(&a.tool),
+            args = escape(&args),
+        );
+    }
+    b.push_str("</tbody></table>");
+    page("Approvals", Some(user), &b, csrf)
+}
+
+pub fn audit(
+    user: &User,
+    q: &crate::audit::Query,
+    events: &[serde_json::Value],
+    error: Option<&str>,
+    csrf: &str,
+) -> String {
+    let mut b = String::from(r#"<form method="get" action="/audit">"#);
+    for (name, v) in [
+        ("tenant", &q.tenant),
+        ("subject", &q.subject),
+        ("tool", &q.tool),
+        ("decision", &q.decision),
+        ("since", &q.since),
+        ("until", &q.until),
+    ] {
+        let _ = write!(
+            b,
+            r#"<label>{name} <input name="{name}" value="{}"></label> "#,
+            escape(v.as_deref().unwrap_or(""))
+        );
+    }
+    b.push_str(r#"<button>Filter</button></form>"#);
+    if let Some(e) = error {
+        let _ = write!(b, r#"<p class="error">{}</p>"#, escape(e));
+    }
+    b.push_str("<table><thead><tr><th>Time</th><th>Tenant</th><th>Subject</th><th>Method</th><th>Target</th><th>Decision</th><th>Reason</th><th>Status</th></tr></thead><tbody>");
+    for e in events {
+        let s = |k: &str| escape(e.get(k).and_then(|v| v.as_str()).unwrap_or(""));
+        let _ = write!(
+            b,
+            r#"<tr class="event"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            s("time"),
+            s("tenant"),
+            s("subject"),
+            s("method"),
+            s("target"),
+            s("decision"),
+            s("reason"),
+            e.get("status").and_then(|v| v.as_u64()).unwrap_or(0)
+        );
+    }
+    b.push_str("</tbody></table>");
+    page("Audit trail", Some(user), &b, csrf)
+}
+
+pub fn gateways(
+    user: &User,
+    current: Option<&Published>,
+    refused: Option<&Refused>,
+    gws: &[GatewayState],
+    csrf: &str,
+) -> String {
+    let mut b = String::new();
+    match current {
+        Some(p) => {
+            let _ = write!(
+                b,
+                r#"<p>Live version <b id="version">{}</b> from {} ({}).</p>"#,
+                p.version,
+                escape(&p.source),
+                escape(&p.published)
+            );
+        }
+        None => b.push_str("<p>No config published yet.</p>"),
+    }
+    if let Some(r) = refused {
+        let _ = write!(
+            b,
+            r#"<div class="error"><p>Refused {} at {}:</p><pre>{}</pre></div>"#,
+            escape(&r.source),
+            escape(&r.at),
+            escape(&r.errors.join("\n"))
+        );
+    }
+    b.push_str("<table><thead><tr><th>Gateway</th><th>Version</th><th>State</th><th>Last seen</th></tr></thead><tbody>");
+    for g in gws {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&g.id),
+            g.version.map_or("-".into(), |v| v.to_string()),
+            if g.ok {
+                "ok".to_owned()
+            } else {
+                format!(
+                    r#"<span class="error">refused: {}</span>"#,
+                    escape(g.error.as_deref().unwrap_or(""))
+                )
+            },
+            escape(&g.last_seen)
+        );
+    }
+    b.push_str("</tbody></table>");
+    page("Gateways", Some(user), &b, csrf)
+}
