@@ -41,9 +41,45 @@ pub struct Cli {
     /// Take over the listeners of a running gateway (Pingora graceful upgrade).
     #[arg(long)]
     pub upgrade: bool,
+    /// The control process to take config from, file approvals with and
+    /// ship audit to (token in SLUICE_CONTROL_TOKEN).
+    #[arg(long, conflicts_with_all = ["config", "upstream"])]
+    pub control: Option<String>,
+    /// This gateway's name at control. Default: host name and process id.
+    #[arg(long)]
+    pub gateway_id: Option<String>,
+    /// Where the last good config from control is kept, so a restart
+    /// without control still serves.
+    #[arg(long, default_value = "/var/lib/sluice")]
+    pub state_dir: PathBuf,
+    /// With --control and no kept config: how long to wait for control at start.
+    #[arg(long, default_value_t = 30)]
+    pub control_wait_s: u64,
 }
 
 impl Cli {
+    /// The control client, when `--control` is given.
+    pub fn control(&self) -> anyhow::Result<Option<std::sync::Arc<crate::control::ControlClient>>> {
+        let Some(url) = &self.control else {
+            return Ok(None);
+        };
+        let token = std::env::var(crate::control::TOKEN_ENV).map_err(|_| {
+            anyhow::anyhow!("--control needs the gateway token in {}", crate::control::TOKEN_ENV)
+        })?;
+        let id = self.gateway_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "gateway".into());
+            format!("{host}-{}", std::process::id())
+        });
+        Ok(Some(std::sync::Arc::new(crate::control::ControlClient::new(
+            url,
+            token,
+            id,
+            self.state_dir.clone(),
+        )?)))
+    }
+
     pub fn source(&self) -> Source {
         if let Some(p) = &self.config {
             return Source::File(p.clone());

@@ -9,7 +9,9 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod approval;
 pub mod cli;
+pub mod control;
 pub mod forward;
 pub mod identity;
 pub mod inject;

@@ -21,7 +21,17 @@ fn main() {
         logs.init();
     }
     let cli = Cli::parse();
-    let source = cli.source();
+    let control = match cli.control() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2)
+        }
+    };
+    let source = match &control {
+        Some(c) => reload::Source::Control(c.clone()),
+        None => cli.source(),
+    };
     if cli.validate {
         match reload::validate(&source) {
             Ok(s) => {
@@ -47,6 +57,8 @@ fn main() {
         source,
         threads,
         upgrade: cli.upgrade,
+        control,
+        control_wait: std::time::Duration::from_secs(cli.control_wait_s),
     });
     match server {
         Ok(s) => s.run_forever(),

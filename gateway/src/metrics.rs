@@ -21,6 +21,13 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub config_last_reload_ok: IntGauge,
+    pub control_connected: IntGauge,
+    pub control_staleness: IntGauge,
+    pub control_version: IntGauge,
+    pub approvals: IntCounterVec,
+    pub audit_ship_dropped: prometheus::IntCounter,
+    pub audit_ship_backlog: IntGauge,
+    pub audit_shipped: prometheus::IntCounter,
     pub unparsed_server_messages: IntCounterVec,
     pub auth_failures: IntCounterVec,
     pub policy_decisions: IntCounterVec,
@@ -292,6 +299,45 @@ impl Metrics {
                 "config_last_reload_ok",
                 "1 if the last config load was applied or unchanged, 0 if it was refused",
             ),
+            control_connected: gauge(
+                "control_connected",
+                "1 while the last call to the control process succeeded",
+            ),
+            control_staleness: gauge(
+                "control_staleness_seconds",
+                "Seconds since the gateway last heard from control (0 without control)",
+            ),
+            control_version: gauge(
+                "control_config_version",
+                "The control version of the config being served (0 before one)",
+            ),
+            approvals: counter(
+                "approvals_total",
+                "Calls held for approval, by outcome (approved, pending, denied, unavailable)",
+                &["outcome"],
+            ),
+            audit_ship_dropped: {
+                let c = prometheus::IntCounter::new(
+                    "audit_ship_dropped_total",
+                    "Audit events dropped because the backlog for control was full",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
+            audit_ship_backlog: gauge(
+                "audit_ship_backlog",
+                "Audit events waiting to be shipped to control",
+            ),
+            audit_shipped: {
+                let c = prometheus::IntCounter::new(
+                    "audit_shipped_total",
+                    "Audit events control acknowledged",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             registry,
         }
     }

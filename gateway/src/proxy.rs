@@ -86,6 +86,8 @@ pub struct Ctx {
     pub llm: Option<Box<crate::llm::LlmCall>>,
     /// The upstream's tool list in this response was learnt already.
     pub catalog_learnt: bool,
+    /// The approval this call went through on.
+    pub approval: Option<String>,
 }
 
 impl Ctx {
@@ -144,6 +146,7 @@ impl ProxyHttp for Gateway {
             upstream_failure: None,
             llm: None,
             catalog_learnt: false,
+            approval: None,
         }
     }
 
@@ -520,8 +523,21 @@ impl Gateway {
         if !ctx.rt.limits.is_empty() {
             self.apply_limits(session, ctx).await?;
         }
-        self.circuit(ctx)?;
         ctx.gateway_time += t.elapsed();
+        if !snap.approvals.is_empty() {
+            // Out of band: the hold is a wait, not gateway work.
+            let (Some(facts), Some(body)) = (ctx.facts.as_ref(), ctx.body.as_ref()) else {
+                return Err(Refusal::BodyRead);
+            };
+            let who = crate::approval::Requester {
+                caller: ctx.caller.as_ref(),
+                session: ctx.session.as_deref(),
+                request_id: ctx.request_id.as_deref(),
+            };
+            ctx.approval =
+                crate::approval::hold(&self.shared, &snap, route, who, facts, body).await?;
+        }
+        self.circuit(ctx)?;
         Ok(if big { Admit::Forward } else { Admit::Proxy })
     }
 
@@ -836,6 +852,7 @@ impl Gateway {
             .map(|v| v.as_bytes())
             .unwrap_or_default();
         let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+        ctx.inspector.hash_definitions = !ctx.rt.snapshot.approvals.is_empty();
         ctx.inspector.start(ct, ctx.facts.as_ref(), max);
         if let Some(c) = &ctx.caller {
             let ok = resp.status.is_success();
@@ -985,7 +1002,8 @@ impl Gateway {
         };
         let request_id = ctx.request_id.as_deref().unwrap_or("");
         let key = ctx.session.as_deref().unwrap_or(request_id);
-        if !ctx.rt.sampler.keep(decision, key) {
+        // Calls that went through on an approval are always recorded.
+        if ctx.approval.is_none() && !ctx.rt.sampler.keep(decision, key) {
             return;
         }
         let first = ctx.facts.as_ref().map(|f| f.first());
@@ -1033,6 +1051,7 @@ impl Gateway {
             (None, None) => None,
         };
         ev.status = status;
+        ev.approval = ctx.approval.clone();
         ev.latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
         if let Some(l) = llm {
             ev.method = "model".into();

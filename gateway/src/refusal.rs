@@ -67,6 +67,8 @@ pub enum Refusal {
     /// The upstream's circuit is open: answered without touching it.
     #[error(transparent)]
     Llm(#[from] crate::llm::LlmDeny),
+    #[error(transparent)]
+    Approval(#[from] crate::approval::ApprovalDeny),
     #[error("upstream `{upstream}` is failing; not sending for {}s", retry_after.as_secs().max(1))]
     CircuitOpen {
         upstream: String,
@@ -106,6 +108,7 @@ impl Refusal {
             Refusal::Limited(Limited::StoreDown { .. }) | Refusal::CircuitOpen { .. } => 503,
             Refusal::Limited(_) => 429,
             Refusal::Llm(d) => d.status(),
+            Refusal::Approval(a) => a.status(),
             // A policy denial is an answer to a well-formed call: HTTP 200
             // with a JSON-RPC error, exactly as for an unknown tool.
             Refusal::Policy(Deny::Batch(_) | Deny::BatchedList) => 400,
@@ -117,7 +120,10 @@ impl Refusal {
         match self {
             Refusal::Classify(ClassifyError::Parse { .. }) => code::PARSE_ERROR,
             Refusal::Classify(ClassifyError::HeaderMismatch { .. }) => code::HEADER_MISMATCH,
-            Refusal::Upstream(_) | Refusal::Limited(_) | Refusal::CircuitOpen { .. } => {
+            Refusal::Upstream(_)
+            | Refusal::Limited(_)
+            | Refusal::CircuitOpen { .. }
+            | Refusal::Approval(crate::approval::ApprovalDeny::Unavailable(_)) => {
                 code::INTERNAL_ERROR
             }
             Refusal::Policy(d) => d.rpc_code(),
@@ -156,6 +162,7 @@ impl Refusal {
             Refusal::Limited(Limited::StoreDown { .. }) => "limit_store_down",
             Refusal::CircuitOpen { .. } => "circuit_open",
             Refusal::Llm(d) => d.reason(),
+            Refusal::Approval(a) => a.reason(),
         }
     }
 
@@ -174,6 +181,7 @@ impl Refusal {
                 | Refusal::Policy(Deny::Hidden { .. } | Deny::Conditions { .. })
                 | Refusal::Limited(Limited::Rate { .. } | Limited::Concurrency { .. })
         ) || matches!(self, Refusal::Llm(d) if d.is_access_decision())
+            || matches!(self, Refusal::Approval(a) if a.is_access_decision())
     }
 
     /// When the client may try again, for refusals that are about timing.
@@ -200,13 +208,17 @@ impl Refusal {
 /// `data: {"reason", "retry_after_ms"}` so a client can back off exactly.
 pub fn body(refusal: &Refusal, id: Option<&RequestId>) -> Bytes {
     let message = serde_json::to_string(&refusal.to_string()).unwrap_or_else(|_| "\"\"".into());
-    let data = refusal.retry_after().map_or(String::new(), |d| {
-        format!(
+    let data = match (refusal, refusal.retry_after()) {
+        (Refusal::Approval(a), _) => a
+            .data()
+            .map_or(String::new(), |d| format!(r#","data":{d}"#)),
+        (_, Some(d)) => format!(
             r#","data":{{"reason":"{}","retry_after_ms":{}}}"#,
             refusal.reason(),
             d.as_millis().max(1)
-        )
-    });
+        ),
+        (_, None) => String::new(),
+    };
     Bytes::from(format!(
         r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{},"message":{}{}}}}}"#,
         id.map_or("null", RequestId::raw),

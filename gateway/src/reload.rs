@@ -23,17 +23,28 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// How often upstream host names are resolved again.
 const RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Source {
     File(PathBuf),
     /// Built in memory: the embedded default or the sidecar flags.
     Text(String),
+    /// Pushed by the control process; the last good one is kept on disk.
+    Control(Arc<crate::control::ControlClient>),
 }
 
 impl Source {
     pub fn read(&self) -> Result<String, ConfigErrors> {
         match self {
             Source::Text(t) => Ok(t.clone()),
+            Source::Control(c) => crate::control::sync::read_cache(&c.state_dir)
+                .map(|p| p.yaml)
+                .ok_or_else(|| {
+                    sluice_config::ConfigError::new(
+                        "control",
+                        format!("no config from control kept in {}", c.state_dir.display()),
+                    )
+                    .into()
+                }),
             Source::File(p) => std::fs::read_to_string(p).map_err(|e| {
                 sluice_config::ConfigError::new(p.display().to_string(), e.to_string()).into()
             }),
@@ -45,7 +56,7 @@ impl Source {
             Source::File(p) => std::fs::metadata(p)
                 .ok()
                 .and_then(|m| Some((m.modified().ok()?, m.len()))),
-            Source::Text(_) => None,
+            Source::Text(_) | Source::Control(_) => None,
         }
     }
 }
@@ -65,6 +76,8 @@ pub struct Reloader {
     /// Background tasks a load produced (JWKS refreshers), started by the
     /// service loop: the first load runs on a runtime that does not last.
     tasks: Mutex<Vec<crate::identity::RefreshTask>>,
+    /// When control last answered (control source only).
+    contact: crate::control::sync::Contact,
 }
 
 impl Reloader {
@@ -76,6 +89,7 @@ impl Reloader {
             generation: AtomicU64::new(0),
             certs: Vec::new(),
             tasks: Mutex::new(Vec::new()),
+            contact: Default::default(),
         }
     }
 
@@ -87,7 +101,22 @@ impl Reloader {
 
     /// Read, validate and resolve the source; publish it if it is new.
     pub async fn reload(&self) -> Result<Applied, ConfigErrors> {
-        let outcome = self.try_reload().await;
+        let outcome = match self.source.read() {
+            Ok(text) => self.try_apply(&text).await,
+            Err(e) => Err(e),
+        };
+        self.record(&outcome);
+        outcome
+    }
+
+    /// Validate and resolve `text` (pushed by control); publish it if new.
+    pub async fn apply_text(&self, text: &str) -> Result<Applied, ConfigErrors> {
+        let outcome = self.try_apply(text).await;
+        self.record(&outcome);
+        outcome
+    }
+
+    fn record(&self, outcome: &Result<Applied, ConfigErrors>) {
         let m = &self.shared.metrics;
         match &outcome {
             Ok(Applied::New) => {
@@ -104,14 +133,12 @@ impl Reloader {
                 tracing::error!(errors = %e, "config refused; the previous snapshot keeps serving");
             }
         }
-        outcome
     }
 
-    async fn try_reload(&self) -> Result<Applied, ConfigErrors> {
-        let text = self.source.read()?;
+    async fn try_apply(&self, text: &str) -> Result<Applied, ConfigErrors> {
         let current = self.shared.current();
         let next_gen = self.generation.load(Ordering::Acquire) + 1;
-        let snapshot = sluice_config::load(&text, next_gen)?;
+        let snapshot = sluice_config::load(text, next_gen)?;
         // Certificates rotate without a config change: re-read them on every load.
         for (name, cert) in &self.certs {
             if let Some(tls) = snapshot
@@ -252,9 +279,35 @@ impl Reloader {
     }
 }
 
+impl crate::control::sync::Apply for Reloader {
+    async fn apply(&self, yaml: &str) -> Result<(), String> {
+        self.apply_text(yaml).await.map(drop).map_err(|e| e.to_string())
+    }
+}
+
 #[async_trait]
 impl BackgroundService for Reloader {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let Source::Control(client) = &self.source else {
+            return self.watch(shutdown).await;
+        };
+        let mut stop = shutdown.clone();
+        let subscription = crate::control::sync::run(
+            self,
+            client,
+            &self.contact,
+            &self.shared.metrics,
+            async move {
+                let _ = stop.changed().await;
+            },
+        );
+        futures::future::join(self.watch(shutdown), subscription).await;
+    }
+}
+
+impl Reloader {
+    /// File changes, SIGHUP, limiter upkeep and address re-resolution.
+    async fn watch(&self, mut shutdown: ShutdownWatch) {
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -278,6 +331,7 @@ impl BackgroundService for Reloader {
                         tokio::spawn(task);
                     }
                     let rt = self.shared.current();
+                    self.shared.metrics.control_staleness.set(self.contact.staleness_s());
                     rt.limits.maintain(&self.shared.metrics);
                     if last_sweep.elapsed() >= rt.snapshot.rate_limits.sweep_interval {
                         // Bounded memory whatever the key cardinality.

@@ -21,37 +21,70 @@ pub struct Options {
     pub source: Source,
     pub threads: usize,
     pub upgrade: bool,
+    pub control: Option<Arc<crate::control::ControlClient>>,
+    /// How long to wait for control at start when no config is kept.
+    pub control_wait: std::time::Duration,
 }
+
+/// Events waiting for control, at most.
+const SHIP_BACKLOG: usize = 100_000;
 
 /// Load the first snapshot and build the server; `run_forever` it next.
 pub fn build(opts: Options) -> anyhow::Result<Server> {
     // The first snapshot decides the listeners, so load it before building.
-    let text = opts.source.read()?;
+    // From control: the kept copy, or (first start) control itself.
+    let text = match (&opts.source, opts.source.read()) {
+        (_, Ok(t)) => t,
+        (Source::Control(c), Err(_)) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crate::control::sync::bootstrap(c, opts.control_wait))?
+            .yaml,
+        (_, Err(e)) => return Err(e.into()),
+    };
     let first = sluice_config::load(&text, 1)?;
     let metrics = crate::metrics::Metrics::new();
-    let (audit, audit_writer) = match &first.audit.file {
-        Some(path) => {
-            let (tx, rx) = crate::audit::AuditQueue::with_drop_counter(
-                first.audit.queue,
-                metrics.audit_dropped.clone(),
-            );
-            let sink = crate::audit::JsonlFileSink::new(
+    let file = match &first.audit.file {
+        Some(path) => Some(
+            crate::audit::JsonlFileSink::new(
                 path,
                 first.audit.max_file_bytes,
                 first.audit.keep_files as usize,
             )
-            .map_err(|e| anyhow::anyhow!("audit.file: {e}"))?;
-            let writer = AuditWriter {
-                rx: std::sync::Mutex::new(Some((rx, sink))),
-                grace: first.grace_period,
-            };
-            (Some(tx), Some(writer))
-        }
-        None => (None, None),
+            .map_err(|e| anyhow::anyhow!("audit.file: {e}"))?,
+        ),
+        None => None,
+    };
+    let ship = opts
+        .control
+        .as_ref()
+        .map(|_| crate::control::ship::Backlog::new(SHIP_BACKLOG, &metrics));
+    let (audit, audit_writer) = if file.is_some() || ship.is_some() {
+        let (tx, rx) = crate::audit::AuditQueue::with_drop_counter(
+            first.audit.queue,
+            metrics.audit_dropped.clone(),
+        );
+        let sinks = Sinks {
+            file,
+            ship: ship.clone().map(crate::control::ship::ShipSink),
+        };
+        let writer = AuditWriter {
+            rx: std::sync::Mutex::new(Some((rx, sinks))),
+            grace: first.grace_period,
+        };
+        (Some(tx), Some(writer))
+    } else {
+        (None, None)
     };
     let signer = crate::identity::AssertionSigner::generate()
         .map_err(|e| anyhow::anyhow!("assertion key: {e}"))?;
-    let shared = Shared::new(Runtime::empty(first.clone()), signer, audit, metrics);
+    let shared = Shared::new(
+        Runtime::empty(first.clone()),
+        signer,
+        audit,
+        metrics,
+        opts.control.clone(),
+    );
 
     let mut certs = Vec::new();
     for l in &first.listeners {
@@ -137,13 +170,70 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
             Arc::new(w),
         ));
     }
+    if let (Some(backlog), Some(client)) = (ship, opts.control) {
+        server.add_service(GenBackgroundService::new(
+            "sluice audit shipper".into(),
+            Arc::new(Shipper {
+                backlog,
+                client,
+                shipped: shared.metrics.audit_shipped.clone(),
+                grace: first.grace_period,
+            }),
+        ));
+    }
     Ok(server)
+}
+
+/// Every audit destination configured: the JSON Lines file and control.
+struct Sinks {
+    file: Option<crate::audit::JsonlFileSink>,
+    ship: Option<crate::control::ship::ShipSink>,
+}
+
+impl crate::audit::AuditSink for Sinks {
+    fn write_batch(&mut self, events: &[crate::audit::AuditEvent]) -> Result<(), crate::audit::AuditError> {
+        // Control gets the batch even if the file write fails, and the
+        // other way round; the first error is reported.
+        let shipped = self.ship.as_mut().map_or(Ok(()), |s| s.write_batch(events));
+        let written = self.file.as_mut().map_or(Ok(()), |f| f.write_batch(events));
+        written.and(shipped)
+    }
+
+    fn flush(&mut self) -> Result<(), crate::audit::AuditError> {
+        self.file.as_mut().map_or(Ok(()), |f| f.flush())
+    }
+}
+
+/// Posts audit events to control, off the request path.
+struct Shipper {
+    backlog: Arc<crate::control::ship::Backlog>,
+    client: Arc<crate::control::ControlClient>,
+    shipped: prometheus::IntCounter,
+    grace: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Shipper {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let grace = self.grace;
+        crate::control::ship::run(
+            self.backlog.clone(),
+            self.client.clone(),
+            self.shipped.clone(),
+            async move {
+                let _ = shutdown.changed().await;
+                // Events of calls finishing in the grace period still go.
+                tokio::time::sleep(grace).await;
+            },
+        )
+        .await;
+    }
 }
 
 /// Drains the audit queue into its sink, off the request path. On shutdown
 /// it keeps writing through the grace period, then flushes and stops.
 struct AuditWriter {
-    rx: std::sync::Mutex<Option<(crate::audit::AuditReceiver, crate::audit::JsonlFileSink)>>,
+    rx: std::sync::Mutex<Option<(crate::audit::AuditReceiver, Sinks)>>,
     grace: std::time::Duration,
 }
 

@@ -91,6 +91,11 @@ pub struct Shared {
     /// Where audit events go; `None` when no sink is configured.
     pub audit: Option<AuditSender>,
     catalogs: ArcSwap<HashMap<String, Arc<HashSet<Box<str>>>>>,
+    /// `upstream\0tool` → hash of the definition last listed (learnt only
+    /// while approval rules exist).
+    tool_hashes: dashmap::DashMap<String, Box<str>>,
+    /// Where approvals are filed and audit shipped, when configured.
+    pub control: Option<Arc<crate::control::ControlClient>>,
     /// Catalog problems already reported, so each is logged once.
     catalog_warned: std::sync::Mutex<HashSet<String>>,
 }
@@ -101,6 +106,7 @@ impl Shared {
         signer: AssertionSigner,
         audit: Option<AuditSender>,
         metrics: Metrics,
+        control: Option<Arc<crate::control::ControlClient>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             current: ArcSwap::from_pointee(initial),
@@ -110,8 +116,17 @@ impl Shared {
             signer,
             audit,
             catalogs: ArcSwap::from_pointee(HashMap::new()),
+            tool_hashes: dashmap::DashMap::new(),
+            control,
             catalog_warned: std::sync::Mutex::new(HashSet::new()),
         })
+    }
+
+    /// The hash of `tool`'s definition as `upstream` last listed it.
+    pub fn tool_hash(&self, upstream: &str, tool: &str) -> Option<Box<str>> {
+        self.tool_hashes
+            .get(&format!("{upstream}\0{tool}"))
+            .map(|h| h.clone())
     }
 
     /// The runtime a new request will use for its whole life.
@@ -149,6 +164,14 @@ impl Shared {
     /// Remember the tools an upstream listed (bounded), for metric labels,
     /// and report policy rules this catalog shows can never match.
     pub fn learn_tools(&self, snap: &Snapshot, upstream: &str, tools: &[ListedTool]) {
+        for t in tools {
+            if let Some(h) = &t.definition_hash {
+                if self.tool_hashes.len() < MAX_CATALOG * 16 {
+                    self.tool_hashes
+                        .insert(format!("{upstream}\0{}", t.name), h.clone());
+                }
+            }
+        }
         let current = self.catalogs.load();
         if let Some(have) = current.get(upstream) {
             if tools.iter().all(|t| have.contains(&t.name)) {

@@ -50,6 +50,9 @@ pub struct AuditEvent {
     /// Model calls: what was asked, what answered, what it cost.
     #[serde(default)]
     pub llm: Option<LlmAudit>,
+    /// The approval a held call went through on.
+    #[serde(default)]
+    pub approval: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +112,7 @@ impl AuditEvent {
             latency_ms: 0.0,
             request_id: request_id.into(),
             llm: None,
+            approval: None,
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct ResponseInspector {
     pub server_messages: Vec<Method>,
     /// Tools from a `tools/list` result, when one passed by.
     pub tools_seen: Option<Vec<ListedTool>>,
+    /// Hash each listed tool's whole definition (approval rules bind to it).
+    pub hash_definitions: bool,
     /// Messages that could not be parsed (counted, passed through).
     pub unparsed: u32,
 }
@@ -85,7 +87,7 @@ struct CallResult {
 #[derive(Deserialize)]
 struct ListResult<'a> {
     #[serde(borrow, default)]
-    tools: Vec<ToolName<'a>>,
+    tools: Vec<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +110,8 @@ pub struct ListedTool {
     pub name: Box<str>,
     /// Top-level properties of `inputSchema`; `None` if it declares none.
     pub arguments: Option<Vec<Box<str>>>,
+    /// Canonical hash of the whole definition, when asked for.
+    pub definition_hash: Option<Box<str>>,
 }
 
 impl ResponseInspector {
@@ -119,6 +123,7 @@ impl ResponseInspector {
             max: 0,
             server_messages: Vec::new(),
             tools_seen: None,
+            hash_definitions: false,
             unparsed: 0,
         }
     }
@@ -233,15 +238,22 @@ impl ResponseInspector {
             }
             (None, Some(r)) if p.method == Method::ToolsList => {
                 if let Ok(list) = serde_json::from_str::<ListResult>(r.get()) {
+                    let hash = self.hash_definitions;
                     let names = self.tools_seen.get_or_insert_with(Vec::new);
-                    names.extend(list.tools.into_iter().map(|t| {
-                        ListedTool {
+                    names.extend(list.tools.into_iter().filter_map(|raw| {
+                        let t = serde_json::from_str::<ToolName>(raw.get()).ok()?;
+                        let definition_hash = hash
+                            .then(|| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
+                            .flatten()
+                            .map(|v| sluice_config::canonical_hash(&v).into_boxed_str());
+                        Some(ListedTool {
                             name: t.name.into(),
                             arguments: t
                                 .input_schema
                                 .and_then(|s| s.properties)
                                 .map(|p| p.into_keys().map(Into::into).collect()),
-                        }
+                            definition_hash,
+                        })
                     }));
                 }
                 Outcome::Ok

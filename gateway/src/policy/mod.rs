@@ -5,7 +5,7 @@
 //! wire errors through `refusal`.
 
 pub mod list;
-mod strict;
+pub(crate) mod strict;
 
 use sluice_config::{Kind, Route, Snapshot, Verdict};
 

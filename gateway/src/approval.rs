@@ -1,0 +1,207 @@
+//! Approval holds. A `tools/call` that an approval rule matches is filed
+//! with control (who, which tool and tool definition, the exact arguments
+//! and their canonical hash, the policy version) and held for the rule's
+//! hold time. Approved within it: the call goes on, using the approval
+//! once. Still pending: the client is told the approval id and the inbox
+//! link; repeating the identical call after approval goes through once,
+//! without a second request. Denied or expired: refused with the reason.
+//! Control unreachable: refused (fail closed), the rest of traffic unaffected.
+
+use std::time::Duration;
+
+use sluice_config::{canonical_hash, Route, Snapshot};
+
+use crate::control::{ControlError, Filing};
+use crate::mcp::{Kind, Method, RequestFacts};
+use crate::policy::Caller;
+use crate::state::Shared;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApprovalDeny {
+    #[error("approval required: request {id} is waiting for a decision at {url}; repeat this call once it is approved")]
+    Pending { id: String, url: String },
+    #[error("approval {id} denied by {by}: {reason}")]
+    Denied {
+        id: String,
+        by: String,
+        reason: String,
+    },
+    #[error("approval {id} expired without a decision")]
+    Expired { id: String },
+    #[error("approval {id} was already used or does not match this call; repeat the call to request a new one")]
+    Used { id: String },
+    #[error("calls that need approval cannot be sent in a batch")]
+    Batched,
+    #[error("approvals are unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ApprovalDeny {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApprovalDeny::Batched => 400,
+            ApprovalDeny::Unavailable(_) => 503,
+            // An answer to a well-formed call, like a policy denial.
+            _ => 200,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApprovalDeny::Pending { .. } => "approval_pending",
+            ApprovalDeny::Denied { .. } => "approval_denied",
+            ApprovalDeny::Expired { .. } => "approval_expired",
+            ApprovalDeny::Used { .. } => "approval_used",
+            ApprovalDeny::Batched => "approval_batched",
+            ApprovalDeny::Unavailable(_) => "approval_unavailable",
+        }
+    }
+
+    pub fn is_access_decision(&self) -> bool {
+        !matches!(self, ApprovalDeny::Unavailable(_) | ApprovalDeny::Batched)
+    }
+
+    /// The JSON-RPC error's `data`: what a client (or its user) needs to
+    /// follow the approval.
+    pub fn data(&self) -> Option<serde_json::Value> {
+        use serde_json::json;
+        Some(match self {
+            ApprovalDeny::Pending { id, url } => {
+                json!({ "reason": self.reason(), "approval_id": id, "inbox_url": url })
+            }
+            ApprovalDeny::Denied { id, by, reason } => json!({
+                "reason": self.reason(), "approval_id": id, "decided_by": by, "decision_reason": reason
+            }),
+            ApprovalDeny::Expired { id } | ApprovalDeny::Used { id } => {
+                json!({ "reason": self.reason(), "approval_id": id })
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// One call that a rule holds.
+struct Held<'a> {
+    rule: &'a sluice_config::ApprovalRule,
+    tool: &'a str,
+    arguments: serde_json::Value,
+}
+
+/// Who is asking, for filing.
+pub struct Requester<'a> {
+    pub caller: Option<&'a Caller>,
+    pub session: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+}
+
+/// Hold the request's calls that need approval. `Ok(Some(id))`: the
+/// approval that let the call through.
+pub async fn hold(
+    shared: &Shared,
+    snap: &Snapshot,
+    route: &Route,
+    who: Requester<'_>,
+    facts: &RequestFacts,
+    body: &[u8],
+) -> Result<Option<String>, ApprovalDeny> {
+    let upstream = snap.upstream(route).name.as_str();
+    let mut held: Option<Held> = None;
+    for msg in facts.messages.iter().filter(|m| m.kind != Kind::Response) {
+        if msg.method != Method::ToolsCall {
+            continue;
+        }
+        let Some(tool) = msg.target.as_deref() else {
+            continue;
+        };
+        let arguments = msg
+            .arguments
+            .clone()
+            .and_then(|r| body.get(r))
+            .and_then(crate::policy::strict::parse)
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        let mut args = || Some(arguments.clone());
+        if let Some(rule) = snap.approvals.required(upstream, tool, &mut args) {
+            if facts.batch {
+                return Err(ApprovalDeny::Batched);
+            }
+            held = Some(Held {
+                rule,
+                tool,
+                arguments,
+            });
+        }
+    }
+    let Some(h) = held else {
+        return Ok(None);
+    };
+    let m = &shared.metrics.approvals;
+    let outcome = decide(shared, snap, upstream, &who, &h).await;
+    let label = match &outcome {
+        Ok(_) => "approved",
+        Err(e) => e.reason().trim_start_matches("approval_"),
+    };
+    m.with_label_values(&[label]).inc();
+    outcome.map(Some)
+}
+
+async fn decide(
+    shared: &Shared,
+    snap: &Snapshot,
+    upstream: &str,
+    who: &Requester<'_>,
+    h: &Held<'_>,
+) -> Result<String, ApprovalDeny> {
+    let Some(control) = &shared.control else {
+        return Err(ApprovalDeny::Unavailable(
+            "this gateway runs without a control process (--control)".into(),
+        ));
+    };
+    let unavailable = |e: ControlError| {
+        tracing::warn!(error = %e, tool = h.tool, "approval filing failed");
+        ApprovalDeny::Unavailable("the control process cannot be reached".into())
+    };
+    let args_hash = canonical_hash(&h.arguments);
+    let tool_hash = shared.tool_hash(upstream, h.tool);
+    let filing = Filing {
+        tenant: who.caller.and_then(|c| c.tenant.as_deref()),
+        subject: who.caller.map_or("anonymous", |c| &*c.subject),
+        session: who.session,
+        upstream,
+        tool: h.tool,
+        tool_hash: tool_hash.as_deref(),
+        arguments: &h.arguments,
+        args_hash: &args_hash,
+        policy_version: snap.version.to_string(),
+        rule: &h.rule.name,
+        approvers: &h.rule.approvers,
+        allow_self_approval: h.rule.allow_self_approval,
+        expires_s: h.rule.expires.as_secs(),
+        gateway: &control.gateway_id,
+        request_id: who.request_id,
+    };
+    let mut a = control.file(&filing).await.map_err(unavailable)?;
+    if a.state == "pending" && h.rule.hold > Duration::ZERO {
+        a = control.wait(&a.id, h.rule.hold).await.map_err(unavailable)?;
+    }
+    match a.state.as_str() {
+        "approved" if !a.used => {
+            if control.consume(&a.id, &args_hash).await.map_err(unavailable)? {
+                tracing::info!(approval = %a.id, tool = h.tool, "approved call proceeds");
+                Ok(a.id)
+            } else {
+                Err(ApprovalDeny::Used { id: a.id })
+            }
+        }
+        "approved" => Err(ApprovalDeny::Used { id: a.id }),
+        "pending" => Err(ApprovalDeny::Pending {
+            id: a.id,
+            url: a.inbox_url,
+        }),
+        "expired" => Err(ApprovalDeny::Expired { id: a.id }),
+        _ => Err(ApprovalDeny::Denied {
+            id: a.id,
+            by: a.decided_by.unwrap_or_default(),
+            reason: a.reason.unwrap_or_else(|| "no reason given".into()),
+        }),
+    }
+}

@@ -1,0 +1,213 @@
+//! The gateway's side of the control process: one HTTP client for the
+//! config subscription (`sync`), approval filing and waiting (`approval`,
+//! in the proxy path), and audit shipping (`ship`). Control is never on the
+//! path of a decision the gateway can make alone.
+
+pub mod ship;
+pub mod sync;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The environment variable holding the token gateways present to control.
+pub const TOKEN_ENV: &str = "SLUICE_CONTROL_TOKEN";
+
+/// Longest a call to control other than a long-poll may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct ControlClient {
+    base: String,
+    token: String,
+    pub gateway_id: String,
+    /// Where the last good config from control is kept for restarts.
+    pub state_dir: PathBuf,
+    http: reqwest::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control unreachable: {0}")]
+    Unreachable(String),
+    #[error("control answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("control sent something unreadable: {0}")]
+    Decode(String),
+}
+
+/// A config version as control publishes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pushed {
+    pub version: u64,
+    pub hash: String,
+    pub yaml: String,
+}
+
+/// What the gateway files for a call that needs approval.
+#[derive(Debug, Serialize)]
+pub struct Filing<'a> {
+    pub tenant: Option<&'a str>,
+    pub subject: &'a str,
+    pub session: Option<&'a str>,
+    pub upstream: &'a str,
+    pub tool: &'a str,
+    pub tool_hash: Option<&'a str>,
+    pub arguments: &'a serde_json::Value,
+    pub args_hash: &'a str,
+    pub policy_version: String,
+    pub rule: &'a str,
+    pub approvers: &'a [String],
+    pub allow_self_approval: bool,
+    pub expires_s: u64,
+    pub gateway: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+/// The parts of control's approval record the gateway acts on.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApprovalView {
+    pub id: String,
+    pub state: String,
+    #[serde(default)]
+    pub used: bool,
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+    pub inbox_url: String,
+}
+
+impl ControlClient {
+    pub fn new(base: &str, token: String, gateway_id: String, state_dir: PathBuf) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            base.starts_with("http://") || base.starts_with("https://"),
+            "--control must be an http(s) URL"
+        );
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            gateway_id,
+            state_dir,
+            http,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn url_with(&self, path: &str, query: &[(&str, &str)]) -> Result<reqwest::Url, ControlError> {
+        let mut u = reqwest::Url::parse(&self.url(path))
+            .map_err(|e| ControlError::Unreachable(e.to_string()))?;
+        u.query_pairs_mut().extend_pairs(query);
+        Ok(u)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ControlError> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ControlError::Unreachable(e.without_url().to_string()))?;
+        let status = resp.status();
+        if status.is_success() || status == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(ControlError::Status {
+            status: status.as_u16(),
+            body: body.chars().take(500).collect(),
+        })
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, ControlError> {
+        resp.json()
+            .await
+            .map_err(|e| ControlError::Decode(e.without_url().to_string()))
+    }
+
+    /// Long-poll for a version other than `have`; `None` when none came
+    /// within `wait`.
+    pub async fn poll(&self, have: Option<u64>, wait: Duration) -> Result<Option<Pushed>, ControlError> {
+        let wait_s = wait.as_secs().to_string();
+        let have = have.map(|v| v.to_string());
+        let mut q = vec![("gateway", self.gateway_id.as_str()), ("wait_s", &wait_s)];
+        if let Some(v) = &have {
+            q.push(("have", v));
+        }
+        let req = self
+            .http
+            .get(self.url_with("/v1/config", &q)?)
+            .timeout(wait + Duration::from_secs(10));
+        let resp = self.send(req).await?;
+        if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        Ok(Some(Self::json(resp).await?))
+    }
+
+    /// Report the version this gateway runs, or why it refused one.
+    pub async fn ack(&self, version: Option<u64>, error: Option<&str>) -> Result<(), ControlError> {
+        let body = serde_json::json!({
+            "gateway": self.gateway_id,
+            "version": version,
+            "ok": error.is_none(),
+            "error": error,
+        });
+        let req = self
+            .http
+            .post(self.url("/v1/config/ack"))
+            .json(&body)
+            .timeout(CALL_TIMEOUT);
+        self.send(req).await.map(drop)
+    }
+
+    pub async fn file(&self, f: &Filing<'_>) -> Result<ApprovalView, ControlError> {
+        let req = self
+            .http
+            .post(self.url("/v1/approvals"))
+            .json(f)
+            .timeout(CALL_TIMEOUT);
+        Self::json(self.send(req).await?).await
+    }
+
+    /// The approval once decided, or as it is after `wait`.
+    pub async fn wait(&self, id: &str, wait: Duration) -> Result<ApprovalView, ControlError> {
+        let req = self
+            .http
+            .get(self.url_with(
+                &format!("/v1/approvals/{id}"),
+                &[("wait_ms", &wait.as_millis().to_string())],
+            )?)
+            .timeout(wait + CALL_TIMEOUT);
+        Self::json(self.send(req).await?).await
+    }
+
+    /// Use an approval for this call; `false` if it cannot be used (already
+    /// used, expired, other arguments).
+    pub async fn consume(&self, id: &str, args_hash: &str) -> Result<bool, ControlError> {
+        let req = self
+            .http
+            .post(self.url(&format!("/v1/approvals/{id}/consume")))
+            .json(&serde_json::json!({ "args_hash": args_hash }))
+            .timeout(CALL_TIMEOUT);
+        match self.send(req).await {
+            Ok(_) => Ok(true),
+            Err(ControlError::Status { status: 409, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ship a JSON array of audit events.
+    pub async fn ship(&self, body: String) -> Result<(), ControlError> {
+        let req = self
+            .http
+            .post(self.url("/v1/audit"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(15));
+        self.send(req).await.map(drop)
+    }
+}
