@@ -182,8 +182,12 @@ mod tests {
             .expect("needs approval");
         assert_eq!(r.name, "big-refunds");
         assert_eq!(r.hold.as_millis(), 500);
-        assert!(a.required("pay", "refund", &mut || Some(small.clone())).is_none());
-        assert!(a.required("pay", "other", &mut || Some(big.clone())).is_none());
+        assert!(a
+            .required("pay", "refund", &mut || Some(small.clone()))
+            .is_none());
+        assert!(a
+            .required("pay", "other", &mut || Some(big.clone()))
+            .is_none());
         // Unparseable arguments never satisfy a condition.
         assert!(a.required("pay", "refund", &mut || None).is_none());
     }

@@ -312,7 +312,8 @@ impl Snapshot {
         let upstream_names: Vec<String> = raw.upstreams.iter().map(|u| u.name.clone()).collect();
         let llm = build_llm(&raw.llm, &upstream_names, &raw.tenants, &known, &mut errs);
         let upstream_refs: Vec<&str> = upstream_names.iter().map(String::as_str).collect();
-        let approvals = crate::approvals::build_approvals(&raw.approvals, &upstream_refs, &mut errs);
+        let approvals =
+            crate::approvals::build_approvals(&raw.approvals, &upstream_refs, &mut errs);
         routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
 
         if !errs.is_empty() {

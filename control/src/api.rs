@@ -3,6 +3,10 @@
 //! (decisions, lists, audit queries), the web pages, the Slack endpoint,
 //! health and metrics. Refusals are JSON `{"error": …}` with the status.
 
+// The small checks below return the refusal `Response` itself as their
+// error: it is written to the wire either way, so boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +52,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/inbox", get(inbox))
+        .route("/inbox/{id}", get(inbox_one))
         .route("/inbox/{id}/decide", post(web_decide))
         .route("/audit", get(audit_page))
         .route("/gateways", get(gateways_page))
@@ -147,7 +152,11 @@ async fn config_ack(State(app): State<Arc<App>>, h: HeaderMap, Json(a): Json<Ack
         return r;
     }
     let error_text = a.error.map(|e| e.chars().take(4000).collect());
-    match app.publisher.ack(a.gateway, a.version, a.ok, error_text).await {
+    match app
+        .publisher
+        .ack(a.gateway, a.version, a.ok, error_text)
+        .await
+    {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => internal(e),
     }
@@ -378,7 +387,10 @@ async fn slack(State(app): State<Arc<App>>, h: HeaderMap, body: Bytes) -> Respon
     let interaction = match crate::slack::verify(secret, &h, &body, now) {
         Ok(i) => i,
         Err(e) => {
-            app.metrics.auth_failures.with_label_values(&["slack"]).inc();
+            app.metrics
+                .auth_failures
+                .with_label_values(&["slack"])
+                .inc();
             tracing::warn!(error = %e, "Slack interaction refused");
             return error(StatusCode::UNAUTHORIZED, e);
         }
@@ -438,9 +450,16 @@ fn page_user<'a>(app: &'a App, h: &HeaderMap) -> Result<&'a User, Response> {
 
 fn check_csrf(app: &App, h: &HeaderMap, token: &str) -> Result<(), Response> {
     let want = session_csrf(app, h);
-    if want.is_empty() || !bool::from(subtle::ConstantTimeEq::ct_eq(want.as_bytes(), token.as_bytes()))
+    if want.is_empty()
+        || !bool::from(subtle::ConstantTimeEq::ct_eq(
+            want.as_bytes(),
+            token.as_bytes(),
+        ))
     {
-        return Err(error(StatusCode::FORBIDDEN, "form token mismatch; reload the page"));
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "form token mismatch; reload the page",
+        ));
     }
     Ok(())
 }
@@ -509,11 +528,31 @@ async fn inbox(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<ListQu
         Err(r) => return r,
     };
     let view = match q.view.as_deref() {
-        Some(v @ ("in_process" | "completed")) => v,
+        Some("in_process") => "in_process",
+        Some("completed") => "completed",
         _ => "pending",
     };
     match app.approvals.list(view, Some(user)).await {
         Ok(items) => Html(web::inbox(user, view, &items, &session_csrf(&app, &h))).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// One approval, whatever its state: where a decision lands.
+async fn inbox_one(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<String>) -> Response {
+    let user = match page_user(&app, &h) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match app.approvals.get(&id).await {
+        Ok(Some(a)) if user.serves_tenant(a.tenant.as_deref()) => Html(web::inbox(
+            user,
+            "one",
+            std::slice::from_ref(&a),
+            &session_csrf(&app, &h),
+        ))
+        .into_response(),
+        Ok(_) => error(StatusCode::NOT_FOUND, "no such approval"),
         Err(e) => internal(e),
     }
 }
@@ -544,8 +583,12 @@ async fn web_decide(
     let Some(approve) = parse_decision(&f.decision) else {
         return error(StatusCode::BAD_REQUEST, "decision: approve or deny");
     };
-    match app.approvals.decide(&id, user, approve, &f.reason, "inbox").await {
-        Ok(_) => Redirect::to(&format!("/inbox?view=completed#a-{id}")).into_response(),
+    match app
+        .approvals
+        .decide(&id, user, approve, &f.reason, "inbox")
+        .await
+    {
+        Ok(a) => Redirect::to(&format!("/inbox/{}", a.id)).into_response(),
         Err(DecideError::Db(e)) => internal(e),
         Err(e) => {
             let status = match e {
@@ -555,7 +598,12 @@ async fn web_decide(
             };
             (
                 status,
-                Html(web::message("Not recorded", Some(user), &e.to_string(), &csrf)),
+                Html(web::message(
+                    "Not recorded",
+                    Some(user),
+                    &e.to_string(),
+                    &csrf,
+                )),
             )
                 .into_response()
         }

@@ -129,7 +129,8 @@ pub struct Approvals {
     webhook: Option<Arc<Webhook>>,
 }
 
-const COLUMNS: &str = "id, state, tenant, subject, session, upstream, tool, tool_hash, arguments, args_hash,
+const COLUMNS: &str =
+    "id, state, tenant, subject, session, upstream, tool, tool_hash, arguments, args_hash,
     policy_version, rule, approvers, allow_self, gateway, request_id, created_ms, expires_ms,
     decided_by, decided_ms, reason, used_ms";
 
@@ -311,7 +312,10 @@ impl Approvals {
                 Some(x) if x.state == State::Pending => {}
                 _ => return Ok(a),
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 return Ok(a);
             }
         }

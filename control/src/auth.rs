@@ -53,9 +53,14 @@ impl Auth {
     /// The user a personal token belongs to.
     pub fn user_by_token(&self, token: &str) -> Option<&User> {
         let h = hex::encode(hash(token));
-        self.users
-            .iter()
-            .find(|u| bool::from(u.token_sha256.to_ascii_lowercase().as_bytes().ct_eq(h.as_bytes())))
+        self.users.iter().find(|u| {
+            bool::from(
+                u.token_sha256
+                    .to_ascii_lowercase()
+                    .as_bytes()
+                    .ct_eq(h.as_bytes()),
+            )
+        })
     }
 
     pub fn user_by_name(&self, name: &str) -> Option<&User> {

@@ -82,7 +82,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let public_url = settings.public_url();
     let publisher = publish::Publisher::open(db.clone(), metrics.clone()).await?;
-    let syncer = source::Syncer::new(settings.config.clone(), publisher.clone());
+    let syncer = source::Syncer::new(settings.source()?, publisher.clone());
     match syncer.sync().await {
         Ok(outcome) => tracing::info!(?outcome, "config source read"),
         Err(e) => {

@@ -98,7 +98,10 @@ impl Publisher {
     }
 
     pub fn refused(&self) -> Option<Refused> {
-        self.refused.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Validate `yaml` and publish it if it is new.

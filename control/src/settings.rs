@@ -19,7 +19,7 @@ pub struct Settings {
     /// SQLite file holding approvals, the audit trail, published versions
     /// and gateway acknowledgements.
     pub database: PathBuf,
-    pub config: ConfigSource,
+    pub config: RawConfigSource,
     /// The token gateways present (`Authorization: Bearer`).
     pub gateway_token: Secret,
     #[serde(default)]
@@ -32,27 +32,44 @@ pub struct Settings {
     pub audit: AuditSettings,
 }
 
+/// `config: { dir: {...} }` or `config: { git: {...} }`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[serde(deny_unknown_fields)]
+pub struct RawConfigSource {
+    pub dir: Option<DirSource>,
+    pub git: Option<GitSource>,
+}
+
+/// A directory holding the gateway config; re-read when the file changes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirSource {
+    pub path: PathBuf,
+    #[serde(default = "default_file")]
+    pub file: String,
+}
+
+/// A Git repository kept in sync: cloned into `checkout`, pulled every
+/// `interval_s` and on `POST /v1/sync` (a push webhook). Credentials come
+/// from the environment's Git setup (SSH key, credential helper), never
+/// from this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitSource {
+    pub url: String,
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    #[serde(default = "default_file")]
+    pub file: String,
+    pub checkout: PathBuf,
+    #[serde(default = "default_interval")]
+    pub interval_s: u64,
+}
+
+#[derive(Debug, Clone)]
 pub enum ConfigSource {
-    /// A directory holding the gateway config; re-read when the file changes.
-    Dir {
-        path: PathBuf,
-        #[serde(default = "default_file")]
-        file: String,
-    },
-    /// A Git repository kept in sync: cloned into `checkout`, pulled every
-    /// `interval_s` and on `POST /v1/sync` (a push webhook).
-    Git {
-        url: String,
-        #[serde(default = "default_branch")]
-        branch: String,
-        #[serde(default = "default_file")]
-        file: String,
-        checkout: PathBuf,
-        #[serde(default = "default_interval")]
-        interval_s: u64,
-    },
+    Dir(DirSource),
+    Git(GitSource),
 }
 
 fn default_file() -> String {
@@ -67,21 +84,22 @@ fn default_interval() -> u64 {
 
 /// A secret named, never written: `{ env: NAME }` or `{ file: /path }`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum Secret {
-    Env(String),
-    File(PathBuf),
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
 }
 
 impl Secret {
     pub fn read(&self) -> anyhow::Result<String> {
-        let v = match self {
-            Secret::Env(name) => std::env::var(name)
+        let v = match (&self.env, &self.file) {
+            (Some(name), None) => std::env::var(name)
                 .map_err(|_| anyhow::anyhow!("environment variable {name} is not set"))?,
-            Secret::File(p) => std::fs::read_to_string(p)
+            (None, Some(p)) => std::fs::read_to_string(p)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
                 .trim_end()
                 .to_owned(),
+            _ => anyhow::bail!("name the secret with exactly one of `env` or `file`"),
         };
         anyhow::ensure!(!v.is_empty(), "secret {self:?} is empty");
         Ok(v)
@@ -159,7 +177,17 @@ impl Settings {
         Ok(s)
     }
 
+    /// The config source the settings name.
+    pub fn source(&self) -> anyhow::Result<ConfigSource> {
+        match (&self.config.dir, &self.config.git) {
+            (Some(d), None) => Ok(ConfigSource::Dir(d.clone())),
+            (None, Some(g)) => Ok(ConfigSource::Git(g.clone())),
+            _ => anyhow::bail!("config: name exactly one of `dir` or `git`"),
+        }
+    }
+
     fn check(&self) -> anyhow::Result<()> {
+        self.source()?;
         let mut names = std::collections::HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
             anyhow::ensure!(

@@ -87,8 +87,14 @@ mod tests {
     fn signed(secret: &str, ts: i64, body: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         let sig = crate::webhook::sign(secret, format!("v0:{ts}:{body}").as_bytes());
-        h.insert("x-slack-request-timestamp", ts.to_string().parse().expect("hv"));
-        h.insert("x-slack-signature", format!("v0={sig}").parse().expect("hv"));
+        h.insert(
+            "x-slack-request-timestamp",
+            ts.to_string().parse().expect("hv"),
+        );
+        h.insert(
+            "x-slack-signature",
+            format!("v0={sig}").parse().expect("hv"),
+        );
         h
     }
 
@@ -115,11 +121,23 @@ mod tests {
         );
         let tampered = b.replace("approve", "deny__");
         assert_eq!(
-            verify("s3cret", &signed("s3cret", 1000, &b), tampered.as_bytes(), 1000).err(),
+            verify(
+                "s3cret",
+                &signed("s3cret", 1000, &b),
+                tampered.as_bytes(),
+                1000
+            )
+            .err(),
             Some(SlackError::Signature)
         );
         assert_eq!(
-            verify("s3cret", &signed("s3cret", 1000, &b), b.as_bytes(), 1000 + 301).err(),
+            verify(
+                "s3cret",
+                &signed("s3cret", 1000, &b),
+                b.as_bytes(),
+                1000 + 301
+            )
+            .err(),
             Some(SlackError::Stale)
         );
         assert_eq!(

@@ -44,20 +44,14 @@ impl Syncer {
     /// Read the source once and offer what it holds.
     pub async fn sync(&self) -> Result<Outcome, SyncError> {
         let (path, origin) = match &self.source {
-            ConfigSource::Dir { path, file } => {
-                let p = path.join(file);
+            ConfigSource::Dir(d) => {
+                let p = d.path.join(&d.file);
                 let origin = format!("dir:{}", p.display());
                 (p, origin)
             }
-            ConfigSource::Git {
-                url,
-                branch,
-                file,
-                checkout,
-                ..
-            } => {
-                let commit = git_pull(url, branch, checkout).await?;
-                (checkout.join(file), format!("git:{commit}"))
+            ConfigSource::Git(g) => {
+                let commit = git_pull(&g.url, &g.branch, &g.checkout).await?;
+                (g.checkout.join(&g.file), format!("git:{commit}"))
             }
         };
         let yaml = tokio::fs::read_to_string(&path)
@@ -73,15 +67,15 @@ impl Syncer {
     /// whenever woken.
     pub async fn run(self: Arc<Self>) {
         let interval = match &self.source {
-            ConfigSource::Dir { .. } => DIR_POLL,
-            ConfigSource::Git { interval_s, .. } => Duration::from_secs((*interval_s).max(1)),
+            ConfigSource::Dir(_) => DIR_POLL,
+            ConfigSource::Git(g) => Duration::from_secs(g.interval_s.max(1)),
         };
         let mut stamp = self.stamp();
         loop {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(interval) => {
-                    if matches!(self.source, ConfigSource::Dir { .. }) {
+                    if matches!(self.source, ConfigSource::Dir(_)) {
                         let now = self.stamp();
                         if now == stamp {
                             continue;
@@ -98,10 +92,10 @@ impl Syncer {
 
     fn stamp(&self) -> Option<(SystemTime, u64)> {
         match &self.source {
-            ConfigSource::Dir { path, file } => std::fs::metadata(path.join(file))
+            ConfigSource::Dir(d) => std::fs::metadata(d.path.join(&d.file))
                 .ok()
                 .and_then(|m| Some((m.modified().ok()?, m.len()))),
-            ConfigSource::Git { .. } => None,
+            ConfigSource::Git(_) => None,
         }
     }
 }
@@ -130,7 +124,11 @@ async fn git_pull(url: &str, branch: &str, checkout: &Path) -> Result<String, Sy
         .await?;
     } else {
         git(Some(checkout), &["fetch", "--quiet", "origin", branch]).await?;
-        git(Some(checkout), &["reset", "--quiet", "--hard", "FETCH_HEAD"]).await?;
+        git(
+            Some(checkout),
+            &["reset", "--quiet", "--hard", "FETCH_HEAD"],
+        )
+        .await?;
     }
     let head = git(Some(checkout), &["rev-parse", "HEAD"]).await?;
     Ok(head.trim().to_owned())

@@ -100,7 +100,10 @@ pub fn inbox(user: &User, view: &str, items: &[Approval], csrf: &str) -> String 
         ("completed", "Completed"),
     ] {
         let on = if v == view { " class=\"on\"" } else { "" };
-        let _ = write!(b, r#"<a href="/inbox?view={v}"{on} id="tab-{v}">{label}</a>"#);
+        let _ = write!(
+            b,
+            r#"<a href="/inbox?view={v}"{on} id="tab-{v}">{label}</a>"#
+        );
     }
     b.push_str("</p>");
     if items.is_empty() {
@@ -134,9 +137,10 @@ pub fn inbox(user: &User, view: &str, items: &[Approval], csrf: &str) -> String 
                 a.decided
                     .as_deref()
                     .map_or(String::new(), |d| format!("<br>at {}", escape(d))),
-                a.reason
-                    .as_deref()
-                    .map_or(String::new(), |r| format!(r#"<br>“<span class="reason">{}</span>”"#, escape(r))),
+                a.reason.as_deref().map_or(String::new(), |r| format!(
+                    r#"<br>“<span class="reason">{}</span>”"#,
+                    escape(r)
+                )),
             ),
         };
         let action = if a.state == State::Pending {
@@ -157,9 +161,10 @@ pub fn inbox(user: &User, view: &str, items: &[Approval], csrf: &str) -> String 
         };
         let _ = write!(
             b,
-            r#"<tr id="a-{id}" data-id="{id}" data-state="{state}"><td>{created}<br><small>{rule}</small></td><td>{who}</td><td>{up}/{tool}</td><td><pre>{args}</pre></td><td class="status">{status}</td><td>{action}</td></tr>"#,
+            r#"<tr id="a-{id}" data-id="{id}" data-state="{state}" data-used="{used}"><td>{created}<br><small>{rule}</small></td><td>{who}</td><td>{up}/{tool}</td><td><pre>{args}</pre></td><td class="status">{status}</td><td>{action}</td></tr>"#,
             id = escape(&a.id),
             state = a.state.as_str(),
+            used = a.used,
             created = escape(&a.created),
             rule = escape(&a.rule),
             up = escape(&a.upstream),

@@ -86,7 +86,8 @@ impl Webhook {
                 self.wake.notified().await;
                 continue;
             }
-            let mut body = String::with_capacity(batch.iter().map(|(_, r)| r.len() + 1).sum::<usize>() + 2);
+            let mut body =
+                String::with_capacity(batch.iter().map(|(_, r)| r.len() + 1).sum::<usize>() + 2);
             body.push('[');
             for (i, (_, r)) in batch.iter().enumerate() {
                 if i > 0 {
@@ -99,7 +100,10 @@ impl Webhook {
                 .post(&self.url)
                 .header("content-type", "application/json");
             if let Some(secret) = &self.secret {
-                req = req.header("x-sluice-signature", format!("sha256={}", sign(secret, body.as_bytes())));
+                req = req.header(
+                    "x-sluice-signature",
+                    format!("sha256={}", sign(secret, body.as_bytes())),
+                );
             }
             let last = batch.last().map_or(0, |(s, _)| *s);
             match req.body(body).send().await {

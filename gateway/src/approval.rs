@@ -181,11 +181,18 @@ async fn decide(
     };
     let mut a = control.file(&filing).await.map_err(unavailable)?;
     if a.state == "pending" && h.rule.hold > Duration::ZERO {
-        a = control.wait(&a.id, h.rule.hold).await.map_err(unavailable)?;
+        a = control
+            .wait(&a.id, h.rule.hold)
+            .await
+            .map_err(unavailable)?;
     }
     match a.state.as_str() {
         "approved" if !a.used => {
-            if control.consume(&a.id, &args_hash).await.map_err(unavailable)? {
+            if control
+                .consume(&a.id, &args_hash)
+                .await
+                .map_err(unavailable)?
+            {
                 tracing::info!(approval = %a.id, tool = h.tool, "approved call proceeds");
                 Ok(a.id)
             } else {

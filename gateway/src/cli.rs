@@ -64,7 +64,10 @@ impl Cli {
             return Ok(None);
         };
         let token = std::env::var(crate::control::TOKEN_ENV).map_err(|_| {
-            anyhow::anyhow!("--control needs the gateway token in {}", crate::control::TOKEN_ENV)
+            anyhow::anyhow!(
+                "--control needs the gateway token in {}",
+                crate::control::TOKEN_ENV
+            )
         })?;
         let id = self.gateway_id.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname")
@@ -72,12 +75,9 @@ impl Cli {
                 .unwrap_or_else(|_| "gateway".into());
             format!("{host}-{}", std::process::id())
         });
-        Ok(Some(std::sync::Arc::new(crate::control::ControlClient::new(
-            url,
-            token,
-            id,
-            self.state_dir.clone(),
-        )?)))
+        Ok(Some(std::sync::Arc::new(
+            crate::control::ControlClient::new(url, token, id, self.state_dir.clone())?,
+        )))
     }
 
     pub fn source(&self) -> Source {

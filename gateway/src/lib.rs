@@ -8,8 +8,8 @@
 
 pub mod access;
 pub mod admin;
-pub mod audit;
 pub mod approval;
+pub mod audit;
 pub mod cli;
 pub mod control;
 pub mod forward;

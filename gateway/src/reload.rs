@@ -281,7 +281,10 @@ impl Reloader {
 
 impl crate::control::sync::Apply for Reloader {
     async fn apply(&self, yaml: &str) -> Result<(), String> {
-        self.apply_text(yaml).await.map(drop).map_err(|e| e.to_string())
+        self.apply_text(yaml)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -35,11 +35,13 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     // From control: the kept copy, or (first start) control itself.
     let text = match (&opts.source, opts.source.read()) {
         (_, Ok(t)) => t,
-        (Source::Control(c), Err(_)) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(crate::control::sync::bootstrap(c, opts.control_wait))?
-            .yaml,
+        (Source::Control(c), Err(_)) => {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(crate::control::sync::bootstrap(c, opts.control_wait))?
+                .yaml
+        }
         (_, Err(e)) => return Err(e.into()),
     };
     let first = sluice_config::load(&text, 1)?;
@@ -191,7 +193,10 @@ struct Sinks {
 }
 
 impl crate::audit::AuditSink for Sinks {
-    fn write_batch(&mut self, events: &[crate::audit::AuditEvent]) -> Result<(), crate::audit::AuditError> {
+    fn write_batch(
+        &mut self,
+        events: &[crate::audit::AuditEvent],
+    ) -> Result<(), crate::audit::AuditError> {
         // Control gets the batch even if the file write fails, and the
         // other way round; the first error is reported.
         let shipped = self.ship.as_mut().map_or(Ok(()), |s| s.write_batch(events));

@@ -77,7 +77,12 @@ pub struct ApprovalView {
 }
 
 impl ControlClient {
-    pub fn new(base: &str, token: String, gateway_id: String, state_dir: PathBuf) -> anyhow::Result<Self> {
+    pub fn new(
+        base: &str,
+        token: String,
+        gateway_id: String,
+        state_dir: PathBuf,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             base.starts_with("http://") || base.starts_with("https://"),
             "--control must be an http(s) URL"
@@ -122,7 +127,9 @@ impl ControlClient {
         })
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, ControlError> {
+    async fn json<T: serde::de::DeserializeOwned>(
+        resp: reqwest::Response,
+    ) -> Result<T, ControlError> {
         resp.json()
             .await
             .map_err(|e| ControlError::Decode(e.without_url().to_string()))
@@ -130,7 +137,11 @@ impl ControlClient {
 
     /// Long-poll for a version other than `have`; `None` when none came
     /// within `wait`.
-    pub async fn poll(&self, have: Option<u64>, wait: Duration) -> Result<Option<Pushed>, ControlError> {
+    pub async fn poll(
+        &self,
+        have: Option<u64>,
+        wait: Duration,
+    ) -> Result<Option<Pushed>, ControlError> {
         let wait_s = wait.as_secs().to_string();
         let have = have.map(|v| v.to_string());
         let mut q = vec![("gateway", self.gateway_id.as_str()), ("wait_s", &wait_s)];

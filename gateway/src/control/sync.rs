@@ -69,20 +69,43 @@ pub fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
-/// What the subscription tells the reloader's other loop.
+/// How current the served config is known to be, for the staleness metric.
 #[derive(Default)]
 pub struct Contact {
-    /// When control last answered (ms since epoch); 0 never.
-    pub last_ms: AtomicU64,
+    /// When control last answered (ms since epoch); at start, when the
+    /// kept copy was last confirmed.
+    last_ms: AtomicU64,
+    /// A subscription is live: the config is current by construction.
+    connected: std::sync::atomic::AtomicBool,
 }
 
 impl Contact {
-    pub fn touch(&self) {
+    fn up(&self, dir: &Path) {
         self.last_ms.store(now_ms(), Ordering::Relaxed);
+        self.connected.store(true, Ordering::Relaxed);
+        // The kept copy's mtime records the last confirmation, so a restart
+        // without control reports staleness from there.
+        if let Ok(f) = std::fs::File::options().append(true).open(cache_path(dir)) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
     }
+
+    fn down(&self, dir: &Path) {
+        self.connected.store(false, Ordering::Relaxed);
+        if self.last_ms.load(Ordering::Relaxed) == 0 {
+            let confirmed = std::fs::metadata(cache_path(dir))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(now_ms(), |d| d.as_millis() as u64);
+            self.last_ms.store(confirmed, Ordering::Relaxed);
+        }
+    }
+
+    /// Seconds since the config was last known to be current; 0 while connected.
     pub fn staleness_s(&self) -> i64 {
         let last = self.last_ms.load(Ordering::Relaxed);
-        if last == 0 {
+        if self.connected.load(Ordering::Relaxed) || last == 0 {
             return 0;
         }
         (now_ms().saturating_sub(last) / 1000) as i64
@@ -111,14 +134,17 @@ pub async fn run<A: Apply + Sync>(
     let mut seen = running;
     let mut acked = false;
     let mut backoff = MIN_BACKOFF;
+    // The first poll answers at once, so the connection state is known early.
+    let mut wait = Duration::ZERO;
     loop {
         let polled = tokio::select! {
             _ = &mut stop => return,
-            r = client.poll(seen, POLL_WAIT) => r,
+            r = client.poll(seen, wait) => r,
         };
         match polled {
             Ok(next) => {
-                contact.touch();
+                wait = POLL_WAIT;
+                contact.up(&client.state_dir);
                 metrics.control_connected.set(1);
                 backoff = MIN_BACKOFF;
                 if let Some(p) = next {
@@ -146,6 +172,7 @@ pub async fn run<A: Apply + Sync>(
                 }
             }
             Err(e) => {
+                contact.down(&client.state_dir);
                 metrics.control_connected.set(0);
                 let wait = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
                 if !matches!(e, ControlError::Unreachable(_)) || backoff == MIN_BACKOFF {

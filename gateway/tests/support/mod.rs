@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub use sluice_demo::{DemoOptions, DemoServer};
 
+pub mod control;
 pub mod fault;
 #[allow(unused_imports)]
 pub use fault::{fault_upstream, Fault, Mode};
@@ -62,6 +63,18 @@ impl Gateway {
             }
         }
         unreachable!("the loop returns or panics")
+    }
+
+    /// Start with these flags instead of `--config`, on ports the caller
+    /// chose (its config, wherever it comes from, names them).
+    pub async fn start_args(port: u16, admin: u16, args: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("unused.yaml");
+        let mut gw = Self::spawn(dir, config, port, admin, args, env);
+        if let Err(e) = gw.wait_ready().await {
+            panic!("gateway did not become ready: {e}\n{}", gw.log());
+        }
+        gw
     }
 
     /// Start in zero-config sidecar mode in front of `upstream`.

