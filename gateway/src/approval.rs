@@ -19,7 +19,12 @@ use crate::state::Shared;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApprovalDeny {
     #[error("approval required: request {id} is waiting for a decision at {url}; repeat this call once it is approved")]
-    Pending { id: String, url: String },
+    Pending {
+        id: String,
+        url: String,
+        /// The client takes URL-mode elicitation: answer -32042.
+        elicit: bool,
+    },
     #[error("approval {id} denied by {by}: {reason}")]
     Denied {
         id: String,
@@ -57,6 +62,11 @@ impl ApprovalDeny {
         }
     }
 
+    /// -32042 (URL elicitation required) for clients that take it.
+    pub fn elicits(&self) -> bool {
+        matches!(self, ApprovalDeny::Pending { elicit: true, .. })
+    }
+
     pub fn is_access_decision(&self) -> bool {
         !matches!(self, ApprovalDeny::Unavailable(_) | ApprovalDeny::Batched)
     }
@@ -66,8 +76,17 @@ impl ApprovalDeny {
     pub fn data(&self) -> Option<serde_json::Value> {
         use serde_json::json;
         Some(match self {
-            ApprovalDeny::Pending { id, url } => {
-                json!({ "reason": self.reason(), "approval_id": id, "inbox_url": url })
+            ApprovalDeny::Pending { id, url, elicit } => {
+                let mut d = json!({ "reason": self.reason(), "approval_id": id, "inbox_url": url });
+                if *elicit {
+                    d["elicitations"] = json!([{
+                        "mode": "url",
+                        "elicitationId": id,
+                        "url": url,
+                        "message": "This tool call needs an approver's decision. Open the link to follow it, then retry the call.",
+                    }]);
+                }
+                d
             }
             ApprovalDeny::Denied { id, by, reason } => json!({
                 "reason": self.reason(), "approval_id": id, "decided_by": by, "decision_reason": reason
@@ -92,6 +111,47 @@ pub struct Requester<'a> {
     pub caller: Option<&'a Caller>,
     pub session: Option<&'a str>,
     pub request_id: Option<&'a str>,
+    pub url_elicitation: bool,
+}
+
+/// Does this request body declare URL-mode elicitation, in `initialize`'s
+/// `capabilities` or a stateless request's `_meta` client capabilities?
+pub fn declares_url_elicitation(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default)]
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(default)]
+        capabilities: Option<Caps>,
+        #[serde(default, rename = "_meta")]
+        meta: Option<Meta>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(default, rename = "io.modelcontextprotocol/clientCapabilities")]
+        caps: Option<Caps>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Caps {
+        #[serde(default)]
+        elicitation: Option<Elicitation>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Elicitation {
+        #[serde(default)]
+        url: Option<serde::de::IgnoredAny>,
+    }
+    let Ok(b) = serde_json::from_slice::<Body>(body) else {
+        return false;
+    };
+    let Some(p) = b.params else { return false };
+    [p.capabilities, p.meta.and_then(|m| m.caps)]
+        .into_iter()
+        .flatten()
+        .any(|c| c.elicitation.is_some_and(|e| e.url.is_some()))
 }
 
 /// Hold the request's calls that need approval. `Ok(Some(id))`: the
@@ -203,6 +263,7 @@ async fn decide(
         "pending" => Err(ApprovalDeny::Pending {
             id: a.id,
             url: a.inbox_url,
+            elicit: who.url_elicitation,
         }),
         "expired" => Err(ApprovalDeny::Expired { id: a.id }),
         _ => Err(ApprovalDeny::Denied {

@@ -529,10 +529,18 @@ impl Gateway {
             let (Some(facts), Some(body)) = (ctx.facts.as_ref(), ctx.body.as_ref()) else {
                 return Err(Refusal::BodyRead);
             };
+            // URL-mode elicitation: declared at initialize (2025 sessions) or
+            // in the request's own `_meta` (2026-07-28, stateless).
+            let url_elicitation = ctx
+                .session
+                .as_deref()
+                .is_some_and(|s| self.shared.sessions.url_elicitation(s))
+                || crate::approval::declares_url_elicitation(body);
             let who = crate::approval::Requester {
                 caller: ctx.caller.as_ref(),
                 session: ctx.session.as_deref(),
                 request_id: ctx.request_id.as_deref(),
+                url_elicitation,
             };
             ctx.approval =
                 crate::approval::hold(&self.shared, &snap, route, who, facts, body).await?;
@@ -861,9 +869,18 @@ impl Gateway {
                 .get("mcp-session-id")
                 .and_then(|v| v.to_str().ok())
             {
+                let initialize = ctx
+                    .facts
+                    .as_ref()
+                    .is_some_and(|f| f.first().method == Method::Initialize);
+                let url_elicitation = initialize
+                    && ctx
+                        .body
+                        .as_deref()
+                        .is_some_and(crate::approval::declares_url_elicitation);
                 self.shared
                     .sessions
-                    .bind(sid, &c.subject, c.tenant.as_deref());
+                    .bind(sid, &c.subject, c.tenant.as_deref(), url_elicitation);
             }
             if ok && ctx.method_is_delete {
                 if let Some(sid) = &ctx.session {

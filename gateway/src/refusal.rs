@@ -17,6 +17,8 @@ pub mod code {
     pub const INTERNAL_ERROR: i64 = -32603;
     /// 2026-07-28: mirrored header does not match the body.
     pub const HEADER_MISMATCH: i64 = -32020;
+    /// 2025-11-25: URL-mode elicitation required.
+    pub const URL_ELICITATION_REQUIRED: i64 = -32042;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,7 @@ impl Refusal {
                 code::INTERNAL_ERROR
             }
             Refusal::Policy(d) => d.rpc_code(),
+            Refusal::Approval(a) if a.elicits() => code::URL_ELICITATION_REQUIRED,
             _ => code::INVALID_REQUEST,
         }
     }

@@ -21,6 +21,8 @@ struct Owner {
 struct Binding {
     owner: Owner,
     seen: Instant,
+    /// The client declared URL-mode elicitation at initialize.
+    url_elicitation: bool,
 }
 
 pub struct Sessions {
@@ -69,9 +71,21 @@ impl Sessions {
     }
 
     /// Bind a session the upstream just created for this caller.
-    pub fn bind(&self, id: &str, subject: &str, tenant: Option<&str>) {
+    pub fn bind(&self, id: &str, subject: &str, tenant: Option<&str>, url_elicitation: bool) {
         let mut map = self.shard(id).lock().unwrap_or_else(|e| e.into_inner());
         insert(&mut map, id, subject, tenant, Instant::now(), self.idle);
+        if let Some(b) = map.get_mut(id) {
+            b.url_elicitation = url_elicitation;
+        }
+    }
+
+    /// Did the session's client declare URL-mode elicitation?
+    pub fn url_elicitation(&self, id: &str) -> bool {
+        self.shard(id)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .is_some_and(|b| b.url_elicitation)
     }
 
     pub fn end(&self, id: &str) {
@@ -122,6 +136,7 @@ fn insert(
                 tenant: tenant.map(Into::into),
             },
             seen: now,
+            url_elicitation: false,
         },
     );
 }
@@ -133,7 +148,7 @@ mod tests {
     #[test]
     fn a_session_belongs_to_its_creator() {
         let s = Sessions::new(Duration::from_secs(3600));
-        s.bind("abc", "alice", Some("acme"));
+        s.bind("abc", "alice", Some("acme"), false);
         assert_eq!(s.check("abc", "alice", Some("acme")), Check::Mine);
         assert_eq!(s.check("abc", "bob", Some("acme")), Check::Foreign);
         assert_eq!(s.check("abc", "alice", Some("globex")), Check::Foreign);
@@ -147,7 +162,7 @@ mod tests {
     fn memory_stays_bounded() {
         let s = Sessions::new(Duration::from_secs(3600));
         for i in 0..(SHARDS * MAX_PER_SHARD + 5_000) {
-            s.bind(&format!("s{i}"), "u", None);
+            s.bind(&format!("s{i}"), "u", None, false);
         }
         assert!(s.len() <= SHARDS * MAX_PER_SHARD);
     }

@@ -215,14 +215,20 @@ async fn start_gateway(control: &Control, port: u16, admin: u16, state: &Path) -
 
 /// A 2025 session for `key`: initialize + initialized; the session id.
 async fn session(client: &reqwest::Client, url: &str, key: &str) -> String {
+    session_with(client, url, key, json!({})).await
+}
+
+/// A session whose client declares `capabilities`.
+async fn session_with(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    capabilities: Value,
+) -> String {
     let auth = format!("Bearer {key}");
-    let (status, headers, body) = post(
-        client,
-        url,
-        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
-        &[("authorization", &auth)],
-    )
-    .await;
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":capabilities,"clientInfo":{"name":"t","version":"1"}}});
+    let (status, headers, body) =
+        post(client, url, init.to_string(), &[("authorization", &auth)]).await;
     assert_eq!(status, 200, "initialize: {body}");
     let sid = headers
         .get("mcp-session-id")
@@ -276,6 +282,8 @@ async fn call(
     v
 }
 
+/// The approval id of a pending answer (-32600, or -32042 for clients that
+/// take URL elicitation).
 fn pending_id(v: &Value) -> String {
     assert_eq!(
         v["error"]["data"]["reason"], "approval_pending",
@@ -544,9 +552,22 @@ async fn approval_is_used_once_binds_to_the_arguments_and_denials_carry_the_reas
     // Another caller's identical call is not covered by bob's approval.
     let (st, _) = s.control.decide(&third, "alice", "approve", "").await;
     assert_eq!(st, 200);
-    let dsid = session(&client, &url, "dave-key").await;
+    // Dave's client takes URL-mode elicitation: told with -32042 and the
+    // inbox link to open.
+    let dsid = session_with(&client, &url, "dave-key", json!({"elicitation":{"url":{}}})).await;
     let v = call(&client, &url, "dave-key", &dsid, 9, "refund", args.clone()).await;
-    assert_ne!(pending_id(&v), third);
+    assert_eq!(v["error"]["code"], json!(-32042), "{v}");
+    let dave_id = pending_id(&v);
+    assert_ne!(dave_id, third);
+    assert_eq!(v["error"]["data"]["elicitations"][0]["mode"], "url");
+    assert_eq!(
+        v["error"]["data"]["elicitations"][0]["elicitationId"],
+        json!(dave_id)
+    );
+    assert_eq!(
+        v["error"]["data"]["elicitations"][0]["url"],
+        v["error"]["data"]["inbox_url"]
+    );
     assert_eq!(s.upstream_calls().len(), 2);
 
     let m = s.gw.metrics().await;
