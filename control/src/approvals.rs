@@ -495,3 +495,108 @@ impl Approvals {
         Ok(expired.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str, roles: &[&str], tenants: &[&str]) -> User {
+        User {
+            name: name.into(),
+            token_sha256: "0".repeat(64),
+            subject: None,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn filing(args: serde_json::Value) -> Filing {
+        Filing {
+            tenant: Some("acme".into()),
+            subject: "bob".into(),
+            session: None,
+            upstream: "pay".into(),
+            tool: "refund".into(),
+            tool_hash: None,
+            args_hash: sluice_config::canonical_hash(&args),
+            arguments: args,
+            policy_version: "1-x".into(),
+            rule: "r".into(),
+            approvers: vec!["finance".into()],
+            allow_self_approval: false,
+            expires_s: 60,
+            gateway: None,
+            request_id: None,
+        }
+    }
+
+    async fn store() -> (tempfile::TempDir, Arc<Approvals>) {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Db::open(&dir.path().join("c.db")).expect("db");
+        (
+            dir,
+            Approvals::new(db, "http://control", Metrics::new(), None),
+        )
+    }
+
+    #[tokio::test]
+    async fn filing_is_idempotent_and_bound_to_the_arguments() {
+        let (_d, s) = store().await;
+        let a = s
+            .file(filing(serde_json::json!({"x": 1})))
+            .await
+            .expect("file");
+        let again = s
+            .file(filing(serde_json::json!({"x": 1})))
+            .await
+            .expect("file");
+        assert_eq!(a.id, again.id);
+        let other = s
+            .file(filing(serde_json::json!({"x": 2})))
+            .await
+            .expect("file");
+        assert_ne!(a.id, other.id);
+        let mut forged = filing(serde_json::json!({"x": 1}));
+        forged.args_hash = "0".repeat(64);
+        assert!(matches!(s.file(forged).await, Err(FileError::HashMismatch)));
+    }
+
+    #[tokio::test]
+    async fn one_decision_wins_and_an_approval_is_used_once() {
+        let (_d, s) = store().await;
+        let args = serde_json::json!({"x": 1});
+        let a = s.file(filing(args.clone())).await.expect("file");
+        let alice = user("alice", &["finance"], &["acme"]);
+        let carol = user("carol", &["finance"], &["*"]);
+        let (r1, r2) = tokio::join!(
+            s.decide(&a.id, &alice, true, "", "t"),
+            s.decide(&a.id, &carol, false, "", "t")
+        );
+        assert!(r1.is_ok() != r2.is_ok(), "{r1:?} {r2:?}");
+        let hash = sluice_config::canonical_hash(&args);
+        if r1.is_ok() {
+            assert!(!s.consume(&a.id, &"0".repeat(64)).await.expect("db"));
+            assert!(s.consume(&a.id, &hash).await.expect("db"));
+            assert!(!s.consume(&a.id, &hash).await.expect("db"));
+        } else {
+            assert!(!s.consume(&a.id, &hash).await.expect("db"));
+        }
+    }
+
+    #[tokio::test]
+    async fn who_may_decide() {
+        let (_d, s) = store().await;
+        let a = s.file(filing(serde_json::json!({}))).await.expect("file");
+        let cases = [
+            (user("bob", &["finance"], &["acme"]), "your own"),
+            (user("vic", &["viewer"], &["acme"]), "none of the roles"),
+            (user("gina", &["finance"], &["globex"]), "tenant"),
+        ];
+        for (u, why) in cases {
+            match s.decide(&a.id, &u, true, "", "t").await {
+                Err(DecideError::Forbidden(m)) => assert!(m.contains(why), "{m}"),
+                other => panic!("{} should be refused: {other:?}", u.name),
+            }
+        }
+    }
+}

@@ -187,3 +187,51 @@ pub enum QueryError {
     #[error(transparent)]
     Db(#[from] DbError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(id: &str, time: &str, subject: &str) -> serde_json::Value {
+        json!({"event_id": id, "time": time, "subject": subject, "tenant": "acme",
+               "target": "refund", "decision": "allow", "method": "tools/call"})
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_only_what_is_older_than_the_period() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Db::open(&dir.path().join("c.db")).expect("db");
+        let store = AuditStore::new(db, Metrics::new(), None);
+        let now = crate::db::rfc3339(now_ms());
+        let old = crate::db::rfc3339(now_ms() - 40 * 86_400_000);
+        let n = store
+            .ingest(vec![
+                event("a", &old, "bob"),
+                event("b", &now, "bob"),
+                json!({"no": "id"}),
+            ])
+            .await
+            .expect("ingest");
+        assert_eq!((n.stored, n.invalid), (2, 1));
+        let deleted = store
+            .trim(std::time::Duration::from_secs(30 * 86_400))
+            .await
+            .expect("trim");
+        assert_eq!(deleted, 1);
+        let left = store.query(Query::default()).await.expect("query");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0]["event_id"], "b");
+    }
+
+    #[tokio::test]
+    async fn a_full_webhook_backlog_drops_the_oldest_and_counts_them() {
+        let m = Metrics::new();
+        let w = crate::webhook::Webhook::new("http://127.0.0.1:9/".into(), None, 2, m.clone());
+        for i in 0..5 {
+            w.enqueue(format!("{{\"event_id\":\"{i}\"}}"));
+        }
+        assert_eq!(w.backlog_len(), 2);
+        assert_eq!(m.webhook_dropped.get(), 3);
+    }
+}

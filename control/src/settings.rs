@@ -227,3 +227,24 @@ impl Settings {
         Duration::from_secs(self.audit.retention_days.unwrap_or(90) * 86_400)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_example_settings_load() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/control.yaml");
+        let s = super::Settings::load(&path).expect("example is valid");
+        assert!(matches!(s.source(), Ok(super::ConfigSource::Git(_))));
+        assert_eq!(s.users.len(), 2);
+        assert_eq!(s.public_url(), "https://sluice-control.example.internal");
+    }
+
+    #[test]
+    fn a_token_instead_of_its_hash_is_refused() {
+        let yaml = "listen: \"127.0.0.1:1\"\ndatabase: x.db\nconfig: { dir: { path: . } }\n\
+                    gateway_token: { env: T }\nusers: [{ name: a, token_sha256: my-token }]\n";
+        let s: super::Settings = serde_yaml::from_str(yaml).expect("parses");
+        let e = s.check().expect_err("refused");
+        assert!(e.to_string().contains("token_sha256"), "{e}");
+    }
+}
