@@ -858,6 +858,38 @@ async fn config_from_git_reaches_the_gateway_and_a_bad_commit_is_refused() {
     )
     .expect("json");
     assert_eq!(kept["version"], 2);
+
+    // Valid for control, refused by the gateway (a credential it cannot
+    // read): the gateway says why, keeps serving version 2 and keeps it.
+    let needs_secret = good.replace("min: 100", "min: 10").replace(
+        "upstreams: [{ name: pay, url:",
+        "upstreams: [{ name: pay, inject: { credential: { header: x-key, secret: { env: SLUICE_TEST_NOT_SET } } }, url:",
+    );
+    assert_ne!(needs_secret, good.replace("min: 100", "min: 10"));
+    push(&needs_secret, "credential from the environment");
+    client
+        .post(control.url("/v1/sync"))
+        .send()
+        .await
+        .expect("sync");
+    eventually("the gateway's refusal at control", async || {
+        let (_, st) = control.api("GET", "/v1/status", token("carol"), None).await;
+        st["version"] == 3
+            && st["gateways"][0]["ok"] == false
+            && st["gateways"][0]["version"] == 2
+            && st["gateways"][0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("SLUICE_TEST_NOT_SET"))
+    })
+    .await;
+    let v = call(&client, &url, "bob-key", &sid, 3, "balance", json!({})).await;
+    assert_eq!(text_of(&v), "balance 1000");
+    assert_eq!(gw.metric("sluice_control_config_version").await, 2.0);
+    let kept: Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("control-config.json")).expect("kept config"),
+    )
+    .expect("json");
+    assert_eq!(kept["version"], 2, "a refused version is not kept");
 }
 
 /// A compliance webhook that fails its first deliveries, then records.
