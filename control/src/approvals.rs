@@ -27,8 +27,13 @@ pub struct Filing {
     /// Hash of the tool's definition as last listed by the upstream, when
     /// the gateway has seen it: an approval does not survive a changed tool.
     pub tool_hash: Option<String>,
+    /// As approvers see them: the gateway's `audit.redact` pointers applied.
     pub arguments: serde_json::Value,
+    /// Canonical hash of the arguments as sent; binds the approval.
     pub args_hash: String,
+    /// Some arguments were redacted, so they do not hash to `args_hash`.
+    #[serde(default)]
+    pub redacted: bool,
     pub policy_version: String,
     pub rule: String,
     pub approvers: Vec<String>,
@@ -208,7 +213,11 @@ impl Approvals {
         if f.tool.is_empty() || f.upstream.is_empty() {
             return Err(FileError::Missing("tool"));
         }
-        if sluice_config::canonical_hash(&f.arguments) != f.args_hash {
+        let well_formed =
+            f.args_hash.len() == 64 && f.args_hash.bytes().all(|b| b.is_ascii_hexdigit());
+        if !well_formed
+            || (!f.redacted && sluice_config::canonical_hash(&f.arguments) != f.args_hash)
+        {
             return Err(FileError::HashMismatch);
         }
         let inbox = self.inbox.clone();
@@ -520,6 +529,7 @@ mod tests {
             tool_hash: None,
             args_hash: sluice_config::canonical_hash(&args),
             arguments: args,
+            redacted: false,
             policy_version: "1-x".into(),
             rule: "r".into(),
             approvers: vec!["finance".into()],

@@ -220,7 +220,15 @@ async fn decide(
         tracing::warn!(error = %e, tool = h.tool, "approval filing failed");
         ApprovalDeny::Unavailable("the control process cannot be reached".into())
     };
+    // The hash binds the exact arguments; what control stores and shows
+    // approvers has `audit.redact` applied, so secrets stay out of it.
     let args_hash = canonical_hash(&h.arguments);
+    let redacted = !snap.audit.redact.is_empty();
+    let shown = if redacted {
+        crate::audit::redact(&h.arguments, &snap.audit.redact)
+    } else {
+        h.arguments.clone()
+    };
     let tool_hash = shared.tool_hash(upstream, h.tool);
     let filing = Filing {
         tenant: who.caller.and_then(|c| c.tenant.as_deref()),
@@ -229,8 +237,9 @@ async fn decide(
         upstream,
         tool: h.tool,
         tool_hash: tool_hash.as_deref(),
-        arguments: &h.arguments,
+        arguments: &shown,
         args_hash: &args_hash,
+        redacted,
         policy_version: snap.version.to_string(),
         rule: &h.rule.name,
         approvers: &h.rule.approvers,

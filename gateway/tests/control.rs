@@ -143,7 +143,7 @@ approvals:
       when: [{{ pointer: /amount, min: 100 }}]
       approvers: [finance]
       expires_s: {expires_s}
-audit: {{ sample_rate: 1.0 }}
+audit: {{ sample_rate: 1.0, include_arguments: true, redact: [/card] }}
 "#,
         bob = sluice_gateway::identity::hash_key("bob-key"),
         dave = sluice_gateway::identity::hash_key("dave-key"),
@@ -442,7 +442,8 @@ async fn approval_is_used_once_binds_to_the_arguments_and_denials_carry_the_reas
     let client = reqwest::Client::new();
     let url = s.gw.url("/mcp");
     let sid = session(&client, &url, "bob-key").await;
-    let args = json!({"order":"B-7","amount":500});
+    // The card number is redacted for approvers (and audit) but still binds.
+    let args = json!({"order":"B-7","amount":500,"card":"4111-1111-1111-1111"});
 
     // Small refunds need no approval; big ones are held.
     let v = call(
@@ -474,6 +475,10 @@ async fn approval_is_used_once_binds_to_the_arguments_and_denials_carry_the_reas
     assert_eq!(st, 403);
     let (st, a) = s.control.decide(&id, "alice", "approve", "ok").await;
     assert_eq!(st, 200, "{a}");
+    assert_eq!(
+        a["arguments"],
+        json!({"order":"B-7","amount":500,"card":"[REDACTED]"})
+    );
 
     // Changed arguments are a different call: a new request.
     let v = call(
@@ -569,6 +574,38 @@ async fn approval_is_used_once_binds_to_the_arguments_and_denials_carry_the_reas
         v["error"]["data"]["inbox_url"]
     );
     assert_eq!(s.upstream_calls().len(), 2);
+
+    // The card number reached neither control's records nor its files.
+    eventually("bob's calls audited at control", async || {
+        let (_, e) = s
+            .control
+            .api(
+                "GET",
+                "/v1/audit?subject=bob&tool=refund",
+                token("carol"),
+                None,
+            )
+            .await;
+        e.as_array().is_some_and(|e| e.len() >= 6)
+    })
+    .await;
+    let (_, e) = s
+        .control
+        .api(
+            "GET",
+            "/v1/audit?subject=bob&limit=1000",
+            token("carol"),
+            None,
+        )
+        .await;
+    assert!(!e.to_string().contains("4111"), "{e}");
+    for f in ["control.db", "control.db-wal"] {
+        let bytes = std::fs::read(s.control.dir.join(f)).unwrap_or_default();
+        assert!(
+            !bytes.windows(9).any(|w| w == b"4111-1111"),
+            "{f} holds the card number"
+        );
+    }
 
     let m = s.gw.metrics().await;
     assert!(

@@ -58,6 +58,7 @@ fn event_json_shape() {
         "latency_ms",
         "request_id",
         "llm",
+        "approval",
     ];
     want.sort_unstable();
     assert_eq!(keys, want);

@@ -53,8 +53,12 @@ pub struct Filing<'a> {
     pub upstream: &'a str,
     pub tool: &'a str,
     pub tool_hash: Option<&'a str>,
+    /// After `audit.redact`: what approvers see.
     pub arguments: &'a serde_json::Value,
+    /// Of the arguments as sent.
     pub args_hash: &'a str,
+    /// `arguments` had pointers redacted (so they do not hash to `args_hash`).
+    pub redacted: bool,
     pub policy_version: String,
     pub rule: &'a str,
     pub approvers: &'a [String],
