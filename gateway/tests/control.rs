@@ -502,7 +502,7 @@ async fn approval_is_used_once_binds_to_the_arguments_and_denials_carry_the_reas
         &sid,
         5,
         "refund",
-        json!({"amount":500,"order":"B-7"}),
+        json!({"card":"4111-1111-1111-1111","amount":500,"order":"B-7"}),
     )
     .await;
     assert_eq!(text_of(&v), "refunded B-7 500", "{v}");
