@@ -8,11 +8,13 @@ low-overhead client matters more than speed.
 Each request is the same ~1 KB stateless (2026-07-28) call of the demo's
 `payload` tool as the k6 scripts send (see k6/common.js); the answer may be
 application/json or text/event-stream. Exits non-zero on the first bad answer.
-Prints the number of requests sent and the elapsed seconds.
+Prints the number of requests sent and the elapsed seconds. With AUTH set
+in the environment, every request carries `Authorization: Bearer $AUTH`.
 """
 
 import http.client
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -73,6 +75,8 @@ def main():
         "Mcp-Method": "tools/call",
         "Mcp-Name": "payload",
     }
+    if os.environ.get("AUTH"):
+        headers["Authorization"] = "Bearer " + os.environ["AUTH"]
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
     started = time.monotonic()
     for i in range(1, n + 1):
