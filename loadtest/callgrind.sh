@@ -13,6 +13,8 @@
 #           contender: JWT (HS256) auth, RBAC, two rate limits and a
 #           concurrency cap, an upstream key and a signed identity assertion
 #           per request, audit sampled at 1 %
+#   policy-reuse  the same with `assertion_reuse_s: 30` (one signature per
+#           caller and upstream every 30 s instead of one per request)
 # After each measured run, a baseline run serves 0 requests and idles as long
 # as that run's request phase took, so startup, shutdown and timer work
 # (config watch every 500 ms) cancel out:
@@ -143,6 +145,8 @@ concurrency_limits:
   - { name: inflight, per: [subject], max: 10000 }
 audit: { file: "$OUT_DIR/audit-policy.jsonl", sample_rate: 0.01 }
 EOF
+sed -e 's/assertion_header: x-sluice-identity }/assertion_header: x-sluice-identity, assertion_reuse_s: 30 }/' \
+  -e 's|path: /policy,|path: /policy-reuse,|' "$OUT_DIR/gateway-policy.yaml" >"$OUT_DIR/gateway-policy-reuse.yaml"
 JWT=$(python3 - <<'EOF'
 import base64, hashlib, hmac, json, os, time
 b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
@@ -172,8 +176,8 @@ cg_run() {
   local name=$1 scen=$2 n=$3 idle=$4
   local out=$OUT_DIR/callgrind.$name.out
   local config=$OUT_DIR/gateway.yaml auth=""
-  if [[ $scen == policy ]]; then
-    config=$OUT_DIR/gateway-policy.yaml
+  if [[ $scen == policy* ]]; then
+    config=$OUT_DIR/gateway-$scen.yaml
     auth=$JWT
   fi
   PROBES=0

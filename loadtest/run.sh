@@ -197,7 +197,9 @@ concurrency_limits:
 # upstream key and a signed assertion per request), audit sampled at 1 %.
 export SLUICE_LOAD_HS=load-test-hs256-secret-0123456789
 export SLUICE_LOAD_UPSTREAM_KEY=upstream-key-for-load
-INJECT=', inject: { credential: { secret: { env: SLUICE_LOAD_UPSTREAM_KEY } }, assertion_header: x-sluice-identity }'
+# The assertion is reused per caller for 30 s (`assertion_reuse_s`): signing
+# one per request costs ~120k instructions (see benches/RESULTS.md).
+INJECT=', inject: { credential: { secret: { env: SLUICE_LOAD_UPSTREAM_KEY } }, assertion_header: x-sluice-identity, assertion_reuse_s: 30 }'
 POLICY_YAML="tenants: [acme]
 identity:
   audience: sluice-load

@@ -129,6 +129,11 @@ pub struct RawInjection {
     pub credential: Option<RawCredential>,
     /// Header carrying the gateway-signed identity assertion (a JWT).
     pub assertion_header: Option<String>,
+    /// Reuse an assertion for the same caller, session and upstream for up
+    /// to this many seconds (at most 30, half its 60 s life) instead of
+    /// signing one per request. Reused assertions carry no `request_id`.
+    /// Default 0: one per request.
+    pub assertion_reuse_s: Option<u64>,
     /// Per-user credentials, for upstreams that act on behalf of the caller:
     /// a directory with one file per subject holding that user's secret.
     pub user_credentials: Option<RawUserCredentials>,

@@ -116,6 +116,8 @@ pub struct Upstream {
     pub llm_metadata: bool,
     pub user_credentials: Option<crate::security::UserCredentials>,
     pub assertion_header: Option<String>,
+    /// How long a signed assertion may be reused; zero = per request.
+    pub assertion_reuse: Duration,
 }
 
 /// Retries of connects that failed before any request byte was written.
@@ -476,6 +478,12 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
     let mut errs = Vec::new();
     let credential = security::build_credential(&u.inject, path, &mut errs);
     let tenant_credentials = security::build_tenant_credentials(&u.inject, path, &mut errs);
+    if u.inject.assertion_reuse_s.is_some_and(|s| s > 30) {
+        errs.push(ConfigError::new(
+            format!("{path}.inject.assertion_reuse_s"),
+            "at most 30: a reused assertion must keep half of its 60 s life",
+        ));
+    }
     if let Some(h) = &u.inject.assertion_header {
         if is_bad_header_name(h) {
             errs.push(ConfigError::new(
@@ -630,6 +638,7 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
             .assertion_header
             .as_ref()
             .map(|h| h.to_ascii_lowercase()),
+        assertion_reuse: Duration::from_secs(u.inject.assertion_reuse_s.unwrap_or(0).min(30)),
     })
 }
 

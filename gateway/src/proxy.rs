@@ -773,7 +773,7 @@ impl Gateway {
         // credentials stop here and the upstream sees its own.
         if ctx.rt.snapshot.identity.enabled {
             let assertion = match (&up.assertion_header, &ctx.caller) {
-                (Some(_), Some(c)) => Some(self.assertion(ctx, c, &up.name)?),
+                (Some(_), Some(c)) => Some(self.assertion(ctx, c, &up.name, up.assertion_reuse)?),
                 _ => None,
             };
             let tenant = ctx.caller.as_ref().and_then(|c| c.tenant.as_deref());
@@ -800,26 +800,49 @@ impl Gateway {
     }
 
     /// A short-lived JWT saying who is calling, for this upstream only.
-    fn assertion(&self, ctx: &Ctx, c: &Caller, upstream: &str) -> Result<String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let claims = crate::identity::AssertionClaims {
-            iss: "sluice".into(),
-            sub: c.subject.to_string(),
-            tenant: c.tenant.as_deref().unwrap_or("").to_owned(),
-            roles: c.roles.iter().map(|r| r.to_string()).collect(),
-            session: ctx.session.as_deref().map(str::to_owned),
-            request_id: ctx.request_id.clone().unwrap_or_default(),
-            aud: upstream.to_owned(),
-            iat: now,
-            exp: now + crate::identity::DEFAULT_ASSERTION_TTL.as_secs(),
-            jti: audit::new_event_id(),
+    fn assertion(&self, ctx: &Ctx, c: &Caller, upstream: &str, reuse: Duration) -> Result<String> {
+        let sign = |request_id: Option<String>| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let claims = crate::identity::AssertionClaims {
+                iss: "sluice".into(),
+                sub: c.subject.to_string(),
+                tenant: c.tenant.as_deref().unwrap_or("").to_owned(),
+                roles: c.roles.iter().map(|r| r.to_string()).collect(),
+                session: ctx.session.as_deref().map(str::to_owned),
+                request_id,
+                aud: upstream.to_owned(),
+                iat: now,
+                exp: now + crate::identity::DEFAULT_ASSERTION_TTL.as_secs(),
+                jti: audit::new_event_id(),
+            };
+            self.shared
+                .signer
+                .sign(&claims)
+                .map_err(|e| Error::explain(ErrorType::InternalError, e.to_string()))
         };
+        if reuse.is_zero() {
+            return sign(ctx.request_id.clone());
+        }
+        // Everything the assertion says is in the key.
+        let mut key = String::with_capacity(128);
+        for part in [
+            upstream,
+            &c.subject,
+            c.tenant.as_deref().unwrap_or(""),
+            ctx.session.as_deref().unwrap_or(""),
+        ] {
+            key.push_str(part);
+            key.push('\0');
+        }
+        for r in &c.roles {
+            key.push_str(r);
+            key.push(',');
+        }
         self.shared
-            .signer
-            .sign(&claims)
-            .map_err(|e| Error::explain(ErrorType::InternalError, e.to_string()))
+            .assertions
+            .get_or_sign(&key, reuse, || sign(None))
     }
 
     /// `/.well-known/…` documents the gateway serves itself.

@@ -88,6 +88,8 @@ pub struct Shared {
     pub sessions: Sessions,
     /// Signs the identity assertions upstreams receive.
     pub signer: AssertionSigner,
+    /// Assertions kept for reuse where an upstream allows it.
+    pub assertions: crate::identity::AssertionCache,
     /// Where audit events go; `None` when no sink is configured.
     pub audit: Option<AuditSender>,
     catalogs: ArcSwap<HashMap<String, Arc<HashSet<Box<str>>>>>,
@@ -114,6 +116,7 @@ impl Shared {
             metrics,
             sessions: Sessions::new(std::time::Duration::from_secs(24 * 3600)),
             signer,
+            assertions: Default::default(),
             audit,
             catalogs: ArcSwap::from_pointee(HashMap::new()),
             tool_hashes: dashmap::DashMap::new(),

@@ -38,10 +38,11 @@ identity:
     - {{ issuer: "https://idp.test", hs256_secret: {{ env: SLUICE_TEST_HS }}, algorithms: [HS256] }}
 roles:
   - name: reader
-    allow: ["tools:demo/get-sum:call", "tools:demo/echo:call", "tools:rec/*:call", "tools:demo/ghost-tool:call", "tools:onbehalf/*:call"]
+    allow: ["tools:demo/get-sum:call", "tools:demo/echo:call", "tools:rec/*:call", "tools:recreuse/*:call", "tools:demo/ghost-tool:call", "tools:onbehalf/*:call"]
   - name: writer
     allow:
       - "tools:demo/*:call"
+      - "tools:recreuse/*:call"
       - "tools:gdemo/*:call"
       - scope: "tools:rec/get-sum:call"
         when: [{{ pointer: /a, max: 100 }}]
@@ -57,6 +58,10 @@ upstreams:
       credential: {{ header: x-upstream-key, prefix: "Key ", secret: {{ env: SLUICE_TEST_UPSTREAM_KEY }} }}
       assertion_header: x-sluice-identity
   - {{ name: gdemo, url: "{globex}", tenants: [globex] }}
+  - name: recreuse
+    url: "{recorder}"
+    tenants: [acme]
+    inject: {{ assertion_header: x-sluice-identity, assertion_reuse_s: 30 }}
   - name: onbehalf
     url: "{recorder}"
     tenants: [acme]
@@ -65,6 +70,7 @@ routes:
   - {{ name: onbehalf, path: /onbehalf/mcp, upstream: onbehalf }}
   - {{ name: demo, path: /mcp, upstream: demo }}
   - {{ name: rec, path: /rec/mcp, upstream: rec }}
+  - {{ name: recreuse, path: /rec-reuse/mcp, upstream: recreuse }}
   - {{ name: gdemo, path: /globex/mcp, upstream: gdemo }}
 audit: {{ file: "{audit}", sample_rate: 1.0, include_arguments: true, redact: [/secret] }}
 "#,
@@ -419,6 +425,83 @@ async fn the_upstream_never_sees_the_client_token_and_always_the_injected_identi
         "{claims}"
     );
     assert!(claims["exp"].as_u64().unwrap_or(0) <= claims["iat"].as_u64().unwrap_or(0) + 120);
+}
+
+/// The claims of the last assertion the recording upstream received.
+fn last_assertion(rec: &Recorder) -> (String, serde_json::Value) {
+    use base64::Engine as _;
+    let seen = rec
+        .seen
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("a request");
+    let token = seen
+        .get("x-sluice-identity")
+        .and_then(|v| v.to_str().ok())
+        .expect("assertion")
+        .to_owned();
+    let payload = token.split('.').nth(1).expect("jwt payload");
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64");
+    (token, serde_json::from_slice(&claims).expect("claims"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assertions_are_per_request_unless_the_upstream_allows_reuse() {
+    let e = env().await;
+    let mut per_request = Vec::new();
+    let mut reused = Vec::new();
+    for _ in 0..2 {
+        let (s, v, _) = call(
+            &e.gw.url("/rec/mcp"),
+            Some("alice-key"),
+            "anything",
+            "{}",
+            &[],
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        per_request.push(last_assertion(&e.rec));
+        let (s, v, _) = call(
+            &e.gw.url("/rec-reuse/mcp"),
+            Some("alice-key"),
+            "anything",
+            "{}",
+            &[],
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        reused.push(last_assertion(&e.rec));
+    }
+    assert_ne!(
+        per_request[0].0, per_request[1].0,
+        "one assertion per request"
+    );
+    assert!(per_request[0].1["request_id"].is_string());
+    assert_ne!(
+        per_request[0].1["request_id"],
+        per_request[1].1["request_id"]
+    );
+    assert_eq!(reused[0].0, reused[1].0, "reused within the window");
+    assert_eq!(reused[0].1["aud"], "recreuse");
+    assert_eq!(reused[0].1["sub"], "alice");
+    assert!(reused[0].1.get("request_id").is_none(), "{}", reused[0].1);
+    // Another caller never gets alice's.
+    let (s, v, _) = call(
+        &e.gw.url("/rec-reuse/mcp"),
+        Some("bob-key"),
+        "anything",
+        "{}",
+        &[],
+    )
+    .await;
+    assert_eq!((s, text(&v)), (200, Some("recorded")), "{v}");
+    let (token, claims) = last_assertion(&e.rec);
+    assert_ne!(token, reused[0].0);
+    assert_eq!(claims["sub"], "bob");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,10 @@ pub struct AssertionClaims {
     pub roles: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
-    pub request_id: String,
+    /// The request this assertion was minted for; absent on assertions
+    /// reused across requests (`inject.assertion_reuse_s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub aud: String,
     pub iat: u64,
     pub exp: u64,
@@ -56,7 +59,7 @@ impl AssertionClaims {
             tenant: tenant.to_owned(),
             roles: principal.roles.clone(),
             session: session.map(str::to_owned),
-            request_id: request_id.to_owned(),
+            request_id: Some(request_id.to_owned()),
             aud: audience.to_owned(),
             iat,
             exp: iat.saturating_add(ttl.as_secs()),
@@ -317,5 +320,92 @@ mod tests {
         std::fs::write(&path, "not a key").expect("ok");
         assert!(AssertionSigner::from_pkcs8_pem_file(&path).is_err());
         assert!(AssertionSigner::from_pkcs8_pem_file(&dir.path().join("missing.pem")).is_err());
+    }
+}
+
+/// Signed assertions kept for reuse (`inject.assertion_reuse_s`), keyed by
+/// everything they assert: upstream, subject, tenant, roles and session.
+/// Signing is the larger part of a policy-checked request's cost (Ed25519:
+/// ~120k instructions); reuse trades the per-request `jti` for it.
+pub struct AssertionCache {
+    map: dashmap::DashMap<Box<str>, (String, std::time::Instant)>,
+}
+
+/// Most assertions kept; past it, expired ones go, then all.
+const MAX_CACHED_ASSERTIONS: usize = 65_536;
+
+impl Default for AssertionCache {
+    fn default() -> Self {
+        Self {
+            map: dashmap::DashMap::new(),
+        }
+    }
+}
+
+impl AssertionCache {
+    /// The assertion for `key` if one was signed less than `reuse` ago, else
+    /// a fresh one from `sign`, kept for the next request.
+    pub fn get_or_sign<E>(
+        &self,
+        key: &str,
+        reuse: Duration,
+        sign: impl FnOnce() -> Result<String, E>,
+    ) -> Result<String, E> {
+        let now = std::time::Instant::now();
+        if let Some(hit) = self.map.get(key) {
+            if now.duration_since(hit.1) < reuse {
+                return Ok(hit.0.clone());
+            }
+        }
+        let token = sign()?;
+        if self.map.len() >= MAX_CACHED_ASSERTIONS {
+            self.map
+                .retain(|_, (_, at)| now.duration_since(*at) < reuse);
+            if self.map.len() >= MAX_CACHED_ASSERTIONS {
+                self.map.clear();
+            }
+        }
+        self.map.insert(key.into(), (token.clone(), now));
+        Ok(token)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use std::time::Duration;
+
+    #[test]
+    fn reuse_within_the_window_and_sign_anew_after_it() {
+        let c = super::AssertionCache::default();
+        let mut signed = 0;
+        let sign = |n: &mut i32| -> Result<String, ()> {
+            *n += 1;
+            Ok(format!("t{n}"))
+        };
+        let a = c
+            .get_or_sign("k", Duration::from_secs(30), || sign(&mut signed))
+            .expect("sign");
+        let b = c
+            .get_or_sign("k", Duration::from_secs(30), || sign(&mut signed))
+            .expect("sign");
+        assert_eq!(a, b);
+        let other = c
+            .get_or_sign("k2", Duration::from_secs(30), || sign(&mut signed))
+            .expect("sign");
+        assert_ne!(a, other);
+        // A zero window never reuses.
+        let z = c
+            .get_or_sign("k", Duration::ZERO, || sign(&mut signed))
+            .expect("sign");
+        assert_ne!(z, a);
+        assert_eq!(signed, 3);
     }
 }

@@ -15,7 +15,7 @@ mod test_keys;
 mod tests;
 
 pub use apikey::{hash_key, ApiKeyEntry, ApiKeys};
-pub use assertion::{AssertionClaims, AssertionSigner, DEFAULT_ASSERTION_TTL};
+pub use assertion::{AssertionCache, AssertionClaims, AssertionSigner, DEFAULT_ASSERTION_TTL};
 pub use error::{AuthError, IdentityError};
 pub use jsonwebtoken::Algorithm;
 pub use jwks::{http_client, JwksCache, KeySet, RefreshSchedule};
