@@ -276,6 +276,8 @@ impl Default for RefreshSchedule {
 pub struct JwksCache {
     issuer: String,
     keys: ArcSwap<KeySet>,
+    /// Bumped on every swap: results verified with an older set are stale.
+    generation: std::sync::atomic::AtomicU64,
     /// Asks the refresher for an early fetch. Held in its own `Arc` so the
     /// refresher can wait on it without keeping the cache alive.
     wake: Arc<Notify>,
@@ -308,6 +310,7 @@ impl JwksCache {
         JwksCache {
             issuer: issuer.into(),
             keys: ArcSwap::from_pointee(keys),
+            generation: std::sync::atomic::AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
         }
     }
@@ -328,6 +331,13 @@ impl JwksCache {
 
     pub fn store(&self, keys: KeySet) {
         self.keys.store(Arc::new(keys));
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Changes whenever the key set is replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Parses `bytes` as a JWKS and swaps it in; on error the cache is

@@ -122,7 +122,25 @@ struct Issuer {
 /// Verifies bearer JWTs from the configured issuers.
 pub struct JwtVerifier {
     issuers: HashMap<String, Issuer>,
+    /// Tokens verified recently: a caller's repeated token costs a lookup
+    /// instead of a signature check and two JSON parses.
+    verified: dashmap::DashMap<Box<str>, Verified>,
 }
+
+/// A verified token's outcome, good until the token's own `exp` and only
+/// while its issuer's key set is the one that verified it (a JWKS refresh
+/// that drops a key drops what it verified).
+struct Verified {
+    principal: Principal,
+    exp: u64,
+    issuer: String,
+    keys_generation: u64,
+}
+
+/// Most verified tokens kept, and the longest token kept: bounded memory
+/// (at most ~8 MB of tokens) whatever callers send.
+const MAX_VERIFIED: usize = 4096;
+const MAX_VERIFIED_TOKEN_BYTES: usize = 2048;
 
 impl fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -147,7 +165,10 @@ impl JwtVerifier {
             }
             issuers.insert(issuer.name.clone(), issuer);
         }
-        Ok(JwtVerifier { issuers })
+        Ok(JwtVerifier {
+            issuers,
+            verified: dashmap::DashMap::new(),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -213,6 +234,41 @@ impl JwtVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
         }
+        let now = unix_now();
+        if let Some(v) = self.verified.get(token) {
+            let fresh = now < v.exp
+                && self
+                    .issuers
+                    .get(&v.issuer)
+                    .is_some_and(|i| i.keys.generation() == v.keys_generation);
+            if fresh {
+                return Ok(v.principal.clone());
+            }
+        }
+        let (principal, exp, issuer, generation) = self.verify_signed(token)?;
+        if token.len() <= MAX_VERIFIED_TOKEN_BYTES && exp > now {
+            if self.verified.len() >= MAX_VERIFIED {
+                self.verified.retain(|_, v| v.exp > now);
+                if self.verified.len() >= MAX_VERIFIED {
+                    self.verified.clear();
+                }
+            }
+            self.verified.insert(
+                token.into(),
+                Verified {
+                    principal: principal.clone(),
+                    exp,
+                    issuer,
+                    keys_generation: generation,
+                },
+            );
+        }
+        Ok(principal)
+    }
+
+    /// The full check: signature, issuer, algorithm, audience, times.
+    /// Also returns `exp`, the issuer and its key generation, for the cache.
+    fn verify_signed(&self, token: &str) -> Result<(Principal, u64, String, u64), AuthError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(_sig), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -240,6 +296,7 @@ impl JwtVerifier {
             .find_map(|(a, v)| (*a == alg).then_some(v))
             .ok_or(AuthError::BadAlgorithm)?;
 
+        let generation = issuer.keys.generation();
         let claims = issuer.keys.with_current(|set| {
             if set.is_empty() {
                 issuer.request_refresh();
@@ -258,15 +315,24 @@ impl JwtVerifier {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => return Err(AuthError::MissingClaim("sub")),
         };
-        Ok(Principal {
+        let principal = Principal {
             subject,
             tenants: claim_strings(&claims, &issuer.tenant_claim),
             roles: claim_strings(&claims, &issuer.roles_claim),
             method: AuthMethod::Jwt {
                 issuer: issuer.name.clone(),
             },
-        })
+        };
+        // Validation requires `exp`; 0 (never cached) if it is odd.
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        Ok((principal, exp, issuer.name.clone(), generation))
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Issuer {

@@ -761,3 +761,28 @@ async fn reload_inherits_keys_and_refreshers_cover_url_issuers() {
             .expect("ok");
     }
 }
+
+#[test]
+fn verified_tokens_are_reused_only_while_their_keys_stand() {
+    let f = Fixture::new();
+    let token = f.ed.token(&claims(IDP));
+    let first = f.verifier.verify(&token).expect("valid");
+    assert_eq!(f.verifier.verify(&token), Ok(first.clone()), "served again");
+    // A one-byte change is another token: checked in full, refused.
+    assert_eq!(
+        f.verifier.verify(&tamper(&token, 2)),
+        Err(AuthError::BadSignature)
+    );
+    // The issuer's keys change (a rotation dropped the key): the cached
+    // result is gone with them.
+    let cache = f.verifier.cache(IDP).expect("issuer");
+    cache.store(KeySet::empty());
+    assert_eq!(f.verifier.verify(&token), Err(AuthError::KeysUnavailable));
+    // An expired token is never served from the cache.
+    let old = with(claims(IDP), "exp", json!(1));
+    assert_eq!(
+        f.verifier
+            .verify(&f.hs.token(&with(old, "iss", json!(HS_ISS)))),
+        Err(AuthError::Expired)
+    );
+}
