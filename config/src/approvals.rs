@@ -162,7 +162,10 @@ mod tests {
             &format!(
                 "listeners: [{{ name: main, address: \"127.0.0.1:0\" }}]\n\
                  upstreams: [{{ name: pay, url: \"http://127.0.0.1:1\" }}]\n\
-                 routes: [{{ name: pay, path: /mcp, upstream: pay }}]\n{extra}"
+                 routes: [{{ name: pay, path: /mcp, upstream: pay }}]\n\
+                 identity: {{ audience: a, api_keys: [{{ id: k, sha256: \"{key}\", subject: s, roles: [r] }}] }}\n\
+                 roles: [{{ name: r, allow: [\"tools:pay/*:call\"] }}]\n{extra}",
+                key = "0".repeat(64)
             ),
             1,
         )
@@ -190,6 +193,22 @@ mod tests {
             .is_none());
         // Unparseable arguments never satisfy a condition.
         assert!(a.required("pay", "refund", &mut || None).is_none());
+    }
+
+    #[test]
+    fn approvals_need_identity() {
+        let e = crate::load(
+            "listeners: [{ name: main, address: \"127.0.0.1:0\" }]\n\
+             upstreams: [{ name: pay, url: \"http://127.0.0.1:1\" }]\n\
+             routes: [{ name: pay, path: /mcp, upstream: pay }]\n\
+             approvals: { rules: [{ name: a, scope: \"tools:pay/x:call\", approvers: [f] }] }\n",
+            1,
+        )
+        .expect_err("refused");
+        assert!(
+            e.to_string().contains("approval rules need identity"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -316,6 +316,14 @@ impl Snapshot {
         let upstream_refs: Vec<&str> = upstream_names.iter().map(String::as_str).collect();
         let approvals =
             crate::approvals::build_approvals(&raw.approvals, &upstream_refs, &mut errs);
+        if !approvals.is_empty() && !identity.enabled {
+            // An approval binds to who asked; without identity every caller
+            // would share every approval.
+            errs.push(ConfigError::new(
+                "approvals",
+                "approval rules need identity (api_keys or jwt): an approval binds to the caller",
+            ));
+        }
         routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
 
         if !errs.is_empty() {
