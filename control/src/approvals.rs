@@ -132,6 +132,7 @@ pub struct Approvals {
     inbox: String,
     metrics: Metrics,
     webhook: Option<Arc<Webhook>>,
+    slack: Option<crate::notify::SlackNotifier>,
 }
 
 const COLUMNS: &str =
@@ -145,6 +146,7 @@ impl Approvals {
         public_url: &str,
         metrics: Metrics,
         webhook: Option<Arc<Webhook>>,
+        slack: Option<crate::notify::SlackNotifier>,
     ) -> Arc<Self> {
         Arc::new(Self {
             db,
@@ -152,6 +154,7 @@ impl Approvals {
             inbox: format!("{public_url}/inbox"),
             metrics,
             webhook,
+            slack,
         })
     }
 
@@ -290,6 +293,9 @@ impl Approvals {
         if new {
             tracing::info!(id = %approval.id, tool = %approval.tool, subject = %approval.subject, "approval requested");
             self.changed(&approval, "filed");
+            if let Some(s) = &self.slack {
+                s.announce(&approval);
+            }
         }
         Ok(approval)
     }
@@ -545,7 +551,7 @@ mod tests {
         let db = Db::open(&dir.path().join("c.db")).expect("db");
         (
             dir,
-            Approvals::new(db, "http://control", Metrics::new(), None),
+            Approvals::new(db, "http://control", Metrics::new(), None, None),
         )
     }
 

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod db;
 pub mod metrics;
+pub mod notify;
 pub mod publish;
 pub mod settings;
 pub mod slack;
@@ -89,8 +90,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             tracing::error!(error = %e, "config source unreadable at start; serving the last published version")
         }
     }
-    let approvals =
-        approvals::Approvals::new(db.clone(), &public_url, metrics.clone(), webhook.clone());
+    let slack_notify = match settings.slack.as_ref().and_then(|s| s.notify.as_ref()) {
+        Some(url) => Some(notify::SlackNotifier::start(
+            url.read()
+                .map_err(|e| anyhow::anyhow!("slack.notify: {e}"))?,
+            metrics.clone(),
+        )),
+        None => None,
+    };
+    let approvals = approvals::Approvals::new(
+        db.clone(),
+        &public_url,
+        metrics.clone(),
+        webhook.clone(),
+        slack_notify,
+    );
     let audit = audit::AuditStore::new(db.clone(), metrics.clone(), webhook.clone());
     let auth = auth::Auth::new(
         &gateway_token,

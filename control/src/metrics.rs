@@ -16,6 +16,7 @@ pub struct Metrics {
     pub webhook_dropped: IntCounter,
     pub webhook_backlog: IntGauge,
     pub auth_failures: IntCounterVec,
+    pub slack_messages: IntCounterVec,
 }
 
 impl Metrics {
@@ -78,6 +79,11 @@ impl Metrics {
                 "sluice_control_auth_failures_total",
                 "Refused credentials, by surface (gateway, user, slack)",
                 &["surface"],
+            ),
+            slack_messages: counter_vec(
+                "sluice_control_slack_messages_total",
+                "Approval announcements to Slack, by outcome (sent, failed, dropped)",
+                &["outcome"],
             ),
             registry,
         }

@@ -146,6 +146,9 @@ pub struct Slack {
     /// Slack user id → control user name.
     #[serde(default)]
     pub users: std::collections::BTreeMap<String, String>,
+    /// An incoming-webhook URL (a secret: it lets anyone post) where each
+    /// new approval request is announced with Approve / Deny buttons.
+    pub notify: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1116,11 +1116,36 @@ async fn a_signed_slack_interaction_decides_and_a_forged_one_does_not() {
     )
     .expect("config");
     let secret = "slack-signing-secret-abc";
+    // Slack's side of the announcement: an incoming webhook that records.
+    let announced: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let a2 = announced.clone();
+    let hook = axum::Router::new().route(
+        "/services/T0/B0/x",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let a2 = a2.clone();
+            async move {
+                a2.lock()
+                    .expect("lock")
+                    .push(serde_json::from_slice(&body).expect("json"));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_url = format!(
+        "http://{}/services/T0/B0/x",
+        listener.local_addr().expect("addr")
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, hook).await;
+    });
     let control = Control::start(
         dir.path(),
         &format!("config: {{ dir: {{ path: \"{}\" }} }}", conf.display()),
-        "slack: { signing_secret: { env: SLUICE_SLACK_SECRET }, users: { U0ALICE: alice } }\n",
-        &[("SLUICE_SLACK_SECRET", secret)],
+        "slack: { signing_secret: { env: SLUICE_SLACK_SECRET }, users: { U0ALICE: alice }, notify: { env: SLUICE_SLACK_NOTIFY } }\n",
+        &[("SLUICE_SLACK_SECRET", secret), ("SLUICE_SLACK_NOTIFY", &hook_url)],
     )
     .await;
     let gw = start_gateway(&control, port, admin, &dir.path().join("state")).await;
@@ -1130,6 +1155,32 @@ async fn a_signed_slack_interaction_decides_and_a_forged_one_does_not() {
     let args = json!({"order":"S-1","amount":400});
     let v = call(&client, &url, "bob-key", &sid, 1, "refund", args.clone()).await;
     let id = pending_id(&v);
+
+    // The request is announced with buttons carrying its id.
+    eventually("the Slack announcement", async || {
+        !announced.lock().expect("lock").is_empty()
+    })
+    .await;
+    let msg = announced.lock().expect("lock")[0].clone();
+    assert!(
+        msg["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("bob"),
+        "{msg}"
+    );
+    let buttons = msg["blocks"][2]["elements"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let approve = buttons
+        .iter()
+        .find(|b| b["action_id"] == "approve")
+        .expect("approve button");
+    assert_eq!(approve["value"], json!(id));
+    assert!(buttons
+        .iter()
+        .any(|b| b["action_id"] == "deny" && b["value"] == json!(id)));
 
     let form = |user: &str| {
         let payload = json!({"type":"block_actions","user":{"id":user},"actions":[{"action_id":"approve","value":id}]});
