@@ -614,5 +614,16 @@ mod tests {
                 other => panic!("{} should be refused: {other:?}", u.name),
             }
         }
+        // A rule that allows self-approval lets the requester decide.
+        let mut f = filing(serde_json::json!({"self": true}));
+        f.allow_self_approval = true;
+        let own = s.file(f).await.expect("file");
+        let bob = user("bob", &["finance"], &["acme"]);
+        let decided = s
+            .decide(&own.id, &bob, true, "mine", "t")
+            .await
+            .expect("allowed");
+        assert_eq!(decided.state, State::Approved);
+        assert_eq!(decided.decided_by.as_deref(), Some("bob"));
     }
 }

@@ -12,7 +12,7 @@ struct Cli {
     /// Control's settings file (YAML).
     #[arg(long, short = 'c')]
     config: std::path::PathBuf,
-    /// Check the settings and the gateway config they point at, then exit.
+    /// Check the settings (and a directory source's gateway config), then exit.
     #[arg(long)]
     validate: bool,
 }
@@ -33,7 +33,26 @@ fn main() {
         }
     };
     if cli.validate {
-        println!("settings are valid");
+        // A directory source is checked too, with the gateway's own rules
+        // (a Git source is checked when control pulls it).
+        if let Ok(sluice_control::settings::ConfigSource::Dir(d)) = settings.source() {
+            let path = d.path.join(&d.file);
+            let checked = std::fs::read_to_string(&path)
+                .map_err(|e| vec![e.to_string()])
+                .and_then(|yaml| {
+                    sluice_config::load(&yaml, 1)
+                        .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+                });
+            if let Err(errors) = checked {
+                for e in errors {
+                    eprintln!("error: {}: {e}", path.display());
+                }
+                std::process::exit(1)
+            }
+            println!("settings and {} are valid", path.display());
+        } else {
+            println!("settings are valid");
+        }
         std::process::exit(0)
     }
     let rt = match tokio::runtime::Runtime::new() {
