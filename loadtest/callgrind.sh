@@ -147,17 +147,7 @@ audit: { file: "$OUT_DIR/audit-policy.jsonl", sample_rate: 0.01 }
 EOF
 sed -e 's/assertion_header: x-sluice-identity }/assertion_header: x-sluice-identity, assertion_reuse_s: 30 }/' \
   -e 's|path: /policy,|path: /policy-reuse,|' "$OUT_DIR/gateway-policy.yaml" >"$OUT_DIR/gateway-policy-reuse.yaml"
-JWT=$(python3 - <<'EOF'
-import base64, hashlib, hmac, json, os, time
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-claims = {"iss": "https://idp.load", "aud": "sluice-load", "sub": "load-agent",
-          "tenant": "acme", "roles": ["agent"], "exp": int(time.time()) + 86400}
-body = b64(json.dumps(claims).encode())
-sig = b64(hmac.new(os.environ["SLUICE_LOAD_HS"].encode(), head + b"." + body, hashlib.sha256).digest())
-print((head + b"." + body + b"." + sig).decode())
-EOF
-)
+JWT=$(python3 "$HERE/mint_jwt.py")
 
 # Poll /readyz; count the probes the gateway answered (refused connections
 # never reach it), since each answered probe is work in the profile.

@@ -210,17 +210,7 @@ roles:
     allow: [\"tools:demo-json/payload:call\", \"tools:demo-sse/payload:call\", \"tools:demo-list/tool_1*:call\", \"models:mock-llm/mock-gpt:use\"]
 $LIMITS_YAML
 audit: { file: \"$OUT_DIR/audit-policy.jsonl\", sample_rate: 0.01 }"
-JWT=$(python3 - <<'EOF'
-import base64, hashlib, hmac, json, os, time
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-claims = {"iss": "https://idp.load", "aud": "sluice-load", "sub": "load-agent",
-          "tenant": "acme", "roles": ["agent"], "exp": int(time.time()) + 86400}
-body = b64(json.dumps(claims).encode())
-sig = b64(hmac.new(os.environ["SLUICE_LOAD_HS"].encode(), head + b"." + body, hashlib.sha256).digest())
-print((head + b"." + body + b"." + sig).decode())
-EOF
-)
+JWT=$(python3 "$HERE/mint_jwt.py")
 
 # The bearer credential a contender needs, if any.
 auth_for() { # contender scenario

@@ -231,12 +231,14 @@ mod tests {
 /// and any value change is a different one.
 pub fn canonical_hash(v: &serde_json::Value) -> String {
     use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
     let mut out = Vec::with_capacity(256);
     write_canonical(v, &mut out);
     let d = Sha256::digest(&out);
     let mut hex = String::with_capacity(64);
     for b in d {
-        hex.push_str(&format!("{b:02x}"));
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{b:02x}");
     }
     hex
 }

@@ -3,6 +3,7 @@
 //! both the gateway and the control process build from it. No I/O, no tokio.
 
 mod approvals;
+mod civil;
 mod error;
 mod limits;
 mod llm;
@@ -13,6 +14,7 @@ mod security;
 mod snapshot;
 
 pub use approvals::{canonical_hash, ApprovalRule, Approvals, RawApprovalRule, RawApprovals};
+pub use civil::{civil_from_days, days_from_civil};
 pub use error::{ConfigError, ConfigErrors};
 pub use limits::*;
 pub use llm::*;

@@ -620,15 +620,7 @@ async fn audit_page(
         Err(r) => return r,
     };
     let csrf = session_csrf(&app, &h);
-    let shown = crate::audit::Query {
-        tenant: q.tenant.clone(),
-        subject: q.subject.clone(),
-        tool: q.tool.clone(),
-        decision: q.decision.clone(),
-        since: q.since.clone(),
-        until: q.until.clone(),
-        limit: q.limit,
-    };
+    let shown = q.clone();
     match app.audit.query(scoped(user, q)).await {
         Ok(events) => Html(web::audit(user, &shown, &events, None, &csrf)).into_response(),
         Err(crate::audit::QueryError::Db(e)) => internal(e),

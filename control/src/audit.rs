@@ -27,7 +27,7 @@ pub struct Ingested {
     pub invalid: usize,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Query {
     pub tenant: Option<String>,
     pub subject: Option<String>,

@@ -111,7 +111,6 @@ pub struct Requester<'a> {
     pub caller: Option<&'a Caller>,
     pub session: Option<&'a str>,
     pub request_id: Option<&'a str>,
-    pub url_elicitation: bool,
 }
 
 /// Does this request body declare URL-mode elicitation, in `initialize`'s
@@ -173,21 +172,22 @@ pub async fn hold(
         let Some(tool) = msg.target.as_deref() else {
             continue;
         };
-        let arguments = msg
-            .arguments
-            .clone()
-            .and_then(|r| body.get(r))
-            .and_then(crate::policy::strict::parse)
-            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-        let mut args = || Some(arguments.clone());
-        if let Some(rule) = snap.approvals.required(upstream, tool, &mut args) {
+        // Parsed only when a rule with conditions asks, and for a held call.
+        let args = || {
+            msg.arguments
+                .clone()
+                .and_then(|r| body.get(r))
+                .and_then(crate::policy::strict::parse)
+        };
+        let mut lazy = args;
+        if let Some(rule) = snap.approvals.required(upstream, tool, &mut lazy) {
             if facts.batch {
                 return Err(ApprovalDeny::Batched);
             }
             held = Some(Held {
                 rule,
                 tool,
-                arguments,
+                arguments: args().unwrap_or_else(|| serde_json::Value::Object(Default::default())),
             });
         }
     }
@@ -195,7 +195,7 @@ pub async fn hold(
         return Ok(None);
     };
     let m = &shared.metrics.approvals;
-    let outcome = decide(shared, snap, upstream, &who, &h).await;
+    let outcome = decide(shared, snap, upstream, &who, &h, body).await;
     let label = match &outcome {
         Ok(_) => "approved",
         Err(e) => e.reason().trim_start_matches("approval_"),
@@ -210,6 +210,7 @@ async fn decide(
     upstream: &str,
     who: &Requester<'_>,
     h: &Held<'_>,
+    body: &[u8],
 ) -> Result<String, ApprovalDeny> {
     let Some(control) = &shared.control else {
         return Err(ApprovalDeny::Unavailable(
@@ -272,7 +273,12 @@ async fn decide(
         "pending" => Err(ApprovalDeny::Pending {
             id: a.id,
             url: a.inbox_url,
-            elicit: who.url_elicitation,
+            // URL-mode elicitation: declared at initialize (2025 sessions)
+            // or in this request's own `_meta` (2026-07-28, stateless).
+            elicit: who
+                .session
+                .is_some_and(|s| shared.sessions.url_elicitation(s))
+                || declares_url_elicitation(body),
         }),
         "expired" => Err(ApprovalDeny::Expired { id: a.id }),
         _ => Err(ApprovalDeny::Denied {

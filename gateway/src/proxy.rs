@@ -529,18 +529,10 @@ impl Gateway {
             let (Some(facts), Some(body)) = (ctx.facts.as_ref(), ctx.body.as_ref()) else {
                 return Err(Refusal::BodyRead);
             };
-            // URL-mode elicitation: declared at initialize (2025 sessions) or
-            // in the request's own `_meta` (2026-07-28, stateless).
-            let url_elicitation = ctx
-                .session
-                .as_deref()
-                .is_some_and(|s| self.shared.sessions.url_elicitation(s))
-                || crate::approval::declares_url_elicitation(body);
             let who = crate::approval::Requester {
                 caller: ctx.caller.as_ref(),
                 session: ctx.session.as_deref(),
                 request_id: ctx.request_id.as_deref(),
-                url_elicitation,
             };
             ctx.approval =
                 crate::approval::hold(&self.shared, &snap, route, who, facts, body).await?;

@@ -279,15 +279,6 @@ impl Reloader {
     }
 }
 
-impl crate::control::sync::Apply for Reloader {
-    async fn apply(&self, yaml: &str) -> Result<(), String> {
-        self.apply_text(yaml)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-}
-
 #[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, shutdown: ShutdownWatch) {

@@ -93,31 +93,6 @@ mod payments {
     }
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn peers() -> PathBuf {
-    std::env::var_os("SLUICE_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".peers"))
-}
-
-fn shared() -> PathBuf {
-    std::env::var_os("SLUICE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared"))
-}
-
-fn need(path: PathBuf) -> PathBuf {
-    assert!(
-        path.exists(),
-        "{} is missing: run `bash .ci/setup` first",
-        path.display()
-    );
-    path
-}
-
 /// The gateway config control publishes: API-key callers, one payments
 /// upstream, and a rule holding refunds of 100 or more.
 fn gateway_yaml(port: u16, admin: u16, upstream: &str, hold_ms: u64, expires_s: u64) -> String {
@@ -226,28 +201,14 @@ async fn session_with(
     capabilities: Value,
 ) -> String {
     let auth = format!("Bearer {key}");
-    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":capabilities,"clientInfo":{"name":"t","version":"1"}}});
-    let (status, headers, body) =
-        post(client, url, init.to_string(), &[("authorization", &auth)]).await;
-    assert_eq!(status, 200, "initialize: {body}");
-    let sid = headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("session id")
-        .to_owned();
-    let (s, _, _) = post(
+    initialize_with(
         client,
         url,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        &[
-            ("authorization", &auth),
-            ("mcp-session-id", &sid),
-            ("mcp-protocol-version", "2025-06-18"),
-        ],
+        &[("authorization", &auth)],
+        "2025-11-25",
+        &capabilities.to_string(),
     )
-    .await;
-    assert_eq!(s, 202);
-    sid
+    .await
 }
 
 /// One `tools/call` as `key` in `sid`; the JSON-RPC response.
@@ -1184,7 +1145,9 @@ async fn a_signed_slack_interaction_decides_and_a_forged_one_does_not() {
 
     let form = |user: &str| {
         let payload = json!({"type":"block_actions","user":{"id":user},"actions":[{"action_id":"approve","value":id}]});
-        format!("payload={}", urlencode(&payload.to_string()))
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &payload.to_string())
+            .finish()
     };
     let send = |body: String, key: &'static str, ts: i64| {
         let client = client.clone();
@@ -1237,35 +1200,15 @@ async fn a_signed_slack_interaction_decides_and_a_forged_one_does_not() {
     assert_eq!(calls.lock().expect("lock").len(), 1);
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// HMAC-SHA256, hex: what Slack signs requests with.
 fn hmac_hex(key: &str, msg: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key.as_bytes()));
-    } else {
-        k[..key.len()].copy_from_slice(key.as_bytes());
-    }
-    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new()
-        .chain_update(&ipad)
-        .chain_update(msg)
-        .finalize();
-    let outer = Sha256::new()
-        .chain_update(&opad)
-        .chain_update(inner)
-        .finalize();
-    outer.iter().map(|b| format!("{b:02x}")).collect()
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+    mac.update(msg);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -5,27 +5,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use sluice_demo::llm::{spawn_llm, LlmOptions, LlmServer};
 use sluice_gateway::identity::hash_key;
 use support::*;
-
-fn peers() -> PathBuf {
-    std::env::var_os("SLUICE_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.peers"))
-}
-
-fn need(path: PathBuf) -> PathBuf {
-    assert!(
-        path.exists(),
-        "{} is missing: run `bash .ci/setup` first",
-        path.display()
-    );
-    path
-}
 
 /// Run the SDK client script; its JSON report.
 fn sdk(base_url: &str, key: &str, model: &str, denied: Option<&str>) -> serde_json::Value {

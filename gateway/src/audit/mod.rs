@@ -20,7 +20,6 @@ mod writer;
 mod tests;
 
 pub use error::AuditError;
-pub(crate) use event::civil_from_days;
 pub use event::{
     digest, format_rfc3339_millis, new_event_id, redact, AuditEvent, Decision, LlmAudit,
 };

@@ -112,14 +112,9 @@ impl Contact {
     }
 }
 
-/// What applying a pushed config does; implemented by the reloader.
-pub trait Apply {
-    fn apply(&self, yaml: &str) -> impl std::future::Future<Output = Result<(), String>> + Send;
-}
-
 /// Subscribe until `stop` resolves.
-pub async fn run<A: Apply + Sync>(
-    applier: &A,
+pub async fn run(
+    reloader: &crate::reload::Reloader,
     client: &ControlClient,
     contact: &Contact,
     metrics: &crate::metrics::Metrics,
@@ -149,8 +144,8 @@ pub async fn run<A: Apply + Sync>(
                 backoff = MIN_BACKOFF;
                 if let Some(p) = next {
                     seen = Some(p.version);
-                    match applier.apply(&p.yaml).await {
-                        Ok(()) => {
+                    match reloader.apply_text(&p.yaml).await {
+                        Ok(_) => {
                             tracing::info!(version = p.version, "config from control applied");
                             if let Err(e) = write_cache(&client.state_dir, &p) {
                                 tracing::warn!(error = %e, "could not keep the config from control on disk");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use sluice_config::{Budget, Period};
 
-use crate::audit::civil_from_days;
+use sluice_config::{civil_from_days, days_from_civil};
 
 /// Token-per-minute buckets, one per key, each holding at most a minute's
 /// worth and refilling continuously.
@@ -184,18 +184,6 @@ fn period_end(p: Period, start: u64) -> u64 {
             days_from_civil(y, m, 1) as u64 * DAY
         }
     }
-}
-
-/// (year, month, day) to days since 1970-01-01: the inverse of
-/// `civil_from_days`.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 pub const GATEWAY_TOKEN: &str = "gw-token-0f3c9a7e51";
 
@@ -137,25 +136,23 @@ impl Control {
             .expect("spawn sluice-control");
         self.child = Some(child);
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut pause = Duration::from_millis(5);
-        loop {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("control exited with {status}\n{}", self.log());
+        let url = self.url("/healthz");
+        let log = self.log.clone();
+        let child = &mut self.child;
+        super::eventually("control to answer /healthz", async || {
+            if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "control exited with {status}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
-            if let Ok(r) = client.get(self.url("/healthz")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "control did not start\n{}",
-                self.log()
-            );
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
+            client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
     }
 
     pub fn stop(&mut self) {

@@ -25,6 +25,35 @@ pub struct Gateway {
     _dir: tempfile::TempDir,
 }
 
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Where `.ci/setup` installed the peers (`SLUICE_PEERS` overrides).
+pub fn peers() -> PathBuf {
+    std::env::var_os("SLUICE_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".peers"))
+}
+
+/// `../shared` beside the workspace (`SLUICE_SHARED` overrides).
+pub fn shared() -> PathBuf {
+    std::env::var_os("SLUICE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared"))
+}
+
+/// `path`, which the peers setup must have installed.
+pub fn need(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash .ci/setup` first",
+        path.display()
+    );
+    path
+}
+
 /// A port that was free a moment ago. Pingora binds by address, so the
 /// harness picks ports for it; the tiny race is retried by `start`.
 pub fn free_port() -> u16 {
@@ -380,27 +409,36 @@ pub fn rpc_json(body: &str) -> serde_json::Value {
 
 /// Initialize a 2025 session through `url`; returns the session id.
 pub async fn initialize(client: &reqwest::Client, url: &str) -> String {
-    let (status, headers, body) = post(
-        client,
-        url,
-        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
-        &[],
-    )
-    .await;
+    initialize_with(client, url, &[], "2025-06-18", "{}").await
+}
+
+/// `initialize` with extra headers (credentials), a protocol revision and
+/// the client's `capabilities` JSON.
+pub async fn initialize_with(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    revision: &str,
+    capabilities: &str,
+) -> String {
+    let init = format!(
+        r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"{revision}","capabilities":{capabilities},"clientInfo":{{"name":"t","version":"1"}}}}}}"#
+    );
+    let (status, resp_headers, body) = post(client, url, init, headers).await;
     assert_eq!(status, 200, "initialize: {body}");
-    let sid = headers
+    let sid = resp_headers
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
         .expect("session id")
         .to_owned();
+    let mut h = headers.to_vec();
+    h.push(("mcp-session-id", &sid));
+    h.push(("mcp-protocol-version", "2025-06-18"));
     let (s, _, _) = post(
         client,
         url,
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        &[
-            ("mcp-session-id", &sid),
-            ("mcp-protocol-version", "2025-06-18"),
-        ],
+        &h,
     )
     .await;
     assert_eq!(s, 202);
