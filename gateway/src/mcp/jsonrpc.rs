@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 
 use super::revision::{decode_header_name, Revision};
 use super::scan;
+use super::shape::Shape;
 
 /// A JSON-RPC id exactly as the client wrote it (`7`, `"abc"`), so errors and
 /// matches use the client's own spelling.
@@ -204,7 +205,7 @@ struct Wire<'a> {
     #[serde(borrow, default)]
     method: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    params: Option<&'a RawValue>,
+    params: Option<Shape<Params<'a>>>,
     #[serde(borrow, default)]
     result: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -260,29 +261,71 @@ pub fn classify_capped(body: &[u8], caps: scan::JsonCaps) -> Result<RequestFacts
             id: None,
             detail: "empty body".into(),
         })?;
-    if body[start] == b'[' {
-        let items: Vec<&RawValue> =
-            serde_json::from_slice(body).map_err(|e| parse_error(body, e))?;
-        if items.is_empty() {
-            return Err(ClassifyError::Invalid {
-                id: None,
-                reason: "empty batch",
-            });
+    match body[start] {
+        // The common case: one message, parsed in one pass from the body.
+        b'{' => {
+            let wire = serde_json::from_slice::<Wire>(body).map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => malformed(body, &e),
+                _ => parse_error(body, e),
+            })?;
+            Ok(RequestFacts {
+                messages: vec![message(body, wire)?],
+                batch: false,
+            })
         }
-        let messages = items
-            .into_iter()
-            .map(|raw| message(body, raw))
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(RequestFacts {
-            messages,
-            batch: true,
-        });
+        b'[' => {
+            let items: Vec<&RawValue> =
+                serde_json::from_slice(body).map_err(|e| parse_error(body, e))?;
+            if items.is_empty() {
+                return Err(ClassifyError::Invalid {
+                    id: None,
+                    reason: "empty batch",
+                });
+            }
+            let messages = items
+                .into_iter()
+                .map(|raw| message(body, batch_member(raw)?))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(RequestFacts {
+                messages,
+                batch: true,
+            })
+        }
+        _ => {
+            serde_json::from_slice::<&RawValue>(body).map_err(|e| parse_error(body, e))?;
+            Err(not_an_object())
+        }
     }
-    let raw: &RawValue = serde_json::from_slice(body).map_err(|e| parse_error(body, e))?;
-    Ok(RequestFacts {
-        messages: vec![message(body, raw)?],
-        batch: false,
-    })
+}
+
+fn not_an_object() -> ClassifyError {
+    ClassifyError::Invalid {
+        id: None,
+        reason: "a message must be a JSON object",
+    }
+}
+
+/// One batch member, already known to be valid JSON.
+fn batch_member(raw: &RawValue) -> Result<Wire<'_>, ClassifyError> {
+    let text = raw.get();
+    if !text.starts_with('{') {
+        return Err(not_an_object());
+    }
+    serde_json::from_str(text).map_err(|e| malformed(text.as_bytes(), &e))
+}
+
+/// Valid JSON that is not a well-formed message.
+fn malformed(text: &[u8], e: &serde_json::Error) -> ClassifyError {
+    ClassifyError::Invalid {
+        id: scan::salvage_id(text).map(RequestId::from_raw),
+        // serde reports duplicate members here: refuse them, an upstream
+        // parser could read the other copy.
+        reason: if e.to_string().contains("duplicate field") {
+            "duplicate member"
+        } else {
+            "malformed message"
+        },
+    }
 }
 
 fn parse_error(body: &[u8], e: serde_json::Error) -> ClassifyError {
@@ -292,24 +335,7 @@ fn parse_error(body: &[u8], e: serde_json::Error) -> ClassifyError {
     }
 }
 
-fn message(body: &[u8], raw: &RawValue) -> Result<Message, ClassifyError> {
-    let text = raw.get();
-    if !text.starts_with('{') {
-        return Err(ClassifyError::Invalid {
-            id: None,
-            reason: "a message must be a JSON object",
-        });
-    }
-    let wire: Wire = serde_json::from_str(text).map_err(|e| ClassifyError::Invalid {
-        id: scan::salvage_id(text.as_bytes()).map(RequestId::from_raw),
-        // serde reports duplicate members here: refuse them, an upstream
-        // parser could read the other copy.
-        reason: if e.to_string().contains("duplicate field") {
-            "duplicate member"
-        } else {
-            "malformed message"
-        },
-    })?;
+fn message<'a>(body: &'a [u8], wire: Wire<'a>) -> Result<Message, ClassifyError> {
     let id = match wire.id {
         None => None,
         Some(v) => {
@@ -352,20 +378,12 @@ fn message(body: &[u8], raw: &RawValue) -> Result<Message, ClassifyError> {
     } else {
         Kind::Notification
     };
-    let params: Params = match wire.params {
-        Some(p) if p.get().starts_with('{') => {
-            serde_json::from_str(p.get()).map_err(|_| ClassifyError::Invalid {
-                id: id.clone(),
-                reason: "malformed params",
-            })?
-        }
-        Some(p) if method.has_named_target() || p.get() != "null" => {
-            return Err(ClassifyError::Invalid {
-                id,
-                reason: "params must be an object",
-            })
-        }
-        _ => Params::default(),
+    let params = match wire.params {
+        Some(Shape::Object(p)) => p,
+        Some(Shape::Other) => return Err(params_not_object(id)),
+        // `null` arrives as `None` (serde's `Option`): a named call then
+        // fails below for naming nothing.
+        Some(Shape::Null) | None => Params::default(),
     };
     let target = match method {
         Method::ToolsCall | Method::PromptsGet => params.name.map(|n| n.into()),
@@ -394,6 +412,13 @@ fn message(body: &[u8], raw: &RawValue) -> Result<Message, ClassifyError> {
         arguments: params.arguments.map(|a| span_in(body, a.get())),
         revision,
     })
+}
+
+fn params_not_object(id: Option<RequestId>) -> ClassifyError {
+    ClassifyError::Invalid {
+        id,
+        reason: "params must be an object",
+    }
 }
 
 /// Byte range of `part` (a slice of `body`) within `body`.

@@ -7,6 +7,7 @@ pub mod legacy;
 pub mod response;
 pub mod revision;
 pub mod scan;
+mod shape;
 pub mod sse;
 
 pub use jsonrpc::{

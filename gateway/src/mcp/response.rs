@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::jsonrpc::{Method, RequestFacts, RequestId};
+use super::shape::Shape;
 use super::sse::SseParser;
 
 /// How a request ended, as the server answered it.
@@ -67,27 +68,27 @@ struct Reply<'a> {
     #[serde(borrow, default)]
     method: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    result: Option<&'a RawValue>,
+    result: Option<Shape<ResultProbe<'a>>>,
     #[serde(default)]
     error: Option<ReplyError>,
+}
+
+/// The members of a result the gateway looks at, read in the same pass as
+/// the reply: the rest of a (possibly large) result is only skipped.
+#[derive(Deserialize)]
+struct ResultProbe<'a> {
+    /// `tools/call`: `true` marks a tool error.
+    #[serde(borrow, default, rename = "isError")]
+    is_error: Option<&'a RawValue>,
+    /// `tools/list`: the catalog.
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct ReplyError {
     #[serde(default)]
     code: i64,
-}
-
-#[derive(Deserialize)]
-struct CallResult {
-    #[serde(default, rename = "isError")]
-    is_error: bool,
-}
-
-#[derive(Deserialize)]
-struct ListResult<'a> {
-    #[serde(borrow, default)]
-    tools: Vec<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -230,17 +231,21 @@ impl ResponseInspector {
         };
         p.outcome = Some(match (reply.error, reply.result) {
             (Some(e), _) => Outcome::Error(e.code),
-            (None, Some(r)) if p.method == Method::ToolsCall => {
-                match serde_json::from_str::<CallResult>(r.get()) {
-                    Ok(CallResult { is_error: true }) => Outcome::ToolError,
-                    _ => Outcome::Ok,
+            (None, Some(Shape::Object(r))) if p.method == Method::ToolsCall => {
+                if r.is_error.is_some_and(|v| v.get().trim() == "true") {
+                    Outcome::ToolError
+                } else {
+                    Outcome::Ok
                 }
             }
-            (None, Some(r)) if p.method == Method::ToolsList => {
-                if let Ok(list) = serde_json::from_str::<ListResult>(r.get()) {
+            (None, Some(Shape::Object(r))) if p.method == Method::ToolsList => {
+                let tools = r
+                    .tools
+                    .map(|t| serde_json::from_str::<Vec<&RawValue>>(t.get()));
+                if let Some(Ok(tools)) = tools {
                     let hash = self.hash_definitions;
                     let names = self.tools_seen.get_or_insert_with(Vec::new);
-                    names.extend(list.tools.into_iter().filter_map(|raw| {
+                    names.extend(tools.into_iter().filter_map(|raw| {
                         let t = serde_json::from_str::<ToolName>(raw.get()).ok()?;
                         let definition_hash = hash
                             .then(|| serde_json::from_str::<serde_json::Value>(raw.get()).ok())

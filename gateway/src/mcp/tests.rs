@@ -301,3 +301,83 @@ fn shape_caps_on_arrays_and_strings() {
     assert!(matches!(e, ClassifyError::TooLong { .. }));
     assert_eq!(e.id().map(RequestId::raw), Some("8"));
 }
+
+#[test]
+fn params_are_an_object_or_absent_and_null_only_without_a_target() {
+    let invalid = |body: &str| match classify(body.as_bytes(), 64) {
+        Err(ClassifyError::Invalid { reason, id }) => (reason, id.map(|i| i.raw().to_owned())),
+        other => panic!("{body}: {other:?}"),
+    };
+    for params in [r#"[1,{"name":"a"}]"#, r#""a""#, "1", "true"] {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":5,"method":"ping","params":{params}}}"#);
+        assert_eq!(
+            invalid(&body),
+            ("params must be an object", Some("5".to_owned()))
+        );
+    }
+    assert_eq!(
+        invalid(r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":null}"#),
+        (
+            "the call names no tool, resource or prompt",
+            Some("6".to_owned())
+        )
+    );
+    assert!(classify(
+        br#"{"jsonrpc":"2.0","id":7,"method":"ping","params":null}"#,
+        64
+    )
+    .is_ok());
+    assert!(classify(br#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#, 64).is_ok());
+}
+
+#[test]
+fn broken_json_is_a_parse_error_and_a_wrong_shape_is_invalid() {
+    let cases: [(&[u8], bool); 6] = [
+        (br#"{"jsonrpc":"2.0","id":1,"method":5}"#, false),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"name":7}}"#,
+            false,
+        ),
+        (b"5", false),
+        (br#"{"jsonrpc":"2.0","id":1,"#, true),
+        (br#"{"jsonrpc":"2.0","id":1,"method":"ping"} x"#, true),
+        (b"5x", true),
+    ];
+    for (body, parse) in cases {
+        let e = classify(body, 64).expect_err("refused");
+        assert_eq!(
+            matches!(e, ClassifyError::Parse { .. }),
+            parse,
+            "{}: {e:?}",
+            String::from_utf8_lossy(body)
+        );
+        assert!(matches!(
+            e,
+            ClassifyError::Parse { .. } | ClassifyError::Invalid { .. }
+        ));
+    }
+}
+
+#[test]
+fn tool_errors_are_read_from_the_result_in_one_pass() {
+    let facts = classify(
+        br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b"}},{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"c"}}]"#,
+        64,
+    )
+    .expect("ok");
+    let mut inspector = ResponseInspector::off();
+    inspector.start(b"application/json", Some(&facts), 1 << 20);
+    inspector.feed(br#"[{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"isError"}],"isError" : true}},"#);
+    inspector.feed(br#"{"jsonrpc":"2.0","id":2,"result":{"isError":false,"content":[]}},{"jsonrpc":"2.0","id":3,"result":[]}]"#);
+    inspector.finish();
+    let outcomes: Vec<_> = inspector.outcomes().map(|(_, _, o)| o).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Some(Outcome::ToolError),
+            Some(Outcome::Ok),
+            Some(Outcome::Ok)
+        ]
+    );
+    assert_eq!(inspector.unparsed, 0);
+}
