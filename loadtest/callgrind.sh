@@ -15,6 +15,8 @@
 #           per request, audit sampled at 1 %
 #   policy-reuse  the same with `assertion_reuse_s: 30` (one signature per
 #           caller and upstream every 30 s instead of one per request)
+#   bare    json through benches/bare_pingora.rs instead of the gateway:
+#           Pingora with only `upstream_peer`, the framework's own floor
 # After each measured run, a baseline run serves 0 requests and idles as long
 # as that run's request phase took, so startup, shutdown and timer work
 # (config watch every 500 ms) cancel out:
@@ -46,11 +48,13 @@ for tool in valgrind taskset curl python3; do
 done
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   log "building release binaries"
-  (cd "$ROOT" && cargo build --release -p sluice-gateway -p sluice-demo)
+  (cd "$ROOT" && cargo build --release -p sluice-gateway -p sluice-demo -p sluice-benches --bin bare-pingora)
 fi
 GATEWAY=$BIN_DIR/sluice-gateway
 DEMO=$BIN_DIR/sluice-demo
+BARE=$BIN_DIR/bare-pingora
 [[ -x $GATEWAY && -x $DEMO ]] || die "missing $GATEWAY or $DEMO (unset SKIP_BUILD to build)"
+[[ " $SCENARIOS " != *" bare "* || -x $BARE ]] || die "missing $BARE (unset SKIP_BUILD to build)"
 
 PIDS=()
 cleanup() {
@@ -152,11 +156,13 @@ JWT=$(python3 "$HERE/mint_jwt.py")
 # Poll /readyz; count the probes the gateway answered (refused connections
 # never reach it), since each answered probe is work in the profile.
 PROBES=0
+READY_URL=
 ready() {
   local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_ADMIN/readyz" || true)
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$READY_URL" || true)
   [[ $code != 000 ]] && PROBES=$((PROBES + 1))
-  [[ $code == 200 ]]
+  # The bare proxy has no admin listener: any answer through it will do.
+  [[ $code == 200 || ($READY_URL != */readyz && $code != 000) ]]
 }
 
 CG_CMD=(valgrind --tool=callgrind)
@@ -165,15 +171,24 @@ CG_CMD=(valgrind --tool=callgrind)
 cg_run() {
   local name=$1 scen=$2 n=$3 idle=$4
   local out=$OUT_DIR/callgrind.$name.out
-  local config=$OUT_DIR/gateway.yaml auth=""
+  local config=$OUT_DIR/gateway.yaml auth="" path=$scen
   if [[ $scen == policy* ]]; then
     config=$OUT_DIR/gateway-$scen.yaml
     auth=$JWT
   fi
   PROBES=0
-  taskset -c "$PROXY_CORE" "${CG_CMD[@]}" --callgrind-out-file="$out" \
-    "$GATEWAY" --config "$config" --threads 1 \
-    >"$OUT_DIR/gateway.$name.out" 2>"$OUT_DIR/gateway.$name.err" &
+  if [[ $scen == bare ]]; then
+    path=mcp
+    READY_URL="http://127.0.0.1:$PORT_GW/"
+    taskset -c "$PROXY_CORE" "${CG_CMD[@]}" --callgrind-out-file="$out" \
+      "$BARE" --threads 1 --pair "127.0.0.1:$PORT_GW=127.0.0.1:$PORT_JSON" \
+      >"$OUT_DIR/gateway.$name.out" 2>"$OUT_DIR/gateway.$name.err" &
+  else
+    READY_URL="http://127.0.0.1:$PORT_ADMIN/readyz"
+    taskset -c "$PROXY_CORE" "${CG_CMD[@]}" --callgrind-out-file="$out" \
+      "$GATEWAY" --config "$config" --threads 1 \
+      >"$OUT_DIR/gateway.$name.out" 2>"$OUT_DIR/gateway.$name.err" &
+  fi
   local pid=$!
   PIDS+=("$pid")
   local deadline=$((SECONDS + 300))
@@ -184,7 +199,7 @@ cg_run() {
   done
   local t0=$EPOCHREALTIME
   if ((n > 0)); then
-    AUTH=$auth taskset -c "$DEMO_CORE" python3 "$HERE/mcp_client.py" "http://127.0.0.1:$PORT_GW/$scen" "$n" \
+    AUTH=$auth taskset -c "$DEMO_CORE" python3 "$HERE/mcp_client.py" "http://127.0.0.1:$PORT_GW/$path" "$n" \
       >"$OUT_DIR/client.$name.log" 2>&1 || die "client failed ($name): $(tail -1 "$OUT_DIR/client.$name.log")"
   else
     # The baseline stays up as long as a measured run did, so the gateway's
@@ -221,7 +236,7 @@ for scen in $SCENARIOS; do
 done
 
 {
-  echo "Command: taskset -c $PROXY_CORE ${CG_CMD[*]} $GATEWAY --config <gateway.yaml> --threads 1"
+  echo "Command: taskset -c $PROXY_CORE ${CG_CMD[*]} $GATEWAY --config <gateway.yaml> --threads 1 (bare: $BARE --threads 1 --pair ...)"
   echo "Client:  python3 loadtest/mcp_client.py http://127.0.0.1:PORT/<scenario> $REQUESTS (sequential, keep-alive)"
   echo "valgrind: $(valgrind --version)"
   echo

@@ -55,7 +55,9 @@ pub struct Ctx {
     pub session: Option<Box<str>>,
     pub body: Option<Bytes>,
     pub inspector: ResponseInspector,
-    pub legacy: Option<EndpointRewriter>,
+    // Rare parts of a request are boxed: `Ctx` is moved with Pingora's
+    // per-request future, so its inline size is copied on every request.
+    pub legacy: Option<Box<EndpointRewriter>>,
     pub upstream_sent: Option<Instant>,
     pub upstream_latency: Option<Duration>,
     /// Time in the gateway's own work, excluding waits on client and upstream.
@@ -67,7 +69,7 @@ pub struct Ctx {
     pub access_denied: bool,
     /// Who is calling, when identity is configured.
     pub caller: Option<Caller>,
-    pub list_filter: Option<ListFilter>,
+    pub list_filter: Option<Box<ListFilter>>,
     /// Correlates the audit event, the log line and the upstream assertion.
     pub request_id: Option<String>,
     pub method_is_delete: bool,
@@ -150,15 +152,18 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    // Paths that own an upstream exchange (large futures) are boxed where
+    // they start: inline, their size would be copied into every request's
+    // future, most of which take none of them.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         match self.admit(session, ctx).await {
             Ok(Admit::Proxy) => Ok(false),
             Ok(Admit::Forward) => {
-                forward::run(self, session, ctx).await?;
+                Box::pin(forward::run(self, session, ctx)).await?;
                 Ok(true)
             }
             Ok(Admit::Llm) => {
-                crate::llm::forward::run(self, session, ctx).await?;
+                Box::pin(crate::llm::forward::run(self, session, ctx)).await?;
                 Ok(true)
             }
             Ok(Admit::Local(content_type, body)) => {
@@ -172,7 +177,7 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
             Err(refusal) => {
-                self.refuse(session, ctx, &refusal).await;
+                Box::pin(self.refuse(session, ctx, &refusal)).await;
                 Ok(true)
             }
         }
@@ -451,11 +456,11 @@ impl Gateway {
         }
         if route.transport == RouteTransport::Llm {
             ctx.gateway_time += t.elapsed();
-            return self.admit_llm(session, ctx).await;
+            return Box::pin(self.admit_llm(session, ctx)).await;
         }
         let legacy = route.transport == RouteTransport::LegacySse;
         if legacy && method == http::Method::GET {
-            ctx.legacy = Some(EndpointRewriter::new(&route.path, &up.base_path));
+            ctx.legacy = Some(Box::new(EndpointRewriter::new(&route.path, &up.base_path)));
         }
         ctx.gateway_time += t.elapsed();
         match method {
@@ -517,7 +522,8 @@ impl Gateway {
             decision?;
             let first = facts.first();
             if let (Some(id), false) = (&first.id, facts.batch) {
-                ctx.list_filter = ListFilter::new(&first.method, id, &up.name, c, snap.clone());
+                ctx.list_filter =
+                    ListFilter::new(&first.method, id, &up.name, c, snap.clone()).map(Box::new);
             }
         }
         if !ctx.rt.limits.is_empty() {
@@ -534,8 +540,15 @@ impl Gateway {
                 session: ctx.session.as_deref(),
                 request_id: ctx.request_id.as_deref(),
             };
-            ctx.approval =
-                crate::approval::hold(&self.shared, &snap, route, who, facts, body).await?;
+            ctx.approval = Box::pin(crate::approval::hold(
+                &self.shared,
+                &snap,
+                route,
+                who,
+                facts,
+                body,
+            ))
+            .await?;
         }
         self.circuit(ctx)?;
         Ok(if big { Admit::Forward } else { Admit::Proxy })
@@ -759,7 +772,7 @@ impl Gateway {
         let up = ctx.rt.snapshot.upstream(route);
         upstream::rewrite_request(req, up, &ctx.upstream_path)?;
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            req.insert_header("x-forwarded-for", addr.ip().to_string())?;
+            req.insert_header("x-forwarded-for", upstream::forwarded_for(addr.ip()))?;
         }
         // With identity on, the gateway is the resource server: the client's
         // credentials stop here and the upstream sees its own.

@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 
 use super::jsonrpc::{Method, RequestFacts, RequestId};
 use super::shape::Shape;
+use super::skim;
 use super::sse::SseParser;
 
 /// How a request ended, as the server answered it.
@@ -215,33 +216,37 @@ impl ResponseInspector {
     }
 
     fn message(&mut self, data: &[u8]) {
-        let Ok(reply) = serde_json::from_slice::<Reply>(data) else {
-            self.unparsed += 1;
-            return;
+        // The skim reads the usual message without a full parse; anything
+        // unusual (escaped keys, duplicates, broken text) is parsed properly.
+        let seen = match skim_reply(data) {
+            Some(seen) => seen,
+            None => match serde_json::from_slice::<Reply>(data) {
+                Ok(reply) => Seen::from(reply),
+                Err(_) => {
+                    self.unparsed += 1;
+                    return;
+                }
+            },
         };
-        if let Some(m) = reply.method {
+        if let Some(m) = seen.method {
             if self.server_messages.len() < 64 {
                 self.server_messages.push(Method::parse(&m));
             }
             return;
         }
-        let Some(id) = reply.id else { return };
-        let Some(p) = self.pending.iter_mut().find(|p| p.id.raw() == id.get()) else {
+        let Some(id) = seen.id else { return };
+        let Some(p) = self
+            .pending
+            .iter_mut()
+            .find(|p| p.id.raw().as_bytes() == id)
+        else {
             return;
         };
-        p.outcome = Some(match (reply.error, reply.result) {
-            (Some(e), _) => Outcome::Error(e.code),
-            (None, Some(Shape::Object(r))) if p.method == Method::ToolsCall => {
-                if r.is_error.is_some_and(|v| v.get().trim() == "true") {
-                    Outcome::ToolError
-                } else {
-                    Outcome::Ok
-                }
-            }
-            (None, Some(Shape::Object(r))) if p.method == Method::ToolsList => {
-                let tools = r
-                    .tools
-                    .map(|t| serde_json::from_str::<Vec<&RawValue>>(t.get()));
+        p.outcome = Some(match (seen.error_code, seen.result) {
+            (Some(code), _) => Outcome::Error(code),
+            (None, Some(r)) if p.method == Method::ToolsCall && r.is_error => Outcome::ToolError,
+            (None, Some(r)) if p.method == Method::ToolsList => {
+                let tools = r.tools.map(serde_json::from_slice::<Vec<&RawValue>>);
                 if let Some(Ok(tools)) = tools {
                     let hash = self.hash_definitions;
                     let names = self.tools_seen.get_or_insert_with(Vec::new);
@@ -266,6 +271,93 @@ impl ResponseInspector {
             _ => Outcome::Ok,
         });
     }
+}
+
+/// What the gateway reads of one server message, however it was read.
+struct Seen<'a> {
+    id: Option<&'a [u8]>,
+    method: Option<Cow<'a, str>>,
+    error_code: Option<i64>,
+    /// The result, when it is an object.
+    result: Option<Probe<'a>>,
+}
+
+struct Probe<'a> {
+    /// `isError: true` (a `tools/call` tool error).
+    is_error: bool,
+    /// `tools` (a `tools/list` catalog), raw.
+    tools: Option<&'a [u8]>,
+}
+
+impl<'a> From<Reply<'a>> for Seen<'a> {
+    fn from(reply: Reply<'a>) -> Self {
+        Seen {
+            id: reply.id.map(|v| v.get().as_bytes()),
+            method: reply.method,
+            error_code: reply.error.map(|e| e.code),
+            result: match reply.result {
+                Some(Shape::Object(r)) => Some(Probe {
+                    is_error: r.is_error.is_some_and(|v| v.get().trim() == "true"),
+                    tools: r.tools.map(|t| t.get().as_bytes()),
+                }),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// `Seen` by the skim, or `None` to have the message parsed.
+fn skim_reply(data: &[u8]) -> Option<Seen<'_>> {
+    let (mut id, mut method, mut result, mut error) = (None, None, None, None);
+    let mut duplicate = false;
+    skim::members(data, |key, value| {
+        let slot = match key {
+            b"id" => &mut id,
+            b"method" => &mut method,
+            b"result" => &mut result,
+            b"error" => &mut error,
+            _ => return,
+        };
+        duplicate |= slot.replace(value).is_some();
+    })?;
+    if duplicate {
+        return None;
+    }
+    let method = match method {
+        Some(m) => Some(Cow::Borrowed(skim::plain_str(m)?)),
+        None => None,
+    };
+    let error_code = match error {
+        Some(e) => Some(serde_json::from_slice::<ReplyError>(e).ok()?.code),
+        None => None,
+    };
+    let result = match result {
+        Some(r) if r.starts_with(b"{") => {
+            let (mut is_error, mut tools) = (None, None);
+            skim::members(r, |key, value| {
+                let slot = match key {
+                    b"isError" => &mut is_error,
+                    b"tools" => &mut tools,
+                    _ => return,
+                };
+                duplicate |= slot.replace(value).is_some();
+            })?;
+            if duplicate {
+                return None;
+            }
+            Some(Probe {
+                is_error: is_error == Some(&b"true"[..]),
+                tools,
+            })
+        }
+        _ => None,
+    };
+    Some(Seen {
+        id,
+        method,
+        error_code,
+        result,
+    })
 }
 
 fn starts_with_ci(haystack: &[u8], prefix: &[u8]) -> bool {

@@ -35,8 +35,20 @@ const MAX_TRACKED_DEPTH: usize = 512;
 /// rather than byte by byte.
 pub fn check(bytes: &[u8], caps: JsonCaps) -> Option<Violation> {
     let limit = (caps.depth as usize).min(MAX_TRACKED_DEPTH);
-    // Per open container: element count, or u32::MAX for objects.
-    let mut counts = [0u32; MAX_TRACKED_DEPTH + 1];
+    // Per open container: element count, or u32::MAX for objects. Sized to
+    // the cap: zeroing the deepest possible table cost more than the scan.
+    if limit < INLINE_DEPTH {
+        check_in(bytes, caps, limit, &mut [0u32; INLINE_DEPTH])
+    } else {
+        check_in(bytes, caps, limit, &mut vec![0u32; limit + 1])
+    }
+}
+
+/// Caps up to this depth keep their counts on the stack.
+const INLINE_DEPTH: usize = 128;
+
+/// `check` with a count table of at least `limit + 1` entries.
+fn check_in(bytes: &[u8], caps: JsonCaps, limit: usize, counts: &mut [u32]) -> Option<Violation> {
     let mut depth = 0usize;
     let mut i = 0;
     while i < bytes.len() {

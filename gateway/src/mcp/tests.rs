@@ -381,3 +381,25 @@ fn tool_errors_are_read_from_the_result_in_one_pass() {
     );
     assert_eq!(inspector.unparsed, 0);
 }
+
+#[test]
+fn messages_the_skim_cannot_read_plainly_are_parsed_or_counted() {
+    let facts = classify(
+        br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b"}}]"#,
+        64,
+    )
+    .expect("ok");
+    let mut inspector = ResponseInspector::off();
+    inspector.start(b"text/event-stream", Some(&facts), 1 << 20);
+    // An escaped key: only a parser reads it as `id`.
+    inspector.feed(b"data: {\"jsonrpc\":\"2.0\",\"\\u0069d\":1,\"result\":{\"isError\":true}}\n\n");
+    // A duplicate member and broken text: counted, not guessed.
+    inspector.feed(b"data: {\"jsonrpc\":\"2.0\",\"id\":2,\"id\":2,\"result\":{}}\n\n");
+    inspector.feed(b"data: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"isError\":tru}}\n\n");
+    // A server notification with an escaped method name.
+    inspector.feed(b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/\\u0070rogress\",\"params\":{}}\n\n");
+    let outcomes: Vec<_> = inspector.outcomes().map(|(_, _, o)| o).collect();
+    assert_eq!(outcomes, [Some(Outcome::ToolError), None]);
+    assert_eq!(inspector.unparsed, 2);
+    assert_eq!(inspector.server_messages, [Method::Progress]);
+}
