@@ -5,20 +5,22 @@
 # 20,000 open-files limit a proxy holds two descriptors per stream.
 #
 # Usage: loadtest/idle_streams.sh        (SKIP_BUILD=1 to reuse target/release)
-# Env:   N=9000  CONTENDERS="gateway nginx"  OUT_DIR=dir
+# Env:   N=9000  CONTENDERS="gateway bare nginx"  OUT_DIR=dir
+# (bare = benches/bare_pingora.rs, Pingora with only `upstream_peer`: what
+# the framework itself keeps per stream)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 N=${N:-9000}
-CONTENDERS=${CONTENDERS:-gateway nginx}
+CONTENDERS=${CONTENDERS:-gateway bare nginx}
 NGINX=${NGINX:-/usr/sbin/nginx}
 OUT_DIR=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sluice-idle.XXXXXX")}
 log() { printf '[idle] %s\n' "$*" >&2; }
 
 if [[ -z ${SKIP_BUILD:-} ]]; then
   log "building release binaries"
-  (cd "$ROOT" && cargo build --release -q -p sluice-gateway -p sluice-demo)
+  (cd "$ROOT" && cargo build --release -q -p sluice-gateway -p sluice-demo -p sluice-benches --bin bare-pingora)
 fi
 ulimit -n "$(ulimit -Hn)"
 PIDS=()
@@ -41,6 +43,11 @@ for who in $CONTENDERS; do
       "$BIN/sluice-gateway" --config "$OUT_DIR/gateway.yaml" --threads 1 >"$OUT_DIR/gateway.out" 2>&1 &
       PID=$!
       wait_for curl -fsS "http://127.0.0.1:$A/readyz"
+      ;;
+    bare)
+      "$BIN/bare-pingora" --threads 1 --pair "127.0.0.1:$P=127.0.0.1:$DEMO_PORT" >"$OUT_DIR/bare.out" 2>&1 &
+      PID=$!
+      wait_for curl -sS -o /dev/null "http://127.0.0.1:$P/"
       ;;
     nginx)
       [[ -x $NGINX ]] || { log "skipping nginx"; continue; }
