@@ -5,6 +5,7 @@ use clap::Parser;
 use sluice_gateway::cli::Cli;
 use sluice_gateway::{reload, server};
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

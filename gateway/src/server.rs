@@ -256,11 +256,13 @@ impl pingora::services::background::BackgroundService for AuditWriter {
     }
 }
 
-/// Read buffer of each client connection. Pingora's default is 64 KiB per
-/// connection, held as long as the connection lives — the larger part of
-/// what an idle SSE stream costs. 16 KiB holds a TLS record and any MCP
-/// request header; bodies are read in as many reads as they need.
-const CLIENT_READ_BUFFER: usize = 16 * 1024;
+/// Read buffer of each client connection: none. Pingora's default is a
+/// 64 KiB buffer per connection, zero-filled and held as long as the
+/// connection lives — for an idle SSE stream, memory that holds nothing.
+/// Pingora reads request headers and bodies into buffers of its own, and TLS
+/// into rustls's, so this layer only added a copy (measured: 141.7 → 126.0
+/// KiB per idle stream against 16 KiB, the same instructions per request).
+const CLIENT_READ_BUFFER: usize = 0;
 
 fn listener_config(addr: &str) -> pingora::listeners::ListenerConfig {
     pingora::listeners::ListenerConfig::tcp(addr).l4_buffer(pingora::listeners::L4BufferSettings {
