@@ -5,17 +5,18 @@
 # 20,000 open-files limit a proxy holds two descriptors per stream.
 #
 # Usage: loadtest/idle_streams.sh        (SKIP_BUILD=1 to reuse target/release)
-# Env:   N=9000  CONTENDERS="gateway bare nginx"  OUT_DIR=dir
+# Env:   N=9000  CONTENDERS="gateway bare nginx"  OUT_DIR=dir  BIN_DIR=target/release
 # (bare = benches/bare_pingora.rs, Pingora with only `upstream_peer`: what
 # the framework itself keeps per stream)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+BIN=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 N=${N:-9000}
 CONTENDERS=${CONTENDERS:-gateway bare nginx}
 NGINX=${NGINX:-/usr/sbin/nginx}
 OUT_DIR=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sluice-idle.XXXXXX")}
+mkdir -p "$OUT_DIR"
 log() { printf '[idle] %s\n' "$*" >&2; }
 
 if [[ -z ${SKIP_BUILD:-} ]]; then

@@ -58,3 +58,43 @@ fn the_load_harness_runs_end_to_end() {
         assert_eq!(errors, "0", "a contender failed requests: {row}\n{stderr}");
     }
 }
+
+/// The idle-stream memory script still runs: a few streams held through the
+/// debug gateway (and the bare floor when built). Only that every stream was
+/// held and a figure printed.
+#[test]
+fn the_idle_stream_script_runs_end_to_end() {
+    let gateway = Path::new(env!("CARGO_BIN_EXE_sluice-gateway"));
+    let bin_dir = gateway.parent().expect("target dir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut contenders = vec!["gateway"];
+    if bin_dir.join("bare-pingora").exists() {
+        contenders.push("bare");
+    }
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new("bash")
+        .arg(root.join("loadtest/idle_streams.sh"))
+        .env("BIN_DIR", bin_dir)
+        .env("SKIP_BUILD", "1")
+        .env("N", "20")
+        .env("CONTENDERS", contenders.join(" "))
+        .env("OUT_DIR", out_dir.path())
+        .output()
+        .expect("idle_streams.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "idle_streams.sh failed:\n{stdout}\n{stderr}"
+    );
+    for who in contenders {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(who) && l[who.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no line for {who}:\n{stdout}\n{stderr}"));
+        assert!(
+            line.contains("streams 20 of 20;") && line.contains("KiB per stream; errors 0"),
+            "{line}\n{stderr}"
+        );
+    }
+}
