@@ -123,8 +123,10 @@ struct Issuer {
 pub struct JwtVerifier {
     issuers: HashMap<String, Issuer>,
     /// Tokens verified recently: a caller's repeated token costs a lookup
-    /// instead of a signature check and two JSON parses.
-    verified: dashmap::DashMap<Box<str>, Verified>,
+    /// instead of a signature check and two JSON parses. Keyed with a
+    /// randomly seeded foldhash: SipHash over a whole token was most of the
+    /// lookup.
+    verified: dashmap::DashMap<Box<str>, Verified, foldhash::quality::RandomState>,
 }
 
 /// A verified token's outcome, good until the token's own `exp` and only
@@ -167,7 +169,7 @@ impl JwtVerifier {
         }
         Ok(JwtVerifier {
             issuers,
-            verified: dashmap::DashMap::new(),
+            verified: dashmap::DashMap::with_hasher(Default::default()),
         })
     }
 

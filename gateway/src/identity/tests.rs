@@ -786,3 +786,22 @@ fn verified_tokens_are_reused_only_while_their_keys_stand() {
         Err(AuthError::Expired)
     );
 }
+
+#[test]
+fn bearer_whitespace_check_agrees_with_unicode_whitespace() {
+    for b in 0u8..=127 {
+        let token = format!("abc{}def", b as char);
+        assert_eq!(
+            super::has_whitespace(&token),
+            (b as char).is_whitespace(),
+            "byte {b:#04x}"
+        );
+    }
+    for (token, ws) in [
+        ("ab\u{a0}cd", true),
+        ("ab\u{2003}cd", true),
+        ("ab\u{e9}cd", false),
+    ] {
+        assert_eq!(super::has_whitespace(token), ws, "{token:?}");
+    }
+}
