@@ -455,26 +455,14 @@ async fn assertions_are_per_request_unless_the_upstream_allows_reuse() {
     let mut per_request = Vec::new();
     let mut reused = Vec::new();
     for _ in 0..2 {
-        let (s, v, _) = call(
-            &e.gw.url("/rec/mcp"),
-            Some("alice-key"),
-            "anything",
-            "{}",
-            &[],
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
-        per_request.push(last_assertion(&e.rec));
-        let (s, v, _) = call(
-            &e.gw.url("/rec-reuse/mcp"),
-            Some("alice-key"),
-            "anything",
-            "{}",
-            &[],
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
-        reused.push(last_assertion(&e.rec));
+        for (path, seen) in [
+            ("/rec/mcp", &mut per_request),
+            ("/rec-reuse/mcp", &mut reused),
+        ] {
+            let (s, v, _) = call(&e.gw.url(path), Some("alice-key"), "anything", "{}", &[]).await;
+            assert_eq!(s, 200, "{v}");
+            seen.push(last_assertion(&e.rec));
+        }
     }
     assert_ne!(
         per_request[0].0, per_request[1].0,

@@ -1,38 +1,57 @@
 //! The load harness still runs: a one-second pass of `loadtest/run.sh` over
 //! the debug binaries, every scenario that needs no extra peer, against the
 //! plain and the full-policy gateway (and the bare Pingora floor when it was
-//! built). No figure is asserted — only that every contender answered every
-//! checked request and the report came out.
+//! built), and a 20-stream pass of `loadtest/idle_streams.sh`. No figure is
+//! asserted — only that every contender answered every checked request (or
+//! held every stream) and the report came out.
 
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn the_load_harness_runs_end_to_end() {
+/// The debug binaries' directory, and whether the bare Pingora floor was built.
+fn binaries() -> (&'static Path, bool) {
     let gateway = Path::new(env!("CARGO_BIN_EXE_sluice-gateway"));
     let bin_dir = gateway.parent().expect("target dir");
+    (bin_dir, bin_dir.join("bare-pingora").exists())
+}
+
+/// Runs `loadtest/SCRIPT` over the debug binaries with `env`; its stdout and
+/// stderr, after checking it exited 0.
+fn run_script(script: &str, env: &[(&str, &str)]) -> (String, String) {
+    let (bin_dir, _) = binaries();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut contenders = String::from("direct gateway gateway-policy");
-    if bin_dir.join("bare-pingora").exists() {
-        contenders.push_str(" bare");
-    }
     let out_dir = tempfile::tempdir().expect("temp dir");
     let out = Command::new("bash")
-        .arg(root.join("loadtest/run.sh"))
+        .arg(root.join("loadtest").join(script))
         .env("BIN_DIR", bin_dir)
         .env("SKIP_BUILD", "1")
-        .env("DURATION", "1")
-        .env("ROUNDS", "1")
-        .env("VUS", "2")
-        .env("RATE", "20")
-        .env("SCENARIOS", "json list llm")
-        .env("CONTENDERS", &contenders)
         .env("OUT_DIR", out_dir.path())
+        .envs(env.iter().copied())
         .output()
-        .expect("run.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "run.sh failed:\n{stdout}\n{stderr}");
+        .expect(script);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn the_load_harness_runs_end_to_end() {
+    let mut contenders = String::from("direct gateway gateway-policy");
+    if binaries().1 {
+        contenders.push_str(" bare");
+    }
+    let (stdout, stderr) = run_script(
+        "run.sh",
+        &[
+            ("DURATION", "1"),
+            ("ROUNDS", "1"),
+            ("VUS", "2"),
+            ("RATE", "20"),
+            ("SCENARIOS", "json list llm"),
+            ("CONTENDERS", &contenders),
+        ],
+    );
     for row in [
         "| json | gateway |",
         "| list | gateway-policy |",
@@ -64,28 +83,13 @@ fn the_load_harness_runs_end_to_end() {
 /// held and a figure printed.
 #[test]
 fn the_idle_stream_script_runs_end_to_end() {
-    let gateway = Path::new(env!("CARGO_BIN_EXE_sluice-gateway"));
-    let bin_dir = gateway.parent().expect("target dir");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut contenders = vec!["gateway"];
-    if bin_dir.join("bare-pingora").exists() {
+    if binaries().1 {
         contenders.push("bare");
     }
-    let out_dir = tempfile::tempdir().expect("temp dir");
-    let out = Command::new("bash")
-        .arg(root.join("loadtest/idle_streams.sh"))
-        .env("BIN_DIR", bin_dir)
-        .env("SKIP_BUILD", "1")
-        .env("N", "20")
-        .env("CONTENDERS", contenders.join(" "))
-        .env("OUT_DIR", out_dir.path())
-        .output()
-        .expect("idle_streams.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "idle_streams.sh failed:\n{stdout}\n{stderr}"
+    let (stdout, stderr) = run_script(
+        "idle_streams.sh",
+        &[("N", "20"), ("CONTENDERS", &contenders.join(" "))],
     );
     for who in contenders {
         let line = stdout

@@ -155,11 +155,7 @@ async fn litellm(mock_url: &str) -> LiteLlm {
     let url = format!("http://127.0.0.1:{port}/health/liveliness");
     let client = reqwest::Client::new();
     eventually_for("LiteLLM is up", 120, async || {
-        client
-            .get(&url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
+        support::answers_ok(&client, &url).await
     })
     .await;
     l

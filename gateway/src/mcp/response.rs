@@ -308,21 +308,8 @@ impl<'a> From<Reply<'a>> for Seen<'a> {
 
 /// `Seen` by the skim, or `None` to have the message parsed.
 fn skim_reply(data: &[u8]) -> Option<Seen<'_>> {
-    let (mut id, mut method, mut result, mut error) = (None, None, None, None);
-    let mut duplicate = false;
-    skim::members(data, |key, value| {
-        let slot = match key {
-            b"id" => &mut id,
-            b"method" => &mut method,
-            b"result" => &mut result,
-            b"error" => &mut error,
-            _ => return,
-        };
-        duplicate |= slot.replace(value).is_some();
-    })?;
-    if duplicate {
-        return None;
-    }
+    let [id, method, result, error] =
+        skim::pick(data, [&b"id"[..], b"method", b"result", b"error"])?;
     let method = match method {
         Some(m) => Some(Cow::Borrowed(skim::plain_str(m)?)),
         None => None,
@@ -333,18 +320,7 @@ fn skim_reply(data: &[u8]) -> Option<Seen<'_>> {
     };
     let result = match result {
         Some(r) if r.starts_with(b"{") => {
-            let (mut is_error, mut tools) = (None, None);
-            skim::members(r, |key, value| {
-                let slot = match key {
-                    b"isError" => &mut is_error,
-                    b"tools" => &mut tools,
-                    _ => return,
-                };
-                duplicate |= slot.replace(value).is_some();
-            })?;
-            if duplicate {
-                return None;
-            }
+            let [is_error, tools] = skim::pick(r, [&b"isError"[..], b"tools"])?;
             Some(Probe {
                 is_error: is_error == Some(&b"true"[..]),
                 tools,

@@ -44,6 +44,23 @@ pub fn members<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> Op
     }
 }
 
+/// The raw values of `keys` among the object's top-level members, in the
+/// order of `keys`. `None` when `members` cannot walk the object or a wanted
+/// key appears twice (a parser would have to choose one copy).
+pub fn pick<'a, const N: usize>(
+    bytes: &'a [u8],
+    keys: [&[u8]; N],
+) -> Option<[Option<&'a [u8]>; N]> {
+    let mut found = [None; N];
+    let mut duplicate = false;
+    members(bytes, |key, value| {
+        if let Some(i) = keys.iter().position(|k| *k == key) {
+            duplicate |= found[i].replace(value).is_some();
+        }
+    })?;
+    (!duplicate).then_some(found)
+}
+
 /// The contents of a JSON string value without escapes (`"abc"` → `abc`).
 pub fn plain_str(value: &[u8]) -> Option<&str> {
     let inner = value.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
@@ -116,7 +133,7 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{members, plain_str};
+    use super::{members, pick, plain_str};
 
     fn walk(text: &str) -> Option<Vec<(String, String)>> {
         let mut out = Vec::new();
@@ -173,6 +190,18 @@ mod tests {
         ] {
             assert_eq!(walk(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn picked_members_come_back_in_the_asked_order_and_duplicates_refuse() {
+        let text = br#"{"b":2,"x":[1],"a":"s"}"#;
+        assert_eq!(
+            pick(text, [&b"a"[..], b"b", b"c"]),
+            Some([Some(&br#""s""#[..]), Some(&b"2"[..]), None])
+        );
+        assert_eq!(pick(br#"{"a":1,"a":2}"#, [&b"a"[..]]), None);
+        assert_eq!(pick(br#"{"a":1,"a":2}"#, [&b"b"[..]]), Some([None]));
+        assert_eq!(pick(b"[1]", [&b"a"[..]]), None);
     }
 
     #[test]

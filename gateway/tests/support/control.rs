@@ -146,11 +146,7 @@ impl Control {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            client
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
+            super::answers_ok(&client, &url).await
         })
         .await;
     }

@@ -323,6 +323,15 @@ impl Drop for Gateway {
 
 /// Wait until `cond` holds, polling with a growing pause; panics naming
 /// `what` after 30 s. The one place tests wait on a condition.
+/// `GET url` answered with a 2xx (readiness probes).
+pub async fn answers_ok(client: &reqwest::Client, url: &str) -> bool {
+    client
+        .get(url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
 pub async fn eventually(what: &str, cond: impl AsyncFnMut() -> bool) {
     eventually_for(what, 30, cond).await
 }
