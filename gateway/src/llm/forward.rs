@@ -4,7 +4,7 @@
 //! watcher. The gateway drives the upstream connection itself because the
 //! body is rewritten per target and may exceed Pingora's replay buffer.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -17,6 +17,10 @@ use crate::{inject, upstream};
 
 /// Most chunks gathered into one write to the client.
 const MAX_BURST: usize = 256;
+/// The client-side buffer's size (the watcher holds as much), and how full
+/// they get before a burst is written: it is sent before they would grow.
+const OUT_CAPACITY: usize = super::usage::HELD_CAPACITY;
+const MAX_BURST_BYTES: usize = 24 * 1024;
 
 pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
     let mut call = ctx
@@ -108,11 +112,14 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
             text: None,
         };
         if !header_only {
+            // What goes to the client next: one buffer, taken back for the
+            // next burst once the write has let go of it.
+            let mut out = BytesMut::with_capacity(OUT_CAPACITY);
             loop {
                 // Wait for the next piece, then take what else has already
                 // arrived: one write to the client per burst, not per chunk.
                 let mut next = conn.read_response_body().await;
-                let mut pieces: Vec<Bytes> = Vec::new();
+                let mut pieces = 0;
                 let mut end;
                 let t = std::time::Instant::now();
                 loop {
@@ -120,10 +127,8 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                         Ok(chunk) => {
                             end = chunk.is_none() || conn.response_done();
                             if let Some(c) = chunk {
-                                let out = watch.feed(c);
-                                if !out.is_empty() {
-                                    pieces.push(out);
-                                }
+                                watch.feed(&c, &mut out);
+                                pieces += 1;
                             }
                         }
                         Err(e) => {
@@ -133,7 +138,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                             return Err(e);
                         }
                     }
-                    if end || pieces.len() >= MAX_BURST {
+                    if end || pieces >= MAX_BURST || out.len() + watch.held() >= MAX_BURST_BYTES {
                         break;
                     }
                     // Pingora's body reader is cancel-safe: a read that
@@ -144,17 +149,12 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                     }
                 }
                 if end {
-                    let rest = watch.finish();
-                    if !rest.is_empty() {
-                        pieces.push(rest);
-                    }
+                    watch.finish(&mut out);
+                } else {
+                    watch.flush(&mut out);
                 }
                 ctx.gateway_time += t.elapsed();
-                let body = match pieces.len() {
-                    0 => None,
-                    1 => pieces.pop(),
-                    _ => Some(Bytes::from(pieces.concat())),
-                };
+                let body = (!out.is_empty()).then(|| out.split().freeze());
                 if body.is_some() || end {
                     session.write_response_body(body, end).await?;
                 }

@@ -5,9 +5,10 @@
 //! usage chunk (and the `"usage":null` it makes every chunk carry) is cut
 //! out, so the client receives the upstream's bytes for what it asked.
 
+use std::sync::LazyLock;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use memchr::memmem;
 use serde_json::Value;
 use sluice_config::UsageCounts;
@@ -24,9 +25,14 @@ pub struct UsageWatch {
     pub usage: UsageCounts,
     pub saw_usage: bool,
     pub first_token_at: Option<Instant>,
+    /// An event outgrew the inspection limit: the rest passes unwatched.
+    overflow: bool,
     /// The answer's text, when audit asks for it (bounded).
     pub text: Option<String>,
 }
+
+/// What a stream's held buffer starts with: a burst of chunks fits.
+pub const HELD_CAPACITY: usize = 32 * 1024;
 
 /// Most answer text kept for audit.
 const MAX_TEXT: usize = 64 * 1024;
@@ -37,11 +43,18 @@ impl UsageWatch {
             api,
             sse,
             strip: strip && sse,
-            buf: BytesMut::new(),
+            // A stream's bursts are held here while they are read; sized
+            // once so they do not grow it chunk by chunk.
+            buf: if sse {
+                BytesMut::with_capacity(HELD_CAPACITY)
+            } else {
+                BytesMut::new()
+            },
             max_json,
             usage: UsageCounts::default(),
             saw_usage: false,
             first_token_at: None,
+            overflow: false,
             text: None,
         }
     }
@@ -63,33 +76,142 @@ impl UsageWatch {
         }
     }
 
-    /// Watch one chunk; returns what goes to the client now.
-    pub fn feed(&mut self, chunk: Bytes) -> Bytes {
+    /// Take one chunk of the answer. What the client gets at once is
+    /// appended to `out`; in strip mode events wait for `flush`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) {
         if !self.sse {
             if self.buf.len() + chunk.len() <= self.max_json {
-                self.buf.extend_from_slice(&chunk);
+                self.buf.extend_from_slice(chunk);
             }
-            return chunk;
+            out.extend_from_slice(chunk);
+            return;
         }
-        self.buf.extend_from_slice(&chunk);
-        let mut out = BytesMut::new();
-        while let Some(end) = event_end(&self.buf) {
-            let event = self.buf.split_to(end).freeze();
-            match self.event(&event) {
-                Verdict::Keep if self.strip => strip_null_usage(&mut out, &event),
-                Verdict::Keep | Verdict::Drop => {}
-                Verdict::Replace(b) => out.extend_from_slice(&b),
-            }
+        if !self.strip {
+            out.extend_from_slice(chunk);
         }
-        if self.strip {
-            out.freeze()
-        } else {
-            chunk
+        if !self.overflow {
+            self.buf.extend_from_slice(chunk);
         }
     }
 
-    /// The stream ended: what is still held, and the JSON body's usage.
-    pub fn finish(&mut self) -> Bytes {
+    /// Bytes taken and not yet read.
+    pub fn held(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Read the complete events taken so far (a burst of chunks at once),
+    /// appending in strip mode what the client gets of them to `out`.
+    pub fn flush(&mut self, out: &mut BytesMut) {
+        if !self.sse || self.overflow {
+            return;
+        }
+        if let Some(end) = last_event_end(&self.buf) {
+            let mut held = std::mem::take(&mut self.buf);
+            if self.text.is_some() {
+                // Every event's text is wanted: read them one by one.
+                self.events(&held[..end], out);
+            } else {
+                self.scan(&held[..end], out);
+            }
+            held.advance(end);
+            self.buf = held;
+        }
+        if self.buf.len() > self.max_json {
+            // One event larger than anything worth reading: stop watching
+            // this stream and let the rest through as it comes.
+            tracing::warn!(
+                held = self.buf.len(),
+                "model stream event over the inspection limit; usage not read"
+            );
+            if self.strip {
+                out.extend_from_slice(&self.buf);
+            }
+            self.buf = BytesMut::new();
+            self.overflow = true;
+            self.strip = false;
+        }
+    }
+
+    /// Read complete events in one pass over their `"usage"` keys. Events
+    /// without one go to the client in bulk; the `,"usage":null` that the
+    /// gateway's `include_usage` put at the end of a chunk is cut out where
+    /// it is found; an event with anything else is read on its own.
+    fn scan(&mut self, data: &[u8], out: &mut BytesMut) {
+        if self.first_token_at.is_none() && DELTA.find(data).is_some() {
+            self.first_token_at = Some(Instant::now());
+        }
+        // data[..copied] has been dealt with.
+        let mut copied = 0;
+        let mut from = 0;
+        // A search costs more to start than to run: none on a rest too
+        // short to hold the key.
+        while data.len() - from > USAGE.len() {
+            let Some(i) = USAGE_KEY.find(&data[from..]) else {
+                break;
+            };
+            let p = from + i;
+            let end = p + event_end(&data[p..]).unwrap_or(data.len() - p);
+            let rest = p + USAGE.len();
+            let after = &data[rest..end];
+            if after.starts_with(b":null") {
+                let tail = &data[rest + 5..end];
+                if tail.len() < USAGE.len() || USAGE_KEY.find(tail).is_none() {
+                    // The usual chunk: nothing to read, at most one cut.
+                    if self.strip && p > 0 && data[p - 1] == b',' {
+                        out.extend_from_slice(&data[copied..p - 1]);
+                        copied = rest + 5;
+                    }
+                    from = end;
+                    continue;
+                }
+            } else if after
+                .iter()
+                .find(|b| !b.is_ascii_whitespace() && **b != b':')
+                != Some(&b'{')
+            {
+                // `"usage"` as some other value: nothing to read here.
+                from = rest;
+                continue;
+            }
+            // No part of this event has been written yet: every earlier
+            // key in it would have brought the scan here.
+            let start = event_start(data, p).max(copied);
+            if self.strip {
+                out.extend_from_slice(&data[copied..start]);
+            }
+            let event = &data[start..end];
+            match self.event(event) {
+                Verdict::Keep(cut) if self.strip => keep(out, event, cut),
+                Verdict::Keep(_) | Verdict::Drop => {}
+                Verdict::Replace(b) => out.extend_from_slice(&b),
+            }
+            copied = end;
+            from = end;
+        }
+        if self.strip {
+            out.extend_from_slice(&data[copied..]);
+        }
+    }
+
+    /// Read complete events one by one, appending what the client gets of
+    /// them (strip mode).
+    fn events(&mut self, data: &[u8], out: &mut BytesMut) {
+        let mut at = 0;
+        while let Some(len) = event_end(&data[at..]) {
+            let event = &data[at..at + len];
+            at += len;
+            match self.event(event) {
+                Verdict::Keep(cut) if self.strip => keep(out, event, cut),
+                Verdict::Keep(_) | Verdict::Drop => {}
+                Verdict::Replace(b) => out.extend_from_slice(&b),
+            }
+        }
+    }
+
+    /// The stream ended: what is still held goes to `out`; a JSON body's
+    /// usage is read.
+    pub fn finish(&mut self, out: &mut BytesMut) {
+        self.flush(out);
         if !self.sse {
             if let Ok(v) = serde_json::from_slice::<Value>(&self.buf) {
                 self.read_usage(&v);
@@ -102,15 +224,10 @@ impl UsageWatch {
                 };
                 self.push_text(&v, pointer);
             }
-            self.buf.clear();
-            return Bytes::new();
+        } else if self.strip {
+            out.extend_from_slice(&self.buf);
         }
-        let rest = self.buf.split().freeze();
-        if self.strip {
-            rest
-        } else {
-            Bytes::new()
-        }
+        self.buf.clear();
     }
 
     /// Account one complete SSE event and say what the client gets of it:
@@ -118,9 +235,9 @@ impl UsageWatch {
     /// for is taken out (the whole chunk if it carries nothing else).
     fn event(&mut self, event: &[u8]) -> Verdict {
         let Some(data) = data_of(event) else {
-            return Verdict::Keep;
+            return Verdict::Keep(Cut::Scan);
         };
-        if self.first_token_at.is_none() && memmem::find(data, b"delta").is_some() {
+        if self.first_token_at.is_none() && DELTA.find(data).is_some() {
             self.first_token_at = Some(Instant::now());
         }
         if self.text.is_some() {
@@ -135,15 +252,18 @@ impl UsageWatch {
                 self.push_text(&v, pointer);
             }
         }
-        if !has_usage_object(data) {
-            return Verdict::Keep;
+        // `data` lies inside `event`: where it starts there.
+        let at = data.as_ptr() as usize - event.as_ptr() as usize;
+        let keys = UsageKeys::of(event, at..at + data.len());
+        if !keys.object {
+            return Verdict::Keep(keys.null.map_or(Cut::Nothing, Cut::At));
         }
         let Ok(mut v) = serde_json::from_slice::<Value>(data) else {
-            return Verdict::Keep;
+            return Verdict::Keep(Cut::Scan);
         };
         self.read_usage(&v);
         if !self.strip {
-            return Verdict::Keep;
+            return Verdict::Keep(Cut::Scan);
         }
         let usage_only = v
             .get("choices")
@@ -161,51 +281,73 @@ impl UsageWatch {
     }
 
     fn read_usage(&mut self, v: &Value) {
-        let n = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_u64);
+        // Member lookups, not JSON pointers: a pointer allocates per step.
+        let n = |v: &Value, path: &[&str]| {
+            path.iter()
+                .try_fold(v, |v, k| v.get(k))
+                .and_then(Value::as_u64)
+        };
         match self.api {
             Api::Messages => {
                 // message_start carries the input, message_delta the output.
                 let u = v
-                    .pointer("/message/usage")
+                    .get("message")
+                    .and_then(|m| m.get("usage"))
                     .or_else(|| v.get("usage"))
                     .unwrap_or(&Value::Null);
-                if let Some(i) = n(u, "/input_tokens") {
-                    self.usage.prompt = i + n(u, "/cache_read_input_tokens").unwrap_or(0);
-                    self.usage.cached = n(u, "/cache_read_input_tokens").unwrap_or(0);
+                if let Some(i) = n(u, &["input_tokens"]) {
+                    self.usage.prompt = i + n(u, &["cache_read_input_tokens"]).unwrap_or(0);
+                    self.usage.cached = n(u, &["cache_read_input_tokens"]).unwrap_or(0);
                     self.saw_usage = true;
                 }
-                if let Some(o) = n(u, "/output_tokens") {
+                if let Some(o) = n(u, &["output_tokens"]) {
                     self.usage.completion = o;
                     self.saw_usage = true;
                 }
             }
             Api::Responses => {
-                let Some(u) = v.pointer("/response/usage").or_else(|| v.get("usage")) else {
+                let Some(u) = v
+                    .get("response")
+                    .and_then(|r| r.get("usage"))
+                    .or_else(|| v.get("usage"))
+                else {
                     return;
                 };
-                self.usage.prompt = n(u, "/input_tokens").unwrap_or(0);
-                self.usage.completion = n(u, "/output_tokens").unwrap_or(0);
-                self.usage.cached = n(u, "/input_tokens_details/cached_tokens").unwrap_or(0);
-                self.usage.reasoning = n(u, "/output_tokens_details/reasoning_tokens").unwrap_or(0);
+                self.usage.prompt = n(u, &["input_tokens"]).unwrap_or(0);
+                self.usage.completion = n(u, &["output_tokens"]).unwrap_or(0);
+                self.usage.cached = n(u, &["input_tokens_details", "cached_tokens"]).unwrap_or(0);
+                self.usage.reasoning =
+                    n(u, &["output_tokens_details", "reasoning_tokens"]).unwrap_or(0);
                 self.saw_usage = true;
             }
             _ => {
                 let Some(u) = v.get("usage").filter(|u| u.is_object()) else {
                     return;
                 };
-                self.usage.prompt = n(u, "/prompt_tokens").unwrap_or(0);
-                self.usage.completion = n(u, "/completion_tokens").unwrap_or(0);
-                self.usage.cached = n(u, "/prompt_tokens_details/cached_tokens").unwrap_or(0);
+                self.usage.prompt = n(u, &["prompt_tokens"]).unwrap_or(0);
+                self.usage.completion = n(u, &["completion_tokens"]).unwrap_or(0);
+                self.usage.cached = n(u, &["prompt_tokens_details", "cached_tokens"]).unwrap_or(0);
                 self.usage.reasoning =
-                    n(u, "/completion_tokens_details/reasoning_tokens").unwrap_or(0);
+                    n(u, &["completion_tokens_details", "reasoning_tokens"]).unwrap_or(0);
                 self.saw_usage = true;
             }
         }
     }
 }
 
+/// Where an event kept in strip mode has `,"usage":null`.
+enum Cut {
+    /// Nowhere.
+    Nothing,
+    /// First at this offset (there may be more after it).
+    At(usize),
+    /// Not looked for yet.
+    Scan,
+}
+
 enum Verdict {
-    Keep,
+    /// The event stays; in strip mode without its `,"usage":null`.
+    Keep(Cut),
     Drop,
     Replace(Bytes),
 }
@@ -218,43 +360,136 @@ fn empty_choice(c: &Value) -> bool {
         && c.get("finish_reason").is_none_or(Value::is_null)
 }
 
-/// End of the first complete event in `buf` (after its blank line).
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let lf = memmem::find(buf, b"\n\n").map(|p| p + 2);
-    let crlf = memmem::find(buf, b"\r\n\r\n").map(|p| p + 4);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+static DELTA: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("delta"));
+const USAGE: &[u8] = b"\"usage\"";
+static USAGE_KEY: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(USAGE));
+const NULL_USAGE: &[u8] = b",\"usage\":null";
+static NULL_USAGE_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(NULL_USAGE));
+
+/// An event kept in strip mode, copied to `out` without its cut.
+fn keep(out: &mut BytesMut, event: &[u8], cut: Cut) {
+    match cut {
+        Cut::Nothing => out.extend_from_slice(event),
+        Cut::At(p) => {
+            out.extend_from_slice(&event[..p]);
+            strip_null_usage(out, &event[p + NULL_USAGE.len()..]);
+        }
+        Cut::Scan => strip_null_usage(out, event),
     }
+}
+
+/// Does a blank line end at `buf[q]` (a `\n`)?
+fn blank_line_ends_at(buf: &[u8], q: usize) -> bool {
+    q >= 1 && (buf[q - 1] == b'\n' || (q >= 2 && buf[q - 1] == b'\r' && buf[q - 2] == b'\n'))
+}
+
+/// Where the event holding `buf[p]` starts: after the last blank line
+/// before it.
+fn event_start(buf: &[u8], p: usize) -> usize {
+    memchr::memrchr_iter(b'\n', &buf[..p])
+        .find(|&q| blank_line_ends_at(buf, q))
+        .map_or(0, |q| q + 1)
+}
+
+/// Length of the complete events at the start of `buf`: through its last
+/// blank line.
+fn last_event_end(buf: &[u8]) -> Option<usize> {
+    memchr::memrchr_iter(b'\n', buf)
+        .find(|&q| blank_line_ends_at(buf, q))
+        .map(|q| q + 1)
+}
+
+/// Length of the first complete event in `buf`, through the blank line that
+/// ends it (`\n\n`, `\r\n\r\n`, or a mix).
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
+        let p = from + i;
+        match buf.get(p + 1) {
+            Some(b'\n') => return Some(p + 2),
+            Some(b'\r') if buf.get(p + 2) == Some(&b'\n') => return Some(p + 3),
+            _ => from = p + 1,
+        }
+    }
+    None
 }
 
 /// The payload of the event's (first) `data:` line.
 fn data_of(event: &[u8]) -> Option<&[u8]> {
-    event.split(|&b| b == b'\n').find_map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let d = line.strip_prefix(b"data:")?;
-        Some(d.strip_prefix(b" ").unwrap_or(d))
-    })
+    let mut rest = event;
+    loop {
+        let (line, next) = match memchr::memchr(b'\n', rest) {
+            Some(p) => (&rest[..p], &rest[p + 1..]),
+            None => (rest, &[][..]),
+        };
+        if let Some(d) = line.strip_prefix(b"data:") {
+            let d = d.strip_suffix(b"\r").unwrap_or(d);
+            return Some(d.strip_prefix(b" ").unwrap_or(d));
+        }
+        if next.is_empty() {
+            return None;
+        }
+        rest = next;
+    }
 }
 
-/// Does the JSON text have `"usage"` followed by an object (not null)?
-fn has_usage_object(data: &[u8]) -> bool {
-    memmem::find_iter(data, b"\"usage\"").any(|p| {
-        data[p + 7..]
-            .iter()
-            .find(|b| !b.is_ascii_whitespace() && **b != b':')
-            == Some(&b'{')
-    })
+/// What one pass over an event finds of `"usage"` keys.
+struct UsageKeys {
+    /// A `"usage"` in the data line whose value is an object.
+    object: bool,
+    /// Where the first `,"usage":null` starts (only looked for until an
+    /// object is found).
+    null: Option<usize>,
+}
+
+impl UsageKeys {
+    fn of(event: &[u8], data: std::ops::Range<usize>) -> Self {
+        let mut keys = UsageKeys {
+            object: false,
+            null: None,
+        };
+        let mut from = 0;
+        // A search costs more to start than to run: none on a rest too
+        // short to hold the key (the usual `}\n\n` after `"usage":null`).
+        while event.len() - from > 7 {
+            let Some(i) = USAGE_KEY.find(&event[from..]) else {
+                break;
+            };
+            let p = from + i;
+            from = p + 7;
+            let after = &event[p + 7..];
+            if after.starts_with(b":null") {
+                if keys.null.is_none() && p > 0 && event[p - 1] == b',' {
+                    keys.null = Some(p - 1);
+                }
+                from += 5;
+                continue;
+            }
+            if data.contains(&p)
+                && after
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace() && **b != b':')
+                    == Some(&b'{')
+            {
+                keys.object = true;
+                break;
+            }
+        }
+        keys
+    }
 }
 
 /// Copy `event` into `out` without the `,"usage":null` that `include_usage`
 /// adds to every chunk.
 fn strip_null_usage(out: &mut BytesMut, event: &[u8]) {
-    const NULL: &[u8] = b",\"usage\":null";
     let mut rest = event;
-    while let Some(p) = memmem::find(rest, NULL) {
+    while rest.len() >= NULL_USAGE.len() {
+        let Some(p) = NULL_USAGE_FINDER.find(rest) else {
+            break;
+        };
         out.extend_from_slice(&rest[..p]);
-        rest = &rest[p + NULL.len()..];
+        rest = &rest[p + NULL_USAGE.len()..];
     }
     out.extend_from_slice(rest);
 }
@@ -272,12 +507,13 @@ mod tests {
 
     fn run(w: &mut UsageWatch, stream: &str, split: usize) -> String {
         let b = stream.as_bytes();
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         for piece in [&b[..split], &b[split..]] {
-            out.extend_from_slice(&w.feed(Bytes::copy_from_slice(piece)));
+            w.feed(piece, &mut out);
+            w.flush(&mut out);
         }
-        out.extend_from_slice(&w.finish());
-        String::from_utf8(out).unwrap()
+        w.finish(&mut out);
+        String::from_utf8(out.to_vec()).unwrap()
     }
 
     #[test]
@@ -342,5 +578,92 @@ mod tests {
         let s = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":6}}}\n\n";
         run(&mut r, s, 10);
         assert_eq!(r.usage.total(), 11);
+    }
+
+    #[test]
+    fn crlf_and_mixed_line_endings_comments_and_whole_streams_in_one_chunk() {
+        let crlf = |e: &str| e.replace("\n", "\r\n");
+        let upstream = format!(
+            ": keep-alive\n\n{}{CHUNK_NULL}event: x\r\ndata: {{\"id\":\"c\",\"choices\":[],\"usage\":null}}\n\r\n{}{DONE}",
+            crlf(CHUNK_NULL),
+            crlf(USAGE),
+        );
+        let client_would_get = format!(
+            ": keep-alive\n\n{}{CHUNK}event: x\r\ndata: {{\"id\":\"c\",\"choices\":[]}}\n\r\n{DONE}",
+            crlf(CHUNK),
+        );
+        for split in 0..=upstream.len() {
+            let mut w = UsageWatch::new(Api::ChatCompletions, true, true, 1 << 20);
+            assert_eq!(
+                run(&mut w, &upstream, split),
+                client_would_get,
+                "split at {split}"
+            );
+            assert_eq!(w.usage.total(), 15, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn an_event_held_over_the_limit_passes_whole_and_the_rest_unwatched() {
+        let big = format!(
+            "data: {{\"choices\":[{{\"delta\":{{\"content\":\"{}\"}}}}],\"usage\":null}}\n\n",
+            "x".repeat(300)
+        );
+        let upstream = format!("{CHUNK_NULL}{big}{CHUNK_NULL}{USAGE}{DONE}");
+        for piece in [16, 64, 100] {
+            let mut w = UsageWatch::new(Api::ChatCompletions, true, true, 256);
+            let mut out = BytesMut::new();
+            for p in upstream.as_bytes().chunks(piece) {
+                w.feed(p, &mut out);
+                w.flush(&mut out);
+            }
+            w.finish(&mut out);
+            let got = String::from_utf8(out.to_vec()).unwrap();
+            // What was read before the big event is stripped; from the big
+            // event on, every byte arrives as the upstream sent it.
+            assert_eq!(
+                got,
+                format!("{CHUNK}{big}{CHUNK_NULL}{USAGE}{DONE}"),
+                "pieces of {piece}"
+            );
+            assert!(!w.saw_usage, "pieces of {piece}");
+        }
+        // Whole in one chunk, the same event is no problem: nothing is held.
+        let mut w = UsageWatch::new(Api::ChatCompletions, true, true, 256);
+        let got = run(&mut w, &upstream, 0);
+        assert!(!got.contains("usage"), "{got}");
+        assert_eq!(w.usage.total(), 15);
+    }
+
+    #[test]
+    fn the_bulk_scan_and_the_event_by_event_reading_agree() {
+        // Text capture reads event by event; without it a burst is scanned
+        // for `"usage"` keys at once. Both must give the client the same.
+        let odd = [
+            "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":null,\"x\":{\"usage\":null}}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}],\"usage\":\"n/a\"}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"c\"}}],\"usage\":null,\"usage\":null}\n\n",
+            "event: note\ndata: {\"usage\" : { \"prompt_tokens\": 2 }, \"choices\":[{\"delta\":{\"content\":\"d\"}}]}\n\n",
+            ": comment with \"usage\":null\n\n",
+        ];
+        let upstream = format!("{CHUNK_NULL}{}{USAGE}{DONE}", odd.concat());
+        for strip in [true, false] {
+            for split in 0..=upstream.len() {
+                let mut bulk = UsageWatch::new(Api::ChatCompletions, true, strip, 1 << 20);
+                let mut one =
+                    UsageWatch::new(Api::ChatCompletions, true, strip, 1 << 20).capture_text();
+                let a = run(&mut bulk, &upstream, split);
+                let b = run(&mut one, &upstream, split);
+                assert_eq!(a, b, "strip {strip}, split at {split}");
+                assert_eq!(bulk.usage.total(), 15, "strip {strip}, split at {split}");
+                assert_eq!(one.usage.total(), 15);
+                if !strip {
+                    assert_eq!(a, upstream);
+                }
+            }
+        }
+        let mut w = UsageWatch::new(Api::ChatCompletions, true, true, 1 << 20).capture_text();
+        run(&mut w, &upstream, 9);
+        assert_eq!(w.text.as_deref(), Some("hiabcd"));
     }
 }
