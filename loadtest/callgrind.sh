@@ -34,14 +34,14 @@
 # so it exits normally and callgrind writes its profile.
 #
 # Usage:  loadtest/callgrind.sh
-# Env:    REQUESTS=2000  SCENARIOS="json sse"  SKIP_BUILD=1  OUT_DIR=dir
+# Env:    REQUESTS=2000  SCENARIOS="json sse"  SKIP_BUILD=1  OUT_DIR=dir  BIN_DIR=target/release
 #         DEMO_CORE=0 PROXY_CORE=1  NGINX=/usr/sbin/nginx
 # Inspect a profile: callgrind_annotate OUT_DIR/callgrind.json.out | head -40
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-BIN_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
+BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 REQUESTS=${REQUESTS:-2000}
 SCENARIOS=${SCENARIOS:-json sse}
 DEMO_CORE=${DEMO_CORE:-0}

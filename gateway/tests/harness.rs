@@ -1,8 +1,8 @@
 //! The load harness still runs: a one-second pass of `loadtest/run.sh` over
 //! the debug binaries, every scenario that needs no extra peer, against the
 //! plain and the full-policy gateway (and the bare Pingora floor when it was
-//! built), and a 20-stream pass of `loadtest/idle_streams.sh`. No figure is
-//! asserted — only that every contender answered every checked request (or
+//! built), a 20-stream pass of `loadtest/idle_streams.sh`, and three calls
+//! per scenario through `loadtest/callgrind.sh`. No figure is asserted — only that every contender answered every checked request (or
 //! held every stream) and the report came out.
 
 use std::path::Path;
@@ -100,5 +100,37 @@ fn the_idle_stream_script_runs_end_to_end() {
             line.contains("streams 20 of 20;") && line.contains("KiB per stream; errors 0"),
             "{line}\n{stderr}"
         );
+    }
+}
+
+/// The instruction-count script still runs: three calls per scenario under
+/// callgrind through the debug gateway (json and the LLM stream), nginx on
+/// the same stream, and the bare floor when built. Only that every scenario
+/// got its row with a count.
+#[test]
+fn the_instruction_count_script_runs_end_to_end() {
+    let mut scenarios = vec!["json", "llm", "nginx-llm"];
+    if binaries().1 {
+        scenarios.push("bare-llm");
+    }
+    let (stdout, stderr) = run_script(
+        "callgrind.sh",
+        &[("REQUESTS", "3"), ("SCENARIOS", &scenarios.join(" "))],
+    );
+    for scen in scenarios {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {scen} | 3 |")))
+            .unwrap_or_else(|| panic!("no row for {scen}:\n{stdout}\n{stderr}"));
+        let per_request: u64 = row
+            .trim_end_matches('|')
+            .rsplit('|')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .replace(',', "")
+            .parse()
+            .unwrap_or_else(|e| panic!("{row}: {e}"));
+        assert!(per_request > 0, "{row}");
     }
 }
