@@ -13,6 +13,9 @@ use crate::identity::{
 };
 use crate::inject::read_secret;
 use crate::policy::{resolve_tenant, Caller};
+
+const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+const X_TENANT_ID: http::HeaderName = http::HeaderName::from_static("x-tenant-id");
 use crate::refusal::Refusal;
 
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -80,7 +83,7 @@ pub fn caller(
     let authorization = headers
         .get(http::header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    let api_key = headers.get("x-api-key").map(|v| v.as_bytes());
+    let api_key = headers.get(&X_API_KEY).map(|v| v.as_bytes());
     let principal = match auth.authenticate(authorization, api_key) {
         Ok(p) => p,
         Err(AuthError::Missing) if !route.auth_required => Principal::anonymous(),
@@ -95,7 +98,7 @@ pub fn caller(
         }
     };
     let anonymous = matches!(principal.method, identity::AuthMethod::Anonymous);
-    let header = headers.get("x-tenant-id").and_then(|v| v.to_str().ok());
+    let header = headers.get(&X_TENANT_ID).and_then(|v| v.to_str().ok());
     let tenant = if anonymous {
         None
     } else {

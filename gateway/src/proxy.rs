@@ -37,6 +37,14 @@ use crate::{access, audit, forward, inject, upstream};
 /// ones are forwarded by `forward`, which does not depend on that buffer.
 pub const PINGORA_REPLAY_LIMIT: usize = 64 * 1024;
 
+// Header names read or written on every request, parsed once.
+const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
+const MCP_PROTOCOL_VERSION: http::HeaderName =
+    http::HeaderName::from_static("mcp-protocol-version");
+const MCP_METHOD: http::HeaderName = http::HeaderName::from_static("mcp-method");
+const MCP_NAME: http::HeaderName = http::HeaderName::from_static("mcp-name");
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
 pub struct Gateway {
     pub shared: Arc<Shared>,
     pub connector: pingora::connectors::http::Connector,
@@ -427,7 +435,7 @@ impl Gateway {
             if per_user.is_some_and(|u| u.get(&c.subject).is_none()) {
                 return Err(Refusal::NoUserCredential(up.name.clone()));
             }
-            if let Some(sid) = header_str(req, "mcp-session-id") {
+            if let Some(sid) = header_str(req, &MCP_SESSION_ID) {
                 if self
                     .shared
                     .sessions
@@ -450,7 +458,7 @@ impl Gateway {
         }
         let method = req.method.clone();
         ctx.method_is_delete = method == http::Method::DELETE;
-        ctx.session = header_str(req, "mcp-session-id").map(Into::into);
+        ctx.session = header_str(req, &MCP_SESSION_ID).map(Into::into);
         if snap.identity.enabled || self.shared.audit.is_some() {
             ctx.request_id = Some(audit::new_event_id());
         }
@@ -481,7 +489,7 @@ impl Gateway {
         };
         let facts = classify_capped(&body, caps)?;
         let req = session.req_header();
-        let revision = effective_revision(header_bytes(req, "mcp-protocol-version"), &facts);
+        let revision = effective_revision(header_bytes(req, &MCP_PROTOCOL_VERSION), &facts);
         // From here on, refusals are about a classified call: keep what
         // audit and the error's id need.
         let big = body.len() > PINGORA_REPLAY_LIMIT;
@@ -491,8 +499,8 @@ impl Gateway {
         check_mirrored_headers(
             facts,
             revision,
-            header_bytes(req, "mcp-method"),
-            header_bytes(req, "mcp-name"),
+            header_bytes(req, &MCP_METHOD),
+            header_bytes(req, &MCP_NAME),
         )?;
         let m = &self.shared.metrics.mcp_messages;
         for msg in &facts.messages {
@@ -772,7 +780,7 @@ impl Gateway {
         let up = ctx.rt.snapshot.upstream(route);
         upstream::rewrite_request(req, up, &ctx.upstream_path)?;
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            req.insert_header("x-forwarded-for", upstream::forwarded_for(addr.ip()))?;
+            req.insert_header(X_FORWARDED_FOR, upstream::forwarded_for(addr.ip()))?;
         }
         // With identity on, the gateway is the resource server: the client's
         // credentials stop here and the upstream sees its own.
@@ -894,7 +902,7 @@ impl Gateway {
             let ok = resp.status.is_success();
             if let Some(sid) = resp
                 .headers
-                .get("mcp-session-id")
+                .get(&MCP_SESSION_ID)
                 .and_then(|v| v.to_str().ok())
             {
                 let initialize = ctx
@@ -1313,7 +1321,7 @@ fn header_str(req: &RequestHeader, name: impl http::header::AsHeaderName) -> Opt
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn header_bytes<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a [u8]> {
+fn header_bytes<'a>(req: &'a RequestHeader, name: &http::HeaderName) -> Option<&'a [u8]> {
     req.headers.get(name).map(|v| v.as_bytes())
 }
 
