@@ -1222,7 +1222,9 @@ fn limit_owner<'a>(
             let ip = session
                 .client_addr()
                 .and_then(|a| a.as_inet())
-                .map_or_else(String::new, |a| a.ip().to_string());
+                .map_or_else(String::new, |a| {
+                    upstream::IpText::new(a.ip()).as_str().to_owned()
+                });
             (ip.into(), None, &[])
         }
     }

@@ -104,34 +104,61 @@ pub fn rewrite_request(req: &mut RequestHeader, up: &Upstream, path: &str) -> pi
     Ok(())
 }
 
-/// The client address as an `X-Forwarded-For` value. IPv4 is written digit
-/// by digit: the formatting machinery cost more than the rest of the
-/// header rewrite.
+/// The client address as an `X-Forwarded-For` value.
 pub fn forwarded_for(ip: std::net::IpAddr) -> http::HeaderValue {
-    let std::net::IpAddr::V4(v4) = ip else {
-        return http::HeaderValue::from_str(&ip.to_string())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
-    };
-    let mut buf = [0u8; 15];
-    let mut n = 0;
-    for (k, octet) in v4.octets().into_iter().enumerate() {
-        if k > 0 {
-            buf[n] = b'.';
-            n += 1;
-        }
-        if octet >= 100 {
-            buf[n] = b'0' + octet / 100;
-            n += 1;
-        }
-        if octet >= 10 {
-            buf[n] = b'0' + octet / 10 % 10;
-            n += 1;
-        }
-        buf[n] = b'0' + octet % 10;
-        n += 1;
-    }
-    http::HeaderValue::from_bytes(&buf[..n])
+    http::HeaderValue::from_str(IpText::new(ip).as_str())
         .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"))
+}
+
+/// An IP address as text on the stack. IPv4 is written digit by digit: the
+/// formatting machinery cost more than the rest of the header rewrite.
+pub struct IpText {
+    buf: [u8; 46],
+    len: usize,
+}
+
+impl IpText {
+    pub fn new(ip: std::net::IpAddr) -> Self {
+        let mut t = IpText {
+            buf: [0; 46],
+            len: 0,
+        };
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                for (k, octet) in v4.octets().into_iter().enumerate() {
+                    if k > 0 {
+                        t.push(b'.');
+                    }
+                    if octet >= 100 {
+                        t.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        t.push(b'0' + octet / 10 % 10);
+                    }
+                    t.push(b'0' + octet % 10);
+                }
+            }
+            std::net::IpAddr::V6(v6) => {
+                use std::io::Write;
+                let mut w = &mut t.buf[..];
+                // At most 45 characters: it always fits.
+                let _ = write!(w, "{v6}");
+                let left = w.len();
+                t.len = t.buf.len() - left;
+            }
+        }
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits, dots, colons and hex letters were written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
 }
 
 #[cfg(test)]
@@ -148,12 +175,15 @@ mod tests {
             "255.255.255.255",
             "::1",
             "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+            "::ffff:192.168.100.200",
         ] {
             let ip: IpAddr = ip.parse().expect("address");
             assert_eq!(
                 super::forwarded_for(ip).to_str().ok(),
                 Some(ip.to_string().as_str())
             );
+            assert_eq!(super::IpText::new(ip).as_str(), ip.to_string());
         }
     }
 }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use sluice_config::UsageCounts;
 
 use super::request::Api;
+use crate::mcp::skim;
 
 pub struct UsageWatch {
     api: Api,
@@ -258,6 +259,9 @@ impl UsageWatch {
         if !keys.object {
             return Verdict::Keep(keys.null.map_or(Cut::Nothing, Cut::At));
         }
+        if let Some(verdict) = self.openai_usage_chunk(data) {
+            return verdict;
+        }
         let Ok(mut v) = serde_json::from_slice::<Value>(data) else {
             return Verdict::Keep(Cut::Scan);
         };
@@ -280,13 +284,43 @@ impl UsageWatch {
         Verdict::Replace(Bytes::from(format!("data: {v}\n\n")))
     }
 
-    fn read_usage(&mut self, v: &Value) {
-        // Member lookups, not JSON pointers: a pointer allocates per step.
-        let n = |v: &Value, path: &[&str]| {
-            path.iter()
-                .try_fold(v, |v, k| v.get(k))
-                .and_then(Value::as_u64)
+    /// The OpenAI usage chunk read without parsing all of it: only its
+    /// `usage` (and `choices` unless empty) go through serde. `None` when
+    /// it is not that plain shape; the caller then parses the whole chunk.
+    fn openai_usage_chunk(&mut self, data: &[u8]) -> Option<Verdict> {
+        if !matches!(self.api, Api::ChatCompletions | Api::Completions) || self.text.is_some() {
+            return None;
+        }
+        let [Some(usage), choices] = skim::pick(data, [b"usage", b"choices"])? else {
+            return None;
         };
+        let usage: Value = serde_json::from_slice(usage).ok()?;
+        if !usage.is_object() {
+            return None;
+        }
+        let usage_only = match choices {
+            None => true,
+            Some(c) if c == b"[]" => true,
+            Some(c) => serde_json::from_slice::<Value>(c)
+                .ok()?
+                .as_array()?
+                .iter()
+                .all(empty_choice),
+        };
+        if self.strip && !usage_only {
+            // Usage riding on content: the slow path rewrites the chunk.
+            return None;
+        }
+        self.read_openai_usage(&usage);
+        Some(if self.strip {
+            Verdict::Drop
+        } else {
+            Verdict::Keep(Cut::Scan)
+        })
+    }
+
+    fn read_usage(&mut self, v: &Value) {
+        let n = num;
         match self.api {
             Api::Messages => {
                 // message_start carries the input, message_delta the output.
@@ -321,17 +355,21 @@ impl UsageWatch {
                 self.saw_usage = true;
             }
             _ => {
-                let Some(u) = v.get("usage").filter(|u| u.is_object()) else {
-                    return;
-                };
-                self.usage.prompt = n(u, &["prompt_tokens"]).unwrap_or(0);
-                self.usage.completion = n(u, &["completion_tokens"]).unwrap_or(0);
-                self.usage.cached = n(u, &["prompt_tokens_details", "cached_tokens"]).unwrap_or(0);
-                self.usage.reasoning =
-                    n(u, &["completion_tokens_details", "reasoning_tokens"]).unwrap_or(0);
-                self.saw_usage = true;
+                if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+                    self.read_openai_usage(u);
+                }
             }
         }
+    }
+
+    /// An OpenAI `usage` object (chat and completions).
+    fn read_openai_usage(&mut self, u: &Value) {
+        self.usage.prompt = num(u, &["prompt_tokens"]).unwrap_or(0);
+        self.usage.completion = num(u, &["completion_tokens"]).unwrap_or(0);
+        self.usage.cached = num(u, &["prompt_tokens_details", "cached_tokens"]).unwrap_or(0);
+        self.usage.reasoning =
+            num(u, &["completion_tokens_details", "reasoning_tokens"]).unwrap_or(0);
+        self.saw_usage = true;
     }
 }
 
@@ -343,6 +381,14 @@ enum Cut {
     At(usize),
     /// Not looked for yet.
     Scan,
+}
+
+/// The number at `path` (member lookups, not a JSON pointer: a pointer
+/// allocates per step).
+fn num(v: &Value, path: &[&str]) -> Option<u64> {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))
+        .and_then(Value::as_u64)
 }
 
 enum Verdict {

@@ -8,7 +8,7 @@ pub mod response;
 pub mod revision;
 pub mod scan;
 mod shape;
-mod skim;
+pub(crate) mod skim;
 pub mod sse;
 
 pub use jsonrpc::{
