@@ -7,6 +7,7 @@
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession as ClientSession;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
@@ -118,18 +119,15 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
             loop {
                 // Wait for the next piece, then take what else has already
                 // arrived: one write to the client per burst, not per chunk.
-                let mut next = conn.read_response_body().await;
+                let mut next = feed_next(&mut conn, &mut watch, &mut out).await;
                 let mut pieces = 0;
                 let mut end;
                 let t = std::time::Instant::now();
                 loop {
                     match next {
-                        Ok(chunk) => {
-                            end = chunk.is_none() || conn.response_done();
-                            if let Some(c) = chunk {
-                                watch.feed(&c, &mut out);
-                                pieces += 1;
-                            }
+                        Ok(more) => {
+                            end = !more || conn.response_done();
+                            pieces += usize::from(more);
                         }
                         Err(e) => {
                             record(&mut outcome, &watch);
@@ -138,12 +136,13 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                             return Err(e);
                         }
                     }
-                    if end || pieces >= MAX_BURST || out.len() + watch.held() >= MAX_BURST_BYTES {
+                    if end || pieces >= MAX_BURST || out.len() + watch.held() >= MAX_BURST_BYTES
+                    {
                         break;
                     }
                     // Pingora's body reader is cancel-safe: a read that
                     // would wait is dropped and nothing is lost.
-                    match conn.read_response_body().now_or_never() {
+                    match feed_next(&mut conn, &mut watch, &mut out).now_or_never() {
                         Some(r) => next = r,
                         None => break,
                     }
@@ -176,6 +175,24 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
     Err(last_err
         .unwrap_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no model upstream reachable"))
         .into_up())
+}
+
+/// Read the next piece of the answer into the watcher: in place from
+/// Pingora's buffer on HTTP/1 (no copy per chunk), as `Bytes` otherwise.
+/// `Ok(false)` at the end of the body. Feeding happens only once a read has
+/// completed, so the future can be dropped while it waits.
+async fn feed_next(
+    conn: &mut ClientSession,
+    watch: &mut UsageWatch,
+    out: &mut BytesMut,
+) -> Result<bool> {
+    let piece = match conn {
+        ClientSession::H1(h1) => {
+            return Ok(h1.read_body_ref().await?.map(|b| watch.feed(b, out)).is_some());
+        }
+        other => other.read_response_body().await?,
+    };
+    Ok(piece.map(|b| watch.feed(&b, out)).is_some())
 }
 
 fn record(o: &mut Outcome, w: &UsageWatch) {
