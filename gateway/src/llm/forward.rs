@@ -136,8 +136,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                             return Err(e);
                         }
                     }
-                    if end || pieces >= MAX_BURST || out.len() + watch.held() >= MAX_BURST_BYTES
-                    {
+                    if end || pieces >= MAX_BURST || out.len() + watch.held() >= MAX_BURST_BYTES {
                         break;
                     }
                     // Pingora's body reader is cancel-safe: a read that
@@ -188,7 +187,11 @@ async fn feed_next(
 ) -> Result<bool> {
     let piece = match conn {
         ClientSession::H1(h1) => {
-            return Ok(h1.read_body_ref().await?.map(|b| watch.feed(b, out)).is_some());
+            return Ok(h1
+                .read_body_ref()
+                .await?
+                .map(|b| watch.feed(b, out))
+                .is_some());
         }
         other => other.read_response_body().await?,
     };
