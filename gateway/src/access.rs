@@ -13,10 +13,10 @@ use crate::identity::{
 };
 use crate::inject::read_secret;
 use crate::policy::{resolve_tenant, Caller};
+use crate::refusal::Refusal;
 
 const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
 const X_TENANT_ID: http::HeaderName = http::HeaderName::from_static("x-tenant-id");
-use crate::refusal::Refusal;
 
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 /// Where upstreams fetch the keys that verify the gateway's assertions.

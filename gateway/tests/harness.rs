@@ -35,6 +35,15 @@ fn run_script(script: &str, env: &[(&str, &str)]) -> (String, String) {
     (stdout, stderr)
 }
 
+/// The last cell of a markdown table row.
+fn last_cell(row: &str) -> &str {
+    row.trim_end_matches('|')
+        .rsplit('|')
+        .next()
+        .unwrap_or("")
+        .trim()
+}
+
 #[test]
 fn the_load_harness_runs_end_to_end() {
     let mut contenders = String::from("direct gateway gateway-policy");
@@ -68,13 +77,11 @@ fn the_load_harness_runs_end_to_end() {
             .iter()
             .any(|s| l.starts_with(s))
     }) {
-        let errors = row
-            .trim_end_matches('|')
-            .rsplit('|')
-            .next()
-            .unwrap_or("")
-            .trim();
-        assert_eq!(errors, "0", "a contender failed requests: {row}\n{stderr}");
+        assert_eq!(
+            last_cell(row),
+            "0",
+            "a contender failed requests: {row}\n{stderr}"
+        );
     }
 }
 
@@ -122,12 +129,7 @@ fn the_instruction_count_script_runs_end_to_end() {
             .lines()
             .find(|l| l.starts_with(&format!("| {scen} | 3 |")))
             .unwrap_or_else(|| panic!("no row for {scen}:\n{stdout}\n{stderr}"));
-        let per_request: u64 = row
-            .trim_end_matches('|')
-            .rsplit('|')
-            .next()
-            .unwrap_or("")
-            .trim()
+        let per_request: u64 = last_cell(row)
             .replace(',', "")
             .parse()
             .unwrap_or_else(|e| panic!("{row}: {e}"));

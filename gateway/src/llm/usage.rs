@@ -180,12 +180,7 @@ impl UsageWatch {
             if self.strip {
                 out.extend_from_slice(&data[copied..start]);
             }
-            let event = &data[start..end];
-            match self.event(event) {
-                Verdict::Keep(cut) if self.strip => keep(out, event, cut),
-                Verdict::Keep(_) | Verdict::Drop => {}
-                Verdict::Replace(b) => out.extend_from_slice(&b),
-            }
+            self.read_event(&data[start..end], out);
             copied = end;
             from = end;
         }
@@ -199,13 +194,18 @@ impl UsageWatch {
     fn events(&mut self, data: &[u8], out: &mut BytesMut) {
         let mut at = 0;
         while let Some(len) = event_end(&data[at..]) {
-            let event = &data[at..at + len];
+            self.read_event(&data[at..at + len], out);
             at += len;
-            match self.event(event) {
-                Verdict::Keep(cut) if self.strip => keep(out, event, cut),
-                Verdict::Keep(_) | Verdict::Drop => {}
-                Verdict::Replace(b) => out.extend_from_slice(&b),
-            }
+        }
+    }
+
+    /// Read one complete event, appending what the client gets of it
+    /// (strip mode).
+    fn read_event(&mut self, event: &[u8], out: &mut BytesMut) {
+        match self.event(event) {
+            Verdict::Keep if self.strip => strip_null_usage(out, event),
+            Verdict::Keep | Verdict::Drop => {}
+            Verdict::Replace(b) => out.extend_from_slice(&b),
         }
     }
 
@@ -236,7 +236,7 @@ impl UsageWatch {
     /// for is taken out (the whole chunk if it carries nothing else).
     fn event(&mut self, event: &[u8]) -> Verdict {
         let Some(data) = data_of(event) else {
-            return Verdict::Keep(Cut::Scan);
+            return Verdict::Keep;
         };
         if self.first_token_at.is_none() && DELTA.find(data).is_some() {
             self.first_token_at = Some(Instant::now());
@@ -253,21 +253,18 @@ impl UsageWatch {
                 self.push_text(&v, pointer);
             }
         }
-        // `data` lies inside `event`: where it starts there.
-        let at = data.as_ptr() as usize - event.as_ptr() as usize;
-        let keys = UsageKeys::of(event, at..at + data.len());
-        if !keys.object {
-            return Verdict::Keep(keys.null.map_or(Cut::Nothing, Cut::At));
+        if !has_usage_object(data) {
+            return Verdict::Keep;
         }
         if let Some(verdict) = self.openai_usage_chunk(data) {
             return verdict;
         }
         let Ok(mut v) = serde_json::from_slice::<Value>(data) else {
-            return Verdict::Keep(Cut::Scan);
+            return Verdict::Keep;
         };
         self.read_usage(&v);
         if !self.strip {
-            return Verdict::Keep(Cut::Scan);
+            return Verdict::Keep;
         }
         let usage_only = v
             .get("choices")
@@ -315,12 +312,11 @@ impl UsageWatch {
         Some(if self.strip {
             Verdict::Drop
         } else {
-            Verdict::Keep(Cut::Scan)
+            Verdict::Keep
         })
     }
 
     fn read_usage(&mut self, v: &Value) {
-        let n = num;
         match self.api {
             Api::Messages => {
                 // message_start carries the input, message_delta the output.
@@ -329,12 +325,12 @@ impl UsageWatch {
                     .and_then(|m| m.get("usage"))
                     .or_else(|| v.get("usage"))
                     .unwrap_or(&Value::Null);
-                if let Some(i) = n(u, &["input_tokens"]) {
-                    self.usage.prompt = i + n(u, &["cache_read_input_tokens"]).unwrap_or(0);
-                    self.usage.cached = n(u, &["cache_read_input_tokens"]).unwrap_or(0);
+                if let Some(i) = num(u, &["input_tokens"]) {
+                    self.usage.prompt = i + num(u, &["cache_read_input_tokens"]).unwrap_or(0);
+                    self.usage.cached = num(u, &["cache_read_input_tokens"]).unwrap_or(0);
                     self.saw_usage = true;
                 }
-                if let Some(o) = n(u, &["output_tokens"]) {
+                if let Some(o) = num(u, &["output_tokens"]) {
                     self.usage.completion = o;
                     self.saw_usage = true;
                 }
@@ -347,11 +343,11 @@ impl UsageWatch {
                 else {
                     return;
                 };
-                self.usage.prompt = n(u, &["input_tokens"]).unwrap_or(0);
-                self.usage.completion = n(u, &["output_tokens"]).unwrap_or(0);
-                self.usage.cached = n(u, &["input_tokens_details", "cached_tokens"]).unwrap_or(0);
+                self.usage.prompt = num(u, &["input_tokens"]).unwrap_or(0);
+                self.usage.completion = num(u, &["output_tokens"]).unwrap_or(0);
+                self.usage.cached = num(u, &["input_tokens_details", "cached_tokens"]).unwrap_or(0);
                 self.usage.reasoning =
-                    n(u, &["output_tokens_details", "reasoning_tokens"]).unwrap_or(0);
+                    num(u, &["output_tokens_details", "reasoning_tokens"]).unwrap_or(0);
                 self.saw_usage = true;
             }
             _ => {
@@ -373,16 +369,6 @@ impl UsageWatch {
     }
 }
 
-/// Where an event kept in strip mode has `,"usage":null`.
-enum Cut {
-    /// Nowhere.
-    Nothing,
-    /// First at this offset (there may be more after it).
-    At(usize),
-    /// Not looked for yet.
-    Scan,
-}
-
 /// The number at `path` (member lookups, not a JSON pointer: a pointer
 /// allocates per step).
 fn num(v: &Value, path: &[&str]) -> Option<u64> {
@@ -393,7 +379,7 @@ fn num(v: &Value, path: &[&str]) -> Option<u64> {
 
 enum Verdict {
     /// The event stays; in strip mode without its `,"usage":null`.
-    Keep(Cut),
+    Keep,
     Drop,
     Replace(Bytes),
 }
@@ -412,18 +398,6 @@ static USAGE_KEY: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::F
 const NULL_USAGE: &[u8] = b",\"usage\":null";
 static NULL_USAGE_FINDER: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(NULL_USAGE));
-
-/// An event kept in strip mode, copied to `out` without its cut.
-fn keep(out: &mut BytesMut, event: &[u8], cut: Cut) {
-    match cut {
-        Cut::Nothing => out.extend_from_slice(event),
-        Cut::At(p) => {
-            out.extend_from_slice(&event[..p]);
-            strip_null_usage(out, &event[p + NULL_USAGE.len()..]);
-        }
-        Cut::Scan => strip_null_usage(out, event),
-    }
-}
 
 /// Does a blank line end at `buf[q]` (a `\n`)?
 fn blank_line_ends_at(buf: &[u8], q: usize) -> bool {
@@ -480,50 +454,14 @@ fn data_of(event: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// What one pass over an event finds of `"usage"` keys.
-struct UsageKeys {
-    /// A `"usage"` in the data line whose value is an object.
-    object: bool,
-    /// Where the first `,"usage":null` starts (only looked for until an
-    /// object is found).
-    null: Option<usize>,
-}
-
-impl UsageKeys {
-    fn of(event: &[u8], data: std::ops::Range<usize>) -> Self {
-        let mut keys = UsageKeys {
-            object: false,
-            null: None,
-        };
-        let mut from = 0;
-        // A search costs more to start than to run: none on a rest too
-        // short to hold the key (the usual `}\n\n` after `"usage":null`).
-        while event.len() - from > 7 {
-            let Some(i) = USAGE_KEY.find(&event[from..]) else {
-                break;
-            };
-            let p = from + i;
-            from = p + 7;
-            let after = &event[p + 7..];
-            if after.starts_with(b":null") {
-                if keys.null.is_none() && p > 0 && event[p - 1] == b',' {
-                    keys.null = Some(p - 1);
-                }
-                from += 5;
-                continue;
-            }
-            if data.contains(&p)
-                && after
-                    .iter()
-                    .find(|b| !b.is_ascii_whitespace() && **b != b':')
-                    == Some(&b'{')
-            {
-                keys.object = true;
-                break;
-            }
-        }
-        keys
-    }
+/// Does the JSON text have `"usage"` followed by an object (not null)?
+fn has_usage_object(data: &[u8]) -> bool {
+    USAGE_KEY.find_iter(data).any(|p| {
+        data[p + USAGE.len()..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace() && **b != b':')
+            == Some(&b'{')
+    })
 }
 
 /// Copy `event` into `out` without the `,"usage":null` that `include_usage`
