@@ -48,6 +48,8 @@ const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwa
 pub struct Gateway {
     pub shared: Arc<Shared>,
     pub connector: pingora::connectors::http::Connector,
+    /// The pool of the model exchange's own HTTP/1.1 client (`llm::h1`).
+    pub transport: pingora::connectors::TransportConnector,
 }
 
 /// Per-request state. Filled forward through the phases, never read back

@@ -121,6 +121,7 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     let gateway = Gateway {
         shared: shared.clone(),
         connector: pingora::connectors::http::Connector::new(None),
+        transport: pingora::connectors::TransportConnector::new(None),
     };
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sluice");

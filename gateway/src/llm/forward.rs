@@ -4,13 +4,18 @@
 //! watcher. The gateway drives the upstream connection itself because the
 //! body is rewritten per target and may exceed Pingora's replay buffer.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::client::HttpSession as ClientSession;
 use pingora::proxy::Session;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType, Result};
+use sluice_config::Upstream;
 
+use super::h1;
 use super::usage::UsageWatch;
 use super::Outcome;
 use crate::proxy::{Ctx, Gateway};
@@ -59,26 +64,18 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         let mut req = session.req_header().clone();
         prepare(ctx, &mut req, target.upstream, &call.rest, body.len())?;
         ctx.upstream_sent = Some(std::time::Instant::now());
-        let (mut conn, _reused) = match gw.connector.get_http_session(peer).await {
-            Ok(c) => c,
-            Err(e) => {
+        let (resp, mut answer) = match open(gw, peer, up, req, body).await {
+            Ok(x) => x,
+            Err(Open::Connect(e)) => {
                 tracing::warn!(upstream = %up.name, error = %e, "model upstream connect failed; trying the next target");
                 fallback_metric(gw, &up.name, "connect");
                 last_err = Some(e);
                 continue;
             }
+            Err(Open::Failed(e)) => return Err(e),
         };
-        conn.set_read_timeout(Some(up.first_byte_timeout));
-        conn.set_write_timeout(Some(up.write_timeout));
-        conn.write_request_header(Box::new(req)).await?;
-        conn.write_request_body(body, true).await?;
-        conn.finish_request_body().await?;
-        conn.read_response_header().await?;
         ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
-        let mut resp = conn
-            .response_header()
-            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?
-            .clone();
+        let mut resp = resp;
         let status = resp.status.as_u16();
         if !last && (status == 429 || status >= 500) {
             tracing::warn!(upstream = %up.name, status, "model upstream refused; trying the next target");
@@ -99,7 +96,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         if snap.llm.audit_text {
             watch = watch.capture_text();
         }
-        let header_only = conn.response_done();
+        let header_only = answer.done();
         session
             .write_response_header(Box::new(resp), header_only)
             .await?;
@@ -119,14 +116,14 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
             loop {
                 // Wait for the next piece, then take what else has already
                 // arrived: one write to the client per burst, not per chunk.
-                let mut next = feed_next(&mut conn, &mut watch, &mut out).await;
+                let mut next = answer.feed(&mut watch, &mut out).await;
                 let mut pieces = 0;
                 let mut end;
                 let t = std::time::Instant::now();
                 loop {
                     match next {
                         Ok(more) => {
-                            end = !more || conn.response_done();
+                            end = !more || answer.done();
                             pieces += usize::from(more);
                         }
                         Err(e) => {
@@ -136,12 +133,16 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                             return Err(e);
                         }
                     }
-                    if end || pieces >= MAX_BURST || out.len() + watch.held() >= MAX_BURST_BYTES {
+                    if end
+                        || !answer.more_ready()
+                        || pieces >= MAX_BURST
+                        || out.len() + watch.held() >= MAX_BURST_BYTES
+                    {
                         break;
                     }
-                    // Pingora's body reader is cancel-safe: a read that
-                    // would wait is dropped and nothing is lost.
-                    match feed_next(&mut conn, &mut watch, &mut out).now_or_never() {
+                    // Both readers are cancel-safe: a read that would wait
+                    // is dropped and nothing is lost.
+                    match answer.feed(&mut watch, &mut out).now_or_never() {
                         Some(r) => next = r,
                         None => break,
                     }
@@ -164,9 +165,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         record(&mut outcome, &watch);
         call.outcome = Some(outcome);
         ctx.llm = Some(call);
-        gw.connector
-            .release_http_session(conn, peer, Some(up.pool_idle_timeout))
-            .await;
+        answer.release(gw, peer, up.pool_idle_timeout).await;
         return Ok(());
     }
     ctx.llm = Some(call);
@@ -176,26 +175,134 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         .into_up())
 }
 
-/// Read the next piece of the answer into the watcher: in place from
-/// Pingora's buffer on HTTP/1 (no copy per chunk), as `Bytes` otherwise.
-/// `Ok(false)` at the end of the body. Feeding happens only once a read has
-/// completed, so the future can be dropped while it waits.
-async fn feed_next(
-    conn: &mut ClientSession,
-    watch: &mut UsageWatch,
-    out: &mut BytesMut,
-) -> Result<bool> {
-    let piece = match conn {
-        ClientSession::H1(h1) => {
-            return Ok(h1
-                .read_body_ref()
-                .await?
-                .map(|b| watch.feed(b, out))
-                .is_some());
+/// Why an upstream exchange did not start: connect failures let the next
+/// target try; anything later is the answer's failure.
+enum Open {
+    Connect(Box<Error>),
+    Failed(Box<Error>),
+}
+
+/// The upstream's answer being read: by the gateway's own HTTP/1.1 client,
+/// or by Pingora's session where the upstream may speak HTTP/2.
+enum Answer {
+    Own(h1::Response),
+    Pingora(Box<ClientSession>),
+}
+
+/// Send the request to one target and read the answer's head. A pooled
+/// HTTP/1.1 connection the upstream had already closed is retried once on
+/// a fresh one (nothing of the request was taken).
+async fn open(
+    gw: &Gateway,
+    peer: &HttpPeer,
+    up: &Upstream,
+    req: RequestHeader,
+    body: Bytes,
+) -> std::result::Result<(ResponseHeader, Answer), Open> {
+    if up.http2 {
+        return open_pingora(gw, peer, up, req, body)
+            .await
+            .map_err(Open::Failed)?;
+    }
+    let (mut stream, mut reused) = gw.transport.get_stream(peer).await.map_err(Open::Connect)?;
+    loop {
+        let sent = h1::send(&mut stream, &req, &body, up.write_timeout).await;
+        let answer = match sent {
+            Ok(()) => h1::receive(stream, up.first_byte_timeout).await,
+            Err(e) if !reused => return Err(Open::Failed(e)),
+            Err(_) => Ok(None),
+        };
+        match answer {
+            Ok(Some((head, resp))) => return Ok((head, Answer::Own(resp))),
+            Ok(None) if reused => {
+                tracing::debug!(upstream = %up.name, "pooled model connection was closed; retrying on a fresh one");
+                stream = gw.transport.new_stream(peer).await.map_err(Open::Connect)?;
+                reused = false;
+            }
+            Ok(None) => {
+                return Err(Open::Failed(
+                    Error::explain(
+                        ErrorType::ConnectionClosed,
+                        "the model upstream closed the connection without answering",
+                    )
+                    .into_up(),
+                ))
+            }
+            Err(e) => return Err(Open::Failed(e)),
         }
-        other => other.read_response_body().await?,
+    }
+}
+
+/// The HTTP/2-capable path: Pingora's client session.
+async fn open_pingora(
+    gw: &Gateway,
+    peer: &HttpPeer,
+    up: &Upstream,
+    req: RequestHeader,
+    body: Bytes,
+) -> Result<std::result::Result<(ResponseHeader, Answer), Open>> {
+    let mut conn = match gw.connector.get_http_session(peer).await {
+        Ok((c, _reused)) => c,
+        Err(e) => return Ok(Err(Open::Connect(e))),
     };
-    Ok(piece.map(|b| watch.feed(&b, out)).is_some())
+    conn.set_read_timeout(Some(up.first_byte_timeout));
+    conn.set_write_timeout(Some(up.write_timeout));
+    conn.write_request_header(Box::new(req)).await?;
+    conn.write_request_body(body, true).await?;
+    conn.finish_request_body().await?;
+    conn.read_response_header().await?;
+    let head = conn
+        .response_header()
+        .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?
+        .clone();
+    Ok(Ok((head, Answer::Pingora(Box::new(conn)))))
+}
+
+impl Answer {
+    /// Read the next piece of the answer into the watcher. `Ok(false)` at
+    /// the end of the body. Feeding happens only once a read has completed,
+    /// so the future can be dropped while it waits.
+    async fn feed(&mut self, watch: &mut UsageWatch, out: &mut BytesMut) -> Result<bool> {
+        match self {
+            Answer::Own(resp) => resp.read(|piece| watch.feed(piece, out)).await,
+            Answer::Pingora(conn) => {
+                let piece = conn.read_response_body().await?;
+                Ok(piece.map(|b| watch.feed(&b, out)).is_some())
+            }
+        }
+    }
+
+    fn done(&mut self) -> bool {
+        match self {
+            Answer::Own(resp) => resp.done(),
+            Answer::Pingora(conn) => conn.response_done(),
+        }
+    }
+
+    /// Whether another read may find bytes already waiting.
+    fn more_ready(&self) -> bool {
+        match self {
+            Answer::Own(resp) => resp.more_ready(),
+            Answer::Pingora(_) => true,
+        }
+    }
+
+    /// Back to the pool if the connection can carry another request.
+    async fn release(self, gw: &Gateway, peer: &HttpPeer, idle: Duration) {
+        match self {
+            Answer::Own(resp) => {
+                if let Some(stream) = resp.into_reusable() {
+                    gw.transport
+                        .release_stream(stream, peer.reuse_hash(), Some(idle));
+                }
+            }
+            Answer::Pingora(conn) => {
+                gw.connector
+                    .release_http_session(*conn, peer, Some(idle))
+                    .await;
+            }
+        }
+    }
 }
 
 fn record(o: &mut Outcome, w: &UsageWatch) {

@@ -8,6 +8,7 @@
 
 pub mod budget;
 pub mod forward;
+mod h1;
 pub mod request;
 pub mod usage;
 

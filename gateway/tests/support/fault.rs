@@ -78,8 +78,9 @@ pub async fn fault_upstream(mode: Mode) -> Fault {
     f
 }
 
-/// Read one request: the id of its JSON-RPC body, if any.
-async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+/// Read one request (head and `Content-Length` body): its JSON body, or
+/// `Null` when the body is not JSON. `None` once the client has closed.
+pub async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<serde_json::Value> {
     let mut chunk = [0u8; 8192];
     let head_end = loop {
         if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -107,7 +108,7 @@ async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String>
     let body: serde_json::Value =
         serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or_default();
     buf.drain(..head_end + len);
-    Some(body.get("id").map_or("null".into(), |v| v.to_string()))
+    Some(body)
 }
 
 const SSE_HEAD: &[u8] =
@@ -123,7 +124,8 @@ fn progress_event() -> String {
 
 async fn serve(mut sock: TcpStream, f: Fault) -> std::io::Result<()> {
     let mut buf = Vec::new();
-    while let Some(id) = read_request(&mut sock, &mut buf).await {
+    while let Some(body) = read_request(&mut sock, &mut buf).await {
+        let id = body.get("id").map_or("null".into(), |v| v.to_string());
         f.requests.fetch_add(1, Ordering::SeqCst);
         match f.mode.load(Ordering::SeqCst) {
             0 => {

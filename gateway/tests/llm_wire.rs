@@ -1,0 +1,289 @@
+//! The model exchange's own HTTP/1.1 client on the wire: answers framed
+//! every way HTTP/1 allows arrive whole, pooled connections are reused and a
+//! stale one is retried on a fresh connection, and broken framing from the
+//! upstream is an error, never a hang. The provider here is raw TCP, so each
+//! framing and fault is exact.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use sluice_gateway::identity::hash_key;
+use support::fault::read_request;
+use support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+const COMPLETION: &str = r#"{"id":"c1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+
+/// What the provider does with one request.
+enum Reply {
+    Send(Vec<u8>),
+    /// Send, then close the connection without saying so.
+    SendThenClose(Vec<u8>),
+    /// Read the request, close without a byte of answer.
+    Close,
+}
+
+/// The reply for a request naming `model`, the `conn`-th connection's
+/// `nth` request (both from 0).
+type Script = fn(model: &str, conn: usize, nth: usize) -> Reply;
+
+struct Provider {
+    addr: std::net::SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    closes: Arc<AtomicUsize>,
+}
+
+async fn provider(script: Script) -> Provider {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let p = Provider {
+        addr: listener.local_addr().expect("addr"),
+        connections: Arc::default(),
+        requests: Arc::default(),
+        closes: Arc::default(),
+    };
+    let (connections, requests, closes) =
+        (p.connections.clone(), p.requests.clone(), p.closes.clone());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let conn = connections.fetch_add(1, Ordering::SeqCst);
+            let (requests, closes) = (requests.clone(), closes.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut nth = 0;
+                while let Some(body) = read_request(&mut sock, &mut buf).await {
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    let model = body["model"].as_str().unwrap_or_default().to_owned();
+                    match script(&model, conn, nth) {
+                        Reply::Send(bytes) => {
+                            if sock.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                        Reply::SendThenClose(bytes) => {
+                            let _ = sock.write_all(&bytes).await;
+                            return;
+                        }
+                        Reply::Close => {
+                            closes.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                    nth += 1;
+                }
+            });
+        }
+    });
+    p
+}
+
+fn sized(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// `body` in two chunks (the first with an extension) and a trailer.
+fn chunked(content_type: &str, body: &str) -> Vec<u8> {
+    let (a, b) = body.split_at(body.len() / 2);
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n\
+         {:x};note=first\r\n{a}\r\n{:X}\r\n{b}\r\n0\r\nx-trailer: done\r\n\r\n",
+        a.len(),
+        b.len()
+    )
+    .into_bytes()
+}
+
+fn sse_stream() -> String {
+    let chunk = |text: &str| {
+        format!(
+            "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n"
+        )
+    };
+    format!(
+        "{}{}data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[],\"usage\":{{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}}}\n\ndata: [DONE]\n\n",
+        chunk("alpha"),
+        chunk("beta")
+    )
+}
+
+fn framings(model: &str, _conn: usize, _nth: usize) -> Reply {
+    match model {
+        "m-chunked" => Reply::Send(chunked("application/json", COMPLETION)),
+        "m-length" => Reply::Send(sized(COMPLETION)),
+        "m-close" => Reply::SendThenClose(
+            format!("HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{COMPLETION}")
+                .into_bytes(),
+        ),
+        "m-continue" => {
+            let mut v = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+            v.extend(sized(COMPLETION));
+            Reply::Send(v)
+        }
+        "m-stream" => Reply::Send(chunked("text/event-stream", &sse_stream())),
+        "m-bad-length" => Reply::Send(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ten\r\n\r\n{}"
+                .to_vec(),
+        ),
+        "m-bad-chunk" => Reply::Send(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{}\r\nzz\r\n",
+                sse_stream().len(),
+                sse_stream()
+            )
+            .into_bytes(),
+        ),
+        other => panic!("no script for {other}"),
+    }
+}
+
+/// Every connection's second request is read and dropped unanswered: the
+/// gateway finds its pooled connection dead only once it has written to it.
+fn stale_second(_model: &str, _conn: usize, nth: usize) -> Reply {
+    if nth == 1 {
+        Reply::Close
+    } else {
+        Reply::Send(sized(COMPLETION))
+    }
+}
+
+async fn gateway(p: &Provider) -> Gateway {
+    let config = format!(
+        r#"listeners:
+  - {{ name: main, address: "{{listen}}" }}
+admin: {{ address: "{{admin}}" }}
+tenants: [acme]
+identity:
+  audience: "sluice-test"
+  api_keys:
+    - {{ id: alice, sha256: "{alice}", subject: alice, tenants: [acme], roles: [dev] }}
+roles:
+  - {{ name: dev, allow: ["models:raw/*:use"] }}
+upstreams:
+  - {{ name: raw, url: "http://{addr}/v1", timeouts: {{ first_byte_ms: 5000 }} }}
+routes:
+  - {{ name: llm, path: /v1, upstream: raw, transport: llm }}
+llm:
+  models:
+"#,
+        alice = hash_key("alice-key"),
+        addr = p.addr,
+    );
+    let models = [
+        "m-chunked",
+        "m-length",
+        "m-close",
+        "m-continue",
+        "m-stream",
+        "m-bad-length",
+        "m-bad-chunk",
+    ];
+    let mut config = config;
+    for m in models {
+        config.push_str(&format!(
+            "    - {{ name: {m}, targets: [{{ upstream: raw }}] }}\n"
+        ));
+    }
+    Gateway::start(&config).await
+}
+
+async fn call(gw: &Gateway, model: &str, stream: bool) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .header("authorization", "Bearer alice-key")
+        .json(&serde_json::json!({
+            "model": model,
+            "stream": stream,
+            "messages": [{"role": "user", "content": "hello"}],
+        }))
+        .send()
+        .await
+        .expect("response")
+}
+
+#[tokio::test]
+async fn answers_framed_every_way_arrive_whole() {
+    let p = provider(framings).await;
+    let gw = gateway(&p).await;
+    for model in ["m-chunked", "m-length", "m-close", "m-continue"] {
+        let resp = call(&gw, model, false).await;
+        assert_eq!(resp.status(), 200, "{model}");
+        assert_eq!(resp.text().await.expect("body"), COMPLETION, "{model}");
+    }
+    let output = "sluice_gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"m-chunked\",gen_ai_token_type=\"output\"}";
+    assert_eq!(
+        gw.metric(output).await,
+        1.0,
+        "usage read from a chunked answer"
+    );
+
+    // A stream: the usage chunk the gateway asked for is read and, as the
+    // client did not ask for it, not passed on; everything else is.
+    let resp = call(&gw, "m-stream", true).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("stream");
+    let expected: String = sse_stream()
+        .split_inclusive("\n\n")
+        .filter(|e| !e.contains("\"usage\""))
+        .collect();
+    assert_eq!(text, expected);
+    let output = "sluice_gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"m-stream\",gen_ai_token_type=\"output\"}";
+    assert_eq!(gw.metric(output).await, 2.0, "usage read from the stream");
+}
+
+#[tokio::test]
+async fn pooled_connections_are_reused_and_a_stale_one_is_retried_fresh() {
+    let p = provider(stale_second).await;
+    let gw = gateway(&p).await;
+    // Calls until one lands on a pooled connection (the provider then drops
+    // it unanswered): every call still gets its answer.
+    let mut calls = 0;
+    eventually("a call reuses a pooled connection", async || {
+        let resp = call(&gw, "m-length", false).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.expect("body"), COMPLETION);
+        calls += 1;
+        p.closes.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let closes = p.closes.load(Ordering::SeqCst);
+    assert_eq!(
+        p.requests.load(Ordering::SeqCst),
+        calls + closes,
+        "each dropped request was sent once more, on a fresh connection"
+    );
+    assert!(
+        p.connections.load(Ordering::SeqCst) < calls + closes,
+        "some calls shared a connection"
+    );
+}
+
+#[tokio::test]
+async fn broken_framing_from_the_model_upstream_is_an_error_not_a_hang() {
+    let p = provider(framings).await;
+    let gw = gateway(&p).await;
+    let resp = call(&gw, "m-bad-length", false).await;
+    assert_eq!(resp.status(), 502, "an unreadable head is a bad gateway");
+
+    // Past the head, the client has its 200: the stream is cut, not ended.
+    let resp = call(&gw, "m-bad-chunk", true).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text().await.is_err(),
+        "a chunked body the upstream broke does not end cleanly"
+    );
+    assert!(
+        gw.log().contains("invalid chunk size"),
+        "the gateway says why: {}",
+        gw.log()
+    );
+    // And it goes on serving.
+    let resp = call(&gw, "m-length", false).await;
+    assert_eq!(resp.text().await.expect("body"), COMPLETION);
+}
