@@ -200,11 +200,18 @@ async fn open(
     body: Bytes,
 ) -> std::result::Result<(ResponseHeader, Answer), Open> {
     if up.http2 {
-        return open_pingora(gw, peer, up, req, body)
+        // Boxed: Pingora's session future is large (~10 KB) and would
+        // otherwise be carried, and copied, by every HTTP/1.1 exchange too.
+        return Box::pin(open_pingora(gw, peer, up, req, body))
             .await
             .map_err(Open::Failed)?;
     }
-    let (mut stream, mut reused) = gw.transport.get_stream(peer).await.map_err(Open::Connect)?;
+    // A pooled connection first; a new one (a large future: TCP and TLS
+    // connect) is boxed so that only the exchanges that connect carry it.
+    let (mut stream, mut reused) = match gw.transport.reused_stream(peer).await {
+        Some(s) => (s, true),
+        None => (connect(gw, peer).await?, false),
+    };
     loop {
         let sent = h1::send(&mut stream, &req, &body, up.write_timeout).await;
         let answer = match sent {
@@ -216,7 +223,7 @@ async fn open(
             Ok(Some((head, resp))) => return Ok((head, Answer::Own(resp))),
             Ok(None) if reused => {
                 tracing::debug!(upstream = %up.name, "pooled model connection was closed; retrying on a fresh one");
-                stream = gw.transport.new_stream(peer).await.map_err(Open::Connect)?;
+                stream = connect(gw, peer).await?;
                 reused = false;
             }
             Ok(None) => {
@@ -231,6 +238,15 @@ async fn open(
             Err(e) => return Err(Open::Failed(e)),
         }
     }
+}
+
+async fn connect(
+    gw: &Gateway,
+    peer: &HttpPeer,
+) -> std::result::Result<pingora::protocols::Stream, Open> {
+    Box::pin(gw.transport.new_stream(peer))
+        .await
+        .map_err(Open::Connect)
 }
 
 /// The HTTP/2-capable path: Pingora's client session.
@@ -297,9 +313,8 @@ impl Answer {
                 }
             }
             Answer::Pingora(conn) => {
-                gw.connector
-                    .release_http_session(*conn, peer, Some(idle))
-                    .await;
+                // Boxed for the same reason as `open_pingora`.
+                Box::pin(gw.connector.release_http_session(*conn, peer, Some(idle))).await;
             }
         }
     }
