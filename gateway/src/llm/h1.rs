@@ -439,17 +439,24 @@ fn line(rest: &[u8]) -> Result<Option<(&[u8], usize)>> {
 
 /// The hex size of a chunk-size line; extensions after `;` are ignored.
 fn chunk_size(line: &[u8]) -> Result<u64> {
-    let digits = line
-        .iter()
-        .position(|b| !b.is_ascii_hexdigit())
-        .unwrap_or(line.len());
+    let mut size = 0u64;
+    let mut digits = 0;
+    for &b in line {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => break,
+        };
+        size = (size << 4) | u64::from(d);
+        digits += 1;
+    }
     let after = line[digits..].trim_ascii_start();
+    // 15 hex digits stay within u64 and allow any body worth streaming.
     if digits == 0 || digits > 15 || !(after.is_empty() || after[0] == b';') {
         return Err(chunk_error("invalid chunk size"));
     }
-    Ok(line[..digits].iter().fold(0u64, |n, &b| {
-        (n << 4) | u64::from((b as char).to_digit(16).unwrap_or(0))
-    }))
+    Ok(size)
 }
 
 fn chunk_error(why: &'static str) -> Box<Error> {
