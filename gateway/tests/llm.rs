@@ -457,3 +457,25 @@ async fn every_endpoint_is_governed_and_accounted() {
         "unknown_endpoint"
     );
 }
+
+#[tokio::test]
+async fn an_http2_client_reaches_an_http1_provider() {
+    let e = env().await;
+    // The gateway's listener speaks h2c; the provider only HTTP/1.1, so the
+    // upstream request must go out as HTTP/1.1 whatever the client spoke.
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let resp = client
+        .post(e.gw.url("/v1/chat/completions"))
+        .header("authorization", "Bearer alice-key")
+        .json(&serde_json::json!({"model": "mock-gpt", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("stream");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+}

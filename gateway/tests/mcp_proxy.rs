@@ -211,6 +211,38 @@ async fn bodies_above_64k_reach_the_upstream_intact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_from_an_http2_client_goes_upstream_as_http1() {
+    // Above 64 KiB the gateway forwards the body itself; the HTTP/1.1
+    // upstream must see an HTTP/1.1 request line whatever the client spoke.
+    let demo = demo(DemoOptions::default()).await;
+    let gw = Gateway::start(&one_route(&demo.url())).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let url = gw.url("/mcp");
+    let sid = initialize(&client, &url).await;
+    let data: String = (0..70_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "big-echo", "arguments": {"data": data}}});
+    let (status, _, body) = post(
+        &client,
+        &url,
+        call.to_string(),
+        &[
+            ("mcp-session-id", &sid),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let text = rpc_json(&body)["result"]["content"][0]["text"].to_string();
+    assert!(text.contains("len=70000 "), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_http_sse_transport_posts_back_through_the_gateway() {
     use futures::StreamExt;
     let demo = demo(DemoOptions::default()).await;

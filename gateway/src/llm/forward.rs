@@ -261,6 +261,10 @@ async fn open_pingora(
         Ok((c, _reused)) => c,
         Err(e) => return Ok(Err(Open::Connect(e))),
     };
+    let mut req = req;
+    if matches!(conn, ClientSession::H2(_)) {
+        req.set_version(http::Version::HTTP_2);
+    }
     conn.set_read_timeout(Some(up.first_byte_timeout));
     conn.set_write_timeout(Some(up.write_timeout));
     conn.write_request_header(Box::new(req)).await?;
@@ -349,6 +353,9 @@ fn prepare(
         .split_once('?')
         .map_or((rest, None), |(p, q)| (p, Some(q)));
     upstream::rewrite_request(req, up, &upstream::upstream_path(up, path, query))?;
+    // Whatever the client spoke: HTTP/1.1 on the wire (`open_pingora` moves
+    // it to HTTP/2 when that is what the connection speaks).
+    req.set_version(http::Version::HTTP_11);
     req.remove_header(&http::header::TRANSFER_ENCODING);
     req.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
     // Compressed answers could not be read for usage.
