@@ -24,6 +24,8 @@ enum Reply {
     SendThenClose(Vec<u8>),
     /// Read the request, close without a byte of answer.
     Close,
+    /// Read the request, reset the connection (RST) without an answer.
+    Reset,
 }
 
 /// The reply for a request naming `model`, the `conn`-th connection's
@@ -69,6 +71,11 @@ async fn provider(script: Script) -> Provider {
                         }
                         Reply::Close => {
                             closes.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        Reply::Reset => {
+                            closes.fetch_add(1, Ordering::SeqCst);
+                            let _ = sock.set_zero_linger();
                             return;
                         }
                     }
@@ -143,13 +150,14 @@ fn framings(model: &str, _conn: usize, _nth: usize) -> Reply {
     }
 }
 
-/// Every connection's second request is read and dropped unanswered: the
-/// gateway finds its pooled connection dead only once it has written to it.
-fn stale_second(_model: &str, _conn: usize, nth: usize) -> Reply {
-    if nth == 1 {
-        Reply::Close
-    } else {
-        Reply::Send(sized(COMPLETION))
+/// Every connection's second request is read and dropped unanswered —
+/// closed on even connections, reset on odd ones: the gateway finds its
+/// pooled connection dead only once it has written to it.
+fn stale_second(_model: &str, conn: usize, nth: usize) -> Reply {
+    match (nth, conn % 2) {
+        (1, 0) => Reply::Close,
+        (1, _) => Reply::Reset,
+        _ => Reply::Send(sized(COMPLETION)),
     }
 }
 
@@ -241,15 +249,16 @@ async fn answers_framed_every_way_arrive_whole() {
 async fn pooled_connections_are_reused_and_a_stale_one_is_retried_fresh() {
     let p = provider(stale_second).await;
     let gw = gateway(&p).await;
-    // Calls until one lands on a pooled connection (the provider then drops
-    // it unanswered): every call still gets its answer.
+    // Calls until two have landed on a pooled connection (the provider then
+    // drops it unanswered, closed and then reset: one connection is pooled
+    // at a time, so they alternate): every call still gets its answer.
     let mut calls = 0;
-    eventually("a call reuses a pooled connection", async || {
+    eventually("calls reuse pooled connections", async || {
         let resp = call(&gw, "m-length", false).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.text().await.expect("body"), COMPLETION);
         calls += 1;
-        p.closes.load(Ordering::SeqCst) >= 1
+        p.closes.load(Ordering::SeqCst) >= 2
     })
     .await;
     let closes = p.closes.load(Ordering::SeqCst);

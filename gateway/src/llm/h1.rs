@@ -68,8 +68,9 @@ pub struct Response {
 }
 
 /// Read the response head (skipping interim 1xx heads). `Ok(None)` when
-/// the connection closed before a single byte came: a pooled connection
-/// the upstream had already let go of, worth one more try on a fresh one.
+/// the connection closed or was reset before a single byte came: a pooled
+/// connection the upstream had already let go of, worth one more try on a
+/// fresh one. (A timeout is not: the upstream may be working on it.)
 pub async fn receive(
     mut stream: Stream,
     read_timeout: Duration,
@@ -108,13 +109,14 @@ pub async fn receive(
                 ));
             }
         }
-        if read(&mut stream, &mut buf, read_timeout).await? == 0 {
-            if fresh {
-                return Ok(None);
-            }
-            return Err(closed("before the end of the response head"));
+        match read(&mut stream, &mut buf, read_timeout).await {
+            Ok(0) if fresh => return Ok(None),
+            Ok(0) => return Err(closed("before the end of the response head")),
+            Ok(_) => fresh = false,
+            // Closed (or reset) before a single byte: see above.
+            Err(e) if fresh && e.etype() == &ErrorType::ReadError => return Ok(None),
+            Err(e) => return Err(e),
         }
-        fresh = false;
     }
 }
 
