@@ -7,6 +7,7 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
 use crate::proxy::{on_response_chunk, Ctx, Gateway};
+use crate::upstream;
 
 pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
     let route = ctx
@@ -26,11 +27,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
     let mut req = session.req_header().clone();
     gw.prepare_upstream_request(session, &mut req, ctx)?;
     let (mut up, _reused) = gw.connector.get_http_session(&peer).await?;
-    // The version the connection speaks, not the one the client spoke.
-    req.set_version(match up {
-        pingora::protocols::http::client::HttpSession::H2(_) => http::Version::HTTP_2,
-        _ => http::Version::HTTP_11,
-    });
+    upstream::speak_version(&mut req, &up);
     up.set_read_timeout(peer.options.read_timeout);
     up.set_write_timeout(peer.options.write_timeout);
     ctx.upstream_sent = Some(std::time::Instant::now());

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession as ClientSession;
 use pingora::upstreams::peer::{HttpPeer, ALPN};
 use sluice_config::{Scheme, Snapshot, Upstream};
 
@@ -75,6 +76,15 @@ pub fn build_peer(up: &Upstream, addr: SocketAddr) -> Result<HttpPeer, String> {
         }
     }
     Ok(peer)
+}
+
+/// Give `req` the version `conn` speaks, not the one the client spoke (an
+/// HTTP/2 client's request would otherwise go out as `HTTP/2` over HTTP/1).
+pub fn speak_version(req: &mut RequestHeader, conn: &ClientSession) {
+    req.set_version(match conn {
+        ClientSession::H2(_) => http::Version::HTTP_2,
+        _ => http::Version::HTTP_11,
+    });
 }
 
 /// The upstream path for a gateway request: the upstream URL's base path,

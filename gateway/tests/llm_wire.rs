@@ -162,7 +162,7 @@ fn stale_second(_model: &str, conn: usize, nth: usize) -> Reply {
 }
 
 async fn gateway(p: &Provider) -> Gateway {
-    let config = format!(
+    let mut config = format!(
         r#"listeners:
   - {{ name: main, address: "{{listen}}" }}
 admin: {{ address: "{{admin}}" }}
@@ -183,7 +183,7 @@ llm:
         alice = hash_key("alice-key"),
         addr = p.addr,
     );
-    let models = [
+    for m in [
         "m-chunked",
         "m-length",
         "m-close",
@@ -191,9 +191,7 @@ llm:
         "m-stream",
         "m-bad-length",
         "m-bad-chunk",
-    ];
-    let mut config = config;
-    for m in models {
+    ] {
         config.push_str(&format!(
             "    - {{ name: {m}, targets: [{{ upstream: raw }}] }}\n"
         ));

@@ -64,7 +64,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         let mut req = session.req_header().clone();
         prepare(ctx, &mut req, target.upstream, &call.rest, body.len())?;
         ctx.upstream_sent = Some(std::time::Instant::now());
-        let (resp, mut answer) = match open(gw, peer, up, req, body).await {
+        let (mut resp, mut answer) = match open(gw, peer, up, req, body).await {
             Ok(x) => x,
             Err(Open::Connect(e)) => {
                 tracing::warn!(upstream = %up.name, error = %e, "model upstream connect failed; trying the next target");
@@ -75,7 +75,6 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
             Err(Open::Failed(e)) => return Err(e),
         };
         ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
-        let mut resp = resp;
         let status = resp.status.as_u16();
         if !last && (status == 429 || status >= 500) {
             tracing::warn!(upstream = %up.name, status, "model upstream refused; trying the next target");
@@ -202,9 +201,7 @@ async fn open(
     if up.http2 {
         // Boxed: Pingora's session future is large (~10 KB) and would
         // otherwise be carried, and copied, by every HTTP/1.1 exchange too.
-        return Box::pin(open_pingora(gw, peer, up, req, body))
-            .await
-            .map_err(Open::Failed)?;
+        return Box::pin(open_pingora(gw, peer, up, req, body)).await;
     }
     // A pooled connection first; a new one (a large future: TCP and TLS
     // connect) is boxed so that only the exchanges that connect carry it.
@@ -254,28 +251,29 @@ async fn open_pingora(
     gw: &Gateway,
     peer: &HttpPeer,
     up: &Upstream,
-    req: RequestHeader,
+    mut req: RequestHeader,
     body: Bytes,
-) -> Result<std::result::Result<(ResponseHeader, Answer), Open>> {
-    let mut conn = match gw.connector.get_http_session(peer).await {
-        Ok((c, _reused)) => c,
-        Err(e) => return Ok(Err(Open::Connect(e))),
-    };
-    let mut req = req;
-    if matches!(conn, ClientSession::H2(_)) {
-        req.set_version(http::Version::HTTP_2);
-    }
+) -> std::result::Result<(ResponseHeader, Answer), Open> {
+    let (mut conn, _reused) = gw
+        .connector
+        .get_http_session(peer)
+        .await
+        .map_err(Open::Connect)?;
+    upstream::speak_version(&mut req, &conn);
     conn.set_read_timeout(Some(up.first_byte_timeout));
     conn.set_write_timeout(Some(up.write_timeout));
-    conn.write_request_header(Box::new(req)).await?;
-    conn.write_request_body(body, true).await?;
-    conn.finish_request_body().await?;
-    conn.read_response_header().await?;
-    let head = conn
-        .response_header()
-        .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?
-        .clone();
-    Ok(Ok((head, Answer::Pingora(Box::new(conn)))))
+    let head = async {
+        conn.write_request_header(Box::new(req)).await?;
+        conn.write_request_body(body, true).await?;
+        conn.finish_request_body().await?;
+        conn.read_response_header().await?;
+        conn.response_header()
+            .cloned()
+            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))
+    }
+    .await
+    .map_err(Open::Failed)?;
+    Ok((head, Answer::Pingora(Box::new(conn))))
 }
 
 impl Answer {
@@ -353,8 +351,8 @@ fn prepare(
         .split_once('?')
         .map_or((rest, None), |(p, q)| (p, Some(q)));
     upstream::rewrite_request(req, up, &upstream::upstream_path(up, path, query))?;
-    // Whatever the client spoke: HTTP/1.1 on the wire (`open_pingora` moves
-    // it to HTTP/2 when that is what the connection speaks).
+    // Whatever the client spoke: HTTP/1.1 on the wire for the own client
+    // (`open_pingora` sets what its connection speaks).
     req.set_version(http::Version::HTTP_11);
     req.remove_header(&http::header::TRANSFER_ENCODING);
     req.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;

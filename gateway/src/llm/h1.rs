@@ -132,16 +132,13 @@ impl Response {
             self.decode(&mut sink)?;
             return Ok(!self.done());
         }
-        if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(READ_SIZE);
-        }
-        let room = self.buf.capacity() - self.buf.len();
         let n = read(&mut self.stream, &mut self.buf, self.read_timeout).await?;
-        self.full = n == room;
+        self.full = self.buf.len() == self.buf.capacity();
         if n == 0 {
+            // Decoding to the close takes every byte as it comes: nothing
+            // is left over at the end.
             return match self.body {
                 Body::Close => {
-                    sink_all(&mut self.buf, &mut sink);
                     self.body = Body::Done;
                     Ok(false)
                 }
@@ -178,8 +175,9 @@ impl Response {
     }
 }
 
+/// One read into `buf`, with room made first if little is left.
 async fn read(stream: &mut Stream, buf: &mut BytesMut, limit: Duration) -> Result<usize> {
-    if buf.capacity() == buf.len() {
+    if buf.capacity() - buf.len() < 1024 {
         buf.reserve(READ_SIZE);
     }
     match fast_timeout(limit, stream.read_buf(buf)).await {
@@ -190,13 +188,6 @@ async fn read(stream: &mut Stream, buf: &mut BytesMut, limit: Duration) -> Resul
         Err(_) => {
             Err(Error::explain(ErrorType::ReadTimedout, "reading the model answer").into_up())
         }
-    }
-}
-
-fn sink_all(buf: &mut BytesMut, sink: &mut impl FnMut(&[u8])) {
-    if !buf.is_empty() {
-        sink(buf);
-        buf.clear();
     }
 }
 
