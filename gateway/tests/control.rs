@@ -559,7 +559,9 @@ async fn approval_is_used_once_binds_to_the_arguments_and_denials_carry_the_reas
             None,
         )
         .await;
-    assert!(!e.to_string().contains("4111"), "{e}");
+    // The card number itself: a bare "4111" also turns up in random
+    // figures such as a latency of 3.34111 ms.
+    assert!(!e.to_string().contains("4111-1111"), "{e}");
     for f in ["control.db", "control.db-wal"] {
         let bytes = std::fs::read(s.control.dir.join(f)).unwrap_or_default();
         assert!(
