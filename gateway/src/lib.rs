@@ -13,6 +13,7 @@ pub mod audit;
 pub mod cli;
 pub mod control;
 pub mod forward;
+pub mod h1;
 pub mod identity;
 pub mod inject;
 pub mod limits;

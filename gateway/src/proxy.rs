@@ -115,10 +115,14 @@ impl Ctx {
 }
 
 pub(crate) enum Admit {
-    /// Let Pingora proxy it (body, if any, is in its replay buffer).
+    /// Let Pingora proxy it (body, if any, is in its replay buffer): for
+    /// upstreams that may speak HTTP/2.
     Proxy,
-    /// Body too large for Pingora's replay buffer: forward it ourselves.
+    /// The gateway runs the exchange itself (`forward`): HTTP/1.1 upstreams.
     Forward,
+    /// Body too large for Pingora's replay buffer, upstream that may speak
+    /// HTTP/2: Pingora's client session, driven by `forward`.
+    ForwardPingora,
     /// Answered by the gateway itself (well-known documents).
     Local(&'static str, String),
     /// A model call: the gateway runs the exchange itself.
@@ -170,6 +174,10 @@ impl ProxyHttp for Gateway {
             Ok(Admit::Proxy) => Ok(false),
             Ok(Admit::Forward) => {
                 Box::pin(forward::run(self, session, ctx)).await?;
+                Ok(true)
+            }
+            Ok(Admit::ForwardPingora) => {
+                Box::pin(forward::run_pingora(self, session, ctx)).await?;
                 Ok(true)
             }
             Ok(Admit::Llm) => {
@@ -247,14 +255,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         self.prepare_upstream_request(session, req, ctx)?;
-        let now = Instant::now();
-        ctx.upstream_sent = Some(now);
-        if req.method == http::Method::POST {
-            ctx.deadline = ctx
-                .route()
-                .and_then(|r| ctx.rt.snapshot.upstream(r).total_timeout)
-                .map(|t| now + t);
-        }
+        self.upstream_sending(&req.method, ctx);
         Ok(())
     }
 
@@ -264,15 +265,8 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
-        // A 5xx is a failure now; a GET stream that started is a success
-        // now (it may run for hours); a call's success is known at its end.
-        let failed = resp.status.is_server_error();
-        if failed || session.req_header().method == http::Method::GET {
-            if let Some(t) = ctx.ticket.as_mut() {
-                t.record(!failed, &self.shared.metrics);
-            }
-        }
+        let get = session.req_header().method == http::Method::GET;
+        self.upstream_answered(get, resp, ctx);
         Ok(())
     }
 
@@ -295,15 +289,8 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
+        self.within_deadline(end_of_stream, ctx)?;
         let t = Instant::now();
-        if ctx.deadline.is_some_and(|d| t > d) && !end_of_stream {
-            ctx.upstream_failure = Some("total_timeout");
-            return Err(Error::explain(
-                ErrorType::ReadTimedout,
-                "upstream call took longer than timeouts.total_ms",
-            )
-            .into_up());
-        }
         on_response_chunk(body, end_of_stream, ctx);
         self.learn_catalog(ctx);
         ctx.gateway_time += t.elapsed();
@@ -477,7 +464,10 @@ impl Gateway {
             http::Method::POST => {}
             http::Method::GET | http::Method::DELETE => {
                 self.circuit(ctx)?;
-                return Ok(Admit::Proxy);
+                // A body on these has no meaning for MCP; should one come,
+                // Pingora's loop carries it as it always did.
+                let own = !up.http2 && session.is_body_empty();
+                return Ok(if own { Admit::Forward } else { Admit::Proxy });
             }
             _ => return Err(Refusal::MethodNotAllowed),
         }
@@ -561,7 +551,11 @@ impl Gateway {
             .await?;
         }
         self.circuit(ctx)?;
-        Ok(if big { Admit::Forward } else { Admit::Proxy })
+        Ok(match (up.http2, big) {
+            (false, _) => Admit::Forward,
+            (true, true) => Admit::ForwardPingora,
+            (true, false) => Admit::Proxy,
+        })
     }
 
     /// A model call: endpoint, body, grant, alias, limits, budgets and token
@@ -705,6 +699,45 @@ impl Gateway {
             self.shared.learn_tools(&ctx.rt.snapshot, upstream, tools);
             ctx.catalog_learnt = true;
         }
+    }
+
+    /// The request goes upstream now: the clock of a POST's whole-call
+    /// deadline starts. Shared by Pingora's loop and `forward`.
+    pub(crate) fn upstream_sending(&self, method: &http::Method, ctx: &mut Ctx) {
+        let now = Instant::now();
+        ctx.upstream_sent = Some(now);
+        if method == http::Method::POST {
+            ctx.deadline = ctx
+                .route()
+                .and_then(|r| ctx.rt.snapshot.upstream(r).total_timeout)
+                .map(|t| now + t);
+        }
+    }
+
+    /// The upstream's answer head came. A 5xx is a failure now; a GET
+    /// stream that started is a success now (it may run for hours); a
+    /// call's success is known at its end.
+    pub(crate) fn upstream_answered(&self, get: bool, resp: &ResponseHeader, ctx: &mut Ctx) {
+        ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
+        let failed = resp.status.is_server_error();
+        if failed || get {
+            if let Some(t) = ctx.ticket.as_mut() {
+                t.record(!failed, &self.shared.metrics);
+            }
+        }
+    }
+
+    /// A POST's answer still streaming past `timeouts.total_ms` is cut.
+    pub(crate) fn within_deadline(&self, end: bool, ctx: &mut Ctx) -> Result<()> {
+        if !end && ctx.deadline.is_some_and(|d| Instant::now() > d) {
+            ctx.upstream_failure = Some("total_timeout");
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "upstream call took longer than timeouts.total_ms",
+            )
+            .into_up());
+        }
+        Ok(())
     }
 
     /// The upstream's circuit breaker: an open circuit answers at once.

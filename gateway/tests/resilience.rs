@@ -1,7 +1,8 @@
 //! Upstream resilience through the real gateway against a faulty upstream:
 //! timeouts (first byte, idle stream, whole call), connect retries within a
-//! budget, never retrying a call whose bytes reached the upstream, the
-//! circuit breaker, and an upstream that dies mid-stream.
+//! budget, never retrying a call whose bytes reached the upstream (a GET or
+//! DELETE on a stale pooled connection is tried once more), the circuit
+//! breaker, an upstream that dies mid-stream, and a client that goes away.
 
 mod support;
 
@@ -284,6 +285,77 @@ async fn a_call_whose_bytes_reached_the_upstream_is_never_retried() {
         assert_eq!(rpc_json(&body)["id"], 7);
         assert_eq!(fault.requests(), i, "one upstream request per call");
     }
+}
+
+#[tokio::test]
+async fn a_stale_pooled_connection_is_tried_again_for_get_and_delete_never_for_a_call() {
+    let fault = fault_upstream(Mode::SecondDropped).await;
+    let gw = start(&fault.url(), "retries: { attempts: 0 }", "").await;
+    let client = reqwest::Client::new();
+    let delete = async || {
+        client
+            .delete(gw.url("/mcp"))
+            .send()
+            .await
+            .expect("delete")
+            .status()
+    };
+    // A DELETE opens a connection and leaves it pooled; the next request
+    // on it is written and then dropped by the upstream.
+    assert_eq!(delete().await, 200);
+    assert_eq!(fault.requests(), 1);
+    assert_eq!(delete().await, 200, "sent again on a fresh connection");
+    assert_eq!(
+        fault.requests(),
+        3,
+        "once on the stale connection, once fresh"
+    );
+
+    // The fresh connection is pooled now: a tool call lands on it, is
+    // dropped, and is not sent again — the upstream may have acted on it.
+    let (status, _, body) = post(&client, &gw.url("/mcp"), CALL, &[]).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(rpc_json(&body)["id"], 7);
+    assert_eq!(fault.requests(), 4, "the call reached the upstream once");
+    healthy_call(&client, &gw).await;
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_ends_its_upstream_stream() {
+    let fault = fault_upstream(Mode::SseThenHang).await;
+    // Nothing on the upstream side would end these streams for a minute.
+    let gw = start(
+        &fault.url(),
+        "timeouts: { stream_idle_ms: 60000, first_byte_ms: 60000 }",
+        "",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let resp = call_stream(&client, &gw.url("/mcp")).await;
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.expect("an event").expect("read");
+    assert!(String::from_utf8_lossy(&first).contains("notifications/progress"));
+    drop(body);
+    eventually("the call's upstream stream is closed", async || {
+        fault.hung_up.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+
+    let resp = client
+        .get(gw.url("/mcp"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    body.next().await.expect("an event").expect("read");
+    drop(body);
+    eventually("the GET stream's upstream is closed", async || {
+        fault.hung_up.load(std::sync::atomic::Ordering::SeqCst) == 2
+    })
+    .await;
+    healthy_call(&client, &gw).await;
 }
 
 #[tokio::test]

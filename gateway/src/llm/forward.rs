@@ -15,9 +15,9 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType, Result};
 use sluice_config::Upstream;
 
-use super::h1;
 use super::usage::UsageWatch;
 use super::Outcome;
+use crate::h1;
 use crate::proxy::{Ctx, Gateway};
 use crate::{inject, upstream};
 
@@ -212,7 +212,7 @@ async fn open(
     loop {
         let sent = h1::send(&mut stream, &req, &body, up.write_timeout).await;
         let answer = match sent {
-            Ok(()) => h1::receive(stream, up.first_byte_timeout).await,
+            Ok(()) => h1::receive(stream, up.first_byte_timeout, h1::BURST_ROOM).await,
             Err(e) if !reused => return Err(Open::Failed(e)),
             Err(_) => Ok(None),
         };

@@ -8,7 +8,6 @@
 
 pub mod budget;
 pub mod forward;
-mod h1;
 pub mod request;
 pub mod usage;
 

@@ -1,7 +1,8 @@
 //! A misbehaving upstream for resilience tests, on raw TCP so every fault
 //! is exact: answer, answer 500, hang, send an SSE event then hang, send an
 //! SSE event then reset the connection, close after reading the request,
-//! or trickle SSE events. The mode can be switched while it runs.
+//! trickle SSE events, or drop every connection's second request. The mode
+//! can be switched while it runs.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -28,6 +29,10 @@ pub enum Mode {
     CloseAfterRequest = 5,
     /// One SSE event every 100 ms, never finishing on its own.
     Trickle = 6,
+    /// Answer as `Ok`, except that each connection's second request is read
+    /// and the connection closed without an answer: a pooled connection
+    /// found dead only once the request was written to it.
+    SecondDropped = 7,
 }
 
 #[derive(Clone)]
@@ -36,6 +41,8 @@ pub struct Fault {
     mode: Arc<AtomicU8>,
     /// Requests that reached the upstream (fully read).
     pub requests: Arc<AtomicU64>,
+    /// SSE streams held open (`SseThenHang`) that the gateway closed.
+    pub hung_up: Arc<AtomicU64>,
     reset: Arc<tokio::sync::Notify>,
 }
 
@@ -64,6 +71,7 @@ pub async fn fault_upstream(mode: Mode) -> Fault {
         addr: listener.local_addr().expect("addr"),
         mode: Arc::new(AtomicU8::new(mode as u8)),
         requests: Arc::new(AtomicU64::new(0)),
+        hung_up: Arc::new(AtomicU64::new(0)),
         reset: Arc::new(tokio::sync::Notify::new()),
     };
     let shared = f.clone();
@@ -124,11 +132,14 @@ fn progress_event() -> String {
 
 async fn serve(mut sock: TcpStream, f: Fault) -> std::io::Result<()> {
     let mut buf = Vec::new();
+    let mut nth = 0;
     while let Some(body) = read_request(&mut sock, &mut buf).await {
         let id = body.get("id").map_or("null".into(), |v| v.to_string());
         f.requests.fetch_add(1, Ordering::SeqCst);
+        nth += 1;
         match f.mode.load(Ordering::SeqCst) {
-            0 => {
+            7 if nth == 2 => return Ok(()),
+            0 | 7 => {
                 let body = format!(
                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"ok"}}]}}}}"#
                 );
@@ -159,7 +170,11 @@ async fn serve(mut sock: TcpStream, f: Fault) -> std::io::Result<()> {
                     sock.set_linger(Some(Duration::ZERO))?;
                     return Ok(());
                 }
-                std::future::pending::<()>().await;
+                // Held until the gateway lets go of it.
+                let mut rest = [0u8; 1024];
+                while sock.read(&mut rest).await? > 0 {}
+                f.hung_up.fetch_add(1, Ordering::SeqCst);
+                return Ok(());
             }
             5 => return Ok(()),
             _ => {

@@ -1,10 +1,12 @@
-//! The model exchange's own HTTP/1.1 client: the request written in one go,
-//! the response head parsed with httparse, the body decoded (chunked, sized
-//! or to the close) straight out of one read buffer, a burst per read.
-//! Pingora's client session reads a streamed answer one chunk per call and
-//! holds a fixed 64 KiB body buffer per response; this one reads what the
-//! socket has and hands every data piece of it to the caller in one pass.
-//! Connections still come from, and go back to, Pingora's pool.
+//! The gateway's own HTTP/1.1 client, for tool calls and model calls to
+//! HTTP/1.1 upstreams: the request written in one go, the response head
+//! parsed with httparse, the body decoded (chunked, sized or to the close)
+//! straight out of one read buffer, a burst per read. Pingora's client
+//! session reads a streamed answer one chunk per call and holds a fixed
+//! 64 KiB body buffer per response; this one reads what the socket has,
+//! hands every data piece of it to the caller in one pass, and starts its
+//! buffer small so that a held stream costs little. Connections still come
+//! from, and go back to, Pingora's pool.
 
 use std::time::Duration;
 
@@ -17,8 +19,12 @@ use pingora::{Error, ErrorType, Result};
 use pingora_timeout::timeout as fast_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Room made for each read: a burst of a streamed answer fits.
-const READ_SIZE: usize = 16 * 1024;
+/// The read buffer a held stream starts with: a tool call's answer and
+/// its head fit, and an idle stream keeps no more than this.
+pub const SMALL_ROOM: usize = 4 * 1024;
+/// The most room a read is given: a burst of a streamed answer fits. A read
+/// that fills its room doubles it, up to this.
+pub const BURST_ROOM: usize = 16 * 1024;
 /// Largest response head (status line, headers, skipped 1xx heads).
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
@@ -46,10 +52,10 @@ pub async fn send(
     match fast_timeout(limit, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
-            Err(Error::because(ErrorType::WriteError, "writing the model request", e).into_up())
+            Err(Error::because(ErrorType::WriteError, "writing the upstream request", e).into_up())
         }
         Err(_) => {
-            Err(Error::explain(ErrorType::WriteTimedout, "writing the model request").into_up())
+            Err(Error::explain(ErrorType::WriteTimedout, "writing the upstream request").into_up())
         }
     }
 }
@@ -74,9 +80,11 @@ pub struct Response {
 pub async fn receive(
     mut stream: Stream,
     read_timeout: Duration,
+    room: usize,
 ) -> Result<Option<(ResponseHeader, Response)>> {
-    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut buf = BytesMut::with_capacity(room);
     let mut fresh = true;
+    let mut filled = false;
     loop {
         if !buf.is_empty() {
             if let Some((head, len)) = parse_head(&buf)? {
@@ -84,9 +92,7 @@ pub async fn receive(
                 let code = head.status.as_u16();
                 if (100..200).contains(&code) {
                     if code == 101 {
-                        return Err(upstream_header(
-                            "the model upstream switched protocols unasked",
-                        ));
+                        return Err(upstream_header("the upstream switched protocols unasked"));
                     }
                     continue;
                 }
@@ -98,21 +104,22 @@ pub async fn receive(
                     body,
                     read_timeout,
                     keepalive,
-                    full: true,
+                    full: filled,
                     pending: true,
                 };
                 return Ok(Some((head, resp)));
             }
             if buf.len() > MAX_HEAD {
-                return Err(upstream_header(
-                    "the model upstream's response head is too large",
-                ));
+                return Err(upstream_header("the upstream's response head is too large"));
             }
         }
         match read(&mut stream, &mut buf, read_timeout).await {
             Ok(0) if fresh => return Ok(None),
             Ok(0) => return Err(closed("before the end of the response head")),
-            Ok(_) => fresh = false,
+            Ok(_) => {
+                fresh = false;
+                filled = buf.len() == buf.capacity();
+            }
             // Closed (or reset) before a single byte: see above.
             Err(e) if fresh && e.etype() == &ErrorType::ReadError => return Ok(None),
             Err(e) => return Err(e),
@@ -131,6 +138,10 @@ impl Response {
         if std::mem::take(&mut self.pending) && !self.buf.is_empty() {
             self.decode(&mut sink)?;
             return Ok(!self.done());
+        }
+        if self.full && self.buf.capacity() < BURST_ROOM {
+            let want = (self.buf.capacity() * 2).min(BURST_ROOM);
+            self.buf.reserve(want - self.buf.len());
         }
         let n = read(&mut self.stream, &mut self.buf, self.read_timeout).await?;
         self.full = self.buf.len() == self.buf.capacity();
@@ -178,15 +189,15 @@ impl Response {
 /// One read into `buf`, with room made first if little is left.
 async fn read(stream: &mut Stream, buf: &mut BytesMut, limit: Duration) -> Result<usize> {
     if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_SIZE);
+        buf.reserve(SMALL_ROOM);
     }
     match fast_timeout(limit, stream.read_buf(buf)).await {
         Ok(Ok(n)) => Ok(n),
         Ok(Err(e)) => {
-            Err(Error::because(ErrorType::ReadError, "reading the model answer", e).into_up())
+            Err(Error::because(ErrorType::ReadError, "reading the upstream answer", e).into_up())
         }
         Err(_) => {
-            Err(Error::explain(ErrorType::ReadTimedout, "reading the model answer").into_up())
+            Err(Error::explain(ErrorType::ReadTimedout, "reading the upstream answer").into_up())
         }
     }
 }
@@ -194,7 +205,7 @@ async fn read(stream: &mut Stream, buf: &mut BytesMut, limit: Duration) -> Resul
 fn closed(when: &'static str) -> Box<Error> {
     Error::explain(
         ErrorType::ConnectionClosed,
-        format!("the model upstream closed the connection {when}"),
+        format!("the upstream closed the connection {when}"),
     )
     .into_up()
 }
@@ -213,7 +224,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(ResponseHeader, usize)>> {
         Err(e) => {
             return Err(Error::because(
                 ErrorType::InvalidHTTPHeader,
-                "the model upstream's response head",
+                "the upstream's response head",
                 e,
             )
             .into_up())
@@ -274,12 +285,10 @@ fn framing(head: &ResponseHeader) -> Result<(Body, bool)> {
                 .ok()
                 .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    upstream_header("the model upstream sent an invalid Content-Length")
-                })?;
+                .ok_or_else(|| upstream_header("the upstream sent an invalid Content-Length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(upstream_header(
-                    "the model upstream sent conflicting Content-Lengths",
+                    "the upstream sent conflicting Content-Lengths",
                 ));
             }
             length = Some(n);
@@ -455,7 +464,7 @@ fn chunk_size(line: &[u8]) -> Result<u64> {
 fn chunk_error(why: &'static str) -> Box<Error> {
     Error::explain(
         ErrorType::InvalidHTTPHeader,
-        format!("the model upstream's chunked body: {why}"),
+        format!("the upstream's chunked body: {why}"),
     )
     .into_up()
 }
