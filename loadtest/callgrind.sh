@@ -57,7 +57,7 @@ for tool in valgrind taskset curl python3; do
 done
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   log "building release binaries"
-  (cd "$ROOT" && cargo build --release -p sluice-gateway -p sluice-demo -p sluice-benches --bin bare-pingora)
+  (cd "$ROOT" && cargo build --release -p sluice-gateway -p sluice-demo -p sluice-benches --bin sluice-gateway --bin sluice-demo --bin bare-pingora)
 fi
 GATEWAY=$BIN_DIR/sluice-gateway
 DEMO=$BIN_DIR/sluice-demo

@@ -21,7 +21,7 @@ log() { printf '[idle] %s\n' "$*" >&2; }
 
 if [[ -z ${SKIP_BUILD:-} ]]; then
   log "building release binaries"
-  (cd "$ROOT" && cargo build --release -q -p sluice-gateway -p sluice-demo -p sluice-benches --bin bare-pingora)
+  (cd "$ROOT" && cargo build --release -q -p sluice-gateway -p sluice-demo -p sluice-benches --bin sluice-gateway --bin sluice-demo --bin bare-pingora)
 fi
 ulimit -n "$(ulimit -Hn)"
 PIDS=()

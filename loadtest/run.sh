@@ -70,8 +70,8 @@ done
 CLK_TCK=$(getconf CLK_TCK)
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-  log "building release binaries (cargo build --release -p sluice-gateway -p sluice-demo -p sluice-benches --bin bare-pingora)"
-  (cd "$ROOT" && cargo build --release -p sluice-gateway -p sluice-demo -p sluice-benches --bin bare-pingora)
+  log "building release binaries (cargo build --release -p sluice-gateway -p sluice-demo -p sluice-benches --bin sluice-gateway --bin sluice-demo --bin bare-pingora)"
+  (cd "$ROOT" && cargo build --release -p sluice-gateway -p sluice-demo -p sluice-benches --bin sluice-gateway --bin sluice-demo --bin bare-pingora)
 fi
 GATEWAY=$BIN_DIR/sluice-gateway
 DEMO=$BIN_DIR/sluice-demo
