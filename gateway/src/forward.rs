@@ -57,6 +57,8 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         read_timeout,
     )
     .await?;
+    // Not kept for the life of a stream that may be held for hours.
+    drop(req);
     gw.upstream_answered(get, &head, ctx);
     let t = std::time::Instant::now();
     gw.on_response_header(&mut head, ctx)?;
