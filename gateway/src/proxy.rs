@@ -4,8 +4,8 @@
 //! | phase                    | does                                                   |
 //! |--------------------------|--------------------------------------------------------|
 //! | `new_ctx`                | takes the current runtime (one snapshot) for the whole request |
-//! | `request_filter`         | `admit`: route, framing, Host/Origin, body read and classified; refusals answered here, before any upstream is touched |
-//! | `upstream_peer`          | the route's prebuilt peer                              |
+//! | `request_filter`         | `admit`: route, framing, Host/Origin, body read and classified; refusals answered here, before any upstream is touched; then, for HTTP/1.1 upstreams and model calls, the whole exchange (`forward`, `llm::forward`) |
+//! | `upstream_peer`          | the route's prebuilt peer (upstreams that may speak HTTP/2: the phases below are Pingora's loop) |
 //! | `upstream_request_filter`| path and `Host` rewritten for the upstream             |
 //! | `response_filter`        | starts watching the response (JSON or SSE)            |
 //! | `response_body_filter`   | watches each chunk; rewrites the legacy `endpoint` event |
@@ -48,7 +48,8 @@ const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwa
 pub struct Gateway {
     pub shared: Arc<Shared>,
     pub connector: pingora::connectors::http::Connector,
-    /// The pool of the model exchange's own HTTP/1.1 client (`llm::h1`).
+    /// The pool of the gateway's own HTTP/1.1 client (`h1`): tool calls and
+    /// model calls to HTTP/1.1 upstreams.
     pub transport: pingora::connectors::TransportConnector,
 }
 
