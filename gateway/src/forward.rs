@@ -60,6 +60,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
     // Not kept for the life of a stream that may be held for hours.
     drop(req);
     gw.upstream_answered(get, &head, ctx);
+    upstream::answer_version(&mut head, session);
     let t = std::time::Instant::now();
     gw.on_response_header(&mut head, ctx)?;
     ctx.gateway_time += t.elapsed();
@@ -207,6 +208,7 @@ pub async fn run_pingora(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> 
         .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?
         .clone();
     gw.upstream_answered(false, &resp, ctx);
+    upstream::answer_version(&mut resp, session);
     gw.on_response_header(&mut resp, ctx)?;
     let header_only = up.response_done();
     session

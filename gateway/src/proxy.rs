@@ -1058,6 +1058,7 @@ impl Gateway {
             route,
             status,
             method,
+            version = ?session.req_header().version,
             rpc = first.map_or("", |m| m.method.name()),
             target = first.and_then(|m| m.target.as_deref()).unwrap_or(""),
             revision = ctx.revision.map_or("", Revision::as_label),

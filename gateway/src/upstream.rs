@@ -87,6 +87,15 @@ pub fn speak_version(req: &mut RequestHeader, conn: &ClientSession) {
     });
 }
 
+/// Give an upstream's answer head the version the client's connection
+/// speaks: an HTTP/2 upstream's head cannot be written to an HTTP/1.1
+/// client as it came (Pingora refuses to serialise it).
+pub fn answer_version(resp: &mut pingora::http::ResponseHeader, session: &pingora::proxy::Session) {
+    if !session.is_http2() {
+        resp.set_version(http::Version::HTTP_11);
+    }
+}
+
 /// The upstream path for a gateway request: the upstream URL's base path,
 /// then what followed the route prefix, then the query.
 pub fn upstream_path(up: &Upstream, rest: &str, query: Option<&str>) -> String {

@@ -1,6 +1,7 @@
 //! Edge readiness: TLS listeners (with HTTP/2 by ALPN) whose certificate
 //! reloads on SIGHUP, h2c on plain listeners, and `https` upstreams with
-//! certificate verification, resolved by name off the proxy threads.
+//! certificate verification (over HTTP/2 when `http2: true`), resolved by
+//! name off the proxy threads.
 
 mod support;
 
@@ -128,6 +129,135 @@ async fn tls_listener_h2_cert_reload_and_verified_https_upstream() {
             .await
             .is_err(),
         "old certificate retired"
+    );
+}
+
+/// Requests the gateway logged as heard in `version` (its debug request line).
+fn heard_as(gw: &Gateway, version: &str) -> usize {
+    gw.log()
+        .lines()
+        .filter(|l| l.contains("version") && l.contains(version))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_upstream_carries_calls_and_large_bodies_over_h2() {
+    // The edge gateway (TLS, HTTP/2 by ALPN) is the upstream of a second
+    // gateway; with `http2: true` the second one speaks HTTP/2 to it, on
+    // Pingora's loop for small bodies and Pingora's client session for
+    // bodies over the replay buffer. The edge logs what version it heard.
+    let demo = demo(DemoOptions {
+        json_response: true,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    self_signed(dir.path(), "edge");
+    let (cert, key) = (dir.path().join("edge.pem"), dir.path().join("edge.key"));
+    let edge = Gateway::start(&format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\", tls: {{ cert_file: {cert:?}, key_file: {key:?} }} }}\n\
+         admin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: demo, url: \"{}\" }}\n\
+         routes:\n  - {{ name: demo, path: /mcp, upstream: demo }}\n",
+        demo.url()
+    ))
+    .await;
+    let data: String = (0..70_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let big = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "big-echo", "arguments": {"data": data},
+                   "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}})
+    .to_string();
+    let plain = reqwest::Client::new();
+    for (http2, heard) in [(true, "HTTP/2.0"), (false, "HTTP/1.1")] {
+        let front = Gateway::start(&format!(
+            "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+             upstreams:\n  - {{ name: edge, url: \"https://localhost:{}/mcp\", http2: {http2}, tls: {{ ca_file: {cert:?} }} }}\n\
+             routes:\n  - {{ name: edge, path: /mcp, upstream: edge }}\n",
+            edge.port
+        ))
+        .await;
+        let before = heard_as(&edge, heard);
+        let (_, status, body) = call(&plain, &front.url("/mcp")).await.expect("call");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            rpc_json(&body)["result"]["content"][0]["text"].as_str(),
+            Some("42")
+        );
+        let resp = plain
+            .post(front.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", ACCEPT_BOTH)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "big-echo")
+            .body(big.clone())
+            .send()
+            .await
+            .expect("big call");
+        assert_eq!(resp.status(), 200, "http2: {http2}");
+        let text =
+            rpc_json(&resp.text().await.expect("body"))["result"]["content"][0]["text"].to_string();
+        assert!(text.contains("len=70000 "), "{text}");
+        eventually("the edge to log both calls", async || {
+            heard_as(&edge, heard) >= before + 2
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_call_streams_from_an_http2_upstream() {
+    // The same chain for a model route: the second gateway's model exchange
+    // runs on Pingora's client session, HTTP/2 to the edge.
+    let provider = sluice_demo::llm::spawn_llm(
+        "127.0.0.1:0".parse().expect("addr"),
+        sluice_demo::llm::LlmOptions::default(),
+    )
+    .await
+    .expect("mock provider");
+    let dir = tempfile::tempdir().expect("dir");
+    self_signed(dir.path(), "edge");
+    let (cert, key) = (dir.path().join("edge.pem"), dir.path().join("edge.key"));
+    let models = "llm:\n  models:\n    - { name: mock-gpt, targets: [{ upstream: up }] }\n";
+    let edge = Gateway::start(&format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\", tls: {{ cert_file: {cert:?}, key_file: {key:?} }} }}\n\
+         admin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: up, url: \"{}\" }}\n\
+         routes:\n  - {{ name: llm, path: /v1, upstream: up, transport: llm }}\n{models}",
+        provider.url()
+    ))
+    .await;
+    let front = Gateway::start(&format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: up, url: \"https://localhost:{}/v1\", http2: true, tls: {{ ca_file: {cert:?} }} }}\n\
+         routes:\n  - {{ name: llm, path: /v1, upstream: up, transport: llm }}\n{models}",
+        edge.port
+    ))
+    .await;
+    let resp = reqwest::Client::new()
+        .post(front.url("/v1/chat/completions"))
+        .json(&serde_json::json!({"model": "mock-gpt", "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("stream");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    eventually("the edge to log the call as HTTP/2", async || {
+        heard_as(&edge, "HTTP/2.0") >= 1
+    })
+    .await;
+    // The usage chunk the front gateway asked for was read (and cut out).
+    assert!(!text.contains("\"usage\":{"), "{text}");
+    assert!(
+        front
+            .metric("sluice_gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\",gen_ai_request_model=\"mock-gpt\",gen_ai_token_type=\"output\"}")
+            .await
+            >= 1.0,
+        "usage is accounted on the HTTP/2 path"
     );
 }
 

@@ -95,6 +95,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         if snap.llm.audit_text {
             watch = watch.capture_text();
         }
+        upstream::answer_version(&mut resp, session);
         let header_only = answer.done();
         session
             .write_response_header(Box::new(resp), header_only)
