@@ -121,6 +121,27 @@ pub fn chunks(bytes: &[u8], size: usize) -> Vec<bytes::Bytes> {
         .collect()
 }
 
+/// A streamed chat completion as an OpenAI-compatible provider sends it
+/// when asked for `include_usage`: `words` content chunks, each carrying
+/// `"usage":null`, then the finish chunk, the usage chunk and `[DONE]`
+/// (the shape of `sluice-demo --llm`). One entry per SSE event.
+pub fn chat_stream_events(words: usize) -> Vec<String> {
+    let chunk = |delta: &str, finish: &str| {
+        format!(
+            "data: {{\"choices\":[{{\"delta\":{delta},\"finish_reason\":{finish},\"index\":0}}],\"created\":1700000000,\"id\":\"chatcmpl-mock\",\"model\":\"m\",\"object\":\"chat.completion.chunk\",\"usage\":null}}\n\n"
+        )
+    };
+    let mut events = vec![chunk(r#"{"content":"","role":"assistant"}"#, "null")];
+    events.extend((0..words).map(|_| chunk(r#"{"content":"word "}"#, "null")));
+    events.push(chunk("{}", "\"stop\""));
+    events.push(format!(
+        "data: {{\"choices\":[],\"created\":1700000000,\"id\":\"chatcmpl-mock\",\"model\":\"m\",\"object\":\"chat.completion.chunk\",\"usage\":{{\"completion_tokens\":{words},\"completion_tokens_details\":{{\"reasoning_tokens\":0}},\"prompt_tokens\":2,\"prompt_tokens_details\":{{\"cached_tokens\":0}},\"total_tokens\":{}}}}}\n\n",
+        words + 2
+    ));
+    events.push("data: [DONE]\n\n".to_string());
+    events
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,11 @@
 //!   progress notifications before the result.
 //! - `legacy/endpoint_rewrite`: rewriting the legacy transport's `endpoint`
 //!   event.
+//! - `usage_watch/*`: the model stream's usage watcher over a 100-word chat
+//!   completion (103 chunks, the usage chunk, `[DONE]`) fed event by event
+//!   and read in one burst, as the gateway reads a burst of chunks: `strip`
+//!   when the gateway added `include_usage` (each chunk's `"usage":null` and
+//!   the usage chunk cut out), `keep` when the client asked for it.
 //!
 //! Run: `cargo bench -p sluice-benches` (add `-- --warm-up-time 1
 //! --measurement-time 2` for a quick pass). Inputs live in `benches/lib.rs`.
@@ -18,6 +23,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice_benches as inputs;
+use sluice_gateway::llm::request::Api;
+use sluice_gateway::llm::usage::UsageWatch;
 use sluice_gateway::mcp::legacy::EndpointRewriter;
 use sluice_gateway::mcp::sse::SseParser;
 use sluice_gateway::mcp::{classify, ResponseInspector};
@@ -115,11 +122,35 @@ fn bench_legacy(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_usage_watch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("usage_watch");
+    let events = inputs::chat_stream_events(100);
+    let bytes: usize = events.iter().map(String::len).sum();
+    group.throughput(Throughput::Bytes(bytes as u64));
+    for (name, strip) in [("strip", true), ("keep", false)] {
+        group.bench_function(name, |b| {
+            let mut out = bytes::BytesMut::with_capacity(64 * 1024);
+            b.iter(|| {
+                let mut watch = UsageWatch::new(Api::ChatCompletions, true, strip, 1 << 20);
+                out.clear();
+                for event in &events {
+                    watch.feed(black_box(event.as_bytes()), &mut out);
+                }
+                watch.finish(&mut out);
+                assert!(watch.saw_usage);
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     hot_path,
     bench_classify,
     bench_sse,
     bench_inspect,
-    bench_legacy
+    bench_legacy,
+    bench_usage_watch
 );
 criterion_main!(hot_path);

@@ -393,11 +393,22 @@ impl Body {
                             };
                             at += len;
                             let size = chunk_size(line)?;
-                            *state = if size == 0 {
-                                Chunk::Trailer
-                            } else {
-                                Chunk::Data(size)
-                            };
+                            if size == 0 {
+                                *state = Chunk::Trailer;
+                                continue;
+                            }
+                            // The usual case: the whole chunk and its CRLF
+                            // are here; hand it over in one step.
+                            let whole = usize::try_from(size)
+                                .ok()
+                                .and_then(|n| input.get(at..at.checked_add(n)?.checked_add(2)?));
+                            match whole {
+                                Some([data @ .., b'\r', b'\n']) => {
+                                    sink(data);
+                                    at += data.len() + 2;
+                                }
+                                _ => *state = Chunk::Data(size),
+                            }
                         }
                         Chunk::Trailer => {
                             let Some((line, len)) = line(rest)? else {

@@ -133,67 +133,68 @@ impl UsageWatch {
         }
     }
 
-    /// Read complete events in one pass over their `"usage"` keys. Events
-    /// without one go to the client in bulk; the `,"usage":null` that the
-    /// gateway's `include_usage` put at the end of a chunk is cut out where
-    /// it is found; an event with anything else is read on its own.
+    /// Read complete events in one pass. The usual chunk — one `data:`
+    /// line whose JSON ends with `,"usage":null}` — has nothing to read and
+    /// at most that cut; events without a `"usage"` key go to the client in
+    /// bulk; an event with one anywhere else is read on its own.
     fn scan(&mut self, data: &[u8], out: &mut BytesMut) {
         if self.first_token_at.is_none() && DELTA.find(data).is_some() {
             self.first_token_at = Some(Instant::now());
         }
         // data[..copied] has been dealt with.
         let mut copied = 0;
-        let mut from = 0;
-        // A search costs more to start than to run: none on a rest too
-        // short to hold the key.
-        while data.len() - from > USAGE.len() {
-            let Some(i) = USAGE_KEY.find(&data[from..]) else {
-                break;
-            };
-            let p = from + i;
-            let end = p + event_end(&data[p..]).unwrap_or(data.len() - p);
-            let rest = p + USAGE.len();
-            let after = &data[rest..end];
-            if after.starts_with(b":null") {
-                let tail = &data[rest + 5..end];
-                if tail.len() < USAGE.len() || USAGE_KEY.find(tail).is_none() {
-                    // The usual chunk: nothing to read, at most one cut.
-                    if self.strip && p > 0 && data[p - 1] == b',' {
-                        out.extend_from_slice(&data[copied..p - 1]);
-                        copied = rest + 5;
-                    }
-                    from = end;
-                    continue;
+        let mut at = 0;
+        while let Some((len, line)) = next_event(&data[at..]) {
+            let end = at + len;
+            let event = &data[at..end];
+            if let Some(cut) = self.null_usage_cut(event, line) {
+                if self.strip {
+                    out.extend_from_slice(&data[copied..at + cut]);
+                    copied = at + cut + NULL_USAGE.len();
                 }
-            } else if after
-                .iter()
-                .find(|b| !b.is_ascii_whitespace() && **b != b':')
-                != Some(&b'{')
-            {
-                // `"usage"` as some other value: nothing to read here.
-                from = rest;
-                continue;
+            } else if event.len() > USAGE.len() && USAGE_KEY.find(event).is_some() {
+                if self.strip {
+                    out.extend_from_slice(&data[copied..at]);
+                }
+                self.read_event(event, out);
+                copied = end;
             }
-            // No part of this event has been written yet: every earlier
-            // key in it would have brought the scan here.
-            let start = event_start(data, p).max(copied);
-            if self.strip {
-                out.extend_from_slice(&data[copied..start]);
-            }
-            self.read_event(&data[start..end], out);
-            copied = end;
-            from = end;
+            at = end;
         }
         if self.strip {
             out.extend_from_slice(&data[copied..]);
         }
     }
 
+    /// Where the `,"usage":null` of the usual OpenAI chunk starts in
+    /// `event` (`line`: where its first line ends): a single `data:` line
+    /// whose JSON ends with that member. JSON's last member wins, so such a
+    /// chunk carries no usage whatever came before.
+    fn null_usage_cut(&self, event: &[u8], line: usize) -> Option<usize> {
+        if !matches!(self.api, Api::ChatCompletions | Api::Completions) {
+            return None;
+        }
+        // One line: the blank line that ends the event follows it at once.
+        let one_line = match event.len() - line {
+            2 => true,
+            3 => event[line + 1] == b'\r',
+            _ => false,
+        };
+        let text = match event[..line] {
+            [ref t @ .., b'\r'] => t,
+            ref t => t,
+        };
+        // Fixed-size compares: no call per event.
+        let tail = text.len().checked_sub(NULL_CHUNK_END.len())?;
+        (one_line && text.starts_with(b"data:") && text[tail..] == NULL_CHUNK_END[..])
+            .then_some(tail)
+    }
+
     /// Read complete events one by one, appending what the client gets of
     /// them (strip mode).
     fn events(&mut self, data: &[u8], out: &mut BytesMut) {
         let mut at = 0;
-        while let Some(len) = event_end(&data[at..]) {
+        while let Some((len, _)) = next_event(&data[at..]) {
             self.read_event(&data[at..at + len], out);
             at += len;
         }
@@ -204,7 +205,11 @@ impl UsageWatch {
     fn read_event(&mut self, event: &[u8], out: &mut BytesMut) {
         match self.event(event) {
             Verdict::Keep if self.strip => strip_null_usage(out, event),
-            Verdict::Keep | Verdict::Drop => {}
+            Verdict::Cut(at) if self.strip => {
+                out.extend_from_slice(&event[..at]);
+                out.extend_from_slice(&event[at + NULL_USAGE.len()..]);
+            }
+            Verdict::Keep | Verdict::Cut(_) | Verdict::Drop => {}
             Verdict::Replace(b) => out.extend_from_slice(&b),
         }
     }
@@ -252,6 +257,10 @@ impl UsageWatch {
                 };
                 self.push_text(&v, pointer);
             }
+        }
+        if let Some(cut) = next_event(event).and_then(|(_, line)| self.null_usage_cut(event, line))
+        {
+            return Verdict::Cut(cut);
         }
         if !has_usage_object(data) {
             return Verdict::Keep;
@@ -380,6 +389,9 @@ fn num(v: &Value, path: &[&str]) -> Option<u64> {
 enum Verdict {
     /// The event stays; in strip mode without its `,"usage":null`.
     Keep,
+    /// The usual chunk: it stays, in strip mode without the
+    /// `,"usage":null` at this offset.
+    Cut(usize),
     Drop,
     Replace(Bytes),
 }
@@ -396,20 +408,14 @@ static DELTA: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finde
 const USAGE: &[u8] = b"\"usage\"";
 static USAGE_KEY: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(USAGE));
 const NULL_USAGE: &[u8] = b",\"usage\":null";
+/// How the usual chunk's line ends once `include_usage` is on.
+const NULL_CHUNK_END: &[u8; 14] = b",\"usage\":null}";
 static NULL_USAGE_FINDER: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(NULL_USAGE));
 
 /// Does a blank line end at `buf[q]` (a `\n`)?
 fn blank_line_ends_at(buf: &[u8], q: usize) -> bool {
     q >= 1 && (buf[q - 1] == b'\n' || (q >= 2 && buf[q - 1] == b'\r' && buf[q - 2] == b'\n'))
-}
-
-/// Where the event holding `buf[p]` starts: after the last blank line
-/// before it.
-fn event_start(buf: &[u8], p: usize) -> usize {
-    memchr::memrchr_iter(b'\n', &buf[..p])
-        .find(|&q| blank_line_ends_at(buf, q))
-        .map_or(0, |q| q + 1)
 }
 
 /// Length of the complete events at the start of `buf`: through its last
@@ -420,19 +426,19 @@ fn last_event_end(buf: &[u8]) -> Option<usize> {
         .map(|q| q + 1)
 }
 
-/// Length of the first complete event in `buf`, through the blank line that
-/// ends it (`\n\n`, `\r\n\r\n`, or a mix).
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
-        let p = from + i;
+/// The first complete event in `buf`: its length through the blank line
+/// that ends it (`\n\n`, `\r\n\r\n`, or a mix), and where its first
+/// line's `\n` is.
+fn next_event(buf: &[u8]) -> Option<(usize, usize)> {
+    let first = memchr::memchr(b'\n', buf)?;
+    let mut p = first;
+    loop {
         match buf.get(p + 1) {
-            Some(b'\n') => return Some(p + 2),
-            Some(b'\r') if buf.get(p + 2) == Some(&b'\n') => return Some(p + 3),
-            _ => from = p + 1,
+            Some(b'\n') => return Some((p + 2, first)),
+            Some(b'\r') if buf.get(p + 2) == Some(&b'\n') => return Some((p + 3, first)),
+            _ => p += 1 + memchr::memchr(b'\n', &buf[p + 1..])?,
         }
     }
-    None
 }
 
 /// The payload of the event's (first) `data:` line.
@@ -617,6 +623,34 @@ mod tests {
         let got = run(&mut w, &upstream, 0);
         assert!(!got.contains("usage"), "{got}");
         assert_eq!(w.usage.total(), 15);
+    }
+
+    #[test]
+    fn a_chunk_ending_in_usage_null_carries_no_usage_and_loses_only_that() {
+        // JSON's last member wins: usage is null here, whatever came first.
+        let dup = "data: {\"usage\":{\"prompt_tokens\":50},\"choices\":[{\"delta\":{\"content\":\"e\"}}],\"usage\":null}\n\n";
+        // Two data lines: not the usual chunk, read the careful way.
+        let two =
+            "data: {\"choices\":[{\"delta\":{\"content\":\"f\"}}],\ndata: \"usage\":null}\n\n";
+        let upstream = format!("{dup}{two}{DONE}");
+        for text in [false, true] {
+            for split in 0..=upstream.len() {
+                let mut w = UsageWatch::new(Api::ChatCompletions, true, true, 1 << 20);
+                if text {
+                    w = w.capture_text();
+                }
+                let got = run(&mut w, &upstream, split);
+                assert_eq!(
+                    got,
+                    format!(
+                        "data: {{\"usage\":{{\"prompt_tokens\":50}},\"choices\":[{{\"delta\":{{\"content\":\"e\"}}}}]}}\n\n\
+                         data: {{\"choices\":[{{\"delta\":{{\"content\":\"f\"}}}}],\ndata: \"usage\":null}}\n\n{DONE}"
+                    ),
+                    "text {text}, split at {split}"
+                );
+                assert!(!w.saw_usage, "text {text}, split at {split}");
+            }
+        }
     }
 
     #[test]
