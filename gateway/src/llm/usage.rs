@@ -407,9 +407,12 @@ fn empty_choice(c: &Value) -> bool {
 static DELTA: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("delta"));
 const USAGE: &[u8] = b"\"usage\"";
 static USAGE_KEY: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(USAGE));
-const NULL_USAGE: &[u8] = b",\"usage\":null";
 /// How the usual chunk's line ends once `include_usage` is on.
 const NULL_CHUNK_END: &[u8; 14] = b",\"usage\":null}";
+/// The member `include_usage` adds to every chunk.
+const NULL_USAGE: &[u8] = match NULL_CHUNK_END {
+    [member @ .., _closing_brace] => member,
+};
 static NULL_USAGE_FINDER: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(NULL_USAGE));
 
