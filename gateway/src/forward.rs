@@ -102,8 +102,9 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         }
     }
     if let Some(stream) = answer.into_reusable() {
-        gw.transport
-            .release_stream(stream, peer.reuse_hash(), Some(up.pool_idle_timeout));
+        gw.shared
+            .idle
+            .put(peer.reuse_hash(), stream, up.pool_idle_timeout);
     }
     Ok(())
 }
@@ -135,7 +136,7 @@ async fn exchange(
     read_timeout: std::time::Duration,
 ) -> Result<(ResponseHeader, h1::Response)> {
     let resend = req.method.is_idempotent();
-    let mut pooled = gw.transport.reused_stream(peer).await;
+    let mut pooled = gw.shared.idle.take(peer.reuse_hash());
     loop {
         let reused = pooled.is_some();
         let mut stream = match pooled.take() {

@@ -21,6 +21,7 @@ pub mod llm;
 pub mod mcp;
 pub mod metrics;
 pub mod policy;
+pub mod pool;
 pub mod proxy;
 pub mod refusal;
 pub mod reload;

@@ -48,8 +48,9 @@ const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwa
 pub struct Gateway {
     pub shared: Arc<Shared>,
     pub connector: pingora::connectors::http::Connector,
-    /// The pool of the gateway's own HTTP/1.1 client (`h1`): tool calls and
-    /// model calls to HTTP/1.1 upstreams.
+    /// How the gateway's own HTTP/1.1 client (`h1`) connects: tool calls
+    /// and model calls to HTTP/1.1 upstreams (idle connections are kept in
+    /// `Shared::idle`).
     pub transport: pingora::connectors::TransportConnector,
 }
 

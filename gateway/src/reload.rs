@@ -327,6 +327,7 @@ impl Reloader {
                     let rt = self.shared.current();
                     self.shared.metrics.control_staleness.set(self.contact.staleness_s());
                     rt.limits.maintain(&self.shared.metrics);
+                    self.shared.idle.sweep();
                     if last_sweep.elapsed() >= rt.snapshot.rate_limits.sweep_interval {
                         // Bounded memory whatever the key cardinality.
                         rt.limits.sweep(&self.shared.metrics);

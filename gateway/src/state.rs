@@ -100,6 +100,8 @@ pub struct Shared {
     pub control: Option<Arc<crate::control::ControlClient>>,
     /// Catalog problems already reported, so each is logged once.
     catalog_warned: std::sync::Mutex<HashSet<String>>,
+    /// Idle connections of the gateway's own HTTP/1.1 client.
+    pub idle: crate::pool::IdlePool,
 }
 
 impl Shared {
@@ -122,6 +124,7 @@ impl Shared {
             tool_hashes: dashmap::DashMap::new(),
             control,
             catalog_warned: std::sync::Mutex::new(HashSet::new()),
+            idle: Default::default(),
         })
     }
 

@@ -37,6 +37,8 @@ struct Provider {
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     closes: Arc<AtomicUsize>,
+    /// Connections the gateway closed (the provider read their end).
+    ended: Arc<AtomicUsize>,
 }
 
 async fn provider(script: Script) -> Provider {
@@ -46,13 +48,18 @@ async fn provider(script: Script) -> Provider {
         connections: Arc::default(),
         requests: Arc::default(),
         closes: Arc::default(),
+        ended: Arc::default(),
     };
-    let (connections, requests, closes) =
-        (p.connections.clone(), p.requests.clone(), p.closes.clone());
+    let (connections, requests, closes, ended) = (
+        p.connections.clone(),
+        p.requests.clone(),
+        p.closes.clone(),
+        p.ended.clone(),
+    );
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
             let conn = connections.fetch_add(1, Ordering::SeqCst);
-            let (requests, closes) = (requests.clone(), closes.clone());
+            let (requests, closes, ended) = (requests.clone(), closes.clone(), ended.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut nth = 0;
@@ -81,6 +88,7 @@ async fn provider(script: Script) -> Provider {
                     }
                     nth += 1;
                 }
+                ended.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
@@ -162,6 +170,11 @@ fn stale_second(_model: &str, conn: usize, nth: usize) -> Reply {
 }
 
 async fn gateway(p: &Provider) -> Gateway {
+    gateway_with(p, "first_byte_ms: 5000").await
+}
+
+/// The gateway in front of `p`, with the upstream's `timeouts`.
+async fn gateway_with(p: &Provider, timeouts: &str) -> Gateway {
     let mut config = format!(
         r#"listeners:
   - {{ name: main, address: "{{listen}}" }}
@@ -174,7 +187,7 @@ identity:
 roles:
   - {{ name: dev, allow: ["models:raw/*:use"] }}
 upstreams:
-  - {{ name: raw, url: "http://{addr}/v1", timeouts: {{ first_byte_ms: 5000 }} }}
+  - {{ name: raw, url: "http://{addr}/v1", timeouts: {{ {timeouts} }} }}
 routes:
   - {{ name: llm, path: /v1, upstream: raw, transport: llm }}
 llm:
@@ -269,6 +282,24 @@ async fn pooled_connections_are_reused_and_a_stale_one_is_retried_fresh() {
         p.connections.load(Ordering::SeqCst) < calls + closes,
         "some calls shared a connection"
     );
+}
+
+#[tokio::test]
+async fn an_idle_pooled_connection_is_closed_after_its_idle_timeout() {
+    let p = provider(framings).await;
+    let gw = gateway_with(&p, "first_byte_ms: 5000, pool_idle_ms: 200").await;
+    let resp = call(&gw, "m-length", false).await;
+    assert_eq!(resp.text().await.expect("body"), COMPLETION);
+    // Kept for reuse, then closed by the gateway once idle too long,
+    // without another call to notice it.
+    eventually("the idle connection is closed", async || {
+        p.ended.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The next call opens a fresh one and is answered.
+    let resp = call(&gw, "m-length", false).await;
+    assert_eq!(resp.text().await.expect("body"), COMPLETION);
+    assert_eq!(p.connections.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -206,7 +206,7 @@ async fn open(
     }
     // A pooled connection first; a new one (a large future: TCP and TLS
     // connect) is boxed so that only the exchanges that connect carry it.
-    let (mut stream, mut reused) = match gw.transport.reused_stream(peer).await {
+    let (mut stream, mut reused) = match gw.shared.idle.take(peer.reuse_hash()) {
         Some(s) => (s, true),
         None => (connect(gw, peer).await?, false),
     };
@@ -311,8 +311,7 @@ impl Answer {
         match self {
             Answer::Own(resp) => {
                 if let Some(stream) = resp.into_reusable() {
-                    gw.transport
-                        .release_stream(stream, peer.reuse_hash(), Some(idle));
+                    gw.shared.idle.put(peer.reuse_hash(), stream, idle);
                 }
             }
             Answer::Pingora(conn) => {

@@ -7,6 +7,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::mcp::skim;
+
 /// The model API a request speaks, from the path after the route prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
@@ -141,23 +143,92 @@ impl LlmRequest {
 
     /// The body for one target: its model name, the caller as `user`, and
     /// usage in the stream when the gateway needs it. Untouched when there
-    /// is nothing to change.
+    /// is nothing to change; edited in place when the changes are plain
+    /// member values; rebuilt from a parse otherwise.
     pub fn body_for(
         &self,
         target_model: &str,
         user: Option<&str>,
         metadata: Option<Value>,
     ) -> Bytes {
-        let needs_user = user.is_some() && self.api != Api::Messages;
-        if target_model == self.model && !needs_user && !self.injects_usage() && metadata.is_none()
-        {
+        let user = user.filter(|_| self.api != Api::Messages);
+        let model = (target_model != self.model).then_some(target_model);
+        if model.is_none() && user.is_none() && !self.injects_usage() && metadata.is_none() {
             return self.body.clone();
         }
+        if metadata.is_none() {
+            if let Some(b) = self.spliced(model, user) {
+                return b;
+            }
+        }
+        self.rebuilt(target_model, user, metadata)
+    }
+
+    /// The body with `model` and `user` set and usage asked for in the
+    /// stream, written around the client's own bytes: the members that
+    /// change get new values, missing ones are added before the closing
+    /// brace. `None` when the object is not plain enough to edit this way
+    /// (an escaped key, `user` twice, `stream_options` to merge into): the
+    /// caller rebuilds the body instead.
+    fn spliced(&self, model: Option<&str>, user: Option<&str>) -> Option<Bytes> {
+        const KEYS: [&[u8]; 3] = [b"model", b"user", b"stream_options"];
+        let body = &self.body[..];
+        let mut spans: [Option<(usize, usize)>; 3] = [None; 3];
+        let mut twice = false;
+        skim::members(body, |key, value| {
+            if let Some(i) = KEYS.iter().position(|k| *k == key) {
+                let start = value.as_ptr() as usize - body.as_ptr() as usize;
+                twice |= spans[i].replace((start, start + value.len())).is_some();
+            }
+        })?;
+        let usage = self.injects_usage();
+        // `model` is always there (parse asks for it): members are added
+        // after it with a comma.
+        if twice || spans[0].is_none() || (usage && spans[2].is_some()) {
+            return None;
+        }
+        // The object's closing brace: the last byte that is not space.
+        let close = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
+        // Values replaced in place, in the order they appear.
+        let mut replace: [Option<(usize, usize, &str)>; 2] = [
+            spans[0].zip(model).map(|((a, b), v)| (a, b, v)),
+            spans[1].zip(user).map(|((a, b), v)| (a, b, v)),
+        ];
+        replace.sort_unstable_by_key(|r| r.map_or(usize::MAX, |(a, ..)| a));
+        let mut out = Vec::with_capacity(body.len() + 64);
+        let mut copied = 0;
+        for (start, end, value) in replace.into_iter().flatten() {
+            out.extend_from_slice(&body[copied..start]);
+            serde_json::to_writer(&mut out, value).ok()?;
+            copied = end;
+        }
+        out.extend_from_slice(&body[copied..close]);
+        let add = |out: &mut Vec<u8>, key: &[u8]| {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\":");
+        };
+        if let (None, Some(u)) = (spans[1], user) {
+            add(&mut out, b"user");
+            serde_json::to_writer(&mut out, u).ok()?;
+        }
+        if usage {
+            add(&mut out, b"stream_options");
+            out.extend_from_slice(br#"{"include_usage":true}"#);
+        }
+        out.extend_from_slice(&body[close..]);
+        Some(Bytes::from(out))
+    }
+
+    /// The body parsed, changed and written again: for the changes
+    /// `spliced` leaves to it (the gateway's metadata merged into the
+    /// client's, `stream_options` merged into).
+    fn rebuilt(&self, target_model: &str, user: Option<&str>, metadata: Option<Value>) -> Bytes {
         let Ok(Value::Object(mut o)) = serde_json::from_slice::<Value>(&self.body) else {
             return self.body.clone();
         };
         o.insert("model".into(), Value::String(target_model.to_owned()));
-        if let (true, Some(u)) = (needs_user, user) {
+        if let Some(u) = user {
             // The end user, for the upstream's own spend tracking
             // (LiteLLM attributes by it); never what the client claimed.
             o.insert("user".into(), Value::String(u.to_owned()));
@@ -231,6 +302,63 @@ mod tests {
         );
         let out: Value = serde_json::from_slice(&s.body_for("m", None, None)).unwrap();
         assert_eq!(out["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn edits_in_place_what_a_rebuild_would_write() {
+        let bodies = [
+            r#"{"model":"alias","stream":true,"messages":[{"role":"user","content":"hi \"there\""}]}"#,
+            "{ \"messages\" : [ {\"role\":\"user\",\"content\":\"{}\"} ] ,\n \"model\" : \"alias\" , \"stream\": true }\n",
+            r#"{"model":"alias","user":"mallory","stream":true,"temperature":0.5}"#,
+            r#"{"user":{"id":"mallory"},"model":"alias","stream":false}"#,
+            r#"{"model":"alias","stream":true,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}"#,
+        ];
+        for body in bodies {
+            for api in [Api::ChatCompletions, Api::Messages] {
+                let r = req(api, body);
+                for (model, user) in [
+                    ("alias", None),
+                    ("up\"stream/model", None),
+                    ("alias", Some("alice")),
+                    ("other", Some("bob \u{e9}\\")),
+                ] {
+                    let user = user.filter(|_| api != Api::Messages);
+                    let spliced = r.body_for(model, user, None);
+                    let rebuilt = r.rebuilt(model, user, None);
+                    let spliced: Value = serde_json::from_slice(&spliced).expect("valid JSON");
+                    let rebuilt: Value = serde_json::from_slice(&rebuilt).expect("valid JSON");
+                    assert_eq!(spliced, rebuilt, "{body} as {api:?} for {model} / {user:?}");
+                }
+            }
+        }
+        // The client's own bytes stay where nothing changes.
+        let r = req(Api::ChatCompletions, bodies[1]);
+        let out = r.body_for("alias", None, None);
+        assert!(out.starts_with(b"{ \"messages\" : [ {"), "{out:?}");
+        assert!(
+            out.ends_with(b"true ,\"stream_options\":{\"include_usage\":true}}\n"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn rebuilds_what_it_cannot_edit_plainly() {
+        for body in [
+            // An escaped key could be `user` in disguise.
+            r#"{"model":"alias","stream":true,"us\u0065r":"mallory"}"#,
+            // Which copy an upstream believes is its own business.
+            r#"{"model":"alias","stream":true,"user":"a","user":"b"}"#,
+            // Options of the client's own, merged into.
+            r#"{"model":"alias","stream":true,"stream_options":{"include_usage":false}}"#,
+        ] {
+            let r = req(Api::ChatCompletions, body);
+            assert_eq!(r.spliced(None, Some("alice")), None, "{body}");
+            let out: Value =
+                serde_json::from_slice(&r.body_for("alias", Some("alice"), None)).unwrap();
+            assert_eq!(out["user"], "alice", "{body}");
+            assert_eq!(out["stream_options"]["include_usage"], true, "{body}");
+            assert_eq!(out.as_object().unwrap().len(), 4, "{body}: {out}");
+        }
     }
 
     #[test]
