@@ -135,6 +135,11 @@ pub(crate) enum Admit {
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
+    /// None: Pingora's default is a response compression module switched
+    /// off, which still runs (and allocates) on every request. The gateway
+    /// passes answers as the upstream encoded them.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Ctx {
         Ctx {
             rt: self.shared.current(),

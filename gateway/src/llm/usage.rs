@@ -300,10 +300,9 @@ impl UsageWatch {
         let [Some(usage), choices] = skim::pick(data, [b"usage", b"choices"])? else {
             return None;
         };
-        let usage: Value = serde_json::from_slice(usage).ok()?;
-        if !usage.is_object() {
-            return None;
-        }
+        // Typed, so no tree is built; anything unusual in it (a number that
+        // is not a count, a repeated key) goes to the slow path.
+        let usage: OpenAiUsage = serde_json::from_slice(usage).ok()?;
         let usage_only = match choices {
             None => true,
             Some(c) if c == b"[]" => true,
@@ -317,7 +316,19 @@ impl UsageWatch {
             // Usage riding on content: the slow path rewrites the chunk.
             return None;
         }
-        self.read_openai_usage(&usage);
+        self.usage = UsageCounts {
+            prompt: usage.prompt_tokens.unwrap_or(0),
+            completion: usage.completion_tokens.unwrap_or(0),
+            cached: usage
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            reasoning: usage
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+        };
+        self.saw_usage = true;
         Some(if self.strip {
             Verdict::Drop
         } else {
@@ -376,6 +387,21 @@ impl UsageWatch {
             num(u, &["completion_tokens_details", "reasoning_tokens"]).unwrap_or(0);
         self.saw_usage = true;
     }
+}
+
+/// An OpenAI `usage` object as the usual usage chunk carries it.
+#[derive(serde::Deserialize)]
+struct OpenAiUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<UsageDetails>,
+    completion_tokens_details: Option<UsageDetails>,
+}
+
+#[derive(serde::Deserialize)]
+struct UsageDetails {
+    cached_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
 }
 
 /// The number at `path` (member lookups, not a JSON pointer: a pointer
@@ -552,6 +578,35 @@ mod tests {
             out.contains("\"content\":\"x\"") && !out.contains("usage"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn usage_the_typed_reader_refuses_is_read_as_a_parser_would() {
+        // A repeated key (the last one counts) and a count that is not a
+        // whole number (not counted): the slow path reads them.
+        for (usage, prompt, completion) in [
+            (
+                r#"{"prompt_tokens":1,"completion_tokens":2,"prompt_tokens":12}"#,
+                12,
+                2,
+            ),
+            (r#"{"prompt_tokens":12.5,"completion_tokens":3}"#, 0, 3),
+        ] {
+            let chunk = format!("data: {{\"choices\":[],\"usage\":{usage}}}\n\n");
+            let upstream = format!("{CHUNK_NULL}{chunk}{DONE}");
+            let mut w = UsageWatch::new(Api::ChatCompletions, true, true, 1 << 20);
+            assert_eq!(
+                run(&mut w, &upstream, 5),
+                format!("{CHUNK}{DONE}"),
+                "{usage}"
+            );
+            assert_eq!(
+                (w.usage.prompt, w.usage.completion),
+                (prompt, completion),
+                "{usage}"
+            );
+            assert!(w.saw_usage);
+        }
     }
 
     #[test]
