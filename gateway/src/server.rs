@@ -106,6 +106,7 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
 
     let conf = ServerConf {
         threads: opts.threads.max(1),
+        work_stealing: false,
         grace_period_seconds: Some(first.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
         upgrade_sock: first.upgrade_sock.clone(),

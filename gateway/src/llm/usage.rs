@@ -78,7 +78,8 @@ impl UsageWatch {
     }
 
     /// Take one chunk of the answer. What the client gets at once is
-    /// appended to `out`; in strip mode events wait for `flush`.
+    /// appended to `out`; in strip mode events wait for `flush`, except the
+    /// usual chunk arriving alone, which is cut at once.
     pub fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) {
         if !self.sse {
             if self.buf.len() + chunk.len() <= self.max_json {
@@ -87,12 +88,44 @@ impl UsageWatch {
             out.extend_from_slice(chunk);
             return;
         }
+        if self.strip && self.buf.is_empty() && self.text.is_none() {
+            if let Some(cut) = self.lone_null_usage_cut(chunk) {
+                // The usual chunk, alone in its HTTP chunk with nothing
+                // held before it: cut straight from it, never held.
+                if self.first_token_at.is_none() && DELTA.find(chunk).is_some() {
+                    self.first_token_at = Some(Instant::now());
+                }
+                match &chunk[cut + NULL_USAGE.len()..] {
+                    // `}\n\n`: one copy through three bytes into the cut,
+                    // whose place the ending then takes.
+                    &[a, b, c] => {
+                        out.extend_from_slice(&chunk[..cut + 3]);
+                        let end = out.len();
+                        out[end - 3..].copy_from_slice(&[a, b, c]);
+                    }
+                    rest => {
+                        out.extend_from_slice(&chunk[..cut]);
+                        out.extend_from_slice(rest);
+                    }
+                }
+                return;
+            }
+        }
         if !self.strip {
             out.extend_from_slice(chunk);
         }
         if !self.overflow {
             self.buf.extend_from_slice(chunk);
         }
+    }
+
+    /// `null_usage_cut` for a piece that is exactly one event.
+    fn lone_null_usage_cut(&self, piece: &[u8]) -> Option<usize> {
+        let (len, line) = next_event(piece)?;
+        if len != piece.len() {
+            return None;
+        }
+        self.null_usage_cut(piece, line)
     }
 
     /// Bytes taken and not yet read.
@@ -741,5 +774,28 @@ mod tests {
         let mut w = UsageWatch::new(Api::ChatCompletions, true, true, 1 << 20).capture_text();
         run(&mut w, &upstream, 9);
         assert_eq!(w.text.as_deref(), Some("hiabcd"));
+        // As upstreams send them, one event per chunk (the usual one then
+        // skips the held buffer), read before or after the next arrives.
+        let events: Vec<String> = upstream.split_inclusive("\n\n").map(String::from).collect();
+        let crlf: Vec<String> = events.iter().map(|e| e.replace('\n', "\r\n")).collect();
+        for events in [events, crlf] {
+            let whole = events.concat();
+            let mut bulk = UsageWatch::new(Api::ChatCompletions, true, true, 1 << 20);
+            let expected = run(&mut bulk, &whole, 0);
+            for flush_each in [true, false] {
+                let mut w = UsageWatch::new(Api::ChatCompletions, true, true, 1 << 20);
+                let mut out = BytesMut::new();
+                for e in &events {
+                    w.feed(e.as_bytes(), &mut out);
+                    if flush_each {
+                        w.flush(&mut out);
+                    }
+                }
+                w.finish(&mut out);
+                assert_eq!(out, expected.as_bytes(), "flush after each: {flush_each}");
+                assert_eq!(w.usage.total(), 15);
+                assert!(w.first_token_at.is_some());
+            }
+        }
     }
 }
