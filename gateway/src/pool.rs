@@ -1,8 +1,11 @@
 //! Idle HTTP/1.1 upstream connections of the gateway's own client (`h1`),
 //! kept for the next model call or tool exchange to the same upstream.
 //!
-//! A stack per upstream, most recently used on top, behind one short lock;
-//! nothing runs per connection while it waits. A connection is checked
+//! A stack per upstream and proxy thread, most recently used on top, behind
+//! one short lock; nothing runs per connection while it waits. Each proxy
+//! thread runs its own event loop, and a connection's readiness comes from
+//! the loop it was opened on: handed to another thread, every read of it
+//! would cross threads, so a thread takes back only what it released. A connection is checked
 //! when it is taken (closed by the upstream, or sent bytes nobody asked
 //! for: dropped) and the reloader's periodic tick closes the ones that
 //! outlived their idle timeout or that the upstream closed meanwhile.
@@ -18,12 +21,23 @@ use std::time::{Duration, Instant};
 use pingora::protocols::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// Most idle connections kept per upstream; the oldest goes first.
+/// Most idle connections kept per upstream and thread; the oldest goes first.
 pub const PER_UPSTREAM: usize = 128;
+
+/// An upstream (the peer's reuse hash) and the thread that released to it.
+type Key = (u64, u64);
 
 #[derive(Default)]
 pub struct IdlePool {
-    idle: Mutex<HashMap<u64, Vec<Idle>>>,
+    idle: Mutex<HashMap<Key, Vec<Idle>>>,
+}
+
+/// This thread's number, for the pool's keys.
+fn thread_slot() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local!(static SLOT: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
+    SLOT.with(|s| *s)
 }
 
 struct Idle {
@@ -32,9 +46,11 @@ struct Idle {
 }
 
 impl IdlePool {
-    /// An idle connection for `key` (the peer's reuse hash), if one is
-    /// still good. Expired and closed ones met on the way are dropped.
+    /// An idle connection for `key` (the peer's reuse hash) that this
+    /// thread released, if one is still good. Expired and closed ones met
+    /// on the way are dropped.
     pub fn take(&self, key: u64) -> Option<Stream> {
+        let key = (key, thread_slot());
         loop {
             let mut idle = self.lock().get_mut(&key)?.pop()?;
             if idle.until > Instant::now() && still_idle(&mut idle.stream) {
@@ -50,7 +66,7 @@ impl IdlePool {
         }
         let until = Instant::now() + timeout;
         let mut idle = self.lock();
-        let stack = idle.entry(key).or_default();
+        let stack = idle.entry((key, thread_slot())).or_default();
         if stack.len() >= PER_UPSTREAM {
             stack.remove(0);
         }
@@ -77,7 +93,7 @@ impl IdlePool {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<Idle>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Vec<Idle>>> {
         // Nothing can be left half-done under this lock: a panic elsewhere
         // does not make the map unusable.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
@@ -143,6 +159,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_thread_takes_back_only_what_it_released() {
+        let pool = std::sync::Arc::new(IdlePool::default());
+        let (s, _up) = pair().await;
+        pool.put(1, s, Duration::from_secs(60));
+        let other = pool.clone();
+        let taken = std::thread::spawn(move || other.take(1).is_some())
+            .join()
+            .unwrap();
+        assert!(!taken, "another thread's event loop would have to carry it");
+        assert!(pool.take(1).is_some());
+    }
+
+    #[tokio::test]
     async fn drops_what_the_upstream_closed_or_wrote_to() {
         let pool = IdlePool::default();
         let (good, _good_up) = pair().await;
@@ -157,10 +186,13 @@ mod tests {
         for s in [closed, chatty] {
             s.readable().await.unwrap();
             let until = Instant::now() + Duration::from_secs(60);
-            pool.lock().entry(1).or_default().push(Idle {
-                stream: Box::new(L4Stream::from(s)),
-                until,
-            });
+            pool.lock()
+                .entry((1, thread_slot()))
+                .or_default()
+                .push(Idle {
+                    stream: Box::new(L4Stream::from(s)),
+                    until,
+                });
         }
         assert_eq!(pool.len(), 3);
         assert_eq!(pool.take(1).map(|s| s.id()), Some(good_id));
