@@ -246,6 +246,10 @@ impl LlmRequest {
             let opts = o
                 .entry("stream_options")
                 .or_insert_with(|| Value::Object(Default::default()));
+            if !opts.is_object() {
+                // `"stream_options": null` must not keep a call unmetered.
+                *opts = Value::Object(Default::default());
+            }
             if let Value::Object(opts) = opts {
                 opts.insert("include_usage".into(), Value::Bool(true));
             }
@@ -350,6 +354,8 @@ mod tests {
             r#"{"model":"alias","stream":true,"user":"a","user":"b"}"#,
             // Options of the client's own, merged into.
             r#"{"model":"alias","stream":true,"stream_options":{"include_usage":false}}"#,
+            // No options: usage is still asked for.
+            r#"{"model":"alias","stream":true,"stream_options":null}"#,
         ] {
             let r = req(Api::ChatCompletions, body);
             assert_eq!(r.spliced(None, Some("alice")), None, "{body}");
