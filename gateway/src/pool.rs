@@ -3,14 +3,15 @@
 //!
 //! A stack per upstream and proxy thread, most recently used on top, behind
 //! one short lock; nothing runs per connection while it waits. Each proxy
-//! thread runs its own event loop, and a connection's readiness comes from
-//! the loop it was opened on: handed to another thread, every read of it
-//! would cross threads, so a thread takes back only what it released. A connection is checked
-//! when it is taken (closed by the upstream, or sent bytes nobody asked
-//! for: dropped) and the reloader's periodic tick closes the ones that
-//! outlived their idle timeout or that the upstream closed meanwhile.
-//! Pingora's pool spawns a watching task per released connection and
-//! looks up the socket's peer on every reuse; this costs neither.
+//! thread runs its own event loop and a connection's readiness comes from
+//! the loop it was opened on, so a thread takes back only what it released
+//! (handed to another thread, every read of it would cross threads). A
+//! connection is checked when it is taken (closed by the upstream, or sent
+//! bytes nobody asked for: dropped), and the reloader's periodic tick
+//! closes the ones that outlived their idle timeout or that the upstream
+//! closed meanwhile. Pingora's pool spawns a watching task per released
+//! connection and looks up the socket's peer on every reuse; this costs
+//! neither.
 
 use std::collections::HashMap;
 use std::pin::Pin;
