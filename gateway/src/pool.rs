@@ -77,7 +77,11 @@ impl IdlePool {
     /// Close the connections past their idle timeout or closed by their
     /// upstream. Called now and then, so none outlives its timeout long.
     pub fn sweep(&self) {
-        let now = Instant::now();
+        self.sweep_at(Instant::now());
+    }
+
+    /// `sweep` as of `now`.
+    fn sweep_at(&self, now: Instant) {
         let mut idle = self.lock();
         for stack in idle.values_mut() {
             stack.retain_mut(|i| i.until > now && still_idle(&mut i.stream));
@@ -130,16 +134,6 @@ mod tests {
         let ours = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (theirs, _) = l.accept().await.unwrap();
         (ours, theirs)
-    }
-
-    async fn eventually(mut done: impl FnMut() -> bool) {
-        for _ in 0..200 {
-            if done() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("condition not reached");
     }
 
     #[tokio::test]
@@ -209,11 +203,11 @@ mod tests {
         pool.put(2, long, Duration::from_secs(60));
         pool.put(3, pair().await.0, Duration::ZERO);
         assert_eq!(pool.len(), 2, "a zero timeout keeps nothing");
-        eventually(|| {
-            pool.sweep();
-            pool.len() == 1
-        })
-        .await;
+        pool.sweep();
+        assert_eq!(pool.len(), 2, "neither has expired yet");
+        // The sweep as the clock will read once the short timeout is past.
+        pool.sweep_at(Instant::now() + Duration::from_millis(50));
+        assert_eq!(pool.len(), 1);
         // The upstream sees the expired connection closed.
         let mut rest = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut short_up, &mut rest)

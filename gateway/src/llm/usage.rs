@@ -95,19 +95,7 @@ impl UsageWatch {
                 if self.first_token_at.is_none() && DELTA.find(chunk).is_some() {
                     self.first_token_at = Some(Instant::now());
                 }
-                match &chunk[cut + NULL_USAGE.len()..] {
-                    // `}\n\n`: one copy through three bytes into the cut,
-                    // whose place the ending then takes.
-                    &[a, b, c] => {
-                        out.extend_from_slice(&chunk[..cut + 3]);
-                        let end = out.len();
-                        out[end - 3..].copy_from_slice(&[a, b, c]);
-                    }
-                    rest => {
-                        out.extend_from_slice(&chunk[..cut]);
-                        out.extend_from_slice(rest);
-                    }
-                }
+                put_cut(out, chunk, cut);
                 return;
             }
         }
@@ -238,10 +226,7 @@ impl UsageWatch {
     fn read_event(&mut self, event: &[u8], out: &mut BytesMut) {
         match self.event(event) {
             Verdict::Keep if self.strip => strip_null_usage(out, event),
-            Verdict::Cut(at) if self.strip => {
-                out.extend_from_slice(&event[..at]);
-                out.extend_from_slice(&event[at + NULL_USAGE.len()..]);
-            }
+            Verdict::Cut(at) if self.strip => put_cut(out, event, at),
             Verdict::Keep | Verdict::Cut(_) | Verdict::Drop => {}
             Verdict::Replace(b) => out.extend_from_slice(&b),
         }
@@ -530,6 +515,23 @@ fn has_usage_object(data: &[u8]) -> bool {
             .find(|b| !b.is_ascii_whitespace() && **b != b':')
             == Some(&b'{')
     })
+}
+
+/// Copy the usual chunk into `out` without its `,"usage":null` at `cut`.
+fn put_cut(out: &mut BytesMut, event: &[u8], cut: usize) {
+    match &event[cut + NULL_USAGE.len()..] {
+        // `}\n\n`: one copy through three bytes of the cut member, whose
+        // place the ending then takes.
+        &[a, b, c] => {
+            out.extend_from_slice(&event[..cut + 3]);
+            let end = out.len();
+            out[end - 3..].copy_from_slice(&[a, b, c]);
+        }
+        rest => {
+            out.extend_from_slice(&event[..cut]);
+            out.extend_from_slice(rest);
+        }
+    }
 }
 
 /// Copy `event` into `out` without the `,"usage":null` that `include_usage`
