@@ -518,6 +518,7 @@ fn has_usage_object(data: &[u8]) -> bool {
 }
 
 /// Copy the usual chunk into `out` without its `,"usage":null` at `cut`.
+#[inline]
 fn put_cut(out: &mut BytesMut, event: &[u8], cut: usize) {
     match &event[cut + NULL_USAGE.len()..] {
         // `}\n\n`: one copy through three bytes of the cut member, whose
