@@ -48,7 +48,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
     };
     let body = body.as_deref().unwrap_or_default();
     let health = rt.health.get(route.upstream).map(|h| &**h);
-    let (mut head, mut answer) = exchange(
+    let (mut head, answer) = exchange(
         gw,
         (peer, up, health),
         &mut ctx.retries,
@@ -65,6 +65,15 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
     gw.on_response_header(&mut head, ctx)?;
     ctx.gateway_time += t.elapsed();
     let header_only = answer.done();
+    let (head, mut answer) = if !header_only && crate::detach::wanted(session, &head, ctx) {
+        let pool = (peer.reuse_hash(), up.pool_idle_timeout);
+        match crate::detach::hand_off(gw, session, ctx, head, answer, pool) {
+            Ok(()) => return Ok(()),
+            Err(back) => *back,
+        }
+    } else {
+        (head, answer)
+    };
     session
         .write_response_header(Box::new(head), header_only)
         .await?;
@@ -87,12 +96,8 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                 },
             };
             let end = !more;
-            gw.within_deadline(end, ctx)?;
             let mut body = (!out.is_empty()).then(|| out.freeze());
-            let t = std::time::Instant::now();
-            on_response_chunk(&mut body, end, ctx);
-            gw.learn_catalog(ctx);
-            ctx.gateway_time += t.elapsed();
+            on_response_chunk(&gw.shared, &mut body, end, ctx)?;
             if body.is_some() || end {
                 session.write_response_body(body, end).await?;
             }
@@ -219,12 +224,8 @@ pub async fn run_pingora(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> 
         loop {
             let chunk = up.read_response_body().await?;
             let end = chunk.is_none() || up.response_done();
-            gw.within_deadline(end, ctx)?;
             let mut body = chunk;
-            let t = std::time::Instant::now();
-            on_response_chunk(&mut body, end, ctx);
-            gw.learn_catalog(ctx);
-            ctx.gateway_time += t.elapsed();
+            on_response_chunk(&gw.shared, &mut body, end, ctx)?;
             session.write_response_body(body, end).await?;
             if end {
                 break;

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub gateway_time: HistogramVec,
     pub request_duration: HistogramVec,
     pub sse_streams: IntGaugeVec,
+    /// Event streams held in the gateway's own task (`detach`).
+    pub streams_detached: IntGauge,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub config_last_reload_ok: IntGauge,
@@ -286,6 +288,10 @@ impl Metrics {
                 LATENCY_BUCKETS,
             ),
             sse_streams,
+            streams_detached: gauge(
+                "streams_detached",
+                "Event streams to HTTP/1.1 clients held in the gateway's own task, out of Pingora's session",
+            ),
             config_reloads: counter(
                 "config_reloads_total",
                 "Config loads by outcome (applied, invalid, unchanged)",

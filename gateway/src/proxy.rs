@@ -27,6 +27,7 @@ use crate::mcp::legacy::EndpointRewriter;
 use crate::mcp::{classify_capped, JsonCaps, Method, RequestFacts, ResponseInspector, Revision};
 use crate::policy::list::ListFilter;
 use crate::policy::{self, Caller, Deny};
+use crate::record::Done;
 use crate::refusal::{self, Refusal};
 use crate::resilience::Ticket;
 use crate::sessions::Check;
@@ -52,6 +53,9 @@ pub struct Gateway {
     /// and model calls to HTTP/1.1 upstreams (idle connections are kept in
     /// `Shared::idle`).
     pub transport: pingora::connectors::TransportConnector,
+    /// The way back into Pingora for a connection whose held stream
+    /// `detach` served.
+    pub reentry: crate::detach::ReentrySlot,
 }
 
 /// Per-request state. Filled forward through the phases, never read back
@@ -102,9 +106,46 @@ pub struct Ctx {
     pub catalog_learnt: bool,
     /// The approval this call went through on.
     pub approval: Option<String>,
+    /// The request went on in `detach`'s task with the rest of this state;
+    /// Pingora's session no longer carries it.
+    pub detached: bool,
 }
 
 impl Ctx {
+    /// A request's state as it starts, on the runtime it uses throughout.
+    pub fn new(rt: Arc<Runtime>) -> Ctx {
+        Ctx {
+            rt,
+            started: Instant::now(),
+            route: None,
+            upstream_path: String::new(),
+            facts: None,
+            revision: None,
+            session: None,
+            body: None,
+            inspector: ResponseInspector::off(),
+            legacy: None,
+            upstream_sent: None,
+            upstream_latency: None,
+            gateway_time: Duration::ZERO,
+            sse_counted: false,
+            refused: None,
+            access_denied: false,
+            caller: None,
+            list_filter: None,
+            request_id: None,
+            method_is_delete: false,
+            permits: Vec::new(),
+            ticket: None,
+            retries: 0,
+            deadline: None,
+            upstream_failure: None,
+            llm: None,
+            catalog_learnt: false,
+            approval: None,
+            detached: false,
+        }
+    }
     pub fn route(&self) -> Option<&Route> {
         self.route.map(|i| &self.rt.snapshot.routes[i])
     }
@@ -141,36 +182,7 @@ impl ProxyHttp for Gateway {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
-        Ctx {
-            rt: self.shared.current(),
-            started: Instant::now(),
-            route: None,
-            upstream_path: String::new(),
-            facts: None,
-            revision: None,
-            session: None,
-            body: None,
-            inspector: ResponseInspector::off(),
-            legacy: None,
-            upstream_sent: None,
-            upstream_latency: None,
-            gateway_time: Duration::ZERO,
-            sse_counted: false,
-            refused: None,
-            access_denied: false,
-            caller: None,
-            list_filter: None,
-            request_id: None,
-            method_is_delete: false,
-            permits: Vec::new(),
-            ticket: None,
-            retries: 0,
-            deadline: None,
-            upstream_failure: None,
-            llm: None,
-            catalog_learnt: false,
-            approval: None,
-        }
+        Ctx::new(self.shared.current())
     }
 
     // Paths that own an upstream exchange (large futures) are boxed where
@@ -296,11 +308,7 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
-        self.within_deadline(end_of_stream, ctx)?;
-        let t = Instant::now();
-        on_response_chunk(body, end_of_stream, ctx);
-        self.learn_catalog(ctx);
-        ctx.gateway_time += t.elapsed();
+        on_response_chunk(&self.shared, body, end_of_stream, ctx)?;
         Ok(None)
     }
 
@@ -319,28 +327,12 @@ impl ProxyHttp for Gateway {
                 _ => 500,
             },
         };
-        let kind = upstream_error_kind(e);
-        let m = &self.shared.metrics;
-        m.upstream_errors
-            .with_label_values(&[ctx.route_label(), kind])
-            .inc();
-        tracing::warn!(route = ctx.route_label(), error = %e, "proxying failed");
+        let kind = self.shared.failed(e, ctx);
         let upstream_fault = e.esource() == &pingora::ErrorSource::Upstream;
-        if upstream_fault {
-            ctx.upstream_failure.get_or_insert(kind);
-            if let Some(t) = ctx.ticket.as_mut() {
-                t.record(false, m);
-            }
-        }
         if session.response_written().is_some() {
-            // The answer had started: close it properly, with an error for
-            // every call still waiting on it.
+            // The answer had started: close it properly.
             if upstream_fault {
-                m.upstream_resets
-                    .with_label_values(&[ctx.route_label()])
-                    .inc();
-                ctx.upstream_failure = Some("upstream_reset");
-                if let Some(events) = pending_errors(ctx) {
+                if let Some(events) = self.shared.cut_short(ctx) {
                     let _ = session.write_response_body(Some(events), true).await;
                 }
             }
@@ -372,11 +364,17 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        if let (Some(t), None, Some(_)) = (ctx.ticket.as_mut(), e, ctx.upstream_sent) {
-            let status = session.response_written().map_or(0, |r| r.status.as_u16());
-            t.record(status < 500, &self.shared.metrics);
+        if ctx.detached {
+            // The stream was handed to `detach`, which records it when it ends.
+            return;
         }
-        self.record(session, e, ctx);
+        let req = session.req_header();
+        let done = Done {
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            method: req.method.as_str(),
+            version: req.version,
+        };
+        self.shared.record(&done, e, ctx);
     }
 }
 
@@ -697,17 +695,6 @@ impl Gateway {
     /// Learn the upstream's tool catalog as soon as its list is read, before
     /// the bytes carrying it reach the client: a client that calls a tool
     /// right after listing it finds its metric label known.
-    pub(crate) fn learn_catalog(&self, ctx: &mut Ctx) {
-        if ctx.catalog_learnt {
-            return;
-        }
-        if let (Some(tools), Some(route)) = (&ctx.inspector.tools_seen, ctx.route()) {
-            let upstream = ctx.rt.snapshot.upstream(route).name.as_str();
-            self.shared.learn_tools(&ctx.rt.snapshot, upstream, tools);
-            ctx.catalog_learnt = true;
-        }
-    }
-
     /// The request goes upstream now: the clock of a POST's whole-call
     /// deadline starts. Shared by Pingora's loop and `forward`.
     pub(crate) fn upstream_sending(&self, method: &http::Method, ctx: &mut Ctx) {
@@ -732,19 +719,6 @@ impl Gateway {
                 t.record(!failed, &self.shared.metrics);
             }
         }
-    }
-
-    /// A POST's answer still streaming past `timeouts.total_ms` is cut.
-    pub(crate) fn within_deadline(&self, end: bool, ctx: &mut Ctx) -> Result<()> {
-        if !end && ctx.deadline.is_some_and(|d| Instant::now() > d) {
-            ctx.upstream_failure = Some("total_timeout");
-            return Err(Error::explain(
-                ErrorType::ReadTimedout,
-                "upstream call took longer than timeouts.total_ms",
-            )
-            .into_up());
-        }
-        Ok(())
     }
 
     /// The upstream's circuit breaker: an open circuit answers at once.
@@ -987,256 +961,26 @@ impl Gateway {
         }
         Ok(())
     }
-
-    fn record(&self, session: &Session, e: Option<&Error>, ctx: &Ctx) {
-        let m = &self.shared.metrics;
-        let route = ctx.route_label();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let method = session.req_header().method.as_str();
-        m.requests
-            .with_label_values(&[route, method_label(method), status_label(status)])
-            .inc();
-        m.request_duration
-            .with_label_values(&[route])
-            .observe(ctx.started.elapsed().as_secs_f64());
-        m.gateway_time
-            .with_label_values(&[route])
-            .observe(ctx.gateway_time.as_secs_f64());
-        if let Some(l) = ctx.upstream_latency {
-            m.upstream_latency
-                .with_label_values(&[route])
-                .observe(l.as_secs_f64());
-        }
-        if ctx.sse_counted {
-            m.sse_streams.with_label_values(&[route]).dec();
-        }
-        if ctx.inspector.unparsed > 0 {
-            m.unparsed_server_messages
-                .with_label_values(&[route])
-                .inc_by(u64::from(ctx.inspector.unparsed));
-        }
-        for method in &ctx.inspector.server_messages {
-            m.mcp_messages
-                .with_label_values(&[route, "server", method.as_label()])
-                .inc();
-        }
-        let upstream_name = ctx
-            .route()
-            .map(|r| ctx.rt.snapshot.upstream(r).name.as_str())
-            .unwrap_or("");
-        if let (Some(tools), false) = (&ctx.inspector.tools_seen, ctx.catalog_learnt) {
-            self.shared
-                .learn_tools(&ctx.rt.snapshot, upstream_name, tools);
-        }
-        if let Some(facts) = &ctx.facts {
-            for msg in facts
-                .messages
-                .iter()
-                .filter(|m| m.method == Method::ToolsCall)
-            {
-                let outcome = match (&msg.id, ctx.refused) {
-                    (_, Some(_)) => "refused",
-                    (Some(id), None) => ctx
-                        .inspector
-                        .outcome(id)
-                        .map_or("no_response", |o| o.as_label()),
-                    (None, None) => "notification",
-                };
-                let tool = self
-                    .shared
-                    .tool_label(upstream_name, msg.target.as_deref().unwrap_or(""));
-                m.tool_calls
-                    .with_label_values(&[route, tool, outcome])
-                    .inc();
-            }
-        }
-        if let Some(f) = &ctx.list_filter {
-            if f.removed > 0 {
-                m.list_items_hidden
-                    .with_label_values(&[route])
-                    .inc_by(f.removed as u64);
-            }
-        }
-        let llm = ctx.llm.as_deref().map(|call| self.record_llm(ctx, call));
-        self.audit(ctx, status, upstream_name, e.is_some(), llm);
-        let first = ctx.facts.as_ref().map(|f| f.first());
-        tracing::debug!(
-            route,
-            status,
-            method,
-            version = ?session.req_header().version,
-            rpc = first.map_or("", |m| m.method.name()),
-            target = first.and_then(|m| m.target.as_deref()).unwrap_or(""),
-            revision = ctx.revision.map_or("", Revision::as_label),
-            session = ctx.session.as_deref().unwrap_or(""),
-            gateway_us = ctx.gateway_time.as_micros() as u64,
-            error = e.map(|e| e.to_string()),
-            "request"
-        );
-    }
 }
 
-impl Gateway {
-    /// Queue the audit event of a routed request, if it is sampled in.
-    /// Never blocks: a full queue drops and counts.
-    fn audit(
-        &self,
-        ctx: &Ctx,
-        status: u16,
-        upstream: &str,
-        failed: bool,
-        llm: Option<audit::LlmAudit>,
-    ) {
-        let (Some(tx), Some(route)) = (&self.shared.audit, ctx.route()) else {
-            return;
-        };
-        let decision = match ctx.refused {
-            Some(_) if ctx.access_denied => audit::Decision::Deny,
-            Some(_) => audit::Decision::Error,
-            None if failed || status >= 500 => audit::Decision::Error,
-            None => audit::Decision::Allow,
-        };
-        let request_id = ctx.request_id.as_deref().unwrap_or("");
-        let key = ctx.session.as_deref().unwrap_or(request_id);
-        // Calls that went through on an approval are always recorded.
-        if ctx.approval.is_none() && !ctx.rt.sampler.keep(decision, key) {
-            return;
-        }
-        let first = ctx.facts.as_ref().map(|f| f.first());
-        let snap = &ctx.rt.snapshot;
-        let mut ev = audit::AuditEvent::new(
-            route.name.as_str(),
-            first.map_or("", |m| m.method.name()),
-            decision,
-            snap.version.to_string(),
-            request_id,
-        );
-        if ev.method.is_empty() {
-            ev.method = if ctx.method_is_delete {
-                "DELETE".into()
-            } else {
-                "GET".into()
-            };
-        }
-        if let Some(c) = &ctx.caller {
-            ev.subject = Some(c.subject.to_string());
-            ev.tenant = c.tenant.as_deref().map(str::to_owned);
-        }
-        ev.session = ctx.session.as_deref().map(str::to_owned);
-        ev.upstream = (!upstream.is_empty()).then(|| upstream.to_owned());
-        ev.target = first.and_then(|m| m.target.as_deref()).map(str::to_owned);
-        ev.reason = ctx.refused.or(ctx.upstream_failure).map(str::to_owned);
-        if let (Some(m), Some(body)) = (first, &ctx.body) {
-            if let Some(args) = m.arguments.clone().and_then(|r| body.get(r)) {
-                ev.arguments_digest = Some(audit::digest(args));
-                if snap.audit.include_arguments {
-                    ev.arguments = serde_json::from_slice(args)
-                        .ok()
-                        .map(|v| audit::redact(&v, &snap.audit.redact));
-                }
-            }
-        }
-        ev.outcome = match (ctx.refused, first.and_then(|m| m.id.as_ref())) {
-            (Some(_), _) => Some("refused".into()),
-            (None, Some(id)) => Some(
-                ctx.inspector
-                    .outcome(id)
-                    .map_or("no_response", |o| o.as_label())
-                    .into(),
-            ),
-            (None, None) => None,
-        };
-        ev.status = status;
-        ev.approval = ctx.approval.clone();
-        ev.latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
-        if let Some(l) = llm {
-            ev.method = "model".into();
-            ev.target = Some(l.model.clone());
-            ev.llm = Some(l);
-        }
-        let label = match decision {
-            audit::Decision::Allow => "allow",
-            audit::Decision::Deny => "deny",
-            audit::Decision::Error => "error",
-        };
-        self.shared
-            .metrics
-            .audit_events
-            .with_label_values(&[label])
-            .inc();
-        tx.send(ev);
+/// One chunk of an answer, wherever it is served (Pingora's loop,
+/// `forward`, `detach`): a POST past its whole-call deadline is cut; the
+/// watchers see it; a catalog it completes is learnt.
+pub(crate) fn on_response_chunk(
+    shared: &Shared,
+    body: &mut Option<Bytes>,
+    end: bool,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    if !end && ctx.deadline.is_some_and(|d| Instant::now() > d) {
+        ctx.upstream_failure = Some("total_timeout");
+        return Err(Error::explain(
+            ErrorType::ReadTimedout,
+            "upstream call took longer than timeouts.total_ms",
+        )
+        .into_up());
     }
-}
-
-impl Gateway {
-    /// Settle a model call (token buckets, budgets, cost) and record its
-    /// GenAI metrics; returns what audit records of it.
-    fn record_llm(&self, ctx: &Ctx, call: &crate::llm::LlmCall) -> audit::LlmAudit {
-        let m = &self.shared.metrics;
-        let snap = &ctx.rt.snapshot;
-        let tenant = ctx
-            .caller
-            .as_ref()
-            .and_then(|c| c.tenant.as_deref())
-            .unwrap_or("");
-        let cost = crate::llm::settle(snap, call, m, tenant);
-        let op = call.req.api.operation();
-        let model = call.req.model.as_str();
-        let o = call.outcome.as_ref();
-        let upstream_model = o.and_then(|o| {
-            snap.llm
-                .alias(model)
-                .and_then(|a| a.targets.get(o.target))
-                .map(|t| t.model.clone())
-        });
-        let usage = o.filter(|o| o.saw_usage).map(|o| o.usage);
-        if let Some(u) = usage {
-            m.llm_tokens
-                .with_label_values(&[op, model, "input"])
-                .observe(u.prompt as f64);
-            m.llm_tokens
-                .with_label_values(&[op, model, "output"])
-                .observe(u.completion as f64);
-        }
-        let end = Instant::now();
-        if let Some(first) = o.and_then(|o| o.first_token_at) {
-            m.llm_ttft
-                .with_label_values(&[op, model])
-                .observe(first.duration_since(ctx.started).as_secs_f64());
-            if let Some(u) = usage.filter(|u| u.completion > 1) {
-                m.llm_tpot
-                    .with_label_values(&[op, model])
-                    .observe(end.duration_since(first).as_secs_f64() / (u.completion - 1) as f64);
-            }
-        }
-        if o.is_some() {
-            m.llm_duration
-                .with_label_values(&[op, model])
-                .observe(end.duration_since(ctx.started).as_secs_f64());
-        }
-        audit::LlmAudit {
-            model: model.to_owned(),
-            upstream_model,
-            stream: call.req.stream,
-            prompt_tokens: usage.map(|u| u.prompt),
-            completion_tokens: usage.map(|u| u.completion),
-            total_tokens: usage.map(|u| u.total()),
-            cached_tokens: usage.map(|u| u.cached),
-            reasoning_tokens: usage.map(|u| u.reasoning),
-            cost_usd: cost,
-            attempts: o.map_or(0, |o| o.attempts),
-            prompt: snap
-                .llm
-                .audit_text
-                .then(|| call.req.prompt_for_audit(&snap.audit.redact))
-                .flatten(),
-            completion: o.and_then(|o| o.text.clone()),
-        }
-    }
-}
-
-/// Watch one response chunk; shared with `forward`.
-pub(crate) fn on_response_chunk(body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) {
+    let t = Instant::now();
     if let Some(rw) = ctx.legacy.as_mut() {
         *body = rw.process(body.take(), end);
     }
@@ -1251,6 +995,15 @@ pub(crate) fn on_response_chunk(body: &mut Option<Bytes>, end: bool, ctx: &mut C
     if let Some(f) = ctx.list_filter.as_mut() {
         *body = f.process(body.take(), end);
     }
+    if !ctx.catalog_learnt {
+        if let (Some(tools), Some(route)) = (&ctx.inspector.tools_seen, ctx.route()) {
+            let upstream = ctx.rt.snapshot.upstream(route).name.as_str();
+            shared.learn_tools(&ctx.rt.snapshot, upstream, tools);
+            ctx.catalog_learnt = true;
+        }
+    }
+    ctx.gateway_time += t.elapsed();
+    Ok(())
 }
 
 /// Whom limits count: the authenticated caller, else the client's socket
@@ -1271,19 +1024,6 @@ fn limit_owner<'a>(
             (ip.into(), None, &[])
         }
     }
-}
-
-/// For an SSE answer the upstream cut off: one error event for each call
-/// of the request that has not been answered yet.
-fn pending_errors(ctx: &Ctx) -> Option<Bytes> {
-    if !ctx.inspector.is_sse() {
-        return None;
-    }
-    let facts = ctx.facts.as_ref()?;
-    let pending = facts
-        .request_ids()
-        .filter(|id| ctx.inspector.outcome(id).is_none());
-    refusal::sse_errors(pending, "upstream connection lost before the answer")
 }
 
 /// Most bytes read and discarded past the body cap to answer 413 cleanly.
@@ -1386,61 +1126,4 @@ fn listener_name<'a>(
         })
         .or(snap.listeners.first())
         .map_or("", |l| l.name.as_str())
-}
-
-fn method_label(m: &str) -> &'static str {
-    match m {
-        "GET" => "GET",
-        "POST" => "POST",
-        "DELETE" => "DELETE",
-        "HEAD" => "HEAD",
-        "OPTIONS" => "OPTIONS",
-        "PUT" => "PUT",
-        _ => "other",
-    }
-}
-
-fn status_label(s: u16) -> &'static str {
-    const CODES: [(u16, &str); 18] = [
-        (0, "0"),
-        (200, "200"),
-        (202, "202"),
-        (204, "204"),
-        (400, "400"),
-        (401, "401"),
-        (403, "403"),
-        (404, "404"),
-        (405, "405"),
-        (406, "406"),
-        (413, "413"),
-        (429, "429"),
-        (500, "500"),
-        (502, "502"),
-        (503, "503"),
-        (504, "504"),
-        (301, "301"),
-        (302, "302"),
-    ];
-    CODES.iter().find(|(c, _)| *c == s).map_or(
-        match s / 100 {
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            _ => "5xx",
-        },
-        |(_, l)| l,
-    )
-}
-
-fn upstream_error_kind(e: &Error) -> &'static str {
-    match e.etype() {
-        ErrorType::ConnectTimedout => "connect_timeout",
-        ErrorType::ConnectRefused => "connect_refused",
-        ErrorType::ConnectNoRoute => "no_route",
-        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => "tls",
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
-        ErrorType::ConnectionClosed => "closed",
-        _ if e.esource() == &pingora::ErrorSource::Upstream => "upstream",
-        _ => "other",
-    }
 }

@@ -119,18 +119,18 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    let reentry = crate::detach::ReentrySlot::default();
     let gateway = Gateway {
         shared: shared.clone(),
         connector: pingora::connectors::http::Connector::new(None),
         transport: pingora::connectors::TransportConnector::new(None),
+        reentry: reentry.clone(),
     };
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "sluice");
-    if let Some(app) = proxy.app_logic_mut() {
-        let mut o = HttpServerOptions::default();
-        o.h2c = first.listeners.iter().any(|l| l.http2 && l.tls.is_none());
-        app.server_options = Some(o);
-    }
+    let mut app = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let mut o = HttpServerOptions::default();
+    o.h2c = first.listeners.iter().any(|l| l.http2 && l.tls.is_none());
+    app.server_options = Some(o);
+    let mut proxy = Service::new("sluice".into(), crate::detach::Front::new(app, reentry));
     for l in &first.listeners {
         let addr = l.address.to_string();
         match certs.iter().find(|(n, _)| n == &l.name) {

@@ -377,3 +377,113 @@ async fn sse_events_reach_the_client_as_the_upstream_writes_them() {
         "per-event delay in ms: {delays:?}"
     );
 }
+
+/// A server whose SSE answers send one progress event, wait for the test
+/// to open the gate, then send the call's result and end.
+async fn gated_upstream(gate: std::sync::Arc<tokio::sync::Semaphore>) -> std::net::SocketAddr {
+    use axum::response::sse::{Event, Sse};
+    let router = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move || {
+            let gate = gate.clone();
+            async move {
+                let progress = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#;
+                let result = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"done"}]}}"#;
+                let events = futures::stream::unfold(0u8, move |i| {
+                    let gate = gate.clone();
+                    async move {
+                        let data = match i {
+                            0 => progress,
+                            1 => {
+                                gate.acquire().await.expect("gate").forget();
+                                result
+                            }
+                            _ => return None,
+                        };
+                        let ev: Result<Event, std::convert::Infallible> =
+                            Ok(Event::default().event("message").data(data));
+                        Some((ev, i + 1))
+                    }
+                });
+                Sse::new(events)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
+
+/// Read one HTTP/1.1 response with a chunked body off `sock` (raw bytes,
+/// head and body), up to its last chunk.
+async fn read_chunked_answer(sock: &mut tokio::net::TcpStream, seen: &mut Vec<u8>, upto: &str) {
+    use tokio::io::AsyncReadExt;
+    while !String::from_utf8_lossy(seen).contains(upto) {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(30), sock.read(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "connection closed early: {}",
+            String::from_utf8_lossy(seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn a_held_sse_answer_leaves_pingoras_session_and_its_connection_comes_back() {
+    use tokio::io::AsyncWriteExt;
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let addr = gated_upstream(gate.clone()).await;
+    let gw = Gateway::start(&one_route(&format!("http://{addr}/mcp"))).await;
+    let body =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{}}}"#;
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Accept: {ACCEPT_BOTH}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut sock = tokio::net::TcpStream::connect(gw.url("").trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    sock.write_all(request.as_bytes()).await.expect("send");
+    let mut seen = Vec::new();
+    read_chunked_answer(&mut sock, &mut seen, "notifications/progress").await;
+    let head = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    assert!(head.contains("connection: keep-alive\r\n"), "{head}");
+    // Held: the stream is the gateway's own task's, not Pingora's session's.
+    assert_eq!(gw.metric("sluice_streams_detached").await, 1.0);
+    let calls = r#"sluice_requests_total{method="POST",route="demo",status="200"}"#;
+    assert_eq!(gw.metric(calls).await, 0.0, "still going on");
+
+    gate.add_permits(1);
+    read_chunked_answer(&mut sock, &mut seen, "\r\n0\r\n\r\n").await;
+    assert!(String::from_utf8_lossy(&seen).contains(r#""text":"done""#));
+    assert_eq!(gw.metric(calls).await, 1.0);
+    assert_eq!(gw.metric("sluice_streams_detached").await, 0.0);
+
+    // The same connection carries the next call: it went back to Pingora.
+    gate.add_permits(1);
+    sock.write_all(request.as_bytes())
+        .await
+        .expect("send again");
+    let mut again = Vec::new();
+    read_chunked_answer(&mut sock, &mut again, "\r\n0\r\n\r\n").await;
+    let text = String::from_utf8_lossy(&again);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(text.contains(r#""text":"done""#), "{text}");
+    eventually("both calls recorded", async || {
+        gw.metric(calls).await == 2.0
+    })
+    .await;
+}

@@ -359,6 +359,62 @@ async fn a_client_that_goes_away_ends_its_upstream_stream() {
 }
 
 #[tokio::test]
+async fn a_held_get_stream_is_served_outside_pingoras_session_and_recorded_when_it_ends() {
+    let fault = fault_upstream(Mode::SseThenHang).await;
+    let gw = start(
+        &fault.url(),
+        "timeouts: { stream_idle_ms: 60000, first_byte_ms: 60000 }",
+        "",
+    )
+    .await;
+    let resp = reqwest::Client::new()
+        .get(gw.url("/mcp"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 200);
+    // The gateway's own writer: chunked, the connection kept alive.
+    assert_eq!(resp.headers()["connection"], "keep-alive");
+    assert_eq!(resp.headers()["transfer-encoding"], "chunked");
+    assert!(resp.headers().get("date").is_some());
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.expect("an event").expect("read");
+    assert!(String::from_utf8_lossy(&first).contains("notifications/progress"));
+    assert_eq!(gw.metric("sluice_streams_detached").await, 1.0);
+    assert_eq!(
+        gw.metric(r#"sluice_sse_streams_active{route="flaky"}"#)
+            .await,
+        1.0
+    );
+    let get_200 = r#"sluice_requests_total{method="GET",route="flaky",status="200"}"#;
+    assert_eq!(gw.metric(get_200).await, 0.0, "still going on");
+
+    drop(body);
+    eventually("the stream's upstream is closed", async || {
+        fault.hung_up.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    eventually("the stream is recorded once it ends", async || {
+        let text = gw.metrics().await;
+        metric_value(&text, get_200) == 1.0
+            && metric_value(&text, "sluice_streams_detached") == 0.0
+            && metric_value(&text, r#"sluice_sse_streams_active{route="flaky"}"#) == 0.0
+    })
+    .await;
+    // Nothing else was counted for it (the stand-in session Pingora was
+    // left with records nothing).
+    let text = gw.metrics().await;
+    let gets: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("sluice_requests_total{") && l.contains(r#"method="GET""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(gets, 1.0, "{text}");
+    healthy_call(&reqwest::Client::new(), &gw).await;
+}
+
+#[tokio::test]
 async fn the_circuit_opens_answers_at_once_and_closes_after_a_good_probe() {
     let fault = fault_upstream(Mode::Error500).await;
     let gw = start(

@@ -1,0 +1,355 @@
+//! Held event streams served outside Pingora's per-request session. An
+//! SSE answer to an HTTP/1.1 client (a GET stream, or a tool call that
+//! reports progress) may stay open for hours with nothing to say; in
+//! Pingora's session it keeps the session, its request-head buffer and
+//! Pingora's per-request and per-connection futures (~30 KB) alive all that
+//! time. Once the answer's head is in, the client connection is taken out
+//! of that session and the stream goes on in a small task of its own: the
+//! same watchers and the same end-of-request record, the answer chunked to
+//! the client. When it ends cleanly, a keep-alive connection goes back into
+//! Pingora (`Front`) for its next request, as if it had never left.
+
+use std::io::Cursor;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use bytes::{BufMut, BytesMut};
+use pingora::apps::ServerApp;
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::proxy::{HttpProxy, Session};
+use pingora::server::ShutdownWatch;
+use pingora::{Error, ErrorType, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::h1;
+use crate::proxy::{on_response_chunk, Ctx, Gateway};
+use crate::record::Done;
+use crate::state::Shared;
+
+/// The proxy service as Pingora runs it: every connection goes to
+/// Pingora's `HttpProxy`; the first one also leaves the way back in
+/// (`Reentry`) for connections whose stream `detach` served.
+pub struct Front {
+    proxy: Arc<HttpProxy<Gateway>>,
+    reentry: ReentrySlot,
+}
+
+impl Front {
+    pub fn new(proxy: HttpProxy<Gateway>, reentry: ReentrySlot) -> Self {
+        Front {
+            proxy: Arc::new(proxy),
+            reentry,
+        }
+    }
+}
+
+#[async_trait]
+impl ServerApp for Front {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        self.reentry.get_or_init(|| Reentry {
+            proxy: Arc::downgrade(&self.proxy),
+            shutdown: shutdown.clone(),
+        });
+        self.proxy.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.cleanup().await
+    }
+}
+
+/// Pingora's HTTP service and its shutdown watch, for a connection that
+/// comes back after its stream.
+#[derive(Clone)]
+pub struct Reentry {
+    proxy: Weak<HttpProxy<Gateway>>,
+    shutdown: ShutdownWatch,
+}
+
+/// Filled when the first connection arrives.
+pub type ReentrySlot = Arc<OnceLock<Reentry>>;
+
+/// Where a finished stream's upstream connection goes back to: the pool
+/// key and the upstream's idle timeout.
+pub(crate) type PoolSlot = (u64, Duration);
+
+/// Whether this answer is a held stream worth taking out of Pingora's
+/// session: an event stream to an HTTP/1.1 client whose request was read
+/// whole (HTTP/2 multiplexes its streams on one connection, which stays
+/// Pingora's).
+pub(crate) fn wanted(session: &mut Session, head: &ResponseHeader, ctx: &Ctx) -> bool {
+    head.status == http::StatusCode::OK
+        && ctx.inspector.is_sse()
+        && session.req_header().version == http::Version::HTTP_11
+        && session.downstream_session.as_http1().is_some()
+        && session.downstream_session.is_body_done()
+}
+
+/// Take the client connection out of Pingora's session and run the rest of
+/// the stream in a task of its own, with the request's state. Pingora's
+/// session is left a stand-in that closes without a word; `ctx` is left
+/// marked `detached` so that `logging` does not record the request twice.
+/// On `Err` nothing was taken and the caller serves the stream as usual.
+pub(crate) fn hand_off(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    head: ResponseHeader,
+    answer: h1::Response,
+    pool: PoolSlot,
+) -> std::result::Result<(), Box<(ResponseHeader, h1::Response)>> {
+    let Some(reentry) = gw.reentry.get().cloned() else {
+        return Err(Box::new((head, answer)));
+    };
+    let method = session.req_header().method.clone();
+    let Some((client, keepalive)) = take_client(session) else {
+        return Err(Box::new((head, answer)));
+    };
+    let mut own = Ctx::new(ctx.rt.clone());
+    own.detached = true;
+    let ctx = std::mem::replace(ctx, own);
+    let held = Held {
+        shared: gw.shared.clone(),
+        method,
+        keepalive,
+        pool,
+        reentry,
+    };
+    gw.shared.metrics.streams_detached.inc();
+    tokio::spawn(held.serve(client, head, answer, ctx));
+    Ok(())
+}
+
+/// The client connection and whether it may carry another request.
+fn take_client(session: &mut Session) -> Option<(Stream, bool)> {
+    let keepalive = session.downstream_session.as_http1()?.will_keepalive();
+    let stand_in = ServerSession::new_http1(Box::new(Cursor::new(Vec::new())));
+    match std::mem::replace(&mut *session.downstream_session, stand_in) {
+        ServerSession::H1(s) => Some((s.into_inner(), keepalive)),
+        other => {
+            *session.downstream_session = other;
+            None
+        }
+    }
+}
+
+/// What a detached stream's task keeps besides the connections and `Ctx`.
+struct Held {
+    shared: Arc<Shared>,
+    method: http::Method,
+    keepalive: bool,
+    pool: PoolSlot,
+    reentry: Reentry,
+}
+
+impl Held {
+    async fn serve(
+        self,
+        mut client: Stream,
+        head: ResponseHeader,
+        mut answer: h1::Response,
+        mut ctx: Ctx,
+    ) {
+        let shared = &*self.shared;
+        let mut status = 0;
+        let keepalive = self.keepalive && !*self.reentry.shutdown.borrow();
+        let result = stream(
+            shared,
+            &mut client,
+            (head, keepalive),
+            &mut answer,
+            &mut ctx,
+            &mut status,
+        )
+        .await;
+        let e = result.err();
+        if let Some(e) = &e {
+            shared.failed(e, &mut ctx);
+            if status != 0 && e.esource() == &pingora::ErrorSource::Upstream {
+                // Close the answer properly, with an error for each waiting call.
+                if let Some(events) = shared.cut_short(&mut ctx) {
+                    let _ = write_chunk(&mut client, &events, true).await;
+                }
+            }
+        } else if let Some(upstream) = answer.into_reusable() {
+            shared.idle.put(self.pool.0, upstream, self.pool.1);
+        }
+        let done = Done {
+            status,
+            method: self.method.as_str(),
+            version: http::Version::HTTP_11,
+        };
+        shared.record(&done, e.as_deref(), &mut ctx);
+        shared.metrics.streams_detached.dec();
+        // The request's state (its concurrency slots) goes before the
+        // connection serves another request.
+        drop(ctx);
+        let proxy = self.reentry.proxy.upgrade();
+        match proxy {
+            Some(proxy) if keepalive && e.is_none() => {
+                drop(self.shared);
+                proxy.process_new(client, &self.reentry.shutdown).await;
+            }
+            _ => {
+                let _ = client.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Write the head, then each piece of the answer as the upstream sends it,
+/// until it ends or the client goes away. `status` is set once the head is
+/// written.
+async fn stream(
+    shared: &Shared,
+    client: &mut Stream,
+    (mut head, keepalive): (ResponseHeader, bool),
+    answer: &mut h1::Response,
+    ctx: &mut Ctx,
+    status: &mut u16,
+) -> Result<()> {
+    send(client, &head_bytes(&mut head, keepalive)?).await?;
+    *status = head.status.as_u16();
+    drop(head);
+    let mut probe = [0u8; 1];
+    loop {
+        let mut out = BytesMut::new();
+        let more = tokio::select! {
+            biased;
+            r = answer.read(|piece| out.extend_from_slice(piece)) => r?,
+            // The client says nothing more on a GET: a read that returns
+            // is the client leaving (or talking out of turn).
+            r = client.read(&mut probe) => {
+                let why = match r {
+                    Ok(0) => "the client closed the stream",
+                    Ok(_) => "the client sent data after its request",
+                    Err(_) => "the client connection failed",
+                };
+                return Err(Error::explain(ErrorType::ConnectionClosed, why).into_down());
+            }
+        };
+        let end = !more;
+        let mut body = (!out.is_empty()).then(|| out.freeze());
+        on_response_chunk(shared, &mut body, end, ctx)?;
+        write_chunk(client, body.as_deref().unwrap_or_default(), end).await?;
+        if end {
+            return Ok(());
+        }
+    }
+}
+
+/// The answer's head as the client gets it: chunked whatever the upstream
+/// used (the watchers may change lengths), the connection kept alive or
+/// not as Pingora would have said.
+fn head_bytes(head: &mut ResponseHeader, keepalive: bool) -> Result<BytesMut> {
+    head.set_version(http::Version::HTTP_11);
+    head.remove_header(&http::header::CONTENT_LENGTH);
+    head.insert_header(
+        http::header::DATE,
+        pingora::protocols::http::date::get_cached_date(),
+    )?;
+    let connection = if keepalive { "keep-alive" } else { "close" };
+    head.insert_header(http::header::CONNECTION, connection)?;
+    head.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    let mut buf = BytesMut::with_capacity(512);
+    buf.put_slice(b"HTTP/1.1 ");
+    buf.put_slice(head.status.as_str().as_bytes());
+    buf.put_u8(b' ');
+    buf.put_slice(head.get_reason_phrase().unwrap_or("").as_bytes());
+    buf.put_slice(b"\r\n");
+    head.header_to_h1_wire(&mut buf);
+    buf.put_slice(b"\r\n");
+    Ok(buf)
+}
+
+/// One chunk (none if `data` is empty), and the last chunk if `end`.
+async fn write_chunk(client: &mut Stream, data: &[u8], end: bool) -> Result<()> {
+    let mut buf = BytesMut::with_capacity(data.len() + 24);
+    put_chunk(&mut buf, data, end);
+    if buf.is_empty() {
+        return Ok(());
+    }
+    send(client, &buf).await
+}
+
+fn put_chunk(buf: &mut BytesMut, data: &[u8], end: bool) {
+    if !data.is_empty() {
+        buf.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        buf.put_slice(data);
+        buf.put_slice(b"\r\n");
+    }
+    if end {
+        buf.put_slice(b"0\r\n\r\n");
+    }
+}
+
+async fn send(client: &mut Stream, buf: &[u8]) -> Result<()> {
+    client.write_all(buf).await.map_err(|e| {
+        Error::because(ErrorType::WriteError, "writing to the client", e).into_down()
+    })?;
+    client
+        .flush()
+        .await
+        .map_err(|e| Error::because(ErrorType::WriteError, "flushing to the client", e).into_down())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_is_chunked_whatever_the_upstream_said() {
+        let mut head = ResponseHeader::build(200, None).unwrap();
+        head.insert_header("Content-Type", "text/event-stream")
+            .unwrap();
+        head.insert_header("content-length", "120").unwrap();
+        head.insert_header("connection", "keep-alive").unwrap();
+        head.set_version(http::Version::HTTP_10);
+        let wire = head_bytes(&mut head, false).unwrap();
+        let text = std::str::from_utf8(&wire).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        let lower = text.to_ascii_lowercase();
+        assert!(lower.contains("transfer-encoding: chunked\r\n"), "{text}");
+        assert!(lower.contains("connection: close\r\n"), "{text}");
+        assert!(
+            lower.contains("content-type: text/event-stream\r\n"),
+            "{text}"
+        );
+        assert!(lower.contains("date: "), "{text}");
+        assert!(!lower.contains("content-length"), "{text}");
+        assert!(!lower.contains("keep-alive"), "{text}");
+
+        let mut head = ResponseHeader::build(200, None).unwrap();
+        let wire = head_bytes(&mut head, true).unwrap();
+        let lower = String::from_utf8_lossy(&wire).to_ascii_lowercase();
+        assert!(lower.contains("connection: keep-alive\r\n"), "{lower}");
+    }
+
+    #[test]
+    fn chunks_are_framed_and_the_end_is_marked() {
+        let mut buf = BytesMut::new();
+        put_chunk(&mut buf, b"data: {}\n\n", false);
+        assert_eq!(&buf[..], b"a\r\ndata: {}\n\n\r\n");
+        buf.clear();
+        put_chunk(&mut buf, &[b'x'; 300], true);
+        assert!(buf.starts_with(b"12c\r\n"));
+        assert!(buf.ends_with(b"x\r\n0\r\n\r\n"));
+        buf.clear();
+        put_chunk(&mut buf, b"", false);
+        assert!(
+            buf.is_empty(),
+            "an empty piece is no chunk: it would end the body"
+        );
+        put_chunk(&mut buf, b"", true);
+        assert_eq!(&buf[..], b"0\r\n\r\n");
+    }
+}

@@ -1,0 +1,358 @@
+//! What a finished request leaves behind: its metrics, its audit event
+//! (if sampled in) and its access-log line — from the request's `Ctx` and
+//! the answer's status, wherever the request was served (Pingora's
+//! session, or a stream the gateway holds itself, `detach`).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use pingora::{Error, ErrorType};
+
+use crate::mcp::{Method, Revision};
+use crate::proxy::Ctx;
+use crate::state::Shared;
+use crate::{audit, refusal};
+
+/// What the wire side of a finished request says about it.
+pub(crate) struct Done<'a> {
+    /// The answer's status as written to the client (0: none was).
+    pub status: u16,
+    pub method: &'a str,
+    pub version: http::Version,
+}
+
+impl Shared {
+    /// An exchange failed: counted by kind, logged, and charged to the
+    /// upstream's circuit when the upstream is at fault. Returns the kind.
+    pub(crate) fn failed(&self, e: &Error, ctx: &mut Ctx) -> &'static str {
+        let kind = upstream_error_kind(e);
+        let m = &self.metrics;
+        m.upstream_errors
+            .with_label_values(&[ctx.route_label(), kind])
+            .inc();
+        tracing::warn!(route = ctx.route_label(), error = %e, "proxying failed");
+        if e.esource() == &pingora::ErrorSource::Upstream {
+            ctx.upstream_failure.get_or_insert(kind);
+            if let Some(t) = ctx.ticket.as_mut() {
+                t.record(false, m);
+            }
+        }
+        kind
+    }
+
+    /// The upstream cut off an answer that had started: counted, and what
+    /// closes it properly for the client — for an SSE answer, one error
+    /// event for each call of the request still waiting.
+    pub(crate) fn cut_short(&self, ctx: &mut Ctx) -> Option<Bytes> {
+        self.metrics
+            .upstream_resets
+            .with_label_values(&[ctx.route_label()])
+            .inc();
+        ctx.upstream_failure = Some("upstream_reset");
+        if !ctx.inspector.is_sse() {
+            return None;
+        }
+        let facts = ctx.facts.as_ref()?;
+        let pending = facts
+            .request_ids()
+            .filter(|id| ctx.inspector.outcome(id).is_none());
+        refusal::sse_errors(pending, "upstream connection lost before the answer")
+    }
+
+    /// The request is over: the circuit hears how the upstream did, then
+    /// metrics, the audit event and the access-log line.
+    pub(crate) fn record(&self, done: &Done, e: Option<&Error>, ctx: &mut Ctx) {
+        if let (Some(t), None, Some(_)) = (ctx.ticket.as_mut(), e, ctx.upstream_sent) {
+            t.record(done.status < 500, &self.metrics);
+        }
+        let ctx = &*ctx;
+        let m = &self.metrics;
+        let route = ctx.route_label();
+        let (status, method) = (done.status, done.method);
+        m.requests
+            .with_label_values(&[route, method_label(method), status_label(status)])
+            .inc();
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        m.gateway_time
+            .with_label_values(&[route])
+            .observe(ctx.gateway_time.as_secs_f64());
+        if let Some(l) = ctx.upstream_latency {
+            m.upstream_latency
+                .with_label_values(&[route])
+                .observe(l.as_secs_f64());
+        }
+        if ctx.sse_counted {
+            m.sse_streams.with_label_values(&[route]).dec();
+        }
+        if ctx.inspector.unparsed > 0 {
+            m.unparsed_server_messages
+                .with_label_values(&[route])
+                .inc_by(u64::from(ctx.inspector.unparsed));
+        }
+        for method in &ctx.inspector.server_messages {
+            m.mcp_messages
+                .with_label_values(&[route, "server", method.as_label()])
+                .inc();
+        }
+        let upstream_name = ctx
+            .route()
+            .map(|r| ctx.rt.snapshot.upstream(r).name.as_str())
+            .unwrap_or("");
+        if let (Some(tools), false) = (&ctx.inspector.tools_seen, ctx.catalog_learnt) {
+            self.learn_tools(&ctx.rt.snapshot, upstream_name, tools);
+        }
+        if let Some(facts) = &ctx.facts {
+            for msg in facts
+                .messages
+                .iter()
+                .filter(|m| m.method == Method::ToolsCall)
+            {
+                let outcome = match (&msg.id, ctx.refused) {
+                    (_, Some(_)) => "refused",
+                    (Some(id), None) => ctx
+                        .inspector
+                        .outcome(id)
+                        .map_or("no_response", |o| o.as_label()),
+                    (None, None) => "notification",
+                };
+                let tool = self.tool_label(upstream_name, msg.target.as_deref().unwrap_or(""));
+                m.tool_calls
+                    .with_label_values(&[route, tool, outcome])
+                    .inc();
+            }
+        }
+        if let Some(f) = &ctx.list_filter {
+            if f.removed > 0 {
+                m.list_items_hidden
+                    .with_label_values(&[route])
+                    .inc_by(f.removed as u64);
+            }
+        }
+        let llm = ctx.llm.as_deref().map(|call| self.record_llm(ctx, call));
+        self.audit_event(ctx, status, upstream_name, e.is_some(), llm);
+        let first = ctx.facts.as_ref().map(|f| f.first());
+        tracing::debug!(
+            route,
+            status,
+            method,
+            version = ?done.version,
+            rpc = first.map_or("", |m| m.method.name()),
+            target = first.and_then(|m| m.target.as_deref()).unwrap_or(""),
+            revision = ctx.revision.map_or("", Revision::as_label),
+            session = ctx.session.as_deref().unwrap_or(""),
+            gateway_us = ctx.gateway_time.as_micros() as u64,
+            error = e.map(|e| e.to_string()),
+            "request"
+        );
+    }
+
+    /// Queue the audit event of a routed request, if it is sampled in.
+    /// Never blocks: a full queue drops and counts.
+    fn audit_event(
+        &self,
+        ctx: &Ctx,
+        status: u16,
+        upstream: &str,
+        failed: bool,
+        llm: Option<audit::LlmAudit>,
+    ) {
+        let (Some(tx), Some(route)) = (&self.audit, ctx.route()) else {
+            return;
+        };
+        let decision = match ctx.refused {
+            Some(_) if ctx.access_denied => audit::Decision::Deny,
+            Some(_) => audit::Decision::Error,
+            None if failed || status >= 500 => audit::Decision::Error,
+            None => audit::Decision::Allow,
+        };
+        let request_id = ctx.request_id.as_deref().unwrap_or("");
+        let key = ctx.session.as_deref().unwrap_or(request_id);
+        // Calls that went through on an approval are always recorded.
+        if ctx.approval.is_none() && !ctx.rt.sampler.keep(decision, key) {
+            return;
+        }
+        let first = ctx.facts.as_ref().map(|f| f.first());
+        let snap = &ctx.rt.snapshot;
+        let mut ev = audit::AuditEvent::new(
+            route.name.as_str(),
+            first.map_or("", |m| m.method.name()),
+            decision,
+            snap.version.to_string(),
+            request_id,
+        );
+        if ev.method.is_empty() {
+            ev.method = if ctx.method_is_delete {
+                "DELETE".into()
+            } else {
+                "GET".into()
+            };
+        }
+        if let Some(c) = &ctx.caller {
+            ev.subject = Some(c.subject.to_string());
+            ev.tenant = c.tenant.as_deref().map(str::to_owned);
+        }
+        ev.session = ctx.session.as_deref().map(str::to_owned);
+        ev.upstream = (!upstream.is_empty()).then(|| upstream.to_owned());
+        ev.target = first.and_then(|m| m.target.as_deref()).map(str::to_owned);
+        ev.reason = ctx.refused.or(ctx.upstream_failure).map(str::to_owned);
+        if let (Some(m), Some(body)) = (first, &ctx.body) {
+            if let Some(args) = m.arguments.clone().and_then(|r| body.get(r)) {
+                ev.arguments_digest = Some(audit::digest(args));
+                if snap.audit.include_arguments {
+                    ev.arguments = serde_json::from_slice(args)
+                        .ok()
+                        .map(|v| audit::redact(&v, &snap.audit.redact));
+                }
+            }
+        }
+        ev.outcome = match (ctx.refused, first.and_then(|m| m.id.as_ref())) {
+            (Some(_), _) => Some("refused".into()),
+            (None, Some(id)) => Some(
+                ctx.inspector
+                    .outcome(id)
+                    .map_or("no_response", |o| o.as_label())
+                    .into(),
+            ),
+            (None, None) => None,
+        };
+        ev.status = status;
+        ev.approval = ctx.approval.clone();
+        ev.latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(l) = llm {
+            ev.method = "model".into();
+            ev.target = Some(l.model.clone());
+            ev.llm = Some(l);
+        }
+        let label = match decision {
+            audit::Decision::Allow => "allow",
+            audit::Decision::Deny => "deny",
+            audit::Decision::Error => "error",
+        };
+        self.metrics.audit_events.with_label_values(&[label]).inc();
+        tx.send(ev);
+    }
+
+    /// Settle a model call (token buckets, budgets, cost) and record its
+    /// GenAI metrics; returns what audit records of it.
+    fn record_llm(&self, ctx: &Ctx, call: &crate::llm::LlmCall) -> audit::LlmAudit {
+        let m = &self.metrics;
+        let snap = &ctx.rt.snapshot;
+        let tenant = ctx
+            .caller
+            .as_ref()
+            .and_then(|c| c.tenant.as_deref())
+            .unwrap_or("");
+        let cost = crate::llm::settle(snap, call, m, tenant);
+        let op = call.req.api.operation();
+        let model = call.req.model.as_str();
+        let o = call.outcome.as_ref();
+        let upstream_model = o.and_then(|o| {
+            snap.llm
+                .alias(model)
+                .and_then(|a| a.targets.get(o.target))
+                .map(|t| t.model.clone())
+        });
+        let usage = o.filter(|o| o.saw_usage).map(|o| o.usage);
+        if let Some(u) = usage {
+            m.llm_tokens
+                .with_label_values(&[op, model, "input"])
+                .observe(u.prompt as f64);
+            m.llm_tokens
+                .with_label_values(&[op, model, "output"])
+                .observe(u.completion as f64);
+        }
+        let end = Instant::now();
+        if let Some(first) = o.and_then(|o| o.first_token_at) {
+            m.llm_ttft
+                .with_label_values(&[op, model])
+                .observe(first.duration_since(ctx.started).as_secs_f64());
+            if let Some(u) = usage.filter(|u| u.completion > 1) {
+                m.llm_tpot
+                    .with_label_values(&[op, model])
+                    .observe(end.duration_since(first).as_secs_f64() / (u.completion - 1) as f64);
+            }
+        }
+        if o.is_some() {
+            m.llm_duration
+                .with_label_values(&[op, model])
+                .observe(end.duration_since(ctx.started).as_secs_f64());
+        }
+        audit::LlmAudit {
+            model: model.to_owned(),
+            upstream_model,
+            stream: call.req.stream,
+            prompt_tokens: usage.map(|u| u.prompt),
+            completion_tokens: usage.map(|u| u.completion),
+            total_tokens: usage.map(|u| u.total()),
+            cached_tokens: usage.map(|u| u.cached),
+            reasoning_tokens: usage.map(|u| u.reasoning),
+            cost_usd: cost,
+            attempts: o.map_or(0, |o| o.attempts),
+            prompt: snap
+                .llm
+                .audit_text
+                .then(|| call.req.prompt_for_audit(&snap.audit.redact))
+                .flatten(),
+            completion: o.and_then(|o| o.text.clone()),
+        }
+    }
+}
+
+fn method_label(m: &str) -> &'static str {
+    match m {
+        "GET" => "GET",
+        "POST" => "POST",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PUT" => "PUT",
+        _ => "other",
+    }
+}
+
+fn status_label(s: u16) -> &'static str {
+    const CODES: [(u16, &str); 18] = [
+        (0, "0"),
+        (200, "200"),
+        (202, "202"),
+        (204, "204"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (406, "406"),
+        (413, "413"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+        (301, "301"),
+        (302, "302"),
+    ];
+    CODES.iter().find(|(c, _)| *c == s).map_or(
+        match s / 100 {
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
+        |(_, l)| l,
+    )
+}
+
+fn upstream_error_kind(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectTimedout => "connect_timeout",
+        ErrorType::ConnectRefused => "connect_refused",
+        ErrorType::ConnectNoRoute => "no_route",
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => "tls",
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+        ErrorType::ConnectionClosed => "closed",
+        _ if e.esource() == &pingora::ErrorSource::Upstream => "upstream",
+        _ => "other",
+    }
+}
