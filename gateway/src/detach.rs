@@ -3,11 +3,11 @@
 //! reports progress) may stay open for hours with nothing to say; in
 //! Pingora's session it keeps the session, its request-head buffer and
 //! Pingora's per-request and per-connection futures (~30 KB) alive all that
-//! time. Once the answer's head is in, the client connection is taken out
-//! of that session and the stream goes on in a small task of its own: the
-//! same watchers and the same end-of-request record, the answer chunked to
-//! the client. When it ends cleanly, a keep-alive connection goes back into
-//! Pingora (`Front`) for its next request, as if it had never left.
+//! time. A stream still open after `HOLD` is taken out of that session and
+//! goes on in a small task of its own: the same watchers, the same chunked
+//! framing Pingora started, the same end-of-request record. When it ends
+//! cleanly, a keep-alive connection goes back into Pingora (`Front`) for
+//! its next request, as if it had never left. Short answers never leave.
 
 use std::io::Cursor;
 use std::sync::{Arc, OnceLock, Weak};
@@ -81,37 +81,45 @@ pub type ReentrySlot = Arc<OnceLock<Reentry>>;
 /// key and the upstream's idle timeout.
 pub(crate) type PoolSlot = (u64, Duration);
 
-/// Whether this answer is a held stream worth taking out of Pingora's
-/// session: an event stream to an HTTP/1.1 client whose request was read
-/// whole (HTTP/2 multiplexes its streams on one connection, which stays
-/// Pingora's).
+/// How long an event stream stays in Pingora's session before it leaves.
+pub const HOLD: Duration = Duration::from_secs(1);
+
+/// Whether this answer may leave Pingora's session if it is held: an event
+/// stream, chunked (as Pingora will write it too), to an HTTP/1.1 client
+/// whose request was read whole. HTTP/2 multiplexes its streams on one
+/// connection, which stays Pingora's.
 pub(crate) fn wanted(session: &mut Session, head: &ResponseHeader, ctx: &Ctx) -> bool {
     head.status == http::StatusCode::OK
         && ctx.inspector.is_sse()
+        && head
+            .headers
+            .get(http::header::TRANSFER_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"))
         && session.req_header().version == http::Version::HTTP_11
         && session.downstream_session.as_http1().is_some()
         && session.downstream_session.is_body_done()
 }
 
-/// Take the client connection out of Pingora's session and run the rest of
-/// the stream in a task of its own, with the request's state. Pingora's
-/// session is left a stand-in that closes without a word; `ctx` is left
-/// marked `detached` so that `logging` does not record the request twice.
-/// On `Err` nothing was taken and the caller serves the stream as usual.
+/// Take the client connection out of Pingora's session (the answer's head
+/// and first chunks written) and run the rest of the stream in a task of
+/// its own, with the request's state. Pingora's session is left a stand-in
+/// that closes without a word; `ctx` is left marked `detached` so that
+/// `logging` does not record the request twice. On `Err` nothing was taken
+/// and the caller goes on serving the stream.
 pub(crate) fn hand_off(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut Ctx,
-    head: ResponseHeader,
     answer: h1::Response,
     pool: PoolSlot,
-) -> std::result::Result<(), Box<(ResponseHeader, h1::Response)>> {
+) -> std::result::Result<(), Box<h1::Response>> {
     let Some(reentry) = gw.reentry.get().cloned() else {
-        return Err(Box::new((head, answer)));
+        return Err(Box::new(answer));
     };
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let method = session.req_header().method.clone();
     let Some((client, keepalive)) = take_client(session) else {
-        return Err(Box::new((head, answer)));
+        return Err(Box::new(answer));
     };
     let mut own = Ctx::new(ctx.rt.clone());
     own.detached = true;
@@ -119,12 +127,13 @@ pub(crate) fn hand_off(
     let held = Held {
         shared: gw.shared.clone(),
         method,
+        status,
         keepalive,
         pool,
         reentry,
     };
     gw.shared.metrics.streams_detached.inc();
-    tokio::spawn(held.serve(client, head, answer, ctx));
+    tokio::spawn(held.serve(client, answer, ctx));
     Ok(())
 }
 
@@ -145,35 +154,21 @@ fn take_client(session: &mut Session) -> Option<(Stream, bool)> {
 struct Held {
     shared: Arc<Shared>,
     method: http::Method,
+    /// The answer's status, as Pingora wrote it.
+    status: u16,
     keepalive: bool,
     pool: PoolSlot,
     reentry: Reentry,
 }
 
 impl Held {
-    async fn serve(
-        self,
-        mut client: Stream,
-        head: ResponseHeader,
-        mut answer: h1::Response,
-        mut ctx: Ctx,
-    ) {
+    async fn serve(self, mut client: Stream, mut answer: h1::Response, mut ctx: Ctx) {
         let shared = &*self.shared;
-        let mut status = 0;
-        let keepalive = self.keepalive && !*self.reentry.shutdown.borrow();
-        let result = stream(
-            shared,
-            &mut client,
-            (head, keepalive),
-            &mut answer,
-            &mut ctx,
-            &mut status,
-        )
-        .await;
+        let result = stream(shared, &mut client, &mut answer, &mut ctx).await;
         let e = result.err();
         if let Some(e) = &e {
             shared.failed(e, &mut ctx);
-            if status != 0 && e.esource() == &pingora::ErrorSource::Upstream {
+            if e.esource() == &pingora::ErrorSource::Upstream {
                 // Close the answer properly, with an error for each waiting call.
                 if let Some(events) = shared.cut_short(&mut ctx) {
                     let _ = write_chunk(&mut client, &events, true).await;
@@ -183,7 +178,7 @@ impl Held {
             shared.idle.put(self.pool.0, upstream, self.pool.1);
         }
         let done = Done {
-            status,
+            status: self.status,
             method: self.method.as_str(),
             version: http::Version::HTTP_11,
         };
@@ -192,8 +187,8 @@ impl Held {
         // The request's state (its concurrency slots) goes before the
         // connection serves another request.
         drop(ctx);
-        let proxy = self.reentry.proxy.upgrade();
-        match proxy {
+        let keepalive = self.keepalive && !*self.reentry.shutdown.borrow();
+        match self.reentry.proxy.upgrade() {
             Some(proxy) if keepalive && e.is_none() => {
                 drop(self.shared);
                 proxy.process_new(client, &self.reentry.shutdown).await;
@@ -205,28 +200,25 @@ impl Held {
     }
 }
 
-/// Write the head, then each piece of the answer as the upstream sends it,
-/// until it ends or the client goes away. `status` is set once the head is
-/// written.
+/// Each piece of the answer as the upstream sends it (what Pingora had
+/// buffered goes first), until it ends or the client goes away.
 async fn stream(
     shared: &Shared,
     client: &mut Stream,
-    (mut head, keepalive): (ResponseHeader, bool),
     answer: &mut h1::Response,
     ctx: &mut Ctx,
-    status: &mut u16,
 ) -> Result<()> {
-    send(client, &head_bytes(&mut head, keepalive)?).await?;
-    *status = head.status.as_u16();
-    drop(head);
+    client.flush().await.map_err(|e| {
+        Error::because(ErrorType::WriteError, "flushing to the client", e).into_down()
+    })?;
     let mut probe = [0u8; 1];
     loop {
         let mut out = BytesMut::new();
         let more = tokio::select! {
             biased;
             r = answer.read(|piece| out.extend_from_slice(piece)) => r?,
-            // The client says nothing more on a GET: a read that returns
-            // is the client leaving (or talking out of turn).
+            // The client says nothing more once its request is read: a read
+            // that returns is the client leaving (or talking out of turn).
             r = client.read(&mut probe) => {
                 let why = match r {
                     Ok(0) => "the client closed the stream",
@@ -244,30 +236,6 @@ async fn stream(
             return Ok(());
         }
     }
-}
-
-/// The answer's head as the client gets it: chunked whatever the upstream
-/// used (the watchers may change lengths), the connection kept alive or
-/// not as Pingora would have said.
-fn head_bytes(head: &mut ResponseHeader, keepalive: bool) -> Result<BytesMut> {
-    head.set_version(http::Version::HTTP_11);
-    head.remove_header(&http::header::CONTENT_LENGTH);
-    head.insert_header(
-        http::header::DATE,
-        pingora::protocols::http::date::get_cached_date(),
-    )?;
-    let connection = if keepalive { "keep-alive" } else { "close" };
-    head.insert_header(http::header::CONNECTION, connection)?;
-    head.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-    let mut buf = BytesMut::with_capacity(512);
-    buf.put_slice(b"HTTP/1.1 ");
-    buf.put_slice(head.status.as_str().as_bytes());
-    buf.put_u8(b' ');
-    buf.put_slice(head.get_reason_phrase().unwrap_or("").as_bytes());
-    buf.put_slice(b"\r\n");
-    head.header_to_h1_wire(&mut buf);
-    buf.put_slice(b"\r\n");
-    Ok(buf)
 }
 
 /// One chunk (none if `data` is empty), and the last chunk if `end`.
@@ -304,35 +272,6 @@ async fn send(client: &mut Stream, buf: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_head_is_chunked_whatever_the_upstream_said() {
-        let mut head = ResponseHeader::build(200, None).unwrap();
-        head.insert_header("Content-Type", "text/event-stream")
-            .unwrap();
-        head.insert_header("content-length", "120").unwrap();
-        head.insert_header("connection", "keep-alive").unwrap();
-        head.set_version(http::Version::HTTP_10);
-        let wire = head_bytes(&mut head, false).unwrap();
-        let text = std::str::from_utf8(&wire).unwrap();
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        assert!(text.ends_with("\r\n\r\n"), "{text}");
-        let lower = text.to_ascii_lowercase();
-        assert!(lower.contains("transfer-encoding: chunked\r\n"), "{text}");
-        assert!(lower.contains("connection: close\r\n"), "{text}");
-        assert!(
-            lower.contains("content-type: text/event-stream\r\n"),
-            "{text}"
-        );
-        assert!(lower.contains("date: "), "{text}");
-        assert!(!lower.contains("content-length"), "{text}");
-        assert!(!lower.contains("keep-alive"), "{text}");
-
-        let mut head = ResponseHeader::build(200, None).unwrap();
-        let wire = head_bytes(&mut head, true).unwrap();
-        let lower = String::from_utf8_lossy(&wire).to_ascii_lowercase();
-        assert!(lower.contains("connection: keep-alive\r\n"), "{lower}");
-    }
 
     #[test]
     fn chunks_are_framed_and_the_end_is_marked() {

@@ -13,10 +13,10 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType, Result};
 use sluice_config::Upstream;
 
-use crate::h1;
 use crate::proxy::{on_response_chunk, Ctx, Gateway};
 use crate::resilience::UpstreamHealth;
 use crate::upstream;
+use crate::{detach, h1};
 
 /// A tool call (any body size), a GET stream or a DELETE to an HTTP/1.1
 /// upstream.
@@ -48,7 +48,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
     };
     let body = body.as_deref().unwrap_or_default();
     let health = rt.health.get(route.upstream).map(|h| &**h);
-    let (mut head, answer) = exchange(
+    let (mut head, mut answer) = exchange(
         gw,
         (peer, up, health),
         &mut ctx.retries,
@@ -65,19 +65,15 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
     gw.on_response_header(&mut head, ctx)?;
     ctx.gateway_time += t.elapsed();
     let header_only = answer.done();
-    let (head, mut answer) = if !header_only && crate::detach::wanted(session, &head, ctx) {
-        let pool = (peer.reuse_hash(), up.pool_idle_timeout);
-        match crate::detach::hand_off(gw, session, ctx, head, answer, pool) {
-            Ok(()) => return Ok(()),
-            Err(back) => *back,
-        }
-    } else {
-        (head, answer)
-    };
+    let mut detachable = !header_only && detach::wanted(session, &head, ctx);
     session
         .write_response_header(Box::new(head), header_only)
         .await?;
     if !header_only {
+        // An event stream still open after `detach::HOLD` leaves Pingora's
+        // session (nothing is armed until this is first polled).
+        let hold = async { tokio::time::sleep(detach::HOLD).await };
+        tokio::pin!(hold);
         // The client going away (or sending more than it should) ends the
         // exchange, as in Pingora's proxy loop; once the downstream has
         // said what it had to, it is not watched again.
@@ -94,6 +90,17 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                         continue;
                     }
                 },
+                () = &mut hold, if detachable => {
+                    detachable = false;
+                    let pool = (peer.reuse_hash(), up.pool_idle_timeout);
+                    match detach::hand_off(gw, session, ctx, answer, pool) {
+                        Ok(()) => return Ok(()),
+                        Err(back) => {
+                            answer = *back;
+                            continue;
+                        }
+                    }
+                }
             };
             let end = !more;
             let mut body = (!out.is_empty()).then(|| out.freeze());
