@@ -11,9 +11,12 @@ RSS per stream. Exits non-zero if fewer than N streams could be opened.
 """
 
 import asyncio
+import os
 import sys
 
 HOST, PORT, PATH, N, PID = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+# Seconds every stream is held before the proxy's memory is read.
+HOLD_S = float(os.environ.get("HOLD_S", "2"))
 
 BODY = (
     b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ticker",'
@@ -55,6 +58,9 @@ async def main():
     held, gate = [], asyncio.Semaphore(256)
     results = await asyncio.gather(*(hold(held, gate) for _ in range(N)), return_exceptions=True)
     errors = [r for r in results if isinstance(r, Exception)]
+    # Idle streams, as the scenario means them: held a while (the gateway
+    # moves a stream out of Pingora's session once it is 1 s old).
+    await asyncio.sleep(HOLD_S)
     # Read once the proxy's RSS has settled (allocator purges), at most 3 s.
     after, prev = rss_kib(PID), -1
     for _ in range(30):

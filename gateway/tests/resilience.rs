@@ -119,7 +119,7 @@ async fn an_upstream_reset_mid_stream_answers_the_waiting_call_on_a_held_stream(
 
 async fn upstream_reset_mid_stream(held: bool) {
     let fault = fault_upstream(Mode::SseThenReset).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
     let audit = dir.path().join("audit.jsonl");
     let gw = start(
         &fault.url(),
