@@ -216,7 +216,7 @@ async fn stream(
         let mut out = BytesMut::new();
         let more = tokio::select! {
             biased;
-            r = answer.read(|piece| out.extend_from_slice(piece)) => r?,
+            r = answer.read_held(|piece| out.extend_from_slice(piece)) => r?,
             // The client says nothing more once its request is read: a read
             // that returns is the client leaving (or talking out of turn).
             r = client.read(&mut probe) => {

@@ -5,8 +5,8 @@
 //! session reads a streamed answer one chunk per call and holds a fixed
 //! 64 KiB body buffer per response; this one reads what the socket has,
 //! hands every data piece of it to the caller in one pass, and starts its
-//! buffer small so that a held stream costs little. Connections still come
-//! from, and go back to, Pingora's pool.
+//! buffer small so that a held stream costs little. Idle connections are
+//! kept in the gateway's own pool (`pool`).
 
 use std::time::Duration;
 
@@ -158,6 +158,27 @@ impl Response {
         }
         self.decode(&mut sink)?;
         Ok(!self.done())
+    }
+
+    /// As `read`, for a stream that may idle for hours: while nothing is
+    /// buffered, the wait holds no read buffer — a one-byte peek waits for
+    /// the next bytes where the transport can peek (plain TCP), and the
+    /// buffer is taken again only once they are there.
+    pub async fn read_held(&mut self, sink: impl FnMut(&[u8])) -> Result<bool> {
+        if !self.done() && !self.pending && !self.full && self.buf.is_empty() {
+            self.buf = BytesMut::new();
+            let mut one = [0u8; 1];
+            // Bytes waiting, a transport that cannot peek, or a failed peek
+            // (closed, reset) all go on to the read, which says which.
+            let peek = self.stream.try_peek(&mut one);
+            if fast_timeout(self.read_timeout, peek).await.is_err() {
+                return Err(
+                    Error::explain(ErrorType::ReadTimedout, "reading the upstream answer")
+                        .into_up(),
+                );
+            }
+        }
+        self.read(sink).await
     }
 
     fn decode(&mut self, sink: &mut impl FnMut(&[u8])) -> Result<()> {
@@ -501,6 +522,40 @@ mod tests {
             held.drain(..used);
         }
         (out, state, held.len())
+    }
+
+    #[tokio::test]
+    async fn a_held_read_waits_without_its_buffer_and_loses_no_byte() {
+        use futures::FutureExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut upstream, _) = listener.accept().await.unwrap();
+        let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
+        upstream
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            .await
+            .unwrap();
+        let (_, mut resp) = receive(stream, Duration::from_secs(30), SMALL_ROOM)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"first") {
+            assert!(resp.read_held(|p| got.extend_from_slice(p)).await.unwrap());
+        }
+        // Nothing to read: the wait starts, and holds no buffer.
+        assert!(resp.read_held(|_| {}).now_or_never().is_none());
+        assert_eq!(resp.buf.capacity(), 0);
+
+        upstream
+            .write_all(b"6\r\nsecond\r\n0\r\n\r\n")
+            .await
+            .unwrap();
+        got.clear();
+        while resp.read_held(|p| got.extend_from_slice(p)).await.unwrap() {}
+        assert_eq!(got, b"second", "the peeked byte is read once");
+        assert!(resp.into_reusable().is_some(), "nothing left over");
     }
 
     #[test]
