@@ -59,7 +59,7 @@ async def main():
     results = await asyncio.gather(*(hold(held, gate) for _ in range(N)), return_exceptions=True)
     errors = [r for r in results if isinstance(r, Exception)]
     # Idle streams, as the scenario means them: held a while (the gateway
-    # moves a stream out of Pingora's session once it is 1 s old).
+    # moves a stream out of Pingora's session once it is 100 ms old).
     await asyncio.sleep(HOLD_S)
     # Read once the proxy's RSS has settled (allocator purges), at most 3 s.
     after, prev = rss_kib(PID), -1

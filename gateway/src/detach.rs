@@ -3,11 +3,13 @@
 //! reports progress) may stay open for hours with nothing to say; in
 //! Pingora's session it keeps the session, its request-head buffer and
 //! Pingora's per-request and per-connection futures (~30 KB) alive all that
-//! time. A stream still open after `HOLD` is taken out of that session and
-//! goes on in a small task of its own: the same watchers, the same chunked
-//! framing Pingora started, the same end-of-request record. When it ends
-//! cleanly, a keep-alive connection goes back into Pingora (`Front`) for
-//! its next request, as if it had never left. Short answers never leave.
+//! time. A stream still open after `HOLD` (100 ms) is taken out of that
+//! session and goes on in a small task of its own: the same watchers, the
+//! same chunked framing Pingora started, the same end-of-request record,
+//! and no read buffer while it idles (`h1::Response::read_held`). When it
+//! ends cleanly, a keep-alive connection goes back into Pingora (`Front`)
+//! for its next request, as if it had never left. Short answers never
+//! leave.
 
 use std::io::Cursor;
 use std::sync::{Arc, OnceLock, Weak};
@@ -81,8 +83,11 @@ pub type ReentrySlot = Arc<OnceLock<Reentry>>;
 /// key and the upstream's idle timeout.
 pub(crate) type PoolSlot = (u64, Duration);
 
-/// How long an event stream stays in Pingora's session before it leaves.
-pub const HOLD: Duration = Duration::from_secs(1);
+/// How long an event stream stays in Pingora's session before it leaves:
+/// long enough that a call answered at once never pays for the move
+/// (a task, a few writes), short enough that a burst of new streams does
+/// not pile up in Pingora's larger state.
+pub const HOLD: Duration = Duration::from_millis(100);
 
 /// Whether this answer may leave Pingora's session if it is held: an event
 /// stream, chunked (as Pingora will write it too), to an HTTP/1.1 client
