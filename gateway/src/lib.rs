@@ -13,6 +13,7 @@ pub mod audit;
 pub mod cli;
 pub mod control;
 pub mod detach;
+pub mod direct;
 pub mod forward;
 pub mod h1;
 pub mod identity;

@@ -109,6 +109,9 @@ pub struct Ctx {
     /// The request went on in `detach`'s task with the rest of this state;
     /// Pingora's session no longer carries it.
     pub detached: bool,
+    /// The status of an answer written by `direct`, not through Pingora's
+    /// session (which does not know it).
+    pub written_directly: Option<u16>,
 }
 
 impl Ctx {
@@ -144,6 +147,7 @@ impl Ctx {
             catalog_learnt: false,
             approval: None,
             detached: false,
+            written_directly: None,
         }
     }
     pub fn route(&self) -> Option<&Route> {
@@ -329,7 +333,7 @@ impl ProxyHttp for Gateway {
         };
         let kind = self.shared.failed(e, ctx);
         let upstream_fault = e.esource() == &pingora::ErrorSource::Upstream;
-        if session.response_written().is_some() {
+        if ctx.written_directly.is_some() || session.response_written().is_some() {
             // The answer had started: close it properly.
             if upstream_fault {
                 if let Some(events) = self.shared.cut_short(ctx) {
@@ -370,7 +374,10 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         let done = Done {
-            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            status: ctx
+                .written_directly
+                .or_else(|| session.response_written().map(|r| r.status.as_u16()))
+                .unwrap_or(0),
             method: req.method.as_str(),
             version: req.version,
         };

@@ -325,3 +325,112 @@ async fn broken_framing_from_the_model_upstream_is_an_error_not_a_hang() {
     let resp = call(&gw, "m-length", false).await;
     assert_eq!(resp.text().await.expect("body"), COMPLETION);
 }
+
+/// Read one HTTP/1.1 response off `sock`, its chunked body decoded
+/// strictly: (head, body). Panics on anything but exact chunk framing.
+async fn read_chunked(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> (String, String) {
+    use tokio::io::AsyncReadExt;
+    async fn more(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) {
+        let mut piece = [0u8; 8192];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), sock.read(&mut piece))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        assert!(n > 0, "closed mid-answer: {}", String::from_utf8_lossy(buf));
+        buf.extend_from_slice(&piece[..n]);
+    }
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        more(sock, buf).await;
+    };
+    let head = String::from_utf8(buf.drain(..head_end).collect()).expect("utf-8 head");
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            more(sock, buf).await;
+        };
+        let size = std::str::from_utf8(&buf[..line_end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s, 16).ok())
+            .expect("a chunk size line");
+        while buf.len() < line_end + 2 + size + 2 {
+            more(sock, buf).await;
+        }
+        assert_eq!(&buf[line_end + 2 + size..line_end + 4 + size], b"\r\n");
+        body.extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
+        buf.drain(..line_end + 4 + size);
+        if size == 0 {
+            return (head, String::from_utf8(body).expect("utf-8 body"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_answer_written_directly_is_framed_kept_alive_and_recorded() {
+    let p = provider(framings).await;
+    let gw = gateway(&p).await;
+    let body =
+        r#"{"model":"m-stream","stream":true,"messages":[{"role":"user","content":"hello"}]}"#;
+    let request = |extra: &str| {
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer alice-key\r\n\
+             Content-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let expected: String = sse_stream()
+        .split_inclusive("\n\n")
+        .filter(|e| !e.contains("\"usage\""))
+        .collect();
+    let mut sock = tokio::net::TcpStream::connect(gw.url("").trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let mut buf = Vec::new();
+    // Two answers on one connection: it goes back to Pingora after each.
+    for _ in 0..2 {
+        sock.write_all(request("").as_bytes()).await.expect("send");
+        let (head, text) = read_chunked(&mut sock, &mut buf).await;
+        let lower = head.to_ascii_lowercase();
+        assert!(lower.starts_with("http/1.1 200 ok\r\n"), "{head}");
+        assert!(lower.contains("transfer-encoding: chunked\r\n"), "{head}");
+        assert!(lower.contains("connection: keep-alive\r\n"), "{head}");
+        assert!(
+            lower.contains("content-type: text/event-stream\r\n"),
+            "{head}"
+        );
+        assert!(lower.contains("date: "), "{head}");
+        assert_eq!(text, expected);
+        assert!(buf.is_empty(), "nothing after the last chunk");
+    }
+    // A client that asks to close gets `Connection: close`, then the close.
+    sock.write_all(request("Connection: close\r\n").as_bytes())
+        .await
+        .expect("send");
+    let (head, text) = read_chunked(&mut sock, &mut buf).await;
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close\r\n"),
+        "{head}"
+    );
+    assert_eq!(text, expected);
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read_to_end(&mut sock, &mut rest),
+    )
+    .await
+    .expect("closed in time")
+    .expect("read");
+    assert_eq!(n, 0, "nothing more: {}", String::from_utf8_lossy(&rest));
+    // Recorded as what they were: three model calls answered 200.
+    eventually("the calls are recorded", async || {
+        gw.metric(r#"sluice_requests_total{method="POST",route="llm",status="200"}"#)
+            .await
+            == 3.0
+    })
+    .await;
+}

@@ -17,6 +17,7 @@ use sluice_config::Upstream;
 
 use super::usage::UsageWatch;
 use super::Outcome;
+use crate::direct::Direct;
 use crate::h1;
 use crate::proxy::{Ctx, Gateway};
 use crate::{inject, upstream};
@@ -97,9 +98,24 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         }
         upstream::answer_version(&mut resp, session);
         let header_only = answer.done();
-        session
-            .write_response_header(Box::new(resp), header_only)
-            .await?;
+        // HTTP/1.1 clients get the answer written directly (`direct`): the
+        // head with the first burst, the last chunk with the last burst.
+        let mut direct = if header_only {
+            None
+        } else {
+            Direct::take(session)
+        };
+        match direct.as_mut() {
+            Some(d) => {
+                d.head(&mut resp)?;
+                ctx.written_directly = Some(status);
+            }
+            None => {
+                session
+                    .write_response_header(Box::new(resp), header_only)
+                    .await?
+            }
+        }
         let mut outcome = Outcome {
             target: ti,
             status,
@@ -130,6 +146,9 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                             record(&mut outcome, &watch);
                             call.outcome = Some(outcome);
                             ctx.llm = Some(call);
+                            if let Some(d) = direct {
+                                d.cut().await;
+                            }
                             return Err(e);
                         }
                     }
@@ -153,9 +172,14 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                     watch.flush(&mut out);
                 }
                 ctx.gateway_time += t.elapsed();
-                let body = (!out.is_empty()).then(|| out.split().freeze());
-                if body.is_some() || end {
-                    session.write_response_body(body, end).await?;
+                if let Some(d) = direct.as_mut() {
+                    d.write(&out, end).await?;
+                    out.clear();
+                } else {
+                    let body = (!out.is_empty()).then(|| out.split().freeze());
+                    if body.is_some() || end {
+                        session.write_response_body(body, end).await?;
+                    }
                 }
                 if end {
                     break;
@@ -166,6 +190,9 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         call.outcome = Some(outcome);
         ctx.llm = Some(call);
         answer.release(gw, peer, up.pool_idle_timeout).await;
+        if let Some(d) = direct {
+            d.give_back(session).await?;
+        }
         return Ok(());
     }
     ctx.llm = Some(call);
