@@ -7,7 +7,7 @@
 //! the end of the body. The connection then goes back to Pingora in a fresh
 //! session for its next request (`give_back`).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::v1::server::HttpSession as SessionV1;
 use pingora::protocols::http::ServerSession;
@@ -68,11 +68,14 @@ impl Direct {
     /// One burst of the body (with the head before the first), and the last
     /// chunk after it if `end`: one write.
     pub async fn write(&mut self, body: &[u8], end: bool) -> Result<()> {
-        let (prefix, suffix) = frame(std::mem::take(&mut self.pending), body.len(), end);
-        if prefix.is_empty() && body.is_empty() && suffix.is_empty() {
+        let head = std::mem::take(&mut self.pending).freeze();
+        let mut line = [0u8; 18];
+        let line = size_line(&mut line, body.len());
+        let tail = tail(body.len(), end);
+        if head.is_empty() && body.is_empty() && tail.is_empty() {
             return Ok(());
         }
-        let mut out = bytes::Buf::chain(bytes::Buf::chain(prefix, body), suffix);
+        let mut out = head.chain(line).chain(body).chain(tail);
         self.client
             .write_all_buf(&mut out)
             .await
@@ -111,20 +114,34 @@ impl Direct {
     }
 }
 
-/// What goes before and after a burst of `len` bytes: the pending head and
-/// the chunk's size line; the chunk's end and, if `end`, the last chunk.
-/// An empty burst is no chunk (a zero-size chunk would end the body).
-fn frame(mut prefix: BytesMut, len: usize, end: bool) -> (Bytes, &'static [u8]) {
-    let suffix: &[u8] = match (len, end) {
+/// A chunk's size line (none for an empty burst: a zero-size chunk would
+/// end the body), written into `buf`.
+fn size_line(buf: &mut [u8; 18], len: usize) -> &[u8] {
+    if len == 0 {
+        return &[];
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut i = 16;
+    let mut n = len;
+    while n > 0 {
+        i -= 1;
+        buf[i] = HEX[n & 15];
+        n >>= 4;
+    }
+    buf[16] = b'\r';
+    buf[17] = b'\n';
+    &buf[i..]
+}
+
+/// What follows a burst of `len` bytes: the chunk's end and, if `end`, the
+/// last chunk.
+fn tail(len: usize, end: bool) -> &'static [u8] {
+    match (len, end) {
         (0, false) => b"",
         (0, true) => b"0\r\n\r\n",
         (_, false) => b"\r\n",
         (_, true) => b"\r\n0\r\n\r\n",
-    };
-    if len > 0 {
-        prefix.put_slice(format!("{len:x}\r\n").as_bytes());
     }
-    (prefix.freeze(), suffix)
 }
 
 /// The head as the client gets it: chunked, with `Date` and `Connection`
@@ -155,8 +172,9 @@ mod tests {
     use super::*;
 
     fn wire(pending: &[u8], body: &[u8], end: bool) -> Vec<u8> {
-        let (prefix, suffix) = frame(BytesMut::from(pending), body.len(), end);
-        [&prefix[..], body, suffix].concat()
+        let mut line = [0u8; 18];
+        let line = size_line(&mut line, body.len());
+        [pending, line, body, tail(body.len(), end)].concat()
     }
 
     #[test]
