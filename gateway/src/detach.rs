@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Bytes, BytesMut};
 use pingora::apps::ServerApp;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
@@ -27,6 +27,7 @@ use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::direct::write_chunk;
 use crate::h1;
 use crate::proxy::{on_response_chunk, Ctx, Gateway};
 use crate::record::Done;
@@ -176,7 +177,7 @@ impl Held {
             if e.esource() == &pingora::ErrorSource::Upstream {
                 // Close the answer properly, with an error for each waiting call.
                 if let Some(events) = shared.cut_short(&mut ctx) {
-                    let _ = write_chunk(&mut client, &events, true).await;
+                    let _ = write_chunk(&mut client, Bytes::new(), &events, true).await;
                 }
             }
         } else if let Some(upstream) = answer.into_reusable() {
@@ -236,64 +237,10 @@ async fn stream(
         let end = !more;
         let mut body = (!out.is_empty()).then(|| out.freeze());
         on_response_chunk(shared, &mut body, end, ctx)?;
-        write_chunk(client, body.as_deref().unwrap_or_default(), end).await?;
+        let body = body.as_deref().unwrap_or_default();
+        write_chunk(client, Bytes::new(), body, end).await?;
         if end {
             return Ok(());
         }
-    }
-}
-
-/// One chunk (none if `data` is empty), and the last chunk if `end`.
-async fn write_chunk(client: &mut Stream, data: &[u8], end: bool) -> Result<()> {
-    let mut buf = BytesMut::with_capacity(data.len() + 24);
-    put_chunk(&mut buf, data, end);
-    if buf.is_empty() {
-        return Ok(());
-    }
-    send(client, &buf).await
-}
-
-fn put_chunk(buf: &mut BytesMut, data: &[u8], end: bool) {
-    if !data.is_empty() {
-        buf.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
-        buf.put_slice(data);
-        buf.put_slice(b"\r\n");
-    }
-    if end {
-        buf.put_slice(b"0\r\n\r\n");
-    }
-}
-
-async fn send(client: &mut Stream, buf: &[u8]) -> Result<()> {
-    client.write_all(buf).await.map_err(|e| {
-        Error::because(ErrorType::WriteError, "writing to the client", e).into_down()
-    })?;
-    client
-        .flush()
-        .await
-        .map_err(|e| Error::because(ErrorType::WriteError, "flushing to the client", e).into_down())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_are_framed_and_the_end_is_marked() {
-        let mut buf = BytesMut::new();
-        put_chunk(&mut buf, b"data: {}\n\n", false);
-        assert_eq!(&buf[..], b"a\r\ndata: {}\n\n\r\n");
-        buf.clear();
-        put_chunk(&mut buf, &[b'x'; 300], true);
-        assert!(buf.starts_with(b"12c\r\n"));
-        assert!(buf.ends_with(b"x\r\n0\r\n\r\n"));
-        buf.clear();
-        put_chunk(&mut buf, b"", false);
-        assert!(
-            buf.is_empty(),
-            "an empty piece is no chunk: it would end the body"
-        );
-        put_chunk(&mut buf, b"", true);
-        assert_eq!(&buf[..], b"0\r\n\r\n");
     }
 }

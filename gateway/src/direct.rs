@@ -7,7 +7,7 @@
 //! the end of the body. The connection then goes back to Pingora in a fresh
 //! session for its next request (`give_back`).
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::v1::server::HttpSession as SessionV1;
 use pingora::protocols::http::ServerSession;
@@ -69,22 +69,7 @@ impl Direct {
     /// chunk after it if `end`: one write.
     pub async fn write(&mut self, body: &[u8], end: bool) -> Result<()> {
         let head = std::mem::take(&mut self.pending).freeze();
-        let mut line = [0u8; 18];
-        let line = size_line(&mut line, body.len());
-        let tail = tail(body.len(), end);
-        if head.is_empty() && body.is_empty() && tail.is_empty() {
-            return Ok(());
-        }
-        let mut out = head.chain(line).chain(body).chain(tail);
-        self.client
-            .write_all_buf(&mut out)
-            .await
-            .map_err(|e| Error::because(ErrorType::WriteError, "writing to the client", e))?;
-        self.client
-            .flush()
-            .await
-            .map_err(|e| Error::because(ErrorType::WriteError, "flushing to the client", e))
-            .map_err(|e| e.into_down())
+        write_chunk(&mut self.client, head, body, end).await
     }
 
     /// The answer failed part-way: the client gets what it has not had of
@@ -112,6 +97,30 @@ impl Direct {
         *session.downstream_session = fresh;
         Ok(())
     }
+}
+
+/// `before` (a head, or nothing), one chunk of `body` (none if it is empty)
+/// and the last chunk if `end`, in one write, flushed. Shared with `detach`.
+pub(crate) async fn write_chunk(
+    client: &mut Stream,
+    before: Bytes,
+    body: &[u8],
+    end: bool,
+) -> Result<()> {
+    let mut line = [0u8; 18];
+    let line = size_line(&mut line, body.len());
+    let tail = tail(body.len(), end);
+    if before.is_empty() && body.is_empty() && tail.is_empty() {
+        return Ok(());
+    }
+    let mut out = before.chain(line).chain(body).chain(tail);
+    let written = async {
+        client.write_all_buf(&mut out).await?;
+        client.flush().await
+    };
+    written
+        .await
+        .map_err(|e| Error::because(ErrorType::WriteError, "writing to the client", e).into_down())
 }
 
 /// A chunk's size line (none for an empty burst: a zero-size chunk would
