@@ -33,10 +33,10 @@ impl Direct {
     /// stand-in until `give_back`.
     pub fn take(session: &mut Session) -> Option<Direct> {
         let req = session.req_header();
-        if req.version != http::Version::HTTP_11 || !session.downstream_session.is_body_done() {
+        let (method, version) = (req.method.clone(), req.version);
+        if version != http::Version::HTTP_11 || !session.downstream_session.is_body_done() {
             return None;
         }
-        let method = session.req_header().method.clone();
         let h1 = session.downstream_session.as_http1()?;
         let keepalive = h1.will_keepalive();
         let reuses = h1.get_keepalive_reuses_remaining();
@@ -86,16 +86,20 @@ impl Direct {
     /// fresh session that has "read" a body-less request of the same method
     /// (nothing more is read from the client), so that Pingora keeps it for
     /// the next request — or closes it, if it was not to be kept alive.
-    pub async fn give_back(self, session: &mut Session) -> Result<()> {
+    pub async fn give_back(self, session: &mut Session) {
         let mut fresh = SessionV1::new(self.client);
         let line = format!("{} / HTTP/1.1\r\n\r\n", self.method);
         fresh.set_pipelined_prefix(BytesMut::from(line.as_bytes()));
-        fresh.read_request().await?;
+        if let Err(e) = fresh.read_request().await {
+            // Not expected (the line is ours); the answer is out, the
+            // connection just closes.
+            tracing::warn!(error = %e, "client connection not handed back");
+            return;
+        }
         let mut fresh = ServerSession::H1(fresh);
         fresh.set_keepalive(self.keepalive);
         fresh.set_keepalive_reuses_remaining(self.reuses);
         *session.downstream_session = fresh;
-        Ok(())
     }
 }
 

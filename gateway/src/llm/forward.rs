@@ -191,7 +191,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         ctx.llm = Some(call);
         answer.release(gw, peer, up.pool_idle_timeout).await;
         if let Some(d) = direct {
-            d.give_back(session).await?;
+            d.give_back(session).await;
         }
         return Ok(());
     }
