@@ -472,8 +472,12 @@ async fn a_held_sse_answer_leaves_pingoras_session_and_its_connection_comes_back
     gate.add_permits(1);
     read_chunked_answer(&mut sock, &mut seen, "\r\n0\r\n\r\n").await;
     assert!(String::from_utf8_lossy(&seen).contains(r#""text":"done""#));
-    assert_eq!(gw.metric(calls).await, 1.0);
-    assert_eq!(gw.metric("sluice_streams_detached").await, 0.0);
+    // Recorded once it ended (just after its last bytes went out).
+    eventually("the call is recorded", async || {
+        let text = gw.metrics().await;
+        metric_value(&text, calls) == 1.0 && metric_value(&text, "sluice_streams_detached") == 0.0
+    })
+    .await;
 
     // The same connection carries the next call: it went back to Pingora.
     gate.add_permits(1);
