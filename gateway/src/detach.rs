@@ -11,7 +11,6 @@
 //! for its next request, as if it had never left. Short answers never
 //! leave.
 
-use std::io::Cursor;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -20,14 +19,13 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::apps::ServerApp;
 use pingora::http::ResponseHeader;
-use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::proxy::{HttpProxy, Session};
 use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::direct::write_chunk;
+use crate::direct::{write_chunk, Client};
 use crate::h1;
 use crate::proxy::{on_response_chunk, Ctx, Gateway};
 use crate::record::Done;
@@ -106,11 +104,10 @@ pub(crate) fn wanted(session: &mut Session, head: &ResponseHeader, ctx: &Ctx) ->
         && session.downstream_session.is_body_done()
 }
 
-/// Take the client connection out of Pingora's session (the answer's head
-/// and first chunks written) and run the rest of the stream in a task of
-/// its own, with the request's state. Pingora's session is left a stand-in
-/// that closes without a word; `ctx` is left marked `detached` so that
-/// `logging` does not record the request twice. On `Err` nothing was taken
+/// Take the client connection out of Pingora's session (`direct::Client`;
+/// the answer's head and first chunks written) and run the rest of the
+/// stream in a task of its own, with the request's state; `ctx` is left
+/// marked `detached` so that `logging` does not record the request twice. On `Err` nothing was taken
 /// and the caller goes on serving the stream.
 pub(crate) fn hand_off(
     gw: &Gateway,
@@ -124,7 +121,7 @@ pub(crate) fn hand_off(
     };
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let method = session.req_header().method.clone();
-    let Some((client, keepalive)) = take_client(session) else {
+    let Some(client) = Client::take(session) else {
         return Err(Box::new(answer));
     };
     let mut own = Ctx::new(ctx.rt.clone());
@@ -134,26 +131,13 @@ pub(crate) fn hand_off(
         shared: gw.shared.clone(),
         method,
         status,
-        keepalive,
+        keepalive: client.keepalive.is_some(),
         pool,
         reentry,
     };
     gw.shared.metrics.streams_detached.inc();
-    tokio::spawn(held.serve(client, answer, ctx));
+    tokio::spawn(held.serve(client.stream, answer, ctx));
     Ok(())
-}
-
-/// The client connection and whether it may carry another request.
-fn take_client(session: &mut Session) -> Option<(Stream, bool)> {
-    let keepalive = session.downstream_session.as_http1()?.will_keepalive();
-    let stand_in = ServerSession::new_http1(Box::new(Cursor::new(Vec::new())));
-    match std::mem::replace(&mut *session.downstream_session, stand_in) {
-        ServerSession::H1(s) => Some((s.into_inner(), keepalive)),
-        other => {
-            *session.downstream_session = other;
-            None
-        }
-    }
 }
 
 /// What a detached stream's task keeps besides the connections and `Ctx`.

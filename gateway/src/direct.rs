@@ -19,12 +19,46 @@ use tokio::io::AsyncWriteExt;
 /// The client connection, out of Pingora's session while the answer is
 /// written.
 pub struct Direct {
-    client: Stream,
+    client: Client,
     /// Written with the next burst: the answer's head, once it is set.
     pending: BytesMut,
     method: http::Method,
-    keepalive: Option<u64>,
-    reuses: Option<u32>,
+}
+
+/// A client connection taken out of Pingora's HTTP/1.1 session, and what
+/// that session knew of its keep-alive. Shared with `detach`.
+pub(crate) struct Client {
+    pub stream: Stream,
+    /// Seconds to keep it alive (0: no limit); `None`: close after this
+    /// answer.
+    pub keepalive: Option<u64>,
+    pub reuses: Option<u32>,
+}
+
+impl Client {
+    /// Take the connection of an HTTP/1.1 session; `None` (nothing taken)
+    /// for anything else. Pingora is left a stand-in session that closes
+    /// without a word.
+    pub(crate) fn take(session: &mut Session) -> Option<Client> {
+        let h1 = session.downstream_session.as_http1()?;
+        let reuses = h1.get_keepalive_reuses_remaining();
+        let keepalive = h1
+            .will_keepalive()
+            .then(|| session.downstream_session.get_keepalive())
+            .flatten();
+        let stand_in = ServerSession::new_http1(Box::new(std::io::Cursor::new(Vec::new())));
+        match std::mem::replace(&mut *session.downstream_session, stand_in) {
+            ServerSession::H1(s) => Some(Client {
+                stream: s.into_inner(),
+                keepalive,
+                reuses,
+            }),
+            other => {
+                *session.downstream_session = other;
+                None
+            }
+        }
+    }
 }
 
 impl Direct {
@@ -37,31 +71,16 @@ impl Direct {
         if version != http::Version::HTTP_11 || !session.downstream_session.is_body_done() {
             return None;
         }
-        let h1 = session.downstream_session.as_http1()?;
-        let keepalive = h1.will_keepalive();
-        let reuses = h1.get_keepalive_reuses_remaining();
-        let keepalive = keepalive
-            .then(|| session.downstream_session.get_keepalive())
-            .flatten();
-        let stand_in = ServerSession::new_http1(Box::new(std::io::Cursor::new(Vec::new())));
-        match std::mem::replace(&mut *session.downstream_session, stand_in) {
-            ServerSession::H1(s) => Some(Direct {
-                client: s.into_inner(),
-                pending: BytesMut::new(),
-                method,
-                keepalive,
-                reuses,
-            }),
-            other => {
-                *session.downstream_session = other;
-                None
-            }
-        }
+        Some(Direct {
+            client: Client::take(session)?,
+            pending: BytesMut::new(),
+            method,
+        })
     }
 
     /// The answer's head, sent with the first burst.
     pub fn head(&mut self, head: &mut ResponseHeader) -> Result<()> {
-        self.pending = chunked_head(head, self.keepalive.is_some())?;
+        self.pending = chunked_head(head, self.client.keepalive.is_some())?;
         Ok(())
     }
 
@@ -69,7 +88,7 @@ impl Direct {
     /// chunk after it if `end`: one write.
     pub async fn write(&mut self, body: &[u8], end: bool) -> Result<()> {
         let head = std::mem::take(&mut self.pending).freeze();
-        write_chunk(&mut self.client, head, body, end).await
+        write_chunk(&mut self.client.stream, head, body, end).await
     }
 
     /// The answer failed part-way: the client gets what it has not had of
@@ -77,9 +96,9 @@ impl Direct {
     /// the connection closes.
     pub async fn cut(mut self) {
         if !self.pending.is_empty() {
-            let _ = self.client.write_all(&self.pending).await;
+            let _ = self.client.stream.write_all(&self.pending).await;
         }
-        let _ = self.client.shutdown().await;
+        let _ = self.client.stream.shutdown().await;
     }
 
     /// The answer is written: the connection goes back to Pingora in a
@@ -87,7 +106,12 @@ impl Direct {
     /// (nothing more is read from the client), so that Pingora keeps it for
     /// the next request — or closes it, if it was not to be kept alive.
     pub async fn give_back(self, session: &mut Session) {
-        let mut fresh = SessionV1::new(self.client);
+        let Client {
+            stream,
+            keepalive,
+            reuses,
+        } = self.client;
+        let mut fresh = SessionV1::new(stream);
         let line = format!("{} / HTTP/1.1\r\n\r\n", self.method);
         fresh.set_pipelined_prefix(BytesMut::from(line.as_bytes()));
         if let Err(e) = fresh.read_request().await {
@@ -97,8 +121,8 @@ impl Direct {
             return;
         }
         let mut fresh = ServerSession::H1(fresh);
-        fresh.set_keepalive(self.keepalive);
-        fresh.set_keepalive_reuses_remaining(self.reuses);
+        fresh.set_keepalive(keepalive);
+        fresh.set_keepalive_reuses_remaining(reuses);
         *session.downstream_session = fresh;
     }
 }

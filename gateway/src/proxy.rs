@@ -699,9 +699,6 @@ impl Gateway {
         Ok(())
     }
 
-    /// Learn the upstream's tool catalog as soon as its list is read, before
-    /// the bytes carrying it reach the client: a client that calls a tool
-    /// right after listing it finds its metric label known.
     /// The request goes upstream now: the clock of a POST's whole-call
     /// deadline starts. Shared by Pingora's loop and `forward`.
     pub(crate) fn upstream_sending(&self, method: &http::Method, ctx: &mut Ctx) {
@@ -1002,6 +999,9 @@ pub(crate) fn on_response_chunk(
     if let Some(f) = ctx.list_filter.as_mut() {
         *body = f.process(body.take(), end);
     }
+    // The catalog is learnt as soon as its list is read, before the bytes
+    // carrying it reach the client: a client that calls a tool right after
+    // listing it finds its metric label known.
     if !ctx.catalog_learnt {
         if let (Some(tools), Some(route)) = (&ctx.inspector.tools_seen, ctx.route()) {
             let upstream = ctx.rt.snapshot.upstream(route).name.as_str();

@@ -82,13 +82,7 @@ mod payments {
                 StreamableHttpServerConfig::default(),
             );
         let router = axum::Router::new().nest_service("/mcp", service);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let addr = crate::support::serve_router(router).await;
         (addr, calls)
     }
 }
@@ -920,13 +914,7 @@ async fn webhook_sink(fail_first: usize) -> (String, Arc<Mutex<Vec<Value>>>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = serve_router(app).await;
     (format!("http://{addr}/hook"), got)
 }
 

@@ -145,14 +145,7 @@ mod rmcp_upstream {
             StreamableHttpServerConfig::default(),
         );
         let router = axum::Router::new().nest_service("/mcp", service);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        addr
+        crate::support::serve_router(router).await
     }
 }
 
@@ -325,14 +318,7 @@ async fn ticking_upstream() -> std::net::SocketAddr {
         Sse::new(stream)
     }
     let router = axum::Router::new().route("/mcp", axum::routing::post(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    addr
+    serve_router(router).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,14 +395,7 @@ async fn gated_upstream(gate: std::sync::Arc<tokio::sync::Semaphore>) -> std::ne
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    addr
+    serve_router(router).await
 }
 
 /// Read one HTTP/1.1 response with a chunked body off `sock` (raw bytes,

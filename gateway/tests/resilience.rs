@@ -93,6 +93,18 @@ async fn sse_events(
     out
 }
 
+/// A GET event stream, answered 200.
+async fn get_stream(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    let resp = client
+        .get(url)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 200);
+    resp
+}
+
 async fn call_stream(client: &reqwest::Client, url: &str) -> reqwest::Response {
     let resp = client
         .post(url)
@@ -191,13 +203,7 @@ async fn an_idle_get_stream_is_closed_after_stream_idle() {
     )
     .await;
     let client = reqwest::Client::new();
-    let resp = client
-        .get(gw.url("/mcp"))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let resp = get_stream(&client, &gw.url("/mcp")).await;
     // The stream ends (no call waits on a GET stream, so no error event).
     let events = sse_events(resp, 10, async || {}).await;
     assert_eq!(events.len(), 1, "{events:?}");
@@ -358,13 +364,7 @@ async fn a_client_that_goes_away_ends_its_upstream_stream() {
     })
     .await;
 
-    let resp = client
-        .get(gw.url("/mcp"))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(resp.status(), 200);
+    let resp = get_stream(&client, &gw.url("/mcp")).await;
     let mut body = resp.bytes_stream();
     body.next().await.expect("an event").expect("read");
     drop(body);
@@ -384,13 +384,7 @@ async fn a_held_get_stream_leaves_pingoras_session_and_is_recorded_when_it_ends(
         "",
     )
     .await;
-    let resp = reqwest::Client::new()
-        .get(gw.url("/mcp"))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(resp.status(), 200);
+    let resp = get_stream(&reqwest::Client::new(), &gw.url("/mcp")).await;
     let mut body = resp.bytes_stream();
     let first = body.next().await.expect("an event").expect("read");
     assert!(String::from_utf8_lossy(&first).contains("notifications/progress"));

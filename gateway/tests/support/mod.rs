@@ -347,6 +347,19 @@ pub async fn eventually_for(what: &str, cap_s: u64, mut cond: impl AsyncFnMut() 
     }
 }
 
+/// Serve `router` on a fresh port of 127.0.0.1, for as long as the test
+/// runs; its address.
+pub async fn serve_router(router: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
+
 pub fn metric_value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| {
@@ -480,12 +493,6 @@ pub async fn recording_upstream() -> (std::net::SocketAddr, Recorder) {
         }
     };
     let router = axum::Router::new().route("/mcp", axum::routing::post(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let addr = serve_router(router).await;
     (addr, rec)
 }
