@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::policy::{compile_rule, Condition, Kind, Scope};
+use crate::policy::{compile_rule, Condition, Kind, Scope, Truth};
 use crate::raw::{RawCondition, RawRule};
 use crate::ConfigError;
 
@@ -44,6 +44,11 @@ pub struct RawApprovalRule {
     pub expires_s: Option<u64>,
 }
 
+/// Arguments an approval rule's conditions would read cannot be parsed one
+/// way (malformed, or a key given twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreadable;
+
 #[derive(Debug, Clone, Default)]
 pub struct Approvals {
     pub rules: Vec<ApprovalRule>,
@@ -66,25 +71,32 @@ impl Approvals {
     }
 
     /// The first rule that makes this call wait for a decision. `args` is
-    /// parsed only when a matching rule has conditions.
+    /// parsed only when a matching rule has conditions. A condition that
+    /// cannot read its value one way counts as holding: the call waits.
+    /// Arguments that cannot be read at all (malformed, a duplicate key)
+    /// are `Err`: no approver could be shown what would run.
     pub fn required(
         &self,
         upstream: &str,
         tool: &str,
         args: &mut dyn FnMut() -> Option<serde_json::Value>,
-    ) -> Option<&ApprovalRule> {
+    ) -> Result<Option<&ApprovalRule>, Unreadable> {
         let mut parsed: Option<Option<serde_json::Value>> = None;
-        self.rules.iter().find(|r| {
+        for r in &self.rules {
             if !r.scope.matches(Kind::Tools, upstream, tool) {
-                return false;
+                continue;
             }
             if r.when.is_empty() {
-                return true;
+                return Ok(Some(r));
             }
             let v = parsed.get_or_insert_with(&mut *args);
-            v.as_ref()
-                .is_some_and(|v| r.when.iter().all(|c| c.holds(v)))
-        })
+            match v.as_ref().map(|v| Truth::all(&r.when, v)) {
+                None => return Err(Unreadable),
+                Some(Truth::False) => {}
+                Some(Truth::True | Truth::Unknown) => return Ok(Some(r)),
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -155,6 +167,7 @@ pub(crate) fn build_approvals(
 
 #[cfg(test)]
 mod tests {
+    use super::Unreadable;
     use serde_json::json;
 
     fn snap(extra: &str) -> Result<crate::Snapshot, crate::ConfigErrors> {
@@ -180,19 +193,36 @@ mod tests {
         let a = &s.approvals;
         let big = json!({"amount": 500});
         let small = json!({"amount": 5});
+        let needs = |args: Option<serde_json::Value>| {
+            a.required("pay", "refund", &mut || args.clone())
+                .map(|r| r.map(|r| r.name.as_str()))
+        };
         let r = a
             .required("pay", "refund", &mut || Some(big.clone()))
+            .expect("readable")
             .expect("needs approval");
         assert_eq!(r.name, "big-refunds");
         assert_eq!(r.hold.as_millis(), 500);
-        assert!(a
-            .required("pay", "refund", &mut || Some(small.clone()))
-            .is_none());
-        assert!(a
-            .required("pay", "other", &mut || Some(big.clone()))
-            .is_none());
-        // Unparseable arguments never satisfy a condition.
-        assert!(a.required("pay", "refund", &mut || None).is_none());
+        assert_eq!(needs(Some(small.clone())), Ok(None));
+        assert_eq!(
+            a.required("pay", "other", &mut || Some(big.clone()))
+                .map(|r| r.is_some()),
+            Ok(false)
+        );
+        // A value the condition cannot read one way makes the call wait: a
+        // lax upstream coerces "500" to 500.
+        assert_eq!(
+            needs(Some(json!({"amount": "500"}))),
+            Ok(Some("big-refunds"))
+        );
+        assert_eq!(
+            needs(Some(json!({"amount": null}))),
+            Ok(Some("big-refunds"))
+        );
+        assert_eq!(needs(Some(json!({"Amount": 500}))), Ok(Some("big-refunds")));
+        assert_eq!(needs(Some(json!({}))), Ok(None));
+        // Arguments that cannot be parsed one way are refused outright.
+        assert_eq!(needs(None), Err(Unreadable));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod approvals;
 mod civil;
 mod error;
+pub mod fold;
 mod limits;
 mod llm;
 mod policy;
@@ -12,8 +13,11 @@ mod raw;
 mod raw_policy;
 mod security;
 mod snapshot;
+pub mod uri;
 
-pub use approvals::{canonical_hash, ApprovalRule, Approvals, RawApprovalRule, RawApprovals};
+pub use approvals::{
+    canonical_hash, ApprovalRule, Approvals, RawApprovalRule, RawApprovals, Unreadable,
+};
 pub use civil::{civil_from_days, days_from_civil};
 pub use error::{ConfigError, ConfigErrors};
 pub use limits::*;

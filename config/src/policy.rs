@@ -218,19 +218,152 @@ pub struct Condition {
     pub test: Test,
 }
 
+/// What a condition says of one call's arguments. `Unknown` is a value the
+/// condition cannot read one way — a string where a number is tested, a
+/// float sitting on a bound, a key an upstream could match in another case —
+/// and an upstream could read it either way: it counts against the caller
+/// (a deny holds, an approval is needed, an allow does not match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truth {
+    True,
+    False,
+    Unknown,
+}
+
+impl Truth {
+    /// Every condition of a rule: false if one is false, else unknown if
+    /// one is unknown.
+    pub fn all(conds: &[Condition], args: &serde_json::Value) -> Truth {
+        let mut out = Truth::True;
+        for c in conds {
+            match c.test(args) {
+                Truth::False => return Truth::False,
+                Truth::Unknown => out = Truth::Unknown,
+                Truth::True => {}
+            }
+        }
+        out
+    }
+}
+
+impl From<bool> for Truth {
+    fn from(b: bool) -> Truth {
+        if b {
+            Truth::True
+        } else {
+            Truth::False
+        }
+    }
+}
+
 impl Condition {
     /// Does the argument at `pointer` pass? A missing argument fails.
     pub fn holds(&self, args: &serde_json::Value) -> bool {
-        let Some(v) = args.pointer(&self.pointer) else {
-            return false;
+        self.test(args) == Truth::True
+    }
+
+    /// The condition on these arguments, in three values.
+    pub fn test(&self, args: &serde_json::Value) -> Truth {
+        let v = match lookup(args, &self.pointer) {
+            Lookup::Found(v) => v,
+            Lookup::Missing => return Truth::False,
+            Lookup::Ambiguous => return Truth::Unknown,
         };
         match &self.test {
-            Test::Equals(want) => v == want,
-            Test::Glob(g) => v.as_str().is_some_and(|s| glob_path(g, s)),
-            Test::Max(m) => v.as_f64().is_some_and(|x| x <= *m),
-            Test::Min(m) => v.as_f64().is_some_and(|x| x >= *m),
+            Test::Equals(want) => equals(v, want),
+            Test::Glob(g) => v
+                .as_str()
+                .map_or(Truth::Unknown, |s| glob_path(g, s).into()),
+            Test::Max(m) => compare(v, *m, |x, m| x <= m),
+            Test::Min(m) => compare(v, *m, |x, m| x >= m),
         }
     }
+}
+
+/// A number against a bound. A float equal to the bound may be a longer
+/// literal that a double rounded onto it (`10.0000000000000001`), which an
+/// exact reader puts on the other side: unknown. Any other float is on the
+/// same side of the bound whatever precision reads it.
+fn compare(v: &serde_json::Value, bound: f64, ok: fn(f64, f64) -> bool) -> Truth {
+    let Some(n) = v.as_number() else {
+        return Truth::Unknown;
+    };
+    let Some(x) = n.as_f64() else {
+        return Truth::Unknown;
+    };
+    if n.is_f64() && x == bound {
+        return Truth::Unknown;
+    }
+    ok(x, bound).into()
+}
+
+/// JSON equality as an upstream in any language reads it: another type is
+/// unknown (a lax decoder coerces `"5"` to 5), numbers compare by value,
+/// a float that equals an integer may have been rounded onto it.
+fn equals(v: &serde_json::Value, want: &serde_json::Value) -> Truth {
+    use serde_json::Value::*;
+    match (v, want) {
+        (Number(a), Number(b)) => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) if x == y => {
+                if a == b && !a.is_f64() {
+                    Truth::True
+                } else {
+                    Truth::Unknown
+                }
+            }
+            (Some(_), Some(_)) => Truth::False,
+            _ => Truth::Unknown,
+        },
+        (String(a), String(b)) => (a == b).into(),
+        (Bool(a), Bool(b)) => (a == b).into(),
+        (Null, Null) => Truth::True,
+        (Array(_), Array(_)) | (Object(_), Object(_)) => (v == want).into(),
+        _ => Truth::Unknown,
+    }
+}
+
+enum Lookup<'a> {
+    Found(&'a serde_json::Value),
+    Missing,
+    /// An object on the way holds a key that equals the wanted one under
+    /// case folding (Go's decoder matches `"Repo"` to a `repo` field).
+    Ambiguous,
+}
+
+/// `serde_json::Value::pointer`, refusing keys an upstream could match in
+/// another case.
+fn lookup<'a>(mut v: &'a serde_json::Value, pointer: &str) -> Lookup<'a> {
+    if pointer.is_empty() {
+        return Lookup::Found(v);
+    }
+    for raw in pointer.split('/').skip(1) {
+        let token = raw.replace("~1", "/").replace("~0", "~");
+        v = match v {
+            serde_json::Value::Object(map) => {
+                if map
+                    .keys()
+                    .any(|k| *k != token && crate::fold::fold_eq(k, &token))
+                {
+                    return Lookup::Ambiguous;
+                }
+                match map.get(&token) {
+                    Some(next) => next,
+                    None => return Lookup::Missing,
+                }
+            }
+            serde_json::Value::Array(items) => {
+                let at = (!token.starts_with('+') && (token == "0" || !token.starts_with('0')))
+                    .then(|| token.parse::<usize>().ok())
+                    .flatten();
+                match at.and_then(|i| items.get(i)) {
+                    Some(next) => next,
+                    None => return Lookup::Missing,
+                }
+            }
+            _ => return Lookup::Missing,
+        };
+    }
+    Lookup::Found(v)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -346,9 +479,13 @@ impl Policy {
                 }
                 // Arguments that cannot be read (malformed, duplicate keys)
                 // fail closed: the deny applies.
-                match get_args() {
-                    Some(a) if !rule.when.iter().all(|c| c.holds(a)) => {}
-                    Some(_) => denied = Some("a deny rule's conditions hold"),
+                // A value a condition cannot read one way counts as holding.
+                match get_args().map(|a| Truth::all(&rule.when, a)) {
+                    Some(Truth::False) => {}
+                    Some(Truth::True) => denied = Some("a deny rule's conditions hold"),
+                    Some(Truth::Unknown) => {
+                        denied = Some("an argument a deny rule tests cannot be read one way")
+                    }
                     None => denied = Some("arguments unreadable (duplicate or malformed)"),
                 }
             }
@@ -370,10 +507,8 @@ impl Policy {
                 if rule.when.is_empty() {
                     return Verdict::Allow;
                 }
-                if let Some(a) = get_args() {
-                    if rule.when.iter().all(|c| c.holds(a)) {
-                        return Verdict::Allow;
-                    }
+                if get_args().is_some_and(|a| Truth::all(&rule.when, a) == Truth::True) {
+                    return Verdict::Allow;
                 }
             }
         }
@@ -735,6 +870,55 @@ mod tests {
         assert!(p.visible(["writer"].into_iter(), Tools, "demo", "get-sum"));
         assert!(!p.visible(["writer"].into_iter(), Tools, "github", "delete_x"));
         assert!(!p.visible(["reader"].into_iter(), Tools, "demo", "get-sum"));
+    }
+
+    #[test]
+    fn a_value_a_condition_cannot_read_counts_against_the_caller() {
+        let (p, errs, _) = policy(
+            r#"
+- name: r
+  allow:
+    - "tools:demo/*:call"
+    - scope: "tools:github/*:call"
+      when: [{ pointer: /n, max: 10 }]
+  deny:
+    - scope: "tools:demo/pay:call"
+      when: [{ pointer: /a, min: 100 }]
+    - scope: "tools:demo/open:call"
+      when: [{ pointer: /repo, equals: "secret" }]
+    - scope: "tools:demo/count:call"
+      when: [{ pointer: /n, equals: 5 }]
+"#,
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let v = |name: &str, args: &str| decide(&p, &["r"], Kind::Tools, "demo", name, args);
+        let unread = Verdict::Denied("an argument a deny rule tests cannot be read one way");
+        // A lax upstream coerces "500" to 500.
+        assert_eq!(v("pay", r#"{"a":"500"}"#), unread);
+        assert_eq!(v("pay", r#"{"a":null}"#), unread);
+        assert_eq!(v("pay", r#"{"a":[500]}"#), unread);
+        assert_eq!(
+            v("pay", r#"{"a":500}"#),
+            Verdict::Denied("a deny rule's conditions hold")
+        );
+        assert_eq!(v("pay", r#"{"a":5}"#), Verdict::Allow);
+        assert_eq!(v("pay", r#"{}"#), Verdict::Allow);
+        // Go's decoder reads "A" and "Repo" as the fields a and repo.
+        assert_eq!(v("pay", r#"{"A":500}"#), unread);
+        assert_eq!(v("open", r#"{"repo":"open","Repo":"secret"}"#), unread);
+        assert_eq!(v("open", r#"{"repo":"open"}"#), Verdict::Allow);
+        // 5.0 and 5.0000000000000001 are 5 to some readers and not to others.
+        assert_eq!(v("count", r#"{"n":5.0}"#), unread);
+        assert_eq!(v("count", r#"{"n":"5"}"#), unread);
+        assert_eq!(v("count", r#"{"n":6}"#), Verdict::Allow);
+        // An allow whose condition cannot read its value does not match.
+        let g = |args: &str| decide(&p, &["r"], Kind::Tools, "github", "x", args);
+        let no = Verdict::Denied("no allow rule's conditions hold");
+        assert_eq!(g(r#"{"n":9}"#), Verdict::Allow);
+        assert_eq!(g(r#"{"n":"9"}"#), no);
+        assert_eq!(g(r#"{"n":10.0000000000000001}"#), no);
+        assert_eq!(g(r#"{"n":9.5}"#), Verdict::Allow);
+        assert_eq!(g(r#"{"N":9}"#), no);
     }
 
     #[test]

@@ -231,6 +231,12 @@ pub struct RawRoute {
     /// `required` (default when identity is configured) or `anonymous`.
     #[serde(default)]
     pub auth: Option<String>,
+    /// Client requests whose method the gateway does not classify (such as
+    /// `tasks/*`, or methods of later revisions): `refuse` (-32601, the
+    /// default when callers authenticate — such a method could run a tool or
+    /// read content past the policy) or `forward`.
+    #[serde(default)]
+    pub unclassified_methods: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

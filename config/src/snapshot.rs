@@ -170,6 +170,8 @@ pub struct Route {
     pub listeners: Option<Vec<String>>,
     /// Callers must authenticate (the default when identity is configured).
     pub auth_required: bool,
+    /// Forward client requests of methods the gateway does not classify.
+    pub forward_unclassified: bool,
 }
 
 /// DNS-rebinding protection for one route, compiled to lowercase names.
@@ -742,6 +744,19 @@ fn build_routes(
                 false
             }
         };
+        let forward_unclassified = match r.unclassified_methods.as_deref() {
+            None => !auth_required,
+            Some("forward") => true,
+            Some("refuse") => false,
+            Some(other) => {
+                errs.push(ConfigError::new(
+                    format!("{path}.unclassified_methods"),
+                    format!("`{other}` is not refuse or forward"),
+                ));
+                ok = false;
+                false
+            }
+        };
         if let (true, Some(upstream)) = (ok, upstream) {
             out.push(Route {
                 name: r.name.clone(),
@@ -751,6 +766,7 @@ fn build_routes(
                 hosts,
                 listeners: r.listeners.clone(),
                 auth_required,
+                forward_unclassified,
             });
         }
     }

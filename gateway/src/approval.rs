@@ -37,6 +37,10 @@ pub enum ApprovalDeny {
     Used { id: String },
     #[error("calls that need approval cannot be sent in a batch")]
     Batched,
+    /// The arguments cannot be read one way (malformed, a key twice), so
+    /// no approver could be shown what would run.
+    #[error("arguments cannot be read one way (a duplicate key or malformed JSON)")]
+    Unreadable,
     #[error("approvals are unavailable: {0}")]
     Unavailable(String),
 }
@@ -45,6 +49,7 @@ impl ApprovalDeny {
     pub fn status(&self) -> u16 {
         match self {
             ApprovalDeny::Batched => 400,
+            ApprovalDeny::Unreadable => 200,
             ApprovalDeny::Unavailable(_) => 503,
             // An answer to a well-formed call, like a policy denial.
             _ => 200,
@@ -58,6 +63,7 @@ impl ApprovalDeny {
             ApprovalDeny::Expired { .. } => "approval_expired",
             ApprovalDeny::Used { .. } => "approval_used",
             ApprovalDeny::Batched => "approval_batched",
+            ApprovalDeny::Unreadable => "arguments_unreadable",
             ApprovalDeny::Unavailable(_) => "approval_unavailable",
         }
     }
@@ -180,14 +186,25 @@ pub async fn hold(
                 .and_then(crate::policy::strict::parse)
         };
         let mut lazy = args;
-        if let Some(rule) = snap.approvals.required(upstream, tool, &mut lazy) {
+        let rule = snap
+            .approvals
+            .required(upstream, tool, &mut lazy)
+            .map_err(|_| ApprovalDeny::Unreadable)?;
+        if let Some(rule) = rule {
             if facts.batch {
                 return Err(ApprovalDeny::Batched);
             }
+            // Absent arguments are an empty object; present ones were read
+            // above or no condition needed them, and what an approver is
+            // shown must be the one reading of them.
+            let arguments = match msg.arguments.clone() {
+                None => serde_json::Value::Object(Default::default()),
+                Some(_) => args().ok_or(ApprovalDeny::Unreadable)?,
+            };
             held = Some(Held {
                 rule,
                 tool,
-                arguments: args().unwrap_or_else(|| serde_json::Value::Object(Default::default())),
+                arguments,
             });
         }
     }

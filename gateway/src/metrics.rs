@@ -34,6 +34,7 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub policy_decisions: IntCounterVec,
     pub list_items_hidden: IntCounterVec,
+    pub upstream_messages_withheld: IntCounterVec,
     pub audit_events: IntCounterVec,
     pub audit_dropped: prometheus::IntCounter,
     pub unmatched_rules: IntCounterVec,
@@ -249,6 +250,11 @@ impl Metrics {
             list_items_hidden: counter(
                 "list_items_hidden_total",
                 "Items removed from list results by policy, by route",
+                &["route"],
+            ),
+            upstream_messages_withheld: counter(
+                "upstream_messages_withheld_total",
+                "Upstream messages a list filter could not read one way and answered with an error instead, by route",
                 &["route"],
             ),
             audit_events: counter(

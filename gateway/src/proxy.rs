@@ -401,6 +401,9 @@ impl Gateway {
         if let Some(doc) = self.well_known(&snap, listener, req) {
             return Ok(doc);
         }
+        // The route is matched on the path's text; an upstream that resolves
+        // `..` or decodes `%2F` would serve another one.
+        sluice_config::uri::check_request_path(path).map_err(Refusal::PathNotNormal)?;
         let (route_idx, rest) = snap.route_for(listener, path).ok_or(Refusal::NoRoute)?;
         ctx.route = Some(route_idx);
         let route = &snap.routes[route_idx];
@@ -409,6 +412,18 @@ impl Gateway {
 
         check_framing(session)?;
         let req = session.req_header();
+        // The gateway reads the first copy of these; an upstream might read
+        // another.
+        for h in [
+            &MCP_SESSION_ID,
+            &MCP_METHOD,
+            &MCP_NAME,
+            &MCP_PROTOCOL_VERSION,
+        ] {
+            if req.headers.get_all(h).iter().nth(1).is_some() {
+                return Err(Refusal::Framing("an MCP header is given more than once"));
+            }
+        }
         let host = req
             .uri
             .authority()
@@ -471,15 +486,46 @@ impl Gateway {
         if legacy && method == http::Method::GET {
             ctx.legacy = Some(Box::new(EndpointRewriter::new(&route.path, &up.base_path)));
         }
+        if legacy && method == http::Method::POST {
+            // A legacy message URL names its session in the query: only the
+            // caller whose stream the endpoint event was sent on posts to it.
+            let named = crate::mcp::legacy::session_param(
+                req.uri.path_and_query().map_or("", |p| p.as_str()),
+            )
+            .map_err(|_| Refusal::Framing("the session is named twice"));
+            if let (Some(c), Some(sid)) = (&ctx.caller, named?) {
+                let key = legacy_session_key(&sid);
+                if self
+                    .shared
+                    .sessions
+                    .check(&key, &c.subject, c.tenant.as_deref())
+                    == Check::Foreign
+                {
+                    return Err(Refusal::ForeignSession);
+                }
+            }
+        }
         ctx.gateway_time += t.elapsed();
         match method {
             http::Method::POST => {}
             http::Method::GET | http::Method::DELETE => {
+                // A body on these has no meaning for MCP, and nothing would
+                // read it before the upstream does.
+                if !session.is_body_empty() {
+                    return Err(Refusal::Framing("GET and DELETE requests carry no body"));
+                }
+                if let (Some(c), true) = (&ctx.caller, method == http::Method::GET) {
+                    // A GET stream (its `Last-Event-ID` replay, the legacy
+                    // transport's stream) can carry any list result.
+                    ctx.list_filter =
+                        Some(Box::new(ListFilter::for_stream(&up.name, c, snap.clone())));
+                }
                 self.circuit(ctx)?;
-                // A body on these has no meaning for MCP; should one come,
-                // Pingora's loop carries it as it always did.
-                let own = !up.http2 && session.is_body_empty();
-                return Ok(if own { Admit::Forward } else { Admit::Proxy });
+                return Ok(if up.http2 {
+                    Admit::Proxy
+                } else {
+                    Admit::Forward
+                });
             }
             _ => return Err(Refusal::MethodNotAllowed),
         }
@@ -506,6 +552,7 @@ impl Gateway {
             header_bytes(req, &MCP_METHOD),
             header_bytes(req, &MCP_NAME),
         )?;
+        policy::unclassified(route, facts)?;
         let m = &self.shared.metrics.mcp_messages;
         for msg in &facts.messages {
             m.with_label_values(&[route.name.as_str(), "client", msg.method.as_label()])
@@ -533,9 +580,9 @@ impl Gateway {
                 .inc();
             decision?;
             let first = facts.first();
-            if let (Some(id), false) = (&first.id, facts.batch) {
+            if first.id.is_some() && !facts.batch {
                 ctx.list_filter =
-                    ListFilter::new(&first.method, id, &up.name, c, snap.clone()).map(Box::new);
+                    ListFilter::for_answer(&first.method, &up.name, c, snap.clone()).map(Box::new);
             }
         }
         if !ctx.rt.limits.is_empty() {
@@ -584,13 +631,12 @@ impl Gateway {
         let route_up = snap.upstream(route).name.clone();
         let route_name = route.name.clone();
         let req = session.req_header();
-        let rest = req
+        let api = req
             .uri
             .path()
             .strip_prefix(route.path.as_str())
-            .unwrap_or("")
-            .to_owned();
-        let api = Api::from_path(&rest).ok_or(Refusal::Llm(LlmDeny::UnknownEndpoint))?;
+            .and_then(Api::from_path)
+            .ok_or(Refusal::Llm(LlmDeny::UnknownEndpoint))?;
         let method = req.method.clone();
         if api == Api::Models {
             if method != http::Method::GET {
@@ -602,10 +648,16 @@ impl Gateway {
         if method != http::Method::POST {
             return Err(Refusal::MethodNotAllowed);
         }
-        let rest = match req.uri.query() {
-            Some(q) => format!("{rest}?{q}"),
-            None => rest,
-        };
+        // The decision sees the body's model only, so nothing else the
+        // client sends may choose one: LiteLLM (and others) prefer a
+        // `?model=` in the query string over the body's. No query string is
+        // forwarded, and the path goes upstream in its one canonical form.
+        if req.uri.query().is_some() {
+            return Err(Refusal::Llm(LlmDeny::BadRequest(
+                "query strings are not accepted on model routes".into(),
+            )));
+        }
+        let rest = api.path().to_owned();
         let body = read_body(session, snap.max_body_bytes, snap.client_read_timeout).await?;
         let t = Instant::now();
         let llm_req = LlmRequest::parse(api, body)
@@ -799,6 +851,7 @@ impl Gateway {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
         let up = ctx.rt.snapshot.upstream(route);
         upstream::rewrite_request(req, up, &ctx.upstream_path)?;
+        upstream::strip_client_hop_headers(req);
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             req.insert_header(X_FORWARDED_FOR, upstream::forwarded_for(addr.ip()))?;
         }
@@ -987,6 +1040,14 @@ pub(crate) fn on_response_chunk(
     let t = Instant::now();
     if let Some(rw) = ctx.legacy.as_mut() {
         *body = rw.process(body.take(), end);
+        if let (Some(sid), Some(c)) = (rw.take_session(), &ctx.caller) {
+            shared.sessions.bind(
+                &legacy_session_key(&sid),
+                &c.subject,
+                c.tenant.as_deref(),
+                false,
+            );
+        }
     }
     // The inspector sees what the upstream sent (the whole catalog), the
     // client what the list filter leaves of it.
@@ -1100,6 +1161,12 @@ fn check_framing(session: &Session) -> std::result::Result<(), Refusal> {
 }
 
 /// Does the raw header block have a line starting with `name:` (any case)?
+/// Legacy sessions share the binding table with Streamable HTTP ones, in
+/// a namespace of their own.
+fn legacy_session_key(sid: &str) -> String {
+    format!("legacy:{sid}")
+}
+
 fn has_header_line(raw: &[u8], name: &[u8]) -> bool {
     raw.split(|&b| b == b'\n').any(|line| {
         let line = line.trim_ascii_start();

@@ -129,6 +129,11 @@ impl Shared {
                     .with_label_values(&[route])
                     .inc_by(f.removed as u64);
             }
+            if f.withheld > 0 {
+                m.upstream_messages_withheld
+                    .with_label_values(&[route])
+                    .inc_by(f.withheld as u64);
+            }
         }
         let llm = ctx.llm.as_deref().map(|call| self.record_llm(ctx, call));
         self.audit_event(ctx, status, upstream_name, e.is_some(), llm);

@@ -14,6 +14,7 @@ use crate::policy::{Deny, TenantError};
 pub mod code {
     pub const PARSE_ERROR: i64 = -32700;
     pub const INVALID_REQUEST: i64 = -32600;
+    pub const INVALID_PARAMS: i64 = -32602;
     pub const INTERNAL_ERROR: i64 = -32603;
     /// 2026-07-28: mirrored header does not match the body.
     pub const HEADER_MISMATCH: i64 = -32020;
@@ -33,6 +34,10 @@ pub enum Refusal {
     BadOrigin,
     #[error("{0}")]
     Framing(&'static str),
+    /// A request path with a dot segment or a hidden separator, which an
+    /// upstream could resolve to another path than the route matched.
+    #[error("request path not in normal form: {0}")]
+    PathNotNormal(sluice_config::uri::NotNormal),
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge {
         limit: u64,
@@ -99,7 +104,10 @@ impl Refusal {
             Refusal::NoRoute => 404,
             Refusal::MethodNotAllowed => 405,
             Refusal::BadHost | Refusal::BadOrigin => 403,
-            Refusal::Framing(_) | Refusal::BodyRead | Refusal::Classify(_) => 400,
+            Refusal::Framing(_)
+            | Refusal::PathNotNormal(_)
+            | Refusal::BodyRead
+            | Refusal::Classify(_) => 400,
             Refusal::BodyTooLarge { .. } => 413,
             Refusal::Upstream(_) => 502,
             Refusal::Unauthenticated { .. } => 401,
@@ -130,6 +138,7 @@ impl Refusal {
             }
             Refusal::Policy(d) => d.rpc_code(),
             Refusal::Approval(a) if a.elicits() => code::URL_ELICITATION_REQUIRED,
+            Refusal::Approval(crate::approval::ApprovalDeny::Unreadable) => code::INVALID_PARAMS,
             _ => code::INVALID_REQUEST,
         }
     }
@@ -142,6 +151,7 @@ impl Refusal {
             Refusal::BadHost => "bad_host",
             Refusal::BadOrigin => "bad_origin",
             Refusal::Framing(_) => "framing",
+            Refusal::PathNotNormal(_) => "path_not_normal",
             Refusal::BodyTooLarge { .. } => "body_too_large",
             Refusal::BodyRead => "body_read",
             Refusal::Classify(ClassifyError::Parse { .. }) => "parse_error",
@@ -160,6 +170,9 @@ impl Refusal {
             Refusal::Policy(Deny::Conditions { .. }) => "policy_conditions",
             Refusal::Policy(Deny::Batch(_)) => "batch_not_allowed",
             Refusal::Policy(Deny::BatchedList) => "batched_list",
+            Refusal::Policy(Deny::UriNotNormal { .. }) => "uri_not_normal",
+            Refusal::Policy(Deny::HiddenCompletion { .. }) => "policy_hidden",
+            Refusal::Policy(Deny::Unclassified { .. }) => "unclassified_method",
             Refusal::Limited(Limited::Rate { .. }) => "rate_limited",
             Refusal::Limited(Limited::Concurrency { .. }) => "concurrency_limited",
             Refusal::Limited(Limited::StoreDown { .. }) => "limit_store_down",
@@ -181,7 +194,9 @@ impl Refusal {
                 | Refusal::Tenant(_)
                 | Refusal::ForeignSession
                 | Refusal::NoUserCredential(_)
-                | Refusal::Policy(Deny::Hidden { .. } | Deny::Conditions { .. })
+                | Refusal::Policy(
+                    Deny::Hidden { .. } | Deny::Conditions { .. } | Deny::HiddenCompletion { .. }
+                )
                 | Refusal::Limited(Limited::Rate { .. } | Limited::Concurrency { .. })
         ) || matches!(self, Refusal::Llm(d) if d.is_access_decision())
             || matches!(self, Refusal::Approval(a) if a.is_access_decision())
@@ -210,6 +225,13 @@ impl Refusal {
 /// The JSON-RPC error body for `refusal`. Refusals about timing carry
 /// `data: {"reason", "retry_after_ms"}` so a client can back off exactly.
 pub fn body(refusal: &Refusal, id: Option<&RequestId>) -> Bytes {
+    if let Refusal::Policy(Deny::HiddenCompletion { .. }) = refusal {
+        // The answer an upstream gives for a prompt it does not have.
+        return Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"completion":{{"values":[],"total":0,"hasMore":false}}}}}}"#,
+            id.map_or("null", RequestId::raw)
+        ));
+    }
     let message = serde_json::to_string(&refusal.to_string()).unwrap_or_else(|_| "\"\"".into());
     let data = match (refusal, refusal.retry_after()) {
         (Refusal::Approval(a), _) => a

@@ -123,6 +123,42 @@ pub fn rewrite_request(req: &mut RequestHeader, up: &Upstream, path: &str) -> pi
     Ok(())
 }
 
+/// What the client says about the hops before the gateway, which the
+/// gateway does not vouch for: `Connection` (a client naming the injected
+/// identity header there would have a hop-by-hop proxy behind the gateway
+/// drop it — RFC 9110 lets a proxy remove the headers it lists, and the
+/// gateway is the client's last hop) and the forwarding claims an upstream
+/// might trust for addresses and schemes. `X-Forwarded-For` is written anew.
+const CLIENT_HOP_HEADERS: [&str; 6] = [
+    "connection",
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+];
+
+/// Remove the client's hop-by-hop and forwarding headers, and the headers
+/// its `Connection` names.
+pub fn strip_client_hop_headers(req: &mut RequestHeader) {
+    if let Some(listed) = req.headers.get(http::header::CONNECTION).cloned() {
+        for name in listed.to_str().unwrap_or("").split(',') {
+            let name = name.trim();
+            if !name.is_empty()
+                && !name.eq_ignore_ascii_case("keep-alive")
+                && !name.eq_ignore_ascii_case("close")
+            {
+                req.remove_header(name);
+            }
+        }
+    }
+    for h in CLIENT_HOP_HEADERS {
+        if req.headers.contains_key(h) {
+            req.remove_header(h);
+        }
+    }
+}
+
 /// The client address as an `X-Forwarded-For` value.
 pub fn forwarded_for(ip: std::net::IpAddr) -> http::HeaderValue {
     http::HeaderValue::from_str(IpText::new(ip).as_str())

@@ -528,10 +528,7 @@ async fn list_results_show_only_what_the_caller_may_use() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.peers"))
         .join("venv/bin/python");
-    let script = std::env::var_os("SLUICE_SHARED")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
-        .join("peers/mcp_client.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sdk_client.py");
     assert!(py.exists() && script.exists(), "run `bash .ci/setup` first");
     for mode in ["legacy", "auto"] {
         let out = std::process::Command::new(&py)

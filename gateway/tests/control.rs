@@ -271,7 +271,7 @@ async fn python_client_call_is_held_until_an_approver_approves_it_in_the_browser
     // call is held at the gateway while the approval is pending.
     let client_run = tokio::task::spawn_blocking(move || {
         Command::new(need(peers().join("venv/bin/python")))
-            .arg(need(shared().join("peers/mcp_client.py")))
+            .arg(test_peer("sdk_client.py"))
             .args([
                 url.as_str(),
                 "refund",

@@ -131,6 +131,7 @@ async fn litellm(mock_url: &str) -> LiteLlm {
         &cfg,
         format!(
             "model_list:\n  - model_name: mock-gpt\n    litellm_params: {{model: openai/mock-gpt, api_base: \"{mock_url}\", api_key: sk-mock}}\n\
+             \x20 - model_name: mock-secret\n    litellm_params: {{model: openai/secret-model, api_base: \"{mock_url}\", api_key: sk-mock}}\n\
              litellm_settings: {{num_retries: 0, request_timeout: 30, telemetry: false}}\n\
              general_settings: {{master_key: sk-local-master}}\n"
         ),
@@ -174,6 +175,33 @@ async fn the_openai_sdk_through_the_gateway_to_litellm() {
         &[("SLUICE_TEST_PROVIDER_KEY", "sk-local-master")],
     )
     .await;
+    // A model chosen outside the body the decision read: LiteLLM prefers a
+    // `model` in the query string over the body's. Refused, and nothing
+    // reaches LiteLLM's provider.
+    let client = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/v1/chat/completions?model=mock-secret",
+            r#"{"model":"gpt-small","messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+        (
+            "/v1/embeddings?model=mock-secret",
+            r#"{"model":"gpt-small","input":"hi"}"#,
+        ),
+    ] {
+        let resp = client
+            .post(gw.url(path))
+            .bearer_auth("alice-key")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 400, "{path}");
+        let text = resp.text().await.expect("body");
+        assert!(text.contains("query strings are not accepted"), "{text}");
+    }
+    assert_eq!(provider.requests(), 0, "no model ran for a refused call");
     let base = gw.url("/v1");
     let report = tokio::task::spawn_blocking(move || {
         sdk(&base, "alice-key", "gpt-small", Some("gpt-large"))

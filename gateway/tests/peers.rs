@@ -21,7 +21,7 @@ fn node22() -> PathBuf {
 /// Runs the official Python SDK client; returns its stdout.
 fn python_client(url: &str, mode: &str) -> String {
     let out = Command::new(need(peers().join("venv/bin/python")))
-        .arg(need(shared().join("peers/mcp_client.py")))
+        .arg(test_peer("sdk_client.py"))
         .args([url, "get-sum", r#"{"a":2,"b":3}"#, mode])
         .output()
         .expect("python client");
@@ -69,7 +69,7 @@ async fn start_everything() -> (Everything, u16) {
     let port = free_port();
     let child = Command::new(node22())
         .arg("-r")
-        .arg(need(shared().join("peers/loopback.cjs")))
+        .arg(test_peer("loopback.cjs"))
         .arg(need(peers().join(
             "node_modules/@modelcontextprotocol/server-everything/dist/index.js",
         )))

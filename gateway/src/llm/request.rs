@@ -34,6 +34,19 @@ impl Api {
         })
     }
 
+    /// The one path this endpoint is forwarded as, whatever variant the
+    /// client wrote (a trailing slash).
+    pub fn path(self) -> &'static str {
+        match self {
+            Api::ChatCompletions => "/chat/completions",
+            Api::Completions => "/completions",
+            Api::Embeddings => "/embeddings",
+            Api::Responses => "/responses",
+            Api::Messages => "/messages",
+            Api::Models => "/models",
+        }
+    }
+
     /// OpenTelemetry `gen_ai.operation.name`.
     pub fn operation(self) -> &'static str {
         match self {
@@ -151,7 +164,19 @@ impl LlmRequest {
         user: Option<&str>,
         metadata: Option<Value>,
     ) -> Bytes {
-        let user = user.filter(|_| self.api != Api::Messages);
+        // Anthropic's Messages API has no `user`: the end user goes in
+        // `metadata.user_id`, the gateway's value over the client's.
+        let (user, metadata) = match (self.api, user) {
+            (Api::Messages, Some(u)) => {
+                let mut m = match metadata {
+                    Some(Value::Object(m)) => m,
+                    _ => serde_json::Map::new(),
+                };
+                m.insert("user_id".into(), Value::String(u.to_owned()));
+                (None, Some(Value::Object(m)))
+            }
+            (_, user) => (user, metadata),
+        };
         let model = (target_model != self.model).then_some(target_model);
         if model.is_none() && user.is_none() && !self.injects_usage() && metadata.is_none() {
             return self.body.clone();
@@ -285,6 +310,22 @@ mod tests {
             !messages.injects_usage(),
             "Anthropic streams always carry usage"
         );
+    }
+
+    #[test]
+    fn an_anthropic_call_names_the_caller_in_metadata() {
+        let r = req(
+            Api::Messages,
+            r#"{"model":"claude","messages":[],"metadata":{"user_id":"mallory","x":1}}"#,
+        );
+        let out: Value =
+            serde_json::from_slice(&r.body_for("claude", Some("alice"), None)).expect("json");
+        assert_eq!(
+            out["metadata"]["user_id"], "alice",
+            "never what the client claimed"
+        );
+        assert_eq!(out["metadata"]["x"], 1);
+        assert!(out.get("user").is_none(), "not an Anthropic field");
     }
 
     #[test]

@@ -26,6 +26,27 @@ impl RequestId {
     pub fn raw(&self) -> &str {
         &self.0
     }
+
+    /// Is `raw` (an id as a server wrote it) this id? Compared by value, not
+    /// text: `"\u0061"` is `"a"`, `1.0` is `1`. The usual echo is the same
+    /// text and costs one comparison.
+    pub fn same(&self, raw: &[u8]) -> bool {
+        if self.0.as_bytes() == raw {
+            return true;
+        }
+        let (Ok(a), Ok(b)) = (
+            serde_json::from_str::<serde_json::Value>(&self.0),
+            serde_json::from_slice::<serde_json::Value>(raw),
+        ) else {
+            return false;
+        };
+        match (&a, &b) {
+            (serde_json::Value::Number(x), serde_json::Value::Number(y)) => {
+                x == y || x.as_f64().is_some_and(|x| Some(x) == y.as_f64())
+            }
+            _ => a == b,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +142,13 @@ impl Method {
     }
 }
 
+/// What a `completion/complete` request completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefKind {
+    Prompt,
+    Resource,
+}
+
 /// One client→server message.
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -130,6 +158,9 @@ pub struct Message {
     /// Tool name (`tools/call`), resource URI (`resources/*`), prompt name
     /// (`prompts/get`).
     pub target: Option<Box<str>>,
+    /// `completion/complete`: what `target` names (the prompt or the
+    /// resource template being completed).
+    pub reference: Option<RefKind>,
     /// Where `params.arguments` sits in the body, for later policy.
     pub arguments: Option<Range<usize>>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28).
@@ -196,39 +227,132 @@ impl ClassifyError {
     }
 }
 
-#[derive(Deserialize)]
+/// A client message as the gateway reads it. Each known member is read at
+/// most once and never in another case (`members`), so an upstream cannot
+/// take another copy or spelling of it for the one that was decided on.
+#[derive(Default)]
 struct Wire<'a> {
-    #[serde(borrow, default)]
-    jsonrpc: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    jsonrpc: Option<Text<'a>>,
     id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    method: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    method: Option<Text<'a>>,
     params: Option<Shape<Params<'a>>>,
-    #[serde(borrow, default)]
     result: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     error: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 struct Params<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    uri: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    name: Option<Text<'a>>,
+    uri: Option<Text<'a>>,
     arguments: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "_meta")]
     meta: Option<Meta<'a>>,
+    /// `completion/complete`: the prompt or resource template completed.
+    reference: Option<Ref<'a>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 struct Meta<'a> {
-    #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion")]
-    protocol_version: Option<Cow<'a, str>>,
+    protocol_version: Option<Text<'a>>,
 }
+
+#[derive(Default)]
+struct Ref<'a> {
+    kind: Option<Text<'a>>,
+    name: Option<Text<'a>>,
+    uri: Option<Text<'a>>,
+}
+
+/// A string borrowed from the body when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Text<'_>> for Box<str> {
+    fn from(t: Text<'_>) -> Box<str> {
+        t.0.into()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// `Deserialize` for a struct read through `members::read`: its member
+/// names, and how each one's value is stored.
+macro_rules! read_members {
+    ($ty:ident, [$($name:literal => $field:ident),* $(,)?]) => {
+        impl<'de: 'a, 'a> Deserialize<'de> for $ty<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V<'a>(std::marker::PhantomData<&'a ()>);
+                impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+                    type Value = $ty<'a>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        map: A,
+                    ) -> Result<Self::Value, A::Error> {
+                        const NAMES: &[&str] = &[$($name),*];
+                        let mut out = $ty::default();
+                        super::members::read(map, NAMES, |i, map| {
+                            let mut at = 0;
+                            $(
+                                if i == at {
+                                    out.$field = map.next_value()?;
+                                    return Ok(());
+                                }
+                                at += 1;
+                            )*
+                            let _ = at;
+                            Ok(())
+                        })?;
+                        Ok(out)
+                    }
+                }
+                d.deserialize_map(V(std::marker::PhantomData))
+            }
+        }
+    };
+}
+
+read_members!(Wire, [
+    "jsonrpc" => jsonrpc,
+    "id" => id,
+    "method" => method,
+    "params" => params,
+    "result" => result,
+    "error" => error,
+]);
+read_members!(Params, [
+    "name" => name,
+    "uri" => uri,
+    "arguments" => arguments,
+    "_meta" => meta,
+    "ref" => reference,
+]);
+read_members!(Meta, ["io.modelcontextprotocol/protocolVersion" => protocol_version]);
+read_members!(Ref, ["type" => kind, "name" => name, "uri" => uri]);
 
 /// Classify a request body. `max_depth` caps JSON nesting before parsing.
 pub fn classify(body: &[u8], max_depth: u32) -> Result<RequestFacts, ClassifyError> {
@@ -320,10 +444,15 @@ fn malformed(text: &[u8], e: &serde_json::Error) -> ClassifyError {
         id: scan::salvage_id(text).map(RequestId::from_raw),
         // serde reports duplicate members here: refuse them, an upstream
         // parser could read the other copy.
-        reason: if e.to_string().contains("duplicate field") {
-            "duplicate member"
-        } else {
-            "malformed message"
+        reason: {
+            let text = e.to_string();
+            if text.contains("duplicate field") {
+                "duplicate member"
+            } else if text.contains(super::members::CASE_VARIANT) {
+                super::members::CASE_VARIANT
+            } else {
+                "malformed message"
+            }
         },
     }
 }
@@ -363,6 +492,7 @@ fn message<'a>(body: &'a [u8], wire: Wire<'a>) -> Result<Message, ClassifyError>
                 method: Method::None,
                 id,
                 target: None,
+                reference: None,
                 arguments: None,
                 revision: None,
             });
@@ -385,10 +515,25 @@ fn message<'a>(body: &'a [u8], wire: Wire<'a>) -> Result<Message, ClassifyError>
         // fails below for naming nothing.
         Some(Shape::Null) | None => Params::default(),
     };
+    let mut reference = None;
     let target = match method {
         Method::ToolsCall | Method::PromptsGet => params.name.map(|n| n.into()),
         Method::ResourcesRead | Method::ResourcesSubscribe | Method::ResourcesUnsubscribe => {
             params.uri.map(|u| u.into())
+        }
+        Method::CompletionComplete => {
+            let r = params.reference.unwrap_or_default();
+            match r.kind.as_deref() {
+                Some("ref/prompt") => {
+                    reference = Some(RefKind::Prompt);
+                    r.name.map(|n| n.into())
+                }
+                Some("ref/resource") => {
+                    reference = Some(RefKind::Resource);
+                    r.uri.map(|u| u.into())
+                }
+                _ => None,
+            }
         }
         _ => None,
     };
@@ -409,6 +554,7 @@ fn message<'a>(body: &'a [u8], wire: Wire<'a>) -> Result<Message, ClassifyError>
         method,
         id,
         target,
+        reference,
         arguments: params.arguments.map(|a| span_in(body, a.get())),
         revision,
     })

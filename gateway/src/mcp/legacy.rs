@@ -15,6 +15,8 @@ pub struct EndpointRewriter {
     upstream_base: String,
     held: BytesMut,
     done: bool,
+    /// The session id the endpoint event named, until the caller binds it.
+    session: Option<String>,
 }
 
 impl EndpointRewriter {
@@ -24,6 +26,7 @@ impl EndpointRewriter {
             upstream_base: upstream_base.trim_end_matches('/').to_owned(),
             held: BytesMut::new(),
             done: false,
+            session: None,
         }
     }
 
@@ -41,6 +44,9 @@ impl EndpointRewriter {
             let event = self.held.split_to(len);
             match self.rewrite(&event) {
                 Some(rewritten) => {
+                    self.session = rewritten
+                        .split_once("data: ")
+                        .and_then(|(_, url)| session_param(url.trim_end()).ok().flatten());
                     out.extend_from_slice(rewritten.as_bytes());
                     self.done = true;
                     break;
@@ -74,8 +80,15 @@ impl EndpointRewriter {
         if !is_endpoint {
             return None;
         }
-        let target = self.map_url(data?);
+        let data = data?;
+        let target = self.map_url(data);
         Some(format!("event: endpoint\ndata: {target}\n\n"))
+    }
+
+    /// The session id the endpoint event named, once: the stream's caller
+    /// becomes its owner.
+    pub fn take_session(&mut self) -> Option<String> {
+        self.session.take()
     }
 
     /// Map the upstream's post URL to the gateway's path for it.
@@ -95,6 +108,65 @@ impl EndpointRewriter {
             format!("{}/{}", self.route_prefix, path)
         }
     }
+}
+
+/// A legacy message URL that names its session twice: an upstream could
+/// read either copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTwice;
+
+/// The session a legacy message URL names: the value of its one
+/// `sessionId` / `session_id` parameter (any case), as the upstream decodes
+/// it.
+pub fn session_param(url: &str) -> Result<Option<String>, SessionTwice> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(None);
+    };
+    let query = query.split('#').next().unwrap_or(query);
+    let mut found = None;
+    let names_session = |n: &str| {
+        sluice_config::fold::fold_eq(n, "sessionId")
+            || sluice_config::fold::fold_eq(n, "session_id")
+    };
+    for (name, value) in form_pairs(query) {
+        if names_session(&name) && found.replace(value).is_some() {
+            return Err(SessionTwice);
+        }
+    }
+    Ok(found)
+}
+
+/// `application/x-www-form-urlencoded` pairs, decoded (`+` is a space).
+fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(n), decode(v))
+    })
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 /// Length of the first complete event in `buf` (through its blank line).

@@ -4,6 +4,7 @@
 
 pub mod jsonrpc;
 pub mod legacy;
+pub mod members;
 pub mod response;
 pub mod revision;
 pub mod scan;

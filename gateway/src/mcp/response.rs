@@ -235,11 +235,7 @@ impl ResponseInspector {
             return;
         }
         let Some(id) = seen.id else { return };
-        let Some(p) = self
-            .pending
-            .iter_mut()
-            .find(|p| p.id.raw().as_bytes() == id)
-        else {
+        let Some(p) = self.pending.iter_mut().find(|p| p.id.same(id)) else {
             return;
         };
         p.outcome = Some(match (seen.error_code, seen.result) {

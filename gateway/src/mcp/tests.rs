@@ -403,3 +403,61 @@ fn messages_the_skim_cannot_read_plainly_are_parsed_or_counted() {
     assert_eq!(inspector.unparsed, 2);
     assert_eq!(inspector.server_messages, [Method::Progress]);
 }
+
+#[test]
+fn members_an_upstream_could_read_otherwise_are_refused() {
+    let reason = |body: &str| match classify(body.as_bytes(), 64) {
+        Err(ClassifyError::Invalid { reason, id }) => (reason, id.map(|i| i.raw().to_owned())),
+        other => panic!("{body}: {other:?}"),
+    };
+    let variant = super::members::CASE_VARIANT;
+    for body in [
+        // A second copy, in another case, or folded from Unicode.
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Name":"admin"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","METHOD":"x","params":{"name":"echo"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","param\u017f":{"name":"admin"},"params":{"name":"echo"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"a","NAME":"b"}}}"#,
+    ] {
+        assert_eq!(reason(body), (variant, Some("1".to_owned())), "{body}");
+    }
+    assert_eq!(
+        reason(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","n\u0061me":"admin"}}"#).0,
+        "duplicate member"
+    );
+    // Escapes that spell a known member are that member.
+    let m = one(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"n\u0061me":"echo"}}"#);
+    assert_eq!(m.target.as_deref(), Some("echo"));
+    // Members the gateway does not read may be spelt any way.
+    let m = one(r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"Other":1,"other":2}}"#);
+    assert_eq!(m.method, Method::Ping);
+}
+
+#[test]
+fn a_completion_names_what_it_completes() {
+    use super::jsonrpc::RefKind;
+    let m = one(
+        r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"greet"},"argument":{"name":"a","value":"x"}}}"#,
+    );
+    assert_eq!(
+        (m.reference, m.target.as_deref()),
+        (Some(RefKind::Prompt), Some("greet"))
+    );
+    let m = one(
+        r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"file:///{p}"}}}"#,
+    );
+    assert_eq!(
+        (m.reference, m.target.as_deref()),
+        (Some(RefKind::Resource), Some("file:///{p}"))
+    );
+}
+
+#[test]
+fn ids_match_by_value() {
+    let id = RequestId::from_raw(r#""a""#);
+    assert!(id.same(br#""a""#));
+    assert!(id.same(br#""\u0061""#));
+    assert!(!id.same(br#""b""#));
+    assert!(!id.same(b"1"));
+    let n = RequestId::from_raw("1");
+    assert!(n.same(b"1.0") && n.same(b"1e0") && !n.same(br#""1""#));
+}

@@ -11,6 +11,7 @@ use sluice_config::{Kind, Route, Snapshot, Verdict};
 
 use crate::mcp::ListedTool;
 
+use crate::mcp::jsonrpc::RefKind;
 use crate::mcp::{Kind as MsgKind, Message, Method, RequestFacts, RequestId};
 
 /// The authenticated caller as policy sees it.
@@ -45,6 +46,26 @@ pub enum Deny {
         id: Option<RequestId>,
         reason: &'static str,
     },
+    /// A resource URI not in normal form (dot segments, hidden separators,
+    /// needless escapes): an upstream could read another resource than the
+    /// one the scopes were matched against.
+    #[error("resource URI not in normal form: {why}")]
+    UriNotNormal {
+        id: Option<RequestId>,
+        why: sluice_config::uri::NotNormal,
+    },
+    /// `completion/complete` on a prompt or resource template the caller
+    /// may not see: answered with no completions, as for one that does not
+    /// exist, so hidden and absent cannot be told apart.
+    #[error("no completions")]
+    HiddenCompletion { id: Option<RequestId> },
+    /// A request whose method the gateway does not classify, on a route
+    /// that does not forward them: answered as an unknown method.
+    #[error("Method not found: {method}")]
+    Unclassified {
+        id: Option<RequestId>,
+        method: Box<str>,
+    },
     #[error("JSON-RPC batches are not part of protocol revision {0}")]
     Batch(&'static str),
     /// List results are filtered per response; inside a batch they could not
@@ -65,7 +86,11 @@ fn hidden_message(kind: Kind, name: &str) -> String {
 impl Deny {
     pub fn id(&self) -> Option<&RequestId> {
         match self {
-            Deny::Hidden { id, .. } | Deny::Conditions { id, .. } => id.as_ref(),
+            Deny::Hidden { id, .. }
+            | Deny::Conditions { id, .. }
+            | Deny::UriNotNormal { id, .. }
+            | Deny::HiddenCompletion { id }
+            | Deny::Unclassified { id, .. } => id.as_ref(),
             Deny::Batch(_) | Deny::BatchedList => None,
         }
     }
@@ -78,7 +103,11 @@ impl Deny {
                 kind: Kind::Resources,
                 ..
             } => -32002,
-            Deny::Hidden { .. } | Deny::Conditions { .. } => -32602,
+            Deny::Hidden { .. }
+            | Deny::Conditions { .. }
+            | Deny::UriNotNormal { .. }
+            | Deny::HiddenCompletion { .. } => -32602,
+            Deny::Unclassified { .. } => -32601,
             Deny::Batch(_) | Deny::BatchedList => -32600,
         }
     }
@@ -95,6 +124,25 @@ pub fn action(msg: &Message) -> Option<(Kind, &str)> {
         _ => return None,
     };
     Some((kind, msg.target.as_deref()?))
+}
+
+/// The first request of a method the gateway does not classify, when the
+/// route does not forward them.
+pub fn unclassified(route: &Route, facts: &RequestFacts) -> Result<(), Deny> {
+    if route.forward_unclassified {
+        return Ok(());
+    }
+    match facts
+        .messages
+        .iter()
+        .find(|m| m.kind == MsgKind::Request && matches!(m.method, Method::Other(_)))
+    {
+        Some(m) => Err(Deny::Unclassified {
+            id: m.id.clone(),
+            method: m.method.name().into(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Decide every message of a request body. `body` holds the arguments the
@@ -116,9 +164,27 @@ pub fn authorize(
         .iter()
         .filter(|m| m.kind != MsgKind::Response)
     {
+        if let (Method::CompletionComplete, Some(r), Some(name)) =
+            (&msg.method, msg.reference, msg.target.as_deref())
+        {
+            let kind = match r {
+                RefKind::Prompt => Kind::Prompts,
+                RefKind::Resource => Kind::Resources,
+            };
+            if !snap.policy.visible(caller.roles(), kind, upstream, name) {
+                return Err(Deny::HiddenCompletion { id: msg.id.clone() });
+            }
+            continue;
+        }
         let Some((kind, name)) = action(msg) else {
             continue;
         };
+        if kind == Kind::Resources {
+            sluice_config::uri::check_uri(name).map_err(|why| Deny::UriNotNormal {
+                id: msg.id.clone(),
+                why,
+            })?;
+        }
         let mut args = || {
             msg.arguments
                 .clone()

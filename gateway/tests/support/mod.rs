@@ -37,11 +37,14 @@ pub fn peers() -> PathBuf {
         .unwrap_or_else(|| workspace().join(".peers"))
 }
 
-/// `../shared` beside the workspace (`SLUICE_SHARED` overrides).
-pub fn shared() -> PathBuf {
-    std::env::var_os("SLUICE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared"))
+/// The suite's own peer helpers (gateway/tests/peers): scripts that drive
+/// real SDKs and servers.
+pub fn test_peer(name: &str) -> PathBuf {
+    need(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/peers")
+            .join(name),
+    )
 }
 
 /// `path`, which the peers setup must have installed.
