@@ -177,6 +177,19 @@ impl Response {
                         .into_up(),
                 );
             }
+            // Pingora's peek reads the byte and puts it back, and the next
+            // read returns that one byte alone. Read it and then whatever
+            // else is waiting, so a held stream never falls to one byte per
+            // read (and one chunk per byte) while its upstream is ahead.
+            self.buf.reserve(SMALL_ROOM);
+            let n = read(&mut self.stream, &mut self.buf, self.read_timeout).await?;
+            if n > 0 {
+                use futures::FutureExt;
+                if let Some(Ok(more)) = self.stream.read_buf(&mut self.buf).now_or_never() {
+                    self.full = more > 0 && self.buf.len() == self.buf.capacity();
+                }
+                self.pending = true;
+            }
         }
         self.read(sink).await
     }
@@ -556,6 +569,47 @@ mod tests {
         while resp.read_held(|p| got.extend_from_slice(p)).await.unwrap() {}
         assert_eq!(got, b"second", "the peeked byte is read once");
         assert!(resp.into_reusable().is_some(), "nothing left over");
+    }
+
+    #[tokio::test]
+    async fn a_held_read_takes_all_that_waits_not_the_peeked_byte_alone() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut upstream, _) = listener.accept().await.unwrap();
+        let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
+        upstream
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let (_, mut resp) = receive(stream, Duration::from_secs(30), SMALL_ROOM)
+            .await
+            .unwrap()
+            .unwrap();
+        // Idle: the next wait is a peek.
+        {
+            use futures::FutureExt;
+            assert!(resp.read_held(|_| {}).now_or_never().is_none());
+        }
+        // A burst well past one read's room is already waiting when the
+        // held stream wakes.
+        let data = vec![b'x'; 3 * SMALL_ROOM];
+        let mut wire = format!("{:x}\r\n", data.len()).into_bytes();
+        wire.extend_from_slice(&data);
+        wire.extend_from_slice(b"\r\n0\r\n\r\n");
+        upstream.write_all(&wire).await.unwrap();
+        upstream.flush().await.unwrap();
+        let mut reads = 0;
+        let mut got = 0;
+        while got < data.len() {
+            let mut piece = 0;
+            assert!(
+                resp.read_held(|p| piece += p.len()).await.unwrap() || got + piece == data.len()
+            );
+            got += piece;
+            reads += 1;
+        }
+        assert!(reads <= 8, "{reads} reads for {} bytes", data.len());
     }
 
     #[test]

@@ -225,11 +225,17 @@ impl Refusal {
 /// The JSON-RPC error body for `refusal`. Refusals about timing carry
 /// `data: {"reason", "retry_after_ms"}` so a client can back off exactly.
 pub fn body(refusal: &Refusal, id: Option<&RequestId>) -> Bytes {
-    if let Refusal::Policy(Deny::HiddenCompletion { .. }) = refusal {
-        // The answer an upstream gives for a prompt it does not have.
+    if let Refusal::Policy(Deny::HiddenCompletion { stateless, .. }) = refusal {
+        // The answer the reference servers give for a prompt they do not
+        // have.
         return Bytes::from(format!(
-            r#"{{"jsonrpc":"2.0","id":{},"result":{{"completion":{{"values":[],"total":0,"hasMore":false}}}}}}"#,
-            id.map_or("null", RequestId::raw)
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"completion":{{"values":[],"total":0,"hasMore":false}}{}}}}}"#,
+            id.map_or("null", RequestId::raw),
+            if *stateless {
+                r#","resultType":"complete""#
+            } else {
+                ""
+            }
         ));
     }
     let message = serde_json::to_string(&refusal.to_string()).unwrap_or_else(|_| "\"\"".into());

@@ -201,6 +201,7 @@ impl ListFilter {
         let lines = sse_lines(event);
         let mut data = Vec::new();
         let mut has_data = false;
+        let mut kind: &[u8] = b"message";
         for line in &lines {
             if let Some(d) = field_value(line, b"data") {
                 if has_data {
@@ -208,9 +209,18 @@ impl ListFilter {
                 }
                 data.extend_from_slice(d);
                 has_data = true;
+            } else if let Some(k) = field_value(line, b"event") {
+                kind = k;
             }
         }
-        if !has_data || data.is_empty() {
+        // JSON-RPC travels in `message` events; others (the legacy
+        // transport's `endpoint`) carry none. Data that does not open a
+        // JSON object or array is no message any client reads a list from.
+        let opens = data
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .is_some_and(|b| matches!(b, b'{' | b'['));
+        if !has_data || kind != b"message" || !opens {
             return None;
         }
         let rewritten = match self.rewrite(&data) {

@@ -58,7 +58,12 @@ pub enum Deny {
     /// may not see: answered with no completions, as for one that does not
     /// exist, so hidden and absent cannot be told apart.
     #[error("no completions")]
-    HiddenCompletion { id: Option<RequestId> },
+    HiddenCompletion {
+        id: Option<RequestId>,
+        /// The request speaks the stateless revision, whose results say
+        /// `resultType`.
+        stateless: bool,
+    },
     /// A request whose method the gateway does not classify, on a route
     /// that does not forward them: answered as an unknown method.
     #[error("Method not found: {method}")]
@@ -89,7 +94,7 @@ impl Deny {
             Deny::Hidden { id, .. }
             | Deny::Conditions { id, .. }
             | Deny::UriNotNormal { id, .. }
-            | Deny::HiddenCompletion { id }
+            | Deny::HiddenCompletion { id, .. }
             | Deny::Unclassified { id, .. } => id.as_ref(),
             Deny::Batch(_) | Deny::BatchedList => None,
         }
@@ -172,7 +177,10 @@ pub fn authorize(
                 RefKind::Resource => Kind::Resources,
             };
             if !snap.policy.visible(caller.roles(), kind, upstream, name) {
-                return Err(Deny::HiddenCompletion { id: msg.id.clone() });
+                return Err(Deny::HiddenCompletion {
+                    id: msg.id.clone(),
+                    stateless: msg.revision.is_some_and(|r| r.is_stateless()),
+                });
             }
             continue;
         }
