@@ -106,6 +106,9 @@ pub struct RawLimits {
     /// Longest wait for each read of a client's request body (slow-client
     /// protection), milliseconds. Default 30000.
     pub client_read_timeout_ms: Option<u64>,
+    /// Most bytes of request bodies the process holds at once, across all
+    /// requests; past it new bodies are refused with 503. Default 256 MiB.
+    pub max_body_bytes_held: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

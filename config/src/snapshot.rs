@@ -15,6 +15,7 @@ use crate::security::{self, Audit, Credential, Egress, Identity};
 use crate::{ConfigError, ConfigErrors};
 
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+const DEFAULT_MAX_BODY_BYTES_HELD: u64 = 256 << 20;
 pub const DEFAULT_MAX_JSON_DEPTH: u32 = 64;
 pub const DEFAULT_GRACE_PERIOD_S: u64 = 30;
 
@@ -38,6 +39,8 @@ pub struct Snapshot {
     pub listeners: Vec<Listener>,
     pub admin: Option<SocketAddr>,
     pub max_body_bytes: u64,
+    /// Most request-body bytes held at once across all requests.
+    pub max_body_bytes_held: u64,
     pub max_json_depth: u32,
     pub max_json_array_len: u32,
     pub max_json_string_len: u32,
@@ -260,6 +263,16 @@ impl Snapshot {
                 "must be between 1 and 1073741824",
             ));
         }
+        let max_body_bytes_held = raw
+            .limits
+            .max_body_bytes_held
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES_HELD.max(max_body_bytes));
+        if max_body_bytes_held < max_body_bytes {
+            errs.push(ConfigError::new(
+                "limits.max_body_bytes_held",
+                "must be at least limits.max_body_bytes",
+            ));
+        }
         let max_json_depth = raw.limits.max_json_depth.unwrap_or(DEFAULT_MAX_JSON_DEPTH);
         if !(2..=512).contains(&max_json_depth) {
             errs.push(ConfigError::new(
@@ -336,6 +349,7 @@ impl Snapshot {
             listeners,
             admin,
             max_body_bytes,
+            max_body_bytes_held,
             max_json_depth,
             max_json_array_len: raw.limits.max_json_array_len.unwrap_or(100_000).max(1),
             max_json_string_len: raw

@@ -10,6 +10,7 @@ pub mod access;
 pub mod admin;
 pub mod approval;
 pub mod audit;
+pub mod bodies;
 pub mod cli;
 pub mod control;
 pub mod detach;

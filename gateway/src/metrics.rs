@@ -20,6 +20,8 @@ pub struct Metrics {
     pub sse_streams: IntGaugeVec,
     /// Event streams held in the gateway's own task (`detach`).
     pub streams_detached: IntGauge,
+    /// Read from `bodies` when scraped.
+    pub request_body_bytes_held: IntGauge,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub config_last_reload_ok: IntGauge,
@@ -298,6 +300,10 @@ impl Metrics {
                 "streams_detached",
                 "Event streams to HTTP/1.1 clients held in the gateway's own task, out of Pingora's session",
             ),
+            request_body_bytes_held: gauge(
+                "request_body_bytes_held",
+                "Bytes of request-body buffers held across all requests (ceiling: limits.max_body_bytes_held)",
+            ),
             config_reloads: counter(
                 "config_reloads_total",
                 "Config loads by outcome (applied, invalid, unchanged)",
@@ -356,6 +362,8 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
+        self.request_body_bytes_held
+            .set(i64::try_from(crate::bodies::held()).unwrap_or(i64::MAX));
         let mut out = Vec::with_capacity(16 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "metrics encoding failed");

@@ -112,6 +112,8 @@ pub struct Ctx {
     /// The status of an answer written by `direct`, not through Pingora's
     /// session (which does not know it).
     pub written_directly: Option<u16>,
+    /// The request body's share of the ceiling on bodies held at once.
+    pub body_hold: crate::bodies::BodyHold,
 }
 
 impl Ctx {
@@ -148,6 +150,7 @@ impl Ctx {
             approval: None,
             detached: false,
             written_directly: None,
+            body_hold: crate::bodies::BodyHold::default(),
         }
     }
     pub fn route(&self) -> Option<&Route> {
@@ -530,7 +533,14 @@ impl Gateway {
             _ => return Err(Refusal::MethodNotAllowed),
         }
 
-        let body = read_body(session, snap.max_body_bytes, snap.client_read_timeout).await?;
+        let body = read_body(
+            session,
+            snap.max_body_bytes,
+            snap.client_read_timeout,
+            &mut ctx.body_hold,
+            snap.max_body_bytes_held,
+        )
+        .await?;
         let t = Instant::now();
         let caps = JsonCaps {
             depth: snap.max_json_depth,
@@ -658,7 +668,14 @@ impl Gateway {
             )));
         }
         let rest = api.path().to_owned();
-        let body = read_body(session, snap.max_body_bytes, snap.client_read_timeout).await?;
+        let body = read_body(
+            session,
+            snap.max_body_bytes,
+            snap.client_read_timeout,
+            &mut ctx.body_hold,
+            snap.max_body_bytes_held,
+        )
+        .await?;
         let t = Instant::now();
         let llm_req = LlmRequest::parse(api, body)
             .map_err(|e| Refusal::Llm(LlmDeny::BadRequest(e.to_string())))?;
@@ -1097,12 +1114,18 @@ fn limit_owner<'a>(
 /// Most bytes read and discarded past the body cap to answer 413 cleanly.
 const MAX_DRAIN: u64 = 16 << 20;
 
+/// Room for a request body before its first bytes: the usual MCP message
+/// fits; larger bodies grow as they arrive.
+const FIRST_BODY_ROOM: u64 = 16 * 1024;
+
 /// Read the whole request body, refusing it past `limit` bytes. Pingora's
 /// replay buffer is enabled first so bodies up to its size need no copy.
 pub(crate) async fn read_body(
     session: &mut Session,
     limit: u64,
     read_timeout: Duration,
+    hold: &mut crate::bodies::BodyHold,
+    held_max: u64,
 ) -> std::result::Result<Bytes, Refusal> {
     let declared = header_str(session.req_header(), http::header::CONTENT_LENGTH)
         .and_then(|v| v.trim().parse::<u64>().ok());
@@ -1114,14 +1137,21 @@ pub(crate) async fn read_body(
     }
     session.enable_retry_buffering();
     session.set_read_timeout(Some(read_timeout));
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit) as usize);
+    // Memory follows the bytes that came, not the bytes promised: a head
+    // declaring megabytes and a body that trickles holds what it sent.
+    let first = declared.unwrap_or(FIRST_BODY_ROOM).min(FIRST_BODY_ROOM);
+    let mut buf = BytesMut::with_capacity(first as usize);
+    hold.grow(buf.capacity() as u64, held_max)?;
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
                 if (buf.len() + chunk.len()) as u64 > limit {
                     return Err(Refusal::BodyTooLarge { limit, drain: true });
                 }
+                // Every body being read counts against one ceiling.
+                let before = buf.capacity();
                 buf.extend_from_slice(&chunk);
+                hold.grow((buf.capacity() - before) as u64, held_max)?;
             }
             Ok(None) => break,
             Err(e) => {

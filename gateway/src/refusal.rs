@@ -48,6 +48,8 @@ pub enum Refusal {
     #[error("could not read the request body")]
     BodyRead,
     #[error(transparent)]
+    BodiesFull(#[from] crate::bodies::BodiesFull),
+    #[error(transparent)]
     Classify(#[from] ClassifyError),
     #[error("upstream unavailable: {0}")]
     Upstream(&'static str),
@@ -109,6 +111,7 @@ impl Refusal {
             | Refusal::BodyRead
             | Refusal::Classify(_) => 400,
             Refusal::BodyTooLarge { .. } => 413,
+            Refusal::BodiesFull(_) => 503,
             Refusal::Upstream(_) => 502,
             Refusal::Unauthenticated { .. } => 401,
             Refusal::Tenant(TenantError::Ambiguous) => 400,
@@ -133,6 +136,7 @@ impl Refusal {
             Refusal::Upstream(_)
             | Refusal::Limited(_)
             | Refusal::CircuitOpen { .. }
+            | Refusal::BodiesFull(_)
             | Refusal::Approval(crate::approval::ApprovalDeny::Unavailable(_)) => {
                 code::INTERNAL_ERROR
             }
@@ -154,6 +158,7 @@ impl Refusal {
             Refusal::PathNotNormal(_) => "path_not_normal",
             Refusal::BodyTooLarge { .. } => "body_too_large",
             Refusal::BodyRead => "body_read",
+            Refusal::BodiesFull(_) => "bodies_full",
             Refusal::Classify(ClassifyError::Parse { .. }) => "parse_error",
             Refusal::Classify(ClassifyError::TooDeep { .. }) => "too_deep",
             Refusal::Classify(ClassifyError::TooLong { .. }) => "too_long",
@@ -207,6 +212,7 @@ impl Refusal {
         match self {
             Refusal::Limited(l) => Some(l.retry_after()),
             Refusal::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            Refusal::BodiesFull(_) => Some(std::time::Duration::from_secs(1)),
             Refusal::Llm(d) => d.retry_after(),
             _ => None,
         }
