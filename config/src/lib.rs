@@ -29,8 +29,8 @@ pub use security::{
     UserCredentials,
 };
 pub use snapshot::{
-    CircuitBreaker, HostPolicy, Listener, ListenerTls, Retries, Route, RouteTransport, Scheme,
-    Snapshot, Upstream, UpstreamTls, Version,
+    CircuitBreaker, HeadLimits, HostPolicy, Listener, ListenerTls, Retries, Route, RouteTransport,
+    Scheme, Snapshot, Upstream, UpstreamTls, Version,
 };
 
 /// Parse and resolve a YAML document into a snapshot with the given generation.

@@ -109,6 +109,15 @@ pub struct RawLimits {
     /// Most bytes of request bodies the process holds at once, across all
     /// requests; past it new bodies are refused with 503. Default 256 MiB.
     pub max_body_bytes_held: Option<u64>,
+    /// Longest request line (method, target, version), bytes; 414 above.
+    /// Default 8192, as nginx's `large_client_header_buffers`.
+    pub max_request_line_bytes: Option<u32>,
+    /// Longest header line (name and value), bytes; 431 above. Default 8192.
+    pub max_header_line_bytes: Option<u32>,
+    /// Largest request head in all, bytes; 431 above. Default 32768.
+    pub max_head_bytes: Option<u32>,
+    /// Most header lines in a request; 431 above. Default 100.
+    pub max_headers: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

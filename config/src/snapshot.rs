@@ -41,6 +41,8 @@ pub struct Snapshot {
     pub max_body_bytes: u64,
     /// Most request-body bytes held at once across all requests.
     pub max_body_bytes_held: u64,
+    /// Caps on a request head, checked before anything is forwarded.
+    pub head_limits: HeadLimits,
     pub max_json_depth: u32,
     pub max_json_array_len: u32,
     pub max_json_string_len: u32,
@@ -175,6 +177,19 @@ pub struct Route {
     pub auth_required: bool,
     /// Forward client requests of methods the gateway does not classify.
     pub forward_unclassified: bool,
+}
+
+/// Caps on a request head (defaults in line with nginx's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Method, target and version, bytes.
+    pub request_line: u32,
+    /// One header's name and value, bytes.
+    pub header_line: u32,
+    /// The request line and every header, bytes.
+    pub head: u32,
+    /// Header lines.
+    pub headers: u32,
 }
 
 /// DNS-rebinding protection for one route, compiled to lowercase names.
@@ -350,6 +365,12 @@ impl Snapshot {
             admin,
             max_body_bytes,
             max_body_bytes_held,
+            head_limits: HeadLimits {
+                request_line: raw.limits.max_request_line_bytes.unwrap_or(8192).max(64),
+                header_line: raw.limits.max_header_line_bytes.unwrap_or(8192).max(64),
+                head: raw.limits.max_head_bytes.unwrap_or(32768).max(256),
+                headers: raw.limits.max_headers.unwrap_or(100).max(8),
+            },
             max_json_depth,
             max_json_array_len: raw.limits.max_json_array_len.unwrap_or(100_000).max(1),
             max_json_string_len: raw

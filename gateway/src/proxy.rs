@@ -407,6 +407,7 @@ impl Gateway {
         // The route is matched on the path's text; an upstream that resolves
         // `..` or decodes `%2F` would serve another one.
         sluice_config::uri::check_request_path(path).map_err(Refusal::PathNotNormal)?;
+        check_head(req, &snap.head_limits)?;
         let (route_idx, rest) = snap.route_for(listener, path).ok_or(Refusal::NoRoute)?;
         ctx.route = Some(route_idx);
         let route = &snap.routes[route_idx];
@@ -1190,13 +1191,42 @@ fn check_framing(session: &Session) -> std::result::Result<(), Refusal> {
     Ok(())
 }
 
-/// Does the raw header block have a line starting with `name:` (any case)?
+/// A head past the configured caps is refused before anything of it is
+/// forwarded: a long target with 414, the rest with 431.
+fn check_head(
+    req: &RequestHeader,
+    limits: &sluice_config::HeadLimits,
+) -> std::result::Result<(), Refusal> {
+    // "METHOD SP target SP HTTP/1.1"
+    let line = req.method.as_str().len() + req.raw_path().len() + 10;
+    if line > limits.request_line as usize {
+        return Err(Refusal::HeadTooLarge("request line"));
+    }
+    if req.headers.len() > limits.headers as usize {
+        return Err(Refusal::HeadTooLarge("header count"));
+    }
+    let mut head = line;
+    for (name, value) in &req.headers {
+        // "name: value\r\n"
+        let n = name.as_str().len() + value.len() + 4;
+        if n > limits.header_line as usize {
+            return Err(Refusal::HeadTooLarge("header line"));
+        }
+        head += n;
+    }
+    if head > limits.head as usize {
+        return Err(Refusal::HeadTooLarge("request head"));
+    }
+    Ok(())
+}
+
 /// Legacy sessions share the binding table with Streamable HTTP ones, in
 /// a namespace of their own.
 fn legacy_session_key(sid: &str) -> String {
     format!("legacy:{sid}")
 }
 
+/// Does the raw header block have a line starting with `name:` (any case)?
 fn has_header_line(raw: &[u8], name: &[u8]) -> bool {
     raw.split(|&b| b == b'\n').any(|line| {
         let line = line.trim_ascii_start();

@@ -47,6 +47,9 @@ pub enum Refusal {
     },
     #[error("could not read the request body")]
     BodyRead,
+    /// A request head past `limits` (the request line: 414; else 431).
+    #[error("{0} larger than the gateway accepts")]
+    HeadTooLarge(&'static str),
     #[error(transparent)]
     BodiesFull(#[from] crate::bodies::BodiesFull),
     #[error(transparent)]
@@ -111,6 +114,8 @@ impl Refusal {
             | Refusal::BodyRead
             | Refusal::Classify(_) => 400,
             Refusal::BodyTooLarge { .. } => 413,
+            Refusal::HeadTooLarge("request line") => 414,
+            Refusal::HeadTooLarge(_) => 431,
             Refusal::BodiesFull(_) => 503,
             Refusal::Upstream(_) => 502,
             Refusal::Unauthenticated { .. } => 401,
@@ -158,6 +163,7 @@ impl Refusal {
             Refusal::PathNotNormal(_) => "path_not_normal",
             Refusal::BodyTooLarge { .. } => "body_too_large",
             Refusal::BodyRead => "body_read",
+            Refusal::HeadTooLarge(_) => "head_too_large",
             Refusal::BodiesFull(_) => "bodies_full",
             Refusal::Classify(ClassifyError::Parse { .. }) => "parse_error",
             Refusal::Classify(ClassifyError::TooDeep { .. }) => "too_deep",

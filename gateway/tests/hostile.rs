@@ -131,3 +131,64 @@ async fn bodies_held_at_once_have_a_ceiling() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Send `request` and read the status line of the answer.
+async fn status_of(port: u16, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    // The gateway may answer before the whole of a huge head is written.
+    let _ = s.write_all(request).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    text.lines().next().unwrap_or("").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_heads_are_refused_before_anything_is_forwarded() {
+    let (addr, rec) = recording_upstream().await;
+    let gw = Gateway::start(&config(
+        &format!("http://{addr}/mcp"),
+        "max_body_bytes: 65536",
+    ))
+    .await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let request = |target: &str, headers: &str| {
+        format!(
+            "POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\n{headers}Content-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    // Within every cap: forwarded.
+    let ok = status_of(gw.port, &request("/mcp", "X-A: 1\r\n")).await;
+    assert!(ok.contains(" 200"), "{ok}");
+    let long_target = format!("/mcp?{}", "a".repeat(60_000));
+    let long_header = format!("X-Big: {}\r\n", "b".repeat(500_000));
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let big_head: String = (0..8)
+        .map(|i| format!("X-M{i}: {}\r\n", "c".repeat(7000)))
+        .collect();
+    for (what, req, want) in [
+        ("a 60 KB target", request(&long_target, ""), " 414"),
+        ("a 500 KB header", request("/mcp", &long_header), " 431"),
+        ("150 headers", request("/mcp", &many), " 431"),
+        ("a 56 KB head", request("/mcp", &big_head), " 431"),
+    ] {
+        let status = status_of(gw.port, &req).await;
+        assert!(status.contains(want), "{what}: {status}");
+    }
+    assert_eq!(
+        rec.calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the request within the caps reached the upstream"
+    );
+    assert_eq!(
+        gw.metric("sluice_refusals_total{reason=\"head_too_large\",route=\"none\"}")
+            .await,
+        4.0
+    );
+}
