@@ -190,6 +190,12 @@ pub struct HeadLimits {
     pub head: u32,
     /// Header lines.
     pub headers: u32,
+    /// A new connection's first head (or HTTP/2 preface) must be whole
+    /// within this.
+    pub head_timeout: Duration,
+    /// Client connections open at once, in all and from one address.
+    pub max_connections: u32,
+    pub max_connections_per_address: u32,
 }
 
 /// DNS-rebinding protection for one route, compiled to lowercase names.
@@ -370,6 +376,15 @@ impl Snapshot {
                 header_line: raw.limits.max_header_line_bytes.unwrap_or(8192).max(64),
                 head: raw.limits.max_head_bytes.unwrap_or(32768).max(256),
                 headers: raw.limits.max_headers.unwrap_or(100).max(8),
+                head_timeout: Duration::from_millis(
+                    raw.limits.head_timeout_ms.unwrap_or(10_000).max(1),
+                ),
+                max_connections: raw.limits.max_connections.unwrap_or(20_000).max(1),
+                max_connections_per_address: raw
+                    .limits
+                    .max_connections_per_address
+                    .unwrap_or(2_000)
+                    .max(1),
             },
             max_json_depth,
             max_json_array_len: raw.limits.max_json_array_len.unwrap_or(100_000).max(1),

@@ -28,11 +28,14 @@ impl ServeHttp for Admin {
                 "text/plain",
                 b"no snapshot applied yet\n".to_vec(),
             ),
-            "/metrics" => (
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.shared.metrics.render(),
-            ),
+            "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", {
+                let open = self.shared.conns.open_count();
+                self.shared
+                    .metrics
+                    .connections_open
+                    .set(i64::try_from(open).unwrap_or(i64::MAX));
+                self.shared.metrics.render()
+            }),
             "/version" => {
                 let v = &self.shared.current().snapshot.version;
                 (

@@ -37,13 +37,19 @@ use crate::state::Shared;
 pub struct Front {
     proxy: Arc<HttpProxy<Gateway>>,
     reentry: ReentrySlot,
+    shared: Arc<crate::state::Shared>,
 }
 
 impl Front {
-    pub fn new(proxy: HttpProxy<Gateway>, reentry: ReentrySlot) -> Self {
+    pub fn new(
+        proxy: HttpProxy<Gateway>,
+        reentry: ReentrySlot,
+        shared: Arc<crate::state::Shared>,
+    ) -> Self {
         Front {
             proxy: Arc::new(proxy),
             reentry,
+            shared,
         }
     }
 }
@@ -59,7 +65,39 @@ impl ServerApp for Front {
             proxy: Arc::downgrade(&self.proxy),
             shutdown: shutdown.clone(),
         });
-        self.proxy.process_new(stream, shutdown).await
+        // Counted, and its first head read under one deadline, before
+        // Pingora's session sees it (`conns`).
+        let limits = {
+            let h = &self.shared.current().snapshot.head_limits;
+            crate::conns::ConnLimits {
+                max_connections: h.max_connections as usize,
+                max_per_address: h.max_connections_per_address as usize,
+                head_timeout: h.head_timeout,
+                max_head_bytes: h.head as usize,
+            }
+        };
+        let addr = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let conns = &self.shared.conns;
+        let metrics = &self.shared.metrics;
+        let ticket = match conns.open(addr, &limits) {
+            Ok(t) => t,
+            Err(why) => {
+                metrics
+                    .connections_closed
+                    .with_label_values(&[why.as_label()])
+                    .inc();
+                tracing::warn!(reason = why.as_label(), "client connection refused");
+                return None;
+            }
+        };
+        let stream = crate::conns::first_head(stream, &ticket, &limits, metrics)
+            .await
+            .ok()?;
+        let reuse = self.proxy.process_new(stream, shutdown).await;
+        drop(ticket);
+        reuse
     }
 
     async fn cleanup(&self) {

@@ -12,6 +12,7 @@ pub mod approval;
 pub mod audit;
 pub mod bodies;
 pub mod cli;
+pub mod conns;
 pub mod control;
 pub mod detach;
 pub mod direct;

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub streams_detached: IntGauge,
     /// Read from `bodies` when scraped.
     pub request_body_bytes_held: IntGauge,
+    /// Set from `Shared::conns` when scraped.
+    pub connections_open: IntGauge,
+    pub connections_closed: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub config_last_reload_ok: IntGauge,
@@ -303,6 +306,15 @@ impl Metrics {
             request_body_bytes_held: gauge(
                 "request_body_bytes_held",
                 "Bytes of request-body buffers held across all requests (ceiling: limits.max_body_bytes_held)",
+            ),
+            connections_open: gauge(
+                "client_connections_open",
+                "Client connections open (caps: limits.max_connections, max_connections_per_address)",
+            ),
+            connections_closed: counter(
+                "client_connections_closed_total",
+                "Client connections closed before their first request, by reason",
+                &["reason"],
             ),
             config_reloads: counter(
                 "config_reloads_total",

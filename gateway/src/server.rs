@@ -116,6 +116,11 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
         upgrade: opts.upgrade,
         ..Opt::default()
     };
+    // Every client connection takes a descriptor: take all the process may.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+    }
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
@@ -129,8 +134,13 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     let mut app = pingora::proxy::http_proxy(&server.configuration, gateway);
     let mut o = HttpServerOptions::default();
     o.h2c = first.listeners.iter().any(|l| l.http2 && l.tls.is_none());
+    // Idle HTTP/2 connections close as idle HTTP/1.1 ones do.
+    o.h2_idle_timeout = Some(std::time::Duration::from_secs(60));
     app.server_options = Some(o);
-    let mut proxy = Service::new("sluice".into(), crate::detach::Front::new(app, reentry));
+    let mut proxy = Service::new(
+        "sluice".into(),
+        crate::detach::Front::new(app, reentry, shared.clone()),
+    );
     for l in &first.listeners {
         let addr = l.address.to_string();
         match certs.iter().find(|(n, _)| n == &l.name) {

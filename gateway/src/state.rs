@@ -102,6 +102,8 @@ pub struct Shared {
     catalog_warned: std::sync::Mutex<HashSet<String>>,
     /// Idle connections of the gateway's own HTTP/1.1 client.
     pub idle: crate::pool::IdlePool,
+    /// Client connections open, and those waiting for their first head.
+    pub conns: crate::conns::Conns,
 }
 
 impl Shared {
@@ -125,6 +127,7 @@ impl Shared {
             control,
             catalog_warned: std::sync::Mutex::new(HashSet::new()),
             idle: Default::default(),
+            conns: Default::default(),
         })
     }
 

@@ -186,9 +186,139 @@ async fn oversized_heads_are_refused_before_anything_is_forwarded() {
         1,
         "only the request within the caps reached the upstream"
     );
+    // Counted where each was caught: the connection's first head is read
+    // under the cap (the 500 KB header), the rest once parsed.
     assert_eq!(
         gw.metric("sluice_refusals_total{reason=\"head_too_large\",route=\"none\"}")
-            .await,
+            .await
+            + gw.metric("sluice_client_connections_closed_total{reason=\"head_too_large\"}")
+                .await,
         4.0
+    );
+}
+
+/// Read until the gateway closes the connection; what it sent.
+async fn until_closed(mut s: TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("still open after 20 s: {}", String::from_utf8_lossy(&out)),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_that_trickles_is_cut_at_one_deadline() {
+    let demo = demo(DemoOptions::default()).await;
+    let gw = Gateway::start(&config(&demo.url(), "head_timeout_ms: 500")).await;
+    let port = gw.port;
+    // Twenty heads, a byte every 100 ms: each read comes well within any
+    // per-read timeout, the head never ends.
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect");
+            s.write_all(b"POST /mcp HTTP/1.1\r\n").await.expect("line");
+            let (mut r, mut w) = s.into_split();
+            let writer = tokio::spawn(async move {
+                for _ in 0..200 {
+                    if w.write_all(b"x").await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+            let mut out = Vec::new();
+            let closed =
+                tokio::time::timeout(Duration::from_secs(15), r.read_to_end(&mut out)).await;
+            writer.abort();
+            (closed.is_ok(), String::from_utf8_lossy(&out).into_owned())
+        }));
+    }
+    for c in clients {
+        let (closed, answer) = c.await.expect("client");
+        assert!(closed, "a trickling head was still open after 15 s");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    assert_eq!(
+        gw.metric("sluice_client_connections_closed_total{reason=\"head_timeout\"}")
+            .await,
+        20.0
+    );
+    // An HTTP/2 client that sends its preface and nothing more is cut too.
+    let mut h2 = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    until_closed(h2).await;
+    // Ordinary calls are unaffected.
+    let (status, _, body) = post(
+        &reqwest::Client::new(),
+        &gw.url("/mcp"),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_cap_the_longest_waiting_connection_is_shed() {
+    let demo = demo(DemoOptions::default()).await;
+    let gw = Gateway::start(&config(
+        &demo.url(),
+        "max_connections_per_address: 4, head_timeout_ms: 60000",
+    ))
+    .await;
+    // Four connections that never send a head fill this address's share.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(
+            TcpStream::connect(("127.0.0.1", gw.port))
+                .await
+                .expect("connect"),
+        );
+    }
+    eventually("four connections counted", async || {
+        gw.metric("sluice_client_connections_open").await >= 4.0
+    })
+    .await;
+    // A real call still gets through: the oldest idle one makes room.
+    let (status, _, body) = post(
+        &reqwest::Client::new(),
+        &gw.url("/mcp"),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // One of the four (the one that waited longest) was closed for it.
+    eventually("an idle connection is shed", async || {
+        idle.iter()
+            .filter(|s| matches!(s.try_read(&mut [0u8; 1]), Ok(0)))
+            .count()
+            == 1
+    })
+    .await;
+    assert!(
+        gw.metric("sluice_client_connections_closed_total{reason=\"shed\"}")
+            .await
+            >= 1.0
     );
 }
