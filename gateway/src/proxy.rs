@@ -114,6 +114,8 @@ pub struct Ctx {
     pub written_directly: Option<u16>,
     /// The request body's share of the ceiling on bodies held at once.
     pub body_hold: crate::bodies::BodyHold,
+    /// The client sent hop-by-hop or forwarding headers (`check_head`).
+    pub client_hop_headers: bool,
 }
 
 impl Ctx {
@@ -151,6 +153,7 @@ impl Ctx {
             detached: false,
             written_directly: None,
             body_hold: crate::bodies::BodyHold::default(),
+            client_hop_headers: false,
         }
     }
     pub fn route(&self) -> Option<&Route> {
@@ -407,7 +410,7 @@ impl Gateway {
         // The route is matched on the path's text; an upstream that resolves
         // `..` or decodes `%2F` would serve another one.
         sluice_config::uri::check_request_path(path).map_err(Refusal::PathNotNormal)?;
-        check_head(req, &snap.head_limits)?;
+        ctx.client_hop_headers = check_head(req, &snap.head_limits)?;
         let (route_idx, rest) = snap.route_for(listener, path).ok_or(Refusal::NoRoute)?;
         ctx.route = Some(route_idx);
         let route = &snap.routes[route_idx];
@@ -416,18 +419,6 @@ impl Gateway {
 
         check_framing(session)?;
         let req = session.req_header();
-        // The gateway reads the first copy of these; an upstream might read
-        // another.
-        for h in [
-            &MCP_SESSION_ID,
-            &MCP_METHOD,
-            &MCP_NAME,
-            &MCP_PROTOCOL_VERSION,
-        ] {
-            if req.headers.get_all(h).iter().nth(1).is_some() {
-                return Err(Refusal::Framing("an MCP header is given more than once"));
-            }
-        }
         let host = req
             .uri
             .authority()
@@ -869,7 +860,9 @@ impl Gateway {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
         let up = ctx.rt.snapshot.upstream(route);
         upstream::rewrite_request(req, up, &ctx.upstream_path)?;
-        upstream::strip_client_hop_headers(req);
+        if ctx.client_hop_headers {
+            upstream::strip_client_hop_headers(req);
+        }
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             req.insert_header(X_FORWARDED_FOR, upstream::forwarded_for(addr.ip()))?;
         }
@@ -1191,12 +1184,15 @@ fn check_framing(session: &Session) -> std::result::Result<(), Refusal> {
     Ok(())
 }
 
-/// A head past the configured caps is refused before anything of it is
-/// forwarded: a long target with 414, the rest with 431.
+/// One pass over a request head: past the configured caps it is refused
+/// before anything of it is forwarded (a long target with 414, the rest
+/// with 431); an MCP header given twice is refused (the gateway reads the
+/// first copy, an upstream might read another). `Ok(true)`: the client
+/// sent hop-by-hop or forwarding headers the upstream request must lose.
 fn check_head(
     req: &RequestHeader,
     limits: &sluice_config::HeadLimits,
-) -> std::result::Result<(), Refusal> {
+) -> std::result::Result<bool, Refusal> {
     // "METHOD SP target SP HTTP/1.1"
     let line = req.method.as_str().len() + req.raw_path().len() + 10;
     if line > limits.request_line as usize {
@@ -1206,6 +1202,8 @@ fn check_head(
         return Err(Refusal::HeadTooLarge("header count"));
     }
     let mut head = line;
+    let mut mcp_seen = 0u8;
+    let mut hop = false;
     for (name, value) in &req.headers {
         // "name: value\r\n"
         let n = name.as_str().len() + value.len() + 4;
@@ -1213,11 +1211,21 @@ fn check_head(
             return Err(Refusal::HeadTooLarge("header line"));
         }
         head += n;
+        match upstream::client_header_kind(name) {
+            upstream::ClientHeader::Mcp(bit) => {
+                if mcp_seen & bit != 0 {
+                    return Err(Refusal::Framing("an MCP header is given more than once"));
+                }
+                mcp_seen |= bit;
+            }
+            upstream::ClientHeader::Hop => hop = true,
+            upstream::ClientHeader::Other => {}
+        }
     }
     if head > limits.head as usize {
         return Err(Refusal::HeadTooLarge("request head"));
     }
-    Ok(())
+    Ok(hop)
 }
 
 /// Legacy sessions share the binding table with Streamable HTTP ones, in

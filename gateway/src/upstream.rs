@@ -138,6 +138,28 @@ const CLIENT_HOP_HEADERS: [&str; 6] = [
     "x-forwarded-port",
 ];
 
+/// What a client's header is to the gateway, read once per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientHeader {
+    /// One of the MCP headers the gateway reads (a bit per name).
+    Mcp(u8),
+    /// In `CLIENT_HOP_HEADERS`: removed from the upstream request.
+    Hop,
+    Other,
+}
+
+/// Classify a header name by its text (names are lowercase in `http`).
+pub fn client_header_kind(name: &http::HeaderName) -> ClientHeader {
+    match name.as_str() {
+        "mcp-session-id" => ClientHeader::Mcp(1),
+        "mcp-method" => ClientHeader::Mcp(2),
+        "mcp-name" => ClientHeader::Mcp(4),
+        "mcp-protocol-version" => ClientHeader::Mcp(8),
+        n if CLIENT_HOP_HEADERS.contains(&n) => ClientHeader::Hop,
+        _ => ClientHeader::Other,
+    }
+}
+
 /// Remove the client's hop-by-hop and forwarding headers, and the headers
 /// its `Connection` names.
 pub fn strip_client_hop_headers(req: &mut RequestHeader) {

@@ -314,8 +314,20 @@ macro_rules! read_members {
                         map: A,
                     ) -> Result<Self::Value, A::Error> {
                         const NAMES: &[&str] = &[$($name),*];
+                        fn index(key: &str) -> Option<usize> {
+                            let mut at = 0;
+                            $(
+                                if key == $name {
+                                    return Some(at);
+                                }
+                                at += 1;
+                            )*
+                            let _ = at;
+                            None
+                        }
+                        let known = super::members::Known { names: NAMES, index };
                         let mut out = $ty::default();
-                        super::members::read(map, NAMES, |i, map| {
+                        super::members::read(map, known, |i, map| {
                             let mut at = 0;
                             $(
                                 if i == at {

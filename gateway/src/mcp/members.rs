@@ -14,15 +14,24 @@ use sluice_config::fold::fold_eq;
 /// its own refusal reason.
 pub const CASE_VARIANT: &str = "a member name differs only in case from one the gateway reads";
 
+/// The members a struct reads: their names, and `index`, the position of
+/// a name among them (a `match`, as a derive would write it).
+#[derive(Clone, Copy)]
+pub struct Known {
+    pub names: &'static [&'static str],
+    pub index: fn(&str) -> Option<usize>,
+}
+
 /// Walk `map`: `on_known(i, map)` must read the value of `names[i]`.
 pub fn read<'de, A: MapAccess<'de>>(
     mut map: A,
-    names: &'static [&'static str],
+    known: Known,
     mut on_known: impl FnMut(usize, &mut A) -> Result<(), A::Error>,
 ) -> Result<(), A::Error> {
     let mut seen = 0u32;
+    let names = known.names;
     debug_assert!(names.len() <= 32);
-    while let Some(key) = map.next_key_seed(KeySeed(names))? {
+    while let Some(key) = map.next_key_seed(KeySeed(known))? {
         match key {
             Key::Known(i) => {
                 if seen & (1 << i) != 0 {
@@ -46,7 +55,7 @@ enum Key {
     Other,
 }
 
-struct KeySeed(&'static [&'static str]);
+struct KeySeed(Known);
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
     type Value = Key;
@@ -63,13 +72,14 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 
     fn visit_str<E: Error>(self, key: &str) -> Result<Key, E> {
-        if let Some(i) = self.0.iter().position(|n| *n == key) {
+        if let Some(i) = (self.0.index)(key) {
             return Ok(Key::Known(i));
         }
         // Lengths differ for almost every unknown key; folding can change a
         // non-ASCII key's length, so those are always compared.
         let variant = self
             .0
+            .names
             .iter()
             .any(|n| (n.len() == key.len() || !key.is_ascii()) && fold_eq(n, key));
         Ok(if variant { Key::Variant } else { Key::Other })
