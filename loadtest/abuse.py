@@ -127,14 +127,16 @@ async def attacker(kind, host, port, until, stats):
         elif kind == "slow_reader":
             writer.write(request("/sse", PAYLOAD, "payload", f"{host}:{port}"))
             await writer.drain()
-            got, t = 0, time.perf_counter()
+            # Kept as it goes: the attack may be cancelled mid-read.
+            mine = {"got": 0, "t": time.perf_counter(), "end": None}
+            stats["streams"].append(mine)
             while time.monotonic() < until:
                 data = await reader.read(65536)
                 if not data:
                     break
-                got += len(data)
+                mine["got"] += len(data)
+                mine["end"] = time.perf_counter()
                 await asyncio.sleep(0.005)
-            stats["stream_bytes_per_s"].append(got / max(time.perf_counter() - t, 1e-6))
     except (OSError, asyncio.IncompleteReadError):
         stats["closed"] += 1
     finally:
@@ -155,7 +157,7 @@ async def main(base, pid, kind, seconds, conns):
     await ordinary(host, port, time.monotonic() + 2, idle)
     rss0, fds0, cpu0 = proc(pid)
     peak_rss, peak_fds = rss0, fds0
-    stats = {"closed": 0, "refused": 0, "stream_bytes_per_s": []}
+    stats = {"closed": 0, "refused": 0, "streams": []}
     during = {"ms": [], "failed": 0}
     until = time.monotonic() + seconds
     started = time.monotonic()
@@ -183,8 +185,10 @@ async def main(base, pid, kind, seconds, conns):
         "calls": len(during["ms"]), "calls_failed": during["failed"],
         "attackers_closed": stats["closed"], "attackers_refused": stats["refused"],
     }
-    if stats["stream_bytes_per_s"]:
-        out["slow_stream_mb_per_s"] = round(statistics.median(stats["stream_bytes_per_s"]) / 2**20, 2)
+    rates = [m["got"] / (m["end"] - m["t"]) for m in stats["streams"] if m["end"] and m["end"] > m["t"]]
+    if rates:
+        out["slow_stream_mb_per_s"] = round(statistics.median(rates) / 2**20, 2)
+        out["slow_stream_mb"] = round(sum(m["got"] for m in stats["streams"]) / 2**20, 1)
     print(json.dumps(out))
 
 

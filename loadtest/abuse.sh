@@ -127,7 +127,7 @@ rss = "/".join(str(x) for x in r["rss_mb"])
 fds = "/".join(str(x) for x in r["fds"])
 extra = f"calls {r['calls']} failed {r['calls_failed']} attackers closed {r['attackers_closed']}"
 if "slow_stream_mb_per_s" in r:
-    extra += f" slow stream {r['slow_stream_mb_per_s']} MB/s"
+    extra += f" slow streams: {r['slow_stream_mb_per_s']} MB/s each, {r['slow_stream_mb']} MB in all"
 print(f"{c:<9} {r['attack']:<13} {r['connections']:>5} {rss:<20} {fds:<17} {r['cpu_pct']:>6} "
       f"{r['idle_p50_ms']}/{r['idle_p99_ms']:<10} {r['p50_ms']}/{r['p99_ms']:<10} {extra}")
 PY
