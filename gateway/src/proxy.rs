@@ -1145,7 +1145,7 @@ pub(crate) async fn read_body(
                 // Every body being read counts against one ceiling.
                 let before = buf.capacity();
                 buf.extend_from_slice(&chunk);
-                hold.grow((buf.capacity() - before) as u64, held_max)?;
+                hold.grow(buf.capacity().saturating_sub(before) as u64, held_max)?;
             }
             Ok(None) => break,
             Err(e) => {
