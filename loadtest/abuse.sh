@@ -12,6 +12,7 @@
 # Env:    SECONDS_PER=10  CONNECTIONS=500  ATTACKS="slowloris body_promise big_head slow_reader"
 #         SLOW_READERS=8  CONTENDERS="gateway nginx"  SKIP_BUILD=1  BIN_DIR=target/release
 #         DEMO_CORE=0 PROXY_CORE=1  NGINX=/usr/sbin/nginx  OUT_DIR=dir
+#         GATEWAY_LIMITS="max_inspected_response_bytes: 65536"  (the gateway's `limits:`)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -62,6 +63,7 @@ start_proxy() { # contender -> sets PROXY_PID, PROXY_PORT
 listeners: [{ name: main, address: "127.0.0.1:$PROXY_PORT" }]
 admin: { address: "127.0.0.1:$admin" }
 shutdown: { grace_period_s: 0 }
+limits: { ${GATEWAY_LIMITS:-} }
 upstreams:
   - { name: json, url: "http://127.0.0.1:$PORT_JSON/mcp" }
   - { name: sse, url: "http://127.0.0.1:$PORT_SSE/mcp" }
