@@ -91,8 +91,14 @@ impl SseParser {
     }
 
     fn push_carry(&mut self, carry: &mut Vec<u8>, bytes: &[u8]) {
+        if self.carry_overflow {
+            return;
+        }
         if carry.len() + bytes.len() > self.max_event + 16 {
             self.carry_overflow = true;
+            // The line is never read: its memory goes back now, not when
+            // the rest of it has passed (a slow client can take minutes).
+            *carry = Vec::new();
             return;
         }
         carry.extend_from_slice(bytes);
@@ -118,6 +124,8 @@ impl SseParser {
                 self.has_fields = true;
                 if self.data.len() + value.len() + 1 > self.max_event {
                     self.oversize = true;
+                    // An oversize event is not read: keep none of it.
+                    self.data = Vec::new();
                 } else if !self.oversize {
                     if self.has_data_line() {
                         self.data.push(b'\n');
