@@ -30,9 +30,11 @@ impl fmt::Display for NotNormal {
         f.write_str(match self {
             NotNormal::DotSegment => "a `.` or `..` segment",
             NotNormal::EmptySegment => "an empty segment (`//`) in the path",
-            NotNormal::EncodedSeparator => "a percent-encoded `/`, `\\` or NUL",
+            NotNormal::EncodedSeparator => "a percent-encoded `/`, `\\`, `?`, `#`, `%` or NUL",
             NotNormal::NeedlessEscape => "a percent-escape that normal form would not have",
-            NotNormal::BadCharacter => "a backslash or control character",
+            NotNormal::BadCharacter => {
+                "a backslash, a control character, or a query or fragment in a file URI"
+            }
         })
     }
 }
@@ -48,6 +50,15 @@ pub fn check_uri(uri: &str) -> Result<(), NotNormal> {
         Some(r) => &r[r.find(['/', '?', '#']).unwrap_or(r.len())..],
         None => rest,
     };
+    // A file has no query or fragment: a server taking the rest for the
+    // path would resolve what follows `?`.
+    if uri
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("file:"))
+        && uri.contains(['?', '#'])
+    {
+        return Err(NotNormal::BadCharacter);
+    }
     let path = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
     check_chars(uri)?;
     check_path(path, true)
@@ -88,7 +99,9 @@ fn check_chars(s: &str) -> Result<(), NotNormal> {
             return Err(NotNormal::NeedlessEscape);
         };
         let v = (hexval(hex[0]) << 4) | hexval(hex[1]);
-        if matches!(v, b'/' | b'\\' | 0) {
+        // Separators, and delimiters or `%` that a reader decoding once
+        // more, or before it parses, would take for structure.
+        if matches!(v, b'/' | b'\\' | 0 | b'?' | b'#' | b'%') {
             return Err(NotNormal::EncodedSeparator);
         }
         if v == b'.' {
@@ -197,6 +210,9 @@ mod tests {
             ("file:///pub/a%zz", NeedlessEscape),
             ("file:///pub/..\\etc", BadCharacter),
             ("file:///pub/a\nb", BadCharacter),
+            ("file:///pub/x?/../../etc/passwd", BadCharacter),
+            ("file:///pub/%252e%252e/etc/passwd", EncodedSeparator),
+            ("file:///pub/..%3F-../", EncodedSeparator),
         ] {
             assert_eq!(check_uri(bad), Err(why), "{bad}");
         }

@@ -1425,6 +1425,23 @@ fn the_classifier_reads_what_every_other_reader_reads() {
     }
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("differential-findings.txt");
     let _ = std::fs::write(&path, &full);
+    // Differences settled deliberately (SECURITY.md): each either fails
+    // closed (policy cannot read the arguments, so a deny holds, an allow
+    // fails and an approval rule refuses the call) or touches nothing a
+    // decision reads (an id is echoed to the client exactly as it wrote it;
+    // members the gateway skips are forwarded as they came).
+    const SETTLED: [&str; 6] = [
+        "hex escape",
+        "a key given twice inside arguments",
+        "surrogate",
+        "beyond f64",
+        "another precision",
+        "number out of range",
+    ];
+    let findings: Vec<_> = findings
+        .into_iter()
+        .filter(|f| !SETTLED.iter().any(|s| f.class.contains(s)))
+        .collect();
     assert!(
         findings.is_empty(),
         "{report}\n(all findings: {})",

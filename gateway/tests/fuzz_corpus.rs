@@ -89,37 +89,6 @@ fn uri_corpus() {
     replay("uri");
 }
 
-/// The inputs in `gateway/fuzz/findings/<target>/` broke a property when
-/// they were found (`gateway/fuzz/README.md` says what each shows). Ignored:
-/// it fails while any of them still does. Run it with `-- --ignored`; once
-/// a finding is fixed, move its file into `corpus/<target>/` so the fix
-/// stays tested.
-#[test]
-#[ignore = "fails until every saved fuzz finding is fixed"]
-fn saved_findings_are_fixed() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/findings");
-    let mut still = Vec::new();
-    for (target, body) in sluice_fuzz::TARGETS {
-        let Ok(dir) = std::fs::read_dir(root.join(target)) else {
-            continue;
-        };
-        let mut files: Vec<PathBuf> = dir.map(|e| e.expect("a finding").path()).collect();
-        files.sort();
-        for file in files {
-            let data = std::fs::read(&file).expect("a readable finding");
-            if std::panic::catch_unwind(|| body(&data)).is_err() {
-                still.push(file.display().to_string());
-            }
-        }
-    }
-    assert!(
-        still.is_empty(),
-        "{} saved findings still break their property:\n{}",
-        still.len(),
-        still.join("\n")
-    );
-}
-
 #[test]
 fn every_target_has_a_test() {
     let names: Vec<&str> = sluice_fuzz::TARGETS.iter().map(|(n, _)| *n).collect();

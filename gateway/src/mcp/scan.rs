@@ -58,8 +58,11 @@ fn check_in(bytes: &[u8], caps: JsonCaps, limit: usize, counts: &mut [u32]) -> O
                 let start = i + 1;
                 let mut j = start;
                 loop {
-                    match memchr::memchr2(b'"', b'\\', &bytes[j..]) {
-                        Some(k) if bytes[j + k] == b'\\' => j += k + 2,
+                    // An escape as the body's last byte leaves `j` past the
+                    // end: that string is unterminated too.
+                    let rest = bytes.get(j..)?;
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        Some(k) if rest[k] == b'\\' => j += k + 2,
                         Some(k) => {
                             j += k;
                             break;
@@ -119,7 +122,10 @@ pub fn salvage_id(bytes: &[u8]) -> Option<&str> {
                     while j < b.len() && b[j].is_ascii_whitespace() {
                         j += 1;
                     }
-                    return value_at(text, j);
+                    // Echoed verbatim in the refusal: only JSON a client
+                    // can read (not `01`, `1.`, a raw control character).
+                    return value_at(text, j)
+                        .filter(|v| serde_json::from_str::<serde_json::Value>(v).is_ok());
                 }
                 i = end + 1;
                 continue;

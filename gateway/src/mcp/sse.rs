@@ -28,7 +28,12 @@ pub struct SseParser {
     oversize: bool,
     data_lines: u32,
     max_event: usize,
+    /// Bytes of a leading byte order mark matched so far; 3 once the
+    /// stream's start is settled (a client drops one BOM there).
+    bom: u8,
 }
+
+const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 
 impl SseParser {
     /// `max_event` caps the bytes kept for one event's data.
@@ -45,11 +50,33 @@ impl SseParser {
             oversize: false,
             data_lines: 0,
             max_event,
+            bom: 0,
         }
     }
 
     /// Feed the next chunk; `on_event` runs for every event it completes.
     pub fn feed(&mut self, mut chunk: &[u8], mut on_event: impl FnMut(Event<'_>)) {
+        if self.bom < 3 {
+            let mut n = usize::from(self.bom);
+            while n < 3 && chunk.first() == Some(&BOM[n]) {
+                n += 1;
+                chunk = &chunk[1..];
+            }
+            if n < 3 && chunk.is_empty() {
+                // Perhaps a BOM split across chunks: wait for the rest.
+                self.bom = n as u8;
+                return;
+            }
+            self.bom = 3;
+            if n < 3 && n > 0 {
+                // Not a BOM after all: its bytes were the stream's first.
+                self.feed_lines(&BOM[..n], &mut on_event);
+            }
+        }
+        self.feed_lines(chunk, &mut on_event);
+    }
+
+    fn feed_lines(&mut self, mut chunk: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
         if self.skip_lf && !chunk.is_empty() {
             self.skip_lf = false;
             if chunk.first() == Some(&b'\n') {
@@ -67,16 +94,20 @@ impl SseParser {
                 }
             }
             if self.carry.is_empty() && !self.carry_overflow {
-                self.line(&chunk[..line_end], &mut on_event);
+                self.line(&chunk[..line_end], on_event);
             } else {
                 let mut line = std::mem::take(&mut self.carry);
                 self.push_carry(&mut line, &chunk[..line_end]);
                 let overflow = std::mem::take(&mut self.carry_overflow);
-                if overflow {
+                if !overflow {
+                    self.line(&line, on_event);
+                } else if line.starts_with(b"data:") {
+                    // Only a data line too long to keep makes the event
+                    // oversize: another field is ignored, as it is when
+                    // it comes in one chunk.
                     self.oversize = true;
                     self.has_fields = true;
-                } else {
-                    self.line(&line, &mut on_event);
+                    self.data = Vec::new();
                 }
                 line.clear();
                 self.carry = line;
@@ -98,7 +129,10 @@ impl SseParser {
             self.carry_overflow = true;
             // The line is never read: its memory goes back now, not when
             // the rest of it has passed (a slow client can take minutes).
-            *carry = Vec::new();
+            // Its first bytes stay, to tell a data line from another.
+            let mut head: Vec<u8> = carry.iter().chain(bytes).take(8).copied().collect();
+            head.shrink_to_fit();
+            *carry = head;
             return;
         }
         carry.extend_from_slice(bytes);

@@ -55,6 +55,8 @@ pub struct ListFilter {
     max: usize,
     /// Inside an SSE event that passed `max`: dropped to its end.
     skipping: bool,
+    /// An event was read already (a byte order mark counts only first).
+    started: bool,
     /// Items removed, for metrics.
     pub removed: usize,
     /// Messages withheld because they could not be read one way.
@@ -98,6 +100,7 @@ impl ListFilter {
             held: BytesMut::new(),
             max,
             skipping: false,
+            started: false,
             removed: 0,
             withheld: 0,
         }
@@ -198,10 +201,15 @@ impl ListFilter {
 
     /// The event to send instead of `event`, if it changes.
     fn rewrite_event(&mut self, event: &[u8]) -> Option<Bytes> {
-        let lines = sse_lines(event);
+        let mut lines = sse_lines(event);
+        // A client drops one byte order mark at the start of a stream.
+        if !std::mem::replace(&mut self.started, true) {
+            if let Some(first) = lines.first_mut() {
+                *first = first.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(first);
+            }
+        }
         let mut data = Vec::new();
         let mut has_data = false;
-        let mut kind: &[u8] = b"message";
         for line in &lines {
             if let Some(d) = field_value(line, b"data") {
                 if has_data {
@@ -209,18 +217,16 @@ impl ListFilter {
                 }
                 data.extend_from_slice(d);
                 has_data = true;
-            } else if let Some(k) = field_value(line, b"event") {
-                kind = k;
             }
         }
-        // JSON-RPC travels in `message` events; others (the legacy
-        // transport's `endpoint`) carry none. Data that does not open a
-        // JSON object or array is no message any client reads a list from.
+        // Events of every type are read (a client may read any event's
+        // data). Data that does not open a JSON object or array (the legacy
+        // transport's `endpoint`) is no message a list is read from.
         let opens = data
             .iter()
             .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
             .is_some_and(|b| matches!(b, b'{' | b'['));
-        if !has_data || kind != b"message" || !opens {
+        if !has_data || !opens {
             return None;
         }
         let rewritten = match self.rewrite(&data) {
