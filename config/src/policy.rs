@@ -76,6 +76,13 @@ impl Path {
     }
 
     fn matches(&self, name: &str) -> bool {
+        // With two or more `**` the backtracking walk below takes time
+        // polynomial in the name's segments, of that degree: a long name
+        // (a client's resource URI) could hold a thread for minutes. Those
+        // patterns are matched by a table instead, in segments × pattern.
+        if self.0.iter().filter(|s| matches!(s, Seg::Any)).count() > 1 {
+            return self.matches_by_table(name);
+        }
         /// `rest` is what is left of the name; `None` once every segment was used.
         fn go(pat: &[Seg], rest: Option<&str>) -> bool {
             match (pat.first(), rest) {
@@ -100,6 +107,32 @@ impl Path {
             }
         }
         go(&self.0, Some(name))
+    }
+}
+
+impl Path {
+    /// `matches`, by dynamic programming over (pattern, name) segment
+    /// positions: `row[j]` says whether the pattern's segments from `i` on
+    /// match the name's from `j` on.
+    fn matches_by_table(&self, name: &str) -> bool {
+        let segs: Vec<&str> = name.split('/').collect();
+        let m = segs.len();
+        // The pattern's end matches only the name's end.
+        let mut next = vec![false; m + 1];
+        next[m] = true;
+        let mut row = vec![false; m + 1];
+        for seg in self.0.iter().rev() {
+            for j in (0..=m).rev() {
+                row[j] = match seg {
+                    // Zero segments, or one and then still `**`.
+                    Seg::Any => next[j] || (j < m && row[j + 1]),
+                    Seg::Literal(l) => j < m && l == segs[j] && next[j + 1],
+                    Seg::Glob(g) => j < m && glob(g.as_bytes(), segs[j].as_bytes()) && next[j + 1],
+                };
+            }
+            std::mem::swap(&mut row, &mut next);
+        }
+        next[0]
     }
 }
 
@@ -870,6 +903,71 @@ mod tests {
         assert!(p.visible(["writer"].into_iter(), Tools, "demo", "get-sum"));
         assert!(!p.visible(["writer"].into_iter(), Tools, "github", "delete_x"));
         assert!(!p.visible(["reader"].into_iter(), Tools, "demo", "get-sum"));
+    }
+
+    #[test]
+    fn patterns_with_several_double_stars_match_as_the_walk_does_even_on_long_names() {
+        let pats = [
+            "**/a/**/b",
+            "a/**/**",
+            "**/**",
+            "x/**/y/*/z/**",
+            "**/a*/**",
+            "**",
+            "a/**/b",
+        ];
+        let names = [
+            "a/b",
+            "x/a/y/b",
+            "a",
+            "b",
+            "",
+            "a/x/b/b",
+            "x/y/q/z",
+            "x/y/q/z/w",
+            "aa/b/c",
+            "a/a/a/b",
+        ];
+        for p in pats {
+            let path = Path::parse(p);
+            for n in names {
+                // The walk, forced, against the table.
+                let walk = {
+                    let single = Path(path.0.clone());
+                    fn go(pat: &[Seg], rest: Option<&str>) -> bool {
+                        let split = |s: &str| -> (String, Option<String>) {
+                            match s.split_once('/') {
+                                Some((h, t)) => (h.to_owned(), Some(t.to_owned())),
+                                None => (s.to_owned(), None),
+                            }
+                        };
+                        match (pat.first(), rest) {
+                            (None, r) => r.is_none(),
+                            (Some(Seg::Any), None) => go(&pat[1..], None),
+                            (Some(Seg::Any), Some(r)) => {
+                                go(&pat[1..], Some(r)) || go(pat, split(r).1.as_deref())
+                            }
+                            (Some(_), None) => false,
+                            (Some(Seg::Literal(l)), Some(r)) => {
+                                let (h, t) = split(r);
+                                *l == h && go(&pat[1..], t.as_deref())
+                            }
+                            (Some(Seg::Glob(g)), Some(r)) => {
+                                let (h, t) = split(r);
+                                glob(g.as_bytes(), h.as_bytes()) && go(&pat[1..], t.as_deref())
+                            }
+                        }
+                    }
+                    go(&single.0, Some(n))
+                };
+                assert_eq!(path.matches_by_table(n), walk, "{p} vs {n}");
+                assert_eq!(path.matches(n), walk, "{p} vs {n}");
+            }
+        }
+        // 20,000 segments against four `**`: a table of 180,000 cells.
+        let long = vec!["a"; 20_000].join("/") + "/c";
+        assert!(!Path::parse("**/a/**/a/**/a/**/b").matches(&long));
+        assert!(Path::parse("**/a/**/a/**/a/**/c").matches(&long));
     }
 
     #[test]
