@@ -45,6 +45,22 @@ fn config(upstream: &str, limits: &str) -> String {
 
 const HELD: &str = "sluice_request_body_bytes_held";
 
+/// An ordinary call goes through.
+async fn ordinary_call(gw: &Gateway) {
+    let (status, _, body) = post(
+        &reqwest::Client::new(),
+        &gw.url("/mcp"),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_holds_what_it_sent_not_what_its_head_promised() {
     let demo = demo(DemoOptions::default()).await;
@@ -118,18 +134,7 @@ async fn bodies_held_at_once_have_a_ceiling() {
         gw.metric(HELD).await == 49152.0
     })
     .await;
-    let (status, _, body) = post(
-        &reqwest::Client::new(),
-        &gw.url("/mcp"),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "echo"),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    ordinary_call(&gw).await;
 }
 
 /// Send `request` and read the status line of the answer.
@@ -260,18 +265,7 @@ async fn a_head_that_trickles_is_cut_at_one_deadline() {
         .expect("preface");
     until_closed(h2).await;
     // Ordinary calls are unaffected.
-    let (status, _, body) = post(
-        &reqwest::Client::new(),
-        &gw.url("/mcp"),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "echo"),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    ordinary_call(&gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,18 +290,7 @@ async fn past_the_connection_cap_the_longest_waiting_connection_is_shed() {
     })
     .await;
     // A real call still gets through: the oldest idle one makes room.
-    let (status, _, body) = post(
-        &reqwest::Client::new(),
-        &gw.url("/mcp"),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "echo"),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    ordinary_call(&gw).await;
     // One of the four (the one that waited longest) was closed for it.
     eventually("an idle connection is shed", async || {
         idle.iter()
