@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use sluice_gateway::identity::hash_key;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// alice may call `echo` and get one simple prompt; bob may do anything.
 fn config(demo: &str, demo_base: &str, recorder: &str) -> String {
@@ -330,16 +329,6 @@ async fn a_hidden_prompt_completes_like_an_absent_one() {
     let absent = ask(BOB, "no_such_prompt").await;
     assert_eq!(hidden["result"], absent["result"], "{hidden} / {absent}");
     assert_eq!(hidden["id"], absent["id"]);
-}
-
-async fn raw_http(port: u16, request: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    s.write_all(request.as_bytes()).await.expect("write");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn raw_post(path: &str, extra: &str, body: &str) -> String {

@@ -391,6 +391,19 @@ pub fn one_route(upstream_url: &str) -> String {
     )
 }
 
+/// Send `request` as raw bytes and read until the gateway closes (or 5 s):
+/// for what a full HTTP client would correct or refuse to send.
+pub async fn raw_http(port: u16, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
 /// A raw JSON-RPC POST; returns status, headers and body text.
