@@ -413,6 +413,24 @@ fn watch(content_type: &[u8], chunks: &[&[u8]], max: usize) -> String {
     )
 }
 
+/// What the watcher concluded of how the calls ended, leaving out the
+/// catalog (a message read in passing has no catalog read from it).
+fn watch_outcomes(content_type: &[u8], chunks: &[&[u8]], max: usize) -> (String, u32) {
+    static FACTS: OnceLock<mcp::RequestFacts> = OnceLock::new();
+    let facts = FACTS.get_or_init(|| mcp::classify(REQUESTS, 64).expect("the fixed requests"));
+    let mut w = ResponseInspector::off();
+    w.start(content_type, Some(facts), max);
+    for c in chunks {
+        w.feed(c);
+    }
+    w.finish();
+    let outcomes: Vec<_> = w.outcomes().map(|(id, _, o)| (id.raw(), o)).collect();
+    (
+        format!("outcomes {outcomes:?} server {:?}", w.server_messages),
+        w.unparsed,
+    )
+}
+
 /// Any server message: the watcher must conclude the same whether its fast
 /// skim reads the message or the full parser does, and whether the message
 /// came as a JSON body or as an SSE event.
@@ -463,6 +481,23 @@ pub fn response(data: &[u8]) {
         require("sse-and-json-read-alike", sse == json_body, || {
             format!("json: {json_body}\nsse: {sse}\nfor {}", show(data))
         });
+        // Too large to keep (a cap of one byte): read in passing, in pieces,
+        // it ends the same calls the same way — or, where a member name it
+        // looks at is escaped, it counts the message unreadable.
+        let kept = watch_outcomes(b"text/event-stream", &[&event], max);
+        let pieces: Vec<&[u8]> = event.chunks(7).collect();
+        let passing = watch_outcomes(b"text/event-stream", &pieces, 1);
+        let escaped_name = passing.1 == 1 && data.contains(&b'\\');
+        require(
+            "read-in-passing-like-the-parser",
+            passing == kept || escaped_name,
+            || {
+                format!(
+                    "kept: {kept:?}\nin passing: {passing:?}\nfor {}",
+                    show(data)
+                )
+            },
+        );
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod jsonrpc;
 pub mod legacy;
 pub mod members;
+mod probe;
 pub mod response;
 pub mod revision;
 pub mod scan;

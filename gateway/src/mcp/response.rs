@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::jsonrpc::{Method, RequestFacts, RequestId};
+use super::probe::Probe;
 use super::shape::Shape;
 use super::skim;
 use super::sse::SseParser;
@@ -43,15 +44,29 @@ struct Pending {
 #[derive(Debug)]
 enum Mode {
     Off,
-    Json { buf: Vec<u8>, overflow: bool },
+    Json {
+        buf: Vec<u8>,
+        overflow: bool,
+        /// Past `keep`, a single message is read in passing.
+        outline: Option<Box<Probe>>,
+    },
     Sse(SseParser),
 }
+
+/// Bytes of one server message kept whole to read it. A larger message is
+/// read in passing (`Probe`): its id and outcome, not its content, so a
+/// slow client reading a huge answer holds no copy of it. Answers whose
+/// content is read — a `tools/list` catalog, a JSON batch — are kept up to
+/// `limits.max_inspected_response_bytes`.
+const KEEP: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub struct ResponseInspector {
     mode: Mode,
     pending: Vec<Pending>,
     max: usize,
+    /// Bytes of one message kept whole (`KEEP`, or `max` for a catalog).
+    keep: usize,
     /// Server→client requests and notifications seen, by method label.
     pub server_messages: Vec<Method>,
     /// Tools from a `tools/list` result, when one passed by.
@@ -123,6 +138,7 @@ impl ResponseInspector {
             mode: Mode::Off,
             pending: Vec::new(),
             max: 0,
+            keep: 0,
             server_messages: Vec::new(),
             tools_seen: None,
             hash_definitions: false,
@@ -134,16 +150,6 @@ impl ResponseInspector {
     /// for the requests in `facts` (if any).
     pub fn start(&mut self, content_type: &[u8], facts: Option<&RequestFacts>, max: usize) {
         self.max = max;
-        self.mode = if starts_with_ci(content_type, b"text/event-stream") {
-            Mode::Sse(SseParser::new(max))
-        } else if starts_with_ci(content_type, b"application/json") {
-            Mode::Json {
-                buf: Vec::new(),
-                overflow: false,
-            }
-        } else {
-            Mode::Off
-        };
         if let Some(facts) = facts {
             self.pending = facts
                 .messages
@@ -158,6 +164,30 @@ impl ResponseInspector {
                 })
                 .collect();
         }
+        let catalog = self.pending.iter().any(|p| p.method == Method::ToolsList);
+        self.keep = if catalog { max } else { max.min(KEEP) };
+        self.mode = if starts_with_ci(content_type, b"text/event-stream") {
+            Mode::Sse(SseParser::reading_oversize(self.keep))
+        } else if starts_with_ci(content_type, b"application/json") {
+            Mode::Json {
+                buf: Vec::new(),
+                overflow: false,
+                outline: None,
+            }
+        } else {
+            Mode::Off
+        };
+    }
+
+    /// Bytes held to read the response (its buffers' capacity).
+    pub fn held(&self) -> usize {
+        match &self.mode {
+            Mode::Off => 0,
+            Mode::Json { buf, outline, .. } => {
+                buf.capacity() + outline.as_ref().map_or(0, |o| o.held())
+            }
+            Mode::Sse(parser) => parser.held(),
+        }
     }
 
     pub fn is_sse(&self) -> bool {
@@ -169,18 +199,31 @@ impl ResponseInspector {
         let mut mode = std::mem::replace(&mut self.mode, Mode::Off);
         match &mut mode {
             Mode::Off => {}
-            Mode::Json { buf, overflow } => {
-                if buf.len() + chunk.len() > self.max {
+            Mode::Json {
+                buf,
+                overflow,
+                outline,
+            } => {
+                if let Some(o) = outline {
+                    o.feed(chunk);
+                } else if *overflow {
+                } else if buf.len() + chunk.len() > self.max {
                     *overflow = true;
-                    buf.clear();
-                } else if !*overflow {
+                    *buf = Vec::new();
+                } else if buf.len() + chunk.len() > self.keep && !is_batch(buf, chunk) {
+                    let mut o = Box::new(Probe::new());
+                    o.feed(buf);
+                    o.feed(chunk);
+                    *outline = Some(o);
+                    *buf = Vec::new();
+                } else {
                     buf.extend_from_slice(chunk);
                 }
             }
-            Mode::Sse(parser) => parser.feed(chunk, |ev| {
-                if !ev.oversize && !ev.data.is_empty() {
-                    self.message(ev.data);
-                }
+            Mode::Sse(parser) => parser.feed(chunk, |ev| match ev.outline {
+                Some(o) => self.outlined(o),
+                None if !ev.oversize && !ev.data.is_empty() => self.message(ev.data),
+                None => {}
             }),
         }
         self.mode = mode;
@@ -188,8 +231,15 @@ impl ResponseInspector {
 
     /// The body ended: settle a buffered JSON body.
     pub fn finish(&mut self) {
-        if let Mode::Json { buf, overflow } = std::mem::replace(&mut self.mode, Mode::Off) {
-            if !overflow && !buf.is_empty() {
+        if let Mode::Json {
+            buf,
+            overflow,
+            outline,
+        } = std::mem::replace(&mut self.mode, Mode::Off)
+        {
+            if let Some(o) = outline {
+                self.outlined(&o);
+            } else if !overflow && !buf.is_empty() {
                 if buf.trim_ascii_start().starts_with(b"[") {
                     match serde_json::from_slice::<Vec<&RawValue>>(&buf) {
                         Ok(items) => items.iter().for_each(|m| self.message(m.get().as_bytes())),
@@ -228,6 +278,18 @@ impl ResponseInspector {
                 }
             },
         };
+        self.seen(seen);
+    }
+
+    /// A message too large to keep, as read in passing.
+    fn outlined(&mut self, outline: &Probe) {
+        match outline.seen() {
+            Some(seen) => self.seen(seen),
+            None => self.unparsed += 1,
+        }
+    }
+
+    fn seen(&mut self, seen: Seen<'_>) {
         if let Some(m) = seen.method {
             if self.server_messages.len() < 64 {
                 self.server_messages.push(Method::parse(&m));
@@ -270,19 +332,19 @@ impl ResponseInspector {
 }
 
 /// What the gateway reads of one server message, however it was read.
-struct Seen<'a> {
-    id: Option<&'a [u8]>,
-    method: Option<Cow<'a, str>>,
-    error_code: Option<i64>,
+pub(super) struct Seen<'a> {
+    pub(super) id: Option<&'a [u8]>,
+    pub(super) method: Option<Cow<'a, str>>,
+    pub(super) error_code: Option<i64>,
     /// The result, when it is an object.
-    result: Option<Probe<'a>>,
+    pub(super) result: Option<ResultSeen<'a>>,
 }
 
-struct Probe<'a> {
+pub(super) struct ResultSeen<'a> {
     /// `isError: true` (a `tools/call` tool error).
-    is_error: bool,
+    pub(super) is_error: bool,
     /// `tools` (a `tools/list` catalog), raw.
-    tools: Option<&'a [u8]>,
+    pub(super) tools: Option<&'a [u8]>,
 }
 
 impl<'a> From<Reply<'a>> for Seen<'a> {
@@ -292,7 +354,7 @@ impl<'a> From<Reply<'a>> for Seen<'a> {
             method: reply.method,
             error_code: reply.error.map(|e| e.code),
             result: match reply.result {
-                Some(Shape::Object(r)) => Some(Probe {
+                Some(Shape::Object(r)) => Some(ResultSeen {
                     is_error: r.is_error.is_some_and(|v| v.get().trim() == "true"),
                     tools: r.tools.map(|t| t.get().as_bytes()),
                 }),
@@ -317,7 +379,7 @@ fn skim_reply(data: &[u8]) -> Option<Seen<'_>> {
     let result = match result {
         Some(r) if r.starts_with(b"{") => {
             let [is_error, tools] = skim::pick(r, [&b"isError"[..], b"tools"])?;
-            Some(Probe {
+            Some(ResultSeen {
                 is_error: is_error == Some(&b"true"[..]),
                 tools,
             })
@@ -330,6 +392,14 @@ fn skim_reply(data: &[u8]) -> Option<Seen<'_>> {
         error_code,
         result,
     })
+}
+
+/// Whether the JSON body starting with `a` then `b` is an array (a batch).
+fn is_batch(a: &[u8], b: &[u8]) -> bool {
+    a.iter()
+        .chain(b)
+        .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        == Some(&b'[')
 }
 
 fn starts_with_ci(haystack: &[u8], prefix: &[u8]) -> bool {

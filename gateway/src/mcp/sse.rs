@@ -1,16 +1,23 @@
 //! An incremental Server-Sent Events parser: fed the response body chunk by
 //! chunk as it streams, it reports each complete event, whatever the chunk
 //! boundaries (inside a field name, between CR and LF, mid-UTF-8). It never
-//! holds bytes back from the client: it only watches.
+//! holds bytes back from the client: it only watches. Built to `read_oversize`,
+//! an event whose data passes the cap is not kept but read as it passes
+//! (`Probe`), so a slow client reading a huge answer costs no more memory.
+
+use super::probe::Probe;
 
 /// One dispatched event. `event` is empty for the default `message` type.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Event<'a> {
     pub event: &'a [u8],
     pub data: &'a [u8],
     pub id: Option<&'a [u8]>,
     /// The data passed the size cap and was cut; do not parse it.
     pub oversize: bool,
+    /// An oversize event's data as read in passing, when the parser was
+    /// built to read oversize events.
+    pub outline: Option<&'a Probe>,
 }
 
 #[derive(Debug)]
@@ -31,6 +38,11 @@ pub struct SseParser {
     /// Bytes of a leading byte order mark matched so far; 3 once the
     /// stream's start is settled (a client drops one BOM there).
     bom: u8,
+    /// Read an oversize event's data in passing (`outline`).
+    read_oversize: bool,
+    outline: Option<Box<Probe>>,
+    /// The carried line is an oversize data line whose bytes go to `outline`.
+    carry_data: bool,
 }
 
 const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
@@ -51,6 +63,18 @@ impl SseParser {
             data_lines: 0,
             max_event,
             bom: 0,
+            read_oversize: false,
+            outline: None,
+            carry_data: false,
+        }
+    }
+
+    /// Like `new`, but an event whose data passes `max_event` is read as it
+    /// passes, holding a few hundred bytes, and reported with its `outline`.
+    pub fn reading_oversize(max_event: usize) -> Self {
+        Self {
+            read_oversize: true,
+            ..Self::new(max_event)
         }
     }
 
@@ -101,13 +125,12 @@ impl SseParser {
                 let overflow = std::mem::take(&mut self.carry_overflow);
                 if !overflow {
                     self.line(&line, on_event);
-                } else if line.starts_with(b"data:") {
+                } else if std::mem::take(&mut self.carry_data) {
                     // Only a data line too long to keep makes the event
-                    // oversize: another field is ignored, as it is when
-                    // it comes in one chunk.
-                    self.oversize = true;
+                    // oversize (`push_carry`): another field is ignored, as
+                    // it is when it comes in one chunk.
                     self.has_fields = true;
-                    self.data = Vec::new();
+                    self.mark_data_line();
                 }
                 line.clear();
                 self.carry = line;
@@ -123,19 +146,60 @@ impl SseParser {
 
     fn push_carry(&mut self, carry: &mut Vec<u8>, bytes: &[u8]) {
         if self.carry_overflow {
+            if self.carry_data {
+                self.feed_outline(bytes);
+            }
             return;
         }
         if carry.len() + bytes.len() > self.max_event + 16 {
             self.carry_overflow = true;
-            // The line is never read: its memory goes back now, not when
+            carry.extend_from_slice(bytes);
+            if let Some(value) = carry.strip_prefix(b"data:") {
+                // A data line too long to keep: the event is oversize, and
+                // what came of the line is read now, the rest as it comes.
+                let value = value.strip_prefix(b" ").unwrap_or(value);
+                self.spill();
+                if self.has_data_line() {
+                    self.feed_outline(b"\n");
+                }
+                self.feed_outline(value);
+                self.carry_data = true;
+            }
+            // The line is never kept: its memory goes back now, not when
             // the rest of it has passed (a slow client can take minutes).
-            // Its first bytes stay, to tell a data line from another.
-            let mut head: Vec<u8> = carry.iter().chain(bytes).take(8).copied().collect();
-            head.shrink_to_fit();
-            *carry = head;
+            *carry = Vec::new();
             return;
         }
         carry.extend_from_slice(bytes);
+    }
+
+    /// The event's data no longer fits: what was kept goes to the outline
+    /// reader (when reading oversize events) and its memory goes back.
+    fn spill(&mut self) {
+        if !self.oversize {
+            self.oversize = true;
+            if self.read_oversize {
+                let mut outline = Box::new(Probe::new());
+                outline.feed(&self.data);
+                self.outline = Some(outline);
+            }
+        }
+        self.data = Vec::new();
+    }
+
+    /// Bytes this parser holds now (its buffers' capacity).
+    pub fn held(&self) -> usize {
+        self.carry.capacity()
+            + self.data.capacity()
+            + self.event.capacity()
+            + self.id.capacity()
+            + self.outline.as_ref().map_or(0, |o| o.held())
+    }
+
+    fn feed_outline(&mut self, bytes: &[u8]) {
+        if let Some(o) = &mut self.outline {
+            o.feed(bytes);
+        }
     }
 
     fn line(&mut self, line: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
@@ -156,11 +220,16 @@ impl SseParser {
         match field {
             b"data" => {
                 self.has_fields = true;
-                if self.data.len() + value.len() + 1 > self.max_event {
-                    self.oversize = true;
-                    // An oversize event is not read: keep none of it.
-                    self.data = Vec::new();
-                } else if !self.oversize {
+                if !self.oversize && self.data.len() + value.len() + 1 > self.max_event {
+                    // An oversize event is not kept.
+                    self.spill();
+                }
+                if self.oversize {
+                    if self.has_data_line() {
+                        self.feed_outline(b"\n");
+                    }
+                    self.feed_outline(value);
+                } else {
                     if self.has_data_line() {
                         self.data.push(b'\n');
                     }
@@ -198,8 +267,10 @@ impl SseParser {
                 data: &self.data,
                 id: self.has_id.then_some(&self.id[..]),
                 oversize: self.oversize,
+                outline: self.outline.as_deref(),
             });
         }
+        self.outline = None;
         self.data.clear();
         self.event.clear();
         self.has_id = false;

@@ -204,13 +204,57 @@ fn sse_caps_event_size() {
     assert_eq!(seen, vec![(true, vec![]), (false, b"ok".to_vec())]);
 }
 
+/// A `tools/call` of tool `t` with this id, classified.
+fn tools_call(id: u32) -> RequestFacts {
+    let body =
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"t"}}}}"#);
+    classify(body.as_bytes(), 64).expect("ok")
+}
+
+#[test]
+fn a_huge_answer_is_read_in_passing_without_being_kept() {
+    let facts = tools_call(5);
+    let id = facts.first().id.clone().expect("id");
+    // Twice the inspection cap, and the TypeScript SDK's member order: the
+    // result (with its tool error) before the id.
+    let text = "y".repeat(8 << 20);
+    let message = format!(
+        r#"{{"result":{{"content":[{{"type":"text","text":"{text}"}}],"isError":true}},"jsonrpc":"2.0","id":5}}"#
+    );
+    let sse = format!("event: message\ndata: {message}\n\n");
+    for (content_type, body) in [("text/event-stream", &sse), ("application/json", &message)] {
+        for piece in [1500, 16 * 1024, 256 * 1024] {
+            let mut ins = ResponseInspector::off();
+            ins.start(content_type.as_bytes(), Some(&facts), 4 << 20);
+            let mut most = 0;
+            for chunk in body.as_bytes().chunks(piece) {
+                ins.feed(chunk);
+                most = most.max(ins.held());
+            }
+            ins.finish();
+            assert_eq!(
+                ins.outcome(&id),
+                Some(Outcome::ToolError),
+                "{content_type} in pieces of {piece}"
+            );
+            assert_eq!(ins.unparsed, 0);
+            // What it held at most: the kept start and one piece, not the answer.
+            assert!(
+                most <= 2 * (64 * 1024 + piece),
+                "{content_type} in pieces of {piece}: held {most} bytes"
+            );
+        }
+    }
+    // A broken huge answer is counted as unreadable, not taken for one.
+    let mut ins = ResponseInspector::off();
+    ins.start(b"text/event-stream", Some(&facts), 4 << 20);
+    ins.feed(format!("data: {}\n\n", &message[..message.len() - 1]).as_bytes());
+    assert_eq!((ins.outcome(&id), ins.unparsed), (None, 1));
+}
+
 #[test]
 fn inspector_matches_sse_and_json_responses() {
-    let facts = classify(
-        br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"t"}}"#,
-        64,
-    )
-    .expect("ok");
+    let facts = tools_call(3);
     let mut ins = ResponseInspector::off();
     ins.start(b"text/event-stream", Some(&facts), 1 << 20);
     for chunk in [&b"id: 0\ndata: \n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"res"[..], b"ult\":{\"content\":[],\"isError\":true}}\n\n"] {
