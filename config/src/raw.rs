@@ -118,13 +118,13 @@ pub struct RawLimits {
     pub max_head_bytes: Option<u32>,
     /// Most header lines in a request; 431 above. Default 100.
     pub max_headers: Option<u32>,
-    /// Longest a new connection may take to send its first request head
-    /// (or HTTP/2 preface), however the bytes trickle, milliseconds.
-    /// Default 10000.
+    /// Longest an HTTP/1.1 request head may take from its first byte (a new
+    /// connection's from the accept; HTTP/2: the preface and first frame),
+    /// however the bytes trickle, milliseconds. Default 10000.
     pub head_timeout_ms: Option<u64>,
     /// Most client connections open at once; past it the one waiting
-    /// longest for its first head is shed, or the new one closed. Default
-    /// 20000.
+    /// longest on its client (idle between requests, or sending a head or
+    /// the start of a body) is shed, or the new one closed. Default 20000.
     pub max_connections: Option<u32>,
     /// Most client connections open at once from one source address.
     /// Default 2000.

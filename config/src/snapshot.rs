@@ -190,8 +190,8 @@ pub struct HeadLimits {
     pub head: u32,
     /// Header lines.
     pub headers: u32,
-    /// A new connection's first head (or HTTP/2 preface) must be whole
-    /// within this.
+    /// An HTTP/1.1 head must be whole within this of its first byte (a new
+    /// connection's, of the accept; for HTTP/2, the preface and first frame).
     pub head_timeout: Duration,
     /// Client connections open at once, in all and from one address.
     pub max_connections: u32,

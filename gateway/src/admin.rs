@@ -29,11 +29,12 @@ impl ServeHttp for Admin {
                 b"no snapshot applied yet\n".to_vec(),
             ),
             "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", {
-                let open = self.shared.conns.open_count();
-                self.shared
-                    .metrics
-                    .connections_open
+                let (open, waiting) = self.shared.conns.counts();
+                let m = &self.shared.metrics;
+                m.connections_open
                     .set(i64::try_from(open).unwrap_or(i64::MAX));
+                m.connections_waiting
+                    .set(i64::try_from(waiting).unwrap_or(i64::MAX));
                 self.shared.metrics.render()
             }),
             "/version" => {

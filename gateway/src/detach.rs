@@ -7,20 +7,17 @@
 //! session and goes on in a small task of its own: the same watchers, the
 //! same chunked framing Pingora started, the same end-of-request record,
 //! and no read buffer while it idles (`h1::Response::read_held`). When it
-//! ends cleanly, a keep-alive connection goes back into Pingora (`Front`)
-//! for its next request, as if it had never left. Short answers never
+//! ends cleanly, a keep-alive connection goes back to the front service
+//! (`front::Front`) for its next request, as if it had never left. Short answers never
 //! leave.
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
-
 use bytes::{Bytes, BytesMut};
-use pingora::apps::ServerApp;
 use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
-use pingora::proxy::{HttpProxy, Session};
+use pingora::proxy::Session;
 use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,86 +28,12 @@ use crate::proxy::{on_response_chunk, Ctx, Gateway};
 use crate::record::Done;
 use crate::state::Shared;
 
-/// The proxy service as Pingora runs it: every connection goes to
-/// Pingora's `HttpProxy`; the first one also leaves the way back in
-/// (`Reentry`) for connections whose stream `detach` served.
-pub struct Front {
-    proxy: Arc<HttpProxy<Gateway>>,
-    reentry: ReentrySlot,
-    shared: Arc<crate::state::Shared>,
-}
-
-impl Front {
-    pub fn new(
-        proxy: HttpProxy<Gateway>,
-        reentry: ReentrySlot,
-        shared: Arc<crate::state::Shared>,
-    ) -> Self {
-        Front {
-            proxy: Arc::new(proxy),
-            reentry,
-            shared,
-        }
-    }
-}
-
-#[async_trait]
-impl ServerApp for Front {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        self.reentry.get_or_init(|| Reentry {
-            proxy: Arc::downgrade(&self.proxy),
-            shutdown: shutdown.clone(),
-        });
-        // Counted, and its first head read under one deadline, before
-        // Pingora's session sees it (`conns`).
-        let limits = {
-            let h = &self.shared.current().snapshot.head_limits;
-            crate::conns::ConnLimits {
-                max_connections: h.max_connections as usize,
-                max_per_address: h.max_connections_per_address as usize,
-                head_timeout: h.head_timeout,
-                max_head_bytes: h.head as usize,
-            }
-        };
-        let addr = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let conns = &self.shared.conns;
-        let metrics = &self.shared.metrics;
-        let ticket = match conns.open(addr, &limits) {
-            Ok(t) => t,
-            Err(why) => {
-                metrics
-                    .connections_closed
-                    .with_label_values(&[why.as_label()])
-                    .inc();
-                tracing::warn!(reason = why.as_label(), "client connection refused");
-                return None;
-            }
-        };
-        let stream = crate::conns::first_head(stream, &ticket, &limits, metrics)
-            .await
-            .ok()?;
-        let reuse = self.proxy.process_new(stream, shutdown).await;
-        drop(ticket);
-        reuse
-    }
-
-    async fn cleanup(&self) {
-        self.proxy.cleanup().await
-    }
-}
-
-/// Pingora's HTTP service and its shutdown watch, for a connection that
-/// comes back after its stream.
+/// The front service and its shutdown watch, for a connection that comes
+/// back after its stream.
 #[derive(Clone)]
 pub struct Reentry {
-    proxy: Weak<HttpProxy<Gateway>>,
-    shutdown: ShutdownWatch,
+    pub(crate) front: Weak<crate::front::Front>,
+    pub(crate) shutdown: ShutdownWatch,
 }
 
 /// Filled when the first connection arrives.
@@ -216,10 +139,10 @@ impl Held {
         // connection serves another request.
         drop(ctx);
         let keepalive = self.keepalive && !*self.reentry.shutdown.borrow();
-        match self.reentry.proxy.upgrade() {
-            Some(proxy) if keepalive && e.is_none() => {
+        match self.reentry.front.upgrade() {
+            Some(front) if keepalive && e.is_none() => {
                 drop(self.shared);
-                proxy.process_new(client, &self.reentry.shutdown).await;
+                front.come_back(client, &self.reentry.shutdown).await;
             }
             _ => {
                 let _ = client.shutdown().await;

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub request_body_bytes_held: IntGauge,
     /// Set from `Shared::conns` when scraped.
     pub connections_open: IntGauge,
+    pub connections_waiting: IntGauge,
     pub connections_closed: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
@@ -311,9 +312,13 @@ impl Metrics {
                 "client_connections_open",
                 "Client connections open (caps: limits.max_connections, max_connections_per_address)",
             ),
+            connections_waiting: gauge(
+                "client_connections_waiting",
+                "Client connections waiting on their client: idle between requests, or sending a head or the start of a body (shed first at a cap)",
+            ),
             connections_closed: counter(
                 "client_connections_closed_total",
-                "Client connections closed before their first request, by reason",
+                "Client connections closed by the gateway before a request was whole, by reason",
                 &["reason"],
             ),
             config_reloads: counter(

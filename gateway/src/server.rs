@@ -139,7 +139,7 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     app.server_options = Some(o);
     let mut proxy = Service::new(
         "sluice".into(),
-        crate::detach::Front::new(app, reentry, shared.clone()),
+        crate::front::Front::new(app, reentry, shared.clone()),
     );
     for l in &first.listeners {
         let addr = l.address.to_string();

@@ -61,6 +61,8 @@ async fn ordinary_call(gw: &Gateway) {
     assert_eq!(status, 200, "{body}");
 }
 
+const WAITING: &str = "sluice_client_connections_waiting";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_holds_what_it_sent_not_what_its_head_promised() {
     let demo = demo(DemoOptions::default()).await;
@@ -74,64 +76,121 @@ async fn a_body_holds_what_it_sent_not_what_its_head_promised() {
     for _ in 0..100 {
         held.push(trickle(gw.port, 4 << 20, 10).await);
     }
-    eventually("every body is being read", async || {
-        gw.metric(HELD).await >= 100.0 * 16384.0
+    // Every body waits for its bytes in the gateway's intake, not in a
+    // Pingora session.
+    eventually("every body is waited for", async || {
+        gw.metric(WAITING).await >= 100.0
     })
     .await;
     let during = rss(gw.pid());
-    // Promised: 400 MiB. Held: a first buffer each.
+    // Promised: 400 MiB. Held: what arrived, in buffers of a few KiB.
+    let bytes = gw.metric(HELD).await;
     assert!(
-        gw.metric(HELD).await <= 100.0 * 16384.0,
-        "{}",
-        gw.metric(HELD).await
+        (100.0..=100.0 * 4096.0).contains(&bytes),
+        "{bytes} bytes held for 100 bodies of 10 bytes"
     );
     assert!(
-        during < before + (64 << 20),
+        during < before + (32 << 20),
         "RSS grew from {before} to {during} bytes for 100 bodies of 10 bytes"
     );
     drop(held);
     eventually("the bodies are given back", async || {
-        gw.metric(HELD).await == 0.0
+        gw.metric(HELD).await == 0.0 && gw.metric(WAITING).await == 0.0
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_comes_slowly_is_served_whole() {
+    let demo = demo(DemoOptions::default()).await;
+    let gw = Gateway::start(&config(&demo.url(), "client_read_timeout_ms: 60000")).await;
+    let body = r#"{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"echo","arguments":{"message":"slow"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    for expect in [false, true] {
+        let mut s = TcpStream::connect(("127.0.0.1", gw.port))
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nMcp-Protocol-Version: 2026-07-28\r\n\
+             Mcp-Method: tools/call\r\nMcp-Name: echo\r\n{}Content-Length: {}\r\n\r\n",
+            if expect {
+                "Expect: 100-continue\r\n"
+            } else {
+                ""
+            },
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.expect("head");
+        if expect {
+            // The go-ahead comes before any body byte is sent.
+            let mut line = [0u8; 25];
+            s.read_exact(&mut line).await.expect("100 Continue");
+            assert_eq!(&line, b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        s.write_all(&body.as_bytes()[..20])
+            .await
+            .expect("a first piece");
+        eventually("the body waits in the intake", async || {
+            gw.metric(WAITING).await >= 1.0
+        })
+        .await;
+        s.write_all(&body.as_bytes()[20..]).await.expect("the rest");
+        let mut answer = vec![0u8; 4096];
+        let mut got = 0;
+        while !String::from_utf8_lossy(&answer[..got]).contains("slow") {
+            let n = s.read(&mut answer[got..]).await.expect("answer");
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer[..got]));
+            got += n;
+        }
+        let answer = String::from_utf8_lossy(&answer[..got]);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains(r#""id":41"#), "{answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_held_at_once_have_a_ceiling() {
     let demo = demo(DemoOptions::default()).await;
+    // Bodies start in the intake (up to 64 KiB each) and go on in the
+    // proxy's reader: both count against one ceiling.
     let gw = Gateway::start(&config(
         &demo.url(),
-        "max_body_bytes: 32768, max_body_bytes_held: 65536, client_read_timeout_ms: 60000",
+        "max_body_bytes: 200000, max_body_bytes_held: 262144, client_read_timeout_ms: 60000",
     ))
     .await;
     let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(trickle(gw.port, 30_000, 10).await);
+    let mut refused = Vec::new();
+    for sent in [20_000, 20_000, 70_000, 70_000, 70_000, 70_000] {
+        let mut s = trickle(gw.port, 190_000, sent).await;
+        // Each stays open, or is refused at once with a time to come back.
+        let mut answer = vec![0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(300), s.read(&mut answer)).await {
+            Ok(Ok(n)) if n > 0 => refused.push(String::from_utf8_lossy(&answer[..n]).into_owned()),
+            _ => held.push(s),
+        }
+        let bytes = gw.metric(HELD).await;
+        assert!(bytes <= 262144.0, "{bytes} bytes held past the ceiling");
     }
-    eventually("four bodies fill the ceiling", async || {
-        gw.metric(HELD).await == 65536.0
-    })
-    .await;
-    // The fifth is refused at once, with a time to come back.
-    let mut fifth = trickle(gw.port, 30_000, 10).await;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), fifth.read_to_end(&mut answer)).await;
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(
-        answer.to_ascii_lowercase().contains("retry-after: 1"),
-        "{answer}"
-    );
-    assert!(answer.contains("-32603"), "{answer}");
-    assert_eq!(
-        gw.metric("sluice_refusals_total{reason=\"bodies_full\",route=\"demo\"}")
-            .await,
-        1.0
-    );
-    // One gives up; a new body fits again, and a whole call goes through.
-    drop(held.pop());
-    eventually("a share is given back", async || {
-        gw.metric(HELD).await == 49152.0
+    // 320 KB sent against a ceiling of 256 KiB: some were refused.
+    assert!(!refused.is_empty(), "none refused; {} held", held.len());
+    for answer in &refused {
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after: 1"),
+            "{answer}"
+        );
+        assert!(answer.contains("-32603"), "{answer}");
+    }
+    let counted = gw
+        .metric("sluice_refusals_total{reason=\"bodies_full\",route=\"demo\"}")
+        .await
+        + gw.metric("sluice_client_connections_closed_total{reason=\"bodies_full\"}")
+            .await;
+    assert_eq!(counted, refused.len() as f64);
+    // They give up; the shares are given back and a whole call goes through.
+    drop(held);
+    eventually("the shares are given back", async || {
+        gw.metric(HELD).await == 0.0
     })
     .await;
     ordinary_call(&gw).await;
@@ -216,6 +275,26 @@ async fn until_closed(mut s: TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Begin a head on `s` and send a byte of it every 100 ms — each read well
+/// within any per-read timeout, the head never ending — for up to 15 s:
+/// whether the gateway closed the connection by then, and what it answered.
+async fn trickle_head(mut s: TcpStream) -> (bool, String) {
+    s.write_all(b"POST /mcp HTTP/1.1\r\n").await.expect("line");
+    let (mut r, mut w) = s.into_split();
+    let writer = tokio::spawn(async move {
+        for _ in 0..200 {
+            if w.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), r.read_to_end(&mut out)).await;
+    writer.abort();
+    (closed.is_ok(), String::from_utf8_lossy(&out).into_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_that_trickles_is_cut_at_one_deadline() {
     let demo = demo(DemoOptions::default()).await;
@@ -226,24 +305,10 @@ async fn a_head_that_trickles_is_cut_at_one_deadline() {
     let mut clients = Vec::new();
     for _ in 0..20 {
         clients.push(tokio::spawn(async move {
-            let mut s = TcpStream::connect(("127.0.0.1", port))
+            let s = TcpStream::connect(("127.0.0.1", port))
                 .await
                 .expect("connect");
-            s.write_all(b"POST /mcp HTTP/1.1\r\n").await.expect("line");
-            let (mut r, mut w) = s.into_split();
-            let writer = tokio::spawn(async move {
-                for _ in 0..200 {
-                    if w.write_all(b"x").await.is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            });
-            let mut out = Vec::new();
-            let closed =
-                tokio::time::timeout(Duration::from_secs(15), r.read_to_end(&mut out)).await;
-            writer.abort();
-            (closed.is_ok(), String::from_utf8_lossy(&out).into_owned())
+            trickle_head(s).await
         }));
     }
     for c in clients {
@@ -265,6 +330,45 @@ async fn a_head_that_trickles_is_cut_at_one_deadline() {
         .expect("preface");
     until_closed(h2).await;
     // Ordinary calls are unaffected.
+    ordinary_call(&gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connections_next_head_has_the_same_deadline() {
+    let demo = demo(DemoOptions::default()).await;
+    let gw = Gateway::start(&config(&demo.url(), "head_timeout_ms: 500")).await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"first"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: tools/call\r\nMcp-Name: echo\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", gw.port))
+        .await
+        .expect("connect");
+    s.write_all(head.as_bytes()).await.expect("first request");
+    let mut answer = vec![0u8; 4096];
+    let mut got = 0;
+    while !String::from_utf8_lossy(&answer[..got]).contains("first") {
+        let n = s.read(&mut answer[got..]).await.expect("answer");
+        assert!(n > 0, "closed after {got} bytes");
+        got += n;
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    // The same connection now trickles its next head: once it has begun,
+    // it has the head deadline, however the bytes come.
+    let before = gw
+        .metric("sluice_client_connections_closed_total{reason=\"head_timeout\"}")
+        .await;
+    let (closed, out) = trickle_head(s).await;
+    assert!(closed, "a trickling second head was still open after 15 s");
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert_eq!(
+        gw.metric("sluice_client_connections_closed_total{reason=\"head_timeout\"}")
+            .await,
+        before + 1.0
+    );
     ordinary_call(&gw).await;
 }
 

@@ -306,19 +306,33 @@ async fn a_client_that_stalls_mid_body_is_cut_off() {
         "limits: { client_read_timeout_ms: 300 }",
     );
     let gw = Gateway::start(&yaml).await;
+    // Stalled in its first 64 KiB: the gateway's intake waits no longer
+    // than the read timeout and answers 408, as nginx does.
     let started = std::time::Instant::now();
     let resp = raw_http(
         gw.port,
         "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\":",
     )
     .await;
-    assert!(
-        resp.is_empty() || resp.starts_with("HTTP/1.1 400"),
-        "{resp}"
-    );
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(5),
         "the gateway did not wait for the stalled body forever"
+    );
+    assert_eq!(
+        gw.metric(r#"sluice_client_connections_closed_total{reason="body_timeout"}"#)
+            .await,
+        1.0
+    );
+    // Stalled past them: the proxy's body reader refuses it.
+    let mut long = String::from(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"jsonrpc\":",
+    );
+    long.push_str(&" ".repeat(70_000));
+    let resp = raw_http(gw.port, &long).await;
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 400"),
+        "{resp}"
     );
     assert_eq!(count.load(Ordering::SeqCst), 0);
     assert!(

@@ -1,0 +1,154 @@
+//! The proxy service as Pingora runs it. Each client connection is counted
+//! against the connection caps (`conns`); on a cleartext HTTP/1.1
+//! connection every request's head and body start are read by the gateway
+//! (`intake`) before Pingora's session for that one request is made, so
+//! the keep-alive loop Pingora would run is run here. TLS and HTTP/2
+//! connections go to Pingora's `HttpProxy` whole. A connection whose held
+//! stream `detach` served comes back here (`come_back`) for its next request.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+
+use crate::conns::{ConnLimits, Ticket};
+use crate::detach::{Reentry, ReentrySlot};
+use crate::intake::{IntakeLimits, Read, Turn};
+use crate::proxy::Gateway;
+use crate::state::Shared;
+
+/// How long Pingora keeps a connection alive between requests, seconds
+/// (`intake` waits for the next request as long).
+const KEEPALIVE_SECS: u64 = crate::intake::KEEPALIVE_IDLE.as_secs();
+
+pub struct Front {
+    proxy: Arc<HttpProxy<Gateway>>,
+    reentry: ReentrySlot,
+    shared: Arc<Shared>,
+}
+
+impl Front {
+    pub fn new(proxy: HttpProxy<Gateway>, reentry: ReentrySlot, shared: Arc<Shared>) -> Self {
+        Front {
+            proxy: Arc::new(proxy),
+            reentry,
+            shared,
+        }
+    }
+
+    fn limits(&self) -> (ConnLimits, IntakeLimits) {
+        let snap = &self.shared.current().snapshot;
+        let h = &snap.head_limits;
+        (
+            ConnLimits {
+                max_connections: h.max_connections as usize,
+                max_per_address: h.max_connections_per_address as usize,
+            },
+            IntakeLimits {
+                head_timeout: h.head_timeout,
+                max_head_bytes: h.head as usize,
+                body_read_timeout: snap.client_read_timeout,
+                max_bodies_held: snap.max_body_bytes_held,
+                max_headers: h.headers as usize,
+            },
+        )
+    }
+
+    /// Count the connection, or refuse it at a cap.
+    fn admit(&self, stream: &Stream, limits: &ConnLimits) -> Option<Ticket<'_>> {
+        let addr = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        match self.shared.conns.open(addr, limits) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                self.shared
+                    .metrics
+                    .connections_closed
+                    .with_label_values(&[why.as_label()])
+                    .inc();
+                tracing::warn!(reason = why.as_label(), "client connection refused");
+                None
+            }
+        }
+    }
+
+    /// Serve requests on the connection until it closes: each one read by
+    /// `intake`, then served by Pingora in a session of its own.
+    async fn serve(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        mut turn: Turn,
+        ticket: &Ticket<'_>,
+        shutdown: &ShutdownWatch,
+    ) {
+        let mut settings: Option<HttpPersistentSettings> = None;
+        loop {
+            let (_, limits) = self.limits();
+            let metrics = &self.shared.metrics;
+            stream = match crate::intake::next_request(stream, turn, ticket, &limits, metrics).await
+            {
+                Ok(Read::H1(s)) => s,
+                Ok(Read::Other(s)) => {
+                    // TLS or HTTP/2: Pingora's own connection loop.
+                    let _ = self.proxy.process_new(s, shutdown).await;
+                    return;
+                }
+                Err(_) => return,
+            };
+            let mut session = ServerSession::new_http1(stream);
+            match settings.take() {
+                Some(s) => s.apply_to_session(&mut session),
+                None => {
+                    let keepalive = (!*shutdown.borrow()).then_some(KEEPALIVE_SECS);
+                    session.set_keepalive(keepalive);
+                    session.set_keepalive_reuses_remaining(
+                        self.proxy
+                            .server_options()
+                            .and_then(|o| o.keepalive_request_limit),
+                    );
+                }
+            }
+            let Some(reused) = self.proxy.process_new_http(session, shutdown).await else {
+                return;
+            };
+            (stream, settings) = reused.consume();
+            turn = Turn::Next;
+        }
+    }
+
+    /// A connection whose held stream ended cleanly, for its next request.
+    pub(crate) async fn come_back(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
+        let (conn_limits, _) = self.limits();
+        let Some(ticket) = self.admit(&stream, &conn_limits) else {
+            return;
+        };
+        self.serve(stream, Turn::Next, &ticket, shutdown).await;
+    }
+}
+
+#[async_trait]
+impl ServerApp for Front {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        self.reentry.get_or_init(|| Reentry {
+            front: Arc::downgrade(self),
+            shutdown: shutdown.clone(),
+        });
+        let (conn_limits, _) = self.limits();
+        let ticket = self.admit(&stream, &conn_limits)?;
+        self.serve(stream, Turn::First, &ticket, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.cleanup().await
+    }
+}
