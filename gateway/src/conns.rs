@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -19,34 +18,44 @@ pub struct ConnLimits {
     pub max_per_address: usize,
 }
 
-/// Open connections, and those still waiting for their first head.
+/// Open connections, and which of them wait on their client.
 #[derive(Default)]
 pub struct Conns {
     state: Mutex<State>,
     next: AtomicU64,
+    /// Orders the moments connections began to wait (oldest: smallest).
+    seq: AtomicU64,
 }
 
 #[derive(Default)]
 struct State {
     open: usize,
     per_address: HashMap<IpAddr, usize>,
-    /// Connections waiting for their client: id, address, since, shed.
-    waiting: Vec<(u64, Option<IpAddr>, Instant, Arc<Notify>)>,
+    slots: HashMap<u64, Arc<Slot>>,
 }
+
+/// What the shedder sees of one connection.
+struct Slot {
+    addr: Option<IpAddr>,
+    /// When it began to wait on its client (`Conns::seq`); `BUSY` if not.
+    since: AtomicU64,
+    shed: Notify,
+}
+
+const BUSY: u64 = u64::MAX;
 
 /// One open connection; counted until it drops.
 pub struct Ticket<'a> {
     conns: &'a Conns,
     id: u64,
-    addr: Option<IpAddr>,
-    shed: Arc<Notify>,
+    slot: Arc<Slot>,
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         let mut s = self.conns.lock();
         s.open = s.open.saturating_sub(1);
-        if let Some(a) = self.addr {
+        if let Some(a) = self.slot.addr {
             if let Some(n) = s.per_address.get_mut(&a) {
                 *n -= 1;
                 if *n == 0 {
@@ -54,25 +63,25 @@ impl Drop for Ticket<'_> {
                 }
             }
         }
-        s.waiting.retain(|w| w.0 != self.id);
+        s.slots.remove(&self.id);
     }
 }
 
 impl Ticket<'_> {
-    /// Mark the connection as waiting for its client (a candidate to shed)
-    /// from now, or as busy.
+    /// Mark the connection as waiting on its client (a candidate to shed)
+    /// from now, or as busy. No lock: one atomic store.
     pub fn waiting(&self, waiting: bool) {
-        let mut s = self.conns.lock();
-        s.waiting.retain(|w| w.0 != self.id);
-        if waiting {
-            s.waiting
-                .push((self.id, self.addr, Instant::now(), self.shed.clone()));
-        }
+        let since = if waiting {
+            self.conns.seq.fetch_add(1, Ordering::Relaxed)
+        } else {
+            BUSY
+        };
+        self.slot.since.store(since, Ordering::Relaxed);
     }
 
     /// Resolves once the connection is chosen to be shed.
     pub async fn shed(&self) {
-        self.shed.notified().await
+        self.slot.shed.notified().await
     }
 }
 
@@ -125,34 +134,37 @@ impl Conns {
         let over_addr = addr.is_some() && from_addr >= limits.max_per_address;
         let over_all = s.open >= limits.max_connections;
         if over_addr || over_all {
-            // The oldest waiting connection, of this address when its cap is
-            // the one reached.
+            // The connection waiting longest, of this address when its cap
+            // is the one reached.
             let victim = s
-                .waiting
-                .iter()
-                .filter(|w| !over_addr || w.1 == addr)
-                .min_by_key(|w| w.2)
-                .map(|w| w.0);
+                .slots
+                .values()
+                .filter(|w| !over_addr || w.addr == addr)
+                .map(|w| (w.since.load(Ordering::Relaxed), w))
+                .filter(|(since, _)| *since != BUSY)
+                .min_by_key(|(since, _)| *since)
+                .map(|(_, w)| w.clone());
             let Some(victim) = victim else {
                 return Err(Closed::Full);
             };
-            if let Some(i) = s.waiting.iter().position(|w| w.0 == victim) {
-                let (_, _, _, shed) = s.waiting.swap_remove(i);
-                shed.notify_one();
-            }
+            victim.since.store(BUSY, Ordering::Relaxed);
+            victim.shed.notify_one();
         }
         s.open += 1;
         if let Some(a) = addr {
             *s.per_address.entry(a).or_default() += 1;
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let shed = Arc::new(Notify::new());
-        s.waiting.push((id, addr, Instant::now(), shed.clone()));
+        let slot = Arc::new(Slot {
+            addr,
+            since: AtomicU64::new(self.seq.fetch_add(1, Ordering::Relaxed)),
+            shed: Notify::new(),
+        });
+        s.slots.insert(id, slot.clone());
         Ok(Ticket {
             conns: self,
             id,
-            addr,
-            shed,
+            slot,
         })
     }
 
@@ -164,7 +176,12 @@ impl Conns {
     /// Connections open, and of those waiting on their client, now.
     pub fn counts(&self) -> (usize, usize) {
         let s = self.lock();
-        (s.open, s.waiting.len())
+        let waiting = s
+            .slots
+            .values()
+            .filter(|w| w.since.load(Ordering::Relaxed) != BUSY)
+            .count();
+        (s.open, waiting)
     }
 }
 
@@ -188,11 +205,15 @@ mod tests {
         let second = conns.open(Some(a), &limits(10, 2)).expect("room");
         // A third from the same address sheds the oldest of that address.
         let third = conns.open(Some(a), &limits(10, 2)).expect("shed one");
-        assert!(first.shed.notified().now_or_never_is_ready());
+        assert!(first.shed().now_or_never_is_ready());
+        // The shed one is no longer waiting; the others still are.
+        assert_eq!(conns.counts(), (3, 2));
         drop(first);
         assert_eq!(conns.open_count(), 2);
         // Past the whole cap, with every connection busy (not waiting): full.
-        conns.lock().waiting.clear();
+        second.waiting(false);
+        third.waiting(false);
+        assert_eq!(conns.counts(), (2, 0));
         assert!(matches!(
             conns.open(Some(b), &limits(2, 2)),
             Err(Closed::Full)

@@ -53,7 +53,6 @@ impl Front {
                 max_head_bytes: h.head as usize,
                 body_read_timeout: snap.client_read_timeout,
                 max_bodies_held: snap.max_body_bytes_held,
-                max_headers: h.headers as usize,
             },
         )
     }

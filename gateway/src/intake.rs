@@ -11,9 +11,11 @@
 //! means: framing is read only to know how much to wait for, and Pingora
 //! parses the same bytes afterwards.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use memchr::memmem::Finder;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,8 +43,6 @@ pub struct IntakeLimits {
     pub body_read_timeout: Duration,
     /// `limits.max_body_bytes_held`.
     pub max_bodies_held: u64,
-    /// At most this many header lines are parsed to find the framing.
-    pub max_headers: usize,
 }
 
 /// Which request on the connection is read.
@@ -81,7 +81,8 @@ pub async fn next_request(
         return Err(Closed::Gone);
     };
     ticket.waiting(true);
-    let mut buf = BytesMut::new();
+    // As Pingora's first head buffer: the usual request comes in one read.
+    let mut buf = BytesMut::with_capacity(4096);
     let mut hold = BodyHold::default();
     let outcome = read(&mut l4, &mut buf, &mut hold, turn, ticket, limits).await;
     ticket.waiting(false);
@@ -160,9 +161,14 @@ async fn read(
     ticket: &Ticket<'_>,
     limits: &IntakeLimits,
 ) -> Result<bool, Closed> {
+    // A new connection's head deadline runs from the accept; a kept-alive
+    // one's from its first byte, and is only needed if one read is not
+    // enough.
+    let mut deadline =
+        (turn == Turn::First).then(|| tokio::time::Instant::now() + limits.head_timeout);
     if turn == Turn::Next {
-        // Idle between requests: a small buffer until the client speaks.
-        let first = tokio::time::timeout(KEEPALIVE_IDLE, l4.read_buf(buf));
+        // Pingora's coarse timer: set up only if the client is not there yet.
+        let first = pingora_timeout::fast_timeout::fast_timeout(KEEPALIVE_IDLE, l4.read_buf(buf));
         tokio::select! {
             r = first => match r {
                 Ok(Ok(0)) | Ok(Err(_)) => return Err(Closed::Gone),
@@ -172,7 +178,6 @@ async fn read(
             () = ticket.shed() => return Err(Closed::Shed),
         }
     }
-    let deadline = tokio::time::Instant::now() + limits.head_timeout;
     let head_len = loop {
         if let Some(done) = head_complete(buf, turn == Turn::First) {
             match done {
@@ -186,9 +191,11 @@ async fn read(
         if buf.capacity() - buf.len() < 512 {
             buf.reserve(buf.capacity().clamp(1024, limits.max_head_bytes));
         }
-        fill(l4, buf, deadline, ticket, Closed::HeadTimeout).await?;
+        let until =
+            *deadline.get_or_insert_with(|| tokio::time::Instant::now() + limits.head_timeout);
+        fill(l4, buf, until, ticket, Closed::HeadTimeout).await?;
     };
-    let Some(framing) = framing(&buf[..head_len], limits.max_headers) else {
+    let Some(framing) = framing(&buf[..head_len]) else {
         return Ok(false);
     };
     if framing.expect_continue && buf.len() == head_len {
@@ -264,20 +271,15 @@ fn head_complete(buf: &[u8], h2: bool) -> Option<Head> {
             (usize::from(header[0]) << 16) | (usize::from(header[1]) << 8) | usize::from(header[2]);
         return (frame.len() >= 9 + len).then_some(Head::H2);
     }
-    // The first blank line, whether lines end in CRLF or a bare LF.
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
-        let end = from + i;
-        let rest = &buf[end + 1..];
-        if rest.starts_with(b"\n") {
-            return Some(Head::H1(end + 2));
-        }
-        if rest.starts_with(b"\r\n") {
-            return Some(Head::H1(end + 3));
-        }
-        from = end + 1;
+    // The first blank line: CRLF, or failing that a bare LF. (Were a head
+    // to mix the two, the later end is taken; the gateway only waits for
+    // more than Pingora would, and Pingora parses it.)
+    static CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
+    static LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+    match CRLF.find(buf) {
+        Some(i) => Some(Head::H1(i + 3)),
+        None => LF.find(buf).map(|i| Head::H1(i + 2)),
     }
-    None
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,30 +297,42 @@ struct Framing {
 /// How the body after `head` is framed, when there is one to wait for:
 /// exactly one `Content-Length` above zero, or `Transfer-Encoding: chunked`
 /// alone. Anything else (no body, a head Pingora will refuse, ambiguous
-/// framing the gateway refuses) is handed over at once.
-fn framing(head: &[u8], max_headers: usize) -> Option<Framing> {
-    let mut headers = vec![httparse::EMPTY_HEADER; max_headers.clamp(1, 256)];
-    let mut req = httparse::Request::new(&mut headers);
-    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
-        return None;
-    }
+/// framing the gateway refuses) is handed over at once. Only the three
+/// header names are looked for: Pingora parses the head in full after.
+fn framing(head: &[u8]) -> Option<Framing> {
     let mut length = None;
     let mut lengths = 0;
     let mut chunked = false;
     let mut encodings = 0;
     let mut expect_continue = false;
-    for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
+    let first = memchr::memchr(b'\n', head)? + 1;
+    let mut start = first;
+    for end in memchr::memchr_iter(b'\n', &head[first..]).map(|i| first + i) {
+        let raw = &head[start..end];
+        start = end + 1;
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.is_empty() {
+            break;
+        }
+        match line[0] {
+            // A folded line: Pingora refuses the head.
+            b' ' | b'\t' => return None,
+            // Only these names are read.
+            b'c' | b'C' | b't' | b'T' | b'e' | b'E' => {}
+            _ => continue,
+        }
+        let colon = memchr::memchr(b':', line)?;
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
             lengths += 1;
-            length = std::str::from_utf8(h.value)
-                .ok()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|v| v.parse::<u64>().ok());
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            length = (!value.is_empty() && value.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(value).ok()?.parse::<u64>().ok())
+                .flatten();
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             encodings += 1;
-            chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-        } else if h.name.eq_ignore_ascii_case("expect") {
-            expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            chunked = value.eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            expect_continue = value.eq_ignore_ascii_case(b"100-continue");
         }
     }
     let body = match (lengths, encodings) {
@@ -416,7 +430,7 @@ mod tests {
 
     #[test]
     fn only_unambiguous_framing_is_waited_for() {
-        let f = |head: &str| framing(head.as_bytes(), 100).map(|f| f.body);
+        let f = |head: &str| framing(head.as_bytes()).map(|f| f.body);
         assert_eq!(
             f("POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n"),
             Some(Body::Length(12))
@@ -433,13 +447,13 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             "not a request\r\n\r\n",
+            "POST / HTTP/1.1\r\nX: 1\r\n  folded\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\n",
         ] {
             assert_eq!(f(head), None, "{head}");
         }
-        let expect = framing(
-            b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
-            100,
-        );
+        let expect =
+            framing(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
         assert!(expect.is_some_and(|f| f.expect_continue));
     }
 
