@@ -1,15 +1,25 @@
 //! A cap on how many client connections are open, in all and per source
-//! address. When a cap is reached, the connection that has waited longest
-//! for its client — idle between requests, or trickling a head or a body
+//! address, and the signals that end a connection's wait on its client.
+//! When a cap is reached, the connection that has waited longest for its
+//! client — idle between requests, or trickling a head or a body
 //! (`intake`) — is shed to make room; with none waiting, the new connection
-//! is closed.
+//! is closed. Deadlines on those waits are kept here too: one reaper thread
+//! checks them every `TICK` against a coarse clock and wakes the connection
+//! whose deadline passed, so a wait costs no timer and no clock read.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use futures::task::AtomicWaker;
+
+/// How often deadlines are checked (and the coarse clock advances).
+const TICK: Duration = Duration::from_millis(50);
 
 /// The caps in force, read from the snapshot for each new connection.
 #[derive(Debug, Clone, Copy)]
@@ -19,12 +29,18 @@ pub struct ConnLimits {
 }
 
 /// Open connections, and which of them wait on their client.
-#[derive(Default)]
 pub struct Conns {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     state: Mutex<State>,
     next: AtomicU64,
     /// Orders the moments connections began to wait (oldest: smallest).
     seq: AtomicU64,
+    /// Milliseconds since `epoch`, as of the last tick.
+    now_ms: AtomicU64,
+    epoch: Instant,
 }
 
 #[derive(Default)]
@@ -34,15 +50,82 @@ struct State {
     slots: HashMap<u64, Arc<Slot>>,
 }
 
-/// What the shedder sees of one connection.
+/// What the shedder and the reaper see of one connection.
 struct Slot {
     addr: Option<IpAddr>,
-    /// When it began to wait on its client (`Conns::seq`); `BUSY` if not.
+    /// When it began to wait on its client (`Inner::seq`); `BUSY` if not.
     since: AtomicU64,
-    shed: Notify,
+    /// When its wait ends (`Inner::now_ms`), `NO_DEADLINE`, or `TRIPPED`.
+    deadline: AtomicU64,
+    shed: AtomicBool,
+    waker: AtomicWaker,
 }
 
 const BUSY: u64 = u64::MAX;
+const NO_DEADLINE: u64 = u64::MAX;
+const TRIPPED: u64 = u64::MAX - 1;
+
+/// What ended a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trip {
+    /// Chosen to make room for a newer connection.
+    Shed,
+    /// The deadline set for the wait passed.
+    Deadline,
+}
+
+impl Default for Conns {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Conns {
+    /// No connections yet; the reaper thread runs while this lives.
+    pub fn new() -> Self {
+        let inner = Arc::new(Inner {
+            state: Mutex::default(),
+            next: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            now_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
+        let weak = Arc::downgrade(&inner);
+        let spawned = std::thread::Builder::new()
+            .name("sluice-conn-reaper".into())
+            .spawn(move || reap(weak));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "connection deadline thread not started");
+        }
+        Conns { inner }
+    }
+}
+
+/// Every `TICK`: advance the coarse clock, wake each connection whose
+/// deadline passed. Ends when the `Conns` is dropped.
+fn reap(conns: Weak<Inner>) {
+    loop {
+        std::thread::sleep(TICK);
+        let Some(inner) = conns.upgrade() else {
+            return;
+        };
+        let now = u64::try_from(inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX / 2);
+        inner.now_ms.store(now, Ordering::Relaxed);
+        let s = inner.lock();
+        for slot in s.slots.values() {
+            let d = slot.deadline.load(Ordering::Relaxed);
+            // A deadline moved meanwhile is the new wait's: left alone.
+            if d <= now
+                && slot
+                    .deadline
+                    .compare_exchange(d, TRIPPED, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                slot.waker.wake();
+            }
+        }
+    }
+}
 
 /// One open connection; counted until it drops.
 pub struct Ticket<'a> {
@@ -53,7 +136,7 @@ pub struct Ticket<'a> {
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        let mut s = self.conns.lock();
+        let mut s = self.conns.inner.lock();
         s.open = s.open.saturating_sub(1);
         if let Some(a) = self.slot.addr {
             if let Some(n) = s.per_address.get_mut(&a) {
@@ -69,19 +152,64 @@ impl Drop for Ticket<'_> {
 
 impl Ticket<'_> {
     /// Mark the connection as waiting on its client (a candidate to shed)
-    /// from now, or as busy. No lock: one atomic store.
+    /// from now, or as busy (and its deadline cleared). No lock, no clock:
+    /// atomic stores.
     pub fn waiting(&self, waiting: bool) {
         let since = if waiting {
-            self.conns.seq.fetch_add(1, Ordering::Relaxed)
+            self.conns.inner.seq.fetch_add(1, Ordering::Relaxed)
         } else {
+            self.slot.deadline.store(NO_DEADLINE, Ordering::Relaxed);
             BUSY
         };
         self.slot.since.store(since, Ordering::Relaxed);
     }
 
-    /// Resolves once the connection is chosen to be shed.
-    pub async fn shed(&self) {
-        self.slot.shed.notified().await
+    /// The current wait ends `after` from now (to within a `TICK` or two);
+    /// a deadline that passed during an earlier wait no longer counts.
+    pub fn deadline_in(&self, after: Duration) {
+        let now = self.conns.inner.now_ms.load(Ordering::Relaxed);
+        let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX / 4);
+        self.slot
+            .deadline
+            .store(now.saturating_add(ms).min(TRIPPED - 1), Ordering::Relaxed);
+    }
+
+    /// Resolves when the connection is shed or its deadline passes.
+    pub fn tripped(&self) -> Tripped<'_> {
+        Tripped { slot: &self.slot }
+    }
+}
+
+/// The future of `Ticket::tripped`.
+pub struct Tripped<'a> {
+    slot: &'a Slot,
+}
+
+impl Tripped<'_> {
+    fn check(&self) -> Option<Trip> {
+        if self.slot.shed.load(Ordering::Acquire) {
+            Some(Trip::Shed)
+        } else if self.slot.deadline.load(Ordering::Acquire) == TRIPPED {
+            Some(Trip::Deadline)
+        } else {
+            None
+        }
+    }
+}
+
+impl Future for Tripped<'_> {
+    type Output = Trip;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Trip> {
+        if let Some(t) = self.check() {
+            return Poll::Ready(t);
+        }
+        self.slot.waker.register(cx.waker());
+        // Tripped between the check and the registration: seen now.
+        match self.check() {
+            Some(t) => Poll::Ready(t),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -121,15 +249,18 @@ impl Closed {
     }
 }
 
-impl Conns {
+impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
+impl Conns {
     /// Count a new connection from `addr`, shedding the longest-waiting
     /// one where a cap is reached.
     pub fn open(&self, addr: Option<IpAddr>, limits: &ConnLimits) -> Result<Ticket<'_>, Closed> {
-        let mut s = self.lock();
+        let inner = &*self.inner;
+        let mut s = inner.lock();
         let from_addr = addr.map_or(0, |a| s.per_address.get(&a).copied().unwrap_or(0));
         let over_addr = addr.is_some() && from_addr >= limits.max_per_address;
         let over_all = s.open >= limits.max_connections;
@@ -148,17 +279,20 @@ impl Conns {
                 return Err(Closed::Full);
             };
             victim.since.store(BUSY, Ordering::Relaxed);
-            victim.shed.notify_one();
+            victim.shed.store(true, Ordering::Release);
+            victim.waker.wake();
         }
         s.open += 1;
         if let Some(a) = addr {
             *s.per_address.entry(a).or_default() += 1;
         }
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = inner.next.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             addr,
-            since: AtomicU64::new(self.seq.fetch_add(1, Ordering::Relaxed)),
-            shed: Notify::new(),
+            since: AtomicU64::new(inner.seq.fetch_add(1, Ordering::Relaxed)),
+            deadline: AtomicU64::new(NO_DEADLINE),
+            shed: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
         });
         s.slots.insert(id, slot.clone());
         Ok(Ticket {
@@ -170,12 +304,12 @@ impl Conns {
 
     /// Connections open now.
     pub fn open_count(&self) -> usize {
-        self.lock().open
+        self.inner.lock().open
     }
 
     /// Connections open, and of those waiting on their client, now.
     pub fn counts(&self) -> (usize, usize) {
-        let s = self.lock();
+        let s = self.inner.lock();
         let waiting = s
             .slots
             .values()
@@ -188,6 +322,7 @@ impl Conns {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
 
     fn limits(max_connections: usize, max_per_address: usize) -> ConnLimits {
         ConnLimits {
@@ -205,7 +340,7 @@ mod tests {
         let second = conns.open(Some(a), &limits(10, 2)).expect("room");
         // A third from the same address sheds the oldest of that address.
         let third = conns.open(Some(a), &limits(10, 2)).expect("shed one");
-        assert!(first.shed().now_or_never_is_ready());
+        assert_eq!(first.tripped().now_or_never(), Some(Trip::Shed));
         // The shed one is no longer waiting; the others still are.
         assert_eq!(conns.counts(), (3, 2));
         drop(first);
@@ -220,17 +355,23 @@ mod tests {
         ));
         drop((second, third));
         assert_eq!(conns.open_count(), 0);
-        assert!(conns.lock().per_address.is_empty());
+        assert!(conns.inner.lock().per_address.is_empty());
     }
 
-    trait Ready {
-        fn now_or_never_is_ready(self) -> bool;
-    }
-
-    impl<F: std::future::Future> Ready for F {
-        fn now_or_never_is_ready(self) -> bool {
-            use futures::FutureExt;
-            self.now_or_never().is_some()
-        }
+    #[tokio::test]
+    async fn a_wait_ends_at_its_deadline_and_a_new_wait_starts_afresh() {
+        let conns = Conns::new();
+        let t = conns.open(None, &limits(10, 10)).expect("room");
+        assert_eq!(t.tripped().now_or_never(), None);
+        t.deadline_in(Duration::from_millis(1));
+        let trip = t.tripped().await;
+        assert_eq!(trip, Trip::Deadline);
+        // The next wait has its own deadline; the old trip is gone.
+        t.deadline_in(Duration::from_secs(60));
+        assert_eq!(t.tripped().now_or_never(), None);
+        // Busy: no deadline at all.
+        t.waiting(false);
+        tokio::time::sleep(TICK * 3).await;
+        assert_eq!(t.tripped().now_or_never(), None);
     }
 }

@@ -21,7 +21,7 @@ use pingora::protocols::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::bodies::BodyHold;
-use crate::conns::{Closed, Ticket};
+use crate::conns::{Closed, Ticket, Trip};
 use crate::metrics::Metrics;
 
 /// How long a kept-alive connection may wait for its next request.
@@ -162,21 +162,13 @@ async fn read(
     limits: &IntakeLimits,
 ) -> Result<bool, Closed> {
     // A new connection's head deadline runs from the accept; a kept-alive
-    // one's from its first byte, and is only needed if one read is not
-    // enough.
-    let mut deadline =
-        (turn == Turn::First).then(|| tokio::time::Instant::now() + limits.head_timeout);
-    if turn == Turn::Next {
-        // Pingora's coarse timer: set up only if the client is not there yet.
-        let first = pingora_timeout::fast_timeout::fast_timeout(KEEPALIVE_IDLE, l4.read_buf(buf));
-        tokio::select! {
-            r = first => match r {
-                Ok(Ok(0)) | Ok(Err(_)) => return Err(Closed::Gone),
-                Ok(Ok(_)) => {}
-                Err(_) => return Err(Closed::Idle),
-            },
-            () = ticket.shed() => return Err(Closed::Shed),
-        }
+    // one's from its first byte, and is only set if one read is not enough.
+    let mut head_deadline_set = turn == Turn::First;
+    if turn == Turn::First {
+        ticket.deadline_in(limits.head_timeout);
+    } else {
+        ticket.deadline_in(KEEPALIVE_IDLE);
+        fill(l4, buf, ticket, Closed::Idle).await?;
     }
     let head_len = loop {
         if let Some(done) = head_complete(buf, turn == Turn::First) {
@@ -191,9 +183,11 @@ async fn read(
         if buf.capacity() - buf.len() < 512 {
             buf.reserve(buf.capacity().clamp(1024, limits.max_head_bytes));
         }
-        let until =
-            *deadline.get_or_insert_with(|| tokio::time::Instant::now() + limits.head_timeout);
-        fill(l4, buf, until, ticket, Closed::HeadTimeout).await?;
+        if !head_deadline_set {
+            head_deadline_set = true;
+            ticket.deadline_in(limits.head_timeout);
+        }
+        fill(l4, buf, ticket, Closed::HeadTimeout).await?;
     };
     let Some(framing) = framing(&buf[..head_len]) else {
         return Ok(false);
@@ -228,27 +222,29 @@ async fn read(
             limits.max_bodies_held,
         )
         .map_err(|_| Closed::BodiesFull)?;
-        let per_read = tokio::time::Instant::now() + limits.body_read_timeout;
-        fill(l4, buf, per_read, ticket, Closed::BodyTimeout).await?;
+        ticket.deadline_in(limits.body_read_timeout);
+        fill(l4, buf, ticket, Closed::BodyTimeout).await?;
     }
 }
 
-/// One read into `buf` before `until` (else `late`), unless the connection
-/// ends or is shed first.
+/// One read into `buf`, unless the wait's deadline passes first (`late`),
+/// the connection is shed, or it ends.
 async fn fill(
     l4: &mut L4Stream,
     buf: &mut BytesMut,
-    until: tokio::time::Instant,
     ticket: &Ticket<'_>,
     late: Closed,
 ) -> Result<(), Closed> {
     tokio::select! {
-        r = tokio::time::timeout_at(until, l4.read_buf(buf)) => match r {
-            Ok(Ok(0)) | Ok(Err(_)) => Err(Closed::Gone),
-            Ok(Ok(_)) => Ok(()),
-            Err(_) => Err(late),
+        biased;
+        r = l4.read_buf(buf) => match r {
+            Ok(0) | Err(_) => Err(Closed::Gone),
+            Ok(_) => Ok(()),
         },
-        () = ticket.shed() => Err(Closed::Shed),
+        trip = ticket.tripped() => Err(match trip {
+            Trip::Shed => Closed::Shed,
+            Trip::Deadline => late,
+        }),
     }
 }
 
