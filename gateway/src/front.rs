@@ -1,8 +1,8 @@
 //! The proxy service as Pingora runs it. Each client connection is counted
-//! against the connection caps (`conns`); on a cleartext HTTP/1.1
-//! connection every request's head and body start are read by the gateway
-//! (`intake`) before Pingora's session for that one request is made, so
-//! the keep-alive loop Pingora would run is run here. TLS and HTTP/2
+//! against the connection caps (`conns`); on an HTTP/1.1 connection
+//! (cleartext or TLS) every request's head and body start are read by the
+//! gateway (`intake`) before Pingora's session for that one request is
+//! made, so the keep-alive loop Pingora would run is run here. HTTP/2
 //! connections go to Pingora's `HttpProxy` whole. A connection whose held
 //! stream `detach` served comes back here (`come_back`) for its next request.
 
@@ -93,7 +93,7 @@ impl Front {
             {
                 Ok(Read::H1(s)) => s,
                 Ok(Read::Other(s)) => {
-                    // TLS or HTTP/2: Pingora's own connection loop.
+                    // HTTP/2: Pingora's own connection loop.
                     let _ = self.proxy.process_new(s, shutdown).await;
                     return;
                 }

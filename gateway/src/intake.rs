@@ -1,6 +1,7 @@
 //! Each HTTP/1.1 request's head, and the start of its body, read off a
-//! cleartext client connection by the gateway before Pingora parses them,
-//! then put back on the stream for Pingora to read as usual. Pingora times a
+//! client connection (cleartext, or TLS after Pingora's handshake) by the
+//! gateway before Pingora parses them, then put back on the stream for
+//! Pingora to read as usual (`L4Stream::rewind`, or `replay::Replayed`). Pingora times a
 //! head out only per read (restarted by every byte) and, once a head is in,
 //! holds its whole per-request session (~120 KB with its 64 KiB body
 //! buffer) while a body trickles. Here a head has one deadline however
@@ -18,11 +19,13 @@ use bytes::BytesMut;
 use memchr::memmem::Finder;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::Stream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use pingora::protocols::ALPN;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::bodies::BodyHold;
 use crate::conns::{Closed, Ticket, Trip};
 use crate::metrics::Metrics;
+use crate::replay::Replayed;
 
 /// How long a kept-alive connection may wait for its next request.
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
@@ -58,8 +61,8 @@ pub enum Turn {
 pub enum Read {
     /// An HTTP/1.1 request whose head (and body start) wait on the stream.
     H1(Stream),
-    /// A stream this reader leaves to Pingora as it is: TLS (whose
-    /// handshake Pingora did), or a cleartext HTTP/2 preface and first frame.
+    /// A stream this reader leaves to Pingora as it is: HTTP/2 (over TLS
+    /// by ALPN, or cleartext with its preface and first frame read).
     Other(Stream),
 }
 
@@ -73,88 +76,122 @@ pub async fn next_request(
     limits: &IntakeLimits,
     metrics: &Metrics,
 ) -> Result<Read, Closed> {
-    if stream.get_ssl_digest().is_some() || !stream.as_any().is::<L4Stream>() {
+    if stream.selected_alpn_proto() == Some(ALPN::H2) {
+        // HTTP/2 over TLS: Pingora's connection loop, whole.
         ticket.waiting(false);
         return Ok(Read::Other(stream));
     }
-    let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
-        return Err(Closed::Gone);
-    };
     ticket.waiting(true);
-    // As Pingora's first head buffer: the usual request comes in one read.
-    let mut buf = BytesMut::with_capacity(4096);
     let mut hold = BodyHold::default();
-    let outcome = read(&mut l4, &mut buf, &mut hold, turn, ticket, limits).await;
+    let outcome = if stream.as_any().is::<L4Stream>() {
+        // Cleartext: the stream takes the bytes back itself.
+        let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
+            return Err(Closed::Gone);
+        };
+        // As Pingora's first head buffer: the usual request comes in one read.
+        let mut buf = BytesMut::with_capacity(4096);
+        match read(&mut *l4, &mut buf, &mut hold, turn, ticket, limits).await {
+            Ok(h2) => {
+                l4.rewind(&buf);
+                Ok((h2, l4 as Stream))
+            }
+            Err(why) => Err(refuse(&mut *l4, &buf, why, turn, metrics).await),
+        }
+    } else {
+        // TLS: what is read goes in front of the stream (`Replayed`),
+        // after what Pingora left unread of the last request, if anything.
+        let (mut buf, mut inner) = if stream.as_any().is::<Replayed>() {
+            match stream.into_any().downcast::<Replayed>() {
+                Ok(r) => r.into_parts(),
+                Err(_) => return Err(Closed::Gone),
+            }
+        } else {
+            (BytesMut::new(), stream)
+        };
+        buf.reserve(4096);
+        match read(&mut inner, &mut buf, &mut hold, turn, ticket, limits).await {
+            Ok(h2) => Ok((h2, Box::new(Replayed::new(buf, inner)) as Stream)),
+            Err(why) => Err(refuse(&mut inner, &buf, why, turn, metrics).await),
+        }
+    };
     ticket.waiting(false);
-    match outcome {
-        Ok(h2) => {
-            l4.rewind(&buf);
-            // The buffered bytes are the stream's now: Pingora reads them
-            // into its own buffers (and the body into the gateway's,
-            // counted there).
-            drop(hold);
-            Ok(if h2 { Read::Other(l4) } else { Read::H1(l4) })
+    // The bytes read are the stream's now: Pingora reads them into its own
+    // buffers (and the body into the gateway's, counted there).
+    drop(hold);
+    let (h2, stream) = outcome?;
+    Ok(if h2 {
+        Read::Other(stream)
+    } else {
+        Read::H1(stream)
+    })
+}
+
+/// Answer a request the intake gave up on (where an answer is due), count
+/// and log it; `why` back.
+async fn refuse<S: AsyncWrite + Unpin + ?Sized>(
+    client: &mut S,
+    buf: &[u8],
+    why: Closed,
+    turn: Turn,
+    metrics: &Metrics,
+) -> Closed {
+    let full;
+    let answer: &[u8] = match why {
+        Closed::HeadTooLarge => {
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         }
-        Err(why) => {
-            let full;
-            let answer: &[u8] = match why {
-                Closed::HeadTooLarge => {
-                    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                }
-                Closed::HeadTimeout | Closed::BodyTimeout => {
-                    b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                }
-                Closed::BodiesFull => {
-                    // The request's id is in a body not yet read: `null`.
-                    let body = format!(
-                        r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32603,"message":"{}"}}}}"#,
-                        crate::bodies::BodiesFull
-                    );
-                    full = format!(
-                        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
-                         Content-Type: application/json\r\nContent-Length: {}\r\n\
-                         Connection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    full.as_bytes()
-                }
-                _ => b"",
-            };
-            // A cleartext HTTP/2 client would not read an HTTP/1.1 answer.
-            let h2_client = turn == Turn::First
-                && buf.starts_with(&H2_PREFACE[..buf.len().min(H2_PREFACE.len())]);
-            if !answer.is_empty() && !h2_client {
-                let written = async {
-                    l4.write_all(answer).await?;
-                    l4.flush().await
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(1), written).await;
-            }
-            if why == Closed::Gone && turn == Turn::Next && buf.is_empty() {
-                // A kept-alive client closing between requests: ordinary.
-                return Err(why);
-            }
-            metrics
-                .connections_closed
-                .with_label_values(&[why.as_label()])
-                .inc();
-            if why == Closed::Idle {
-                tracing::debug!("kept-alive client connection idle; closed");
-            } else {
-                tracing::info!(
-                    reason = why.as_label(),
-                    "client connection closed before its request was whole"
-                );
-            }
-            Err(why)
+        Closed::HeadTimeout | Closed::BodyTimeout => {
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         }
+        Closed::BodiesFull => {
+            // The request's id is in a body not yet read: `null`.
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":-32603,"message":"{}"}}}}"#,
+                crate::bodies::BodiesFull
+            );
+            full = format!(
+                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            full.as_bytes()
+        }
+        _ => b"",
+    };
+    // A cleartext HTTP/2 client would not read an HTTP/1.1 answer.
+    let h2_client =
+        turn == Turn::First && buf.starts_with(&H2_PREFACE[..buf.len().min(H2_PREFACE.len())]);
+    if !answer.is_empty() && !h2_client {
+        let written = async {
+            client.write_all(answer).await?;
+            client.flush().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), written).await;
     }
+    if why == Closed::Gone && turn == Turn::Next && buf.is_empty() {
+        // A kept-alive client closing between requests: ordinary.
+        return why;
+    }
+    metrics
+        .connections_closed
+        .with_label_values(&[why.as_label()])
+        .inc();
+    if why == Closed::Idle {
+        tracing::debug!("kept-alive client connection idle; closed");
+    } else {
+        tracing::info!(
+            reason = why.as_label(),
+            "client connection closed before its request was whole"
+        );
+    }
+    why
 }
 
 /// Fill `buf` with a head and the start of its body; `Ok(true)` for an
 /// HTTP/2 preface and first frame instead.
-async fn read(
-    l4: &mut L4Stream,
+async fn read<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    l4: &mut S,
     buf: &mut BytesMut,
     hold: &mut BodyHold,
     turn: Turn,
@@ -166,7 +203,7 @@ async fn read(
     let mut head_deadline_set = turn == Turn::First;
     if turn == Turn::First {
         ticket.deadline_in(limits.head_timeout);
-    } else {
+    } else if buf.is_empty() {
         ticket.deadline_in(KEEPALIVE_IDLE);
         fill(l4, buf, ticket, Closed::Idle).await?;
     }
@@ -229,8 +266,8 @@ async fn read(
 
 /// One read into `buf`, unless the wait's deadline passes first (`late`),
 /// the connection is shed, or it ends.
-async fn fill(
-    l4: &mut L4Stream,
+async fn fill<S: AsyncRead + Unpin + ?Sized>(
+    l4: &mut S,
     buf: &mut BytesMut,
     ticket: &Ticket<'_>,
     late: Closed,

@@ -32,6 +32,7 @@ pub mod proxy;
 pub mod record;
 pub mod refusal;
 pub mod reload;
+pub mod replay;
 pub mod resilience;
 pub mod server;
 pub mod sessions;

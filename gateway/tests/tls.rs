@@ -55,25 +55,50 @@ fn client_trusting(pem: &str, port: u16) -> reqwest::Client {
         .expect("client")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_listener_h2_cert_reload_and_verified_https_upstream() {
+/// A gateway with a TLS listener (self-signed for `localhost`, in `dir`)
+/// in front of the demo server.
+struct TlsEdge {
+    _demo: DemoServer,
+    dir: tempfile::TempDir,
+    pem: String,
+    edge: Gateway,
+}
+
+async fn tls_edge(limits: &str) -> TlsEdge {
     let demo = demo(DemoOptions {
         json_response: true,
         ..Default::default()
     })
     .await;
     let dir = tempfile::tempdir().expect("dir");
-    let first_pem = self_signed(dir.path(), "listener");
+    let pem = self_signed(dir.path(), "listener");
     let cert = dir.path().join("listener.pem");
     let key = dir.path().join("listener.key");
     let yaml = format!(
         "listeners:\n  - {{ name: main, address: \"{{listen}}\", tls: {{ cert_file: {cert:?}, key_file: {key:?} }} }}\n\
-         admin: {{ address: \"{{admin}}\" }}\n\
+         admin: {{ address: \"{{admin}}\" }}\nlimits: {{ {limits} }}\n\
          upstreams:\n  - {{ name: demo, url: \"{}\" }}\n\
          routes:\n  - {{ name: demo, path: /mcp, upstream: demo }}\n",
         demo.url()
     );
     let edge = Gateway::start(&yaml).await;
+    TlsEdge {
+        _demo: demo,
+        dir,
+        pem,
+        edge,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_h2_cert_reload_and_verified_https_upstream() {
+    // Every part bound: the demo server and the directory live as long.
+    let TlsEdge {
+        _demo,
+        dir,
+        pem: first_pem,
+        edge,
+    } = tls_edge("").await;
     let url = format!("https://localhost:{}/mcp", edge.port);
 
     let (version, status, body) = call(&client_trusting(&first_pem, edge.port), &url)
@@ -129,6 +154,88 @@ async fn tls_listener_h2_cert_reload_and_verified_https_upstream() {
             .await
             .is_err(),
         "old certificate retired"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_heads_are_read_under_the_same_deadline_and_http1_keeps_alive() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    let TlsEdge {
+        _demo,
+        dir: _dir,
+        pem,
+        edge,
+    } = tls_edge("head_timeout_ms: 500").await;
+    let url = format!("https://localhost:{}/mcp", edge.port);
+
+    // HTTP/1.1 over TLS: two calls on one kept-alive connection, each read
+    // by the intake and replayed to Pingora.
+    let h1 = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem")])
+        .resolve("localhost", ([127, 0, 0, 1], edge.port).into())
+        .http1_only()
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("client");
+    for _ in 0..2 {
+        let (version, status, body) = call(&h1, &url).await.expect("tls call");
+        assert_eq!(
+            (version, status),
+            (reqwest::Version::HTTP_11, 200),
+            "{body}"
+        );
+        assert_eq!(
+            rpc_json(&body)["result"]["content"][0]["text"].as_str(),
+            Some("42")
+        );
+    }
+
+    // A head trickled over TLS, a byte every 100 ms: cut at the deadline.
+    let mut roots = rustls::RootCertStore::empty();
+    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .expect("a certificate")
+        .expect("pem");
+    roots.add(der).expect("root");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", edge.port))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = connector.connect(name, tcp).await.expect("handshake");
+    let (mut r, mut w) = tokio::io::split(tls);
+    w.write_all(b"POST /mcp HTTP/1.1\r\n").await.expect("line");
+    let writer = tokio::spawn(async move {
+        for _ in 0..150 {
+            if w.write_all(b"x").await.is_err() || w.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    let mut out = Vec::new();
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(15), r.read_to_end(&mut out)).await;
+    writer.abort();
+    assert!(
+        closed.is_ok(),
+        "a trickling TLS head was still open after 15 s"
+    );
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert_eq!(
+        edge.metric("sluice_client_connections_closed_total{reason=\"head_timeout\"}")
+            .await,
+        1.0
     );
 }
 
