@@ -127,16 +127,17 @@ fn reap(conns: Weak<Inner>) {
     }
 }
 
-/// One open connection; counted until it drops.
-pub struct Ticket<'a> {
-    conns: &'a Conns,
+/// One open connection; counted until it drops. It goes with the
+/// connection wherever it is served (a held stream's task keeps it).
+pub struct Ticket {
+    conns: Arc<Inner>,
     id: u64,
     slot: Arc<Slot>,
 }
 
-impl Drop for Ticket<'_> {
+impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut s = self.conns.inner.lock();
+        let mut s = self.conns.lock();
         s.open = s.open.saturating_sub(1);
         if let Some(a) = self.slot.addr {
             if let Some(n) = s.per_address.get_mut(&a) {
@@ -150,13 +151,13 @@ impl Drop for Ticket<'_> {
     }
 }
 
-impl Ticket<'_> {
+impl Ticket {
     /// Mark the connection as waiting on its client (a candidate to shed)
     /// from now, or as busy (and its deadline cleared). No lock, no clock:
     /// atomic stores.
     pub fn waiting(&self, waiting: bool) {
         let since = if waiting {
-            self.conns.inner.seq.fetch_add(1, Ordering::Relaxed)
+            self.conns.seq.fetch_add(1, Ordering::Relaxed)
         } else {
             self.slot.deadline.store(NO_DEADLINE, Ordering::Relaxed);
             BUSY
@@ -167,7 +168,7 @@ impl Ticket<'_> {
     /// The current wait ends `after` from now (to within a `TICK` or two);
     /// a deadline that passed during an earlier wait no longer counts.
     pub fn deadline_in(&self, after: Duration) {
-        let now = self.conns.inner.now_ms.load(Ordering::Relaxed);
+        let now = self.conns.now_ms.load(Ordering::Relaxed);
         let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX / 4);
         self.slot
             .deadline
@@ -258,7 +259,7 @@ impl Inner {
 impl Conns {
     /// Count a new connection from `addr`, shedding the longest-waiting
     /// one where a cap is reached.
-    pub fn open(&self, addr: Option<IpAddr>, limits: &ConnLimits) -> Result<Ticket<'_>, Closed> {
+    pub fn open(&self, addr: Option<IpAddr>, limits: &ConnLimits) -> Result<Ticket, Closed> {
         let inner = &*self.inner;
         let mut s = inner.lock();
         let from_addr = addr.map_or(0, |a| s.per_address.get(&a).copied().unwrap_or(0));
@@ -296,7 +297,7 @@ impl Conns {
         });
         s.slots.insert(id, slot.clone());
         Ok(Ticket {
-            conns: self,
+            conns: self.inner.clone(),
             id,
             slot,
         })

@@ -95,6 +95,7 @@ pub(crate) fn hand_off(
         keepalive: client.keepalive.is_some(),
         pool,
         reentry,
+        connection: crate::front::current_connection(),
     };
     gw.shared.metrics.streams_detached.inc();
     tokio::spawn(held.serve(client.stream, answer, ctx));
@@ -110,6 +111,8 @@ struct Held {
     keepalive: bool,
     pool: PoolSlot,
     reentry: Reentry,
+    /// The connection's ticket: it stays counted while its stream is held.
+    connection: Option<Arc<crate::conns::Ticket>>,
 }
 
 impl Held {
@@ -142,7 +145,9 @@ impl Held {
         match self.reentry.front.upgrade() {
             Some(front) if keepalive && e.is_none() => {
                 drop(self.shared);
-                front.come_back(client, &self.reentry.shutdown).await;
+                front
+                    .come_back(client, self.connection, &self.reentry.shutdown)
+                    .await;
             }
             _ => {
                 let _ = client.shutdown().await;

@@ -25,6 +25,18 @@ use crate::state::Shared;
 /// (`intake` waits for the next request as long).
 const KEEPALIVE_SECS: u64 = crate::intake::KEEPALIVE_IDLE.as_secs();
 
+tokio::task_local! {
+    /// The connection's ticket while Pingora serves one of its requests: a
+    /// stream that leaves Pingora's session takes it along (`detach`), so
+    /// the connection stays counted against the caps.
+    static CONNECTION: Arc<Ticket>;
+}
+
+/// The ticket of the connection whose request is being served, if any.
+pub(crate) fn current_connection() -> Option<Arc<Ticket>> {
+    CONNECTION.try_with(Arc::clone).ok()
+}
+
 pub struct Front {
     proxy: Arc<HttpProxy<Gateway>>,
     reentry: ReentrySlot,
@@ -58,12 +70,12 @@ impl Front {
     }
 
     /// Count the connection, or refuse it at a cap.
-    fn admit(&self, stream: &Stream, limits: &ConnLimits) -> Option<Ticket<'_>> {
+    fn admit(&self, stream: &Stream, limits: &ConnLimits) -> Option<Arc<Ticket>> {
         let addr = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         match self.shared.conns.open(addr, limits) {
-            Ok(t) => Some(t),
+            Ok(t) => Some(Arc::new(t)),
             Err(why) => {
                 self.shared
                     .metrics
@@ -82,23 +94,23 @@ impl Front {
         self: &Arc<Self>,
         mut stream: Stream,
         mut turn: Turn,
-        ticket: &Ticket<'_>,
+        ticket: Arc<Ticket>,
         shutdown: &ShutdownWatch,
     ) {
         let mut settings: Option<HttpPersistentSettings> = None;
         loop {
             let (_, limits) = self.limits();
             let metrics = &self.shared.metrics;
-            stream = match crate::intake::next_request(stream, turn, ticket, &limits, metrics).await
-            {
-                Ok(Read::H1(s)) => s,
-                Ok(Read::Other(s)) => {
-                    // HTTP/2: Pingora's own connection loop.
-                    let _ = self.proxy.process_new(s, shutdown).await;
-                    return;
-                }
-                Err(_) => return,
-            };
+            stream =
+                match crate::intake::next_request(stream, turn, &ticket, &limits, metrics).await {
+                    Ok(Read::H1(s)) => s,
+                    Ok(Read::Other(s)) => {
+                        // HTTP/2: Pingora's own connection loop.
+                        let _ = self.proxy.process_new(s, shutdown).await;
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let mut session = ServerSession::new_http1(stream);
             match settings.take() {
                 Some(s) => s.apply_to_session(&mut session),
@@ -112,7 +124,8 @@ impl Front {
                     );
                 }
             }
-            let Some(reused) = self.proxy.process_new_http(session, shutdown).await else {
+            let served = self.proxy.process_new_http(session, shutdown);
+            let Some(reused) = CONNECTION.scope(ticket.clone(), served).await else {
                 return;
             };
             (stream, settings) = reused.consume();
@@ -120,13 +133,25 @@ impl Front {
         }
     }
 
-    /// A connection whose held stream ended cleanly, for its next request.
-    pub(crate) async fn come_back(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
-        let (conn_limits, _) = self.limits();
-        let Some(ticket) = self.admit(&stream, &conn_limits) else {
-            return;
+    /// A connection whose held stream ended cleanly, for its next request,
+    /// with the ticket it kept (or counted afresh).
+    pub(crate) async fn come_back(
+        self: &Arc<Self>,
+        stream: Stream,
+        ticket: Option<Arc<Ticket>>,
+        shutdown: &ShutdownWatch,
+    ) {
+        let ticket = match ticket {
+            Some(t) => t,
+            None => {
+                let (conn_limits, _) = self.limits();
+                let Some(t) = self.admit(&stream, &conn_limits) else {
+                    return;
+                };
+                t
+            }
         };
-        self.serve(stream, Turn::Next, &ticket, shutdown).await;
+        self.serve(stream, Turn::Next, ticket, shutdown).await;
     }
 }
 
@@ -143,7 +168,7 @@ impl ServerApp for Front {
         });
         let (conn_limits, _) = self.limits();
         let ticket = self.admit(&stream, &conn_limits)?;
-        self.serve(stream, Turn::First, &ticket, shutdown).await;
+        self.serve(stream, Turn::First, ticket, shutdown).await;
         None
     }
 

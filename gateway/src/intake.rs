@@ -72,7 +72,7 @@ pub enum Read {
 pub async fn next_request(
     stream: Stream,
     turn: Turn,
-    ticket: &Ticket<'_>,
+    ticket: &Ticket,
     limits: &IntakeLimits,
     metrics: &Metrics,
 ) -> Result<Read, Closed> {
@@ -195,7 +195,7 @@ async fn read<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     buf: &mut BytesMut,
     hold: &mut BodyHold,
     turn: Turn,
-    ticket: &Ticket<'_>,
+    ticket: &Ticket,
     limits: &IntakeLimits,
 ) -> Result<bool, Closed> {
     // A new connection's head deadline runs from the accept; a kept-alive
@@ -269,7 +269,7 @@ async fn read<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
 async fn fill<S: AsyncRead + Unpin + ?Sized>(
     l4: &mut S,
     buf: &mut BytesMut,
-    ticket: &Ticket<'_>,
+    ticket: &Ticket,
     late: Closed,
 ) -> Result<(), Closed> {
     tokio::select! {

@@ -425,6 +425,36 @@ async fn a_held_get_stream_leaves_pingoras_session_and_is_recorded_when_it_ends(
 }
 
 #[tokio::test]
+async fn a_held_stream_stays_counted_against_the_connection_caps() {
+    let fault = fault_upstream(Mode::SseThenHang).await;
+    let gw = start(
+        &fault.url(),
+        "timeouts: { stream_idle_ms: 60000, first_byte_ms: 60000 }",
+        "",
+    )
+    .await;
+    let resp = get_stream(&reqwest::Client::new(), &gw.url("/mcp")).await;
+    let mut body = resp.bytes_stream();
+    body.next().await.expect("an event").expect("read");
+    eventually("the stream leaves Pingora's session", async || {
+        gw.metric("sluice_streams_detached").await == 1.0
+    })
+    .await;
+    // Out of Pingora's session, its connection is still open and counted.
+    assert_eq!(gw.metric("sluice_client_connections_open").await, 1.0);
+    drop(body);
+    eventually(
+        "the connection is no longer counted once it closes",
+        async || {
+            let text = gw.metrics().await;
+            metric_value(&text, "sluice_streams_detached") == 0.0
+                && metric_value(&text, "sluice_client_connections_open") == 0.0
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn the_circuit_opens_answers_at_once_and_closes_after_a_good_probe() {
     let fault = fault_upstream(Mode::Error500).await;
     let gw = start(
