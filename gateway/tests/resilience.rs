@@ -375,6 +375,22 @@ async fn a_client_that_goes_away_ends_its_upstream_stream() {
     healthy_call(&client, &gw).await;
 }
 
+/// A GET event stream through `gw`, its first event (a progress
+/// notification) read, once it has left Pingora's session.
+async fn held_stream(
+    gw: &Gateway,
+) -> impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + use<> {
+    let resp = get_stream(&reqwest::Client::new(), &gw.url("/mcp")).await;
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.expect("an event").expect("read");
+    assert!(String::from_utf8_lossy(&first).contains("notifications/progress"));
+    eventually("the stream leaves Pingora's session", async || {
+        gw.metric("sluice_streams_detached").await == 1.0
+    })
+    .await;
+    body
+}
+
 #[tokio::test]
 async fn a_held_get_stream_leaves_pingoras_session_and_is_recorded_when_it_ends() {
     let fault = fault_upstream(Mode::SseThenHang).await;
@@ -384,14 +400,7 @@ async fn a_held_get_stream_leaves_pingoras_session_and_is_recorded_when_it_ends(
         "",
     )
     .await;
-    let resp = get_stream(&reqwest::Client::new(), &gw.url("/mcp")).await;
-    let mut body = resp.bytes_stream();
-    let first = body.next().await.expect("an event").expect("read");
-    assert!(String::from_utf8_lossy(&first).contains("notifications/progress"));
-    eventually("the stream leaves Pingora's session", async || {
-        gw.metric("sluice_streams_detached").await == 1.0
-    })
-    .await;
+    let body = held_stream(&gw).await;
     assert_eq!(
         gw.metric(r#"sluice_sse_streams_active{route="flaky"}"#)
             .await,
@@ -433,13 +442,7 @@ async fn a_held_stream_stays_counted_against_the_connection_caps() {
         "",
     )
     .await;
-    let resp = get_stream(&reqwest::Client::new(), &gw.url("/mcp")).await;
-    let mut body = resp.bytes_stream();
-    body.next().await.expect("an event").expect("read");
-    eventually("the stream leaves Pingora's session", async || {
-        gw.metric("sluice_streams_detached").await == 1.0
-    })
-    .await;
+    let body = held_stream(&gw).await;
     // Out of Pingora's session, its connection is still open and counted.
     assert_eq!(gw.metric("sluice_client_connections_open").await, 1.0);
     drop(body);
