@@ -55,6 +55,22 @@ struct Found {
     is_error: Option<Vec<u8>>,
 }
 
+/// What the gateway reads of one server message, however it was read.
+pub struct Seen<'a> {
+    pub id: Option<&'a [u8]>,
+    pub method: Option<Cow<'a, str>>,
+    pub error_code: Option<i64>,
+    /// The result, when it is an object.
+    pub result: Option<ResultSeen<'a>>,
+}
+
+pub struct ResultSeen<'a> {
+    /// `isError: true` (a `tools/call` tool error).
+    pub is_error: bool,
+    /// `tools` (a `tools/list` catalog), raw.
+    pub tools: Option<&'a [u8]>,
+}
+
 /// An incremental reader of one JSON-RPC message's outline.
 #[derive(Debug)]
 pub struct Probe {
@@ -163,7 +179,7 @@ impl Probe {
 
     /// What the whole message said, once it has all been fed; `None` when
     /// it was not one readable JSON-RPC object.
-    pub(super) fn seen(&self) -> Option<super::response::Seen<'_>> {
+    pub(super) fn seen(&self) -> Option<Seen<'_>> {
         if self.broken || self.expect != Expect::Done || self.escape || self.scalar {
             return None;
         }
@@ -187,11 +203,11 @@ impl Probe {
             }),
             Some(_) => return None,
         };
-        let result = (f.result == Some(b'{')).then(|| super::response::ResultSeen {
+        let result = (f.result == Some(b'{')).then(|| ResultSeen {
             is_error: f.is_error.as_deref() == Some(b"true"),
             tools: None,
         });
-        Some(super::response::Seen {
+        Some(Seen {
             id: given(&f.id),
             method,
             error_code,

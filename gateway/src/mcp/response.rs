@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::jsonrpc::{Method, RequestFacts, RequestId};
-use super::probe::Probe;
+use super::probe::{Probe, ResultSeen, Seen};
 use super::shape::Shape;
 use super::skim;
 use super::sse::SseParser;
@@ -329,22 +329,6 @@ impl ResponseInspector {
             _ => Outcome::Ok,
         });
     }
-}
-
-/// What the gateway reads of one server message, however it was read.
-pub(super) struct Seen<'a> {
-    pub(super) id: Option<&'a [u8]>,
-    pub(super) method: Option<Cow<'a, str>>,
-    pub(super) error_code: Option<i64>,
-    /// The result, when it is an object.
-    pub(super) result: Option<ResultSeen<'a>>,
-}
-
-pub(super) struct ResultSeen<'a> {
-    /// `isError: true` (a `tools/call` tool error).
-    pub(super) is_error: bool,
-    /// `tools` (a `tools/list` catalog), raw.
-    pub(super) tools: Option<&'a [u8]>,
 }
 
 impl<'a> From<Reply<'a>> for Seen<'a> {
