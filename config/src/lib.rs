@@ -14,6 +14,7 @@ mod raw_policy;
 mod security;
 mod snapshot;
 pub mod uri;
+pub mod wire;
 
 pub use approvals::{
     canonical_hash, ApprovalRule, Approvals, RawApprovalRule, RawApprovals, Unreadable,

@@ -16,33 +16,9 @@ use crate::metrics::Metrics;
 use crate::settings::User;
 use crate::webhook::Webhook;
 
-/// What a gateway sends when a call needs approval.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct Filing {
-    pub tenant: Option<String>,
-    pub subject: String,
-    pub session: Option<String>,
-    pub upstream: String,
-    pub tool: String,
-    /// Hash of the tool's definition as last listed by the upstream, when
-    /// the gateway has seen it: an approval does not survive a changed tool.
-    pub tool_hash: Option<String>,
-    /// As approvers see them: the gateway's `audit.redact` pointers applied.
-    pub arguments: serde_json::Value,
-    /// Canonical hash of the arguments as sent; binds the approval.
-    pub args_hash: String,
-    /// Some arguments were redacted, so they do not hash to `args_hash`.
-    #[serde(default)]
-    pub redacted: bool,
-    pub policy_version: String,
-    pub rule: String,
-    pub approvers: Vec<String>,
-    #[serde(default)]
-    pub allow_self_approval: bool,
-    pub expires_s: u64,
-    pub gateway: Option<String>,
-    pub request_id: Option<String>,
-}
+/// What a gateway sends when a call needs approval (one definition, shared
+/// with the gateway).
+pub use sluice_config::wire::Filing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

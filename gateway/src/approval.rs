@@ -249,22 +249,25 @@ async fn decide(
     };
     let tool_hash = shared.tool_hash(upstream, h.tool);
     let filing = Filing {
-        tenant: who.caller.and_then(|c| c.tenant.as_deref()),
-        subject: who.caller.map_or("anonymous", |c| &*c.subject),
-        session: who.session,
-        upstream,
-        tool: h.tool,
-        tool_hash: tool_hash.as_deref(),
-        arguments: &shown,
-        args_hash: &args_hash,
+        tenant: who
+            .caller
+            .and_then(|c| c.tenant.as_deref())
+            .map(str::to_owned),
+        subject: who.caller.map_or("anonymous", |c| &*c.subject).to_owned(),
+        session: who.session.map(str::to_owned),
+        upstream: upstream.to_owned(),
+        tool: h.tool.to_owned(),
+        tool_hash: tool_hash.as_deref().map(str::to_owned),
+        arguments: shown,
+        args_hash: args_hash.clone(),
         redacted,
         policy_version: snap.version.to_string(),
-        rule: &h.rule.name,
-        approvers: &h.rule.approvers,
+        rule: h.rule.name.to_string(),
+        approvers: h.rule.approvers.clone(),
         allow_self_approval: h.rule.allow_self_approval,
         expires_s: h.rule.expires.as_secs(),
-        gateway: &control.gateway_id,
-        request_id: who.request_id,
+        gateway: Some(control.gateway_id.clone()),
+        request_id: who.request_id.map(str::to_owned),
     };
     let mut a = control.file(&filing).await.map_err(unavailable)?;
     if a.state == "pending" && h.rule.hold > Duration::ZERO {

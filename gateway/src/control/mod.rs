@@ -44,29 +44,9 @@ pub struct Pushed {
     pub yaml: String,
 }
 
-/// What the gateway files for a call that needs approval.
-#[derive(Debug, Serialize)]
-pub struct Filing<'a> {
-    pub tenant: Option<&'a str>,
-    pub subject: &'a str,
-    pub session: Option<&'a str>,
-    pub upstream: &'a str,
-    pub tool: &'a str,
-    pub tool_hash: Option<&'a str>,
-    /// After `audit.redact`: what approvers see.
-    pub arguments: &'a serde_json::Value,
-    /// Of the arguments as sent.
-    pub args_hash: &'a str,
-    /// `arguments` had pointers redacted (so they do not hash to `args_hash`).
-    pub redacted: bool,
-    pub policy_version: String,
-    pub rule: &'a str,
-    pub approvers: &'a [String],
-    pub allow_self_approval: bool,
-    pub expires_s: u64,
-    pub gateway: &'a str,
-    pub request_id: Option<&'a str>,
-}
+/// What the gateway files for a call that needs approval (one definition,
+/// shared with control).
+pub use sluice_config::wire::Filing;
 
 /// The parts of control's approval record the gateway acts on.
 #[derive(Debug, Clone, Deserialize)]
@@ -179,7 +159,7 @@ impl ControlClient {
         self.send(req).await.map(drop)
     }
 
-    pub async fn file(&self, f: &Filing<'_>) -> Result<ApprovalView, ControlError> {
+    pub async fn file(&self, f: &Filing) -> Result<ApprovalView, ControlError> {
         let req = self
             .http
             .post(self.url("/v1/approvals"))

@@ -1,0 +1,68 @@
+//! Messages between a gateway and the control process, defined once for
+//! both sides: what one serialises the other deserialises.
+
+use serde::{Deserialize, Serialize};
+
+/// What a gateway files with control when a call needs approval.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Filing {
+    pub tenant: Option<String>,
+    pub subject: String,
+    pub session: Option<String>,
+    pub upstream: String,
+    pub tool: String,
+    /// Hash of the tool's definition as last listed by the upstream, when
+    /// the gateway has seen it: an approval does not survive a changed tool.
+    pub tool_hash: Option<String>,
+    /// As approvers see them: the gateway's `audit.redact` pointers applied.
+    pub arguments: serde_json::Value,
+    /// Canonical hash of the arguments as sent; binds the approval.
+    pub args_hash: String,
+    /// Some arguments were redacted, so they do not hash to `args_hash`.
+    #[serde(default)]
+    pub redacted: bool,
+    pub policy_version: String,
+    pub rule: String,
+    pub approvers: Vec<String>,
+    #[serde(default)]
+    pub allow_self_approval: bool,
+    pub expires_s: u64,
+    /// The filing gateway's id.
+    pub gateway: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Filing;
+
+    #[test]
+    fn a_filing_reads_back_as_written_and_defaults_what_older_gateways_omit() {
+        let f = Filing {
+            tenant: Some("acme".into()),
+            subject: "alice".into(),
+            session: None,
+            upstream: "github".into(),
+            tool: "delete_repo".into(),
+            tool_hash: Some("h".into()),
+            arguments: serde_json::json!({"repo": "x"}),
+            args_hash: "a".into(),
+            redacted: true,
+            policy_version: "3:abc".into(),
+            rule: "destructive".into(),
+            approvers: vec!["group:admins".into()],
+            allow_self_approval: false,
+            expires_s: 600,
+            gateway: Some("gw-1".into()),
+            request_id: Some("r".into()),
+        };
+        let text = serde_json::to_string(&f).expect("serialises");
+        assert_eq!(serde_json::from_str::<Filing>(&text).expect("reads"), f);
+        let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let o = v.as_object_mut().expect("object");
+        o.remove("redacted");
+        o.remove("allow_self_approval");
+        let old: Filing = serde_json::from_value(v).expect("reads without the defaults");
+        assert!(!old.redacted && !old.allow_self_approval);
+    }
+}
