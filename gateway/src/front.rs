@@ -52,21 +52,23 @@ impl Front {
         }
     }
 
-    fn limits(&self) -> (ConnLimits, IntakeLimits) {
+    fn conn_limits(&self) -> ConnLimits {
+        let h = &self.shared.current().snapshot.head_limits;
+        ConnLimits {
+            max_connections: h.max_connections as usize,
+            max_per_address: h.max_connections_per_address as usize,
+        }
+    }
+
+    /// Read for each request: a reload applies to the next one.
+    fn intake_limits(&self) -> IntakeLimits {
         let snap = &self.shared.current().snapshot;
-        let h = &snap.head_limits;
-        (
-            ConnLimits {
-                max_connections: h.max_connections as usize,
-                max_per_address: h.max_connections_per_address as usize,
-            },
-            IntakeLimits {
-                head_timeout: h.head_timeout,
-                max_head_bytes: h.head as usize,
-                body_read_timeout: snap.client_read_timeout,
-                max_bodies_held: snap.max_body_bytes_held,
-            },
-        )
+        IntakeLimits {
+            head_timeout: snap.head_limits.head_timeout,
+            max_head_bytes: snap.head_limits.head as usize,
+            body_read_timeout: snap.client_read_timeout,
+            max_bodies_held: snap.max_body_bytes_held,
+        }
     }
 
     /// Count the connection, or refuse it at a cap.
@@ -99,7 +101,7 @@ impl Front {
     ) {
         let mut settings: Option<HttpPersistentSettings> = None;
         loop {
-            let (_, limits) = self.limits();
+            let limits = self.intake_limits();
             let metrics = &self.shared.metrics;
             stream =
                 match crate::intake::next_request(stream, turn, &ticket, &limits, metrics).await {
@@ -144,8 +146,7 @@ impl Front {
         let ticket = match ticket {
             Some(t) => t,
             None => {
-                let (conn_limits, _) = self.limits();
-                let Some(t) = self.admit(&stream, &conn_limits) else {
+                let Some(t) = self.admit(&stream, &self.conn_limits()) else {
                     return;
                 };
                 t
@@ -166,8 +167,7 @@ impl ServerApp for Front {
             front: Arc::downgrade(self),
             shutdown: shutdown.clone(),
         });
-        let (conn_limits, _) = self.limits();
-        let ticket = self.admit(&stream, &conn_limits)?;
+        let ticket = self.admit(&stream, &self.conn_limits())?;
         self.serve(stream, Turn::First, ticket, shutdown).await;
         None
     }

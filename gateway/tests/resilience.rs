@@ -375,11 +375,21 @@ async fn a_client_that_goes_away_ends_its_upstream_stream() {
     healthy_call(&client, &gw).await;
 }
 
-/// A GET event stream through `gw`, its first event (a progress
-/// notification) read, once it has left Pingora's session.
-async fn held_stream(
-    gw: &Gateway,
-) -> impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + use<> {
+/// A gateway in front of an upstream whose GET event stream sends one
+/// progress notification and hangs, and that stream through it: its first
+/// event read, once it has left Pingora's session.
+async fn held_stream() -> (
+    Fault,
+    Gateway,
+    impl futures::Stream<Item = reqwest::Result<bytes::Bytes>>,
+) {
+    let fault = fault_upstream(Mode::SseThenHang).await;
+    let gw = start(
+        &fault.url(),
+        "timeouts: { stream_idle_ms: 60000, first_byte_ms: 60000 }",
+        "",
+    )
+    .await;
     let resp = get_stream(&reqwest::Client::new(), &gw.url("/mcp")).await;
     let mut body = resp.bytes_stream();
     let first = body.next().await.expect("an event").expect("read");
@@ -388,19 +398,12 @@ async fn held_stream(
         gw.metric("sluice_streams_detached").await == 1.0
     })
     .await;
-    body
+    (fault, gw, body)
 }
 
 #[tokio::test]
 async fn a_held_get_stream_leaves_pingoras_session_and_is_recorded_when_it_ends() {
-    let fault = fault_upstream(Mode::SseThenHang).await;
-    let gw = start(
-        &fault.url(),
-        "timeouts: { stream_idle_ms: 60000, first_byte_ms: 60000 }",
-        "",
-    )
-    .await;
-    let body = held_stream(&gw).await;
+    let (fault, gw, body) = held_stream().await;
     assert_eq!(
         gw.metric(r#"sluice_sse_streams_active{route="flaky"}"#)
             .await,
@@ -435,14 +438,7 @@ async fn a_held_get_stream_leaves_pingoras_session_and_is_recorded_when_it_ends(
 
 #[tokio::test]
 async fn a_held_stream_stays_counted_against_the_connection_caps() {
-    let fault = fault_upstream(Mode::SseThenHang).await;
-    let gw = start(
-        &fault.url(),
-        "timeouts: { stream_idle_ms: 60000, first_byte_ms: 60000 }",
-        "",
-    )
-    .await;
-    let body = held_stream(&gw).await;
+    let (_fault, gw, body) = held_stream().await;
     // Out of Pingora's session, its connection is still open and counted.
     assert_eq!(gw.metric("sluice_client_connections_open").await, 1.0);
     drop(body);

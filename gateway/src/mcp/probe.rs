@@ -216,6 +216,7 @@ impl Probe {
     }
 
     /// Bytes it holds (itself and the value it keeps).
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         let f = &self.found;
         let kept = [&f.id, &f.method, &f.code, &f.is_error]

@@ -180,6 +180,7 @@ impl ResponseInspector {
     }
 
     /// Bytes held to read the response (its buffers' capacity).
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         match &self.mode {
             Mode::Off => 0,

@@ -188,6 +188,7 @@ impl SseParser {
     }
 
     /// Bytes this parser holds now (its buffers' capacity).
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.carry.capacity()
             + self.data.capacity()
