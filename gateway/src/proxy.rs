@@ -22,6 +22,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use sluice_config::{Route, RouteTransport};
 
+use crate::exchange::mcp as forward;
 use crate::mcp::jsonrpc::{check_mirrored_headers, effective_revision};
 use crate::mcp::legacy::EndpointRewriter;
 use crate::mcp::{classify_capped, JsonCaps, Method, RequestFacts, ResponseInspector, Revision};
@@ -32,7 +33,7 @@ use crate::refusal::{self, Refusal};
 use crate::resilience::Ticket;
 use crate::sessions::Check;
 use crate::state::{Runtime, Shared};
-use crate::{access, audit, forward, inject, upstream};
+use crate::{access, audit, inject, upstream};
 
 /// Bodies up to this size are replayed upstream by Pingora itself; larger
 /// ones are forwarded by `forward`, which does not depend on that buffer.
@@ -55,7 +56,7 @@ pub struct Gateway {
     pub transport: pingora::connectors::TransportConnector,
     /// The way back into Pingora for a connection whose held stream
     /// `detach` served.
-    pub reentry: crate::detach::ReentrySlot,
+    pub reentry: crate::downstream::detach::ReentrySlot,
 }
 
 /// Per-request state. Filled forward through the phases, never read back
@@ -210,7 +211,7 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
             Ok(Admit::Llm) => {
-                Box::pin(crate::llm::forward::run(self, session, ctx)).await?;
+                Box::pin(crate::exchange::llm::run(self, session, ctx)).await?;
                 Ok(true)
             }
             Ok(Admit::Local(content_type, body)) => {

@@ -296,7 +296,7 @@ pub fn openai_body(refusal: &Refusal) -> Bytes {
         Refusal::Upstream(_) | Refusal::CircuitOpen { .. } => "server_error",
         _ => "invalid_request_error",
     };
-    crate::llm::forward::error_body(&refusal.to_string(), kind, refusal.reason())
+    crate::exchange::llm::error_body(&refusal.to_string(), kind, refusal.reason())
 }
 
 /// Write `refusal` to the client, as JSON-RPC or (model routes) in the

@@ -124,7 +124,7 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let reentry = crate::detach::ReentrySlot::default();
+    let reentry = crate::downstream::detach::ReentrySlot::default();
     let gateway = Gateway {
         shared: shared.clone(),
         connector: pingora::connectors::http::Connector::new(None),
@@ -139,7 +139,7 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     app.server_options = Some(o);
     let mut proxy = Service::new(
         "sluice".into(),
-        crate::front::Front::new(app, reentry, shared.clone()),
+        crate::downstream::front::Front::new(app, reentry, shared.clone()),
     );
     for l in &first.listeners {
         let addr = l.address.to_string();

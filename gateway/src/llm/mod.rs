@@ -7,7 +7,6 @@
 //! answers, then streams the answer back while reading its usage.
 
 pub mod budget;
-pub mod forward;
 pub mod request;
 pub mod usage;
 

@@ -23,9 +23,9 @@ use pingora::protocols::ALPN;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::bodies::BodyHold;
-use crate::conns::{Closed, Ticket, Trip};
+use crate::downstream::conns::{Closed, Ticket, Trip};
+use crate::downstream::replay::Replayed;
 use crate::metrics::Metrics;
-use crate::replay::Replayed;
 
 /// How long a kept-alive connection may wait for its next request.
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);

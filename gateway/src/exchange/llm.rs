@@ -15,10 +15,10 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType, Result};
 use sluice_config::Upstream;
 
-use super::usage::UsageWatch;
-use super::Outcome;
-use crate::direct::Direct;
-use crate::h1;
+use crate::downstream::direct::Direct;
+use crate::exchange::h1;
+use crate::llm::usage::UsageWatch;
+use crate::llm::Outcome;
 use crate::proxy::{Ctx, Gateway};
 use crate::{inject, upstream};
 
@@ -26,7 +26,7 @@ use crate::{inject, upstream};
 const MAX_BURST: usize = 256;
 /// The client-side buffer's size (the watcher holds as much), and how full
 /// they get before a burst is written: it is sent before they would grow.
-const OUT_CAPACITY: usize = super::usage::HELD_CAPACITY;
+const OUT_CAPACITY: usize = crate::llm::usage::HELD_CAPACITY;
 const MAX_BURST_BYTES: usize = 24 * 1024;
 
 pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<()> {

@@ -13,10 +13,11 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType, Result};
 use sluice_config::Upstream;
 
+use crate::downstream::detach;
+use crate::exchange::h1;
 use crate::proxy::{on_response_chunk, Ctx, Gateway};
 use crate::resilience::UpstreamHealth;
 use crate::upstream;
-use crate::{detach, h1};
 
 /// A tool call (any body size), a GET stream or a DELETE to an HTTP/1.1
 /// upstream.

@@ -22,8 +22,8 @@ use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::direct::{write_chunk, Client};
-use crate::h1;
+use crate::downstream::direct::{write_chunk, Client};
+use crate::exchange::h1;
 use crate::proxy::{on_response_chunk, Ctx, Gateway};
 use crate::record::Done;
 use crate::state::Shared;
@@ -32,7 +32,7 @@ use crate::state::Shared;
 /// back after its stream.
 #[derive(Clone)]
 pub struct Reentry {
-    pub(crate) front: Weak<crate::front::Front>,
+    pub(crate) front: Weak<crate::downstream::front::Front>,
     pub(crate) shutdown: ShutdownWatch,
 }
 
@@ -95,7 +95,7 @@ pub(crate) fn hand_off(
         keepalive: client.keepalive.is_some(),
         pool,
         reentry,
-        connection: crate::front::current_connection(),
+        connection: crate::downstream::front::current_connection(),
     };
     gw.shared.metrics.streams_detached.inc();
     tokio::spawn(held.serve(client.stream, answer, ctx));
@@ -112,7 +112,7 @@ struct Held {
     pool: PoolSlot,
     reentry: Reentry,
     /// The connection's ticket: it stays counted while its stream is held.
-    connection: Option<Arc<crate::conns::Ticket>>,
+    connection: Option<Arc<crate::downstream::conns::Ticket>>,
 }
 
 impl Held {

@@ -15,15 +15,15 @@ use pingora::protocols::Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 
-use crate::conns::{ConnLimits, Ticket};
-use crate::detach::{Reentry, ReentrySlot};
-use crate::intake::{IntakeLimits, Read, Turn};
+use crate::downstream::conns::{ConnLimits, Ticket};
+use crate::downstream::detach::{Reentry, ReentrySlot};
+use crate::downstream::intake::{IntakeLimits, Read, Turn};
 use crate::proxy::Gateway;
 use crate::state::Shared;
 
 /// How long Pingora keeps a connection alive between requests, seconds
 /// (`intake` waits for the next request as long).
-const KEEPALIVE_SECS: u64 = crate::intake::KEEPALIVE_IDLE.as_secs();
+const KEEPALIVE_SECS: u64 = crate::downstream::intake::KEEPALIVE_IDLE.as_secs();
 
 tokio::task_local! {
     /// The connection's ticket while Pingora serves one of its requests: a
@@ -103,16 +103,19 @@ impl Front {
         loop {
             let limits = self.intake_limits();
             let metrics = &self.shared.metrics;
-            stream =
-                match crate::intake::next_request(stream, turn, &ticket, &limits, metrics).await {
-                    Ok(Read::H1(s)) => s,
-                    Ok(Read::Other(s)) => {
-                        // HTTP/2: Pingora's own connection loop.
-                        let _ = self.proxy.process_new(s, shutdown).await;
-                        return;
-                    }
-                    Err(_) => return,
-                };
+            stream = match crate::downstream::intake::next_request(
+                stream, turn, &ticket, &limits, metrics,
+            )
+            .await
+            {
+                Ok(Read::H1(s)) => s,
+                Ok(Read::Other(s)) => {
+                    // HTTP/2: Pingora's own connection loop.
+                    let _ = self.proxy.process_new(s, shutdown).await;
+                    return;
+                }
+                Err(_) => return,
+            };
             let mut session = ServerSession::new_http1(stream);
             match settings.take() {
                 Some(s) => s.apply_to_session(&mut session),

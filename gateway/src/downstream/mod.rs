@@ -1,0 +1,21 @@
+//! Client connections the gateway handles outside Pingora's per-request
+//! session: the one module that relies on how Pingora's HTTP/1.1 server
+//! session behaves beyond its documented API. `pins` holds a test for each
+//! such assumption, so a Pingora upgrade that breaks one fails there first.
+//!
+//! - `front`: the proxy service as Pingora runs it; the HTTP/1.1 keep-alive
+//!   loop, and the way back in for a connection that left (`come_back`).
+//! - `intake`: each HTTP/1.1 request's head and body start read under the
+//!   gateway's deadlines before Pingora's session is made; `replay` puts
+//!   those bytes back in front of a TLS stream.
+//! - `conns`: the connection caps and deadlines, and the reaper.
+//! - `direct`: taking the connection out of a session (`Client::take`),
+//!   writing a chunked answer on it, handing it back (`give_back`).
+//! - `detach`: a held event stream served in a task of its own.
+
+pub mod conns;
+pub mod detach;
+pub mod direct;
+pub mod front;
+pub mod intake;
+pub mod replay;
