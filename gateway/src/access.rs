@@ -12,8 +12,7 @@ use crate::identity::{
     KeySource, Principal,
 };
 use crate::inject::read_secret;
-use crate::policy::{resolve_tenant, Caller};
-use crate::refusal::Refusal;
+use crate::policy::{resolve_tenant, Caller, TenantError};
 
 const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
 const X_TENANT_ID: http::HeaderName = http::HeaderName::from_static("x-tenant-id");
@@ -69,6 +68,23 @@ pub fn authenticator(snap: &Snapshot) -> Result<Option<Arc<Authenticator>>, Stri
     Ok(Some(Arc::new(Authenticator { api_keys, jwt })))
 }
 
+/// Why a request has no caller.
+#[derive(Debug)]
+pub enum Denied {
+    Unauthenticated {
+        reason: &'static str,
+        /// The `WWW-Authenticate` value pointing at the resource metadata.
+        challenge: String,
+    },
+    Tenant(TenantError),
+}
+
+impl From<TenantError> for Denied {
+    fn from(t: TenantError) -> Self {
+        Denied::Tenant(t)
+    }
+}
+
 /// The caller of a request on `route`, or why it is refused.
 pub fn caller(
     snap: &Snapshot,
@@ -76,7 +92,7 @@ pub fn caller(
     auth: Option<&Authenticator>,
     headers: &http::HeaderMap,
     host: &str,
-) -> Result<Option<Caller>, Refusal> {
+) -> Result<Option<Caller>, Denied> {
     let Some(auth) = auth else {
         return Ok(None);
     };
@@ -88,7 +104,7 @@ pub fn caller(
         Ok(p) => p,
         Err(AuthError::Missing) if !route.auth_required => Principal::anonymous(),
         Err(e) => {
-            return Err(Refusal::Unauthenticated {
+            return Err(Denied::Unauthenticated {
                 reason: e.reason(),
                 challenge: identity::www_authenticate(
                     &metadata_url(snap, route, host),

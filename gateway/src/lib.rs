@@ -8,13 +8,17 @@
 
 pub mod access;
 pub mod admin;
+pub mod admit;
+pub mod answer;
 pub mod approval;
 pub mod audit;
 pub mod bodies;
 pub mod cli;
 pub mod control;
+pub mod ctx;
 pub mod downstream;
 pub mod exchange;
+pub mod failure;
 pub mod identity;
 pub mod inject;
 pub mod limits;

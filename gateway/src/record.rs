@@ -6,10 +6,11 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use pingora::{Error, ErrorType};
+use pingora::Error;
 
+use crate::ctx::Ctx;
+use crate::failure::Failure;
 use crate::mcp::{Method, Revision};
-use crate::proxy::Ctx;
 use crate::state::Shared;
 use crate::{audit, refusal};
 
@@ -24,16 +25,16 @@ pub(crate) struct Done<'a> {
 impl Shared {
     /// An exchange failed: counted by kind, logged, and charged to the
     /// upstream's circuit when the upstream is at fault. Returns the kind.
-    pub(crate) fn failed(&self, e: &Error, ctx: &mut Ctx) -> &'static str {
-        let kind = upstream_error_kind(e);
+    pub(crate) fn failed(&self, e: &Error, ctx: &mut Ctx) -> Failure {
+        let kind = Failure::of(e);
         let m = &self.metrics;
         m.upstream_errors
-            .with_label_values(&[ctx.route_label(), kind])
+            .with_label_values(&[ctx.route_label(), kind.label()])
             .inc();
         tracing::warn!(route = ctx.route_label(), error = %e, "proxying failed");
         if e.esource() == &pingora::ErrorSource::Upstream {
-            ctx.upstream_failure.get_or_insert(kind);
-            if let Some(t) = ctx.ticket.as_mut() {
+            ctx.outcome.failure.get_or_insert(kind);
+            if let Some(t) = ctx.exchange.ticket.as_mut() {
                 t.record(false, m);
             }
         }
@@ -48,21 +49,21 @@ impl Shared {
             .upstream_resets
             .with_label_values(&[ctx.route_label()])
             .inc();
-        ctx.upstream_failure = Some("upstream_reset");
-        if !ctx.inspector.is_sse() {
+        ctx.outcome.failure = Some(Failure::Reset);
+        if !ctx.exchange.inspector.is_sse() {
             return None;
         }
-        let facts = ctx.facts.as_ref()?;
+        let facts = ctx.request.facts.as_ref()?;
         let pending = facts
             .request_ids()
-            .filter(|id| ctx.inspector.outcome(id).is_none());
+            .filter(|id| ctx.exchange.inspector.outcome(id).is_none());
         refusal::sse_errors(pending, "upstream connection lost before the answer")
     }
 
     /// The request is over: the circuit hears how the upstream did, then
     /// metrics, the audit event and the access-log line.
     pub(crate) fn record(&self, done: &Done, e: Option<&Error>, ctx: &mut Ctx) {
-        if let (Some(t), None, Some(_)) = (ctx.ticket.as_mut(), e, ctx.upstream_sent) {
+        if let (Some(t), None, Some(_)) = (ctx.exchange.ticket.as_mut(), e, ctx.exchange.sent) {
             t.record(done.status < 500, &self.metrics);
         }
         let ctx = &*ctx;
@@ -74,24 +75,24 @@ impl Shared {
             .inc();
         m.request_duration
             .with_label_values(&[route])
-            .observe(ctx.started.elapsed().as_secs_f64());
+            .observe(ctx.request.started.elapsed().as_secs_f64());
         m.gateway_time
             .with_label_values(&[route])
-            .observe(ctx.gateway_time.as_secs_f64());
-        if let Some(l) = ctx.upstream_latency {
+            .observe(ctx.outcome.gateway_time.as_secs_f64());
+        if let Some(l) = ctx.exchange.latency {
             m.upstream_latency
                 .with_label_values(&[route])
                 .observe(l.as_secs_f64());
         }
-        if ctx.sse_counted {
+        if ctx.exchange.sse_counted {
             m.sse_streams.with_label_values(&[route]).dec();
         }
-        if ctx.inspector.unparsed > 0 {
+        if ctx.exchange.inspector.unparsed > 0 {
             m.unparsed_server_messages
                 .with_label_values(&[route])
-                .inc_by(u64::from(ctx.inspector.unparsed));
+                .inc_by(u64::from(ctx.exchange.inspector.unparsed));
         }
-        for method in &ctx.inspector.server_messages {
+        for method in &ctx.exchange.inspector.server_messages {
             m.mcp_messages
                 .with_label_values(&[route, "server", method.as_label()])
                 .inc();
@@ -100,18 +101,22 @@ impl Shared {
             .route()
             .map(|r| ctx.rt.snapshot.upstream(r).name.as_str())
             .unwrap_or("");
-        if let (Some(tools), false) = (&ctx.inspector.tools_seen, ctx.catalog_learnt) {
+        if let (Some(tools), false) = (
+            &ctx.exchange.inspector.tools_seen,
+            ctx.exchange.catalog_learnt,
+        ) {
             self.learn_tools(&ctx.rt.snapshot, upstream_name, tools);
         }
-        if let Some(facts) = &ctx.facts {
+        if let Some(facts) = &ctx.request.facts {
             for msg in facts
                 .messages
                 .iter()
                 .filter(|m| m.method == Method::ToolsCall)
             {
-                let outcome = match (&msg.id, ctx.refused) {
+                let outcome = match (&msg.id, ctx.outcome.refused) {
                     (_, Some(_)) => "refused",
                     (Some(id), None) => ctx
+                        .exchange
                         .inspector
                         .outcome(id)
                         .map_or("no_response", |o| o.as_label()),
@@ -123,7 +128,7 @@ impl Shared {
                     .inc();
             }
         }
-        if let Some(f) = &ctx.list_filter {
+        if let Some(f) = &ctx.decision.list_filter {
             if f.removed > 0 {
                 m.list_items_hidden
                     .with_label_values(&[route])
@@ -135,9 +140,13 @@ impl Shared {
                     .inc_by(f.withheld as u64);
             }
         }
-        let llm = ctx.llm.as_deref().map(|call| self.record_llm(ctx, call));
+        let llm = ctx
+            .decision
+            .llm
+            .as_deref()
+            .map(|call| self.record_llm(ctx, call));
         self.audit_event(ctx, status, upstream_name, e.is_some(), llm);
-        let first = ctx.facts.as_ref().map(|f| f.first());
+        let first = ctx.request.facts.as_ref().map(|f| f.first());
         tracing::debug!(
             route,
             status,
@@ -145,9 +154,9 @@ impl Shared {
             version = ?done.version,
             rpc = first.map_or("", |m| m.method.name()),
             target = first.and_then(|m| m.target.as_deref()).unwrap_or(""),
-            revision = ctx.revision.map_or("", Revision::as_label),
-            session = ctx.session.as_deref().unwrap_or(""),
-            gateway_us = ctx.gateway_time.as_micros() as u64,
+            revision = ctx.request.revision.map_or("", Revision::as_label),
+            session = ctx.request.session.as_deref().unwrap_or(""),
+            gateway_us = ctx.outcome.gateway_time.as_micros() as u64,
             error = e.map(|e| e.to_string()),
             "request"
         );
@@ -166,19 +175,19 @@ impl Shared {
         let (Some(tx), Some(route)) = (&self.audit, ctx.route()) else {
             return;
         };
-        let decision = match ctx.refused {
-            Some(_) if ctx.access_denied => audit::Decision::Deny,
+        let decision = match ctx.outcome.refused {
+            Some(_) if ctx.outcome.access_denied => audit::Decision::Deny,
             Some(_) => audit::Decision::Error,
             None if failed || status >= 500 => audit::Decision::Error,
             None => audit::Decision::Allow,
         };
-        let request_id = ctx.request_id.as_deref().unwrap_or("");
-        let key = ctx.session.as_deref().unwrap_or(request_id);
+        let request_id = ctx.request.request_id.as_deref().unwrap_or("");
+        let key = ctx.request.session.as_deref().unwrap_or(request_id);
         // Calls that went through on an approval are always recorded.
-        if ctx.approval.is_none() && !ctx.rt.sampler.keep(decision, key) {
+        if ctx.decision.approval.is_none() && !ctx.rt.sampler.keep(decision, key) {
             return;
         }
-        let first = ctx.facts.as_ref().map(|f| f.first());
+        let first = ctx.request.facts.as_ref().map(|f| f.first());
         let snap = &ctx.rt.snapshot;
         let mut ev = audit::AuditEvent::new(
             route.name.as_str(),
@@ -188,7 +197,7 @@ impl Shared {
             request_id,
         );
         if ev.method.is_empty() {
-            ev.method = if ctx.method_is_delete {
+            ev.method = if ctx.request.method_is_delete {
                 "DELETE".into()
             } else {
                 "GET".into()
@@ -198,11 +207,15 @@ impl Shared {
             ev.subject = Some(c.subject.to_string());
             ev.tenant = c.tenant.as_deref().map(str::to_owned);
         }
-        ev.session = ctx.session.as_deref().map(str::to_owned);
+        ev.session = ctx.request.session.as_deref().map(str::to_owned);
         ev.upstream = (!upstream.is_empty()).then(|| upstream.to_owned());
         ev.target = first.and_then(|m| m.target.as_deref()).map(str::to_owned);
-        ev.reason = ctx.refused.or(ctx.upstream_failure).map(str::to_owned);
-        if let (Some(m), Some(body)) = (first, &ctx.body) {
+        ev.reason = ctx
+            .outcome
+            .refused
+            .or(ctx.outcome.failure.map(Failure::label))
+            .map(str::to_owned);
+        if let (Some(m), Some(body)) = (first, &ctx.request.body) {
             if let Some(args) = m.arguments.clone().and_then(|r| body.get(r)) {
                 ev.arguments_digest = Some(audit::digest(args));
                 if snap.audit.include_arguments {
@@ -212,10 +225,11 @@ impl Shared {
                 }
             }
         }
-        ev.outcome = match (ctx.refused, first.and_then(|m| m.id.as_ref())) {
+        ev.outcome = match (ctx.outcome.refused, first.and_then(|m| m.id.as_ref())) {
             (Some(_), _) => Some("refused".into()),
             (None, Some(id)) => Some(
-                ctx.inspector
+                ctx.exchange
+                    .inspector
                     .outcome(id)
                     .map_or("no_response", |o| o.as_label())
                     .into(),
@@ -223,8 +237,8 @@ impl Shared {
             (None, None) => None,
         };
         ev.status = status;
-        ev.approval = ctx.approval.clone();
-        ev.latency_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        ev.approval = ctx.decision.approval.clone();
+        ev.latency_ms = ctx.request.started.elapsed().as_secs_f64() * 1000.0;
         if let Some(l) = llm {
             ev.method = "model".into();
             ev.target = Some(l.model.clone());
@@ -272,7 +286,7 @@ impl Shared {
         if let Some(first) = o.and_then(|o| o.first_token_at) {
             m.llm_ttft
                 .with_label_values(&[op, model])
-                .observe(first.duration_since(ctx.started).as_secs_f64());
+                .observe(first.duration_since(ctx.request.started).as_secs_f64());
             if let Some(u) = usage.filter(|u| u.completion > 1) {
                 m.llm_tpot
                     .with_label_values(&[op, model])
@@ -282,7 +296,7 @@ impl Shared {
         if o.is_some() {
             m.llm_duration
                 .with_label_values(&[op, model])
-                .observe(end.duration_since(ctx.started).as_secs_f64());
+                .observe(end.duration_since(ctx.request.started).as_secs_f64());
         }
         audit::LlmAudit {
             model: model.to_owned(),
@@ -347,17 +361,4 @@ fn status_label(s: u16) -> &'static str {
         },
         |(_, l)| l,
     )
-}
-
-fn upstream_error_kind(e: &Error) -> &'static str {
-    match e.etype() {
-        ErrorType::ConnectTimedout => "connect_timeout",
-        ErrorType::ConnectRefused => "connect_refused",
-        ErrorType::ConnectNoRoute => "no_route",
-        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => "tls",
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
-        ErrorType::ConnectionClosed => "closed",
-        _ if e.esource() == &pingora::ErrorSource::Upstream => "upstream",
-        _ => "other",
-    }
 }

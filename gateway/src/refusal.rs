@@ -1,14 +1,22 @@
-//! The one place a refusal becomes wire bytes: HTTP status, a JSON-RPC error
-//! carrying the request's id, a metric and a log line. Every phase that
-//! refuses returns a `Refusal`; nothing else writes error responses.
+//! The one place a refusal or a failure becomes wire bytes: HTTP status, a
+//! JSON-RPC error carrying the request's id (or the OpenAI error shape on
+//! model routes), a metric and a log line. Decisions return their own
+//! errors, which convert into `Refusal`; upstream failures are a typed
+//! `Failure`. Nothing else writes error responses.
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use pingora::{Error, ErrorType};
+use sluice_config::RouteTransport;
 
+use crate::access::Denied;
+use crate::ctx::Ctx;
+use crate::failure::Failure;
 use crate::limits::Limited;
 use crate::mcp::{ClassifyError, RequestId};
 use crate::policy::{Deny, TenantError};
+use crate::state::Shared;
 
 /// JSON-RPC codes used by the gateway (MCP spec values; no invented codes).
 pub mod code {
@@ -55,7 +63,7 @@ pub enum Refusal {
     #[error(transparent)]
     Classify(#[from] ClassifyError),
     #[error("upstream unavailable: {0}")]
-    Upstream(&'static str),
+    Upstream(Failure),
     #[error("authentication required: {reason}")]
     Unauthenticated {
         reason: &'static str,
@@ -296,7 +304,128 @@ pub fn openai_body(refusal: &Refusal) -> Bytes {
         Refusal::Upstream(_) | Refusal::CircuitOpen { .. } => "server_error",
         _ => "invalid_request_error",
     };
-    crate::exchange::llm::error_body(&refusal.to_string(), kind, refusal.reason())
+    openai_error(&refusal.to_string(), kind, refusal.reason())
+}
+
+/// Bytes of an OpenAI-shaped error, for answers the gateway gives itself.
+pub fn openai_error(message: &str, kind: &str, code: &str) -> Bytes {
+    Bytes::from(
+        serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+            .to_string(),
+    )
+}
+
+impl From<Limited> for Refusal {
+    fn from(l: Limited) -> Self {
+        Refusal::Limited(l)
+    }
+}
+
+impl From<Denied> for Refusal {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::Unauthenticated { reason, challenge } => {
+                Refusal::Unauthenticated { reason, challenge }
+            }
+            Denied::Tenant(t) => Refusal::Tenant(t),
+        }
+    }
+}
+
+/// Most bytes read and discarded past the body cap to answer 413 cleanly.
+pub const MAX_DRAIN: u64 = 16 << 20;
+
+/// Answer a refusal: wire bytes, a metric and a log line.
+pub async fn answer(shared: &Shared, session: &mut Session, ctx: &mut Ctx, refusal: &Refusal) {
+    ctx.outcome.refused = Some(refusal.reason());
+    ctx.outcome.access_denied = refusal.is_access_decision();
+    if let Refusal::Unauthenticated { reason, .. } = refusal {
+        shared
+            .metrics
+            .auth_failures
+            .with_label_values(&[ctx.route_label(), reason])
+            .inc();
+    }
+    shared
+        .metrics
+        .refusals
+        .with_label_values(&[ctx.route_label(), refusal.reason()])
+        .inc();
+    tracing::info!(
+        route = ctx.route_label(),
+        status = refusal.status(),
+        reason = refusal.reason(),
+        detail = %refusal,
+        "request refused"
+    );
+    if let Refusal::BodyTooLarge { drain: true, .. } = refusal {
+        session.set_read_timeout(Some(ctx.rt.snapshot.client_read_timeout));
+        let mut drained = 0u64;
+        // Bounded: a client that keeps sending past the cap is cut off.
+        while let Ok(Some(chunk)) = session.read_request_body().await {
+            drained += chunk.len() as u64;
+            if drained > MAX_DRAIN {
+                break;
+            }
+        }
+    }
+    if let Err(e) = respond(session, refusal, ctx.first_id(), is_model_route(ctx)).await {
+        tracing::debug!(error = %e, "could not write refusal");
+    }
+}
+
+fn is_model_route(ctx: &Ctx) -> bool {
+    ctx.route()
+        .is_some_and(|r| r.transport == RouteTransport::Llm)
+}
+
+/// An exchange failed (Pingora's `fail_to_proxy`): counted, charged to the
+/// upstream's circuit, and answered — a JSON-RPC (or OpenAI) error with the
+/// request's id if nothing was sent yet, the answer closed properly if it
+/// had started. Returns the status for Pingora's log (0: none).
+pub async fn failed(shared: &Shared, session: &mut Session, e: &Error, ctx: &mut Ctx) -> u16 {
+    let code = match e.etype() {
+        ErrorType::HTTPStatus(c) => *c,
+        _ => match e.esource() {
+            pingora::ErrorSource::Upstream => match e.etype() {
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout => 504,
+                _ => 502,
+            },
+            pingora::ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            _ => 500,
+        },
+    };
+    let kind = shared.failed(e, ctx);
+    let upstream_fault = e.esource() == &pingora::ErrorSource::Upstream;
+    if ctx.outcome.status.is_some() || session.response_written().is_some() {
+        // The answer had started: close it properly.
+        if upstream_fault {
+            if let Some(events) = shared.cut_short(ctx) {
+                let _ = session.write_response_body(Some(events), true).await;
+            }
+        }
+    } else if code > 0 {
+        // Answer in JSON-RPC with the request's id: nothing was sent yet.
+        let refusal = Refusal::Upstream(kind);
+        let body = if is_model_route(ctx) {
+            openai_body(&refusal)
+        } else {
+            body(&refusal, ctx.first_id())
+        };
+        if let Ok(mut resp) = ResponseHeader::build(code, Some(3)) {
+            let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
+            let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
+            // Pingora closes the connection after a failed proxy: say so
+            // (`Connection: close`), so the client does not reuse it.
+            session.set_keepalive(None);
+            let _ = session.write_response_header(Box::new(resp), false).await;
+            let _ = session.write_response_body(Some(body), true).await;
+        }
+    }
+    code
 }
 
 /// Write `refusal` to the client, as JSON-RPC or (model routes) in the

@@ -124,12 +124,10 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let reentry = crate::downstream::detach::ReentrySlot::default();
+    let reentry = crate::downstream::front::ReentrySlot::default();
     let gateway = Gateway {
         shared: shared.clone(),
-        connector: pingora::connectors::http::Connector::new(None),
-        transport: pingora::connectors::TransportConnector::new(None),
-        reentry: reentry.clone(),
+        upstreams: crate::exchange::Upstreams::new(reentry.clone()),
     };
     let mut app = pingora::proxy::http_proxy(&server.configuration, gateway);
     let mut o = HttpServerOptions::default();

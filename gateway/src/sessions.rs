@@ -141,6 +141,12 @@ fn insert(
     );
 }
 
+/// Legacy (HTTP+SSE) sessions share the binding table with Streamable
+/// HTTP ones, in a namespace of their own.
+pub fn legacy_key(sid: &str) -> String {
+    format!("legacy:{sid}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,33 +11,23 @@
 //! (`front::Front`) for its next request, as if it had never left. Short answers never
 //! leave.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
 use pingora::proxy::Session;
-use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::downstream::direct::{write_chunk, Client};
+use super::direct::{write_chunk, Client};
+use super::front::{Reentry, ReentrySlot};
+use crate::answer;
+use crate::ctx::Ctx;
 use crate::exchange::h1;
-use crate::proxy::{on_response_chunk, Ctx, Gateway};
 use crate::record::Done;
 use crate::state::Shared;
-
-/// The front service and its shutdown watch, for a connection that comes
-/// back after its stream.
-#[derive(Clone)]
-pub struct Reentry {
-    pub(crate) front: Weak<crate::downstream::front::Front>,
-    pub(crate) shutdown: ShutdownWatch,
-}
-
-/// Filled when the first connection arrives.
-pub type ReentrySlot = Arc<OnceLock<Reentry>>;
 
 /// Where a finished stream's upstream connection goes back to: the pool
 /// key and the upstream's idle timeout.
@@ -55,7 +45,7 @@ pub const HOLD: Duration = Duration::from_millis(100);
 /// connection, which stays Pingora's.
 pub(crate) fn wanted(session: &mut Session, head: &ResponseHeader, ctx: &Ctx) -> bool {
     head.status == http::StatusCode::OK
-        && ctx.inspector.is_sse()
+        && ctx.exchange.inspector.is_sse()
         && head
             .headers
             .get(http::header::TRANSFER_ENCODING)
@@ -67,17 +57,18 @@ pub(crate) fn wanted(session: &mut Session, head: &ResponseHeader, ctx: &Ctx) ->
 
 /// Take the client connection out of Pingora's session (`direct::Client`;
 /// the answer's head and first chunks written) and run the rest of the
-/// stream in a task of its own, with the request's state; `ctx` is left
-/// marked `detached` so that `logging` does not record the request twice. On `Err` nothing was taken
-/// and the caller goes on serving the stream.
+/// stream in a task of its own, with the request's state; the `ctx` left
+/// behind says its state was `taken`, so that `logging` does not record
+/// the request twice. On `Err` nothing was taken and the caller goes on
+/// serving the stream.
 pub(crate) fn hand_off(
-    gw: &Gateway,
+    (shared, reentry): (&Arc<Shared>, &ReentrySlot),
     session: &mut Session,
     ctx: &mut Ctx,
     answer: h1::Response,
     pool: PoolSlot,
 ) -> std::result::Result<(), Box<h1::Response>> {
-    let Some(reentry) = gw.reentry.get().cloned() else {
+    let Some(reentry) = reentry.get().cloned() else {
         return Err(Box::new(answer));
     };
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
@@ -86,18 +77,18 @@ pub(crate) fn hand_off(
         return Err(Box::new(answer));
     };
     let mut own = Ctx::new(ctx.rt.clone());
-    own.detached = true;
+    own.outcome.taken = true;
     let ctx = std::mem::replace(ctx, own);
     let held = Held {
-        shared: gw.shared.clone(),
+        shared: shared.clone(),
         method,
         status,
         keepalive: client.keepalive.is_some(),
         pool,
         reentry,
-        connection: crate::downstream::front::current_connection(),
+        connection: super::front::current_connection(),
     };
-    gw.shared.metrics.streams_detached.inc();
+    shared.metrics.streams_detached.inc();
     tokio::spawn(held.serve(client.stream, answer, ctx));
     Ok(())
 }
@@ -112,7 +103,7 @@ struct Held {
     pool: PoolSlot,
     reentry: Reentry,
     /// The connection's ticket: it stays counted while its stream is held.
-    connection: Option<Arc<crate::downstream::conns::Ticket>>,
+    connection: Option<Arc<super::conns::Ticket>>,
 }
 
 impl Held {
@@ -186,7 +177,7 @@ async fn stream(
         };
         let end = !more;
         let mut body = (!out.is_empty()).then(|| out.freeze());
-        on_response_chunk(shared, &mut body, end, ctx)?;
+        answer::chunk(shared, &mut body, end, ctx)?;
         let body = body.as_deref().unwrap_or_default();
         write_chunk(client, Bytes::new(), body, end).await?;
         if end {

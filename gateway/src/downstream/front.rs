@@ -6,24 +6,45 @@
 //! connections go to Pingora's `HttpProxy` whole. A connection whose held
 //! stream `detach` served comes back here (`come_back`) for its next request.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
-use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 
-use crate::downstream::conns::{ConnLimits, Ticket};
-use crate::downstream::detach::{Reentry, ReentrySlot};
-use crate::downstream::intake::{IntakeLimits, Read, Turn};
-use crate::proxy::Gateway;
+use super::conns::{ConnLimits, Ticket};
+use super::intake::{self, IntakeLimits, Read, Turn};
 use crate::state::Shared;
 
 /// How long Pingora keeps a connection alive between requests, seconds
 /// (`intake` waits for the next request as long).
-const KEEPALIVE_SECS: u64 = crate::downstream::intake::KEEPALIVE_IDLE.as_secs();
+const KEEPALIVE_SECS: u64 = intake::KEEPALIVE_IDLE.as_secs();
+
+/// The front service and its shutdown watch, for a connection that comes
+/// back after its stream.
+#[derive(Clone)]
+pub struct Reentry {
+    pub(crate) front: Weak<dyn ComeBack>,
+    pub(crate) shutdown: ShutdownWatch,
+}
+
+/// Filled when the first connection arrives.
+pub type ReentrySlot = Arc<OnceLock<Reentry>>;
+
+/// The way back into the front service's keep-alive loop.
+#[async_trait]
+pub(crate) trait ComeBack: Send + Sync {
+    /// A connection whose held stream ended cleanly, for its next request,
+    /// with the ticket it kept (or counted afresh).
+    async fn come_back(
+        self: Arc<Self>,
+        stream: Stream,
+        ticket: Option<Arc<Ticket>>,
+        shutdown: &ShutdownWatch,
+    );
+}
 
 tokio::task_local! {
     /// The connection's ticket while Pingora serves one of its requests: a
@@ -37,14 +58,15 @@ pub(crate) fn current_connection() -> Option<Arc<Ticket>> {
     CONNECTION.try_with(Arc::clone).ok()
 }
 
-pub struct Front {
-    proxy: Arc<HttpProxy<Gateway>>,
+/// `A` is Pingora's HTTP application (the gateway's `HttpProxy`).
+pub struct Front<A> {
+    proxy: Arc<A>,
     reentry: ReentrySlot,
     shared: Arc<Shared>,
 }
 
-impl Front {
-    pub fn new(proxy: HttpProxy<Gateway>, reentry: ReentrySlot, shared: Arc<Shared>) -> Self {
+impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
+    pub fn new(proxy: A, reentry: ReentrySlot, shared: Arc<Shared>) -> Self {
         Front {
             proxy: Arc::new(proxy),
             reentry,
@@ -103,11 +125,7 @@ impl Front {
         loop {
             let limits = self.intake_limits();
             let metrics = &self.shared.metrics;
-            stream = match crate::downstream::intake::next_request(
-                stream, turn, &ticket, &limits, metrics,
-            )
-            .await
-            {
+            stream = match intake::next_request(stream, turn, &ticket, &limits, metrics).await {
                 Ok(Read::H1(s)) => s,
                 Ok(Read::Other(s)) => {
                     // HTTP/2: Pingora's own connection loop.
@@ -137,11 +155,12 @@ impl Front {
             turn = Turn::Next;
         }
     }
+}
 
-    /// A connection whose held stream ended cleanly, for its next request,
-    /// with the ticket it kept (or counted afresh).
-    pub(crate) async fn come_back(
-        self: &Arc<Self>,
+#[async_trait]
+impl<A: HttpServerApp + Send + Sync + 'static> ComeBack for Front<A> {
+    async fn come_back(
+        self: Arc<Self>,
         stream: Stream,
         ticket: Option<Arc<Ticket>>,
         shutdown: &ShutdownWatch,
@@ -160,14 +179,14 @@ impl Front {
 }
 
 #[async_trait]
-impl ServerApp for Front {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         self.reentry.get_or_init(|| Reentry {
-            front: Arc::downgrade(self),
+            front: Arc::downgrade(self) as Weak<dyn ComeBack>,
             shutdown: shutdown.clone(),
         });
         let ticket = self.admit(&stream, &self.conn_limits())?;

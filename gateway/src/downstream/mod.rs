@@ -12,10 +12,13 @@
 //! - `direct`: taking the connection out of a session (`Client::take`),
 //!   writing a chunked answer on it, handing it back (`give_back`).
 //! - `detach`: a held event stream served in a task of its own.
+//! - `pins` (tests): the Pingora behaviours the above rely on.
 
 pub mod conns;
 pub mod detach;
 pub mod direct;
 pub mod front;
 pub mod intake;
+#[cfg(test)]
+mod pins;
 pub mod replay;

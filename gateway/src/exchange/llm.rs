@@ -1,8 +1,10 @@
 //! The model exchange: try the call's targets in order — the next one on a
-//! connect failure, 429 or 5xx, but only while nothing has reached the
-//! client — then stream the answer back chunk by chunk through the usage
-//! watcher. The gateway drives the upstream connection itself because the
-//! body is rewritten per target and may exceed Pingora's replay buffer.
+//! connect failure, an open circuit, 429 or 5xx, but only while nothing has
+//! reached the client (the explicit difference from an MCP exchange, which
+//! has one target and retries its connect instead) — then stream the answer
+//! back chunk by chunk through the usage watcher. The same steps as every
+//! exchange (`super`): the request prepared, `open`, `sending` (the
+//! whole-call deadline), `answered` (the target's circuit breaker).
 
 use std::time::Duration;
 
@@ -15,12 +17,13 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType, Result};
 use sluice_config::Upstream;
 
+use super::request::{self, Target};
+use super::{h1, ConnectRetry, Deps, Open, Resend};
+use crate::ctx::Ctx;
 use crate::downstream::direct::Direct;
-use crate::exchange::h1;
 use crate::llm::usage::UsageWatch;
 use crate::llm::Outcome;
-use crate::proxy::{Ctx, Gateway};
-use crate::{inject, upstream};
+use crate::{answer, upstream};
 
 /// Most chunks gathered into one write to the client.
 const MAX_BURST: usize = 256;
@@ -29,57 +32,87 @@ const MAX_BURST: usize = 256;
 const OUT_CAPACITY: usize = crate::llm::usage::HELD_CAPACITY;
 const MAX_BURST_BYTES: usize = 24 * 1024;
 
-pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
     let mut call = ctx
+        .decision
         .llm
         .take()
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no model call"))?;
-    let snap = ctx.rt.snapshot.clone();
+    let rt = ctx.rt.clone();
+    let snap = &rt.snapshot;
     let alias = snap
         .llm
         .alias(&call.req.model)
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "alias vanished"))?;
     let subject = ctx.caller.as_ref().map(|c| c.subject.to_string());
+    let client = super::mcp::client_ip(session);
     let mut last_err: Option<Box<Error>> = None;
     let mut attempts = 0u32;
     let tries = call.order.len();
     for (n, &ti) in call.order.iter().enumerate() {
         let target = &alias.targets[ti];
         let up = &snap.upstreams[target.upstream];
-        let Some(peer) = ctx.rt.peers.get(target.upstream).and_then(Option::as_ref) else {
+        let Some(peer) = rt.peers.get(target.upstream).and_then(Option::as_ref) else {
             continue;
         };
-        attempts += 1;
         let last = n + 1 == tries;
+        // The target's circuit breaker: an open circuit is skipped like a
+        // target that does not connect.
+        let health = rt.health.get(target.upstream);
+        ctx.exchange.ticket = match health.map(|h| h.admit(&deps.shared.metrics)) {
+            Some(Err(retry_after)) => {
+                tracing::warn!(upstream = %up.name, "model upstream's circuit is open; trying the next target");
+                fallback_metric(deps, &up.name, "circuit_open");
+                last_err = Some(Error::explain(
+                    ErrorType::ConnectRefused,
+                    format!("circuit open for {}s", retry_after.as_secs().max(1)),
+                ));
+                continue;
+            }
+            Some(Ok(ticket)) => ticket,
+            None => None,
+        };
+        attempts += 1;
         let metadata = up.llm_metadata.then(|| {
             let tenant = ctx.caller.as_ref().and_then(|c| c.tenant.as_deref());
             serde_json::json!({
                 "end_user": subject,
                 "tags": tenant.map(|t| vec![format!("tenant:{t}")]).unwrap_or_default(),
-                "sluice_request_id": ctx.request_id,
+                "sluice_request_id": ctx.request.request_id,
             })
         });
         let body = call
             .req
             .body_for(&target.model, subject.as_deref(), metadata);
         let mut req = session.req_header().clone();
-        prepare(ctx, &mut req, target.upstream, &call.rest, body.len())?;
-        ctx.upstream_sent = Some(std::time::Instant::now());
-        let (mut resp, mut answer) = match open(gw, peer, up, req, body).await {
+        prepare(
+            deps,
+            client,
+            ctx,
+            &mut req,
+            target.upstream,
+            &call.rest,
+            body.len(),
+        )?;
+        super::sending(&req.method, up, ctx);
+        let (mut resp, mut answer) = match open(deps, peer, up, req, body).await {
             Ok(x) => x,
             Err(Open::Connect(e)) => {
                 tracing::warn!(upstream = %up.name, error = %e, "model upstream connect failed; trying the next target");
-                fallback_metric(gw, &up.name, "connect");
+                fallback_metric(deps, &up.name, "connect");
+                if let Some(t) = ctx.exchange.ticket.as_mut() {
+                    t.record(false, &deps.shared.metrics);
+                }
                 last_err = Some(e);
                 continue;
             }
             Err(Open::Failed(e)) => return Err(e),
         };
-        ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
+        super::answered(deps.shared, false, &resp, ctx);
         let status = resp.status.as_u16();
         if !last && (status == 429 || status >= 500) {
             tracing::warn!(upstream = %up.name, status, "model upstream refused; trying the next target");
-            fallback_metric(gw, &up.name, if status == 429 { "429" } else { "5xx" });
+            fallback_metric(deps, &up.name, if status == 429 { "429" } else { "5xx" });
             continue;
         }
         // From here on the client sees this answer: no more fallback.
@@ -108,7 +141,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         match direct.as_mut() {
             Some(d) => {
                 d.head(&mut resp)?;
-                ctx.written_directly = Some(status);
+                ctx.outcome.status = Some(status);
             }
             None => {
                 session
@@ -133,6 +166,9 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                 // Wait for the next piece, then take what else has already
                 // arrived: one write to the client per burst, not per chunk.
                 let mut next = answer.feed(&mut watch, &mut out).await;
+                if let Err(e) = answer::check_deadline(ctx) {
+                    next = Err(e);
+                }
                 let mut pieces = 0;
                 let mut end;
                 let t = std::time::Instant::now();
@@ -145,7 +181,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                         Err(e) => {
                             record(&mut outcome, &watch);
                             call.outcome = Some(outcome);
-                            ctx.llm = Some(call);
+                            ctx.decision.llm = Some(call);
                             if let Some(d) = direct {
                                 d.cut().await;
                             }
@@ -171,7 +207,7 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
                 } else {
                     watch.flush(&mut out);
                 }
-                ctx.gateway_time += t.elapsed();
+                ctx.outcome.gateway_time += t.elapsed();
                 if let Some(d) = direct.as_mut() {
                     d.write(&out, end).await?;
                     out.clear();
@@ -188,25 +224,18 @@ pub async fn run(gw: &Gateway, session: &mut Session, ctx: &mut Ctx) -> Result<(
         }
         record(&mut outcome, &watch);
         call.outcome = Some(outcome);
-        ctx.llm = Some(call);
-        answer.release(gw, peer, up.pool_idle_timeout).await;
+        ctx.decision.llm = Some(call);
+        answer.release(deps, peer, up.pool_idle_timeout).await;
         if let Some(d) = direct {
             d.give_back(session).await;
         }
         return Ok(());
     }
-    ctx.llm = Some(call);
+    ctx.decision.llm = Some(call);
     // Every target failed to connect: an upstream failure (502), not ours.
     Err(last_err
         .unwrap_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no model upstream reachable"))
         .into_up())
-}
-
-/// Why an upstream exchange did not start: connect failures let the next
-/// target try; anything later is the answer's failure.
-enum Open {
-    Connect(Box<Error>),
-    Failed(Box<Error>),
 }
 
 /// The upstream's answer being read: by the gateway's own HTTP/1.1 client,
@@ -216,11 +245,12 @@ enum Answer {
     Pingora(Box<ClientSession>),
 }
 
-/// Send the request to one target and read the answer's head. A pooled
-/// HTTP/1.1 connection the upstream had already closed is retried once on
-/// a fresh one (nothing of the request was taken).
+/// Send the request to one target and read the answer's head, on the own
+/// client (`super::open`: a model call may be sent twice on a stale pooled
+/// connection; a connect failure falls back to the next target instead of
+/// retrying) or, where the upstream may speak HTTP/2, Pingora's session.
 async fn open(
-    gw: &Gateway,
+    deps: Deps<'_>,
     peer: &HttpPeer,
     up: &Upstream,
     req: RequestHeader,
@@ -229,60 +259,33 @@ async fn open(
     if up.http2 {
         // Boxed: Pingora's session future is large (~10 KB) and would
         // otherwise be carried, and copied, by every HTTP/1.1 exchange too.
-        return Box::pin(open_pingora(gw, peer, up, req, body)).await;
+        return Box::pin(open_pingora(deps, peer, up, req, body)).await;
     }
-    // A pooled connection first; a new one (a large future: TCP and TLS
-    // connect) is boxed so that only the exchanges that connect carry it.
-    let (mut stream, mut reused) = match gw.shared.idle.take(peer.reuse_hash()) {
-        Some(s) => (s, true),
-        None => (connect(gw, peer).await?, false),
-    };
-    loop {
-        let sent = h1::send(&mut stream, &req, &body, up.write_timeout).await;
-        let answer = match sent {
-            Ok(()) => h1::receive(stream, up.first_byte_timeout, h1::BURST_ROOM).await,
-            Err(e) if !reused => return Err(Open::Failed(e)),
-            Err(_) => Ok(None),
-        };
-        match answer {
-            Ok(Some((head, resp))) => return Ok((head, Answer::Own(resp))),
-            Ok(None) if reused => {
-                tracing::debug!(upstream = %up.name, "pooled model connection was closed; retrying on a fresh one");
-                stream = connect(gw, peer).await?;
-                reused = false;
-            }
-            Ok(None) => {
-                return Err(Open::Failed(
-                    Error::explain(
-                        ErrorType::ConnectionClosed,
-                        "the model upstream closed the connection without answering",
-                    )
-                    .into_up(),
-                ))
-            }
-            Err(e) => return Err(Open::Failed(e)),
-        }
-    }
-}
-
-async fn connect(
-    gw: &Gateway,
-    peer: &HttpPeer,
-) -> std::result::Result<pingora::protocols::Stream, Open> {
-    Box::pin(gw.transport.new_stream(peer))
-        .await
-        .map_err(Open::Connect)
+    let mut retries = 0;
+    let (head, resp) = super::open(
+        deps,
+        (peer, up),
+        &req,
+        &body,
+        up.first_byte_timeout,
+        h1::BURST_ROOM,
+        (Resend::Always, ConnectRetry::Never),
+        &mut retries,
+    )
+    .await?;
+    Ok((head, Answer::Own(resp)))
 }
 
 /// The HTTP/2-capable path: Pingora's client session.
 async fn open_pingora(
-    gw: &Gateway,
+    deps: Deps<'_>,
     peer: &HttpPeer,
     up: &Upstream,
     mut req: RequestHeader,
     body: Bytes,
 ) -> std::result::Result<(ResponseHeader, Answer), Open> {
-    let (mut conn, _reused) = gw
+    let (mut conn, _reused) = deps
+        .upstreams
         .connector
         .get_http_session(peer)
         .await
@@ -334,16 +337,17 @@ impl Answer {
     }
 
     /// Back to the pool if the connection can carry another request.
-    async fn release(self, gw: &Gateway, peer: &HttpPeer, idle: Duration) {
+    async fn release(self, deps: Deps<'_>, peer: &HttpPeer, idle: Duration) {
         match self {
             Answer::Own(resp) => {
                 if let Some(stream) = resp.into_reusable() {
-                    gw.shared.idle.put(peer.reuse_hash(), stream, idle);
+                    deps.shared.idle.put(peer.reuse_hash(), stream, idle);
                 }
             }
             Answer::Pingora(conn) => {
                 // Boxed for the same reason as `open_pingora`.
-                Box::pin(gw.connector.release_http_session(*conn, peer, Some(idle))).await;
+                let connector = &deps.upstreams.connector;
+                Box::pin(connector.release_http_session(*conn, peer, Some(idle))).await;
             }
         }
     }
@@ -356,17 +360,21 @@ fn record(o: &mut Outcome, w: &UsageWatch) {
     o.first_token_at = w.first_token_at;
 }
 
-fn fallback_metric(gw: &Gateway, upstream: &str, why: &str) {
-    gw.shared
+fn fallback_metric(deps: Deps<'_>, upstream: &str, why: &str) {
+    deps.shared
         .metrics
         .llm_fallbacks
         .with_label_values(&[upstream, why])
         .inc();
 }
 
-/// The upstream request for one target: its path and `Host`, the body's
-/// new length, and the target's own credential instead of the client's.
+/// The upstream request for one target (`request::prepare`), with what a
+/// model call adds: the body's new length, HTTP/1.1 on the wire for the own
+/// client (`open_pingora` sets what its connection speaks), and no
+/// compressed answer (its usage could not be read).
 fn prepare(
+    deps: Deps<'_>,
+    client: Option<std::net::IpAddr>,
     ctx: &Ctx,
     req: &mut RequestHeader,
     upstream_idx: usize,
@@ -377,26 +385,15 @@ fn prepare(
     let (path, query) = rest
         .split_once('?')
         .map_or((rest, None), |(p, q)| (p, Some(q)));
-    upstream::rewrite_request(req, up, &upstream::upstream_path(up, path, query))?;
-    // Whatever the client spoke: HTTP/1.1 on the wire for the own client
-    // (`open_pingora` sets what its connection speaks).
+    let path = upstream::upstream_path(up, path, query);
+    let target = Target {
+        upstream: upstream_idx,
+        path: &path,
+    };
+    request::prepare(deps.shared, client, req, target, ctx)?;
     req.set_version(http::Version::HTTP_11);
     req.remove_header(&http::header::TRANSFER_ENCODING);
     req.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
-    // Compressed answers could not be read for usage.
     req.remove_header(&http::header::ACCEPT_ENCODING);
-    let tenant = ctx.caller.as_ref().and_then(|c| c.tenant.as_deref());
-    let credential = ctx.rt.credential_for(upstream_idx, tenant);
-    if ctx.rt.snapshot.identity.enabled || credential.is_some() {
-        inject::apply(req, None, credential, None, None)?;
-    }
     Ok(())
-}
-
-/// Bytes of an OpenAI-shaped error, for answers the gateway gives itself.
-pub fn error_body(message: &str, kind: &str, code: &str) -> Bytes {
-    Bytes::from(
-        serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
-            .to_string(),
-    )
 }

@@ -288,11 +288,5 @@ pub fn key_hash(per: &[KeyPart], i: &LimitInput<'_>) -> u64 {
     h.finish()
 }
 
-impl From<Limited> for crate::refusal::Refusal {
-    fn from(l: Limited) -> Self {
-        crate::refusal::Refusal::Limited(l)
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 //! as tool traffic. Admission decides before any upstream is touched: the
 //! endpoint, the model alias and the caller's grant for it, request rate
 //! limits, the tenant's budgets, and token-per-minute reservations. The
-//! exchange itself (`forward`) tries the alias's targets in order until one
+//! exchange itself (`crate::exchange::llm`) tries the alias's targets in order until one
 //! answers, then streams the answer back while reading its usage.
 
 pub mod budget;

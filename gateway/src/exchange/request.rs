@@ -1,0 +1,124 @@
+//! The upstream request, for every exchange: the upstream's path and
+//! `Host`, the client's hop-by-hop and forwarding headers gone, the client
+//! address, and — the client's credentials never pass — the upstream's own
+//! credential and, where configured, an assertion of who is calling.
+
+use std::time::Duration;
+
+use pingora::http::RequestHeader;
+use pingora::{Error, ErrorType, Result};
+
+use crate::ctx::Ctx;
+use crate::policy::Caller;
+use crate::state::Shared;
+use crate::{audit, inject, upstream};
+
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
+/// Where the request goes: an upstream of the snapshot and the path on it.
+pub struct Target<'a> {
+    pub upstream: usize,
+    pub path: &'a str,
+}
+
+/// Rewrite `req` (the client's head) for `target`.
+pub fn prepare(
+    shared: &Shared,
+    client: Option<std::net::IpAddr>,
+    req: &mut RequestHeader,
+    target: Target<'_>,
+    ctx: &Ctx,
+) -> Result<()> {
+    let snap = &ctx.rt.snapshot;
+    let up = &snap.upstreams[target.upstream];
+    upstream::rewrite_request(req, up, target.path)?;
+    if ctx.request.client_hop_headers {
+        upstream::strip_client_hop_headers(req);
+    }
+    if let Some(ip) = client {
+        req.insert_header(X_FORWARDED_FOR, upstream::forwarded_for(ip))?;
+    }
+    let tenant = ctx.caller.as_ref().and_then(|c| c.tenant.as_deref());
+    let credential = ctx.rt.credential_for(target.upstream, tenant);
+    // With identity on, the gateway is the resource server: the client's
+    // credentials stop here and the upstream sees its own. A model
+    // upstream's key is sent whether or not identity is on.
+    let model_call = ctx
+        .route()
+        .is_some_and(|r| r.transport == sluice_config::RouteTransport::Llm);
+    if !snap.identity.enabled && (credential.is_none() || !model_call) {
+        return Ok(());
+    }
+    let assertion = match (&up.assertion_header, &ctx.caller) {
+        (Some(_), Some(c)) => Some(assertion(shared, ctx, c, &up.name, up.assertion_reuse)?),
+        _ => None,
+    };
+    let user = match (
+        ctx.rt
+            .user_credentials
+            .get(target.upstream)
+            .and_then(Option::as_ref),
+        &ctx.caller,
+    ) {
+        (Some(set), Some(c)) => set.get(&c.subject).map(|v| (&set.header, v)),
+        _ => None,
+    };
+    inject::apply(
+        req,
+        up.assertion_header.as_deref(),
+        credential,
+        user,
+        assertion.as_deref(),
+    )
+}
+
+/// A short-lived JWT saying who is calling, for this upstream only.
+fn assertion(
+    shared: &Shared,
+    ctx: &Ctx,
+    c: &Caller,
+    upstream: &str,
+    reuse: Duration,
+) -> Result<String> {
+    let session = ctx.request.session.as_deref();
+    let sign = |request_id: Option<String>| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = crate::identity::AssertionClaims {
+            iss: "sluice".into(),
+            sub: c.subject.to_string(),
+            tenant: c.tenant.as_deref().unwrap_or("").to_owned(),
+            roles: c.roles.iter().map(|r| r.to_string()).collect(),
+            session: session.map(str::to_owned),
+            request_id,
+            aud: upstream.to_owned(),
+            iat: now,
+            exp: now + crate::identity::DEFAULT_ASSERTION_TTL.as_secs(),
+            jti: audit::new_event_id(),
+        };
+        shared
+            .signer
+            .sign(&claims)
+            .map_err(|e| Error::explain(ErrorType::InternalError, e.to_string()))
+    };
+    if reuse.is_zero() {
+        return sign(ctx.request.request_id.clone());
+    }
+    // Everything the assertion says is in the key.
+    let mut key = String::with_capacity(128);
+    for part in [
+        upstream,
+        &c.subject,
+        c.tenant.as_deref().unwrap_or(""),
+        session.unwrap_or(""),
+    ] {
+        key.push_str(part);
+        key.push('\0');
+    }
+    for r in &c.roles {
+        key.push_str(r);
+        key.push(',');
+    }
+    shared.assertions.get_or_sign(&key, reuse, || sign(None))
+}
