@@ -4,45 +4,12 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::policy::{compile_rule, Condition, Kind, Scope, Truth};
-use crate::raw::{RawCondition, RawRule};
+use crate::raw::{RawApprovals, RawRule};
 use crate::ConfigError;
 
 /// Longest a call may be held open waiting for a decision.
 const MAX_HOLD_MS: u64 = 120_000;
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawApprovals {
-    /// How long a call waits for a decision before the client is told it is
-    /// pending. Default 2000 ms.
-    pub hold_ms: Option<u64>,
-    /// How long an approval request stays open before it counts as denied.
-    /// Default one hour.
-    pub expires_s: Option<u64>,
-    #[serde(default)]
-    pub rules: Vec<RawApprovalRule>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawApprovalRule {
-    pub name: String,
-    /// `tools:<upstream>/<tool>:call`, globs as in role rules.
-    pub scope: String,
-    /// Approval is needed only when every condition holds.
-    #[serde(default)]
-    pub when: Vec<RawCondition>,
-    /// Control-side roles whose members may decide.
-    pub approvers: Vec<String>,
-    /// May the subject who made the call approve it? Default false.
-    #[serde(default)]
-    pub allow_self_approval: bool,
-    pub hold_ms: Option<u64>,
-    pub expires_s: Option<u64>,
-}
 
 /// Arguments an approval rule's conditions would read cannot be parsed one
 /// way (malformed, or a key given twice).

@@ -9,22 +9,19 @@ pub mod fold;
 mod limits;
 mod llm;
 mod policy;
-mod raw;
-mod raw_policy;
+pub mod raw;
 mod security;
 mod snapshot;
 pub mod uri;
 pub mod wire;
 
-pub use approvals::{
-    canonical_hash, ApprovalRule, Approvals, RawApprovalRule, RawApprovals, Unreadable,
-};
+pub use approvals::{canonical_hash, ApprovalRule, Approvals, Unreadable};
 pub use civil::{civil_from_days, days_from_civil};
 pub use error::{ConfigError, ConfigErrors};
 pub use limits::*;
 pub use llm::*;
 pub use policy::*;
-pub use raw::*;
+pub use raw::RawConfig;
 pub use security::{
     ApiKey, Audit, Credential, Egress, EgressRule, Identity, JwtIssuer, JwtKeys, SecretRef,
     UserCredentials,
