@@ -22,11 +22,10 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     glob, glob_path, ApiKey, ApprovalRule, Approvals, Audit, Budget, CircuitBreaker,
     ConcurrencyRule, Condition, Credential, Egress, EgressRule, HeadLimits, HostPolicy, Identity,
-    JwtIssuer, JwtKeys, KeyPart, Kind, LimitInput, Listener, ListenerTls, Llm, ModelAlias,
-    OnUnavailable, Period, Policy, Price, RateLimits, RateRule, Retries, Role, Route,
-    RouteTransport, Rule, Scheme, Scope, SecretRef, Selector, SharedStore, Snapshot, Target, Test,
-    TokenLimit, Truth, Unreadable, Upstream, UpstreamTls, UsageCounts, UserCredentials, Verdict,
-    Version,
+    JwtIssuer, JwtKeys, KeyPart, Kind, Listener, ListenerTls, Llm, ModelAlias, OnUnavailable,
+    Period, Policy, Price, RateLimits, RateRule, Retries, Role, Route, RouteTransport, Rule,
+    Scheme, Scope, SecretRef, Selector, SharedStore, Snapshot, Target, Test, TokenLimit, Upstream,
+    UpstreamTls, UsageCounts, UserCredentials, Version,
 };
 pub use raw::RawConfig;
 

@@ -13,6 +13,7 @@ use sluice_config::{canonical_hash, Route, Snapshot};
 
 use crate::control::{ControlError, Filing};
 use crate::mcp::{Kind, Method, RequestFacts};
+use crate::policy::decide::ApprovalRequired;
 use crate::policy::Caller;
 use crate::state::Shared;
 

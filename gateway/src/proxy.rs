@@ -25,6 +25,7 @@ use sluice_config::{Route, RouteTransport};
 use crate::mcp::jsonrpc::{check_mirrored_headers, effective_revision};
 use crate::mcp::legacy::EndpointRewriter;
 use crate::mcp::{classify_capped, JsonCaps, Method, RequestFacts, ResponseInspector, Revision};
+use crate::policy::hosts::HostCheck;
 use crate::policy::list::ListFilter;
 use crate::policy::{self, Caller, Deny};
 use crate::record::Done;
@@ -673,7 +674,7 @@ impl Gateway {
             .map_err(|e| Refusal::Llm(LlmDeny::BadRequest(e.to_string())))?;
         let model = llm_req.model.clone();
         let (subject, tenant, roles) = limit_owner(session, ctx.caller.as_ref());
-        let input = sluice_config::LimitInput {
+        let input = crate::limits::LimitInput {
             tenant,
             subject: &subject,
             roles,
@@ -730,7 +731,7 @@ impl Gateway {
             return Ok(());
         };
         let (subject, tenant, roles) = limit_owner(session, ctx.caller.as_ref());
-        let mut input = sluice_config::LimitInput {
+        let mut input = crate::limits::LimitInput {
             tenant,
             subject: &subject,
             roles,

@@ -20,7 +20,7 @@ mod upstreams;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use approvals::{ApprovalRule, Approvals, Unreadable};
+pub use approvals::{ApprovalRule, Approvals};
 pub use audit::Audit;
 pub use egress::{Egress, EgressRule};
 pub use identity::{ApiKey, Identity, JwtIssuer, JwtKeys};
@@ -28,10 +28,9 @@ pub use limits::HeadLimits;
 pub use listeners::{Listener, ListenerTls};
 pub use llm::{Budget, Llm, ModelAlias, Period, Price, Target, TokenLimit, UsageCounts};
 pub use pattern::{glob, glob_path, Kind, Scope};
-pub use policy::{Condition, Policy, Role, Rule, Test, Truth, Verdict};
+pub use policy::{Condition, Policy, Role, Rule, Test};
 pub use rate_limits::{
-    ConcurrencyRule, KeyPart, LimitInput, OnUnavailable, RateLimits, RateRule, Selector,
-    SharedStore,
+    ConcurrencyRule, KeyPart, OnUnavailable, RateLimits, RateRule, Selector, SharedStore,
 };
 pub use routes::{HostPolicy, Route, RouteTransport};
 pub use secret::SecretRef;

@@ -15,13 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use sluice_config::{Kind, LimitInput, Snapshot, TokenLimit, UsageCounts, Verdict};
+use sluice_config::{Kind, Snapshot, TokenLimit, UsageCounts};
 
 pub use budget::{BudgetState, Exhausted, Refused, TokenBuckets};
 pub use request::{Api, LlmRequest, RequestError};
 
-use crate::limits::key_hash;
+use crate::limits::{key_hash, LimitInput, SelectorMatch};
 use crate::metrics::Metrics;
+use crate::policy::decide::{Decide, Verdict};
 use crate::policy::Caller;
 
 /// Output tokens reserved when a request sets no cap.

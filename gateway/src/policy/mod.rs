@@ -4,10 +4,16 @@
 //! of (snapshot, caller, request facts); the proxy turns their refusals into
 //! wire errors through `refusal`.
 
+mod conditions;
+pub mod decide;
+pub mod egress;
+pub mod hosts;
 pub mod list;
 pub(crate) mod strict;
 
-use sluice_config::{Kind, Route, Snapshot, Verdict};
+use sluice_config::{Kind, Route, Snapshot};
+
+use decide::{Decide, Verdict};
 
 use crate::mcp::ListedTool;
 
