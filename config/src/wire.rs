@@ -32,6 +32,59 @@ pub struct Filing {
     pub request_id: Option<String>,
 }
 
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+impl ApprovalState {
+    /// The state as it is written on the wire and in control's store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved => "approved",
+            ApprovalState::Denied => "denied",
+            ApprovalState::Expired => "expired",
+        }
+    }
+}
+
+/// An approval as control keeps it and answers it: to the gateway that
+/// filed it, and to people deciding.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Approval {
+    pub id: String,
+    pub state: ApprovalState,
+    /// The call went through on this approval.
+    pub used: bool,
+    pub tenant: Option<String>,
+    pub subject: String,
+    pub session: Option<String>,
+    pub upstream: String,
+    pub tool: String,
+    pub tool_hash: Option<String>,
+    pub arguments: serde_json::Value,
+    pub args_hash: String,
+    pub policy_version: String,
+    pub rule: String,
+    pub approvers: Vec<String>,
+    pub allow_self_approval: bool,
+    pub gateway: Option<String>,
+    pub request_id: Option<String>,
+    pub created: String,
+    pub expires: String,
+    pub decided_by: Option<String>,
+    pub decided: Option<String>,
+    pub reason: Option<String>,
+    pub used_at: Option<String>,
+    pub inbox_url: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::Filing;
