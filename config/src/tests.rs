@@ -1,3 +1,6 @@
+//! Tests of loading whole configs: resolution, hashing, route matching and
+//! error reporting.
+
 use super::*;
 
 const GOOD: &str = r#"
