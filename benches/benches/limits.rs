@@ -6,8 +6,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use futures::FutureExt;
-use sluice_config::LimitInput;
-use sluice_gateway::limits::Limits;
+use sluice_gateway::limits::{LimitInput, Limits};
 use sluice_gateway::metrics::Metrics;
 
 fn limits(rules: &str, caps: &str) -> Limits {

@@ -3,7 +3,8 @@
 //! A caller holds three roles; the decision must stay flat as rules grow.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use sluice_config::{Kind, Snapshot, Verdict};
+use sluice_config::{Kind, Snapshot};
+use sluice_gateway::policy::decide::{Decide, Verdict};
 
 fn snapshot() -> Snapshot {
     let mut y =

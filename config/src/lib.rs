@@ -1,38 +1,33 @@
-//! Sluice's config model: the YAML file's raw serde types, validation that
-//! reports every error with its path, and the immutable versioned `Snapshot`
-//! both the gateway and the control process build from it. No I/O, no tokio.
+//! Sluice's config model: the YAML file's raw serde types (`raw`), the
+//! immutable versioned `Snapshot` both the gateway and the control process
+//! serve from (`model`), and the compilation of one into the other that
+//! reports every error with its path (`build`). Data only: no I/O, no tokio,
+//! no per-request decisions (those are the gateway's).
 
-mod approvals;
+mod build;
+mod canonical;
 mod civil;
 mod error;
 pub mod fold;
-mod limits;
-mod llm;
-mod policy;
-mod raw;
-mod raw_policy;
-mod security;
-mod snapshot;
+pub mod model;
+pub mod raw;
 pub mod uri;
 pub mod wire;
 
-pub use approvals::{
-    canonical_hash, ApprovalRule, Approvals, RawApprovalRule, RawApprovals, Unreadable,
-};
+pub use build::parse_rate;
+pub use build::policy::compile;
+pub use canonical::canonical_hash;
 pub use civil::{civil_from_days, days_from_civil};
 pub use error::{ConfigError, ConfigErrors};
-pub use limits::*;
-pub use llm::*;
-pub use policy::*;
-pub use raw::*;
-pub use security::{
-    ApiKey, Audit, Credential, Egress, EgressRule, Identity, JwtIssuer, JwtKeys, SecretRef,
-    UserCredentials,
+pub use model::{
+    glob, glob_path, ApiKey, ApprovalRule, Approvals, Audit, Budget, CircuitBreaker,
+    ConcurrencyRule, Condition, Credential, Egress, EgressRule, HeadLimits, HostPolicy, Identity,
+    JwtIssuer, JwtKeys, KeyPart, Kind, Listener, ListenerTls, Llm, ModelAlias, OnUnavailable,
+    Period, Policy, Price, RateLimits, RateRule, Retries, Role, Route, RouteTransport, Rule,
+    Scheme, Scope, SecretRef, Selector, SharedStore, Snapshot, Target, Test, TokenLimit, Upstream,
+    UpstreamTls, UsageCounts, UserCredentials, Version,
 };
-pub use snapshot::{
-    CircuitBreaker, HeadLimits, HostPolicy, Listener, ListenerTls, Retries, Route, RouteTransport,
-    Scheme, Snapshot, Upstream, UpstreamTls, Version,
-};
+pub use raw::RawConfig;
 
 /// Parse and resolve a YAML document into a snapshot with the given generation.
 pub fn load(yaml: &str, generation: u64) -> Result<Snapshot, ConfigErrors> {

@@ -32,9 +32,105 @@ pub struct Filing {
     pub request_id: Option<String>,
 }
 
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    /// A state this side does not know (a newer peer's): treated as a
+    /// denial, never as an approval.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ApprovalState {
+    /// The state as it is written on the wire and in control's store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved => "approved",
+            ApprovalState::Denied => "denied",
+            ApprovalState::Expired => "expired",
+            ApprovalState::Unknown => "unknown",
+        }
+    }
+}
+
+/// An approval as control keeps it and answers it: to the gateway that
+/// filed it, and to people deciding.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Approval {
+    pub id: String,
+    pub state: ApprovalState,
+    /// The call went through on this approval.
+    pub used: bool,
+    pub tenant: Option<String>,
+    pub subject: String,
+    pub session: Option<String>,
+    pub upstream: String,
+    pub tool: String,
+    pub tool_hash: Option<String>,
+    pub arguments: serde_json::Value,
+    pub args_hash: String,
+    pub policy_version: String,
+    pub rule: String,
+    pub approvers: Vec<String>,
+    pub allow_self_approval: bool,
+    pub gateway: Option<String>,
+    pub request_id: Option<String>,
+    pub created: String,
+    pub expires: String,
+    pub decided_by: Option<String>,
+    pub decided: Option<String>,
+    pub reason: Option<String>,
+    pub used_at: Option<String>,
+    pub inbox_url: String,
+}
+
+/// A config version as control publishes it (and a gateway caches it).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ConfigVersion {
+    pub version: u64,
+    pub hash: String,
+    /// Where control read it (a file, a Git commit).
+    #[serde(default)]
+    pub source: String,
+    /// When control published it (RFC 3339).
+    #[serde(default)]
+    pub published: String,
+    pub yaml: String,
+}
+
+/// A gateway's report on a config version: running it, or why it refused.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ConfigAck {
+    pub gateway: String,
+    pub version: Option<u64>,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// A gateway uses an approval for the call whose arguments hash so.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Consume {
+    pub args_hash: String,
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Filing;
+    use super::{Approval, ApprovalState, Filing};
+
+    #[test]
+    fn an_unknown_approval_state_reads_as_unknown_never_as_approved() {
+        let s: ApprovalState = serde_json::from_str(r#""escalated""#).expect("reads");
+        assert_eq!(s, ApprovalState::Unknown);
+        let s: ApprovalState = serde_json::from_str(r#""approved""#).expect("reads");
+        assert_eq!(s, ApprovalState::Approved);
+        let _ = std::mem::size_of::<Approval>();
+    }
 
     #[test]
     fn a_filing_reads_back_as_written_and_defaults_what_older_gateways_omit() {

@@ -19,6 +19,8 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use sluice_config::wire::{ConfigAck, ConfigVersion, Consume};
+
 use crate::approvals::{DecideError, FileError, Filing, State as AState};
 use crate::auth::SESSION_COOKIE;
 use crate::settings::User;
@@ -123,13 +125,13 @@ async fn config_poll(
     loop {
         let current = rx.borrow_and_update().clone();
         if let Some(p) = current.filter(|p| Some(p.version) != q.have) {
-            return Json(json!({
-                "version": p.version,
-                "hash": p.hash,
-                "source": p.source,
-                "published": p.published,
-                "yaml": &*p.yaml,
-            }))
+            return Json(ConfigVersion {
+                version: p.version,
+                hash: p.hash.clone(),
+                source: p.source.clone(),
+                published: p.published.clone(),
+                yaml: p.yaml.to_string(),
+            })
             .into_response();
         }
         match tokio::time::timeout_at(deadline, rx.changed()).await {
@@ -139,15 +141,11 @@ async fn config_poll(
     }
 }
 
-#[derive(Deserialize)]
-struct Ack {
-    gateway: String,
-    version: Option<u64>,
-    ok: bool,
-    error: Option<String>,
-}
-
-async fn config_ack(State(app): State<Arc<App>>, h: HeaderMap, Json(a): Json<Ack>) -> Response {
+async fn config_ack(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Json(a): Json<ConfigAck>,
+) -> Response {
     if let Err(r) = gateway_only(&app, &h) {
         return r;
     }
@@ -240,11 +238,6 @@ async fn get_approval(
         Ok(_) => error(StatusCode::NOT_FOUND, "no such approval"),
         Err(e) => internal(e),
     }
-}
-
-#[derive(Deserialize)]
-struct Consume {
-    args_hash: String,
 }
 
 async fn consume(

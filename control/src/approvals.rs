@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension, Row};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::db::{now_ms, random_id, rfc3339, Db, DbError};
@@ -20,61 +19,18 @@ use crate::webhook::Webhook;
 /// with the gateway).
 pub use sluice_config::wire::Filing;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Pending,
-    Approved,
-    Denied,
-    Expired,
-}
+/// Where an approval stands, and the record gateways and people are
+/// answered with (one definition, shared with the gateway).
+pub use sluice_config::wire::{Approval, ApprovalState as State};
 
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Approved => "approved",
-            State::Denied => "denied",
-            State::Expired => "expired",
-        }
+/// A state as the store writes it; anything else reads as pending.
+fn state_from_db(s: &str) -> State {
+    match s {
+        "approved" => State::Approved,
+        "denied" => State::Denied,
+        "expired" => State::Expired,
+        _ => State::Pending,
     }
-    fn parse(s: &str) -> State {
-        match s {
-            "approved" => State::Approved,
-            "denied" => State::Denied,
-            "expired" => State::Expired,
-            _ => State::Pending,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Approval {
-    pub id: String,
-    pub state: State,
-    /// The call went through on this approval.
-    pub used: bool,
-    pub tenant: Option<String>,
-    pub subject: String,
-    pub session: Option<String>,
-    pub upstream: String,
-    pub tool: String,
-    pub tool_hash: Option<String>,
-    pub arguments: serde_json::Value,
-    pub args_hash: String,
-    pub policy_version: String,
-    pub rule: String,
-    pub approvers: Vec<String>,
-    pub allow_self_approval: bool,
-    pub gateway: Option<String>,
-    pub request_id: Option<String>,
-    pub created: String,
-    pub expires: String,
-    pub decided_by: Option<String>,
-    pub decided: Option<String>,
-    pub reason: Option<String>,
-    pub used_at: Option<String>,
-    pub inbox_url: String,
 }
 
 /// Why a decision was not taken.
@@ -142,7 +98,7 @@ impl Approvals {
         Ok(Approval {
             inbox_url: format!("{inbox}#{id}"),
             id,
-            state: State::parse(&r.get::<_, String>(1)?),
+            state: state_from_db(&r.get::<_, String>(1)?),
             used: used_ms.is_some(),
             tenant: r.get(2)?,
             subject: r.get(3)?,

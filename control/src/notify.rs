@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use serde_json::json;
+use sluice_config::wire::Approval;
 use tokio::sync::mpsc;
 
-use crate::approvals::Approval;
 use crate::metrics::Metrics;
 
 const QUEUE: usize = 1000;

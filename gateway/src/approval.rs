@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use sluice_config::{canonical_hash, Route, Snapshot};
 
-use crate::control::{ControlError, Filing};
+use crate::control::{ApprovalState, ControlError, Filing};
 use crate::mcp::{Kind, Method, RequestFacts};
+use crate::policy::decide::ApprovalRequired;
 use crate::policy::Caller;
 use crate::state::Shared;
 
@@ -46,16 +47,6 @@ pub enum ApprovalDeny {
 }
 
 impl ApprovalDeny {
-    pub fn status(&self) -> u16 {
-        match self {
-            ApprovalDeny::Batched => 400,
-            ApprovalDeny::Unreadable => 200,
-            ApprovalDeny::Unavailable(_) => 503,
-            // An answer to a well-formed call, like a policy denial.
-            _ => 200,
-        }
-    }
-
     pub fn reason(&self) -> &'static str {
         match self {
             ApprovalDeny::Pending { .. } => "approval_pending",
@@ -68,40 +59,8 @@ impl ApprovalDeny {
         }
     }
 
-    /// -32042 (URL elicitation required) for clients that take it.
-    pub fn elicits(&self) -> bool {
-        matches!(self, ApprovalDeny::Pending { elicit: true, .. })
-    }
-
     pub fn is_access_decision(&self) -> bool {
         !matches!(self, ApprovalDeny::Unavailable(_) | ApprovalDeny::Batched)
-    }
-
-    /// The JSON-RPC error's `data`: what a client (or its user) needs to
-    /// follow the approval.
-    pub fn data(&self) -> Option<serde_json::Value> {
-        use serde_json::json;
-        Some(match self {
-            ApprovalDeny::Pending { id, url, elicit } => {
-                let mut d = json!({ "reason": self.reason(), "approval_id": id, "inbox_url": url });
-                if *elicit {
-                    d["elicitations"] = json!([{
-                        "mode": "url",
-                        "elicitationId": id,
-                        "url": url,
-                        "message": "This tool call needs an approver's decision. Open the link to follow it, then retry the call.",
-                    }]);
-                }
-                d
-            }
-            ApprovalDeny::Denied { id, by, reason } => json!({
-                "reason": self.reason(), "approval_id": id, "decided_by": by, "decision_reason": reason
-            }),
-            ApprovalDeny::Expired { id } | ApprovalDeny::Used { id } => {
-                json!({ "reason": self.reason(), "approval_id": id })
-            }
-            _ => return None,
-        })
     }
 }
 
@@ -270,14 +229,14 @@ async fn decide(
         request_id: who.request_id.map(str::to_owned),
     };
     let mut a = control.file(&filing).await.map_err(unavailable)?;
-    if a.state == "pending" && h.rule.hold > Duration::ZERO {
+    if a.state == ApprovalState::Pending && h.rule.hold > Duration::ZERO {
         a = control
             .wait(&a.id, h.rule.hold)
             .await
             .map_err(unavailable)?;
     }
-    match a.state.as_str() {
-        "approved" if !a.used => {
+    match a.state {
+        ApprovalState::Approved if !a.used => {
             if control
                 .consume(&a.id, &args_hash)
                 .await
@@ -289,8 +248,8 @@ async fn decide(
                 Err(ApprovalDeny::Used { id: a.id })
             }
         }
-        "approved" => Err(ApprovalDeny::Used { id: a.id }),
-        "pending" => Err(ApprovalDeny::Pending {
+        ApprovalState::Approved => Err(ApprovalDeny::Used { id: a.id }),
+        ApprovalState::Pending => Err(ApprovalDeny::Pending {
             id: a.id,
             url: a.inbox_url,
             // URL-mode elicitation: declared at initialize (2025 sessions)
@@ -300,8 +259,8 @@ async fn decide(
                 .is_some_and(|s| shared.sessions.url_elicitation(s))
                 || declares_url_elicitation(body),
         }),
-        "expired" => Err(ApprovalDeny::Expired { id: a.id }),
-        _ => Err(ApprovalDeny::Denied {
+        ApprovalState::Expired => Err(ApprovalDeny::Expired { id: a.id }),
+        ApprovalState::Denied | ApprovalState::Unknown => Err(ApprovalDeny::Denied {
             id: a.id,
             by: a.decided_by.unwrap_or_default(),
             reason: a.reason.unwrap_or_else(|| "no reason given".into()),

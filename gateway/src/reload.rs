@@ -280,6 +280,13 @@ impl Reloader {
 }
 
 #[async_trait]
+impl crate::control::sync::ApplyConfig for Reloader {
+    async fn apply_yaml(&self, yaml: &str) -> Result<(), ConfigErrors> {
+        self.apply_text(yaml).await.map(|_| ())
+    }
+}
+
+#[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, shutdown: ShutdownWatch) {
         let Source::Control(client) = &self.source else {

@@ -10,6 +10,8 @@ use pingora::protocols::http::client::HttpSession as ClientSession;
 use pingora::upstreams::peer::{HttpPeer, ALPN};
 use sluice_config::{Scheme, Snapshot, Upstream};
 
+use crate::policy::egress::EgressCheck;
+
 /// Resolve every upstream of `snapshot` and build its peer. Runs on the
 /// background runtime (DNS is blocking in the OS resolver); an upstream that
 /// does not resolve gets `None` and its requests a 502 until it does.

@@ -23,6 +23,8 @@ use bytes::Bytes;
 use sluice_config::{Kind, Scope, Snapshot};
 use sluice_gateway::mcp::sse::SseParser;
 use sluice_gateway::mcp::{self, JsonCaps, Method, ResponseInspector};
+use sluice_gateway::policy::decide::Decide;
+use sluice_gateway::policy::hosts::HostCheck;
 use sluice_gateway::policy::list::ListFilter;
 use sluice_gateway::policy::Caller;
 

@@ -56,7 +56,7 @@ pub(super) async fn admit(
         .map_err(|e| Refusal::Llm(LlmDeny::BadRequest(e.to_string())))?;
     let model = llm_req.model.clone();
     let (subject, tenant, roles) = limit_owner(session, ctx.caller.as_ref());
-    let input = sluice_config::LimitInput {
+    let input = crate::limits::LimitInput {
         tenant,
         subject: &subject,
         roles,

@@ -189,7 +189,7 @@ async fn limits(shared: &Shared, session: &Session, ctx: &mut Ctx) -> Result<(),
         return Ok(());
     };
     let (subject, tenant, roles) = limit_owner(session, ctx.caller.as_ref());
-    let mut input = sluice_config::LimitInput {
+    let mut input = crate::limits::LimitInput {
         tenant,
         subject: &subject,
         roles,

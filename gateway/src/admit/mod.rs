@@ -19,6 +19,7 @@ use pingora::proxy::Session;
 use sluice_config::{Route, RouteTransport, Snapshot};
 
 use crate::ctx::Ctx;
+use crate::policy::hosts::HostCheck;
 use crate::policy::{self, Caller};
 use crate::refusal::Refusal;
 use crate::sessions::Check;

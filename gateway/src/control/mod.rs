@@ -9,8 +9,6 @@ pub mod sync;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 /// The environment variable holding the token gateways present to control.
 pub const TOKEN_ENV: &str = "SLUICE_CONTROL_TOKEN";
 
@@ -36,29 +34,10 @@ pub enum ControlError {
     Decode(String),
 }
 
-/// A config version as control publishes it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Pushed {
-    pub version: u64,
-    pub hash: String,
-    pub yaml: String,
-}
-
-/// What the gateway files for a call that needs approval (one definition,
-/// shared with control).
-pub use sluice_config::wire::Filing;
-
-/// The parts of control's approval record the gateway acts on.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ApprovalView {
-    pub id: String,
-    pub state: String,
-    #[serde(default)]
-    pub used: bool,
-    pub decided_by: Option<String>,
-    pub reason: Option<String>,
-    pub inbox_url: String,
-}
+/// The messages exchanged with control: one definition, shared with it.
+pub use sluice_config::wire::{
+    Approval, ApprovalState, ConfigAck, ConfigVersion as Pushed, Consume, Filing,
+};
 
 impl ControlClient {
     pub fn new(
@@ -145,12 +124,12 @@ impl ControlClient {
 
     /// Report the version this gateway runs, or why it refused one.
     pub async fn ack(&self, version: Option<u64>, error: Option<&str>) -> Result<(), ControlError> {
-        let body = serde_json::json!({
-            "gateway": self.gateway_id,
-            "version": version,
-            "ok": error.is_none(),
-            "error": error,
-        });
+        let body = ConfigAck {
+            gateway: self.gateway_id.clone(),
+            version,
+            ok: error.is_none(),
+            error: error.map(str::to_owned),
+        };
         let req = self
             .http
             .post(self.url("/v1/config/ack"))
@@ -159,7 +138,7 @@ impl ControlClient {
         self.send(req).await.map(drop)
     }
 
-    pub async fn file(&self, f: &Filing) -> Result<ApprovalView, ControlError> {
+    pub async fn file(&self, f: &Filing) -> Result<Approval, ControlError> {
         let req = self
             .http
             .post(self.url("/v1/approvals"))
@@ -169,7 +148,7 @@ impl ControlClient {
     }
 
     /// The approval once decided, or as it is after `wait`.
-    pub async fn wait(&self, id: &str, wait: Duration) -> Result<ApprovalView, ControlError> {
+    pub async fn wait(&self, id: &str, wait: Duration) -> Result<Approval, ControlError> {
         let req = self
             .http
             .get(self.url_with(
@@ -186,7 +165,9 @@ impl ControlClient {
         let req = self
             .http
             .post(self.url(&format!("/v1/approvals/{id}/consume")))
-            .json(&serde_json::json!({ "args_hash": args_hash }))
+            .json(&Consume {
+                args_hash: args_hash.to_owned(),
+            })
             .timeout(CALL_TIMEOUT);
         match self.send(req).await {
             Ok(_) => Ok(true),

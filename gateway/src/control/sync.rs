@@ -112,9 +112,16 @@ impl Contact {
     }
 }
 
+/// What serves a config control pushed: the gateway's reloader.
+#[async_trait::async_trait]
+pub trait ApplyConfig: Sync {
+    /// Build and swap in the config `yaml`; the errors say why it was refused.
+    async fn apply_yaml(&self, yaml: &str) -> Result<(), sluice_config::ConfigErrors>;
+}
+
 /// Subscribe until `stop` resolves.
 pub async fn run(
-    reloader: &crate::reload::Reloader,
+    reloader: &impl ApplyConfig,
     client: &ControlClient,
     contact: &Contact,
     metrics: &crate::metrics::Metrics,
@@ -144,7 +151,7 @@ pub async fn run(
                 backoff = MIN_BACKOFF;
                 if let Some(p) = next {
                     seen = Some(p.version);
-                    match reloader.apply_text(&p.yaml).await {
+                    match reloader.apply_yaml(&p.yaml).await {
                         Ok(_) => {
                             tracing::info!(version = p.version, "config from control applied");
                             if let Err(e) = write_cache(&client.state_dir, &p) {

@@ -10,16 +10,18 @@
 
 mod concurrency;
 mod local;
+mod select;
 mod shared;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_config::{ConcurrencyRule, KeyPart, LimitInput, OnUnavailable, RateRule, Snapshot};
+use sluice_config::{ConcurrencyRule, KeyPart, OnUnavailable, RateRule, Snapshot};
 
 pub use concurrency::{Caps, Permit};
 pub use local::LocalLimiter;
+pub use select::{LimitInput, SelectorMatch};
 pub use shared::{RedisStore, StoreDown};
 
 use crate::metrics::Metrics;

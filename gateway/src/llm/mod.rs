@@ -3,7 +3,7 @@
 //! as tool traffic. Admission decides before any upstream is touched: the
 //! endpoint, the model alias and the caller's grant for it, request rate
 //! limits, the tenant's budgets, and token-per-minute reservations. The
-//! exchange itself (`crate::exchange::llm`) tries the alias's targets in order until one
+//! exchange itself (`exchange::llm`) tries the alias's targets in order until one
 //! answers, then streams the answer back while reading its usage.
 
 pub mod budget;
@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use sluice_config::{Kind, LimitInput, Snapshot, TokenLimit, UsageCounts, Verdict};
+use sluice_config::{Kind, Snapshot, TokenLimit, UsageCounts};
 
 pub use budget::{BudgetState, Exhausted, Refused, TokenBuckets};
 pub use request::{Api, LlmRequest, RequestError};
 
-use crate::limits::key_hash;
+use crate::limits::{key_hash, LimitInput, SelectorMatch};
 use crate::metrics::Metrics;
+use crate::policy::decide::{Decide, Verdict};
 use crate::policy::Caller;
 
 /// Output tokens reserved when a request sets no cap.
@@ -48,15 +49,6 @@ pub enum LlmDeny {
 }
 
 impl LlmDeny {
-    pub fn status(&self) -> u16 {
-        match self {
-            LlmDeny::UnknownEndpoint | LlmDeny::ModelNotFound(_) => 404,
-            LlmDeny::BadRequest(_) => 400,
-            LlmDeny::ModelDenied(_) => 403,
-            LlmDeny::NeverFits { .. } | LlmDeny::TokenRate { .. } | LlmDeny::Budget(_) => 429,
-        }
-    }
-
     pub fn reason(&self) -> &'static str {
         match self {
             LlmDeny::UnknownEndpoint => "unknown_endpoint",
@@ -66,16 +58,6 @@ impl LlmDeny {
             LlmDeny::NeverFits { .. } => "tokens_exceed_limit",
             LlmDeny::TokenRate { .. } => "token_rate_limited",
             LlmDeny::Budget(_) => "budget_exhausted",
-        }
-    }
-
-    /// The OpenAI error `type` SDKs look at.
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            LlmDeny::ModelDenied(_) => "permission_error",
-            LlmDeny::NeverFits { .. } | LlmDeny::TokenRate { .. } => "tokens",
-            LlmDeny::Budget(_) => "insufficient_quota",
-            _ => "invalid_request_error",
         }
     }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use sluice_config::{fold::fold_eq, Kind, Snapshot};
 
+use super::decide::Decide;
 use super::Caller;
 use crate::mcp::Method;
 

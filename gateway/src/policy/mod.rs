@@ -4,10 +4,16 @@
 //! of (snapshot, caller, request facts); the proxy turns their refusals into
 //! wire errors through `refusal`.
 
+mod conditions;
+pub mod decide;
+pub mod egress;
+pub mod hosts;
 pub mod list;
 pub(crate) mod strict;
 
-use sluice_config::{Kind, Route, Snapshot, Verdict};
+use sluice_config::{Kind, Route, Snapshot};
+
+use decide::{Decide, Verdict};
 
 use crate::mcp::ListedTool;
 
@@ -97,23 +103,6 @@ impl Deny {
             | Deny::HiddenCompletion { id, .. }
             | Deny::Unclassified { id, .. } => id.as_ref(),
             Deny::Batch(_) | Deny::BatchedList => None,
-        }
-    }
-
-    /// The JSON-RPC code: the spec's own codes for unknown items, so a
-    /// hidden item cannot be told from a missing one.
-    pub fn rpc_code(&self) -> i64 {
-        match self {
-            Deny::Hidden {
-                kind: Kind::Resources,
-                ..
-            } => -32002,
-            Deny::Hidden { .. }
-            | Deny::Conditions { .. }
-            | Deny::UriNotNormal { .. }
-            | Deny::HiddenCompletion { .. } => -32602,
-            Deny::Unclassified { .. } => -32601,
-            Deny::Batch(_) | Deny::BatchedList => -32600,
         }
     }
 }

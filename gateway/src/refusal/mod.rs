@@ -4,19 +4,18 @@
 //! errors, which convert into `Refusal`; upstream failures are a typed
 //! `Failure`. Nothing else writes error responses.
 
-use bytes::Bytes;
-use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
-use pingora::{Error, ErrorType};
-use sluice_config::RouteTransport;
+mod wire;
 
 use crate::access::Denied;
-use crate::ctx::Ctx;
+use crate::approval::ApprovalDeny;
 use crate::failure::Failure;
 use crate::limits::Limited;
+use crate::llm::LlmDeny;
 use crate::mcp::{ClassifyError, RequestId};
 use crate::policy::{Deny, TenantError};
-use crate::state::Shared;
+use sluice_config::Kind;
+
+pub use wire::{answer, body, failed, openai_body, openai_error, respond, sse_errors, MAX_DRAIN};
 
 /// JSON-RPC codes used by the gateway (MCP spec values; no invented codes).
 pub mod code {
@@ -86,9 +85,9 @@ pub enum Refusal {
     Limited(Limited),
     /// The upstream's circuit is open: answered without touching it.
     #[error(transparent)]
-    Llm(#[from] crate::llm::LlmDeny),
+    Llm(#[from] LlmDeny),
     #[error(transparent)]
-    Approval(#[from] crate::approval::ApprovalDeny),
+    Approval(#[from] ApprovalDeny),
     #[error("upstream `{upstream}` is failing; not sending for {}s", retry_after.as_secs().max(1))]
     CircuitOpen {
         upstream: String,
@@ -133,8 +132,8 @@ impl Refusal {
             Refusal::NoUserCredential(_) => 403,
             Refusal::Limited(Limited::StoreDown { .. }) | Refusal::CircuitOpen { .. } => 503,
             Refusal::Limited(_) => 429,
-            Refusal::Llm(d) => d.status(),
-            Refusal::Approval(a) => a.status(),
+            Refusal::Llm(d) => llm_status(d),
+            Refusal::Approval(a) => approval_status(a),
             // A policy denial is an answer to a well-formed call: HTTP 200
             // with a JSON-RPC error, exactly as for an unknown tool.
             Refusal::Policy(Deny::Batch(_) | Deny::BatchedList) => 400,
@@ -150,12 +149,12 @@ impl Refusal {
             | Refusal::Limited(_)
             | Refusal::CircuitOpen { .. }
             | Refusal::BodiesFull(_)
-            | Refusal::Approval(crate::approval::ApprovalDeny::Unavailable(_)) => {
-                code::INTERNAL_ERROR
+            | Refusal::Approval(ApprovalDeny::Unavailable(_)) => code::INTERNAL_ERROR,
+            Refusal::Policy(d) => policy_code(d),
+            Refusal::Approval(ApprovalDeny::Pending { elicit: true, .. }) => {
+                code::URL_ELICITATION_REQUIRED
             }
-            Refusal::Policy(d) => d.rpc_code(),
-            Refusal::Approval(a) if a.elicits() => code::URL_ELICITATION_REQUIRED,
-            Refusal::Approval(crate::approval::ApprovalDeny::Unreadable) => code::INVALID_PARAMS,
+            Refusal::Approval(ApprovalDeny::Unreadable) => code::INVALID_PARAMS,
             _ => code::INVALID_REQUEST,
         }
     }
@@ -242,79 +241,6 @@ impl Refusal {
     }
 }
 
-/// The JSON-RPC error body for `refusal`. Refusals about timing carry
-/// `data: {"reason", "retry_after_ms"}` so a client can back off exactly.
-pub fn body(refusal: &Refusal, id: Option<&RequestId>) -> Bytes {
-    if let Refusal::Policy(Deny::HiddenCompletion { stateless, .. }) = refusal {
-        // The answer the reference servers give for a prompt they do not
-        // have.
-        return Bytes::from(format!(
-            r#"{{"jsonrpc":"2.0","id":{},"result":{{"completion":{{"values":[],"total":0,"hasMore":false}}{}}}}}"#,
-            id.map_or("null", RequestId::raw),
-            if *stateless {
-                r#","resultType":"complete""#
-            } else {
-                ""
-            }
-        ));
-    }
-    let message = serde_json::to_string(&refusal.to_string()).unwrap_or_else(|_| "\"\"".into());
-    let data = match (refusal, refusal.retry_after()) {
-        (Refusal::Approval(a), _) => a
-            .data()
-            .map_or(String::new(), |d| format!(r#","data":{d}"#)),
-        (_, Some(d)) => format!(
-            r#","data":{{"reason":"{}","retry_after_ms":{}}}"#,
-            refusal.reason(),
-            d.as_millis().max(1)
-        ),
-        (_, None) => String::new(),
-    };
-    Bytes::from(format!(
-        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{},"message":{}{}}}}}"#,
-        id.map_or("null", RequestId::raw),
-        refusal.rpc_code(),
-        message,
-        data
-    ))
-}
-
-/// SSE `message` events, each a JSON-RPC error (-32603) for one id; `None`
-/// when there is no id to answer.
-pub fn sse_errors<'a>(ids: impl Iterator<Item = &'a RequestId>, message: &str) -> Option<Bytes> {
-    let message = serde_json::to_string(message).unwrap_or_else(|_| "\"\"".into());
-    let mut out = String::new();
-    for id in ids {
-        out.push_str(&format!(
-            "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{{\"code\":{},\"message\":{}}}}}\n\n",
-            id.raw(),
-            code::INTERNAL_ERROR,
-            message
-        ));
-    }
-    (!out.is_empty()).then(|| Bytes::from(out))
-}
-
-/// The OpenAI error shape model clients and SDKs understand.
-pub fn openai_body(refusal: &Refusal) -> Bytes {
-    let kind = match refusal {
-        Refusal::Llm(d) => d.error_type(),
-        Refusal::Limited(_) => "requests",
-        Refusal::Unauthenticated { .. } => "authentication_error",
-        Refusal::Upstream(_) | Refusal::CircuitOpen { .. } => "server_error",
-        _ => "invalid_request_error",
-    };
-    openai_error(&refusal.to_string(), kind, refusal.reason())
-}
-
-/// Bytes of an OpenAI-shaped error, for answers the gateway gives itself.
-pub fn openai_error(message: &str, kind: &str, code: &str) -> Bytes {
-    Bytes::from(
-        serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
-            .to_string(),
-    )
-}
-
 impl From<Limited> for Refusal {
     fn from(l: Limited) -> Self {
         Refusal::Limited(l)
@@ -332,133 +258,80 @@ impl From<Denied> for Refusal {
     }
 }
 
-/// Most bytes read and discarded past the body cap to answer 413 cleanly.
-pub const MAX_DRAIN: u64 = 16 << 20;
-
-/// Answer a refusal: wire bytes, a metric and a log line.
-pub async fn answer(shared: &Shared, session: &mut Session, ctx: &mut Ctx, refusal: &Refusal) {
-    ctx.outcome.refused = Some(refusal.reason());
-    ctx.outcome.access_denied = refusal.is_access_decision();
-    if let Refusal::Unauthenticated { reason, .. } = refusal {
-        shared
-            .metrics
-            .auth_failures
-            .with_label_values(&[ctx.route_label(), reason])
-            .inc();
+/// A model refusal's HTTP status.
+fn llm_status(d: &LlmDeny) -> u16 {
+    match d {
+        LlmDeny::UnknownEndpoint | LlmDeny::ModelNotFound(_) => 404,
+        LlmDeny::BadRequest(_) => 400,
+        LlmDeny::ModelDenied(_) => 403,
+        LlmDeny::NeverFits { .. } | LlmDeny::TokenRate { .. } | LlmDeny::Budget(_) => 429,
     }
-    shared
-        .metrics
-        .refusals
-        .with_label_values(&[ctx.route_label(), refusal.reason()])
-        .inc();
-    tracing::info!(
-        route = ctx.route_label(),
-        status = refusal.status(),
-        reason = refusal.reason(),
-        detail = %refusal,
-        "request refused"
-    );
-    if let Refusal::BodyTooLarge { drain: true, .. } = refusal {
-        session.set_read_timeout(Some(ctx.rt.snapshot.client_read_timeout));
-        let mut drained = 0u64;
-        // Bounded: a client that keeps sending past the cap is cut off.
-        while let Ok(Some(chunk)) = session.read_request_body().await {
-            drained += chunk.len() as u64;
-            if drained > MAX_DRAIN {
-                break;
+}
+
+/// The OpenAI error `type` SDKs look at.
+fn llm_error_type(d: &LlmDeny) -> &'static str {
+    match d {
+        LlmDeny::ModelDenied(_) => "permission_error",
+        LlmDeny::NeverFits { .. } | LlmDeny::TokenRate { .. } => "tokens",
+        LlmDeny::Budget(_) => "insufficient_quota",
+        _ => "invalid_request_error",
+    }
+}
+
+/// An approval refusal's HTTP status: an answer to a well-formed call (200,
+/// like a policy denial) unless the batch was malformed or control is away.
+fn approval_status(a: &ApprovalDeny) -> u16 {
+    match a {
+        ApprovalDeny::Batched => 400,
+        ApprovalDeny::Unavailable(_) => 503,
+        _ => 200,
+    }
+}
+
+/// A policy denial's JSON-RPC code: the spec's own codes for unknown
+/// items, so a hidden item cannot be told from a missing one.
+fn policy_code(d: &Deny) -> i64 {
+    match d {
+        Deny::Hidden {
+            kind: Kind::Resources,
+            ..
+        } => -32002,
+        Deny::Hidden { .. }
+        | Deny::Conditions { .. }
+        | Deny::UriNotNormal { .. }
+        | Deny::HiddenCompletion { .. } => code::INVALID_PARAMS,
+        Deny::Unclassified { .. } => -32601,
+        Deny::Batch(_) | Deny::BatchedList => code::INVALID_REQUEST,
+    }
+}
+
+/// What a client needs to follow an approval: the JSON-RPC error's `data`.
+fn approval_data(a: &ApprovalDeny) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let reason = a.reason();
+    Some(match a {
+        ApprovalDeny::Pending { id, url, elicit } => {
+            let mut d = json!({ "reason": reason, "approval_id": id, "inbox_url": url });
+            if *elicit {
+                d["elicitations"] = json!([{
+                    "mode": "url",
+                    "elicitationId": id,
+                    "url": url,
+                    "message": "This tool call needs an approver's decision. Open the link to follow it, then retry the call.",
+                }]);
             }
+            d
         }
-    }
-    if let Err(e) = respond(session, refusal, ctx.first_id(), is_model_route(ctx)).await {
-        tracing::debug!(error = %e, "could not write refusal");
-    }
-}
-
-fn is_model_route(ctx: &Ctx) -> bool {
-    ctx.route()
-        .is_some_and(|r| r.transport == RouteTransport::Llm)
-}
-
-/// An exchange failed (Pingora's `fail_to_proxy`): counted, charged to the
-/// upstream's circuit, and answered — a JSON-RPC (or OpenAI) error with the
-/// request's id if nothing was sent yet, the answer closed properly if it
-/// had started. Returns the status for Pingora's log (0: none).
-pub async fn failed(shared: &Shared, session: &mut Session, e: &Error, ctx: &mut Ctx) -> u16 {
-    let code = match e.etype() {
-        ErrorType::HTTPStatus(c) => *c,
-        _ => match e.esource() {
-            pingora::ErrorSource::Upstream => match e.etype() {
-                ErrorType::ConnectTimedout | ErrorType::ReadTimedout => 504,
-                _ => 502,
-            },
-            pingora::ErrorSource::Downstream => match e.etype() {
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                _ => 400,
-            },
-            _ => 500,
-        },
-    };
-    let kind = shared.failed(e, ctx);
-    let upstream_fault = e.esource() == &pingora::ErrorSource::Upstream;
-    if ctx.outcome.status.is_some() || session.response_written().is_some() {
-        // The answer had started: close it properly.
-        if upstream_fault {
-            if let Some(events) = shared.cut_short(ctx) {
-                let _ = session.write_response_body(Some(events), true).await;
-            }
+        ApprovalDeny::Denied {
+            id,
+            by,
+            reason: why,
+        } => json!({
+            "reason": reason, "approval_id": id, "decided_by": by, "decision_reason": why
+        }),
+        ApprovalDeny::Expired { id } | ApprovalDeny::Used { id } => {
+            json!({ "reason": reason, "approval_id": id })
         }
-    } else if code > 0 {
-        // Answer in JSON-RPC with the request's id: nothing was sent yet.
-        let refusal = Refusal::Upstream(kind);
-        let body = if is_model_route(ctx) {
-            openai_body(&refusal)
-        } else {
-            body(&refusal, ctx.first_id())
-        };
-        if let Ok(mut resp) = ResponseHeader::build(code, Some(3)) {
-            let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
-            let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
-            // Pingora closes the connection after a failed proxy: say so
-            // (`Connection: close`), so the client does not reuse it.
-            session.set_keepalive(None);
-            let _ = session.write_response_header(Box::new(resp), false).await;
-            let _ = session.write_response_body(Some(body), true).await;
-        }
-    }
-    code
-}
-
-/// Write `refusal` to the client, as JSON-RPC or (model routes) in the
-/// OpenAI error shape. The caller records metrics and logs.
-pub async fn respond(
-    session: &mut Session,
-    refusal: &Refusal,
-    id: Option<&RequestId>,
-    openai: bool,
-) -> pingora::Result<()> {
-    let body = if openai {
-        openai_body(refusal)
-    } else {
-        body(refusal, refusal.id(id))
-    };
-    let mut resp = ResponseHeader::build(refusal.status(), Some(4))?;
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    match refusal {
-        Refusal::MethodNotAllowed => {
-            resp.insert_header(http::header::ALLOW, "GET, POST, DELETE")?;
-        }
-        Refusal::Unauthenticated { challenge, .. } => {
-            resp.insert_header(http::header::WWW_AUTHENTICATE, challenge.as_str())?;
-        }
-        _ => {}
-    }
-    if let Some(wait) = refusal.retry_after() {
-        // Whole seconds, rounded up: never invite a retry that is too early.
-        let secs = wait.as_millis().div_ceil(1000).max(1);
-        resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
-    }
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+        _ => return None,
+    })
 }

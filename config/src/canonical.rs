@@ -1,0 +1,69 @@
+//! The canonical hash of a JSON value: what binds an approval to the exact
+//! arguments (and tool definition) it was given for, on both sides.
+
+/// Hex SHA-256 of `v` written canonically: object keys sorted at every
+/// level, no whitespace. The gateway and control hash arguments (and tool
+/// definitions) this way, so a key order or spacing change is the same call
+/// and any value change is a different one.
+pub fn canonical_hash(v: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
+    let mut out = Vec::with_capacity(256);
+    write_canonical(v, &mut out);
+    let d = Sha256::digest(&out);
+    let mut hex = String::with_capacity(64);
+    for b in d {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut *out, k);
+                out.push(b':');
+                write_canonical(&map[k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn key_order_and_spacing_do_not_change_the_hash() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b":1,"a":{"y":[1,2],"x":"s"}}"#).expect("json");
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{ "a": { "x": "s", "y": [1, 2] }, "b": 1 }"#).expect("json");
+        let c: serde_json::Value =
+            serde_json::from_str(r#"{"b":2,"a":{"y":[1,2],"x":"s"}}"#).expect("json");
+        assert_eq!(super::canonical_hash(&a), super::canonical_hash(&b));
+        assert_ne!(super::canonical_hash(&a), super::canonical_hash(&c));
+        assert_eq!(super::canonical_hash(&a).len(), 64);
+    }
+}

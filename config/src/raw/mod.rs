@@ -1,0 +1,90 @@
+//! The config file's format: plain serde types that mirror the YAML one to
+//! one, a file per top-level section. Nothing here is trusted; `build`
+//! validates it and compiles it into the `model`.
+
+mod approvals;
+mod audit;
+mod identity;
+mod limits;
+mod listeners;
+mod llm;
+mod rate_limits;
+mod roles;
+mod routes;
+mod secret;
+mod upstreams;
+
+use serde::Deserialize;
+
+pub use approvals::{RawApprovalRule, RawApprovals};
+pub use audit::RawAudit;
+pub use identity::{RawApiKey, RawIdentity, RawJwtIssuer};
+pub use limits::{RawLimits, RawShutdown};
+pub use listeners::{RawAdmin, RawListener, RawListenerTls};
+pub use llm::{RawBudget, RawLlm, RawModel, RawPrice, RawTarget, RawTokenLimit};
+pub use rate_limits::{
+    RawConcurrencyRule, RawRateLimits, RawRateRule, RawSelector, RawSharedStore,
+};
+pub use roles::{RawCondition, RawConditionalRule, RawRole, RawRule};
+pub use routes::{RawHostPolicy, RawRoute};
+pub use secret::RawSecretRef;
+pub use upstreams::{
+    RawCircuitBreaker, RawCredential, RawInjection, RawRetries, RawTenantCredential, RawTimeouts,
+    RawUpstream, RawUpstreamTls, RawUserCredentials,
+};
+
+use crate::error::{ConfigError, ConfigErrors};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub upstreams: Vec<RawUpstream>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub identity: RawIdentity,
+    /// The tenants this gateway serves; every tenant named elsewhere must be here.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<RawRole>,
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// Upstream addresses allowed after resolution: names, IPs, CIDRs.
+    /// Empty means no egress check.
+    #[serde(default)]
+    pub egress_allow: Vec<String>,
+    #[serde(default)]
+    pub rate_limits: RawRateLimits,
+    /// Caps on calls in flight, per key.
+    #[serde(default)]
+    pub concurrency_limits: Vec<RawConcurrencyRule>,
+    /// Model traffic on `transport: llm` routes.
+    #[serde(default)]
+    pub llm: RawLlm,
+    /// Tool calls that wait for a human decision at the control process.
+    #[serde(default)]
+    pub approvals: RawApprovals,
+}
+
+impl RawConfig {
+    /// Parse YAML; a syntax or shape error is reported with its location.
+    pub fn from_yaml(yaml: &str) -> Result<Self, ConfigErrors> {
+        serde_yaml::from_str(yaml).map_err(|e| {
+            let path = e
+                .location()
+                .map(|l| format!("line {} column {}", l.line(), l.column()))
+                .unwrap_or_else(|| "<document>".to_owned());
+            ConfigError::new(path, e.to_string()).into()
+        })
+    }
+}
