@@ -9,6 +9,7 @@ mod canonical;
 mod civil;
 mod error;
 pub mod fold;
+pub mod locks;
 pub mod model;
 pub mod raw;
 pub mod uri;

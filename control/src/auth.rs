@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::settings::User;
+use sluice_config::locks::Recover;
 
 pub const SESSION_COOKIE: &str = "sluice_session";
 
@@ -73,7 +74,7 @@ impl Auth {
             return self.user_by_token(t);
         }
         let sid = cookie(headers, SESSION_COOKIE)?;
-        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.sessions.lock().recover();
         match s.get(sid) {
             Some((idx, exp)) if *exp > Instant::now() => self.users.get(*idx),
             Some(_) => {
@@ -89,7 +90,7 @@ impl Auth {
         let user = self.user_by_token(token)?;
         let idx = self.users.iter().position(|u| u.name == user.name)?;
         let sid = crate::db::random_id();
-        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.sessions.lock().recover();
         let now = Instant::now();
         s.retain(|_, (_, exp)| *exp > now);
         s.insert(sid.clone(), (idx, now + self.ttl));
@@ -98,10 +99,7 @@ impl Auth {
 
     pub fn sign_out(&self, headers: &HeaderMap) {
         if let Some(sid) = cookie(headers, SESSION_COOKIE) {
-            self.sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(sid);
+            self.sessions.lock().recover().remove(sid);
         }
     }
 

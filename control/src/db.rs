@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
+use sluice_config::locks::Recover;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS published (
@@ -89,7 +90,7 @@ impl Db {
     {
         let conn = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let mut c = conn.lock().recover();
             f(&mut c).map_err(DbError::Sql)
         })
         .await

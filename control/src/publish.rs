@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::db::{now_ms, rfc3339, Db, DbError};
 use crate::metrics::Metrics;
+use sluice_config::locks::Recover;
 
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -98,10 +99,7 @@ impl Publisher {
     }
 
     pub fn refused(&self) -> Option<Refused> {
-        self.refused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.refused.lock().recover().clone()
     }
 
     /// Validate `yaml` and publish it if it is new.
@@ -115,7 +113,7 @@ impl Publisher {
                     .config_offers
                     .with_label_values(&["refused"])
                     .inc();
-                *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(Refused {
+                *self.refused.lock().recover() = Some(Refused {
                     source,
                     errors,
                     at: rfc3339(now_ms()),
@@ -160,7 +158,7 @@ impl Publisher {
             .with_label_values(&["published"])
             .inc();
         self.metrics.config_version.set(version as i64);
-        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.refused.lock().recover() = None;
         self.tx.send_replace(Some(Arc::new(published)));
         Ok(Outcome::Published(version))
     }

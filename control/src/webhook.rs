@@ -13,6 +13,7 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
+use sluice_config::locks::Recover;
 
 const BATCH: usize = 200;
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -45,11 +46,11 @@ impl Webhook {
     /// Queue one JSON record. Never blocks on delivery.
     pub fn enqueue(&self, record: String) {
         let seq = {
-            let mut n = self.next_seq.lock().unwrap_or_else(|e| e.into_inner());
+            let mut n = self.next_seq.lock().recover();
             *n += 1;
             *n
         };
-        let mut q = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self.backlog.lock().recover();
         while q.len() >= self.cap {
             q.pop_front();
             self.metrics.webhook_dropped.inc();
@@ -79,7 +80,7 @@ impl Webhook {
         let mut backoff = MIN_BACKOFF;
         loop {
             let batch: Vec<(u64, String)> = {
-                let q = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+                let q = self.backlog.lock().recover();
                 q.iter().take(BATCH).cloned().collect()
             };
             if batch.is_empty() {
@@ -108,7 +109,7 @@ impl Webhook {
             let last = batch.last().map_or(0, |(s, _)| *s);
             match req.body(body).send().await {
                 Ok(resp) if resp.status().is_success() => {
-                    let mut q = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut q = self.backlog.lock().recover();
                     // Records dropped for overflow meanwhile are already gone.
                     let mut sent = 0;
                     while q.front().is_some_and(|(s, _)| *s <= last) {

@@ -17,6 +17,7 @@ use sluice_config::{ConfigErrors, Snapshot};
 use crate::state::{Runtime, Shared};
 use crate::tls::ReloadingCert;
 use crate::upstream;
+use sluice_config::locks::Recover;
 
 /// How often the file's metadata is checked for a change.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -216,7 +217,7 @@ impl Reloader {
             }
             self.tasks
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .recover()
                 .extend(a.jwt.refreshers(&client));
         }
         let sampler = crate::audit::Sampler::new(snapshot.audit.sample_rate);
@@ -270,7 +271,7 @@ impl Reloader {
 
     fn file_changed(&self) -> bool {
         let now = self.source.stamp();
-        let mut last = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.stamp.lock().recover();
         if now.is_some() && *last != now {
             *last = now;
             return true;
@@ -328,7 +329,7 @@ impl Reloader {
                     let _ = self.reload().await;
                 }
                 _ = watch.tick() => {
-                    for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+                    for task in self.tasks.lock().recover().drain(..) {
                         tokio::spawn(task);
                     }
                     let rt = self.shared.current();

@@ -12,6 +12,7 @@ use rand::Rng;
 use sluice_config::{CircuitBreaker, Retries, Snapshot, Upstream};
 
 use crate::metrics::Metrics;
+use sluice_config::locks::Recover;
 
 pub struct UpstreamHealth {
     pub name: String,
@@ -200,7 +201,7 @@ impl Breaker {
 
     /// `Ok(true)`: this request is the half-open probe.
     fn admit(&self, now: Instant, on_change: impl Fn(State)) -> Result<bool, Duration> {
-        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.inner.lock().recover();
         match s.state {
             State::Closed => Ok(false),
             State::Open if now < s.open_until => Err(s.open_until - now),
@@ -221,12 +222,12 @@ impl Breaker {
     }
 
     fn release_probe(&self) {
-        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.inner.lock().recover();
         s.probe_out = false;
     }
 
     fn record(&self, probe: bool, ok: bool, now: Instant, on_change: impl Fn(State)) {
-        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.inner.lock().recover();
         if probe {
             s.probe_out = false;
         }
@@ -315,7 +316,7 @@ impl RetryBudget {
 
     fn withdraw(&self, now: Instant) -> bool {
         {
-            let mut last = self.last_refill.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self.last_refill.lock().recover();
             let earned = (now.duration_since(*last).as_millis() as u64)
                 .saturating_mul(self.min_per_s)
                 / 1000;

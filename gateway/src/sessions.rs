@@ -3,6 +3,7 @@
 //! maps keep the per-request lock short; idle bindings are swept so memory
 //! stays bounded.
 
+use sluice_config::locks::Recover;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
@@ -55,7 +56,7 @@ impl Sessions {
     /// Check `id` against the caller; a session never seen before (created
     /// before this process started, or by another replica) is bound now.
     pub fn check(&self, id: &str, subject: &str, tenant: Option<&str>) -> Check {
-        let mut map = self.shard(id).lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.shard(id).lock().recover();
         let now = Instant::now();
         match map.get_mut(id) {
             Some(b) if &*b.owner.subject == subject && b.owner.tenant.as_deref() == tenant => {
@@ -72,7 +73,7 @@ impl Sessions {
 
     /// Bind a session the upstream just created for this caller.
     pub fn bind(&self, id: &str, subject: &str, tenant: Option<&str>, url_elicitation: bool) {
-        let mut map = self.shard(id).lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.shard(id).lock().recover();
         insert(&mut map, id, subject, tenant, Instant::now(), self.idle);
         if let Some(b) = map.get_mut(id) {
             b.url_elicitation = url_elicitation;
@@ -83,23 +84,17 @@ impl Sessions {
     pub fn url_elicitation(&self, id: &str) -> bool {
         self.shard(id)
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .recover()
             .get(id)
             .is_some_and(|b| b.url_elicitation)
     }
 
     pub fn end(&self, id: &str) {
-        self.shard(id)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.shard(id).lock().recover().remove(id);
     }
 
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        self.shards.iter().map(|s| s.lock().recover().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -103,10 +103,9 @@ async fn the_clients_forwarding_headers_do_not_reach_the_model_upstream() {
         .expect("response");
     assert_eq!(resp.status(), 200);
     let seen = primary.last_headers().expect("headers");
-    assert_eq!(
-        seen.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-        Some("127.0.0.1"),
-        "the gateway says who connected"
+    assert!(
+        seen.get("x-forwarded-for").is_none(),
+        "a model provider is not told the client's address: {seen:?}"
     );
     assert!(seen.get("forwarded").is_none(), "{seen:?}");
     assert!(seen.get("x-real-ip").is_none(), "{seen:?}");

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use super::ControlClient;
 use crate::audit::{AuditError, AuditEvent, AuditSink};
 use crate::metrics::Metrics;
+use sluice_config::locks::Recover;
 
 const BATCH: usize = 500;
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -40,7 +41,7 @@ impl Backlog {
     }
 
     fn push(&self, lines: Vec<String>) {
-        let mut g = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.events.lock().recover();
         for line in lines {
             if g.1.len() >= self.cap {
                 g.1.pop_front();
@@ -122,7 +123,7 @@ async fn ship_once(
     shipped: &prometheus::IntCounter,
 ) -> Result<(), super::ControlError> {
     let (last, body) = {
-        let g = backlog.events.lock().unwrap_or_else(|e| e.into_inner());
+        let g = backlog.events.lock().recover();
         let mut body = String::from("[");
         let mut last = 0;
         for (i, (seq, line)) in g.1.iter().take(BATCH).enumerate() {
@@ -139,7 +140,7 @@ async fn ship_once(
         return Ok(());
     }
     client.ship(body).await?;
-    let mut g = backlog.events.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = backlog.events.lock().recover();
     let mut n = 0;
     while g.1.front().is_some_and(|(s, _)| *s <= last) {
         g.1.pop_front();

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
+use sluice_config::locks::Recover;
 
 /// How often deadlines are checked (and the coarse clock advances).
 const TICK: Duration = Duration::from_millis(50);
@@ -259,7 +260,7 @@ impl Closed {
 
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().recover()
     }
 }
 

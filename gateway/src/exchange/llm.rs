@@ -45,7 +45,9 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         .alias(&call.req.model)
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "alias vanished"))?;
     let subject = ctx.caller.as_ref().map(|c| c.subject.to_string());
-    let client = super::mcp::client_ip(session);
+    // A model provider is often a third party: the client's address is not
+    // its to know (an MCP upstream is told it).
+    let client = None;
     let mut last_err: Option<Box<Error>> = None;
     let mut attempts = 0u32;
     let tries = call.order.len();

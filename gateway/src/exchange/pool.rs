@@ -20,6 +20,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use pingora::protocols::Stream;
+use sluice_config::locks::Recover;
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Most idle connections kept per upstream and thread; the oldest goes first.
@@ -101,7 +102,7 @@ impl IdlePool {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Vec<Idle>>> {
         // Nothing can be left half-done under this lock: a panic elsewhere
         // does not make the map unusable.
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+        self.idle.lock().recover()
     }
 }
 

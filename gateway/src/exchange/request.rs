@@ -9,9 +9,9 @@ use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType, Result};
 
 use crate::ctx::Ctx;
-use crate::policy::Caller;
+use crate::identity::{AssertionClaims, Caller, DEFAULT_ASSERTION_TTL};
 use crate::state::Shared;
-use crate::{audit, inject, upstream};
+use crate::{inject, upstream};
 
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
@@ -21,7 +21,8 @@ pub struct Target<'a> {
     pub path: &'a str,
 }
 
-/// Rewrite `req` (the client's head) for `target`.
+/// Rewrite `req` (the client's head) for `target`. `client`: the address
+/// to send as `X-Forwarded-For`, if the upstream is to know it.
 pub fn prepare(
     shared: &Shared,
     client: Option<std::net::IpAddr>,
@@ -35,8 +36,15 @@ pub fn prepare(
     if ctx.request.client_hop_headers {
         upstream::strip_client_hop_headers(req);
     }
-    if let Some(ip) = client {
-        req.insert_header(X_FORWARDED_FOR, upstream::forwarded_for(ip))?;
+    // The client's own `X-Forwarded-For` never passes: the gateway says
+    // who connected, or nothing.
+    match client {
+        Some(ip) => req.insert_header(X_FORWARDED_FOR, upstream::forwarded_for(ip))?,
+        None => {
+            if req.headers.contains_key(&X_FORWARDED_FOR) {
+                req.remove_header(&X_FORWARDED_FOR);
+            }
+        }
     }
     let tenant = ctx.caller.as_ref().and_then(|c| c.tenant.as_deref());
     let credential = ctx.rt.credential_for(target.upstream, tenant);
@@ -82,21 +90,14 @@ fn assertion(
 ) -> Result<String> {
     let session = ctx.request.session.as_deref();
     let sign = |request_id: Option<String>| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let claims = crate::identity::AssertionClaims {
-            iss: "sluice".into(),
-            sub: c.subject.to_string(),
-            tenant: c.tenant.as_deref().unwrap_or("").to_owned(),
-            roles: c.roles.iter().map(|r| r.to_string()).collect(),
-            session: session.map(str::to_owned),
+        let claims = AssertionClaims::for_caller(
+            "sluice",
+            c,
+            upstream,
             request_id,
-            aud: upstream.to_owned(),
-            iat: now,
-            exp: now + crate::identity::DEFAULT_ASSERTION_TTL.as_secs(),
-            jti: audit::new_event_id(),
-        };
+            session,
+            DEFAULT_ASSERTION_TTL,
+        );
         shared
             .signer
             .sign(&claims)

@@ -52,14 +52,35 @@ impl AssertionClaims {
         session: Option<&str>,
         ttl: Duration,
     ) -> Self {
+        let caller = super::Caller {
+            subject: principal.subject.as_str().into(),
+            tenant: Some(tenant.into()),
+            roles: principal.roles.iter().map(|r| r.as_str().into()).collect(),
+            anonymous: false,
+        };
+        let request_id = Some(request_id.to_owned());
+        Self::for_caller(issuer, &caller, audience, request_id, session, ttl)
+    }
+
+    /// Claims for `caller` toward `audience`: `iat` now, `exp` = `iat` +
+    /// `ttl`, a fresh random `jti`. `request_id` is `None` on an assertion
+    /// reused across requests.
+    pub fn for_caller(
+        issuer: &str,
+        caller: &super::Caller,
+        audience: &str,
+        request_id: Option<String>,
+        session: Option<&str>,
+        ttl: Duration,
+    ) -> Self {
         let iat = unix_now();
         AssertionClaims {
             iss: issuer.to_owned(),
-            sub: principal.subject.clone(),
-            tenant: tenant.to_owned(),
-            roles: principal.roles.clone(),
+            sub: caller.subject.to_string(),
+            tenant: caller.tenant.as_deref().unwrap_or("").to_owned(),
+            roles: caller.roles().map(str::to_owned).collect(),
             session: session.map(str::to_owned),
-            request_id: Some(request_id.to_owned()),
+            request_id,
             aud: audience.to_owned(),
             iat,
             exp: iat.saturating_add(ttl.as_secs()),

@@ -22,13 +22,31 @@ pub use jwks::{http_client, JwksCache, KeySet, RefreshSchedule};
 pub use jwt::{IssuerConfig, JwtVerifier, KeySource, RefreshTask};
 pub use metadata::{metadata_url, protected_resource_metadata, www_authenticate};
 
-/// Who is calling, after authentication.
+/// Who is calling, as authenticated: every tenant the credential names.
+/// Admission resolves one tenant and makes it a `Caller`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub subject: String,
     pub tenants: Vec<String>,
     pub roles: Vec<String>,
     pub method: AuthMethod,
+}
+
+/// Who is calling, in one tenant: the `Principal` once admission resolved
+/// its tenant. What policy, limits, audit and assertions see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub subject: Box<str>,
+    pub tenant: Option<Box<str>>,
+    pub roles: Vec<Box<str>>,
+    /// Came in on an `auth: anonymous` route without credentials.
+    pub anonymous: bool,
+}
+
+impl Caller {
+    pub fn roles(&self) -> impl Iterator<Item = &str> + Clone {
+        self.roles.iter().map(|r| &**r)
+    }
 }
 
 /// How the caller authenticated.

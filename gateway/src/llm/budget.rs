@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use sluice_config::{Budget, Period};
 
+use sluice_config::locks::Recover;
 use sluice_config::{civil_from_days, days_from_civil};
 
 /// Token-per-minute buckets, one per key, each holding at most a minute's
@@ -113,7 +114,7 @@ impl BudgetState {
     }
 
     fn current(&self, now_unix: u64) -> std::sync::MutexGuard<'_, Spent> {
-        let mut s = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.spent.lock().recover();
         let start = period_start(self.budget.period, now_unix);
         if s.period_start != start {
             *s = Spent {

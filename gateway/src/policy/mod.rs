@@ -20,21 +20,8 @@ use crate::mcp::ListedTool;
 use crate::mcp::jsonrpc::RefKind;
 use crate::mcp::{Kind as MsgKind, Message, Method, RequestFacts, RequestId};
 
-/// The authenticated caller as policy sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub subject: Box<str>,
-    pub tenant: Option<Box<str>>,
-    pub roles: Vec<Box<str>>,
-    /// Came in on an `auth: anonymous` route without credentials.
-    pub anonymous: bool,
-}
-
-impl Caller {
-    pub fn roles(&self) -> impl Iterator<Item = &str> + Clone {
-        self.roles.iter().map(|r| &**r)
-    }
-}
+/// Who is calling, as policy sees it (defined with identity).
+pub use crate::identity::Caller;
 
 /// Why a message may not go upstream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
