@@ -9,6 +9,9 @@ cycles listed in .ci/cycles.allow (one per line: `crate: mod mod ...`), so a
 new cycle, or a module joining one, fails the suite. Cutting cycles only
 shrinks the list: update it when one goes.
 
+It also holds the gateway to its layers (.ci/layers): a module of a layer
+imports no module of a layer above it, and a core module imports no layer.
+
 Usage: .ci/cycles.py [--print]   (--print: the cycles now, as allow lines)
 """
 import os
@@ -60,9 +63,10 @@ def modules(src):
 
 def strip_tests(text):
     # `#[cfg(test)] mod tests { ... }` at the end of a file: tests may import
-    # anything of their parent.
+    # anything of their parent. Comments name modules without importing them.
     i = text.find("#[cfg(test)]\nmod tests")
-    return text if i < 0 else text[:i]
+    text = text if i < 0 else text[:i]
+    return "\n".join(l for l in text.split("\n") if not l.lstrip().startswith("//"))
 
 
 def graph(src):
@@ -127,6 +131,41 @@ def sccs(edges):
     return out
 
 
+def layer_breaches():
+    """Imports against .ci/layers, as `crate: from -> to (why)` lines."""
+    rules = {}
+    with open(os.path.join(ROOT, ".ci", "layers"), encoding="utf-8") as fh:
+        for line in fh:
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            head, mods = line.split(":", 1)
+            crate, kind = head.split()
+            if kind == "layers":
+                rules.setdefault(crate, {})["layers"] = [l.split() for l in mods.split("|")]
+            else:
+                rules.setdefault(crate, {})["core"] = mods.split()
+    out = []
+    for crate, r in rules.items():
+        layers, core = r.get("layers", []), set(r.get("core", []))
+
+        def layer(m):
+            top = m.split("::")[0]
+            return next((i for i, l in enumerate(layers) if top in l), None)
+
+        for m, targets in sorted(graph(os.path.join(ROOT, crate, "src")).items()):
+            top = m.split("::")[0]
+            for t in sorted(targets):
+                if t.split("::")[0] == top:
+                    continue
+                lm, lt = layer(m), layer(t)
+                if lm is not None and lt is not None and lt < lm:
+                    out.append(f"{crate}: {m} -> {t} (a layer imports one above it)")
+                elif top in core and lt is not None:
+                    out.append(f"{crate}: {m} -> {t} (a core module imports a layer)")
+    return out
+
+
 def main():
     found = {c: sccs(graph(os.path.join(ROOT, c, "src"))) for c in CRATES}
     if "--print" in sys.argv:
@@ -147,12 +186,18 @@ def main():
             if not any(set(comp) <= a for a in allowed.get(c, [])):
                 bad.append(f"{c}: {' '.join(comp)}")
     total = sum(len(v) for v in found.values())
+    breaches = layer_breaches()
+    if breaches:
+        print("imports against the layers (.ci/layers):")
+        for b in breaches:
+            print("  " + b)
+        return 1
     if bad:
         print("new import cycle(s) among modules (each must fit a cycle in .ci/cycles.allow):")
         for b in bad:
             print("  " + b)
         return 1
-    print(f"import cycles: {total}, none new (.ci/cycles.allow)")
+    print(f"import cycles: {total}, none new (.ci/cycles.allow); layers kept (.ci/layers)")
     return 0
 
 

@@ -124,7 +124,7 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let reentry = crate::downstream::front::ReentrySlot::default();
+    let reentry = crate::conn::front::ReentrySlot::default();
     let gateway = Gateway {
         shared: shared.clone(),
         upstreams: crate::exchange::Upstreams::new(reentry.clone()),
@@ -137,7 +137,7 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     app.server_options = Some(o);
     let mut proxy = Service::new(
         "sluice".into(),
-        crate::downstream::front::Front::new(app, reentry, shared.clone()),
+        crate::conn::front::Front::new(app, reentry, shared.clone()),
     );
     for l in &first.listeners {
         let addr = l.address.to_string();

@@ -101,9 +101,9 @@ pub struct Shared {
     /// Catalog problems already reported, so each is logged once.
     catalog_warned: std::sync::Mutex<HashSet<String>>,
     /// Idle connections of the gateway's own HTTP/1.1 client.
-    pub idle: crate::exchange::pool::IdlePool,
+    pub idle: crate::conn::pool::IdlePool,
     /// Client connections open, and those waiting for their first head.
-    pub conns: crate::downstream::conns::Conns,
+    pub conns: crate::conn::conns::Conns,
 }
 
 impl Shared {

@@ -9,7 +9,8 @@ use pingora::proxy::Session;
 use sluice_config::{Route, RouteTransport, Snapshot};
 
 use super::head::header_bytes;
-use super::{circuit, limit_owner, Admit, PINGORA_REPLAY_LIMIT};
+use super::{circuit, limit_owner, Admit};
+use crate::conn::PINGORA_REPLAY_LIMIT;
 use crate::ctx::Ctx;
 use crate::mcp::jsonrpc::{check_mirrored_headers, effective_revision};
 use crate::mcp::legacy::EndpointRewriter;

@@ -27,11 +27,6 @@ use crate::state::Shared;
 use crate::{access, audit, upstream};
 use head::{header_str, listener_name};
 
-/// Bodies up to this size are replayed upstream by Pingora itself; larger
-/// ones are forwarded by `exchange::mcp`, which does not depend on that
-/// buffer.
-pub const PINGORA_REPLAY_LIMIT: usize = 64 * 1024;
-
 const MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
 
 /// Where an admitted request goes.

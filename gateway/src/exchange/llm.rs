@@ -18,9 +18,10 @@ use pingora::{Error, ErrorType, Result};
 use sluice_config::Upstream;
 
 use super::request::{self, Target};
-use super::{h1, ConnectRetry, Deps, Open, Resend};
+use super::{ConnectRetry, Deps, Open, Resend};
+use crate::conn::direct::Direct;
+use crate::conn::h1;
 use crate::ctx::Ctx;
-use crate::downstream::direct::Direct;
 use crate::llm::usage::UsageWatch;
 use crate::llm::Outcome;
 use crate::{answer, upstream};

@@ -11,9 +11,10 @@ use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType, Result};
 
 use super::request::{self, Target};
-use super::{h1, ConnectRetry, Deps, Resend};
+use super::{ConnectRetry, Deps, Resend};
+use crate::conn::detach;
+use crate::conn::h1;
 use crate::ctx::Ctx;
-use crate::downstream::detach;
 use crate::{answer, upstream};
 
 /// A tool call (any body size), a GET stream or a DELETE to an HTTP/1.1

@@ -1,7 +1,7 @@
 //! Upstream exchanges, once a request is admitted. Every exchange — an MCP
 //! call through Pingora's proxy loop (whose phases call in here), an MCP
 //! call through the gateway's own client (`mcp`), a model call with its
-//! fallbacks (`llm`), a held stream (`downstream::detach`) — runs the same
+//! fallbacks (`llm`), a held stream (`conn::detach`) — runs the same
 //! sequence, written once in this module and `crate::answer`:
 //!
 //! 1. `request::prepare` — the upstream request: path, `Host`, hop headers
@@ -16,12 +16,11 @@
 //! 5. `Shared::failed` / `Shared::record` (`crate::record`) — the end.
 //!
 //! A new kind of upstream exchange is a new caller of these steps, not a
-//! copy of them: see ARCHITECTURE.md.
+//! copy of them: see ARCHITECTURE.md. The gateway's own HTTP/1.1 client
+//! and its idle pool live with the other connection code in `crate::conn`.
 
-pub mod h1;
 pub mod llm;
 pub mod mcp;
-pub mod pool;
 pub mod request;
 
 use std::sync::Arc;
@@ -35,13 +34,14 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorType, Result};
 use sluice_config::Upstream;
 
+use crate::conn::front::ReentrySlot;
+use crate::conn::h1;
 use crate::ctx::Ctx;
-use crate::downstream::front::ReentrySlot;
 use crate::resilience::UpstreamHealth;
 use crate::state::Shared;
 
 /// The clients every exchange uses, and the way back in for a connection
-/// whose held stream ends (`downstream::detach`).
+/// whose held stream ends (`conn::detach`).
 pub struct Upstreams {
     /// Pingora's client: upstreams that may speak HTTP/2.
     pub connector: Connector,

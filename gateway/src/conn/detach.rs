@@ -23,9 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::direct::{write_chunk, Client};
 use super::front::{Reentry, ReentrySlot};
+use super::h1;
 use crate::answer;
 use crate::ctx::Ctx;
-use crate::exchange::h1;
 use crate::record::Done;
 use crate::state::Shared;
 

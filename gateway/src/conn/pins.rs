@@ -1,5 +1,5 @@
 //! Pins: one test for each behaviour of Pingora's HTTP/1.1 server session
-//! (and L4 stream) that `downstream` and `admit::head` rely on beyond the
+//! (and L4 stream) that `conn` and `admit::head` rely on beyond the
 //! documented API. A Pingora upgrade that changes one fails here, with a
 //! message that names the assumption and the code that depends on it.
 //! Over real sockets on 127.0.0.1.
@@ -117,10 +117,10 @@ async fn both_framing_headers_leave_content_length_in_the_raw_head() {
 
 #[tokio::test]
 async fn the_retry_buffer_holds_a_body_up_to_64_kib_and_no_more() {
-    // `admit::PINGORA_REPLAY_LIMIT`: bodies up to it go through Pingora's
+    // `conn::PINGORA_REPLAY_LIMIT`: bodies up to it go through Pingora's
     // proxy loop, which replays them from this buffer; larger ones are
     // forwarded by `exchange::mcp::run_pingora`.
-    for (len, replayed) in [(crate::admit::PINGORA_REPLAY_LIMIT, true), (70_000, false)] {
+    for (len, replayed) in [(super::PINGORA_REPLAY_LIMIT, true), (70_000, false)] {
         let (server, mut client) = pair().await;
         let head = format!("POST /mcp HTTP/1.1\r\nHost: a\r\nContent-Length: {len}\r\n\r\n");
         let body = vec![b'x'; len];
@@ -143,7 +143,7 @@ async fn the_retry_buffer_holds_a_body_up_to_64_kib_and_no_more() {
         assert_eq!(
             session.get_retry_buffer().is_some(),
             replayed,
-            "PIN (admit::PINGORA_REPLAY_LIMIT): Pingora's replay buffer must hold {} bytes: {}",
+            "PIN (conn::PINGORA_REPLAY_LIMIT): Pingora's replay buffer must hold {} bytes: {}",
             len,
             if replayed { "whole" } else { "not at all" }
         );
@@ -172,7 +172,7 @@ async fn a_chunked_answer_started_by_pingora_can_be_continued_on_its_stream() {
     let text = String::from_utf8_lossy(&all);
     assert!(
         text.contains("\r\n\r\n9\r\ndata: 1\n\n\r\n0\r\n\r\n"),
-        "PIN (downstream::detach): Pingora must frame an answer with `Transfer-Encoding: \
+        "PIN (conn::detach): Pingora must frame an answer with `Transfer-Encoding: \
          chunked` as chunks, each written through by flush: {text:?}"
     );
 }
@@ -193,6 +193,6 @@ async fn rewound_bytes_are_read_before_the_socket() {
     assert_eq!(
         &buf[..],
         b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-        "PIN (downstream::intake): L4Stream::rewind must replay its bytes first"
+        "PIN (conn::intake): L4Stream::rewind must replay its bytes first"
     );
 }

@@ -22,9 +22,9 @@ use pingora::protocols::Stream;
 use pingora::protocols::ALPN;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::conns::{Closed, Ticket, Trip};
+use super::replay::Replayed;
 use crate::bodies::BodyHold;
-use crate::downstream::conns::{Closed, Ticket, Trip};
-use crate::downstream::replay::Replayed;
 use crate::metrics::Metrics;
 
 /// How long a kept-alive connection may wait for its next request.
