@@ -71,59 +71,46 @@ const LATENCY_BUCKETS: &[f64] = &[
     60.0, 300.0,
 ];
 
+/// Registers each metric as it is made: one call per metric in `new`.
+struct Reg(Registry);
+
+impl Reg {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(&self, c: C) -> C {
+        self.0.register(Box::new(c.clone())).expect("unique metric");
+        c
+    }
+    fn counter(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+    fn count(&self, name: &str, help: &str) -> prometheus::IntCounter {
+        self.add(prometheus::IntCounter::new(name, help).expect("valid metric"))
+    }
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("valid metric"))
+    }
+    fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+    fn hist(&self, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(HistogramVec::new(opts, labels).expect("valid metric"))
+    }
+    /// A histogram by route.
+    fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> HistogramVec {
+        self.hist(name, help, &["route"], buckets)
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("sluice".into()), None).expect("valid prefix");
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
-        let histogram = |name: &str, help: &str, buckets: &[f64]| {
-            let h = HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-                &["route"],
-            )
-            .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
-        let sse_streams = IntGaugeVec::new(
-            Opts::new("sse_streams_active", "SSE responses currently streaming"),
-            &["route"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(sse_streams.clone()))
-            .expect("unique metric");
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
+        let reg = Reg(Registry::new_custom(Some("sluice".into()), None).expect("valid prefix"));
+        let counter = |name: &str, help: &str, labels: &[&str]| reg.counter(name, help, labels);
+        let histogram =
+            |name: &str, help: &str, buckets: &[f64]| reg.histogram(name, help, buckets);
+        let gauge = |name: &str, help: &str| reg.gauge(name, help);
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| reg.gauge_vec(name, help, labels);
         let hist = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
-            let h = HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-                labels,
-            )
-            .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
+            reg.hist(name, help, labels, buckets)
         };
         let genai = &["gen_ai_operation_name", "gen_ai_request_model"];
         Self {
@@ -151,24 +138,20 @@ impl Metrics {
                 genai,
                 LATENCY_BUCKETS,
             ),
-            llm_cost: {
-                let c = prometheus::CounterVec::new(
+            llm_cost: reg.add(
+                prometheus::CounterVec::new(
                     Opts::new("llm_cost_usd_total", "Cost of model calls from the price table, by tenant and model"),
                     &["tenant", "model"],
                 )
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("unique metric");
-                c
-            },
-            llm_budget_remaining: {
-                let g = prometheus::GaugeVec::new(
+                .expect("valid metric"),
+            ),
+            llm_budget_remaining: reg.add(
+                prometheus::GaugeVec::new(
                     Opts::new("llm_budget_remaining", "What is left of a tenant budget this period, by budget and unit (tokens, usd)"),
                     &["budget", "unit"],
                 )
-                .expect("valid metric");
-                registry.register(Box::new(g.clone())).expect("unique metric");
-                g
-            },
+                .expect("valid metric"),
+            ),
             llm_fallbacks: counter(
                 "llm_fallbacks_total",
                 "Model calls moved to the next target, by the upstream that failed and why (connect, 429, 5xx)",
@@ -273,17 +256,10 @@ impl Metrics {
                 "Policy rules found unable to match once an upstream's tool list was seen",
                 &["upstream"],
             ),
-            audit_dropped: {
-                let c = prometheus::IntCounter::new(
-                    "audit_dropped_total",
-                    "Audit events dropped because the queue was full",
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(c.clone()))
-                    .expect("unique metric");
-                c
-            },
+            audit_dropped: reg.count(
+                "audit_dropped_total",
+                "Audit events dropped because the queue was full",
+            ),
             upstream_latency: histogram(
                 "upstream_latency_seconds",
                 "Time from sending the request upstream to its response header",
@@ -299,7 +275,11 @@ impl Metrics {
                 "Whole request duration as the client sees it",
                 LATENCY_BUCKETS,
             ),
-            sse_streams,
+            sse_streams: gauge_vec(
+                "sse_streams_active",
+                "SSE responses currently streaming",
+                &["route"],
+            ),
             streams_detached: gauge(
                 "streams_detached",
                 "Event streams to HTTP/1.1 clients held in the gateway's own task, out of Pingora's session",
@@ -351,29 +331,16 @@ impl Metrics {
                 "Calls held for approval, by outcome (approved, pending, denied, unavailable)",
                 &["outcome"],
             ),
-            audit_ship_dropped: {
-                let c = prometheus::IntCounter::new(
-                    "audit_ship_dropped_total",
-                    "Audit events dropped because the backlog for control was full",
-                )
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("unique metric");
-                c
-            },
+            audit_ship_dropped: reg.count(
+                "audit_ship_dropped_total",
+                "Audit events dropped because the backlog for control was full",
+            ),
             audit_ship_backlog: gauge(
                 "audit_ship_backlog",
                 "Audit events waiting to be shipped to control",
             ),
-            audit_shipped: {
-                let c = prometheus::IntCounter::new(
-                    "audit_shipped_total",
-                    "Audit events control acknowledged",
-                )
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("unique metric");
-                c
-            },
-            registry,
+            audit_shipped: reg.count("audit_shipped_total", "Audit events control acknowledged"),
+            registry: reg.0.clone(),
         }
     }
 
