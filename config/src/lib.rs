@@ -23,10 +23,11 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     glob, glob_path, ApiKey, ApprovalRule, Approvals, Audit, Budget, CircuitBreaker,
     ConcurrencyRule, Condition, Credential, Egress, EgressRule, HeadLimits, HostPolicy, Identity,
-    JwtIssuer, JwtKeys, KeyPart, Kind, Listener, ListenerTls, Llm, ModelAlias, OnUnavailable,
-    Period, Policy, Price, RateLimits, RateRule, Retries, Role, Route, RouteTransport, Rule,
-    Scheme, Scope, SecretRef, Selector, SharedStore, Snapshot, Target, Test, TokenLimit, Upstream,
-    UpstreamTls, UsageCounts, UserCredentials, Version,
+    JwtIssuer, JwtKeys, KeyPart, Kind, Listener, ListenerTls, Llm, ModelAlias, NameFilter,
+    OnUnavailable, Period, Policy, Price, RateLimits, RateRule, Retries, Role, Route,
+    RouteTransport, Rule, Scheme, Scope, SecretRef, Selector, Server, SharedStore, Snapshot,
+    Source, Target, Test, TokenLimit, ToolOverride, Upstream, UpstreamTls, UsageCounts,
+    UserCredentials, Version,
 };
 pub use raw::RawConfig;
 

@@ -99,3 +99,72 @@ fn unknown_fields_and_bad_yaml_are_errors_not_panics() {
     assert!(load("", 1).is_err());
     assert!(load("listeners: 5", 1).is_err());
 }
+
+const SERVERS: &str = include_str!("../examples/servers.yaml");
+
+#[test]
+fn servers_resolve_their_sources_prefixes_and_overrides() {
+    let s = load(SERVERS, 1).expect("valid");
+    let ws = &s.servers[0];
+    assert_eq!(ws.name, "workspace");
+    let gh = &ws.sources[0];
+    assert_eq!(s.upstreams[gh.upstream].name, "github");
+    assert_eq!(
+        gh.prefix, "github_",
+        "the upstream's name and the separator"
+    );
+    assert_eq!(ws.sources[1].prefix, "ev_");
+    assert_eq!(ws.sources[2].prefix, "", "an empty prefix is none");
+    assert_eq!(s.servers[1].sources[0].prefix, "notes.");
+    assert_eq!(gh.tools.include, ["*_issue", "get_*"]);
+    let tools: Vec<&str> = gh.overrides.iter().map(|o| o.tool.as_str()).collect();
+    assert_eq!(tools, ["create_issue", "get_repo"], "sorted by tool");
+    let repo = gh.override_for("get_repo").expect("override");
+    assert_eq!(repo.title.as_deref(), Some("Repository"));
+    assert_eq!(repo.fixed["owner"], "acme");
+    let issue = gh.override_for("create_issue").expect("override");
+    assert_eq!(issue.name.as_deref(), Some("file_issue"));
+    assert_eq!(issue.defaults["labels"][0], "triage");
+    assert!(gh.override_for("delete_repo").is_none());
+}
+
+#[test]
+fn servers_report_what_could_collide_or_never_apply_with_its_path() {
+    let bad = r#"
+listeners:
+  - { name: main, address: "127.0.0.1:8080" }
+upstreams:
+  - { name: a, url: "http://127.0.0.1:3101/mcp" }
+  - { name: b, url: "http://127.0.0.1:3102/mcp" }
+servers:
+  - name: s
+    separator: "/"
+    sources:
+      - upstream: a
+        prefix: x
+        tools: { exclude: ["secret_*"] }
+        overrides:
+          secret_key: { title: Hidden }
+          one: { name: same }
+          two: { name: same }
+          three: { name: "bad name", fixed: { k: 1 }, defaults: { k: 2 } }
+      - { upstream: b, prefix: x }
+      - { upstream: nowhere }
+  - { name: s, sources: [] }
+"#;
+    let errs = load(bad, 1).expect_err("invalid").0;
+    let at = |p: &str| errs.iter().any(|e| e.path == p);
+    for path in [
+        "servers[0].separator",
+        "servers[0].sources[0].overrides.secret_key",
+        "servers[0].sources[0].overrides.two.name",
+        "servers[0].sources[0].overrides.three.name",
+        "servers[0].sources[0].overrides.three.defaults.k",
+        "servers[0].sources[1].prefix",
+        "servers[0].sources[2].upstream",
+        "servers[1].name",
+        "servers[1].sources",
+    ] {
+        assert!(at(path), "no error at {path}: {errs:?}");
+    }
+}

@@ -19,6 +19,7 @@ pub mod control;
 pub mod ctx;
 pub mod exchange;
 pub mod failure;
+pub mod federation;
 pub mod identity;
 pub mod inject;
 pub mod limits;

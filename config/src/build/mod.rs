@@ -14,6 +14,7 @@ mod llm;
 pub(crate) mod policy;
 mod rate_limits;
 mod routes;
+mod servers;
 mod upstreams;
 
 use sha2::{Digest, Sha256};
@@ -45,6 +46,8 @@ impl Snapshot {
         let (rate_limits, llm) = build_traffic(raw, &mut errs);
         let approvals =
             approvals::build_approvals(&raw.approvals, &names, identity.enabled, &mut errs);
+        let upstream_names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let servers = servers::build_servers(&raw.servers, &upstream_names, &mut errs);
         routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
@@ -74,6 +77,7 @@ impl Snapshot {
             rate_limits,
             llm,
             approvals,
+            servers,
             warnings,
         })
     }

@@ -15,6 +15,7 @@ mod policy;
 mod rate_limits;
 mod routes;
 mod secret;
+mod servers;
 mod upstreams;
 
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ pub use rate_limits::{
 };
 pub use routes::{HostPolicy, Route, RouteTransport};
 pub use secret::SecretRef;
+pub use servers::{NameFilter, Server, Source, ToolOverride};
 pub use upstreams::{
     CircuitBreaker, Credential, Retries, Scheme, Upstream, UpstreamTls, UserCredentials,
 };
@@ -83,6 +85,8 @@ pub struct Snapshot {
     pub rate_limits: RateLimits,
     pub llm: Llm,
     pub approvals: Approvals,
+    /// Virtual MCP servers (`servers`).
+    pub servers: Vec<Server>,
     /// Problems that do not stop the config, e.g. rules that can never match.
     pub warnings: Vec<ConfigError>,
 }

@@ -12,6 +12,7 @@ mod rate_limits;
 mod roles;
 mod routes;
 mod secret;
+mod servers;
 mod upstreams;
 
 use serde::Deserialize;
@@ -28,6 +29,7 @@ pub use rate_limits::{
 pub use roles::{RawCondition, RawConditionalRule, RawRole, RawRule};
 pub use routes::{RawHostPolicy, RawRoute};
 pub use secret::RawSecretRef;
+pub use servers::{RawNameFilter, RawServer, RawSource, RawToolOverride};
 pub use upstreams::{
     RawCircuitBreaker, RawCredential, RawInjection, RawRetries, RawTenantCredential, RawTimeouts,
     RawUpstream, RawUpstreamTls, RawUserCredentials,
@@ -74,6 +76,9 @@ pub struct RawConfig {
     /// Tool calls that wait for a human decision at the control process.
     #[serde(default)]
     pub approvals: RawApprovals,
+    /// Virtual MCP servers federating several upstreams.
+    #[serde(default)]
+    pub servers: Vec<RawServer>,
 }
 
 impl RawConfig {

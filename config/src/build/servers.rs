@@ -1,0 +1,224 @@
+//! Builds the `servers` section: each virtual server's sources resolved to
+//! upstreams, their prefixes made distinct, their filters and overrides
+//! checked. Names that could collide and are known now are errors here;
+//! the rest (tools an upstream lists later) are refused at list time.
+
+use super::check::check_name;
+use crate::error::ConfigError;
+use crate::model::{glob, NameFilter, Server, Source, ToolOverride};
+use crate::raw::{RawNameFilter, RawServer, RawSource, RawToolOverride};
+
+const DEFAULT_SEPARATOR: &str = "_";
+
+/// Servers in file order; a server with any error is left out.
+pub(crate) fn build_servers(
+    raw: &[RawServer],
+    upstreams: &[String],
+    errs: &mut Vec<ConfigError>,
+) -> Vec<Server> {
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let at = format!("servers[{i}]");
+        let before = errs.len();
+        check_name(&s.name, &format!("{at}.name"), &mut seen, errs);
+        let separator = s.separator.as_deref().unwrap_or(DEFAULT_SEPARATOR);
+        if !valid_separator(separator) {
+            errs.push(ConfigError::new(
+                format!("{at}.separator"),
+                format!("`{separator}` must be 1-3 characters of `_`, `-` and `.`"),
+            ));
+        }
+        if s.sources.is_empty() {
+            errs.push(ConfigError::new(
+                format!("{at}.sources"),
+                "a server needs at least one source",
+            ));
+        }
+        let sources: Vec<Source> = s
+            .sources
+            .iter()
+            .enumerate()
+            .filter_map(|(j, src)| {
+                build_source(
+                    src,
+                    separator,
+                    upstreams,
+                    &format!("{at}.sources[{j}]"),
+                    errs,
+                )
+            })
+            .collect();
+        check_prefixes(&sources, &at, errs);
+        if errs.len() == before {
+            out.push(Server {
+                name: s.name.clone(),
+                sources,
+            });
+        }
+    }
+    out
+}
+
+fn build_source(
+    raw: &RawSource,
+    separator: &str,
+    upstreams: &[String],
+    at: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Option<Source> {
+    let upstream = upstreams.iter().position(|u| *u == raw.upstream);
+    if upstream.is_none() {
+        errs.push(ConfigError::new(
+            format!("{at}.upstream"),
+            format!("unknown upstream `{}`", raw.upstream),
+        ));
+    }
+    let prefix = raw.prefix.as_deref().unwrap_or(&raw.upstream);
+    if !prefix.is_empty() && !valid_name(prefix, 64) {
+        errs.push(ConfigError::new(
+            format!("{at}.prefix"),
+            format!("`{prefix}` must be 1-64 characters of [A-Za-z0-9_.-], or empty"),
+        ));
+    }
+    let tools = build_filter(&raw.tools, &format!("{at}.tools"), errs);
+    let prompts = build_filter(&raw.prompts, &format!("{at}.prompts"), errs);
+    let resources = build_filter(&raw.resources, &format!("{at}.resources"), errs);
+    let overrides = build_overrides(raw, &tools, &format!("{at}.overrides"), errs);
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}{separator}")
+    };
+    Some(Source {
+        upstream: upstream?,
+        prefix,
+        tools,
+        prompts,
+        resources,
+        overrides,
+    })
+}
+
+fn build_filter(raw: &RawNameFilter, at: &str, errs: &mut Vec<ConfigError>) -> NameFilter {
+    for (field, globs) in [("include", &raw.include), ("exclude", &raw.exclude)] {
+        for (k, g) in globs.iter().enumerate() {
+            if g.is_empty() || g.len() > 256 || g.chars().any(char::is_control) {
+                errs.push(ConfigError::new(
+                    format!("{at}.{field}[{k}]"),
+                    "a name glob is 1-256 characters, no control characters",
+                ));
+            }
+        }
+    }
+    NameFilter {
+        include: raw.include.clone(),
+        exclude: raw.exclude.clone(),
+    }
+}
+
+/// Overrides sorted by tool; renames valid and distinct; an override for a
+/// tool the filter leaves out (it would never apply) is an error, as is an
+/// argument both fixed and defaulted.
+fn build_overrides(
+    raw: &RawSource,
+    filter: &NameFilter,
+    at: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Vec<ToolOverride> {
+    let mut out = Vec::with_capacity(raw.overrides.len());
+    for (tool, o) in &raw.overrides {
+        let path = format!("{at}.{tool}");
+        if !admits(filter, tool) {
+            errs.push(ConfigError::new(
+                &path,
+                format!("the tool filter leaves `{tool}` out, so this override never applies"),
+            ));
+        }
+        check_override(tool, o, &path, errs);
+        out.push(ToolOverride {
+            tool: tool.clone(),
+            name: o.name.clone(),
+            title: o.title.clone(),
+            description: o.description.clone(),
+            fixed: o.fixed.clone(),
+            defaults: o.defaults.clone(),
+        });
+    }
+    check_renames(&out, at, errs);
+    out
+}
+
+fn check_override(tool: &str, o: &RawToolOverride, at: &str, errs: &mut Vec<ConfigError>) {
+    if let Some(name) = &o.name {
+        if !valid_name(name, 128) {
+            errs.push(ConfigError::new(
+                format!("{at}.name"),
+                format!("`{name}` must be 1-128 characters of [A-Za-z0-9_.-]"),
+            ));
+        }
+    }
+    if tool.is_empty() {
+        errs.push(ConfigError::new(at, "an override names a tool"));
+    }
+    for key in o.fixed.keys().filter(|k| o.defaults.contains_key(*k)) {
+        errs.push(ConfigError::new(
+            format!("{at}.defaults.{key}"),
+            "an argument is either fixed or defaulted, not both",
+        ));
+    }
+    for key in o.fixed.keys().chain(o.defaults.keys()) {
+        if key.is_empty() {
+            errs.push(ConfigError::new(at, "an argument name is not empty"));
+        }
+    }
+}
+
+/// Two tools of one source may not take the same name: a rename onto
+/// another rename, or onto another overridden tool that keeps its name.
+fn check_renames(overrides: &[ToolOverride], at: &str, errs: &mut Vec<ConfigError>) {
+    let exposed = |o: &ToolOverride| o.name.clone().unwrap_or_else(|| o.tool.clone());
+    for (i, a) in overrides.iter().enumerate() {
+        for b in &overrides[..i] {
+            if exposed(a) == exposed(b) {
+                errs.push(ConfigError::new(
+                    format!("{at}.{}.name", a.tool),
+                    format!("`{}` is also the name of `{}`", exposed(a), b.tool),
+                ));
+            }
+        }
+    }
+}
+
+/// No two sources of a server share a prefix: any tool could collide.
+fn check_prefixes(sources: &[Source], at: &str, errs: &mut Vec<ConfigError>) {
+    for (j, a) in sources.iter().enumerate() {
+        if let Some(k) = sources[..j].iter().position(|b| b.prefix == a.prefix) {
+            let shown = if a.prefix.is_empty() {
+                "no prefix".to_owned()
+            } else {
+                format!("the prefix `{}`", a.prefix)
+            };
+            errs.push(ConfigError::new(
+                format!("{at}.sources[{j}].prefix"),
+                format!("{shown} is also sources[{k}]'s: their names could collide"),
+            ));
+        }
+    }
+}
+
+fn admits(f: &NameFilter, name: &str) -> bool {
+    let any = |globs: &[String]| globs.iter().any(|g| glob(g.as_bytes(), name.as_bytes()));
+    (f.include.is_empty() || any(&f.include)) && !any(&f.exclude)
+}
+
+fn valid_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn valid_separator(s: &str) -> bool {
+    (1..=3).contains(&s.len()) && s.bytes().all(|b| matches!(b, b'_' | b'-' | b'.'))
+}

@@ -1,0 +1,56 @@
+//! Virtual MCP servers as compiled: each source's upstream resolved, its
+//! prefix (separator included) fixed, its filters and overrides checked.
+//! Data only; the gateway's `federation` maps names with it.
+
+/// A virtual server: one endpoint over several sources.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub name: String,
+    pub sources: Vec<Source>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// Index into `Snapshot::upstreams`.
+    pub upstream: usize,
+    /// What every name of this source starts with for clients: the prefix
+    /// and the separator, or nothing.
+    pub prefix: String,
+    pub tools: NameFilter,
+    pub prompts: NameFilter,
+    pub resources: NameFilter,
+    /// Sorted by `tool`, one per tool.
+    pub overrides: Vec<ToolOverride>,
+}
+
+/// Globs on names: served when some `include` matches (empty: all) and no
+/// `exclude` does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameFilter {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOverride {
+    /// The tool's name on the upstream.
+    pub tool: String,
+    /// Its name for clients, before the prefix; `None`: unchanged.
+    pub name: Option<String>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// Set on every call whatever the client sent; not advertised.
+    pub fixed: serde_json::Map<String, serde_json::Value>,
+    /// Set when the client leaves them out; advertised, not required.
+    pub defaults: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Source {
+    /// The override for the upstream's tool `tool`, if any.
+    pub fn override_for(&self, tool: &str) -> Option<&ToolOverride> {
+        self.overrides
+            .binary_search_by(|o| o.tool.as_str().cmp(tool))
+            .ok()
+            .map(|i| &self.overrides[i])
+    }
+}
