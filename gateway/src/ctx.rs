@@ -84,6 +84,9 @@ pub struct Exchange {
     pub catalog_learnt: bool,
     /// The answer is an event stream counted in the open-streams gauge.
     pub sse_counted: bool,
+    /// A virtual server's call: the source's upstream (index) and the
+    /// tool's name there.
+    pub federated: Option<(usize, Box<str>)>,
 }
 
 /// How the request ended.
@@ -135,6 +138,7 @@ impl Ctx {
                 deadline: None,
                 catalog_learnt: false,
                 sse_counted: false,
+                federated: None,
             },
             outcome: Outcome::default(),
         }

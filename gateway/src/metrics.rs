@@ -59,6 +59,8 @@ pub struct Metrics {
     pub llm_cost: prometheus::CounterVec,
     pub llm_budget_remaining: prometheus::GaugeVec,
     pub llm_fallbacks: IntCounterVec,
+    /// Tools withheld from a virtual server's list for sharing a name.
+    pub server_name_collisions: IntCounterVec,
 }
 
 /// Gateway-internal time is small: buckets from 5 µs to 100 ms.
@@ -156,6 +158,11 @@ impl Metrics {
                 "llm_fallbacks_total",
                 "Model calls moved to the next target, by the upstream that failed and why (connect, 429, 5xx)",
                 &["upstream", "reason"],
+            ),
+            server_name_collisions: counter(
+                "server_name_collisions_total",
+                "Times a virtual server's list withheld tools that would share a name, by server",
+                &["server"],
             ),
             limit_refusals: counter(
                 "limit_refusals_total",

@@ -76,6 +76,10 @@ impl ProxyHttp for Gateway {
                 Box::pin(exchange::llm::run(self.deps(), session, ctx)).await?;
                 Ok(true)
             }
+            Ok(Admit::Server) => {
+                Box::pin(exchange::server::run(self.deps(), session, ctx)).await?;
+                Ok(true)
+            }
             Ok(Admit::Local(content_type, body)) => {
                 let mut resp = ResponseHeader::build(200, Some(3))?;
                 resp.insert_header(http::header::CONTENT_TYPE, content_type)?;

@@ -97,10 +97,14 @@ impl Shared {
                 .with_label_values(&[route, "server", method.as_label()])
                 .inc();
         }
-        let upstream_name = ctx
-            .route()
-            .map(|r| ctx.rt.snapshot.upstream(r).name.as_str())
-            .unwrap_or("");
+        // A virtual server's call names the source it went to.
+        let upstream_name = match &ctx.exchange.federated {
+            Some((i, _)) => ctx.rt.snapshot.upstreams[*i].name.as_str(),
+            None => ctx
+                .route()
+                .map(|r| ctx.rt.snapshot.upstream(r).name.as_str())
+                .unwrap_or(""),
+        };
         if let (Some(tools), false) = (
             &ctx.exchange.inspector.tools_seen,
             ctx.exchange.catalog_learnt,
@@ -210,6 +214,7 @@ impl Shared {
         ev.session = ctx.request.session.as_deref().map(str::to_owned);
         ev.upstream = (!upstream.is_empty()).then(|| upstream.to_owned());
         ev.target = first.and_then(|m| m.target.as_deref()).map(str::to_owned);
+        ev.upstream_target = ctx.exchange.federated.as_ref().map(|(_, t)| t.to_string());
         ev.reason = ctx
             .outcome
             .refused

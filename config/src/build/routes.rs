@@ -25,14 +25,14 @@ pub(crate) fn build_routes(
         check_name(&r.name, &format!("{path}.name"), &mut seen, errs);
         let p = route_path(r, &paths, &path, errs);
         paths.push(normal_path(&r.path).to_owned());
-        let upstream = raw.upstreams.iter().position(|u| u.name == r.upstream);
-        if upstream.is_none() {
+        let (upstream, server) = route_target(raw, r, &path, errs);
+        let transport = route_transport(r.transport.as_deref(), &path, errs);
+        if server.is_some() && transport != Some(RouteTransport::StreamableHttp) {
             errs.push(ConfigError::new(
-                format!("{path}.upstream"),
-                format!("unknown upstream `{}`", r.upstream),
+                format!("{path}.transport"),
+                "a virtual server is served over streamable_http",
             ));
         }
-        let transport = route_transport(r.transport.as_deref(), &path, errs);
         let listeners_ok = check_listeners(r, listeners, &path, errs);
         let hosts = build_host_policy(r.hosts.as_ref());
         let auth_required = route_auth(r.auth.as_deref(), identity_enabled, &path, errs);
@@ -54,6 +54,7 @@ pub(crate) fn build_routes(
                 name: r.name.clone(),
                 path: p,
                 upstream,
+                server,
                 transport,
                 hosts,
                 listeners: r.listeners.clone(),
@@ -63,6 +64,51 @@ pub(crate) fn build_routes(
         }
     }
     out
+}
+
+/// What the route serves: `(upstream, server)`. A server route's upstream
+/// is its first source's (the upstream its labels and per-route limits
+/// name); exactly one of `upstream` and `server` is given.
+fn route_target(
+    raw: &RawConfig,
+    r: &RawRoute,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> (Option<usize>, Option<usize>) {
+    let find = |name: &str| raw.upstreams.iter().position(|u| u.name == name);
+    match (&r.upstream, &r.server) {
+        (Some(u), None) => {
+            let i = find(u);
+            if i.is_none() {
+                errs.push(ConfigError::new(
+                    format!("{path}.upstream"),
+                    format!("unknown upstream `{u}`"),
+                ));
+            }
+            (i, None)
+        }
+        (None, Some(s)) => {
+            let Some(k) = raw.servers.iter().position(|x| x.name == *s) else {
+                errs.push(ConfigError::new(
+                    format!("{path}.server"),
+                    format!("unknown server `{s}`"),
+                ));
+                return (None, None);
+            };
+            let first = raw.servers[k]
+                .sources
+                .first()
+                .and_then(|src| find(&src.upstream));
+            (first, first.map(|_| k))
+        }
+        _ => {
+            errs.push(ConfigError::new(
+                format!("{path}.upstream"),
+                "a route serves one `upstream` or one `server`",
+            ));
+            (None, None)
+        }
+    }
 }
 
 /// `/mcp/` → `/mcp`; `/` stays `/`.

@@ -13,8 +13,10 @@ pub enum RouteTransport {
 pub struct Route {
     pub name: String,
     pub path: String,
-    /// Index into `Snapshot::upstreams`.
+    /// Index into `Snapshot::upstreams` (a server route: its first source's).
     pub upstream: usize,
+    /// Index into `Snapshot::servers`: the route serves a virtual server.
+    pub server: Option<usize>,
     pub transport: RouteTransport,
     pub hosts: HostPolicy,
     /// Listener names that serve this route; `None` means all.

@@ -10,7 +10,14 @@ pub struct RawRoute {
     /// Path prefix on the listener, matched on segment boundaries: `/mcp`
     /// matches `/mcp` and `/mcp/x`, never `/mcpx`.
     pub path: String,
-    pub upstream: String,
+    /// The MCP or model upstream this route serves; or `server`.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// A virtual server (`servers`) this route serves instead of one
+    /// upstream: the gateway answers as the MCP server, federating the
+    /// server's sources.
+    #[serde(default)]
+    pub server: Option<String>,
     /// `streamable_http` (default), `legacy_sse` (the 2024-11-05 transport:
     /// `GET <path>/sse` and `POST <path>/message`), or `llm` (the
     /// OpenAI-compatible API: `<path>/chat/completions`, …, `<path>/models`).

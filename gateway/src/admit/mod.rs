@@ -44,6 +44,9 @@ pub enum Admit {
     Local(&'static str, String),
     /// A model call: the gateway runs the exchange itself.
     Llm,
+    /// A virtual server's request: the gateway answers as the MCP server
+    /// (`exchange::server`).
+    Server,
 }
 
 /// Decide whether the request may go upstream, reading and classifying
@@ -70,6 +73,9 @@ pub async fn admit(
     ctx.outcome.gateway_time += t.elapsed();
     if route.transport == RouteTransport::Llm {
         return Box::pin(llm::admit(shared, session, ctx)).await;
+    }
+    if route.server.is_some() {
+        return server(session, ctx).await;
     }
     mcp::admit(shared, &snap, route, session, ctx).await
 }
@@ -118,7 +124,8 @@ fn caller(
 ) -> Result<(), Refusal> {
     let host = head::host(req);
     let caller = access::caller(snap, route, ctx.rt.auth.as_deref(), &req.headers, host)?;
-    if let Some(c) = &caller {
+    // A virtual server's sources are checked one by one (`exchange::server`).
+    if let (Some(c), None) = (&caller, route.server) {
         may_use(shared, snap, route, req, ctx, c)?;
     }
     ctx.caller = caller;
@@ -160,6 +167,29 @@ fn may_use(
         }
     }
     Ok(())
+}
+
+/// A virtual server's request: one JSON-RPC message in a POST, read whole
+/// and classified; which source serves it, and whether the caller may, is
+/// decided per call by `exchange::server` on the upstream's own names.
+async fn server(session: &mut Session, ctx: &mut Ctx) -> Result<Admit, Refusal> {
+    if session.req_header().method != http::Method::POST {
+        return Err(Refusal::MethodNotAllowed);
+    }
+    let body = body::read(session, ctx).await?;
+    let snap = &ctx.rt.snapshot;
+    let caps = crate::mcp::JsonCaps {
+        depth: snap.max_json_depth,
+        array_len: snap.max_json_array_len,
+        string_len: snap.max_json_string_len,
+    };
+    let facts = crate::mcp::classify_capped(&body, caps)?;
+    if facts.batch {
+        return Err(policy::Deny::BatchedList.into());
+    }
+    ctx.request.body = Some(body);
+    ctx.request.facts = Some(facts);
+    Ok(Admit::Server)
 }
 
 /// The upstream's circuit breaker: an open circuit answers at once.

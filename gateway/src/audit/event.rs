@@ -35,6 +35,10 @@ pub struct AuditEvent {
     pub method: String,
     /// Tool, resource or prompt name, when the method has one.
     pub target: Option<String>,
+    /// A virtual server's call: the tool's name on the upstream (`target`
+    /// is the name the client called).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_target: Option<String>,
     pub decision: Decision,
     pub reason: Option<String>,
     pub policy_version: String,
@@ -102,6 +106,7 @@ impl AuditEvent {
             upstream: None,
             method: method.into(),
             target: None,
+            upstream_target: None,
             decision,
             reason: None,
             policy_version: policy_version.into(),

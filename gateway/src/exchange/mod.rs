@@ -22,6 +22,8 @@
 pub mod llm;
 pub mod mcp;
 pub mod request;
+pub mod rpc;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -13,6 +13,7 @@ pub use sluice_demo::{DemoOptions, DemoServer};
 
 pub mod control;
 pub mod fault;
+pub mod peers;
 #[allow(unused_imports)]
 pub use fault::{fault_upstream, Fault, Mode};
 

@@ -1,0 +1,198 @@
+//! The gateway as an MCP client of one upstream, for virtual servers: a
+//! session opened (`initialize`, then `notifications/initialized`),
+//! requests sent through the exchange steps (`request::prepare`, the
+//! source's circuit breaker, `open`),
+//! answers read whole — JSON or an event stream, the response picked out by
+//! its id — or handed back to be streamed on.
+
+use bytes::BytesMut;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::upstreams::peer::Peer;
+use pingora::{Error, ErrorType, Result};
+use serde_json::Value;
+
+use super::request::{self, Target};
+use super::{ConnectRetry, Deps, Resend};
+use crate::conn::h1;
+use crate::ctx::Ctx;
+use crate::mcp::sse::SseParser;
+use crate::upstream;
+
+/// The revision the gateway speaks to upstreams (2025 sessions; the
+/// reference servers and SDKs of both eras accept it).
+pub const PROTOCOL: &str = "2025-06-18";
+
+const MCP_SESSION_ID: &str = "mcp-session-id";
+
+/// One upstream session, opened for one client request.
+pub struct UpstreamSession {
+    pub upstream: usize,
+    id: Option<String>,
+}
+
+/// Open a session with upstream `upstream`.
+pub async fn open(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> Result<UpstreamSession> {
+    let mut s = UpstreamSession { upstream, id: None };
+    let init = serde_json::json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {
+            "protocolVersion": PROTOCOL,
+            "capabilities": {},
+            "clientInfo": {"name": "sluice", "version": env!("CARGO_PKG_VERSION")},
+        },
+    });
+    let (head, answer) = send(deps, ctx, &s, init.to_string().into_bytes()).await?;
+    s.id = head
+        .headers
+        .get(MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+    let answer = read_whole(deps, ctx, &s, &head, answer, max).await?;
+    response_for(&answer, &Value::from(0))
+        .ok_or_else(|| upstream_error("no answer to initialize"))?;
+    let done = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec();
+    let (head, answer) = send(deps, ctx, &s, done).await?;
+    read_whole(deps, ctx, &s, &head, answer, max).await?;
+    Ok(s)
+}
+
+/// Send one JSON-RPC body in the session; the answer's head and body.
+pub async fn send(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    s: &UpstreamSession,
+    body: Vec<u8>,
+) -> Result<(ResponseHeader, h1::Response)> {
+    let rt = ctx.rt.clone();
+    let up = &rt.snapshot.upstreams[s.upstream];
+    let peer = rt
+        .peers
+        .get(s.upstream)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?;
+    let mut req = RequestHeader::build("POST", b"/", Some(6))?;
+    req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    req.insert_header(http::header::ACCEPT, "application/json, text/event-stream")?;
+    req.insert_header("mcp-protocol-version", PROTOCOL)?;
+    if let Some(id) = &s.id {
+        req.insert_header(MCP_SESSION_ID, id.as_str())?;
+    }
+    let path = upstream::upstream_path(up, "", None);
+    let target = Target {
+        upstream: s.upstream,
+        path: &path,
+    };
+    request::prepare(deps.shared, None, &mut req, target, ctx)?;
+    super::frame(&mut req, Some(&body))?;
+    let retry = rt
+        .health
+        .get(s.upstream)
+        .map_or(ConnectRetry::Never, |h| ConnectRetry::Budget(h));
+    // The source's circuit breaker: an open circuit fails at once.
+    let m = &deps.shared.metrics;
+    let mut ticket = match rt.health.get(s.upstream).map(|h| h.admit(m)) {
+        Some(Err(_)) => {
+            return Err(
+                Error::explain(ErrorType::ConnectRefused, "the upstream's circuit is open")
+                    .into_up(),
+            )
+        }
+        Some(Ok(t)) => t,
+        None => None,
+    };
+    let answer = super::open(
+        deps,
+        (peer, up),
+        &req,
+        &body,
+        up.first_byte_timeout,
+        h1::SMALL_ROOM,
+        (Resend::IfIdempotent, retry),
+        &mut ctx.exchange.retries,
+    )
+    .await
+    .map_err(super::Open::into_error);
+    if let Some(t) = ticket.as_mut() {
+        t.record(
+            answer
+                .as_ref()
+                .is_ok_and(|(h, _)| !h.status.is_server_error()),
+            m,
+        );
+    }
+    answer
+}
+
+/// The answer's body read to its end (at most `max` bytes), its connection
+/// pooled again: the messages it carries, JSON or an event stream.
+pub async fn read_whole(
+    deps: Deps<'_>,
+    ctx: &Ctx,
+    s: &UpstreamSession,
+    head: &ResponseHeader,
+    mut answer: h1::Response,
+    max: usize,
+) -> Result<Vec<Value>> {
+    let mut buf = BytesMut::new();
+    let mut over = false;
+    while answer
+        .read(|piece| {
+            over |= buf.len() + piece.len() > max;
+            if !over {
+                buf.extend_from_slice(piece);
+            }
+        })
+        .await?
+    {
+        if over {
+            return Err(upstream_error(
+                "the upstream's answer is larger than the gateway reads",
+            ));
+        }
+    }
+    if let Some(stream) = answer.into_reusable() {
+        let up = &ctx.rt.snapshot.upstreams[s.upstream];
+        if let Some(peer) = ctx.rt.peers.get(s.upstream).and_then(Option::as_ref) {
+            deps.shared
+                .idle
+                .put(peer.reuse_hash(), stream, up.pool_idle_timeout);
+        }
+    }
+    if !head.status.is_success() {
+        return Err(upstream_error("the upstream refused the request"));
+    }
+    let sse = head
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let mut out = Vec::new();
+    if sse {
+        let mut parser = SseParser::new(max);
+        parser.feed(&buf, |e| {
+            if !e.oversize {
+                if let Ok(v) = serde_json::from_slice::<Value>(e.data) {
+                    out.push(v);
+                }
+            }
+        });
+    } else if !buf.is_empty() {
+        match serde_json::from_slice::<Value>(&buf) {
+            Ok(Value::Array(items)) => out.extend(items),
+            Ok(v) => out.push(v),
+            Err(_) => return Err(upstream_error("the upstream's answer is not JSON")),
+        }
+    }
+    Ok(out)
+}
+
+/// The response among `messages` to the request `id`.
+pub fn response_for<'a>(messages: &'a [Value], id: &Value) -> Option<&'a Value> {
+    messages
+        .iter()
+        .find(|m| m.get("id") == Some(id) && m.get("method").is_none())
+}
+
+fn upstream_error(why: &'static str) -> Box<Error> {
+    Error::explain(ErrorType::InvalidHTTPHeader, why).into_up()
+}

@@ -1,0 +1,400 @@
+//! A virtual server's exchange: the gateway answers as the MCP server and
+//! calls each source as an MCP client (`rpc`). `initialize` and `ping` are
+//! answered here; `tools/list` merges every reachable source's tools
+//! (`federation::tools::merge`) that the caller may see; `tools/call` goes
+//! to the one source that serves the name, with the upstream's own name and
+//! the arguments as forwarded — the policy and the limits decide on those.
+//! A source that fails leaves its tools out of a list (a log line and
+//! `sluice_upstream_errors_total`); the others keep serving.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+use serde_json::{json, Value};
+use sluice_config::{Kind, Server};
+
+use super::rpc::{self, UpstreamSession};
+use super::Deps;
+use crate::ctx::Ctx;
+use crate::failure::Failure;
+use crate::federation::tools::{call_arguments, merge};
+use crate::federation::{Catalog, ItemKind};
+use crate::mcp::{Method, RequestId};
+use crate::policy::decide::{Decide, Verdict};
+use crate::policy::Deny;
+use crate::refusal::{self, Refusal};
+
+/// Most pages read from one source for one list.
+const MAX_PAGES: usize = 20;
+
+pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+    let rt = ctx.rt.clone();
+    let server = ctx
+        .route()
+        .and_then(|r| r.server)
+        .map(|i| &rt.snapshot.servers[i])
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no server"))?;
+    let (method, id) = {
+        let first = ctx
+            .request
+            .facts
+            .as_ref()
+            .map(|f| f.first())
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no message"))?;
+        (first.method.clone(), first.id.clone())
+    };
+    let Some(id) = id else {
+        // Notifications (`initialized`, `cancelled`): nothing to answer.
+        return write(session, 202, None).await;
+    };
+    match method {
+        Method::Initialize => {
+            let result = json!({
+                "protocolVersion": rpc::PROTOCOL,
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": server.name, "version": env!("CARGO_PKG_VERSION")},
+            });
+            answer(session, &id, result).await
+        }
+        Method::Ping => answer(session, &id, json!({})).await,
+        Method::ToolsList => {
+            let tools = list_tools(deps, ctx, server).await;
+            answer(session, &id, json!({ "tools": tools })).await
+        }
+        Method::ToolsCall => call_tool(deps, session, ctx, server, &id).await,
+        _ => {
+            let unknown = Deny::Unclassified {
+                id: Some(id.clone()),
+                method: method.name().into(),
+            };
+            refuse(deps, session, ctx, Refusal::Policy(unknown)).await
+        }
+    }
+}
+
+/// Every source's tools the caller may see, merged. A source that cannot
+/// be listed is left out.
+async fn list_tools(deps: Deps<'_>, ctx: &mut Ctx, server: &Server) -> Vec<Value> {
+    let catalog = Catalog::new(server);
+    let mut lists: Vec<(usize, Vec<Value>)> = Vec::new();
+    for (i, src) in server.sources.iter().enumerate() {
+        if !tenant_may_use(ctx, src.upstream) {
+            continue;
+        }
+        match fetch_tools(deps, ctx, src.upstream).await {
+            Ok(mut tools) => {
+                tools.retain(|t| visible(ctx, src.upstream, t));
+                lists.push((i, tools));
+            }
+            Err(e) => source_failed(deps, ctx, src.upstream, &e),
+        }
+    }
+    let refs: Vec<(usize, &[Value])> = lists.iter().map(|(i, t)| (*i, t.as_slice())).collect();
+    let merged = merge(catalog, &refs);
+    for c in &merged.collisions {
+        tracing::warn!(server = %server.name, name = %c.name, claimants = ?c.claimants, "tools share a name on a virtual server; both withheld");
+        deps.shared
+            .metrics
+            .server_name_collisions
+            .with_label_values(&[server.name.as_str()])
+            .inc();
+    }
+    merged.tools
+}
+
+/// The whole tool list of one upstream, page by page.
+async fn fetch_tools(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> Result<Vec<Value>> {
+    let s = rpc::open(deps, ctx, upstream).await?;
+    let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+    let mut tools = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 1..=MAX_PAGES {
+        let params = match &cursor {
+            Some(c) => json!({ "cursor": c }),
+            None => json!({}),
+        };
+        let body = json!({"jsonrpc": "2.0", "id": page, "method": "tools/list", "params": params});
+        let result = request(deps, ctx, &s, body, max).await?;
+        if let Some(list) = result.get("tools").and_then(Value::as_array) {
+            tools.extend(list.iter().cloned());
+        }
+        cursor = result
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(tools)
+}
+
+/// One request in an upstream session; its result (a JSON-RPC error from
+/// the upstream is a failure of the source here).
+async fn request(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    s: &UpstreamSession,
+    body: Value,
+    max: usize,
+) -> Result<Value> {
+    let id = body["id"].clone();
+    let (head, answer) = rpc::send(deps, ctx, s, body.to_string().into_bytes()).await?;
+    let messages = rpc::read_whole(deps, ctx, s, &head, answer, max).await?;
+    let msg = rpc::response_for(&messages, &id)
+        .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no answer").into_up())?;
+    msg.get("result")
+        .cloned()
+        .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "an error answer").into_up())
+}
+
+/// A tool call: to the one source that serves the name; the upstream's
+/// name and the arguments as forwarded decided on; the answer streamed on.
+async fn call_tool(
+    deps: Deps<'_>,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    server: &Server,
+    id: &RequestId,
+) -> Result<()> {
+    let rt = ctx.rt.clone();
+    let snap = &rt.snapshot;
+    let (name, params) = call_params(ctx);
+    let Some((i, original)) = pick_source(deps, ctx, server, &name).await else {
+        return refuse(deps, session, ctx, hidden(id, &name)).await;
+    };
+    let src = &server.sources[i];
+    let up_name = snap.upstreams[src.upstream].name.as_str();
+    let sent_args = params.get("arguments");
+    let args = match call_arguments(src.override_for(&original), sent_args) {
+        Ok(a) => a,
+        Err(why) => {
+            let deny = Deny::Conditions {
+                id: Some(id.clone()),
+                reason: why,
+            };
+            return refuse(deps, session, ctx, Refusal::Policy(deny)).await;
+        }
+    };
+    if let Some(c) = &ctx.caller {
+        let mut parse = || args.clone();
+        match snap
+            .policy
+            .decide(c.roles(), Kind::Tools, up_name, &original, &mut parse)
+        {
+            Verdict::Allow => {}
+            Verdict::Hidden => return refuse(deps, session, ctx, hidden(id, &name)).await,
+            Verdict::Denied(reason) => {
+                let deny = Deny::Conditions {
+                    id: Some(id.clone()),
+                    reason,
+                };
+                return refuse(deps, session, ctx, Refusal::Policy(deny)).await;
+            }
+        }
+    }
+    if let Err(r) = limits(deps, session, ctx, up_name, &original).await {
+        return refuse(deps, session, ctx, r).await;
+    }
+    let mut params = params.clone();
+    params.insert("name".into(), Value::String(original.clone()));
+    match args {
+        Some(a) => params.insert("arguments".into(), a),
+        None => params.remove("arguments"),
+    };
+    let body = json!({"jsonrpc": "2.0", "id": serde_json::from_str::<Value>(id.raw()).unwrap_or(Value::Null), "method": "tools/call", "params": params});
+    ctx.exchange.federated = Some((src.upstream, original.as_str().into()));
+    let s = rpc::open(deps, ctx, src.upstream).await?;
+    super::sending(&http::Method::POST, &snap.upstreams[src.upstream], ctx);
+    let (head, mut answer) = rpc::send(deps, ctx, &s, body.to_string().into_bytes()).await?;
+    super::answered(deps.shared, false, &head, ctx);
+    let mut resp = ResponseHeader::build(head.status, Some(4))?;
+    if let Some(ct) = head.headers.get(http::header::CONTENT_TYPE) {
+        resp.insert_header(http::header::CONTENT_TYPE, ct.clone())?;
+    }
+    let done = answer.done();
+    session.write_response_header(Box::new(resp), done).await?;
+    while !answer.done() {
+        let mut out = bytes::BytesMut::new();
+        let more = answer.read(|p| out.extend_from_slice(p)).await?;
+        crate::answer::check_deadline(ctx)?;
+        let end = !more || answer.done();
+        if !out.is_empty() || end {
+            session
+                .write_response_body((!out.is_empty()).then(|| out.freeze()), end)
+                .await?;
+        }
+        if !more {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// `params.name` and the rest of `params` of the call, as sent.
+fn call_params(ctx: &Ctx) -> (String, serde_json::Map<String, Value>) {
+    let body = ctx.request.body.as_deref().unwrap_or_default();
+    let params = crate::policy::strict::parse(body)
+        .and_then(|v| v.get("params").cloned())
+        .and_then(|p| match p {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    (name, params)
+}
+
+/// The one source that serves `name`: among the candidates the names
+/// allow, the ones whose upstream lists the tool. None, or more than one
+/// (a collision), is an unknown tool.
+async fn pick_source(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    server: &Server,
+    name: &str,
+) -> Option<(usize, String)> {
+    let catalog = Catalog::new(server);
+    let candidates: Vec<(usize, String)> = catalog
+        .resolve(ItemKind::Tool, name)
+        .into_iter()
+        .filter(|(i, _)| tenant_may_use(ctx, server.sources[*i].upstream))
+        .map(|(i, o)| (i, o.into_owned()))
+        .collect();
+    if candidates.len() <= 1 {
+        return candidates.into_iter().next();
+    }
+    let mut listed = Vec::new();
+    for (i, original) in candidates {
+        let upstream = server.sources[i].upstream;
+        let has = fetch_tools(deps, ctx, upstream)
+            .await
+            .is_ok_and(|t| t.iter().any(|t| t["name"].as_str() == Some(&original)));
+        if has {
+            listed.push((i, original));
+        }
+    }
+    if listed.len() > 1 {
+        tracing::warn!(server = %server.name, name, "a called name is served by two sources; refused");
+    }
+    (listed.len() == 1).then(|| listed.remove(0))
+}
+
+/// Rate limits and concurrency caps, keyed by the source's upstream and
+/// the tool's name there.
+async fn limits(
+    deps: Deps<'_>,
+    session: &Session,
+    ctx: &mut Ctx,
+    upstream: &str,
+    tool: &str,
+) -> std::result::Result<(), Refusal> {
+    let rt = ctx.rt.clone();
+    if rt.limits.is_empty() {
+        return Ok(());
+    }
+    let ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let (subject, tenant, roles) = match &ctx.caller {
+        Some(c) => (&*c.subject, c.tenant.as_deref(), &c.roles[..]),
+        None => (ip.as_str(), None, &[][..]),
+    };
+    let route = ctx.route().map_or("", |r| r.name.as_str());
+    let input = crate::limits::LimitInput {
+        tenant,
+        subject,
+        roles,
+        route,
+        upstream,
+        method: "tools/call",
+        target: Some(tool),
+        model: None,
+    };
+    let m = &deps.shared.metrics;
+    rt.limits.check_rate(&input, m).await?;
+    let mut permits = Vec::new();
+    rt.limits.acquire(&input, &mut permits, m)?;
+    ctx.decision.permits = permits;
+    Ok(())
+}
+
+fn tenant_may_use(ctx: &Ctx, upstream: usize) -> bool {
+    let allowed = &ctx.rt.snapshot.upstreams[upstream].tenants;
+    allowed.is_empty()
+        || ctx
+            .caller
+            .as_ref()
+            .and_then(|c| c.tenant.as_deref())
+            .is_some_and(|t| allowed.iter().any(|a| a == t))
+}
+
+/// May the caller see this listed tool (some call to it could be allowed)?
+fn visible(ctx: &Ctx, upstream: usize, tool: &Value) -> bool {
+    let Some(c) = &ctx.caller else {
+        return true;
+    };
+    let up = &ctx.rt.snapshot.upstreams[upstream].name;
+    tool["name"].as_str().is_some_and(|n| {
+        ctx.rt
+            .snapshot
+            .policy
+            .visible(c.roles(), Kind::Tools, up, n)
+    })
+}
+
+fn hidden(id: &RequestId, name: &str) -> Refusal {
+    Refusal::Policy(Deny::Hidden {
+        id: Some(id.clone()),
+        kind: Kind::Tools,
+        name: name.into(),
+    })
+}
+
+fn source_failed(deps: Deps<'_>, ctx: &Ctx, upstream: usize, e: &Error) {
+    let up = &ctx.rt.snapshot.upstreams[upstream].name;
+    let kind = Failure::of(e);
+    tracing::warn!(route = ctx.route_label(), upstream = %up, error = %e, "a virtual server's source failed; its items are left out");
+    deps.shared
+        .metrics
+        .upstream_errors
+        .with_label_values(&[ctx.route_label(), kind.label()])
+        .inc();
+}
+
+async fn refuse(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx, r: Refusal) -> Result<()> {
+    refusal::answer(deps.shared, session, ctx, &r).await;
+    Ok(())
+}
+
+async fn answer(session: &mut Session, id: &RequestId, result: Value) -> Result<()> {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
+        id.raw(),
+        result
+    );
+    write(session, 200, Some(Bytes::from(body))).await
+}
+
+async fn write(session: &mut Session, status: u16, body: Option<Bytes>) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(2))?;
+    let len = body.as_ref().map_or(0, Bytes::len);
+    if body.is_some() {
+        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    }
+    resp.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
+    session
+        .write_response_header(Box::new(resp), body.is_none())
+        .await?;
+    if let Some(b) = body {
+        session.write_response_body(Some(b), true).await?;
+    }
+    Ok(())
+}

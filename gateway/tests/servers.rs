@@ -1,0 +1,281 @@
+//! A virtual server over real MCP servers of both kinds of SDK: the
+//! reference server-everything (node), the official Python SDK's own server
+//! and the project's rmcp demo server, plus a source that is down. The
+//! gateway answers as the MCP server; the official Python SDK client and raw
+//! JSON-RPC drive it. What the upstream ran (the SDK server's log) is the
+//! proof of what was forwarded.
+
+mod support;
+
+use serde_json::{json, Value};
+use sluice_gateway::identity::hash_key;
+use support::peers::{start_everything, SdkServer};
+use support::*;
+
+struct Env {
+    gw: Gateway,
+    sdk: SdkServer,
+    audit: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    _everything: support::peers::Everything,
+    _demo: DemoServer,
+}
+
+async fn env() -> Env {
+    let (everything, port) = start_everything().await;
+    let sdk = SdkServer::start().await;
+    let demo = demo(DemoOptions::default()).await;
+    let gone = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let audit = dir.path().join("audit.jsonl");
+    let config = format!(
+        r#"listeners:
+  - {{ name: main, address: "{{listen}}" }}
+admin: {{ address: "{{admin}}" }}
+identity:
+  audience: "sluice-test"
+  api_keys:
+    - {{ id: alice, sha256: "{alice}", subject: alice, roles: [builder] }}
+    - {{ id: bob, sha256: "{bob}", subject: bob, roles: [payer] }}
+roles:
+  - name: builder
+    allow: ["tools:sdk/*:call", "tools:demo/*:call", "tools:everything/*:call"]
+  - name: payer
+    allow: ["tools:sdk/pay:call"]
+    deny:
+      - scope: "tools:sdk/pay:call"
+        when: [{{ pointer: /a, min: 100 }}]
+upstreams:
+  - {{ name: everything, url: "http://127.0.0.1:{port}/mcp" }}
+  - {{ name: sdk, url: "http://127.0.0.1:{sdk_port}/mcp" }}
+  - {{ name: demo, url: "{demo_url}" }}
+  - name: gone
+    url: "http://127.0.0.1:{gone}/mcp"
+    retries: {{ attempts: 0 }}
+    circuit_breaker: {{ consecutive_failures: 1, open_ms: 60000 }}
+routes:
+  - {{ name: ws, path: /ws, server: workspace }}
+servers:
+  - name: workspace
+    sources:
+      - {{ upstream: everything, prefix: ev }}
+      - upstream: sdk
+        tools: {{ include: [pay, echo] }}
+        overrides:
+          pay: {{ title: Pay five, fixed: {{ a: 5 }} }}
+          echo: {{ name: say }}
+      - {{ upstream: demo, tools: {{ include: ["get-*"] }} }}
+      - {{ upstream: gone }}
+audit: {{ file: "{audit}", sample_rate: 1.0 }}
+"#,
+        audit = audit.display(),
+        alice = hash_key("alice-key"),
+        bob = hash_key("bob-key"),
+        sdk_port = sdk.port,
+        demo_url = demo.url(),
+    );
+    Env {
+        gw: Gateway::start(&config).await,
+        sdk,
+        audit,
+        _dir: dir,
+        _everything: everything,
+        _demo: demo,
+    }
+}
+
+async fn rpc(e: &Env, key: &str, body: Value) -> Value {
+    let auth = format!("Bearer {key}");
+    let (status, _, text) = post(
+        &reqwest::Client::new(),
+        &e.gw.url("/ws"),
+        body.to_string(),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    rpc_json(&text)
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_endpoint_lists_and_calls_across_three_sdks_and_survives_a_source_that_is_down() {
+    let e = env().await;
+    let init = rpc(
+        &e,
+        "alice-key",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"}}}),
+    )
+    .await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "workspace", "{init}");
+    let list = rpc(
+        &e,
+        "alice-key",
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await;
+    let listed = names(&list);
+    for want in ["sdk_pay", "sdk_say", "demo_get-sum", "ev_echo"] {
+        assert!(listed.iter().any(|n| n == want), "{want} in {listed:?}");
+    }
+    assert!(
+        !listed.iter().any(|n| n == "sdk_echo"),
+        "renamed: {listed:?}"
+    );
+    assert!(
+        !listed.iter().any(|n| n == "sdk_refund"),
+        "filtered: {listed:?}"
+    );
+    assert!(!listed.iter().any(|n| n.starts_with("gone_")), "{listed:?}");
+    let pay = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "sdk_pay")
+        .unwrap();
+    assert_eq!(pay["title"], "Pay five");
+    assert!(
+        pay["inputSchema"]["properties"].get("a").is_none(),
+        "a fixed argument is not advertised: {pay}"
+    );
+    assert!(
+        e.gw.metric("sluice_upstream_errors_total{kind=\"connect_refused\",route=\"ws\"}")
+            .await
+            >= 1.0,
+        "the source that is down is counted"
+    );
+    assert_eq!(
+        e.gw.metric("sluice_upstream_circuit_state{upstream=\"gone\"}")
+            .await,
+        1.0,
+        "its circuit opened: the next list does not wait on it"
+    );
+    let again = rpc(
+        &e,
+        "alice-key",
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(names(&again), listed, "the other sources keep serving");
+
+    // The client asks for 500; the upstream runs what the gateway forwards.
+    let paid = rpc(
+        &e,
+        "alice-key",
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+               "params": {"name": "sdk_pay", "arguments": {"a": 500}}}),
+    )
+    .await;
+    assert_eq!(paid["id"], 3, "{paid}");
+    assert_eq!(paid["result"]["content"][0]["text"], "paid 5", "{paid}");
+    assert!(e.sdk.ran().contains(&json!({"tool": "pay", "a": 5})));
+
+    let said = rpc(
+        &e,
+        "alice-key",
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+               "params": {"name": "sdk_say", "arguments": {"message": "hi"}}}),
+    )
+    .await;
+    assert_eq!(said["result"]["content"][0]["text"], "hi", "{said}");
+    let old_name = rpc(
+        &e,
+        "alice-key",
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+               "params": {"name": "sdk_echo", "arguments": {"message": "hi"}}}),
+    )
+    .await;
+    assert_eq!(old_name["error"]["code"], -32602, "{old_name}");
+
+    // The official Python SDK client, as a 2025 client of the gateway.
+    let url = e.gw.url("/ws");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(need(peers().join("venv/bin/python")))
+            .arg(test_peer("sdk_client.py"))
+            .args([
+                url.as_str(),
+                "demo_get-sum",
+                r#"{"a":2,"b":3}"#,
+                "legacy",
+                "Authorization=Bearer alice-key",
+            ])
+            .output()
+            .expect("python client")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("demo_get-sum"), "{stdout}");
+    assert!(stdout.contains("False ['5']"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_sees_the_source_the_upstreams_name_and_the_arguments_as_forwarded() {
+    let e = env().await;
+    let list = rpc(
+        &e,
+        "bob-key",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(names(&list), ["sdk_pay"], "only what bob may call");
+    // Bob may not pay 100 or more; he asks for 500, the gateway forwards 5:
+    // the decision is on the 5.
+    let paid = rpc(
+        &e,
+        "bob-key",
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": "sdk_pay", "arguments": {"a": 500}}}),
+    )
+    .await;
+    assert_eq!(paid["result"]["content"][0]["text"], "paid 5", "{paid}");
+    eventually(
+        "the call audited with both names and its source",
+        async || {
+            std::fs::read_to_string(&e.audit)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|ev| {
+                    ev["target"] == "sdk_pay"
+                        && ev["upstream_target"] == "pay"
+                        && ev["upstream"] == "sdk"
+                        && ev["subject"] == "bob"
+                        && ev["decision"] == "allow"
+                })
+        },
+    )
+    .await;
+    let hidden = rpc(
+        &e,
+        "bob-key",
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+               "params": {"name": "demo_get-sum", "arguments": {"a": 1, "b": 2}}}),
+    )
+    .await;
+    assert_eq!(hidden["error"]["code"], -32602, "{hidden}");
+    assert_eq!(hidden["id"], 3);
+    let (status, _, _) = post(
+        &reqwest::Client::new(),
+        &e.gw.url("/ws"),
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}).to_string(),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 401, "no credential, no list");
+}
