@@ -226,6 +226,18 @@ impl Reloader {
                 .map_err(|e| sluice_config::ConfigError::new("rate_limits.shared_store", e))?;
         let llm = Arc::new(crate::llm::LlmState::build(&snapshot, Some(&current.llm)));
         let health = crate::resilience::build(&snapshot, &current.health, &self.shared.metrics);
+        let mut secrets = Vec::with_capacity(snapshot.session_keys.len());
+        for (i, k) in snapshot.session_keys.iter().enumerate() {
+            secrets.push(
+                crate::inject::read_secret(k).map_err(|e| {
+                    sluice_config::ConfigError::new(format!("session_keys[{i}]"), e)
+                })?,
+            );
+        }
+        let session_keys = Arc::new(crate::federation::seal::Keys::new(
+            &secrets,
+            &crate::state::PROCESS_KEY,
+        ));
         let peers = upstream::build_peers(&snapshot).await;
         self.generation.store(next_gen, Ordering::Release);
         tracing::info!(version = %snapshot.version, routes = snapshot.routes.len(), "snapshot applied");
@@ -240,6 +252,7 @@ impl Reloader {
             limits: Arc::new(limits),
             health,
             llm,
+            session_keys,
         });
         Ok(Applied::New)
     }
@@ -265,6 +278,7 @@ impl Reloader {
                 limits: current.limits.clone(),
                 health: current.health.clone(),
                 llm: current.llm.clone(),
+                session_keys: current.session_keys.clone(),
             });
         }
     }

@@ -44,6 +44,8 @@ pub struct Runtime {
     pub health: Vec<Arc<UpstreamHealth>>,
     /// Token buckets and budget spend for model traffic.
     pub llm: Arc<crate::llm::LlmState>,
+    /// Seal and open virtual servers' session ids.
+    pub session_keys: Arc<crate::federation::seal::Keys>,
 }
 
 impl Runtime {
@@ -77,9 +79,22 @@ impl Runtime {
             limits: Arc::new(Limits::default()),
             health: Vec::new(),
             llm: Arc::new(crate::llm::LlmState::default()),
+            session_keys: Arc::new(crate::federation::seal::Keys::new(&[], &PROCESS_KEY)),
         }
     }
 }
+
+/// The key that seals virtual servers' session ids when none is configured:
+/// random, one per process.
+pub static PROCESS_KEY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(|| {
+    let mut k = [0u8; 32];
+    if aws_lc_rs::rand::fill(&mut k).is_err() {
+        // No system randomness: sessions cannot be sealed safely; a key
+        // nobody else knows still keeps them unreadable to clients.
+        k = rand::random();
+    }
+    k
+});
 
 pub struct Shared {
     current: ArcSwap<Runtime>,

@@ -7,13 +7,85 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use serde_json::{json, Value};
 use sluice_gateway::identity::hash_key;
 use support::peers::{start_everything, SdkServer};
 use support::*;
 
+/// An MCP upstream that counts the sessions it opens and can forget them
+/// (as a restarted server does): a request in a session it does not know
+/// is answered 404, as the protocol says.
+#[derive(Clone, Default)]
+struct Forgetful {
+    inits: Arc<AtomicU64>,
+    known: Arc<Mutex<Vec<String>>>,
+}
+
+impl Forgetful {
+    async fn start() -> (std::net::SocketAddr, Forgetful) {
+        let me = Forgetful::default();
+        let m = me.clone();
+        let handler = move |headers: http::HeaderMap, body: axum::body::Bytes| {
+            let m = m.clone();
+            async move { m.answer(&headers, &body) }
+        };
+        let router = axum::Router::new().route("/mcp", axum::routing::post(handler));
+        (serve_router(router).await, me)
+    }
+
+    fn answer(&self, headers: &http::HeaderMap, body: &[u8]) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let v: Value = serde_json::from_slice(body).unwrap_or_default();
+        let json = |v: Value| {
+            (
+                [(http::header::CONTENT_TYPE, "application/json")],
+                v.to_string(),
+            )
+        };
+        if v["method"] == "initialize" {
+            let n = self.inits.fetch_add(1, Ordering::SeqCst);
+            let sid = format!("s-{n}");
+            self.known.lock().expect("lock").push(sid.clone());
+            let result = json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                                "serverInfo": {"name": "forgetful", "version": "1"}});
+            let mut resp =
+                json(json!({"jsonrpc": "2.0", "id": v["id"], "result": result})).into_response();
+            resp.headers_mut()
+                .insert("mcp-session-id", sid.parse().expect("header value"));
+            return resp;
+        }
+        let sid = headers
+            .get("mcp-session-id")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !self.known.lock().expect("lock").iter().any(|k| k == sid) {
+            return http::StatusCode::NOT_FOUND.into_response();
+        }
+        if v.get("id").is_none() {
+            return http::StatusCode::ACCEPTED.into_response();
+        }
+        let result = match v["method"].as_str() {
+            Some("tools/list") => {
+                json!({"tools": [{"name": "note", "inputSchema": {"type": "object"}}]})
+            }
+            _ => json!({"content": [{"type": "text", "text": format!("noted in {sid}")}]}),
+        };
+        json(json!({"jsonrpc": "2.0", "id": v["id"], "result": result})).into_response()
+    }
+
+    fn forget(&self) {
+        self.known.lock().expect("lock").clear();
+    }
+}
+
 struct Env {
     gw: Gateway,
+    mem: Forgetful,
+    /// The config, for more replicas.
+    config: String,
     sdk: SdkServer,
     audit: std::path::PathBuf,
     _dir: tempfile::TempDir,
@@ -26,6 +98,7 @@ async fn env() -> Env {
     let sdk = SdkServer::start().await;
     let demo = demo(DemoOptions::default()).await;
     let gone = free_port();
+    let (mem_addr, mem) = Forgetful::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let audit = dir.path().join("audit.jsonl");
     let config = format!(
@@ -39,7 +112,7 @@ identity:
     - {{ id: bob, sha256: "{bob}", subject: bob, roles: [payer] }}
 roles:
   - name: builder
-    allow: ["tools:sdk/*:call", "tools:demo/*:call", "tools:everything/*:call"]
+    allow: ["tools:sdk/*:call", "tools:demo/*:call", "tools:everything/*:call", "tools:mem/*:call"]
   - name: payer
     allow: ["tools:sdk/pay:call"]
     deny:
@@ -49,6 +122,7 @@ upstreams:
   - {{ name: everything, url: "http://127.0.0.1:{port}/mcp" }}
   - {{ name: sdk, url: "http://127.0.0.1:{sdk_port}/mcp" }}
   - {{ name: demo, url: "{demo_url}" }}
+  - {{ name: mem, url: "http://{mem_addr}/mcp" }}
   - name: gone
     url: "http://127.0.0.1:{gone}/mcp"
     retries: {{ attempts: 0 }}
@@ -65,8 +139,10 @@ servers:
           pay: {{ title: Pay five, fixed: {{ a: 5 }} }}
           echo: {{ name: say }}
       - {{ upstream: demo, tools: {{ include: ["get-*"] }} }}
+      - {{ upstream: mem }}
       - {{ upstream: gone }}
 audit: {{ file: "{audit}", sample_rate: 1.0 }}
+session_keys: [{{ env: SLUICE_TEST_SESSION_KEY }}]
 "#,
         audit = audit.display(),
         alice = hash_key("alice-key"),
@@ -75,7 +151,9 @@ audit: {{ file: "{audit}", sample_rate: 1.0 }}
         demo_url = demo.url(),
     );
     Env {
-        gw: Gateway::start(&config).await,
+        gw: Gateway::start_with_env(&config, &[(KEY_ENV, "key-one")]).await,
+        mem,
+        config,
         sdk,
         audit,
         _dir: dir,
@@ -83,6 +161,8 @@ audit: {{ file: "{audit}", sample_rate: 1.0 }}
         _demo: demo,
     }
 }
+
+const KEY_ENV: &str = "SLUICE_TEST_SESSION_KEY";
 
 async fn rpc(e: &Env, key: &str, body: Value) -> Value {
     let auth = format!("Bearer {key}");
@@ -278,4 +358,81 @@ async fn policy_sees_the_source_the_upstreams_name_and_the_arguments_as_forwarde
     )
     .await;
     assert_eq!(status, 401, "no credential, no list");
+}
+
+/// A JSON-RPC POST to `gw` as `key` in session `sid`: status and JSON.
+async fn in_session(gw: &Gateway, key: &str, sid: &str, body: Value) -> (u16, Value) {
+    let auth = format!("Bearer {key}");
+    let (status, _, text) = post(
+        &reqwest::Client::new(),
+        &gw.url("/ws"),
+        body.to_string(),
+        &[("authorization", &auth), ("mcp-session-id", sid)],
+    )
+    .await;
+    (status, rpc_json(&text))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_on_one_replica_is_served_by_another_and_by_nobody_else() {
+    let e = env().await;
+    let replica = Gateway::start_with_env(&e.config, &[(KEY_ENV, "key-one")]).await;
+    let stranger = Gateway::start_with_env(&e.config, &[(KEY_ENV, "key-two")]).await;
+    let (status, headers, text) = post(
+        &reqwest::Client::new(),
+        &e.gw.url("/ws"),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"}}})
+        .to_string(),
+        &[("authorization", "Bearer alice-key")],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let sid = headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session id")
+        .to_owned();
+    assert!(!sid.contains("alice"), "sealed, not readable: {sid}");
+
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    assert_eq!(
+        e.mem.inits.load(Ordering::SeqCst),
+        1,
+        "opened at initialize"
+    );
+    let (status, listed) = in_session(&replica, "alice-key", &sid, list.clone()).await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(names(&listed).iter().any(|n| n == "sdk_pay"), "{listed}");
+    assert!(names(&listed).iter().any(|n| n == "mem_note"), "{listed}");
+    assert_eq!(
+        e.mem.inits.load(Ordering::SeqCst),
+        1,
+        "the other replica resumed the upstream session the id carries"
+    );
+    // The upstream restarts and forgets: the call is sent again in a new
+    // upstream session (the 404 means it ran nothing).
+    e.mem.forget();
+    let note = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                      "params": {"name": "mem_note", "arguments": {}}});
+    let (status, noted) = in_session(&replica, "alice-key", &sid, note).await;
+    assert_eq!(status, 200, "{noted}");
+    assert_eq!(
+        noted["result"]["content"][0]["text"], "noted in s-1",
+        "{noted}"
+    );
+    assert_eq!(e.mem.inits.load(Ordering::SeqCst), 2);
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                      "params": {"name": "sdk_say", "arguments": {"message": "elsewhere"}}});
+    let (status, said) = in_session(&replica, "alice-key", &sid, call).await;
+    assert_eq!(status, 200, "{said}");
+    assert_eq!(said["result"]["content"][0]["text"], "elsewhere", "{said}");
+
+    let (status, v) = in_session(&replica, "bob-key", &sid, list.clone()).await;
+    assert_eq!(status, 404, "another caller's session is unknown: {v}");
+    let (status, v) = in_session(&stranger, "alice-key", &sid, list.clone()).await;
+    assert_eq!(status, 404, "a replica with other keys cannot open it: {v}");
+    let (status, v) = in_session(&e.gw, "alice-key", "forged", list).await;
+    assert_eq!(status, 404, "{v}");
 }

@@ -48,6 +48,12 @@ impl Snapshot {
             approvals::build_approvals(&raw.approvals, &names, identity.enabled, &mut errs);
         let upstream_names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let servers = servers::build_servers(&raw.servers, &upstream_names, &mut errs);
+        let session_keys: Vec<_> = raw
+            .session_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| check::secret_ref(k, &format!("session_keys[{i}]"), &mut errs))
+            .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
@@ -78,6 +84,7 @@ impl Snapshot {
             llm,
             approvals,
             servers,
+            session_keys,
             warnings,
         })
     }

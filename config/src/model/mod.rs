@@ -87,6 +87,8 @@ pub struct Snapshot {
     pub approvals: Approvals,
     /// Virtual MCP servers (`servers`).
     pub servers: Vec<Server>,
+    /// Secrets that seal virtual servers' session ids, the sealing one first.
+    pub session_keys: Vec<SecretRef>,
     /// Problems that do not stop the config, e.g. rules that can never match.
     pub warnings: Vec<ConfigError>,
 }

@@ -79,6 +79,11 @@ pub struct RawConfig {
     /// Virtual MCP servers federating several upstreams.
     #[serde(default)]
     pub servers: Vec<RawServer>,
+    /// Keys that seal virtual servers' session ids: the first seals, every
+    /// one opens. Rotate by putting a new key first and dropping the old
+    /// one once its sessions may have ended. None: a key per process.
+    #[serde(default)]
+    pub session_keys: Vec<RawSecretRef>,
 }
 
 impl RawConfig {

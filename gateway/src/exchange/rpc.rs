@@ -24,15 +24,43 @@ pub const PROTOCOL: &str = "2025-06-18";
 
 const MCP_SESSION_ID: &str = "mcp-session-id";
 
-/// One upstream session, opened for one client request.
+/// One upstream session: opened for one client request, or resumed from
+/// the client's sealed session id.
 pub struct UpstreamSession {
     pub upstream: usize,
     id: Option<String>,
+    resumed: bool,
+}
+
+impl UpstreamSession {
+    /// The session `id` a client's sealed session carries for `upstream`.
+    pub fn resume(upstream: usize, id: String) -> Self {
+        UpstreamSession {
+            upstream,
+            id: Some(id),
+            resumed: true,
+        }
+    }
+
+    /// The upstream's session id (none for an upstream without sessions).
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// Resumed, not opened for this request: the upstream may have
+    /// forgotten it.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
 }
 
 /// Open a session with upstream `upstream`.
 pub async fn open(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> Result<UpstreamSession> {
-    let mut s = UpstreamSession { upstream, id: None };
+    let mut s = UpstreamSession {
+        upstream,
+        id: None,
+        resumed: false,
+    };
     let init = serde_json::json!({
         "jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": {

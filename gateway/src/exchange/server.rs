@@ -16,8 +16,10 @@ use sluice_config::{Kind, Server};
 
 use super::rpc::{self, UpstreamSession};
 use super::Deps;
+use crate::conn::h1;
 use crate::ctx::Ctx;
 use crate::failure::Failure;
+use crate::federation::seal::SessionState;
 use crate::federation::tools::{call_arguments, merge};
 use crate::federation::{Catalog, ItemKind};
 use crate::mcp::{Method, RequestId};
@@ -44,25 +46,26 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no message"))?;
         (first.method.clone(), first.id.clone())
     };
+    let sealed = match session.req_header().headers.get(MCP_SESSION_ID) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|v| own_session(ctx, server, v)) {
+            Some(state) => Some(state),
+            None => return refuse(deps, session, ctx, Refusal::ForeignSession).await,
+        },
+    };
     let Some(id) = id else {
         // Notifications (`initialized`, `cancelled`): nothing to answer.
-        return write(session, 202, None).await;
+        return write(session, 202, None, None).await;
     };
+    let sealed = sealed.as_ref();
     match method {
-        Method::Initialize => {
-            let result = json!({
-                "protocolVersion": rpc::PROTOCOL,
-                "capabilities": {"tools": {}},
-                "serverInfo": {"name": server.name, "version": env!("CARGO_PKG_VERSION")},
-            });
-            answer(session, &id, result).await
-        }
+        Method::Initialize => initialize(deps, session, ctx, server, &id).await,
         Method::Ping => answer(session, &id, json!({})).await,
         Method::ToolsList => {
-            let tools = list_tools(deps, ctx, server).await;
+            let tools = list_tools(deps, ctx, server, sealed).await;
             answer(session, &id, json!({ "tools": tools })).await
         }
-        Method::ToolsCall => call_tool(deps, session, ctx, server, &id).await,
+        Method::ToolsCall => call_tool(deps, session, ctx, (server, sealed), &id).await,
         _ => {
             let unknown = Deny::Unclassified {
                 id: Some(id.clone()),
@@ -73,16 +76,132 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
     }
 }
 
+const MCP_SESSION_ID: &str = "mcp-session-id";
+
+/// The client's session, if its sealed id opens to this server and caller.
+fn own_session(ctx: &Ctx, server: &Server, id: &str) -> Option<SessionState> {
+    let state = ctx.rt.session_keys.open(id)?;
+    let (subject, tenant) = caller_names(ctx);
+    (state.server == server.name && state.subject == subject && state.tenant.as_deref() == tenant)
+        .then_some(state)
+}
+
+fn caller_names(ctx: &Ctx) -> (&str, Option<&str>) {
+    ctx.caller
+        .as_ref()
+        .map_or(("", None), |c| (&*c.subject, c.tenant.as_deref()))
+}
+
+/// `initialize`: a session with every source the caller may use is opened
+/// now, and the client's session id seals them, so that any replica serves
+/// the session's later requests without opening them again. A source that
+/// cannot be reached is opened per request later.
+async fn initialize(
+    deps: Deps<'_>,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    server: &Server,
+    id: &RequestId,
+) -> Result<()> {
+    let mut upstreams = Vec::with_capacity(server.sources.len());
+    for src in &server.sources {
+        let name = ctx.rt.snapshot.upstreams[src.upstream].name.clone();
+        let sid = if tenant_may_use(ctx, src.upstream) {
+            match rpc::open(deps, ctx, src.upstream).await {
+                Ok(s) => s.id().map(str::to_owned),
+                Err(e) => {
+                    source_failed(deps, ctx, src.upstream, &e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        upstreams.push((name, sid));
+    }
+    let (subject, tenant) = caller_names(ctx);
+    let state = SessionState {
+        server: server.name.clone(),
+        subject: subject.to_owned(),
+        tenant: tenant.map(str::to_owned),
+        upstreams,
+    };
+    let sealed = ctx
+        .rt
+        .session_keys
+        .seal(&state)
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "session not sealed"))?;
+    let result = json!({
+        "protocolVersion": rpc::PROTOCOL,
+        "capabilities": {"tools": {}},
+        "serverInfo": {"name": server.name, "version": env!("CARGO_PKG_VERSION")},
+    });
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
+        id.raw(),
+        result
+    );
+    write(session, 200, Some(Bytes::from(body)), Some(&sealed)).await
+}
+
+/// Source `upstream`'s session for this request: the one the client's
+/// sealed session carries, else one opened now.
+async fn source_session(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    sealed: Option<&SessionState>,
+    upstream: usize,
+) -> Result<UpstreamSession> {
+    let name = &ctx.rt.snapshot.upstreams[upstream].name;
+    let carried = sealed.and_then(|s| {
+        s.upstreams
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, sid)| sid.clone())
+    });
+    match carried {
+        Some(sid) => Ok(UpstreamSession::resume(upstream, sid)),
+        None => rpc::open(deps, ctx, upstream).await,
+    }
+}
+
+/// Send `body` in source `upstream`'s session. An upstream that forgot a
+/// resumed session (404: it ran nothing) gets a new one and the request
+/// again, once.
+async fn send_in(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    sealed: Option<&SessionState>,
+    upstream: usize,
+    body: Vec<u8>,
+) -> Result<(UpstreamSession, ResponseHeader, h1::Response)> {
+    let s = source_session(deps, ctx, sealed, upstream).await?;
+    let (head, answer) = rpc::send(deps, ctx, &s, body.clone()).await?;
+    if head.status != http::StatusCode::NOT_FOUND || !s.resumed() {
+        return Ok((s, head, answer));
+    }
+    drop(answer);
+    tracing::debug!(upstream = %ctx.rt.snapshot.upstreams[upstream].name, "the upstream forgot its session; opening a new one");
+    let s = rpc::open(deps, ctx, upstream).await?;
+    let (head, answer) = rpc::send(deps, ctx, &s, body).await?;
+    Ok((s, head, answer))
+}
+
 /// Every source's tools the caller may see, merged. A source that cannot
 /// be listed is left out.
-async fn list_tools(deps: Deps<'_>, ctx: &mut Ctx, server: &Server) -> Vec<Value> {
+async fn list_tools(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    server: &Server,
+    sealed: Option<&SessionState>,
+) -> Vec<Value> {
     let catalog = Catalog::new(server);
     let mut lists: Vec<(usize, Vec<Value>)> = Vec::new();
     for (i, src) in server.sources.iter().enumerate() {
         if !tenant_may_use(ctx, src.upstream) {
             continue;
         }
-        match fetch_tools(deps, ctx, src.upstream).await {
+        match fetch_tools(deps, ctx, sealed, src.upstream).await {
             Ok(mut tools) => {
                 tools.retain(|t| visible(ctx, src.upstream, t));
                 lists.push((i, tools));
@@ -104,8 +223,12 @@ async fn list_tools(deps: Deps<'_>, ctx: &mut Ctx, server: &Server) -> Vec<Value
 }
 
 /// The whole tool list of one upstream, page by page.
-async fn fetch_tools(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> Result<Vec<Value>> {
-    let s = rpc::open(deps, ctx, upstream).await?;
+async fn fetch_tools(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    sealed: Option<&SessionState>,
+    upstream: usize,
+) -> Result<Vec<Value>> {
     let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
     let mut tools = Vec::new();
     let mut cursor: Option<String> = None;
@@ -115,7 +238,7 @@ async fn fetch_tools(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> Result<V
             None => json!({}),
         };
         let body = json!({"jsonrpc": "2.0", "id": page, "method": "tools/list", "params": params});
-        let result = request(deps, ctx, &s, body, max).await?;
+        let result = request(deps, ctx, (sealed, upstream), body, max).await?;
         if let Some(list) = result.get("tools").and_then(Value::as_array) {
             tools.extend(list.iter().cloned());
         }
@@ -135,13 +258,14 @@ async fn fetch_tools(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> Result<V
 async fn request(
     deps: Deps<'_>,
     ctx: &mut Ctx,
-    s: &UpstreamSession,
+    (sealed, upstream): (Option<&SessionState>, usize),
     body: Value,
     max: usize,
 ) -> Result<Value> {
     let id = body["id"].clone();
-    let (head, answer) = rpc::send(deps, ctx, s, body.to_string().into_bytes()).await?;
-    let messages = rpc::read_whole(deps, ctx, s, &head, answer, max).await?;
+    let bytes = body.to_string().into_bytes();
+    let (s, head, answer) = send_in(deps, ctx, sealed, upstream, bytes).await?;
+    let messages = rpc::read_whole(deps, ctx, &s, &head, answer, max).await?;
     let msg = rpc::response_for(&messages, &id)
         .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no answer").into_up())?;
     msg.get("result")
@@ -155,13 +279,13 @@ async fn call_tool(
     deps: Deps<'_>,
     session: &mut Session,
     ctx: &mut Ctx,
-    server: &Server,
+    (server, sealed): (&Server, Option<&SessionState>),
     id: &RequestId,
 ) -> Result<()> {
     let rt = ctx.rt.clone();
     let snap = &rt.snapshot;
     let (name, params) = call_params(ctx);
-    let Some((i, original)) = pick_source(deps, ctx, server, &name).await else {
+    let Some((i, original)) = pick_source(deps, ctx, (server, sealed), &name).await else {
         return refuse(deps, session, ctx, hidden(id, &name)).await;
     };
     let src = &server.sources[i];
@@ -205,9 +329,9 @@ async fn call_tool(
     };
     let body = json!({"jsonrpc": "2.0", "id": serde_json::from_str::<Value>(id.raw()).unwrap_or(Value::Null), "method": "tools/call", "params": params});
     ctx.exchange.federated = Some((src.upstream, original.as_str().into()));
-    let s = rpc::open(deps, ctx, src.upstream).await?;
     super::sending(&http::Method::POST, &snap.upstreams[src.upstream], ctx);
-    let (head, mut answer) = rpc::send(deps, ctx, &s, body.to_string().into_bytes()).await?;
+    let bytes = body.to_string().into_bytes();
+    let (_, head, mut answer) = send_in(deps, ctx, sealed, src.upstream, bytes).await?;
     super::answered(deps.shared, false, &head, ctx);
     let mut resp = ResponseHeader::build(head.status, Some(4))?;
     if let Some(ct) = head.headers.get(http::header::CONTENT_TYPE) {
@@ -256,7 +380,7 @@ fn call_params(ctx: &Ctx) -> (String, serde_json::Map<String, Value>) {
 async fn pick_source(
     deps: Deps<'_>,
     ctx: &mut Ctx,
-    server: &Server,
+    (server, sealed): (&Server, Option<&SessionState>),
     name: &str,
 ) -> Option<(usize, String)> {
     let catalog = Catalog::new(server);
@@ -272,7 +396,7 @@ async fn pick_source(
     let mut listed = Vec::new();
     for (i, original) in candidates {
         let upstream = server.sources[i].upstream;
-        let has = fetch_tools(deps, ctx, upstream)
+        let has = fetch_tools(deps, ctx, sealed, upstream)
             .await
             .is_ok_and(|t| t.iter().any(|t| t["name"].as_str() == Some(&original)));
         if has {
@@ -380,11 +504,19 @@ async fn answer(session: &mut Session, id: &RequestId, result: Value) -> Result<
         id.raw(),
         result
     );
-    write(session, 200, Some(Bytes::from(body))).await
+    write(session, 200, Some(Bytes::from(body)), None).await
 }
 
-async fn write(session: &mut Session, status: u16, body: Option<Bytes>) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(2))?;
+async fn write(
+    session: &mut Session,
+    status: u16,
+    body: Option<Bytes>,
+    session_id: Option<&str>,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    if let Some(sid) = session_id {
+        resp.insert_header(MCP_SESSION_ID, sid)?;
+    }
     let len = body.as_ref().map_or(0, Bytes::len);
     if body.is_some() {
         resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;

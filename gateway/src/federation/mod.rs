@@ -11,6 +11,7 @@
 //! values are set — never the name or arguments as the client sent them.
 
 pub mod cursor;
+pub mod seal;
 pub mod tools;
 
 use std::borrow::Cow;

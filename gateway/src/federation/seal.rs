@@ -1,0 +1,132 @@
+//! Sealed session ids for virtual servers: what a session needs — the
+//! server, the caller (subject and tenant) and each source's upstream
+//! session id — travels in the id itself, encrypted and authenticated
+//! (AES-256-GCM, a random nonce per id), so any replica that holds the keys
+//! serves any session with no shared store. The first key seals; every key
+//! opens, so keys rotate by adding the new one first and dropping the old
+//! one once its sessions may end. An id that does not open, or that names
+//! another caller or server, is an unknown session.
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What a sealed id carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionState {
+    /// The virtual server's name.
+    pub server: String,
+    pub subject: String,
+    pub tenant: Option<String>,
+    /// Per source, in order: the upstream's name and its session id (none:
+    /// opened per request).
+    pub upstreams: Vec<(String, Option<String>)>,
+}
+
+/// The keys that seal and open session ids.
+pub struct Keys {
+    keys: Vec<LessSafeKey>,
+}
+
+/// Longest id accepted from a client.
+const MAX_ID: usize = 4096;
+
+impl Keys {
+    /// One key per secret (any text: the key is its SHA-256), the first
+    /// sealing. No secret: `fallback` (random per process — sessions then
+    /// live as long as the process and stay on one replica).
+    pub fn new(secrets: &[String], fallback: &[u8; 32]) -> Keys {
+        let material: Vec<[u8; 32]> = if secrets.is_empty() {
+            vec![*fallback]
+        } else {
+            secrets
+                .iter()
+                .map(|s| Sha256::digest(s.as_bytes()).into())
+                .collect()
+        };
+        let keys = material
+            .iter()
+            .filter_map(|k| UnboundKey::new(&AES_256_GCM, k).ok().map(LessSafeKey::new))
+            .collect();
+        Keys { keys }
+    }
+
+    /// The sealed id for `state`.
+    pub fn seal(&self, state: &SessionState) -> Option<String> {
+        let key = self.keys.first()?;
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).ok()?;
+        let mut data = serde_json::to_vec(state).ok()?;
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        Some(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// The state a sealed id carries, if one of the keys opens it.
+    pub fn open(&self, id: &str) -> Option<SessionState> {
+        if id.len() > MAX_ID {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(id).ok()?;
+        if raw.len() <= NONCE_LEN {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        self.keys.iter().find_map(|key| {
+            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+            let mut buf = sealed.to_vec();
+            let plain = key.open_in_place(nonce, Aad::empty(), &mut buf).ok()?;
+            serde_json::from_slice(plain).ok()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> SessionState {
+        SessionState {
+            server: "workspace".into(),
+            subject: "alice".into(),
+            tenant: Some("acme".into()),
+            upstreams: vec![("sdk".into(), Some("abc".into())), ("demo".into(), None)],
+        }
+    }
+
+    #[test]
+    fn an_id_opens_to_what_was_sealed_and_nothing_else_opens() {
+        let keys = Keys::new(&["current".into()], &[7; 32]);
+        let id = keys.seal(&state()).expect("sealed");
+        assert_eq!(keys.open(&id), Some(state()));
+        assert_ne!(
+            keys.seal(&state()),
+            Some(id.clone()),
+            "a fresh nonce each time"
+        );
+        let mut bytes = URL_SAFE_NO_PAD.decode(&id).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert_eq!(keys.open(&URL_SAFE_NO_PAD.encode(bytes)), None, "tampered");
+        assert_eq!(keys.open("not-an-id"), None);
+        assert_eq!(keys.open(&"A".repeat(5000)), None);
+        let other = Keys::new(&["other".into()], &[7; 32]);
+        assert_eq!(other.open(&id), None, "another key");
+    }
+
+    #[test]
+    fn keys_rotate_the_first_seals_every_one_opens() {
+        let old = Keys::new(&["old".into()], &[0; 32]);
+        let id = old.seal(&state()).unwrap();
+        let rotated = Keys::new(&["new".into(), "old".into()], &[0; 32]);
+        assert_eq!(rotated.open(&id), Some(state()), "within the grace");
+        let fresh = rotated.seal(&state()).unwrap();
+        assert_eq!(old.open(&fresh), None, "sealed with the new key");
+        let after = Keys::new(&["new".into()], &[0; 32]);
+        assert_eq!(after.open(&id), None, "past the grace");
+    }
+}
