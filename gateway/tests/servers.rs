@@ -68,8 +68,13 @@ impl Forgetful {
             return http::StatusCode::ACCEPTED.into_response();
         }
         let result = match v["method"].as_str() {
+            // Two pages.
+            Some("tools/list") if v["params"]["cursor"] == "p2" => {
+                json!({"tools": [{"name": "note2", "inputSchema": {"type": "object"}}]})
+            }
             Some("tools/list") => {
-                json!({"tools": [{"name": "note", "inputSchema": {"type": "object"}}]})
+                json!({"tools": [{"name": "note", "inputSchema": {"type": "object"}}],
+                                         "nextCursor": "p2"})
             }
             _ => json!({"content": [{"type": "text", "text": format!("noted in {sid}")}]}),
         };
@@ -247,6 +252,26 @@ async fn one_endpoint_lists_and_calls_across_three_sdks_and_survives_a_source_th
     )
     .await;
     assert_eq!(names(&again), listed, "the other sources keep serving");
+
+    // The merged list pages: the cursor carries every source's position.
+    let next = list["result"]["nextCursor"].as_str().expect("a next page");
+    assert!(!listed.iter().any(|n| n == "mem_note2"), "{listed:?}");
+    let page2 = rpc(
+        &e,
+        "alice-key",
+        json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list", "params": {"cursor": next}}),
+    )
+    .await;
+    assert_eq!(names(&page2), ["mem_note2"], "{page2}");
+    assert!(page2["result"].get("nextCursor").is_none(), "{page2}");
+    let forged = rpc(
+        &e,
+        "alice-key",
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {"cursor": "p2"}}),
+    )
+    .await;
+    assert_eq!(forged["error"]["code"], -32602, "{forged}");
+    assert_eq!(forged["id"], 7);
 
     // The client asks for 500; the upstream runs what the gateway forwards.
     let paid = rpc(

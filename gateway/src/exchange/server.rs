@@ -19,6 +19,7 @@ use super::Deps;
 use crate::conn::h1;
 use crate::ctx::Ctx;
 use crate::failure::Failure;
+use crate::federation::cursor::{self, Position};
 use crate::federation::seal::SessionState;
 use crate::federation::tools::{call_arguments, merge};
 use crate::federation::{Catalog, ItemKind};
@@ -62,8 +63,15 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         Method::Initialize => initialize(deps, session, ctx, server, &id).await,
         Method::Ping => answer(session, &id, json!({})).await,
         Method::ToolsList => {
-            let tools = list_tools(deps, ctx, server, sealed).await;
-            answer(session, &id, json!({ "tools": tools })).await
+            let cursor = call_params(ctx)
+                .1
+                .get("cursor")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match list_tools(deps, ctx, (server, sealed), cursor.as_deref()).await {
+                Ok(result) => answer(session, &id, result).await,
+                Err(r) => refuse(deps, session, ctx, r).await,
+            }
         }
         Method::ToolsCall => call_tool(deps, session, ctx, (server, sealed), &id).await,
         _ => {
@@ -187,30 +195,56 @@ async fn send_in(
     Ok((s, head, answer))
 }
 
-/// Every source's tools the caller may see, merged. A source that cannot
-/// be listed is left out.
+/// One page of the merged list: the next page of every source not done
+/// (its position in the client's cursor), the tools the caller may see,
+/// merged; the next cursor carries every source's position. A source that
+/// cannot be listed is left out of this listing.
 async fn list_tools(
     deps: Deps<'_>,
     ctx: &mut Ctx,
-    server: &Server,
-    sealed: Option<&SessionState>,
-) -> Vec<Value> {
-    let catalog = Catalog::new(server);
+    (server, sealed): (&Server, Option<&SessionState>),
+    cursor: Option<&str>,
+) -> std::result::Result<Value, Refusal> {
+    let rt = ctx.rt.clone();
+    let mut at = match cursor {
+        None => vec![Position::Start; server.sources.len()],
+        Some(c) => cursor::decode(&rt.snapshot, server, c).map_err(Refusal::InvalidParams)?,
+    };
+    let max = rt.snapshot.max_inspected_response_bytes as usize;
     let mut lists: Vec<(usize, Vec<Value>)> = Vec::new();
     for (i, src) in server.sources.iter().enumerate() {
-        if !tenant_may_use(ctx, src.upstream) {
-            continue;
-        }
-        match fetch_tools(deps, ctx, sealed, src.upstream).await {
-            Ok(mut tools) => {
+        let params = match &at[i] {
+            Position::Done => continue,
+            _ if !tenant_may_use(ctx, src.upstream) => {
+                at[i] = Position::Done;
+                continue;
+            }
+            Position::Start => json!({}),
+            Position::At(c) => json!({ "cursor": c }),
+        };
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": params});
+        match request(deps, ctx, (sealed, src.upstream), body, max).await {
+            Ok(result) => {
+                at[i] = match result.get("nextCursor").and_then(Value::as_str) {
+                    Some(next) => Position::At(next.to_owned()),
+                    None => Position::Done,
+                };
+                let mut tools = result
+                    .get("tools")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 tools.retain(|t| visible(ctx, src.upstream, t));
                 lists.push((i, tools));
             }
-            Err(e) => source_failed(deps, ctx, src.upstream, &e),
+            Err(e) => {
+                source_failed(deps, ctx, src.upstream, &e);
+                at[i] = Position::Done;
+            }
         }
     }
     let refs: Vec<(usize, &[Value])> = lists.iter().map(|(i, t)| (*i, t.as_slice())).collect();
-    let merged = merge(catalog, &refs);
+    let merged = merge(Catalog::new(server), &refs);
     for c in &merged.collisions {
         tracing::warn!(server = %server.name, name = %c.name, claimants = ?c.claimants, "tools share a name on a virtual server; both withheld");
         deps.shared
@@ -219,7 +253,11 @@ async fn list_tools(
             .with_label_values(&[server.name.as_str()])
             .inc();
     }
-    merged.tools
+    let mut result = json!({ "tools": merged.tools });
+    if let Some(next) = cursor::encode(&rt.snapshot, server, &at) {
+        result["nextCursor"] = Value::String(next);
+    }
+    Ok(result)
 }
 
 /// The whole tool list of one upstream, page by page.
@@ -293,13 +331,7 @@ async fn call_tool(
     let sent_args = params.get("arguments");
     let args = match call_arguments(src.override_for(&original), sent_args) {
         Ok(a) => a,
-        Err(why) => {
-            let deny = Deny::Conditions {
-                id: Some(id.clone()),
-                reason: why,
-            };
-            return refuse(deps, session, ctx, Refusal::Policy(deny)).await;
-        }
+        Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
     };
     if let Some(c) = &ctx.caller {
         let mut parse = || args.clone();

@@ -54,6 +54,10 @@ pub enum Refusal {
     },
     #[error("could not read the request body")]
     BodyRead,
+    /// Well-formed JSON-RPC whose params the gateway cannot act on (a
+    /// cursor it did not issue, arguments that are not an object).
+    #[error("Invalid params: {0}")]
+    InvalidParams(&'static str),
     /// A request head past `limits` (the request line: 414; else 431).
     #[error("{0} larger than the gateway accepts")]
     HeadTooLarge(&'static str),
@@ -121,6 +125,7 @@ impl Refusal {
             | Refusal::BodyRead
             | Refusal::Classify(_) => 400,
             Refusal::BodyTooLarge { .. } => 413,
+            Refusal::InvalidParams(_) => 200,
             Refusal::HeadTooLarge("request line") => 414,
             Refusal::HeadTooLarge(_) => 431,
             Refusal::BodiesFull(_) => 503,
@@ -151,6 +156,7 @@ impl Refusal {
             | Refusal::BodiesFull(_)
             | Refusal::Approval(ApprovalDeny::Unavailable(_)) => code::INTERNAL_ERROR,
             Refusal::Policy(d) => policy_code(d),
+            Refusal::InvalidParams(_) => code::INVALID_PARAMS,
             Refusal::Approval(ApprovalDeny::Pending { elicit: true, .. }) => {
                 code::URL_ELICITATION_REQUIRED
             }
@@ -170,6 +176,7 @@ impl Refusal {
             Refusal::PathNotNormal(_) => "path_not_normal",
             Refusal::BodyTooLarge { .. } => "body_too_large",
             Refusal::BodyRead => "body_read",
+            Refusal::InvalidParams(_) => "invalid_params",
             Refusal::HeadTooLarge(_) => "head_too_large",
             Refusal::BodiesFull(_) => "bodies_full",
             Refusal::Classify(ClassifyError::Parse { .. }) => "parse_error",
