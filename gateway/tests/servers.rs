@@ -303,28 +303,13 @@ async fn one_endpoint_lists_and_calls_across_three_sdks_and_survives_a_source_th
     assert_eq!(old_name["error"]["code"], -32602, "{old_name}");
 
     // The official Python SDK client, as a 2025 client of the gateway.
-    let url = e.gw.url("/ws");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(need(peers().join("venv/bin/python")))
-            .arg(test_peer("sdk_client.py"))
-            .args([
-                url.as_str(),
-                "demo_get-sum",
-                r#"{"a":2,"b":3}"#,
-                "legacy",
-                "Authorization=Bearer alice-key",
-            ])
-            .output()
-            .expect("python client")
-    })
-    .await
-    .expect("join");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = sdk_client(
+        e.gw.url("/ws"),
+        "demo_get-sum",
+        r#"{"a":2,"b":3}"#,
+        "legacy",
+    )
+    .await;
     assert!(stdout.contains("demo_get-sum"), "{stdout}");
     assert!(stdout.contains("False ['5']"), "{stdout}");
 }
@@ -383,6 +368,28 @@ async fn policy_sees_the_source_the_upstreams_name_and_the_arguments_as_forwarde
     )
     .await;
     assert_eq!(status, 401, "no credential, no list");
+}
+
+/// The official Python SDK client (`tests/peers/sdk_client.py`) as alice:
+/// lists the tools, calls `tool` with `args`, in `mode`; its stdout.
+async fn sdk_client(url: String, tool: &str, args: &str, mode: &str) -> String {
+    let (tool, args, m) = (tool.to_owned(), args.to_owned(), mode.to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(need(peers().join("venv/bin/python")))
+            .arg(test_peer("sdk_client.py"))
+            .args([&url, &tool, &args, &m, "Authorization=Bearer alice-key"])
+            .output()
+            .expect("python client")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{mode}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// A JSON-RPC POST to `gw` as `key` in session `sid`: status and JSON.
@@ -460,4 +467,37 @@ async fn a_session_opened_on_one_replica_is_served_by_another_and_by_nobody_else
     assert_eq!(status, 404, "a replica with other keys cannot open it: {v}");
     let (status, v) = in_session(&e.gw, "alice-key", "forged", list).await;
     assert_eq!(status, 404, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_client_is_served_through_2025_upstreams() {
+    let e = env().await;
+    // The official Python SDK, speaking 2026-07-28 and then discovering.
+    for mode in ["2026-07-28", "auto"] {
+        let stdout = sdk_client(
+            e.gw.url("/ws"),
+            "sdk_say",
+            r#"{"message":"stateless"}"#,
+            mode,
+        )
+        .await;
+        assert!(stdout.contains("sdk_pay"), "{mode}: {stdout}");
+        assert!(stdout.contains("False ['stateless']"), "{mode}: {stdout}");
+    }
+    // Raw: the method header must match the body, as the revision requires.
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+    let (status, _, text) = post(
+        &reqwest::Client::new(),
+        &e.gw.url("/ws"),
+        body.to_string(),
+        &[
+            ("authorization", "Bearer alice-key"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(rpc_json(&text)["error"]["code"], -32020, "{text}");
 }

@@ -19,6 +19,7 @@ use pingora::proxy::Session;
 use sluice_config::{Route, RouteTransport, Snapshot};
 
 use crate::ctx::Ctx;
+use crate::mcp::jsonrpc::{check_mirrored_headers, effective_revision};
 use crate::policy::hosts::HostCheck;
 use crate::policy::{self, Caller};
 use crate::refusal::Refusal;
@@ -187,6 +188,12 @@ async fn server(session: &mut Session, ctx: &mut Ctx) -> Result<Admit, Refusal> 
     if facts.batch {
         return Err(policy::Deny::BatchedList.into());
     }
+    // The revision, and the headers a stateless request mirrors.
+    let req = session.req_header();
+    let header = |name: &str| req.headers.get(name).map(|v| v.as_bytes());
+    let revision = effective_revision(header("mcp-protocol-version"), &facts);
+    check_mirrored_headers(&facts, revision, header("mcp-method"), header("mcp-name"))?;
+    ctx.request.revision = revision;
     ctx.request.body = Some(body);
     ctx.request.facts = Some(facts);
     Ok(Admit::Server)

@@ -47,7 +47,11 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no message"))?;
         (first.method.clone(), first.id.clone())
     };
-    let sealed = match session.req_header().headers.get(MCP_SESSION_ID) {
+    // A stateless request's `Mcp-Session-Id`, if any, is ignored.
+    let header = (!stateless(ctx))
+        .then(|| session.req_header().headers.get(MCP_SESSION_ID))
+        .flatten();
+    let sealed = match header {
         None => None,
         Some(v) => match v.to_str().ok().and_then(|v| own_session(ctx, server, v)) {
             Some(state) => Some(state),
@@ -61,7 +65,25 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
     let sealed = sealed.as_ref();
     match method {
         Method::Initialize => initialize(deps, session, ctx, server, &id).await,
-        Method::Ping => answer(session, &id, json!({})).await,
+        Method::ServerDiscover => {
+            let info = json!({"name": server.name, "version": env!("CARGO_PKG_VERSION")});
+            let result = json!({
+                "supportedVersions": ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"],
+                "capabilities": {"tools": {}},
+                "serverInfo": info,
+                "_meta": {"io.modelcontextprotocol/serverInfo": info},
+            });
+            answer(session, &id, mark_complete(result)).await
+        }
+        Method::Ping => {
+            let result = json!({});
+            let result = if stateless(ctx) {
+                mark_complete(result)
+            } else {
+                result
+            };
+            answer(session, &id, result).await
+        }
         Method::ToolsList => {
             let cursor = call_params(ctx)
                 .1
@@ -69,6 +91,19 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
                 .and_then(Value::as_str)
                 .map(str::to_owned);
             match list_tools(deps, ctx, (server, sealed), cursor.as_deref()).await {
+                Ok(mut result) if stateless(ctx) => {
+                    // Nothing here may be cached for long (an upstream's
+                    // list can change), and a list the policy filtered for
+                    // this caller is theirs alone.
+                    result["ttlMs"] = json!(0);
+                    let scope = if ctx.caller.is_some() {
+                        "private"
+                    } else {
+                        "public"
+                    };
+                    result["cacheScope"] = json!(scope);
+                    answer(session, &id, mark_complete(result)).await
+                }
                 Ok(result) => answer(session, &id, result).await,
                 Err(r) => refuse(deps, session, ctx, r).await,
             }
@@ -355,6 +390,11 @@ async fn call_tool(
     }
     let mut params = params.clone();
     params.insert("name".into(), Value::String(original.clone()));
+    // The protocol keys of `_meta` describe the client's hop, not the
+    // gateway's session with the upstream.
+    if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+    }
     match args {
         Some(a) => params.insert("arguments".into(), a),
         None => params.remove("arguments"),
@@ -363,8 +403,11 @@ async fn call_tool(
     ctx.exchange.federated = Some((src.upstream, original.as_str().into()));
     super::sending(&http::Method::POST, &snap.upstreams[src.upstream], ctx);
     let bytes = body.to_string().into_bytes();
-    let (_, head, mut answer) = send_in(deps, ctx, sealed, src.upstream, bytes).await?;
+    let (s, head, mut answer) = send_in(deps, ctx, sealed, src.upstream, bytes).await?;
     super::answered(deps.shared, false, &head, ctx);
+    if stateless(ctx) {
+        return restream(deps, session, ctx, (&s, head, answer), id).await;
+    }
     let mut resp = ResponseHeader::build(head.status, Some(4))?;
     if let Some(ct) = head.headers.get(http::header::CONTENT_TYPE) {
         resp.insert_header(http::header::CONTENT_TYPE, ct.clone())?;
@@ -386,6 +429,72 @@ async fn call_tool(
         }
     }
     Ok(())
+}
+
+/// A request of the stateless revision (2026-07-28): no session, and its
+/// results say `resultType`.
+fn stateless(ctx: &Ctx) -> bool {
+    ctx.request.revision.is_some_and(|r| r.is_stateless())
+}
+
+/// The answer of a 2025 upstream to a stateless client: each message
+/// passed on as it comes, the call's result marked `resultType:
+/// "complete"`.
+async fn restream(
+    deps: Deps<'_>,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    (s, head, mut answer): (&UpstreamSession, ResponseHeader, h1::Response),
+    id: &RequestId,
+) -> Result<()> {
+    let id: Value = serde_json::from_str(id.raw()).unwrap_or(Value::Null);
+    let mark = |m: &mut Value| {
+        if m.get("id") == Some(&id) {
+            if let Some(r) = m.get_mut("result").and_then(Value::as_object_mut) {
+                r.entry("resultType").or_insert_with(|| json!("complete"));
+            }
+        }
+    };
+    let sse = head
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+    if !sse {
+        let mut messages = rpc::read_whole(deps, ctx, s, &head, answer, max).await?;
+        let msg = messages
+            .iter_mut()
+            .find(|m| m.get("id") == Some(&id))
+            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no answer").into_up())?;
+        mark(msg);
+        return write(session, 200, Some(Bytes::from(msg.to_string())), None).await;
+    }
+    let mut resp = ResponseHeader::build(200, Some(2))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
+    session.write_response_header(Box::new(resp), false).await?;
+    let mut parser = crate::mcp::sse::SseParser::new(max);
+    loop {
+        let mut raw = bytes::BytesMut::new();
+        let more = answer.read(|p| raw.extend_from_slice(p)).await?;
+        crate::answer::check_deadline(ctx)?;
+        let mut out = String::new();
+        parser.feed(&raw, |e| {
+            if let (false, Ok(mut m)) = (e.oversize, serde_json::from_slice::<Value>(e.data)) {
+                mark(&mut m);
+                out.push_str("event: message\ndata: ");
+                out.push_str(&m.to_string());
+                out.push_str("\n\n");
+            }
+        });
+        let end = !more || answer.done();
+        if !out.is_empty() || end {
+            let body = (!out.is_empty()).then(|| Bytes::from(out));
+            session.write_response_body(body, end).await?;
+        }
+        if end {
+            return Ok(());
+        }
+    }
 }
 
 /// `params.name` and the rest of `params` of the call, as sent.
@@ -528,6 +637,14 @@ fn source_failed(deps: Deps<'_>, ctx: &Ctx, upstream: usize, e: &Error) {
 async fn refuse(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx, r: Refusal) -> Result<()> {
     refusal::answer(deps.shared, session, ctx, &r).await;
     Ok(())
+}
+
+/// A result as the stateless revision gives it.
+fn mark_complete(mut result: Value) -> Value {
+    if let Some(r) = result.as_object_mut() {
+        r.insert("resultType".into(), json!("complete"));
+    }
+    result
 }
 
 async fn answer(session: &mut Session, id: &RequestId, result: Value) -> Result<()> {
