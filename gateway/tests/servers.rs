@@ -22,6 +22,8 @@ use support::*;
 struct Forgetful {
     inits: Arc<AtomicU64>,
     known: Arc<Mutex<Vec<String>>>,
+    /// Notifications received in a known session.
+    notified: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Forgetful {
@@ -65,6 +67,7 @@ impl Forgetful {
             return http::StatusCode::NOT_FOUND.into_response();
         }
         if v.get("id").is_none() {
+            self.notified.lock().expect("lock").push(v);
             return http::StatusCode::ACCEPTED.into_response();
         }
         let result = match v["method"].as_str() {
@@ -117,7 +120,8 @@ identity:
     - {{ id: bob, sha256: "{bob}", subject: bob, roles: [payer] }}
 roles:
   - name: builder
-    allow: ["tools:sdk/*:call", "tools:demo/*:call", "tools:everything/*:call", "tools:mem/*:call"]
+    allow: ["tools:sdk/*:call", "tools:demo/*:call", "tools:everything/*:call", "tools:mem/*:call",
+            "prompts:sdk/*:get"]
   - name: payer
     allow: ["tools:sdk/pay:call"]
     deny:
@@ -140,6 +144,7 @@ servers:
       - {{ upstream: everything, prefix: ev }}
       - upstream: sdk
         tools: {{ include: [pay, echo] }}
+        prompts: {{ exclude: ["secret_*"] }}
         overrides:
           pay: {{ title: Pay five, fixed: {{ a: 5 }} }}
           echo: {{ name: say }}
@@ -443,6 +448,28 @@ async fn a_session_opened_on_one_replica_is_served_by_another_and_by_nobody_else
         1,
         "the other replica resumed the upstream session the id carries"
     );
+    // A cancellation reaches the sources of the session.
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 77, "reason": "changed my mind"}});
+    let auth = "Bearer alice-key";
+    let (status, _, _) = post(
+        &reqwest::Client::new(),
+        &replica.url("/ws"),
+        cancel.to_string(),
+        &[("authorization", auth), ("mcp-session-id", &sid)],
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert!(
+        e.mem
+            .notified
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|n| n["method"] == "notifications/cancelled" && n["params"]["requestId"] == 77),
+        "the source heard the cancellation"
+    );
+
     // The upstream restarts and forgets: the call is sent again in a new
     // upstream session (the 404 means it ran nothing).
     e.mem.forget();
@@ -500,4 +527,56 @@ async fn a_stateless_client_is_served_through_2025_upstreams() {
     .await;
     assert_eq!(status, 400, "{text}");
     assert_eq!(rpc_json(&text)["error"]["code"], -32020, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_are_federated_by_name_with_their_own_scopes() {
+    let e = env().await;
+    let list = rpc(
+        &e,
+        "alice-key",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/list"}),
+    )
+    .await;
+    let listed: Vec<&str> = list["result"]["prompts"]
+        .as_array()
+        .expect("prompts")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(listed.contains(&"sdk_greet"), "{list}");
+    assert!(!listed.contains(&"sdk_secret_prompt"), "filtered: {list}");
+    assert!(
+        !listed.iter().any(|n| n.starts_with("ev_")),
+        "alice may get no prompt of everything: {list}"
+    );
+    let got = rpc(
+        &e,
+        "alice-key",
+        json!({"jsonrpc": "2.0", "id": 2, "method": "prompts/get",
+               "params": {"name": "sdk_greet", "arguments": {"name": "Ada"}}}),
+    )
+    .await;
+    let text = got["result"]["messages"][0]["content"]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.contains("greet Ada"), "{got}");
+    assert!(e.sdk.ran().contains(&json!({"prompt": "greet"})));
+    let secret = rpc(
+        &e,
+        "alice-key",
+        json!({"jsonrpc": "2.0", "id": 3, "method": "prompts/get",
+               "params": {"name": "sdk_secret_prompt", "arguments": {"name": "Ada"}}}),
+    )
+    .await;
+    assert_eq!(secret["error"]["code"], -32602, "{secret}");
+    assert!(!e.sdk.ran().contains(&json!({"prompt": "secret_prompt"})));
+    let bob = rpc(
+        &e,
+        "bob-key",
+        json!({"jsonrpc": "2.0", "id": 4, "method": "prompts/get",
+               "params": {"name": "sdk_greet", "arguments": {"name": "Ada"}}}),
+    )
+    .await;
+    assert_eq!(bob["error"]["code"], -32602, "no scope for prompts: {bob}");
 }

@@ -1,16 +1,17 @@
-//! Tool lists merged across a server's sources, and the arguments a call
-//! is forwarded with. A merged tool carries its client name, the override's
-//! title and description, and an `inputSchema` without the fixed arguments
-//! (defaulted ones stay, no longer required, with their default shown).
-//! Two tools that would reach clients under one name are both withheld and
-//! reported — never "first wins".
+//! Lists of named items (tools, prompts) merged across a server's sources,
+//! and the arguments a tool call is forwarded with. A merged item carries
+//! its client name; a tool also its override's title and description, and
+//! an `inputSchema` without the fixed arguments (defaulted ones stay, no
+//! longer required, with their default shown). Two items that would reach
+//! clients under one name are both withheld and reported — never "first
+//! wins".
 
 use serde_json::{Map, Value};
 use sluice_config::ToolOverride;
 
 use super::{Catalog, ItemKind};
 
-/// A client name two or more tools would take.
+/// A client name two or more items would take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collision {
     pub name: String,
@@ -23,13 +24,13 @@ pub struct Collision {
 pub struct Merged {
     pub tools: Vec<Value>,
     pub collisions: Vec<Collision>,
-    /// Tools without a string `name`, left out.
+    /// Items without a string `name`, left out.
     pub unreadable: usize,
 }
 
-/// Merge each source's listed tools (`lists`: source index and its `tools`
-/// array), in source order.
-pub fn merge(catalog: Catalog<'_>, lists: &[(usize, &[Value])]) -> Merged {
+/// Merge each source's listed items of `kind` (`lists`: source index and
+/// its array), in source order.
+pub fn merge(catalog: Catalog<'_>, kind: ItemKind, lists: &[(usize, &[Value])]) -> Merged {
     let mut out = Merged::default();
     let mut named: Vec<(String, usize, String, Value)> = Vec::new();
     for &(i, tools) in lists {
@@ -39,10 +40,13 @@ pub fn merge(catalog: Catalog<'_>, lists: &[(usize, &[Value])]) -> Merged {
                 out.unreadable += 1;
                 continue;
             };
-            let Some(exposed) = catalog.expose(i, ItemKind::Tool, original) else {
+            let Some(exposed) = catalog.expose(i, kind, original) else {
                 continue;
             };
-            let shown = advertise(tool, &exposed, src.override_for(original));
+            let o = (kind == ItemKind::Tool)
+                .then(|| src.override_for(original))
+                .flatten();
+            let shown = advertise(tool, &exposed, o);
             named.push((exposed, i, original.to_owned(), shown));
         }
     }
@@ -166,7 +170,7 @@ mod tests {
             json!({"x": 1}),
         ];
         let everything = [tool("echo")];
-        let m = merge(c, &[(0, &github), (1, &everything)]);
+        let m = merge(c, ItemKind::Tool, &[(0, &github), (1, &everything)]);
         let names: Vec<&str> = m
             .tools
             .iter()
@@ -200,7 +204,7 @@ mod tests {
         let c = Catalog::new(&snap.servers[0]);
         let github = [tool("get_repo")];
         let notes = [tool("github_get_repo"), tool("search")];
-        let m = merge(c, &[(0, &github), (2, &notes)]);
+        let m = merge(c, ItemKind::Tool, &[(0, &github), (2, &notes)]);
         let names: Vec<&str> = m
             .tools
             .iter()

@@ -1,0 +1,223 @@
+//! A virtual server's exchange: the gateway answers as the MCP server and
+//! calls each source as an MCP client (`super::rpc`). `initialize`,
+//! `server/discover` and `ping` are answered here (`session`); a list
+//! merges every reachable source's items the caller may see (`list`); a
+//! `tools/call` or `prompts/get` goes to the one source that serves the
+//! name, with the upstream's own name and the arguments as forwarded — the
+//! policy and the limits decide on those (`call`). A source that fails is
+//! left out of a list (a log line and `sluice_upstream_errors_total`); the
+//! others keep serving.
+
+mod call;
+mod list;
+mod session;
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+use serde_json::{json, Value};
+use sluice_config::Kind;
+
+use super::Deps;
+use crate::ctx::Ctx;
+use crate::failure::Failure;
+use crate::federation::ItemKind;
+use crate::mcp::{Method, RequestId};
+use crate::policy::Deny;
+use crate::refusal::{self, Refusal};
+
+/// What a kind of named item is called on the wire and in policy.
+#[derive(Clone, Copy)]
+pub(super) struct Items {
+    pub kind: ItemKind,
+    /// Its policy scopes' kind.
+    pub scope: Kind,
+    pub list: &'static str,
+    /// The list result's array.
+    pub key: &'static str,
+    /// The method that uses one by name.
+    pub call: &'static str,
+}
+
+pub(super) const TOOLS: Items = Items {
+    kind: ItemKind::Tool,
+    scope: Kind::Tools,
+    list: "tools/list",
+    key: "tools",
+    call: "tools/call",
+};
+
+pub(super) const PROMPTS: Items = Items {
+    kind: ItemKind::Prompt,
+    scope: Kind::Prompts,
+    list: "prompts/list",
+    key: "prompts",
+    call: "prompts/get",
+};
+
+pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+    let rt = ctx.rt.clone();
+    let server = ctx
+        .route()
+        .and_then(|r| r.server)
+        .map(|i| &rt.snapshot.servers[i])
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "no server"))?;
+    let (method, id) = {
+        let first = ctx
+            .request
+            .facts
+            .as_ref()
+            .map(|f| f.first())
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no message"))?;
+        (first.method.clone(), first.id.clone())
+    };
+    let sealed = match session::client_session(session, ctx, server) {
+        Ok(s) => s,
+        Err(r) => return refuse(deps, session, ctx, r).await,
+    };
+    let Some(id) = id else {
+        if method == Method::Cancelled {
+            session::cancel(deps, ctx, sealed.as_ref()).await;
+        }
+        // Notifications: nothing to answer.
+        return write(session, 202, None, None).await;
+    };
+    let sealed = sealed.as_ref();
+    match method {
+        Method::Initialize => session::initialize(deps, session, ctx, server, &id).await,
+        Method::ServerDiscover => answer(session, &id, session::discover(server)).await,
+        Method::Ping => {
+            let result = complete_if_stateless(ctx, json!({}));
+            answer(session, &id, result).await
+        }
+        Method::ToolsList | Method::PromptsList => {
+            let items = if method == Method::ToolsList {
+                TOOLS
+            } else {
+                PROMPTS
+            };
+            let cursor = params(ctx)
+                .get("cursor")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match list::page(deps, ctx, (server, sealed), items, cursor.as_deref()).await {
+                Ok(result) => answer(session, &id, result).await,
+                Err(r) => refuse(deps, session, ctx, r).await,
+            }
+        }
+        Method::ToolsCall => call::run(deps, session, ctx, (server, sealed), TOOLS, &id).await,
+        Method::PromptsGet => call::run(deps, session, ctx, (server, sealed), PROMPTS, &id).await,
+        _ => {
+            let unknown = Deny::Unclassified {
+                id: Some(id.clone()),
+                method: method.name().into(),
+            };
+            refuse(deps, session, ctx, Refusal::Policy(unknown)).await
+        }
+    }
+}
+
+/// A request of the stateless revision (2026-07-28): no session, and its
+/// results say `resultType`.
+fn stateless(ctx: &Ctx) -> bool {
+    ctx.request.revision.is_some_and(|r| r.is_stateless())
+}
+
+/// A result as the stateless revision gives it.
+fn mark_complete(mut result: Value) -> Value {
+    if let Some(r) = result.as_object_mut() {
+        r.insert("resultType".into(), json!("complete"));
+    }
+    result
+}
+
+fn complete_if_stateless(ctx: &Ctx, result: Value) -> Value {
+    if stateless(ctx) {
+        mark_complete(result)
+    } else {
+        result
+    }
+}
+
+/// `params` of the request, as sent (empty if absent or not an object).
+fn params(ctx: &Ctx) -> serde_json::Map<String, Value> {
+    let body = ctx.request.body.as_deref().unwrap_or_default();
+    crate::policy::strict::parse(body)
+        .and_then(|v| v.get("params").cloned())
+        .and_then(|p| match p {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn tenant_may_use(ctx: &Ctx, upstream: usize) -> bool {
+    let allowed = &ctx.rt.snapshot.upstreams[upstream].tenants;
+    allowed.is_empty()
+        || ctx
+            .caller
+            .as_ref()
+            .and_then(|c| c.tenant.as_deref())
+            .is_some_and(|t| allowed.iter().any(|a| a == t))
+}
+
+/// Hidden and unknown look the same.
+fn hidden(items: Items, id: &RequestId, name: &str) -> Refusal {
+    Refusal::Policy(Deny::Hidden {
+        id: Some(id.clone()),
+        kind: items.scope,
+        name: name.into(),
+    })
+}
+
+fn source_failed(deps: Deps<'_>, ctx: &Ctx, upstream: usize, e: &Error) {
+    let up = &ctx.rt.snapshot.upstreams[upstream].name;
+    let kind = Failure::of(e);
+    tracing::warn!(route = ctx.route_label(), upstream = %up, error = %e, "a virtual server's source failed; its items are left out");
+    deps.shared
+        .metrics
+        .upstream_errors
+        .with_label_values(&[ctx.route_label(), kind.label()])
+        .inc();
+}
+
+async fn refuse(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx, r: Refusal) -> Result<()> {
+    refusal::answer(deps.shared, session, ctx, &r).await;
+    Ok(())
+}
+
+async fn answer(session: &mut Session, id: &RequestId, result: Value) -> Result<()> {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
+        id.raw(),
+        result
+    );
+    write(session, 200, Some(Bytes::from(body)), None).await
+}
+
+const MCP_SESSION_ID: &str = "mcp-session-id";
+
+async fn write(
+    session: &mut Session,
+    status: u16,
+    body: Option<Bytes>,
+    session_id: Option<&str>,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    if let Some(sid) = session_id {
+        resp.insert_header(MCP_SESSION_ID, sid)?;
+    }
+    let len = body.as_ref().map_or(0, Bytes::len);
+    if body.is_some() {
+        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    }
+    resp.insert_header(http::header::CONTENT_LENGTH, len.to_string())?;
+    session
+        .write_response_header(Box::new(resp), body.is_none())
+        .await?;
+    if let Some(b) = body {
+        session.write_response_body(Some(b), true).await?;
+    }
+    Ok(())
+}
