@@ -119,6 +119,8 @@ pub struct Shared {
     pub idle: crate::conn::pool::IdlePool,
     /// Client connections open, and those waiting for their first head.
     pub conns: crate::conn::conns::Conns,
+    /// Virtual servers' upstream sessions, per caller (`federation::sessions`).
+    pub upstream_sessions: crate::federation::sessions::UpstreamSessions,
 }
 
 impl Shared {
@@ -143,6 +145,7 @@ impl Shared {
             catalog_warned: std::sync::Mutex::new(HashSet::new()),
             idle: Default::default(),
             conns: Default::default(),
+            upstream_sessions: Default::default(),
         })
     }
 

@@ -511,6 +511,38 @@ async fn a_stateless_client_is_served_through_2025_upstreams() {
         assert!(stdout.contains("sdk_pay"), "{mode}: {stdout}");
         assert!(stdout.contains("False ['stateless']"), "{mode}: {stdout}");
     }
+    // Stateless callers keep one upstream session per source each, not one
+    // per request.
+    let stateless_list = |key: &'static str| {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        let url = e.gw.url("/ws");
+        async move {
+            let auth = format!("Bearer {key}");
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/list"),
+            ];
+            let (status, _, text) =
+                post(&reqwest::Client::new(), &url, body.to_string(), &headers).await;
+            assert_eq!(status, 200, "{text}");
+        }
+    };
+    let before = e.mem.inits.load(Ordering::SeqCst);
+    stateless_list("alice-key").await;
+    stateless_list("alice-key").await;
+    let alice = e.mem.inits.load(Ordering::SeqCst) - before;
+    assert!(
+        alice <= 1,
+        "one upstream session for alice, reused: {alice}"
+    );
+    stateless_list("bob-key").await;
+    assert_eq!(
+        e.mem.inits.load(Ordering::SeqCst) - before,
+        alice + 1,
+        "bob's is his own"
+    );
     // Raw: the method header must match the body, as the revision requires.
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
         "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});

@@ -33,11 +33,12 @@ pub struct UpstreamSession {
 }
 
 impl UpstreamSession {
-    /// The session `id` a client's sealed session carries for `upstream`.
-    pub fn resume(upstream: usize, id: String) -> Self {
+    /// A session opened before (its `id`; none for an upstream that gave
+    /// none).
+    pub fn resume(upstream: usize, id: Option<String>) -> Self {
         UpstreamSession {
             upstream,
-            id: Some(id),
+            id,
             resumed: true,
         }
     }

@@ -12,6 +12,7 @@
 
 pub mod cursor;
 pub mod seal;
+pub mod sessions;
 pub mod tools;
 
 use std::borrow::Cow;

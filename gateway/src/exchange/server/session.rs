@@ -141,7 +141,7 @@ pub(super) async fn cancel(deps: Deps<'_>, ctx: &mut Ctx, sealed: Option<&Sessio
         ) else {
             continue;
         };
-        let s = UpstreamSession::resume(i, sid.clone());
+        let s = UpstreamSession::resume(i, Some(sid.clone()));
         let sent = rpc::send(deps, ctx, &s, body.to_vec()).await;
         if let Ok((head, answer)) = sent {
             let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
@@ -151,7 +151,9 @@ pub(super) async fn cancel(deps: Deps<'_>, ctx: &mut Ctx, sealed: Option<&Sessio
 }
 
 /// Source `upstream`'s session for this request: the one the client's
-/// sealed session carries, else one opened now.
+/// sealed session carries; else the caller's cached one (a stateless
+/// client, or a source the sealed session could not open); else one opened
+/// now and cached for the caller's next requests.
 async fn source_session(
     deps: Deps<'_>,
     ctx: &mut Ctx,
@@ -165,10 +167,32 @@ async fn source_session(
             .find(|(n, _)| n == name)
             .and_then(|(_, sid)| sid.clone())
     });
-    match carried {
-        Some(sid) => Ok(UpstreamSession::resume(upstream, sid)),
-        None => rpc::open(deps, ctx, upstream).await,
+    if let Some(sid) = carried {
+        return Ok(UpstreamSession::resume(upstream, Some(sid)));
     }
+    let key = cache_key(ctx, upstream);
+    if let Some(sid) = deps.shared.upstream_sessions.get(&key) {
+        return Ok(UpstreamSession::resume(upstream, sid));
+    }
+    fresh(deps, ctx, upstream).await
+}
+
+/// A new session with `upstream`, cached for the caller.
+async fn fresh(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> Result<UpstreamSession> {
+    let s = rpc::open(deps, ctx, upstream).await?;
+    let key = cache_key(ctx, upstream);
+    deps.shared
+        .upstream_sessions
+        .put(key, s.id().map(str::to_owned));
+    Ok(s)
+}
+
+/// Upstream sessions are the caller's own: the key names the upstream, the
+/// subject and the tenant.
+fn cache_key(ctx: &Ctx, upstream: usize) -> String {
+    let (subject, tenant) = caller_names(ctx);
+    let up = &ctx.rt.snapshot.upstreams[upstream].name;
+    format!("{up}\0{subject}\0{}", tenant.unwrap_or(""))
 }
 
 /// Send `body` in source `upstream`'s session. An upstream that forgot a
@@ -188,7 +212,7 @@ pub(super) async fn send_in(
     }
     drop(answer);
     tracing::debug!(upstream = %ctx.rt.snapshot.upstreams[upstream].name, "the upstream forgot its session; opening a new one");
-    let s = rpc::open(deps, ctx, upstream).await?;
+    let s = fresh(deps, ctx, upstream).await?;
     let (head, answer) = rpc::send(deps, ctx, &s, body).await?;
     Ok((s, head, answer))
 }
