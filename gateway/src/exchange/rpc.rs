@@ -154,15 +154,15 @@ pub async fn send(
 }
 
 /// The answer's body read to its end (at most `max` bytes), its connection
-/// pooled again: the messages it carries, JSON or an event stream.
-pub async fn read_whole(
+/// pooled again.
+pub async fn read_body(
     deps: Deps<'_>,
     ctx: &Ctx,
     s: &UpstreamSession,
     head: &ResponseHeader,
     mut answer: h1::Response,
     max: usize,
-) -> Result<Vec<Value>> {
+) -> Result<bytes::Bytes> {
     let mut buf = BytesMut::new();
     let mut over = false;
     while answer
@@ -191,6 +191,19 @@ pub async fn read_whole(
     if !head.status.is_success() {
         return Err(upstream_error("the upstream refused the request"));
     }
+    Ok(buf.freeze())
+}
+
+/// The answer read whole: the messages it carries, JSON or an event stream.
+pub async fn read_whole(
+    deps: Deps<'_>,
+    ctx: &Ctx,
+    s: &UpstreamSession,
+    head: &ResponseHeader,
+    answer: h1::Response,
+    max: usize,
+) -> Result<Vec<Value>> {
+    let buf = read_body(deps, ctx, s, head, answer, max).await?;
     let sse = head
         .headers
         .get(http::header::CONTENT_TYPE)

@@ -10,6 +10,7 @@
 //! tool's name on the upstream, and the arguments after fixed and default
 //! values are set — never the name or arguments as the client sent them.
 
+pub mod call;
 pub mod cursor;
 pub mod seal;
 pub mod sessions;

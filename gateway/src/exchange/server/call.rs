@@ -1,28 +1,31 @@
 //! A virtual server's `tools/call` and `prompts/get`: to the one source
 //! that serves the name (the candidates the names allow; a collision
 //! settled by the sources' lists), with the upstream's own name and — for a
-//! tool — the arguments with fixed values set and defaults filled. The
-//! policy and the limits decide on exactly that; the answer streams back
-//! (restreamed message by message for a stateless client).
+//! tool — the arguments with fixed values set and defaults filled
+//! (`federation::call` rewrites the request, the rest as sent). The policy
+//! and the limits decide on exactly that; the answer streams back as the
+//! source sends it (a stateless client reads a result without `resultType`
+//! as complete).
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use pingora::{Error, ErrorType, Result};
-use serde_json::{json, Value};
+use pingora::Result;
 use sluice_config::Server;
 
 use super::super::rpc::{self, UpstreamSession};
 use super::super::Deps;
 use super::session::send_in;
-use super::{hidden, list, params, refuse, stateless, tenant_may_use, write, Items};
+use super::{hidden, list, refuse, stateless, tenant_may_use, write, Items};
 use crate::conn::h1;
 use crate::ctx::Ctx;
+use crate::federation::call::{mark_complete, CallParams};
 use crate::federation::seal::SessionState;
 use crate::federation::tools::call_arguments;
 use crate::federation::{Catalog, ItemKind};
 use crate::mcp::RequestId;
 use crate::policy::decide::{Decide, Verdict};
+use crate::policy::strict;
 use crate::policy::Deny;
 use crate::refusal::Refusal;
 
@@ -36,28 +39,25 @@ pub(super) async fn run(
 ) -> Result<()> {
     let rt = ctx.rt.clone();
     let snap = &rt.snapshot;
-    let params = params(ctx);
-    let name = params
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let body = ctx.request.body.clone().unwrap_or_default();
+    let params = match CallParams::read(&body) {
+        Ok(p) => p,
+        Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
+    };
+    let name = params.name.as_deref().unwrap_or_default().to_owned();
     let Some((i, original)) = pick_source(deps, ctx, (server, sealed), items, &name).await else {
         return refuse(deps, session, ctx, hidden(items, id, &name)).await;
     };
     let src = &server.sources[i];
     let up_name = snap.upstreams[src.upstream].name.as_str();
-    let sent_args = params.get("arguments");
-    let args = if items.kind == ItemKind::Tool {
-        match call_arguments(src.override_for(&original), sent_args) {
-            Ok(a) => a,
-            Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
-        }
-    } else {
-        sent_args.cloned()
+    let args = match arguments(items, src.override_for(&original), &params) {
+        Ok(a) => a,
+        Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
     };
     if let Some(c) = &ctx.caller {
-        let mut parse = || args.clone();
+        // Conditions read the arguments as forwarded, strictly; arguments
+        // that cannot be read one way hold no condition.
+        let mut parse = || args.as_deref().and_then(|a| strict::parse(a.as_bytes()));
         match snap
             .policy
             .decide(c.roles(), items.scope, up_name, &original, &mut parse)
@@ -76,38 +76,43 @@ pub(super) async fn run(
     if let Err(r) = limits(deps, session, ctx, (up_name, items.call), &original).await {
         return refuse(deps, session, ctx, r).await;
     }
-    let body = forwarded(id, items, params, &original, args);
+    let forwarded = match params.forward(id.raw(), items.call, &original, args.as_deref()) {
+        Ok(f) => f,
+        Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
+    };
     ctx.exchange.federated = Some((src.upstream, original.as_str().into()));
     super::super::sending(&http::Method::POST, &snap.upstreams[src.upstream], ctx);
-    let bytes = body.to_string().into_bytes();
-    let (s, head, answer) = send_in(deps, ctx, sealed, src.upstream, bytes).await?;
+    let (s, head, answer) = send_in(deps, ctx, sealed, src.upstream, forwarded).await?;
     super::super::answered(deps.shared, false, &head, ctx);
-    if stateless(ctx) {
+    if stateless(ctx) && head.status.is_success() {
         return restream(deps, session, ctx, (&s, head, answer), id).await;
     }
     pass_on(session, ctx, head, answer).await
 }
 
-/// The request as the source gets it: the upstream's own name, the
-/// arguments as decided on, and none of the protocol keys of `_meta` (they
-/// describe the client's hop, not the gateway's session with the source).
-fn forwarded(
-    id: &RequestId,
+/// The arguments as forwarded, as JSON text: a tool's with its fixed and
+/// default values set (read strictly: there must be one way to read what
+/// they are set over); otherwise the client's, as sent.
+fn arguments(
     items: Items,
-    mut params: serde_json::Map<String, Value>,
-    original: &str,
-    args: Option<Value>,
-) -> Value {
-    params.insert("name".into(), Value::String(original.to_owned()));
-    match args {
-        Some(a) => params.insert("arguments".into(), a),
-        None => params.remove("arguments"),
-    };
-    if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
-        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+    o: Option<&sluice_config::ToolOverride>,
+    params: &CallParams<'_>,
+) -> std::result::Result<Option<String>, &'static str> {
+    let sent = params.get("arguments");
+    let set = o.filter(|o| !o.fixed.is_empty() || !o.defaults.is_empty());
+    match (items.kind, set) {
+        (ItemKind::Tool, Some(o)) => {
+            let parsed = match sent {
+                Some(raw) => Some(
+                    strict::parse(raw.get().as_bytes())
+                        .ok_or("arguments cannot be read one way")?,
+                ),
+                None => None,
+            };
+            Ok(call_arguments(Some(o), parsed.as_ref())?.map(|v| v.to_string()))
+        }
+        _ => Ok(sent.map(|raw| raw.get().to_owned())),
     }
-    let id: Value = serde_json::from_str(id.raw()).unwrap_or(Value::Null);
-    json!({"jsonrpc": "2.0", "id": id, "method": items.call, "params": params})
 }
 
 /// The source's answer as it comes, head and chunks.
@@ -141,7 +146,8 @@ async fn pass_on(
 }
 
 /// The answer of a 2025 source to a stateless client: each message passed
-/// on as it comes, the result marked `resultType: "complete"`.
+/// on as it comes, the result marked `resultType: "complete"`
+/// (`federation::call::mark_complete`, the rest as sent).
 async fn restream(
     deps: Deps<'_>,
     session: &mut Session,
@@ -149,29 +155,18 @@ async fn restream(
     (s, head, mut answer): (&UpstreamSession, ResponseHeader, h1::Response),
     id: &RequestId,
 ) -> Result<()> {
-    let id: Value = serde_json::from_str(id.raw()).unwrap_or(Value::Null);
-    let mark = |m: &mut Value| {
-        if m.get("id") == Some(&id) {
-            if let Some(r) = m.get_mut("result").and_then(Value::as_object_mut) {
-                r.entry("resultType").or_insert_with(|| json!("complete"));
-            }
-        }
-    };
+    let id: serde_json::Value = serde_json::from_str(id.raw()).unwrap_or_default();
     let sse = head
         .headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
     if !sse {
-        let mut messages = rpc::read_whole(deps, ctx, s, &head, answer, max).await?;
-        let msg = messages
-            .iter_mut()
-            .find(|m| m.get("id") == Some(&id))
-            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no answer").into_up())?;
-        mark(msg);
-        return write(session, 200, Some(Bytes::from(msg.to_string())), None).await;
+        let whole = rpc::read_body(deps, ctx, s, &head, answer, max).await?;
+        let body = mark_complete(&whole, &id).map_or(whole, Bytes::from);
+        return write(session, head.status.as_u16(), Some(body), None).await;
     }
-    let mut resp = ResponseHeader::build(200, Some(2))?;
+    let mut resp = ResponseHeader::build(head.status, Some(2))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
     session.write_response_header(Box::new(resp), false).await?;
     let mut parser = crate::mcp::sse::SseParser::new(max);
@@ -179,14 +174,17 @@ async fn restream(
         let mut raw = bytes::BytesMut::new();
         let more = answer.read(|p| raw.extend_from_slice(p)).await?;
         crate::answer::check_deadline(ctx)?;
-        let mut out = String::new();
+        let mut out = Vec::new();
         parser.feed(&raw, |e| {
-            if let (false, Ok(mut m)) = (e.oversize, serde_json::from_slice::<Value>(e.data)) {
-                mark(&mut m);
-                out.push_str("event: message\ndata: ");
-                out.push_str(&m.to_string());
-                out.push_str("\n\n");
+            if e.oversize {
+                return;
             }
+            out.extend_from_slice(b"event: message\ndata: ");
+            match mark_complete(e.data, &id) {
+                Some(marked) => out.extend_from_slice(&marked),
+                None => out.extend_from_slice(e.data),
+            }
+            out.extend_from_slice(b"\n\n");
         });
         let end = !more || answer.done();
         if !out.is_empty() || end {
