@@ -145,10 +145,16 @@ pub fn mark_complete(msg: &[u8], id: &serde_json::Value) -> Option<Vec<u8>> {
     if !same_id {
         return None;
     }
-    let inner: RawMap<'_> = serde_json::from_str(result.get()).ok()?;
-    if inner.get("resultType").is_some() {
-        return None;
+    let raw = result.get();
+    // Only a result that mentions `resultType` anywhere is read member by
+    // member to see whether it says it already (2025 results never do).
+    if memchr::memmem::find(raw.as_bytes(), b"\"resultType\"").is_some() {
+        let inner: RawMap<'_> = serde_json::from_str(raw).ok()?;
+        if inner.get("resultType").is_some() {
+            return None;
+        }
     }
+    let body = raw.trim_start().strip_prefix('{')?.trim_start();
     let mut out = Vec::with_capacity(msg.len() + 32);
     out.push(b'{');
     for (n, (k, v)) in members.0.iter().enumerate() {
@@ -159,13 +165,10 @@ pub fn mark_complete(msg: &[u8], id: &serde_json::Value) -> Option<Vec<u8>> {
         out.push(b':');
         if k == "result" {
             out.extend_from_slice(br#"{"resultType":"complete""#);
-            for (k, v) in &inner.0 {
+            if !body.starts_with('}') {
                 out.push(b',');
-                push_string(&mut out, k);
-                out.push(b':');
-                out.extend_from_slice(v.get().as_bytes());
             }
-            out.push(b'}');
+            out.extend_from_slice(body.as_bytes());
         } else {
             out.extend_from_slice(v.get().as_bytes());
         }
@@ -243,6 +246,17 @@ mod tests {
         );
         let already = br#"{"id":7,"result":{"resultType":"complete"}}"#;
         assert!(mark_complete(already, &serde_json::json!(7)).is_none());
+        let empty =
+            mark_complete(br#"{"id":7,"result":{ }}"#, &serde_json::json!(7)).expect("marked");
+        assert_eq!(empty, br#"{"id":7,"result":{"resultType":"complete"}}"#);
+        let nested = br#"{"id":7,"result":{"x":{"resultType":1}}}"#;
+        let v: serde_json::Value =
+            serde_json::from_slice(&mark_complete(nested, &serde_json::json!(7)).expect("marked"))
+                .expect("JSON");
+        assert_eq!(
+            v["result"]["resultType"], "complete",
+            "a nested key is not the result's"
+        );
         let note = br#"{"method":"notifications/progress","params":{}}"#;
         assert!(mark_complete(note, &serde_json::json!(7)).is_none());
     }
