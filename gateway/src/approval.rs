@@ -170,8 +170,52 @@ pub async fn hold(
     let Some(h) = held else {
         return Ok(None);
     };
+    settle(shared, snap, upstream, who, &h, body).await
+}
+
+/// A virtual server's `tools/call` of `upstream`'s `tool` (its own name),
+/// with `arguments` as forwarded (JSON text; `None`: none): held as a call
+/// on a plain route would be. `body` is the client's request.
+pub async fn hold_call(
+    shared: &Shared,
+    snap: &Snapshot,
+    (upstream, tool): (&str, &str),
+    arguments: Option<&str>,
+    who: Requester<'_>,
+    body: &[u8],
+) -> Result<Option<String>, ApprovalDeny> {
+    let args = || arguments.and_then(|a| crate::policy::strict::parse(a.as_bytes()));
+    let mut lazy = args;
+    let rule = snap
+        .approvals
+        .required(upstream, tool, &mut lazy)
+        .map_err(|_| ApprovalDeny::Unreadable)?;
+    let Some(rule) = rule else {
+        return Ok(None);
+    };
+    let arguments = match arguments {
+        None => serde_json::Value::Object(Default::default()),
+        Some(_) => args().ok_or(ApprovalDeny::Unreadable)?,
+    };
+    let h = Held {
+        rule,
+        tool,
+        arguments,
+    };
+    settle(shared, snap, upstream, who, &h, body).await
+}
+
+/// The held call decided at control, and counted.
+async fn settle(
+    shared: &Shared,
+    snap: &Snapshot,
+    upstream: &str,
+    who: Requester<'_>,
+    h: &Held<'_>,
+    body: &[u8],
+) -> Result<Option<String>, ApprovalDeny> {
     let m = &shared.metrics.approvals;
-    let outcome = decide(shared, snap, upstream, &who, &h, body).await;
+    let outcome = decide(shared, snap, upstream, &who, h, body).await;
     let label = match &outcome {
         Ok(_) => "approved",
         Err(e) => e.reason().trim_start_matches("approval_"),

@@ -103,7 +103,8 @@ roles:
   - name: agent
     allow: ["tools:pay/*:call"]
 upstreams: [{{ name: pay, url: "http://{upstream}/mcp" }}]
-routes: [{{ name: pay, path: /mcp, upstream: pay }}]
+routes: [{{ name: fed, path: /fed, server: fed }}, {{ name: pay, path: /mcp, upstream: pay }}]
+servers: [{{ name: fed, sources: [{{ upstream: pay, prefix: money }}] }}]
 approvals:
   hold_ms: {hold_ms}
   rules:
@@ -577,6 +578,37 @@ async fn approval_is_used_once_binds_to_the_arguments_and_denials_carry_the_reas
         metric_value(&m, "sluice_approvals_total{outcome=\"denied\"}"),
         1.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_a_virtual_server_is_held_as_on_its_upstreams_route() {
+    let s = Setup::new(0, 3600, "").await;
+    let client = reqwest::Client::new();
+    let url = s.gw.url("/fed");
+    let sid = session(&client, &url, "bob-key").await;
+    // The rule names `pay`'s `refund`; the client calls it `money_refund`.
+    let small = json!({"order": "F-0", "amount": 5});
+    let v = call(&client, &url, "bob-key", &sid, 1, "money_refund", small).await;
+    assert_eq!(text_of(&v), "refunded F-0 5", "{v}");
+    let big = json!({"order": "F-1", "amount": 500});
+    let v = call(
+        &client,
+        &url,
+        "bob-key",
+        &sid,
+        2,
+        "money_refund",
+        big.clone(),
+    )
+    .await;
+    let id = pending_id(&v);
+    assert_eq!(s.upstream_calls().len(), 1, "the big refund did not run");
+    let (st, a) = s.control.decide(&id, "alice", "approve", "ok").await;
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["tool"], "refund", "the approver sees the tool's own name");
+    let v = call(&client, &url, "bob-key", &sid, 3, "money_refund", big).await;
+    assert_eq!(text_of(&v), "refunded F-1 500", "{v}");
+    assert_eq!(s.upstream_calls().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,6 +76,27 @@ pub(super) async fn run(
     if let Err(r) = limits(deps, session, ctx, (up_name, items.call), &original).await {
         return refuse(deps, session, ctx, r).await;
     }
+    if items.kind == ItemKind::Tool && !snap.approvals.is_empty() {
+        // Held as on a plain route: the rule names the source's upstream and
+        // the tool's own name, the approver sees the forwarded arguments.
+        let who = crate::approval::Requester {
+            caller: ctx.caller.as_ref(),
+            session: None,
+            request_id: ctx.request.request_id.as_deref(),
+        };
+        let held = crate::approval::hold_call(
+            deps.shared,
+            snap,
+            (up_name, &original),
+            args.as_deref(),
+            who,
+            &body,
+        );
+        match Box::pin(held).await {
+            Ok(approval) => ctx.decision.approval = approval,
+            Err(deny) => return refuse(deps, session, ctx, Refusal::Approval(deny)).await,
+        }
+    }
     let forwarded = match params.forward(id.raw(), items.call, &original, args.as_deref()) {
         Ok(f) => f,
         Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
