@@ -121,7 +121,7 @@ identity:
 roles:
   - name: builder
     allow: ["tools:sdk/*:call", "tools:demo/*:call", "tools:everything/*:call", "tools:mem/*:call",
-            "prompts:sdk/*:get"]
+            "prompts:sdk/*:get", "resources:sdk/file:///pub/**:read"]
   - name: payer
     allow: ["tools:sdk/pay:call"]
     deny:
@@ -611,4 +611,37 @@ async fn prompts_are_federated_by_name_with_their_own_scopes() {
     )
     .await;
     assert_eq!(bob["error"]["code"], -32602, "no scope for prompts: {bob}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_are_read_from_the_source_that_lists_them_within_their_scopes() {
+    let e = env().await;
+    let list = rpc(
+        &e,
+        "alice-key",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "resources/list"}),
+    )
+    .await;
+    let uris: Vec<&str> = list["result"]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r["uri"].as_str())
+        .collect();
+    assert!(uris.contains(&"file:///pub/readme.txt"), "{list}");
+    assert!(!uris.contains(&"file:///etc/passwd"), "not alice's: {list}");
+    let read = |id: u64, uri: &str| json!({"jsonrpc": "2.0", "id": id, "method": "resources/read", "params": {"uri": uri}});
+    let ok = rpc(&e, "alice-key", read(2, "file:///pub/readme.txt")).await;
+    assert_eq!(ok["result"]["contents"][0]["text"], "public\n", "{ok}");
+    let hidden = rpc(&e, "alice-key", read(3, "file:///etc/passwd")).await;
+    assert_eq!(hidden["error"]["code"], -32002, "{hidden}");
+    let dotted = rpc(&e, "alice-key", read(4, "file:///pub/../etc/passwd")).await;
+    assert_eq!(dotted["error"]["code"], -32602, "{dotted}");
+    let ran = e.sdk.ran();
+    assert!(ran.contains(&json!({"read": "pub/readme.txt"})), "{ran:?}");
+    assert!(
+        !ran.iter()
+            .any(|r| r["read"].as_str().is_some_and(|p| p.contains("passwd"))),
+        "{ran:?}"
+    );
 }

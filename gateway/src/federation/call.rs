@@ -131,6 +131,33 @@ impl<'a> CallParams<'a> {
     }
 }
 
+impl CallParams<'_> {
+    /// The request with `params` as sent, but for the protocol keys of
+    /// `_meta` (a resource is read by its URI, which is not rewritten).
+    pub fn forward_as_sent(&self, id: &str, method: &str) -> Result<Vec<u8>, &'static str> {
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(br#","method":"#);
+        push_string(&mut out, method);
+        out.extend_from_slice(br#","params":{"#);
+        for (n, (k, v)) in self.members.0.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            push_string(&mut out, k);
+            out.push(b':');
+            if k == "_meta" {
+                push_meta(&mut out, v)?;
+            } else {
+                out.extend_from_slice(v.get().as_bytes());
+            }
+        }
+        out.extend_from_slice(b"}}");
+        Ok(out)
+    }
+}
+
 /// A response message to the request `id` (raw) with its result marked
 /// `resultType: "complete"`, as the stateless revision's clients expect of a
 /// 2025 source's answer; `None` when `msg` is not that response (or its

@@ -60,6 +60,14 @@ impl<'s> Catalog<'s> {
         Some(format!("{}{shown}", src.prefix))
     }
 
+    /// Does source `i`'s filter for `kind` serve `name` (a resource: its URI)?
+    pub fn admits(&self, i: usize, kind: ItemKind, name: &str) -> bool {
+        self.server
+            .sources
+            .get(i)
+            .is_some_and(|src| admits(filter(src, kind), name))
+    }
+
     /// The sources that could serve the name a client sent, each with the
     /// item's name on its upstream: longest prefix first, a rename undone,
     /// an item its filter leaves out (or a tool known only by its new name)

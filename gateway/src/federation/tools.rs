@@ -33,14 +33,26 @@ pub struct Merged {
 pub fn merge(catalog: Catalog<'_>, kind: ItemKind, lists: &[(usize, &[Value])]) -> Merged {
     let mut out = Merged::default();
     let mut named: Vec<(String, usize, String, Value)> = Vec::new();
+    // A resource is known by its URI, which no prefix may change.
+    let field = if kind == ItemKind::Resource {
+        "uri"
+    } else {
+        "name"
+    };
     for &(i, tools) in lists {
         let src = &catalog.server().sources[i];
         for tool in tools {
-            let Some(original) = tool.get("name").and_then(Value::as_str) else {
+            let Some(original) = tool.get(field).and_then(Value::as_str) else {
                 out.unreadable += 1;
                 continue;
             };
-            let Some(exposed) = catalog.expose(i, kind, original) else {
+            let exposed = match kind {
+                ItemKind::Resource => catalog
+                    .admits(i, kind, original)
+                    .then(|| original.to_owned()),
+                _ => catalog.expose(i, kind, original),
+            };
+            let Some(exposed) = exposed else {
                 continue;
             };
             let o = (kind == ItemKind::Tool)
@@ -78,7 +90,9 @@ fn advertise(tool: &Value, exposed: &str, o: Option<&ToolOverride>) -> Value {
     let Some(obj) = t.as_object_mut() else {
         return t;
     };
-    obj.insert("name".into(), Value::String(exposed.to_owned()));
+    if !obj.contains_key("uri") {
+        obj.insert("name".into(), Value::String(exposed.to_owned()));
+    }
     let Some(o) = o else {
         return t;
     };

@@ -16,7 +16,7 @@ use sluice_config::Server;
 use super::super::rpc::{self, UpstreamSession};
 use super::super::Deps;
 use super::session::send_in;
-use super::{hidden, list, refuse, stateless, tenant_may_use, write, Items};
+use super::{hidden, list, refuse, stateless, tenant_may_use, write, Items, RESOURCES};
 use crate::conn::h1;
 use crate::ctx::Ctx;
 use crate::federation::call::{mark_complete, CallParams};
@@ -102,6 +102,86 @@ pub(super) async fn run(
         Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
     };
     ctx.exchange.federated = Some((src.upstream, original.as_str().into()));
+    super::super::sending(&http::Method::POST, &snap.upstreams[src.upstream], ctx);
+    let (s, head, answer) = send_in(deps, ctx, sealed, src.upstream, forwarded).await?;
+    super::super::answered(deps.shared, false, &head, ctx);
+    if stateless(ctx) && head.status.is_success() {
+        return restream(deps, session, ctx, (&s, head, answer), id).await;
+    }
+    pass_on(session, ctx, head, answer).await
+}
+
+/// `resources/read`: to the one source whose filter serves the URI and
+/// whose list has it (a URI two sources list is read from neither); the
+/// URI in normal form, decided on by the resource scopes of that source.
+pub(super) async fn read(
+    deps: Deps<'_>,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    (server, sealed): (&Server, Option<&SessionState>),
+    id: &RequestId,
+) -> Result<()> {
+    let rt = ctx.rt.clone();
+    let snap = &rt.snapshot;
+    let body = ctx.request.body.clone().unwrap_or_default();
+    let params = match CallParams::read(&body) {
+        Ok(p) => p,
+        Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
+    };
+    let uri = match params
+        .get("uri")
+        .map(|raw| serde_json::from_str::<String>(raw.get()))
+    {
+        Some(Ok(u)) => u,
+        _ => {
+            let r = Refusal::InvalidParams("the uri is not a string");
+            return refuse(deps, session, ctx, r).await;
+        }
+    };
+    if let Err(why) = sluice_config::uri::check_uri(&uri) {
+        let deny = Deny::UriNotNormal {
+            id: Some(id.clone()),
+            why,
+        };
+        return refuse(deps, session, ctx, Refusal::Policy(deny)).await;
+    }
+    let catalog = Catalog::new(server);
+    let mut listed = Vec::new();
+    for (i, src) in server.sources.iter().enumerate() {
+        if !tenant_may_use(ctx, src.upstream) || !catalog.admits(i, ItemKind::Resource, &uri) {
+            continue;
+        }
+        let has = list::whole(deps, ctx, (sealed, src.upstream), RESOURCES)
+            .await
+            .is_ok_and(|r| r.iter().any(|r| r["uri"].as_str() == Some(&uri)));
+        if has {
+            listed.push(i);
+        }
+    }
+    let [i] = listed[..] else {
+        if listed.len() > 1 {
+            tracing::warn!(server = %server.name, uri, "a URI is listed by two sources; refused");
+        }
+        return refuse(deps, session, ctx, hidden(RESOURCES, id, &uri)).await;
+    };
+    let src = &server.sources[i];
+    let up_name = snap.upstreams[src.upstream].name.as_str();
+    if let Some(c) = &ctx.caller {
+        let verdict = snap
+            .policy
+            .decide(c.roles(), RESOURCES.scope, up_name, &uri, &mut || None);
+        if verdict != Verdict::Allow {
+            return refuse(deps, session, ctx, hidden(RESOURCES, id, &uri)).await;
+        }
+    }
+    if let Err(r) = limits(deps, session, ctx, (up_name, RESOURCES.call), &uri).await {
+        return refuse(deps, session, ctx, r).await;
+    }
+    let forwarded = match params.forward_as_sent(id.raw(), RESOURCES.call) {
+        Ok(f) => f,
+        Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
+    };
+    ctx.exchange.federated = Some((src.upstream, uri.as_str().into()));
     super::super::sending(&http::Method::POST, &snap.upstreams[src.upstream], ctx);
     let (s, head, answer) = send_in(deps, ctx, sealed, src.upstream, forwarded).await?;
     super::super::answered(deps.shared, false, &head, ctx);

@@ -132,7 +132,7 @@ fn visible(ctx: &Ctx, items: Items, upstream: usize, item: &Value) -> bool {
         return true;
     };
     let up = &ctx.rt.snapshot.upstreams[upstream].name;
-    item["name"].as_str().is_some_and(|n| {
+    item[items.field].as_str().is_some_and(|n| {
         ctx.rt
             .snapshot
             .policy

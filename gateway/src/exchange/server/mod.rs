@@ -1,10 +1,11 @@
 //! A virtual server's exchange: the gateway answers as the MCP server and
 //! calls each source as an MCP client (`super::rpc`). `initialize`,
-//! `server/discover` and `ping` are answered here (`session`); a list
-//! merges every reachable source's items the caller may see (`list`); a
-//! `tools/call` or `prompts/get` goes to the one source that serves the
-//! name, with the upstream's own name and the arguments as forwarded — the
-//! policy and the limits decide on those (`call`). A source that fails is
+//! `server/discover` and `ping` are answered here (`session`); a list of
+//! tools, prompts or resources merges every reachable source's items the
+//! caller may see (`list`); a `tools/call` or `prompts/get` goes to the one
+//! source that serves the name, with the upstream's own name and the
+//! arguments as forwarded, and a `resources/read` to the one source that
+//! lists the URI — the policy and the limits decide on those (`call`). A source that fails is
 //! left out of a list (a log line and `sluice_upstream_errors_total`); the
 //! others keep serving.
 
@@ -38,6 +39,8 @@ pub(super) struct Items {
     pub key: &'static str,
     /// The method that uses one by name.
     pub call: &'static str,
+    /// What names one: `name`, or a resource's `uri`.
+    pub field: &'static str,
 }
 
 pub(super) const TOOLS: Items = Items {
@@ -46,6 +49,7 @@ pub(super) const TOOLS: Items = Items {
     list: "tools/list",
     key: "tools",
     call: "tools/call",
+    field: "name",
 };
 
 pub(super) const PROMPTS: Items = Items {
@@ -54,6 +58,16 @@ pub(super) const PROMPTS: Items = Items {
     list: "prompts/list",
     key: "prompts",
     call: "prompts/get",
+    field: "name",
+};
+
+pub(super) const RESOURCES: Items = Items {
+    kind: ItemKind::Resource,
+    scope: Kind::Resources,
+    list: "resources/list",
+    key: "resources",
+    call: "resources/read",
+    field: "uri",
 };
 
 pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
@@ -91,11 +105,11 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
             let result = complete_if_stateless(ctx, json!({}));
             answer(session, &id, result).await
         }
-        Method::ToolsList | Method::PromptsList => {
-            let items = if method == Method::ToolsList {
-                TOOLS
-            } else {
-                PROMPTS
+        Method::ToolsList | Method::PromptsList | Method::ResourcesList => {
+            let items = match method {
+                Method::ToolsList => TOOLS,
+                Method::PromptsList => PROMPTS,
+                _ => RESOURCES,
             };
             let cursor = params(ctx)
                 .get("cursor")
@@ -108,6 +122,7 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         }
         Method::ToolsCall => call::run(deps, session, ctx, (server, sealed), TOOLS, &id).await,
         Method::PromptsGet => call::run(deps, session, ctx, (server, sealed), PROMPTS, &id).await,
+        Method::ResourcesRead => call::read(deps, session, ctx, (server, sealed), &id).await,
         _ => {
             let unknown = Deny::Unclassified {
                 id: Some(id.clone()),
