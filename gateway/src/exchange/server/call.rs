@@ -97,18 +97,9 @@ pub(super) async fn run(
             Err(deny) => return refuse(deps, session, ctx, Refusal::Approval(deny)).await,
         }
     }
-    let forwarded = match params.forward(id.raw(), items.call, &original, args.as_deref()) {
-        Ok(f) => f,
-        Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
-    };
-    ctx.exchange.federated = Some((src.upstream, original.as_str().into()));
-    super::super::sending(&http::Method::POST, &snap.upstreams[src.upstream], ctx);
-    let (s, head, answer) = send_in(deps, ctx, sealed, src.upstream, forwarded).await?;
-    super::super::answered(deps.shared, false, &head, ctx);
-    if stateless(ctx) && head.status.is_success() {
-        return restream(deps, session, ctx, (&s, head, answer), id).await;
-    }
-    pass_on(session, ctx, head, answer).await
+    let forwarded = params.forward(id.raw(), items.call, &original, args.as_deref());
+    let to = (sealed, src.upstream, original.as_str());
+    exchange(deps, session, ctx, to, forwarded, id).await
 }
 
 /// `resources/read`: to the one source whose filter serves the URI and
@@ -177,13 +168,36 @@ pub(super) async fn read(
     if let Err(r) = limits(deps, session, ctx, (up_name, RESOURCES.call), &uri).await {
         return refuse(deps, session, ctx, r).await;
     }
-    let forwarded = match params.forward_as_sent(id.raw(), RESOURCES.call) {
+    let forwarded = params.forward_as_sent(id.raw(), RESOURCES.call);
+    exchange(
+        deps,
+        session,
+        ctx,
+        (sealed, src.upstream, &uri),
+        forwarded,
+        id,
+    )
+    .await
+}
+
+/// The decided request (or why it could not be written) to the source's
+/// upstream, for `target` there, and the answer back to the client.
+async fn exchange(
+    deps: Deps<'_>,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    (sealed, upstream, target): (Option<&SessionState>, usize, &str),
+    forwarded: std::result::Result<Vec<u8>, &'static str>,
+    id: &RequestId,
+) -> Result<()> {
+    let forwarded = match forwarded {
         Ok(f) => f,
         Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
     };
-    ctx.exchange.federated = Some((src.upstream, uri.as_str().into()));
-    super::super::sending(&http::Method::POST, &snap.upstreams[src.upstream], ctx);
-    let (s, head, answer) = send_in(deps, ctx, sealed, src.upstream, forwarded).await?;
+    ctx.exchange.federated = Some((upstream, target.into()));
+    let rt = ctx.rt.clone();
+    super::super::sending(&http::Method::POST, &rt.snapshot.upstreams[upstream], ctx);
+    let (s, head, answer) = send_in(deps, ctx, sealed, upstream, forwarded).await?;
     super::super::answered(deps.shared, false, &head, ctx);
     if stateless(ctx) && head.status.is_success() {
         return restream(deps, session, ctx, (&s, head, answer), id).await;
