@@ -611,6 +611,29 @@ async fn prompts_are_federated_by_name_with_their_own_scopes() {
     )
     .await;
     assert_eq!(bob["error"]["code"], -32602, "no scope for prompts: {bob}");
+
+    // Completion follows the prompt to its source, under its own name.
+    let complete = |id: u64, prompt: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "completion/complete", "params": {
+            "ref": {"type": "ref/prompt", "name": prompt},
+            "argument": {"name": "name", "value": "al"}}})
+    };
+    let done = rpc(&e, "alice-key", complete(5, "sdk_greet")).await;
+    assert_eq!(
+        done["result"]["completion"]["values"],
+        json!(["alice", "albert"]),
+        "{done}"
+    );
+    assert!(e.sdk.ran().contains(&json!({"complete": "greet"})));
+    let none = rpc(&e, "bob-key", complete(6, "sdk_greet")).await;
+    assert_eq!(
+        none["result"]["completion"]["values"],
+        json!([]),
+        "a prompt bob may not see has no completions: {none}"
+    );
+    let ran = e.sdk.ran();
+    let asked = ran.iter().filter(|r| r["complete"] == "greet").count();
+    assert_eq!(asked, 1, "bob's went nowhere: {ran:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,6 +135,16 @@ impl CallParams<'_> {
     /// The request with `params` as sent, but for the protocol keys of
     /// `_meta` (a resource is read by its URI, which is not rewritten).
     pub fn forward_as_sent(&self, id: &str, method: &str) -> Result<Vec<u8>, &'static str> {
+        self.forward_replacing(id, method, None)
+    }
+
+    /// The request with one member of `params` replaced by raw JSON.
+    pub fn forward_replacing(
+        &self,
+        id: &str,
+        method: &str,
+        replace: Option<(&str, &str)>,
+    ) -> Result<Vec<u8>, &'static str> {
         let mut out = Vec::with_capacity(128);
         out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
         out.extend_from_slice(id.as_bytes());
@@ -147,15 +157,35 @@ impl CallParams<'_> {
             }
             push_string(&mut out, k);
             out.push(b':');
-            if k == "_meta" {
-                push_meta(&mut out, v)?;
-            } else {
-                out.extend_from_slice(v.get().as_bytes());
+            match replace {
+                Some((key, raw)) if key == k => out.extend_from_slice(raw.as_bytes()),
+                _ if k == "_meta" => push_meta(&mut out, v)?,
+                _ => out.extend_from_slice(v.get().as_bytes()),
             }
         }
         out.extend_from_slice(b"}}");
         Ok(out)
     }
+}
+
+/// A completion's `ref` with its prompt `name` replaced (the other members
+/// as sent), as raw JSON.
+pub fn ref_renamed(raw: &RawValue, name: &str) -> Result<String, &'static str> {
+    let members: RawMap<'_> =
+        serde_json::from_str(raw.get()).map_err(|_| "ref cannot be read one way")?;
+    let mut out = Vec::with_capacity(raw.get().len() + name.len());
+    out.push(b'{');
+    push_string(&mut out, "name");
+    out.push(b':');
+    push_string(&mut out, name);
+    for (k, v) in members.0.iter().filter(|(k, _)| k != "name") {
+        out.push(b',');
+        push_string(&mut out, k);
+        out.push(b':');
+        out.extend_from_slice(v.get().as_bytes());
+    }
+    out.push(b'}');
+    String::from_utf8(out).map_err(|_| "ref cannot be read one way")
 }
 
 /// A response message to the request `id` (raw) with its result marked

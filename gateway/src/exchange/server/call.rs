@@ -19,7 +19,7 @@ use super::session::send_in;
 use super::{hidden, list, refuse, stateless, tenant_may_use, write, Items, RESOURCES};
 use crate::conn::h1;
 use crate::ctx::Ctx;
-use crate::federation::call::{mark_complete, CallParams};
+use crate::federation::call::{mark_complete, ref_renamed, CallParams};
 use crate::federation::seal::SessionState;
 use crate::federation::tools::call_arguments;
 use crate::federation::{Catalog, ItemKind};
@@ -136,23 +136,7 @@ pub(super) async fn read(
         };
         return refuse(deps, session, ctx, Refusal::Policy(deny)).await;
     }
-    let catalog = Catalog::new(server);
-    let mut listed = Vec::new();
-    for (i, src) in server.sources.iter().enumerate() {
-        if !tenant_may_use(ctx, src.upstream) || !catalog.admits(i, ItemKind::Resource, &uri) {
-            continue;
-        }
-        let has = list::whole(deps, ctx, (sealed, src.upstream), RESOURCES)
-            .await
-            .is_ok_and(|r| r.iter().any(|r| r["uri"].as_str() == Some(&uri)));
-        if has {
-            listed.push(i);
-        }
-    }
-    let [i] = listed[..] else {
-        if listed.len() > 1 {
-            tracing::warn!(server = %server.name, uri, "a URI is listed by two sources; refused");
-        }
+    let Some(i) = listing_source(deps, ctx, (server, sealed), &uri).await else {
         return refuse(deps, session, ctx, hidden(RESOURCES, id, &uri)).await;
     };
     let src = &server.sources[i];
@@ -174,6 +158,114 @@ pub(super) async fn read(
         session,
         ctx,
         (sealed, src.upstream, &uri),
+        forwarded,
+        id,
+    )
+    .await
+}
+
+/// The one source whose filter serves `uri` and whose list has it; a URI
+/// two sources list is served by neither.
+async fn listing_source(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    (server, sealed): (&Server, Option<&SessionState>),
+    uri: &str,
+) -> Option<usize> {
+    let catalog = Catalog::new(server);
+    let mut listed = Vec::new();
+    for (i, src) in server.sources.iter().enumerate() {
+        if !tenant_may_use(ctx, src.upstream) || !catalog.admits(i, ItemKind::Resource, uri) {
+            continue;
+        }
+        let has = list::whole(deps, ctx, (sealed, src.upstream), RESOURCES)
+            .await
+            .is_ok_and(|r| r.iter().any(|r| r["uri"].as_str() == Some(uri)));
+        if has {
+            listed.push(i);
+        }
+    }
+    if listed.len() > 1 {
+        tracing::warn!(server = %server.name, uri, "a URI is listed by two sources; refused");
+    }
+    (listed.len() == 1).then(|| listed[0])
+}
+
+/// `completion/complete`: a prompt reference goes to the source that serves
+/// the prompt's name (renamed to the upstream's own), a resource reference
+/// to the one that lists the URI; a reference the caller may not see gets
+/// no completions, as for one that does not exist.
+pub(super) async fn complete(
+    deps: Deps<'_>,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    (server, sealed): (&Server, Option<&SessionState>),
+    id: &RequestId,
+) -> Result<()> {
+    let rt = ctx.rt.clone();
+    let snap = &rt.snapshot;
+    let body = ctx.request.body.clone().unwrap_or_default();
+    let params = match CallParams::read(&body) {
+        Ok(p) => p,
+        Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
+    };
+    #[derive(serde::Deserialize)]
+    struct Ref {
+        #[serde(rename = "type")]
+        kind: String,
+        name: Option<String>,
+        uri: Option<String>,
+    }
+    let reference = params.get("ref");
+    let parsed = reference.and_then(|r| serde_json::from_str::<Ref>(r.get()).ok());
+    let (Some(raw_ref), Some(r)) = (reference, parsed) else {
+        let why = Refusal::InvalidParams("ref is not a prompt or resource reference");
+        return refuse(deps, session, ctx, why).await;
+    };
+    let none = Refusal::Policy(Deny::HiddenCompletion {
+        id: Some(id.clone()),
+        stateless: stateless(ctx),
+    });
+    let (i, target, forwarded) = match (r.kind.as_str(), r.name, r.uri) {
+        ("ref/prompt", Some(name), _) => {
+            let Some((i, original)) =
+                pick_source(deps, ctx, (server, sealed), super::PROMPTS, &name).await
+            else {
+                return refuse(deps, session, ctx, none).await;
+            };
+            let renamed = match ref_renamed(raw_ref, &original) {
+                Ok(r) => r,
+                Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
+            };
+            let call = "completion/complete";
+            let fwd = params.forward_replacing(id.raw(), call, Some(("ref", &renamed)));
+            (i, (super::PROMPTS.scope, original), fwd)
+        }
+        ("ref/resource", _, Some(uri)) => {
+            let Some(i) = listing_source(deps, ctx, (server, sealed), &uri).await else {
+                return refuse(deps, session, ctx, none).await;
+            };
+            let fwd = params.forward_as_sent(id.raw(), "completion/complete");
+            (i, (RESOURCES.scope, uri), fwd)
+        }
+        _ => {
+            let why = Refusal::InvalidParams("ref is not a prompt or resource reference");
+            return refuse(deps, session, ctx, why).await;
+        }
+    };
+    let src = &server.sources[i];
+    let up_name = snap.upstreams[src.upstream].name.as_str();
+    let (scope, name) = target;
+    if let Some(c) = &ctx.caller {
+        if !snap.policy.visible(c.roles(), scope, up_name, &name) {
+            return refuse(deps, session, ctx, none).await;
+        }
+    }
+    exchange(
+        deps,
+        session,
+        ctx,
+        (sealed, src.upstream, &name),
         forwarded,
         id,
     )

@@ -123,6 +123,9 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         Method::ToolsCall => call::run(deps, session, ctx, (server, sealed), TOOLS, &id).await,
         Method::PromptsGet => call::run(deps, session, ctx, (server, sealed), PROMPTS, &id).await,
         Method::ResourcesRead => call::read(deps, session, ctx, (server, sealed), &id).await,
+        Method::CompletionComplete => {
+            call::complete(deps, session, ctx, (server, sealed), &id).await
+        }
         _ => {
             let unknown = Deny::Unclassified {
                 id: Some(id.clone()),

@@ -108,7 +108,7 @@ pub(super) async fn initialize(
 }
 
 fn capabilities() -> Value {
-    json!({"tools": {}, "prompts": {}})
+    json!({"tools": {}, "prompts": {}, "resources": {}, "completions": {}})
 }
 
 /// `server/discover`, what a stateless client asks instead of `initialize`.
