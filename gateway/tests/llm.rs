@@ -14,6 +14,8 @@ use support::*;
 const LLM_KEY: &str = "sk-upstream-7a1c";
 
 struct Env {
+    /// Holds the port of the `gone` upstream: nothing listens there.
+    _gone: tokio::net::TcpSocket,
     gw: Gateway,
     primary: LlmServer,
     backup: LlmServer,
@@ -33,6 +35,7 @@ async fn env() -> Env {
     let dir = tempfile::tempdir().expect("temp dir");
     let audit = dir.path().join("audit.jsonl");
     let fragile_url = format!("http://{}/v1", fragile.addr);
+    let (gone_socket, gone_port) = closed_port();
     let config = format!(
         r#"listeners:
   - {{ name: main, address: "{{listen}}" }}
@@ -84,7 +87,7 @@ audit: {{ file: "{audit}", sample_rate: 1.0, redact: [/messages/0/content] }}
         primary = primary.url(),
         backup = backup.url(),
         fragile = fragile_url,
-        gone = format_args!("http://127.0.0.1:{}/v1", free_port()),
+        gone = format_args!("http://127.0.0.1:{gone_port}/v1"),
         audit = audit.display(),
     );
     let gw = Gateway::start_with_env(
@@ -102,6 +105,7 @@ audit: {{ file: "{audit}", sample_rate: 1.0, redact: [/messages/0/content] }}
         fragile,
         audit,
         _dir: dir,
+        _gone: gone_socket,
     }
 }
 

@@ -192,7 +192,7 @@ async fn refusals_carry_status_id_and_metric() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_upstream_is_a_jsonrpc_error_with_the_id() {
-    let port = free_port();
+    let (_closed, port) = closed_port();
     let gw = Gateway::start(&one_route(&format!("http://127.0.0.1:{port}/mcp"))).await;
     let (s, _, b) = post(&reqwest::Client::new(), &gw.url("/mcp"), CALL, &[]).await;
     let v = rpc_json(&b);

@@ -234,7 +234,8 @@ async fn a_call_longer_than_total_is_cut_with_an_error() {
 #[tokio::test]
 async fn a_refused_connect_is_retried_within_attempts_and_answered() {
     // Nothing listens on this port.
-    let closed = format!("http://127.0.0.1:{}/mcp", free_port());
+    let (_held, port) = closed_port();
+    let closed = format!("http://127.0.0.1:{port}/mcp");
     let gw = start(&closed, "retries: { attempts: 2, backoff_ms: 5 }", "").await;
     let client = reqwest::Client::new();
     let (status, _, body) = post(&client, &gw.url("/mcp"), CALL, &[]).await;

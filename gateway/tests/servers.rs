@@ -91,6 +91,8 @@ impl Forgetful {
 
 struct Env {
     gw: Gateway,
+    /// Holds the port of the source that is down.
+    _gone: tokio::net::TcpSocket,
     mem: Forgetful,
     /// The config, for more replicas.
     config: String,
@@ -105,7 +107,7 @@ async fn env() -> Env {
     let (everything, port) = start_everything().await;
     let sdk = SdkServer::start().await;
     let demo = demo(DemoOptions::default()).await;
-    let gone = free_port();
+    let (gone_socket, gone) = closed_port();
     let (mem_addr, mem) = Forgetful::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let audit = dir.path().join("audit.jsonl");
@@ -162,6 +164,7 @@ session_keys: [{{ env: SLUICE_TEST_SESSION_KEY }}]
     );
     Env {
         gw: Gateway::start_with_env(&config, &[(KEY_ENV, "key-one")]).await,
+        _gone: gone_socket,
         mem,
         config,
         sdk,

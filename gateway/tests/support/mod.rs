@@ -60,6 +60,17 @@ pub fn need(path: PathBuf) -> PathBuf {
 
 /// A port that was free a moment ago. Pingora binds by address, so the
 /// harness picks ports for it; the tiny race is retried by `start`.
+/// A loopback port nothing listens on, for as long as the returned socket
+/// lives: bound without listening, so no other test (or server) can take
+/// it meanwhile, and a connect to it is refused. A port that was merely free
+/// when chosen may be taken by a server of a test running alongside.
+pub fn closed_port() -> (tokio::net::TcpSocket, u16) {
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let port = s.local_addr().expect("addr").port();
+    (s, port)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
