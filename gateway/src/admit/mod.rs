@@ -151,7 +151,7 @@ fn may_use(
     c: &Caller,
 ) -> Result<(), Refusal> {
     // Another tenant's upstream does not exist, as far as this caller knows.
-    if !policy::tenant_may_use(snap, route, c) {
+    if !policy::tenant_may_use(snap.upstream(route), Some(c)) {
         return Err(Refusal::NoRoute);
     }
     let per_user = ctx
@@ -242,22 +242,10 @@ fn well_known(
     ))
 }
 
-/// Whom limits count: the authenticated caller, else the client's socket
-/// address — never anything a header says. (subject, tenant, roles)
+/// Whom limits count (`limits::owner`), from the session's client address.
 fn limit_owner<'a>(
     session: &Session,
     caller: Option<&'a Caller>,
 ) -> (std::borrow::Cow<'a, str>, Option<&'a str>, &'a [Box<str>]) {
-    match caller {
-        Some(c) => (c.subject.as_ref().into(), c.tenant.as_deref(), &c.roles),
-        None => {
-            let ip = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map_or_else(String::new, |a| {
-                    upstream::IpText::new(a.ip()).as_str().to_owned()
-                });
-            (ip.into(), None, &[])
-        }
-    }
+    crate::limits::owner(crate::exchange::mcp::client_ip(session), caller)
 }

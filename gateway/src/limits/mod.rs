@@ -21,7 +21,7 @@ use sluice_config::{ConcurrencyRule, KeyPart, OnUnavailable, RateRule, Snapshot}
 
 pub use concurrency::{Caps, Permit};
 pub use local::LocalLimiter;
-pub use select::{LimitInput, SelectorMatch};
+pub use select::{owner, LimitInput, SelectorMatch};
 pub use shared::{RedisStore, StoreDown};
 
 use crate::metrics::Metrics;

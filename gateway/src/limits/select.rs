@@ -3,6 +3,23 @@
 
 use sluice_config::{glob, Selector};
 
+/// Whom limits count: the authenticated caller, else the client's socket
+/// address — never anything a header says. (subject, tenant, roles)
+pub fn owner(
+    client: Option<std::net::IpAddr>,
+    caller: Option<&crate::policy::Caller>,
+) -> (std::borrow::Cow<'_, str>, Option<&str>, &[Box<str>]) {
+    match caller {
+        Some(c) => (c.subject.as_ref().into(), c.tenant.as_deref(), &c.roles),
+        None => {
+            let ip = client.map_or_else(String::new, |ip| {
+                crate::upstream::IpText::new(ip).as_str().to_owned()
+            });
+            (ip.into(), None, &[])
+        }
+    }
+}
+
 /// What a limit looks at in one request: who, where, what.
 #[derive(Debug, Clone, Copy)]
 pub struct LimitInput<'a> {

@@ -198,13 +198,13 @@ pub fn authorize(
     Ok(())
 }
 
-/// May this caller's tenant use the route's upstream at all?
-pub fn tenant_may_use(snap: &Snapshot, route: &Route, caller: &Caller) -> bool {
-    let allowed = &snap.upstream(route).tenants;
+/// May this caller's tenant use `up` at all? (Without a caller, only an
+/// upstream open to every tenant.)
+pub fn tenant_may_use(up: &sluice_config::Upstream, caller: Option<&Caller>) -> bool {
+    let allowed = &up.tenants;
     allowed.is_empty()
         || caller
-            .tenant
-            .as_deref()
+            .and_then(|c| c.tenant.as_deref())
             .is_some_and(|t| allowed.iter().any(|a| a == t))
 }
 

@@ -452,19 +452,12 @@ async fn limits(
     if rt.limits.is_empty() {
         return Ok(());
     }
-    let ip = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    let (subject, tenant, roles) = match &ctx.caller {
-        Some(c) => (&*c.subject, c.tenant.as_deref(), &c.roles[..]),
-        None => (ip.as_str(), None, &[][..]),
-    };
+    let client = crate::exchange::mcp::client_ip(session);
+    let (subject, tenant, roles) = crate::limits::owner(client, ctx.caller.as_ref());
     let route = ctx.route().map_or("", |r| r.name.as_str());
     let input = crate::limits::LimitInput {
         tenant,
-        subject,
+        subject: &subject,
         roles,
         route,
         upstream,

@@ -171,13 +171,8 @@ fn params(ctx: &Ctx) -> serde_json::Map<String, Value> {
 }
 
 fn tenant_may_use(ctx: &Ctx, upstream: usize) -> bool {
-    let allowed = &ctx.rt.snapshot.upstreams[upstream].tenants;
-    allowed.is_empty()
-        || ctx
-            .caller
-            .as_ref()
-            .and_then(|c| c.tenant.as_deref())
-            .is_some_and(|t| allowed.iter().any(|a| a == t))
+    let up = &ctx.rt.snapshot.upstreams[upstream];
+    crate::policy::tenant_may_use(up, ctx.caller.as_ref())
 }
 
 /// Hidden and unknown look the same.
