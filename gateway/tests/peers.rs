@@ -1,7 +1,8 @@
 //! Third-party peers through the gateway: the official Python SDK client
 //! (2025 handshake and auto/discover), and the MCP conformance suite against
 //! the reference server-everything (same per-scenario results through the
-//! gateway as direct) and against the demo server (zero failures).
+//! gateway as direct) and against the demo server (zero failures) — on a
+//! plain route and through virtual servers of one and of three sources.
 //!
 //! The peers are installed by `.ci/setup` under `.peers/` (or where
 //! `SLUICE_PEERS` points); these tests fail, rather than skip, without them.
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 
 use std::process::Command;
 
-use support::peers::{node22, start_everything};
+use support::peers::{node22, start_everything, SdkServer};
 use support::*;
 
 /// Runs the official Python SDK client; returns its stdout.
@@ -134,4 +135,48 @@ async fn conformance_full_active_suite_passes_through_the_gateway() {
         .map(|(s, _)| s)
         .collect();
     assert!(failed.is_empty(), "failed through the gateway: {failed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_through_a_virtual_server_is_as_direct() {
+    let (_everything, port) = start_everything().await;
+    let sdk = SdkServer::start().await;
+    let demo = demo(DemoOptions {
+        allowed_hosts: Some(vec!["127.0.0.1".into(), "localhost".into()]),
+        ..Default::default()
+    })
+    .await;
+    let everything = format!("http://127.0.0.1:{port}/mcp");
+    // `open` routes leave Host/Origin to the upstream, as on the plain
+    // route compared with; the others keep the gateway's checks.
+    let open = "hosts: { allowed_hosts: [\"*\"], allowed_origins: [\"*\"] }";
+    let yaml = format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         limits: {{ max_body_bytes: 2097152, max_json_depth: 32 }}\n\
+         upstreams:\n  - {{ name: everything, url: \"{everything}\" }}\n  \
+         - {{ name: demo, url: \"{demo}\" }}\n  \
+         - {{ name: sdk, url: \"http://127.0.0.1:{sdk}/mcp\" }}\n\
+         routes:\n  - {{ name: direct, path: /ev, upstream: everything, {open} }}\n  \
+         - {{ name: ev, path: /v/ev, server: ev, {open} }}\n  \
+         - {{ name: demo, path: /v/demo, server: demo }}\n  \
+         - {{ name: three, path: /v/three, server: three }}\n\
+         servers:\n  - {{ name: ev, sources: [{{ upstream: everything, prefix: \"\" }}] }}\n  \
+         - {{ name: demo, sources: [{{ upstream: demo, prefix: \"\" }}] }}\n  \
+         - {{ name: three, sources: [{{ upstream: demo, prefix: \"\" }}, {{ upstream: everything }}, {{ upstream: sdk }}] }}\n",
+        demo = demo.url(),
+        sdk = sdk.port,
+    );
+    let gw = Gateway::start(&yaml).await;
+    let direct = conformance(gw.url("/ev")).await;
+    let federated = conformance(gw.url("/v/ev")).await;
+    assert_eq!(direct, federated, "one source: the verdicts of direct");
+    for path in ["/v/demo", "/v/three"] {
+        let results = conformance(gw.url(path)).await;
+        let failed: Vec<_> = results
+            .iter()
+            .filter(|(_, ok)| !**ok)
+            .map(|(s, _)| s)
+            .collect();
+        assert!(failed.is_empty(), "failed through {path}: {failed:?}");
+    }
 }

@@ -34,7 +34,25 @@ impl Forgetful {
             let m = m.clone();
             async move { m.answer(&headers, &body) }
         };
-        let router = axum::Router::new().route("/mcp", axum::routing::post(handler));
+        let ended = me.clone();
+        let end = move |headers: http::HeaderMap| {
+            let m = ended.clone();
+            async move {
+                let sid = headers
+                    .get("mcp-session-id")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("");
+                let mut known = m.known.lock().expect("lock");
+                let before = known.len();
+                known.retain(|k| k != sid);
+                if known.len() < before {
+                    http::StatusCode::OK
+                } else {
+                    http::StatusCode::NOT_FOUND
+                }
+            }
+        };
+        let router = axum::Router::new().route("/mcp", axum::routing::post(handler).delete(end));
         (serve_router(router).await, me)
     }
 
@@ -493,6 +511,26 @@ async fn a_session_opened_on_one_replica_is_served_by_another_and_by_nobody_else
 
     let (status, v) = in_session(&replica, "bob-key", &sid, list.clone()).await;
     assert_eq!(status, 404, "another caller's session is unknown: {v}");
+    // Ending the session ends the source sessions it carries.
+    let ended = reqwest::Client::new()
+        .delete(replica.url("/ws"))
+        .header("authorization", "Bearer alice-key")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(ended.status().as_u16(), 200);
+    assert!(
+        e.mem.known.lock().expect("lock").is_empty(),
+        "the source's session was ended"
+    );
+    let ended = reqwest::Client::new()
+        .delete(replica.url("/ws"))
+        .header("authorization", "Bearer alice-key")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(ended.status().as_u16(), 400, "no session to end");
     let (status, v) = in_session(&stranger, "alice-key", &sid, list.clone()).await;
     assert_eq!(status, 404, "a replica with other keys cannot open it: {v}");
     let (status, v) = in_session(&e.gw, "alice-key", "forged", list).await;
@@ -670,4 +708,121 @@ async fn resources_are_read_from_the_source_that_lists_them_within_their_scopes(
             .any(|r| r["read"].as_str().is_some_and(|p| p.contains("passwd"))),
         "{ran:?}"
     );
+}
+
+/// Reads an SSE answer until `until` holds for one of its messages; every
+/// message read so far.
+async fn read_until(
+    resp: &mut reqwest::Response,
+    seen: &mut Vec<Value>,
+    until: impl Fn(&Value) -> bool,
+) {
+    let mut carry = String::new();
+    loop {
+        let chunk = resp
+            .chunk()
+            .await
+            .expect("chunk")
+            .expect("the stream ended early");
+        carry.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = carry.find("\n\n") {
+            let event: String = carry.drain(..end + 2).collect();
+            for line in event.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    let v: Value = serde_json::from_str(data.trim()).expect("json event");
+                    let done = until(&v);
+                    seen.push(v);
+                    if done {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_request_to_the_client_is_answered_through_another_replica() {
+    let demo = demo(DemoOptions::default()).await;
+    let config = format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: demo, url: \"{}\" }}\n\
+         routes:\n  - {{ name: ws, path: /ws, server: one }}\n\
+         servers:\n  - {{ name: one, separator: \".\", sources: [{{ upstream: demo, prefix: d }}] }}\n\
+         session_keys: [{{ env: {KEY_ENV} }}]\n",
+        demo.url()
+    );
+    let a = Gateway::start_with_env(&config, &[(KEY_ENV, "shared")]).await;
+    let b = Gateway::start_with_env(&config, &[(KEY_ENV, "shared")]).await;
+    let client = reqwest::Client::new();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "t", "version": "0"}}});
+    let (status, headers, text) = post(&client, &a.url("/ws"), init.to_string(), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    let sid = headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session id")
+        .to_owned();
+
+    // The call runs on replica b; the demo asks the client on its stream.
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "d.test_elicitation", "arguments": {"message": "who are you?"}}});
+    let mut stream = client
+        .post(b.url("/ws"))
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT_BOTH)
+        .header("mcp-session-id", &sid)
+        .body(call.to_string())
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, |m| {
+        m["method"] == "elicitation/create"
+    })
+    .await;
+    let asked = seen.last().expect("asked").clone();
+    let tag = asked["id"].as_str().expect("a string id").to_owned();
+    assert!(
+        tag.starts_with("sluice:demo:"),
+        "the id names the source: {tag}"
+    );
+
+    // A stranger's answer reaches no source; the answer goes to replica a,
+    // which sends it to the source.
+    let stray = json!({"jsonrpc": "2.0", "id": "sluice:nobody:1", "result": {}});
+    let answer = json!({"jsonrpc": "2.0", "id": tag, "result": {
+        "action": "accept", "content": {"username": "ann", "email": "ann@example.com"}}});
+    for (message, want) in [(stray, 400), (answer, 202)] {
+        let headers = [("mcp-session-id", sid.as_str())];
+        let (status, _, text) = post(&client, &a.url("/ws"), message.to_string(), &headers).await;
+        assert_eq!(status, want, "{text}");
+    }
+    read_until(&mut stream, &mut seen, |m| m["id"] == 2).await;
+    let result = seen.last().expect("result");
+    let text = result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(text.contains("ann"), "the source got the answer: {result}");
+
+    // Progress reaches the client with its own token.
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "d.test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": "p-1"}}});
+    let (status, _, text) = post(
+        &client,
+        &b.url("/ws"),
+        call.to_string(),
+        &[("mcp-session-id", &sid)],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains(r#""method":"notifications/progress""#)
+            && text.contains(r#""progressToken":"p-1""#),
+        "{text}"
+    );
+    assert_eq!(rpc_json(&text)["id"], 3, "{text}");
 }

@@ -55,18 +55,27 @@ impl UpstreamSession {
     }
 }
 
-/// Open a session with upstream `upstream`.
-pub async fn open(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> Result<UpstreamSession> {
+/// Open a session with upstream `upstream`, declaring `capabilities` (JSON;
+/// none: `{}`) as the client's.
+pub async fn open(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    upstream: usize,
+    capabilities: Option<&str>,
+) -> Result<UpstreamSession> {
     let mut s = UpstreamSession {
         upstream,
         id: None,
         resumed: false,
     };
+    let capabilities: Value = capabilities
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
     let init = serde_json::json!({
         "jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": {
             "protocolVersion": PROTOCOL,
-            "capabilities": {},
+            "capabilities": capabilities,
             "clientInfo": {"name": "sluice", "version": env!("CARGO_PKG_VERSION")},
         },
     });
@@ -93,6 +102,30 @@ pub async fn send(
     s: &UpstreamSession,
     body: Vec<u8>,
 ) -> Result<(ResponseHeader, h1::Response)> {
+    send_with(deps, ctx, s, "POST", body).await
+}
+
+/// End the session (`DELETE`); an upstream without sessions is not asked.
+pub async fn close(deps: Deps<'_>, ctx: &mut Ctx, s: &UpstreamSession) -> Result<()> {
+    if s.id.is_none() {
+        return Ok(());
+    }
+    let (head, answer) = send_with(deps, ctx, s, "DELETE", Vec::new()).await?;
+    let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+    // 405: the upstream does not let clients end sessions; nothing to do.
+    if head.status == http::StatusCode::METHOD_NOT_ALLOWED {
+        return Ok(());
+    }
+    read_body(deps, ctx, s, &head, answer, max).await.map(drop)
+}
+
+async fn send_with(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    s: &UpstreamSession,
+    method: &'static str,
+    body: Vec<u8>,
+) -> Result<(ResponseHeader, h1::Response)> {
     let rt = ctx.rt.clone();
     let up = &rt.snapshot.upstreams[s.upstream];
     let peer = rt
@@ -100,7 +133,7 @@ pub async fn send(
         .get(s.upstream)
         .and_then(Option::as_ref)
         .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?;
-    let mut req = RequestHeader::build("POST", b"/", Some(6))?;
+    let mut req = RequestHeader::build(method, b"/", Some(6))?;
     req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     req.insert_header(http::header::ACCEPT, "application/json, text/event-stream")?;
     req.insert_header("mcp-protocol-version", PROTOCOL)?;

@@ -12,8 +12,10 @@
 
 pub mod call;
 pub mod cursor;
+pub mod relay;
 pub mod seal;
 pub mod sessions;
+pub mod template;
 pub mod tools;
 
 use std::borrow::Cow;
@@ -26,6 +28,16 @@ pub enum ItemKind {
     Tool,
     Prompt,
     Resource,
+    /// A resource template, known by its `uriTemplate` and filtered as the
+    /// source's resources are.
+    Template,
+}
+
+impl ItemKind {
+    /// Known by a URI (or URI template) that no prefix may change.
+    pub fn by_uri(self) -> bool {
+        matches!(self, ItemKind::Resource | ItemKind::Template)
+    }
 }
 
 /// Names across one virtual server's sources.
@@ -116,7 +128,7 @@ fn filter(src: &Source, kind: ItemKind) -> &NameFilter {
     match kind {
         ItemKind::Tool => &src.tools,
         ItemKind::Prompt => &src.prompts,
-        ItemKind::Resource => &src.resources,
+        ItemKind::Resource | ItemKind::Template => &src.resources,
     }
 }
 

@@ -23,6 +23,10 @@ pub struct SessionState {
     /// Per source, in order: the upstream's name and its session id (none:
     /// opened per request).
     pub upstreams: Vec<(String, Option<String>)>,
+    /// What the client declared it can do for a server (sampling,
+    /// elicitation, roots) as JSON, declared again to a source opened later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<String>,
 }
 
 /// The keys that seal and open session ids.
@@ -95,6 +99,7 @@ mod tests {
             subject: "alice".into(),
             tenant: Some("acme".into()),
             upstreams: vec![("sdk".into(), Some("abc".into())), ("demo".into(), None)],
+            capabilities: Some(r#"{"sampling":{}}"#.into()),
         }
     }
 

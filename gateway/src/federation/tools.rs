@@ -34,10 +34,10 @@ pub fn merge(catalog: Catalog<'_>, kind: ItemKind, lists: &[(usize, &[Value])]) 
     let mut out = Merged::default();
     let mut named: Vec<(String, usize, String, Value)> = Vec::new();
     // A resource is known by its URI, which no prefix may change.
-    let field = if kind == ItemKind::Resource {
-        "uri"
-    } else {
-        "name"
+    let field = match kind {
+        ItemKind::Resource => "uri",
+        ItemKind::Template => "uriTemplate",
+        _ => "name",
     };
     for &(i, tools) in lists {
         let src = &catalog.server().sources[i];
@@ -46,11 +46,12 @@ pub fn merge(catalog: Catalog<'_>, kind: ItemKind, lists: &[(usize, &[Value])]) 
                 out.unreadable += 1;
                 continue;
             };
-            let exposed = match kind {
-                ItemKind::Resource => catalog
+            let exposed = if kind.by_uri() {
+                catalog
                     .admits(i, kind, original)
-                    .then(|| original.to_owned()),
-                _ => catalog.expose(i, kind, original),
+                    .then(|| original.to_owned())
+            } else {
+                catalog.expose(i, kind, original)
             };
             let Some(exposed) = exposed else {
                 continue;
@@ -58,7 +59,7 @@ pub fn merge(catalog: Catalog<'_>, kind: ItemKind, lists: &[(usize, &[Value])]) 
             let o = (kind == ItemKind::Tool)
                 .then(|| src.override_for(original))
                 .flatten();
-            let shown = advertise(tool, &exposed, o);
+            let shown = advertise(tool, (!kind.by_uri()).then_some(&exposed), o);
             named.push((exposed, i, original.to_owned(), shown));
         }
     }
@@ -85,13 +86,14 @@ pub fn merge(catalog: Catalog<'_>, kind: ItemKind, lists: &[(usize, &[Value])]) 
 }
 
 /// One tool as clients see it.
-fn advertise(tool: &Value, exposed: &str, o: Option<&ToolOverride>) -> Value {
+/// `exposed`: its client name (none for an item known by its URI).
+fn advertise(tool: &Value, exposed: Option<&String>, o: Option<&ToolOverride>) -> Value {
     let mut t = tool.clone();
     let Some(obj) = t.as_object_mut() else {
         return t;
     };
-    if !obj.contains_key("uri") {
-        obj.insert("name".into(), Value::String(exposed.to_owned()));
+    if let Some(name) = exposed {
+        obj.insert("name".into(), Value::String(name.clone()));
     }
     let Some(o) = o else {
         return t;

@@ -79,6 +79,13 @@ pub enum Refusal {
     /// like an unknown session.
     #[error("session not found")]
     ForeignSession,
+    /// A request that needs the client's session (ending it) without one.
+    #[error("this request needs the session's Mcp-Session-Id")]
+    NoSession,
+    /// A client's answer (a JSON-RPC response) to no request the gateway
+    /// passed it.
+    #[error("an answer to no request of this server's sources")]
+    StrayAnswer,
     #[error(transparent)]
     Policy(#[from] Deny),
     /// The upstream acts on behalf of each user and has no credential for
@@ -134,6 +141,7 @@ impl Refusal {
             Refusal::Tenant(TenantError::Ambiguous) => 400,
             Refusal::Tenant(_) => 403,
             Refusal::ForeignSession => 404,
+            Refusal::NoSession | Refusal::StrayAnswer => 400,
             Refusal::NoUserCredential(_) => 403,
             Refusal::Limited(Limited::StoreDown { .. }) | Refusal::CircuitOpen { .. } => 503,
             Refusal::Limited(_) => 429,
@@ -190,6 +198,8 @@ impl Refusal {
             Refusal::Tenant(TenantError::None) => "tenant_none",
             Refusal::Tenant(TenantError::NotMember) => "tenant_not_member",
             Refusal::ForeignSession => "foreign_session",
+            Refusal::NoSession => "no_session",
+            Refusal::StrayAnswer => "stray_answer",
             Refusal::NoUserCredential(_) => "no_user_credential",
             Refusal::Policy(Deny::Hidden { .. }) => "policy_hidden",
             Refusal::Policy(Deny::Conditions { .. }) => "policy_conditions",

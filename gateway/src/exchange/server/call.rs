@@ -16,7 +16,10 @@ use sluice_config::Server;
 use super::super::rpc::{self, UpstreamSession};
 use super::super::Deps;
 use super::session::send_in;
-use super::{hidden, list, refuse, stateless, tenant_may_use, write, Items, RESOURCES};
+use super::{
+    hidden, list, refuse, source_failed, stateless, tenant_may_use, write, Items, RESOURCES,
+    TEMPLATES,
+};
 use crate::conn::h1;
 use crate::ctx::Ctx;
 use crate::federation::call::{mark_complete, ref_renamed, CallParams};
@@ -102,15 +105,16 @@ pub(super) async fn run(
     exchange(deps, session, ctx, to, forwarded, id).await
 }
 
-/// `resources/read`: to the one source whose filter serves the URI and
-/// whose list has it (a URI two sources list is read from neither); the
-/// URI in normal form, decided on by the resource scopes of that source.
+/// `resources/read` (and `subscribe`, `unsubscribe`: `method`): to the one
+/// source whose filter serves the URI and whose list has it, or else whose
+/// template matches it (a URI two sources serve goes to neither); the URI
+/// in normal form, decided on by the resource scopes of that source.
 pub(super) async fn read(
     deps: Deps<'_>,
     session: &mut Session,
     ctx: &mut Ctx,
     (server, sealed): (&Server, Option<&SessionState>),
-    id: &RequestId,
+    (method, id): (&str, &RequestId),
 ) -> Result<()> {
     let rt = ctx.rt.clone();
     let snap = &rt.snapshot;
@@ -149,10 +153,10 @@ pub(super) async fn read(
             return refuse(deps, session, ctx, hidden(RESOURCES, id, &uri)).await;
         }
     }
-    if let Err(r) = limits(deps, session, ctx, (up_name, RESOURCES.call), &uri).await {
+    if let Err(r) = limits(deps, session, ctx, (up_name, method), &uri).await {
         return refuse(deps, session, ctx, r).await;
     }
-    let forwarded = params.forward_as_sent(id.raw(), RESOURCES.call);
+    let forwarded = params.forward_as_sent(id.raw(), method);
     exchange(
         deps,
         session,
@@ -164,8 +168,10 @@ pub(super) async fn read(
     .await
 }
 
-/// The one source whose filter serves `uri` and whose list has it; a URI
-/// two sources list is served by neither.
+/// The one source whose filter serves `uri` and whose list has it, or
+/// else (no source lists it) whose resource template matches it, or else
+/// (no template either) the one source whose filter admits it; a URI two
+/// sources serve is served by neither.
 async fn listing_source(
     deps: Deps<'_>,
     ctx: &mut Ctx,
@@ -173,22 +179,42 @@ async fn listing_source(
     uri: &str,
 ) -> Option<usize> {
     let catalog = Catalog::new(server);
-    let mut listed = Vec::new();
-    for (i, src) in server.sources.iter().enumerate() {
-        if !tenant_may_use(ctx, src.upstream) || !catalog.admits(i, ItemKind::Resource, uri) {
-            continue;
+    let admitted: Vec<usize> = (0..server.sources.len())
+        .filter(|&i| {
+            tenant_may_use(ctx, server.sources[i].upstream)
+                && catalog.admits(i, ItemKind::Resource, uri)
+        })
+        .collect();
+    for (items, field) in [(RESOURCES, "uri"), (TEMPLATES, "uriTemplate")] {
+        let mut serving = Vec::new();
+        for &i in &admitted {
+            let upstream = server.sources[i].upstream;
+            let serves = list::whole(deps, ctx, (sealed, upstream), items)
+                .await
+                .is_ok_and(|r| {
+                    r.iter().any(|r| match r[field].as_str() {
+                        Some(t) if items.kind == ItemKind::Template => {
+                            crate::federation::template::matches(t, uri)
+                        }
+                        listed => listed == Some(uri),
+                    })
+                });
+            if serves {
+                serving.push(i);
+            }
         }
-        let has = list::whole(deps, ctx, (sealed, src.upstream), RESOURCES)
-            .await
-            .is_ok_and(|r| r.iter().any(|r| r["uri"].as_str() == Some(uri)));
-        if has {
-            listed.push(i);
+        match serving.len() {
+            0 => continue,
+            1 => return Some(serving[0]),
+            _ => {
+                tracing::warn!(server = %server.name, uri, "a URI is served by two sources; refused");
+                return None;
+            }
         }
     }
-    if listed.len() > 1 {
-        tracing::warn!(server = %server.name, uri, "a URI is listed by two sources; refused");
-    }
-    (listed.len() == 1).then(|| listed[0])
+    // Listed nowhere (a resource a server reads or watches without listing
+    // it): the one source whose filter alone admits it.
+    (admitted.len() == 1).then(|| admitted[0])
 }
 
 /// `completion/complete`: a prompt reference goes to the source that serves
@@ -291,7 +317,11 @@ async fn exchange(
     super::super::sending(&http::Method::POST, &rt.snapshot.upstreams[upstream], ctx);
     let (s, head, answer) = send_in(deps, ctx, sealed, upstream, forwarded).await?;
     super::super::answered(deps.shared, false, &head, ctx);
-    if stateless(ctx) && head.status.is_success() {
+    let sse = head
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if head.status.is_success() && (sse || stateless(ctx)) {
         return restream(deps, session, ctx, (&s, head, answer), id).await;
     }
     pass_on(session, ctx, head, answer).await
@@ -352,9 +382,12 @@ async fn pass_on(
     Ok(())
 }
 
-/// The answer of a 2025 source to a stateless client: each message passed
-/// on as it comes, the result marked `resultType: "complete"`
-/// (`federation::call::mark_complete`, the rest as sent).
+/// A source's answer read message by message and passed on as each comes:
+/// a request the source sends the client gets an id naming the source
+/// (`federation::relay`); for a stateless client, the result of a 2025
+/// source is marked `resultType: "complete"`
+/// (`federation::call::mark_complete`); the rest as sent. A message larger
+/// than the gateway reads ends the stream with an error for the call.
 async fn restream(
     deps: Deps<'_>,
     session: &mut Session,
@@ -362,38 +395,63 @@ async fn restream(
     (s, head, mut answer): (&UpstreamSession, ResponseHeader, h1::Response),
     id: &RequestId,
 ) -> Result<()> {
-    let id: serde_json::Value = serde_json::from_str(id.raw()).unwrap_or_default();
+    let raw_id = id.raw();
+    let id: serde_json::Value = serde_json::from_str(raw_id).unwrap_or_default();
     let sse = head
         .headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+    let stateless = stateless(ctx);
     if !sse {
         let whole = rpc::read_body(deps, ctx, s, &head, answer, max).await?;
         let body = mark_complete(&whole, &id).map_or(whole, Bytes::from);
         return write(session, head.status.as_u16(), Some(body), None).await;
     }
+    let rt = ctx.rt.clone();
+    let source = rt.snapshot.upstreams[s.upstream].name.as_str();
     let mut resp = ResponseHeader::build(head.status, Some(2))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
     session.write_response_header(Box::new(resp), false).await?;
     let mut parser = crate::mcp::sse::SseParser::new(max);
+    let mut oversize = false;
     loop {
         let mut raw = bytes::BytesMut::new();
         let more = answer.read(|p| raw.extend_from_slice(p)).await?;
         crate::answer::check_deadline(ctx)?;
         let mut out = Vec::new();
         parser.feed(&raw, |e| {
-            if e.oversize {
+            if e.oversize || oversize {
+                oversize = true;
                 return;
             }
+            let tagged = crate::federation::relay::tag_request(e.data, source);
+            let data = tagged.as_deref().unwrap_or(e.data);
+            let marked = if stateless {
+                mark_complete(data, &id)
+            } else {
+                None
+            };
             out.extend_from_slice(b"event: message\ndata: ");
-            match mark_complete(e.data, &id) {
-                Some(marked) => out.extend_from_slice(&marked),
-                None => out.extend_from_slice(e.data),
-            }
+            out.extend_from_slice(marked.as_deref().unwrap_or(data));
             out.extend_from_slice(b"\n\n");
         });
-        let end = !more || answer.done();
+        if oversize {
+            let e = pingora::Error::explain(
+                pingora::ErrorType::InvalidHTTPHeader,
+                "a message of the source is larger than the gateway reads",
+            )
+            .into_up();
+            source_failed(deps, ctx, s.upstream, &e);
+            let msg = r#"a message of the source is larger than the gateway reads"#;
+            out.extend_from_slice(
+                format!(
+                    "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{raw_id},\"error\":{{\"code\":-32603,\"message\":\"{msg}\"}}}}\n\n"
+                )
+                .as_bytes(),
+            );
+        }
+        let end = !more || answer.done() || oversize;
         if !out.is_empty() || end {
             let body = (!out.is_empty()).then(|| Bytes::from(out));
             session.write_response_body(body, end).await?;

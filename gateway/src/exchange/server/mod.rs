@@ -5,9 +5,13 @@
 //! caller may see (`list`); a `tools/call` or `prompts/get` goes to the one
 //! source that serves the name, with the upstream's own name and the
 //! arguments as forwarded, and a `resources/read` to the one source that
-//! lists the URI — the policy and the limits decide on those (`call`). A source that fails is
-//! left out of a list (a log line and `sluice_upstream_errors_total`); the
-//! others keep serving.
+//! lists the URI (or whose template matches it), and so do `subscribe` and
+//! `unsubscribe` — the policy and the limits decide on those (`call`).
+//! `logging/setLevel` goes to every source; a request a source sends the
+//! client on a call's stream gets an id naming the source, and the client's
+//! answer goes back to it (`federation::relay`); `DELETE` ends the source
+//! sessions. A source that fails is left out of a list (a log line and
+//! `sluice_upstream_errors_total`); the others keep serving.
 
 mod call;
 mod list;
@@ -70,6 +74,15 @@ pub(super) const RESOURCES: Items = Items {
     field: "uri",
 };
 
+pub(super) const TEMPLATES: Items = Items {
+    kind: ItemKind::Template,
+    scope: Kind::Resources,
+    list: "resources/templates/list",
+    key: "resourceTemplates",
+    call: "resources/read",
+    field: "uriTemplate",
+};
+
 pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
     let rt = ctx.rt.clone();
     let server = ctx
@@ -77,6 +90,16 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         .and_then(|r| r.server)
         .map(|i| &rt.snapshot.servers[i])
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no server"))?;
+    if ctx.request.method_is_delete {
+        let ended = match session::client_session(session, ctx, server) {
+            Ok(sealed) => session::close(deps, session, ctx, sealed.as_ref()).await,
+            Err(r) => Err(r),
+        };
+        return match ended {
+            Ok(()) => Ok(()),
+            Err(r) => refuse(deps, session, ctx, r).await,
+        };
+    }
     let (method, id) = {
         let first = ctx
             .request
@@ -105,11 +128,25 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
             let result = complete_if_stateless(ctx, json!({}));
             answer(session, &id, result).await
         }
-        Method::ToolsList | Method::PromptsList | Method::ResourcesList => {
+        Method::None => {
+            match session::relay_answer(deps, session, ctx, (server, sealed), &id).await {
+                Ok(()) => Ok(()),
+                Err(r) => refuse(deps, session, ctx, r).await,
+            }
+        }
+        Method::LoggingSetLevel => {
+            let result = session::set_level(deps, ctx, (server, sealed)).await;
+            answer(session, &id, result).await
+        }
+        Method::ToolsList
+        | Method::PromptsList
+        | Method::ResourcesList
+        | Method::ResourcesTemplatesList => {
             let items = match method {
                 Method::ToolsList => TOOLS,
                 Method::PromptsList => PROMPTS,
-                _ => RESOURCES,
+                Method::ResourcesList => RESOURCES,
+                _ => TEMPLATES,
             };
             let cursor = params(ctx)
                 .get("cursor")
@@ -122,7 +159,9 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         }
         Method::ToolsCall => call::run(deps, session, ctx, (server, sealed), TOOLS, &id).await,
         Method::PromptsGet => call::run(deps, session, ctx, (server, sealed), PROMPTS, &id).await,
-        Method::ResourcesRead => call::read(deps, session, ctx, (server, sealed), &id).await,
+        Method::ResourcesRead | Method::ResourcesSubscribe | Method::ResourcesUnsubscribe => {
+            call::read(deps, session, ctx, (server, sealed), (method.name(), &id)).await
+        }
         Method::CompletionComplete => {
             call::complete(deps, session, ctx, (server, sealed), &id).await
         }

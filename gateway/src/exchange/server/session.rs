@@ -16,6 +16,7 @@ use super::super::Deps;
 use super::{mark_complete, source_failed, stateless, tenant_may_use, write, MCP_SESSION_ID};
 use crate::conn::h1;
 use crate::ctx::Ctx;
+use crate::federation::relay;
 use crate::federation::seal::SessionState;
 use crate::mcp::RequestId;
 use crate::refusal::Refusal;
@@ -66,11 +67,13 @@ pub(super) async fn initialize(
     server: &Server,
     id: &RequestId,
 ) -> Result<()> {
+    let declared = super::params(ctx).remove("capabilities");
+    let capabilities = declared.as_ref().and_then(relay::relayed_capabilities);
     let mut upstreams = Vec::with_capacity(server.sources.len());
     for src in &server.sources {
         let name = ctx.rt.snapshot.upstreams[src.upstream].name.clone();
         let sid = if tenant_may_use(ctx, src.upstream) {
-            match rpc::open(deps, ctx, src.upstream).await {
+            match rpc::open(deps, ctx, src.upstream, capabilities.as_deref()).await {
                 Ok(s) => s.id().map(str::to_owned),
                 Err(e) => {
                     source_failed(deps, ctx, src.upstream, &e);
@@ -88,6 +91,7 @@ pub(super) async fn initialize(
         subject: subject.to_owned(),
         tenant: tenant.map(str::to_owned),
         upstreams,
+        capabilities,
     };
     let sealed = ctx
         .rt
@@ -96,7 +100,7 @@ pub(super) async fn initialize(
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "session not sealed"))?;
     let result = json!({
         "protocolVersion": rpc::PROTOCOL,
-        "capabilities": capabilities(),
+        "capabilities": server_capabilities(),
         "serverInfo": {"name": server.name, "version": env!("CARGO_PKG_VERSION")},
     });
     let body = format!(
@@ -107,8 +111,8 @@ pub(super) async fn initialize(
     write(session, 200, Some(Bytes::from(body)), Some(&sealed)).await
 }
 
-fn capabilities() -> Value {
-    json!({"tools": {}, "prompts": {}, "resources": {}, "completions": {}})
+fn server_capabilities() -> Value {
+    json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}, "completions": {}, "logging": {}})
 }
 
 /// `server/discover`, what a stateless client asks instead of `initialize`.
@@ -116,10 +120,97 @@ pub(super) fn discover(server: &Server) -> Value {
     let info = json!({"name": server.name, "version": env!("CARGO_PKG_VERSION")});
     mark_complete(json!({
         "supportedVersions": ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"],
-        "capabilities": capabilities(),
+        "capabilities": server_capabilities(),
         "serverInfo": info,
         "_meta": {"io.modelcontextprotocol/serverInfo": info},
     }))
+}
+
+/// `logging/setLevel`: passed on to every source the caller may use; a
+/// source without logging refuses it, which changes nothing for the
+/// others.
+pub(super) async fn set_level(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    (server, sealed): (&Server, Option<&SessionState>),
+) -> Value {
+    let params = Value::Object(super::params(ctx));
+    for src in &server.sources {
+        if !tenant_may_use(ctx, src.upstream) {
+            continue;
+        }
+        let body =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "logging/setLevel", "params": params});
+        if let Err(e) = request(deps, ctx, (sealed, src.upstream), body).await {
+            let up = &ctx.rt.snapshot.upstreams[src.upstream].name;
+            tracing::debug!(upstream = %up, error = %e, "a source did not take the logging level");
+        }
+    }
+    super::complete_if_stateless(ctx, json!({}))
+}
+
+/// `DELETE` of the client's session: every source session it carries is
+/// ended. The sealed id itself stays readable (no replica keeps a list of
+/// ended ones); a later request through it opens new source sessions.
+pub(super) async fn close(
+    deps: Deps<'_>,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    sealed: Option<&SessionState>,
+) -> std::result::Result<(), Refusal> {
+    let Some(state) = sealed else {
+        return Err(Refusal::NoSession);
+    };
+    for i in carried_upstreams(ctx, state) {
+        let Some(s) = known_session(deps, ctx, sealed, i) else {
+            continue;
+        };
+        if let Err(e) = rpc::close(deps, ctx, &s).await {
+            source_failed(deps, ctx, i, &e);
+        }
+    }
+    write(session, 200, None, None)
+        .await
+        .map_err(|e| Refusal::Upstream(crate::failure::Failure::of(&e)))
+}
+
+/// A client's answer to a request a source sent it (the id names the
+/// source, `federation::relay`): to that source, in the client's session
+/// with it, with the source's own id.
+pub(super) async fn relay_answer(
+    deps: Deps<'_>,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    (server, sealed): (&Server, Option<&SessionState>),
+    id: &RequestId,
+) -> std::result::Result<(), Refusal> {
+    let id: Value = serde_json::from_str(id.raw()).map_err(|_| Refusal::StrayAnswer)?;
+    let snap = &ctx.rt.snapshot;
+    let names = server
+        .sources
+        .iter()
+        .map(|s| snap.upstreams[s.upstream].name.as_str());
+    let (name, original) = relay::untag(&id, names).ok_or(Refusal::StrayAnswer)?;
+    let upstream = server
+        .sources
+        .iter()
+        .map(|s| s.upstream)
+        .find(|&u| snap.upstreams[u].name == name && tenant_may_use(ctx, u))
+        .ok_or(Refusal::StrayAnswer)?;
+    let body = ctx.request.body.clone().unwrap_or_default();
+    let answer = relay::answer_for_source(&body, original).ok_or(Refusal::StrayAnswer)?;
+    let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+    let sent = async {
+        let (s, head, answer) = send_in(deps, ctx, sealed, upstream, answer).await?;
+        rpc::read_body(deps, ctx, &s, &head, answer, max).await
+    };
+    if let Err(e) = sent.await {
+        source_failed(deps, ctx, upstream, &e);
+        return Err(Refusal::Upstream(crate::failure::Failure::of(&e)));
+    }
+    write(session, 202, None, None)
+        .await
+        .map_err(|e| Refusal::Upstream(crate::failure::Failure::of(&e)))
 }
 
 /// A client's `notifications/cancelled`, passed on in every source session
@@ -130,18 +221,10 @@ pub(super) async fn cancel(deps: Deps<'_>, ctx: &mut Ctx, sealed: Option<&Sessio
         return;
     };
     let body = ctx.request.body.clone().unwrap_or_default();
-    for (name, sid) in &state.upstreams {
-        let (Some(sid), Some(i)) = (
-            sid,
-            ctx.rt
-                .snapshot
-                .upstreams
-                .iter()
-                .position(|u| u.name == *name),
-        ) else {
+    for i in carried_upstreams(ctx, state) {
+        let Some(s) = known_session(deps, ctx, sealed, i).filter(|s| s.id().is_some()) else {
             continue;
         };
-        let s = UpstreamSession::resume(i, Some(sid.clone()));
         let sent = rpc::send(deps, ctx, &s, body.to_vec()).await;
         if let Ok((head, answer)) = sent {
             let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
@@ -151,36 +234,72 @@ pub(super) async fn cancel(deps: Deps<'_>, ctx: &mut Ctx, sealed: Option<&Sessio
 }
 
 /// Source `upstream`'s session for this request: the one the client's
-/// sealed session carries; else the caller's cached one (a stateless
-/// client, or a source the sealed session could not open); else one opened
-/// now and cached for the caller's next requests.
+/// sealed session carries (or the one that replaced it here after the
+/// upstream forgot it); else the caller's cached one (a stateless client,
+/// or a source the sealed session could not open); else one opened now and
+/// cached for the caller's next requests.
 async fn source_session(
     deps: Deps<'_>,
     ctx: &mut Ctx,
     sealed: Option<&SessionState>,
     upstream: usize,
 ) -> Result<UpstreamSession> {
+    match known_session(deps, ctx, sealed, upstream) {
+        Some(s) => Ok(s),
+        None => fresh(deps, ctx, sealed, upstream).await,
+    }
+}
+
+/// The session with `upstream` this request resumes, if there is one.
+fn known_session(
+    deps: Deps<'_>,
+    ctx: &Ctx,
+    sealed: Option<&SessionState>,
+    upstream: usize,
+) -> Option<UpstreamSession> {
+    let carried = carried(ctx, sealed, upstream);
+    let key = cache_key(ctx, upstream, carried.as_deref());
+    let sid = deps
+        .shared
+        .upstream_sessions
+        .get(&key)
+        .or(carried.map(Some))?;
+    Some(UpstreamSession::resume(upstream, sid))
+}
+
+/// The session with `upstream` the client's sealed session carries.
+fn carried(ctx: &Ctx, sealed: Option<&SessionState>, upstream: usize) -> Option<String> {
     let name = &ctx.rt.snapshot.upstreams[upstream].name;
-    let carried = sealed.and_then(|s| {
+    sealed.and_then(|s| {
         s.upstreams
             .iter()
             .find(|(n, _)| n == name)
             .and_then(|(_, sid)| sid.clone())
-    });
-    if let Some(sid) = carried {
-        return Ok(UpstreamSession::resume(upstream, Some(sid)));
-    }
-    let key = cache_key(ctx, upstream);
-    if let Some(sid) = deps.shared.upstream_sessions.get(&key) {
-        return Ok(UpstreamSession::resume(upstream, sid));
-    }
-    fresh(deps, ctx, upstream).await
+    })
 }
 
-/// A new session with `upstream`, cached for the caller.
-async fn fresh(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> Result<UpstreamSession> {
-    let s = rpc::open(deps, ctx, upstream).await?;
-    let key = cache_key(ctx, upstream);
+/// The upstreams (by index) of the sources a sealed session carries.
+fn carried_upstreams(ctx: &Ctx, state: &SessionState) -> Vec<usize> {
+    let ups = &ctx.rt.snapshot.upstreams;
+    state
+        .upstreams
+        .iter()
+        .filter_map(|(name, _)| ups.iter().position(|u| u.name == *name))
+        .collect()
+}
+
+/// A new session with `upstream` (declaring what the client declared),
+/// cached for the caller — in place of the carried one, if any.
+async fn fresh(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    sealed: Option<&SessionState>,
+    upstream: usize,
+) -> Result<UpstreamSession> {
+    let capabilities = sealed.and_then(|s| s.capabilities.as_deref());
+    let s = rpc::open(deps, ctx, upstream, capabilities).await?;
+    let carried = carried(ctx, sealed, upstream);
+    let key = cache_key(ctx, upstream, carried.as_deref());
     deps.shared
         .upstream_sessions
         .put(key, s.id().map(str::to_owned));
@@ -188,11 +307,16 @@ async fn fresh(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> Result<Upstrea
 }
 
 /// Upstream sessions are the caller's own: the key names the upstream, the
-/// subject and the tenant.
-fn cache_key(ctx: &Ctx, upstream: usize) -> String {
+/// subject and the tenant — and, for one that replaces a session a sealed
+/// id carries, that session.
+fn cache_key(ctx: &Ctx, upstream: usize, replacing: Option<&str>) -> String {
     let (subject, tenant) = caller_names(ctx);
     let up = &ctx.rt.snapshot.upstreams[upstream].name;
-    format!("{up}\0{subject}\0{}", tenant.unwrap_or(""))
+    let tenant = tenant.unwrap_or("");
+    match replacing {
+        Some(sid) => format!("{up}\0{subject}\0{tenant}\0{sid}"),
+        None => format!("{up}\0{subject}\0{tenant}"),
+    }
 }
 
 /// Send `body` in source `upstream`'s session. An upstream that forgot a
@@ -212,7 +336,7 @@ pub(super) async fn send_in(
     }
     drop(answer);
     tracing::debug!(upstream = %ctx.rt.snapshot.upstreams[upstream].name, "the upstream forgot its session; opening a new one");
-    let s = fresh(deps, ctx, upstream).await?;
+    let s = fresh(deps, ctx, sealed, upstream).await?;
     let (head, answer) = rpc::send(deps, ctx, &s, body).await?;
     Ok((s, head, answer))
 }

@@ -1,0 +1,168 @@
+//! Requests a source sends the client (sampling, elicitation, roots) and
+//! the client's answers to them. The id the client sees names the source:
+//! `sluice:<upstream>:<the source's id as JSON>`, so an answer that comes
+//! back — to any replica — goes to the source that asked, with the id that
+//! source gave, and ids of two sources never meet. Nothing is kept between
+//! the request and its answer.
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::call::RawMap;
+
+const TAG: &str = "sluice:";
+
+/// `msg` with its id tagged for `upstream`, when it is a request (a
+/// `method` and an `id`); `None` otherwise (a notification or a response
+/// passes as sent). The other members are written back as sent.
+pub fn tag_request(msg: &[u8], upstream: &str) -> Option<Vec<u8>> {
+    // Most messages on a call's stream are not requests: only one that
+    // names a method is read.
+    memchr::memmem::find(msg, b"\"method\"")?;
+    let members: RawMap<'_> = serde_json::from_slice(msg).ok()?;
+    members.get("method")?;
+    let id = members.get("id")?;
+    let tagged = Value::String(format!("{TAG}{upstream}:{}", id.get()));
+    Some(rewrite_id(&members, &tagged.to_string(), msg.len() + 32))
+}
+
+/// The source a client's answer goes to and the id that source gave: the
+/// upstream among `upstreams` the tag names, and the original id (JSON).
+pub fn untag<'a, 'u>(
+    id: &'a Value,
+    upstreams: impl IntoIterator<Item = &'u str>,
+) -> Option<(&'u str, &'a str)> {
+    let rest = id.as_str()?.strip_prefix(TAG)?;
+    upstreams.into_iter().find_map(|up| {
+        let original = rest.strip_prefix(up)?.strip_prefix(':')?;
+        // The source's ids are numbers or strings.
+        let ok = matches!(
+            serde_json::from_str::<Value>(original),
+            Ok(Value::Number(_) | Value::String(_))
+        );
+        ok.then_some((up, original))
+    })
+}
+
+/// The client's answer `msg` with the source's own `id` (JSON); `None` when
+/// it is not one answer (`result` or `error`) in one reading.
+pub fn answer_for_source(msg: &[u8], id: &str) -> Option<Vec<u8>> {
+    let members: RawMap<'_> = serde_json::from_slice(msg).ok()?;
+    let keys: Vec<&str> = members.0.iter().map(|(k, _)| k.as_ref()).collect();
+    let unique = keys.iter().enumerate().all(|(n, k)| !keys[..n].contains(k));
+    let answer = members.get("result").is_some() != members.get("error").is_some();
+    if !unique || !answer || members.get("method").is_some() {
+        return None;
+    }
+    Some(rewrite_id(&members, id, msg.len()))
+}
+
+/// What a client declared in `initialize` that a source may use of it —
+/// `sampling`, `elicitation`, `roots` — as JSON to declare to each source;
+/// `None` when it declared none of them. Declarations larger than 1 KiB
+/// are declared bare (`{}` each).
+pub fn relayed_capabilities(declared: &Value) -> Option<String> {
+    const RELAYED: [&str; 3] = ["sampling", "elicitation", "roots"];
+    const MAX: usize = 1024;
+    let mut kept = serde_json::Map::new();
+    for key in RELAYED {
+        if let Some(v) = declared.get(key).filter(|v| v.is_object()) {
+            kept.insert(key.into(), v.clone());
+        }
+    }
+    if kept.is_empty() {
+        return None;
+    }
+    let text = Value::Object(kept.clone()).to_string();
+    if text.len() <= MAX {
+        return Some(text);
+    }
+    let bare: serde_json::Map<String, Value> = kept
+        .keys()
+        .map(|k| (k.clone(), Value::Object(Default::default())))
+        .collect();
+    Some(Value::Object(bare).to_string())
+}
+
+fn rewrite_id(members: &RawMap<'_>, id: &str, room: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(room);
+    out.push(b'{');
+    for (n, (k, v)) in members.0.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(Value::String(k.to_string()).to_string().as_bytes());
+        out.push(b':');
+        let v: &RawValue = v;
+        if k == "id" {
+            out.extend_from_slice(id.as_bytes());
+        } else {
+            out.extend_from_slice(v.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sources_request_gets_an_id_naming_it_and_the_answer_gets_it_back() {
+        let req = br#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage","params":{"x":1}}"#;
+        let tagged = tag_request(req, "demo").expect("a request");
+        let v: Value = serde_json::from_slice(&tagged).expect("json");
+        assert_eq!(v["id"], "sluice:demo:7");
+        assert_eq!(v["params"]["x"], 1);
+        let (up, original) = untag(&v["id"], ["other", "demo"]).expect("tagged");
+        assert_eq!((up, original), ("demo", "7"));
+        let answer = br#"{"jsonrpc":"2.0","id":"sluice:demo:7","result":{"ok":true}}"#;
+        let back = answer_for_source(answer, original).expect("an answer");
+        assert_eq!(
+            back,
+            br#"{"jsonrpc":"2.0","id":7,"result":{"ok":true}}"#.to_vec()
+        );
+        let s = tag_request(
+            br#"{"jsonrpc":"2.0","id":"a:b","method":"roots/list"}"#,
+            "up",
+        )
+        .expect("request");
+        let v: Value = serde_json::from_slice(&s).expect("json");
+        assert_eq!(untag(&v["id"], ["up"]), Some(("up", r#""a:b""#)));
+    }
+
+    #[test]
+    fn what_a_client_can_do_for_a_server_is_declared_to_sources() {
+        let declared = serde_json::json!({
+            "sampling": {}, "elicitation": {"form": {}}, "experimental": {"x": {}}, "roots": true
+        });
+        assert_eq!(
+            relayed_capabilities(&declared).as_deref(),
+            Some(r#"{"elicitation":{"form":{}},"sampling":{}}"#)
+        );
+        assert_eq!(relayed_capabilities(&serde_json::json!({})), None);
+        let big = serde_json::json!({"sampling": {"pad": "x".repeat(2000)}});
+        assert_eq!(
+            relayed_capabilities(&big).as_deref(),
+            Some(r#"{"sampling":{}}"#)
+        );
+    }
+
+    #[test]
+    fn notifications_responses_and_strangers_pass_or_are_refused() {
+        let note = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#;
+        assert_eq!(tag_request(note, "demo"), None);
+        let resp = br#"{"jsonrpc":"2.0","id":1,"result":{"text":"method"}}"#;
+        assert_eq!(tag_request(resp, "demo"), None);
+        let v = |s: &str| Value::String(s.into());
+        assert_eq!(untag(&v("sluice:nobody:1"), ["demo"]), None);
+        assert_eq!(untag(&v("sluice:demo:{}"), ["demo"]), None, "not an id");
+        assert_eq!(untag(&v("7"), ["demo"]), None);
+        assert_eq!(untag(&Value::from(7), ["demo"]), None);
+        let twice = br#"{"jsonrpc":"2.0","id":"x","result":{},"result":{}}"#;
+        assert_eq!(answer_for_source(twice, "1"), None, "two readings");
+        let both = br#"{"jsonrpc":"2.0","id":"x","result":{},"error":{}}"#;
+        assert_eq!(answer_for_source(both, "1"), None);
+    }
+}
