@@ -52,7 +52,16 @@ impl Forgetful {
                 }
             }
         };
-        let router = axum::Router::new().route("/mcp", axum::routing::post(handler).delete(end));
+        // Its own stream: a list change and a request to the client.
+        let listen = || async {
+            let events = concat!(
+                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n",
+                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"roots/list\"}\n\n",
+            );
+            ([(http::header::CONTENT_TYPE, "text/event-stream")], events)
+        };
+        let router =
+            axum::Router::new().route("/mcp", axum::routing::post(handler).delete(end).get(listen));
         (serve_router(router).await, me)
     }
 
@@ -84,7 +93,8 @@ impl Forgetful {
         if !self.known.lock().expect("lock").iter().any(|k| k == sid) {
             return http::StatusCode::NOT_FOUND.into_response();
         }
-        if v.get("id").is_none() {
+        // Notifications, and the client's answers to its requests.
+        if v.get("id").is_none() || v.get("method").is_none() {
             self.notified.lock().expect("lock").push(v);
             return http::StatusCode::ACCEPTED.into_response();
         }
@@ -490,6 +500,46 @@ async fn a_session_opened_on_one_replica_is_served_by_another_and_by_nobody_else
             .any(|n| n["method"] == "notifications/cancelled" && n["params"]["requestId"] == 77),
         "the source heard the cancellation"
     );
+
+    // The session's stream merges the sources' own; a source's request on
+    // it is answered through the other replica.
+    let mut stream = reqwest::Client::new()
+        .get(replica.url("/ws"))
+        .header("accept", "text/event-stream")
+        .header("authorization", auth)
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .expect("listen");
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut seen = Vec::new();
+    read_until(&mut stream, &mut seen, |m| m["method"] == "roots/list").await;
+    assert!(
+        seen.iter()
+            .any(|m| m["method"] == "notifications/tools/list_changed"),
+        "{seen:?}"
+    );
+    let asked = seen.last().expect("asked");
+    assert_eq!(asked["id"], "sluice:mem:5", "{asked}");
+    let roots = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"roots": []}});
+    let (status, _, text) = post(
+        &reqwest::Client::new(),
+        &e.gw.url("/ws"),
+        roots.to_string(),
+        &[("authorization", auth), ("mcp-session-id", &sid)],
+    )
+    .await;
+    assert_eq!(status, 202, "{text}");
+    assert!(
+        e.mem
+            .notified
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|n| n["id"] == 5 && n["result"]["roots"].is_array()),
+        "the source got its answer with its own id"
+    );
+    drop(stream);
 
     // The upstream restarts and forgets: the call is sent again in a new
     // upstream session (the 404 means it ran nothing).

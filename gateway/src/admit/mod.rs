@@ -170,13 +170,14 @@ fn may_use(
     Ok(())
 }
 
-/// A virtual server's request: one JSON-RPC message in a POST (or a DELETE
-/// of the session), read whole
+/// A virtual server's request: one JSON-RPC message in a POST (or a GET or
+/// DELETE of the session), read whole
 /// and classified; which source serves it, and whether the caller may, is
 /// decided per call by `exchange::server` on the upstream's own names.
 async fn server(session: &mut Session, ctx: &mut Ctx) -> Result<Admit, Refusal> {
-    // DELETE ends the client's session (`exchange::server`).
-    if ctx.request.method_is_delete {
+    // DELETE ends the client's session, GET listens to it
+    // (`exchange::server`).
+    if ctx.request.method_is_delete || session.req_header().method == http::Method::GET {
         return Ok(Admit::Server);
     }
     if session.req_header().method != http::Method::POST {

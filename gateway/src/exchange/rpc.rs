@@ -102,7 +102,34 @@ pub async fn send(
     s: &UpstreamSession,
     body: Vec<u8>,
 ) -> Result<(ResponseHeader, h1::Response)> {
-    send_with(deps, ctx, s, "POST", body).await
+    let wait = ctx.rt.snapshot.upstreams[s.upstream].first_byte_timeout;
+    send_with(deps, ctx, s, ("POST", wait), body).await
+}
+
+/// The session's own event stream (`GET`): the answer to read as it comes
+/// (each read waits at most the upstream's `stream_idle_timeout`); `None`
+/// when the upstream has none (405) or the session has no id.
+pub async fn listen(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    s: &UpstreamSession,
+) -> Result<Option<h1::Response>> {
+    if s.id.is_none() {
+        return Ok(None);
+    }
+    let wait = ctx.rt.snapshot.upstreams[s.upstream].stream_idle_timeout;
+    let (head, answer) = send_with(deps, ctx, s, ("GET", wait), Vec::new()).await?;
+    if head.status == http::StatusCode::METHOD_NOT_ALLOWED {
+        return Ok(None);
+    }
+    let sse = head
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !head.status.is_success() || !sse {
+        return Err(upstream_error("the upstream's event stream was refused"));
+    }
+    Ok(Some(answer))
 }
 
 /// End the session (`DELETE`); an upstream without sessions is not asked.
@@ -110,7 +137,8 @@ pub async fn close(deps: Deps<'_>, ctx: &mut Ctx, s: &UpstreamSession) -> Result
     if s.id.is_none() {
         return Ok(());
     }
-    let (head, answer) = send_with(deps, ctx, s, "DELETE", Vec::new()).await?;
+    let wait = ctx.rt.snapshot.upstreams[s.upstream].first_byte_timeout;
+    let (head, answer) = send_with(deps, ctx, s, ("DELETE", wait), Vec::new()).await?;
     let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
     // 405: the upstream does not let clients end sessions; nothing to do.
     if head.status == http::StatusCode::METHOD_NOT_ALLOWED {
@@ -123,7 +151,7 @@ async fn send_with(
     deps: Deps<'_>,
     ctx: &mut Ctx,
     s: &UpstreamSession,
-    method: &'static str,
+    (method, read_timeout): (&'static str, std::time::Duration),
     body: Vec<u8>,
 ) -> Result<(ResponseHeader, h1::Response)> {
     let rt = ctx.rt.clone();
@@ -134,8 +162,12 @@ async fn send_with(
         .and_then(Option::as_ref)
         .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?;
     let mut req = RequestHeader::build(method, b"/", Some(6))?;
-    req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    req.insert_header(http::header::ACCEPT, "application/json, text/event-stream")?;
+    if method == "GET" {
+        req.insert_header(http::header::ACCEPT, "text/event-stream")?;
+    } else {
+        req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        req.insert_header(http::header::ACCEPT, "application/json, text/event-stream")?;
+    }
     req.insert_header("mcp-protocol-version", PROTOCOL)?;
     if let Some(id) = &s.id {
         req.insert_header(MCP_SESSION_ID, id.as_str())?;
@@ -146,7 +178,7 @@ async fn send_with(
         path: &path,
     };
     request::prepare(deps.shared, None, &mut req, target, ctx)?;
-    super::frame(&mut req, Some(&body))?;
+    super::frame(&mut req, (method != "GET").then_some(&body[..]))?;
     let retry = rt
         .health
         .get(s.upstream)
@@ -168,7 +200,7 @@ async fn send_with(
         (peer, up),
         &req,
         &body,
-        up.first_byte_timeout,
+        read_timeout,
         h1::SMALL_ROOM,
         (Resend::IfIdempotent, retry),
         &mut ctx.exchange.retries,

@@ -9,12 +9,14 @@
 //! `unsubscribe` — the policy and the limits decide on those (`call`).
 //! `logging/setLevel` goes to every source; a request a source sends the
 //! client on a call's stream gets an id naming the source, and the client's
-//! answer goes back to it (`federation::relay`); `DELETE` ends the source
+//! answer goes back to it (`federation::relay`); a `GET` stream merges
+//! every source session's own (`listen`); `DELETE` ends the source
 //! sessions. A source that fails is left out of a list (a log line and
 //! `sluice_upstream_errors_total`); the others keep serving.
 
 mod call;
 mod list;
+mod listen;
 mod session;
 
 use bytes::Bytes;
@@ -90,6 +92,16 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         .and_then(|r| r.server)
         .map(|i| &rt.snapshot.servers[i])
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no server"))?;
+    if session.req_header().method == http::Method::GET {
+        let listened = match session::client_session(session, ctx, server) {
+            Ok(sealed) => listen::listen(deps, session, ctx, (server, sealed.as_ref())).await,
+            Err(r) => Err(r),
+        };
+        return match listened {
+            Ok(streamed) => streamed,
+            Err(r) => refuse(deps, session, ctx, r).await,
+        };
+    }
     if ctx.request.method_is_delete {
         let ended = match session::client_session(session, ctx, server) {
             Ok(sealed) => session::close(deps, session, ctx, sealed.as_ref()).await,

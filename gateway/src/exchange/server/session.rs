@@ -251,7 +251,7 @@ async fn source_session(
 }
 
 /// The session with `upstream` this request resumes, if there is one.
-fn known_session(
+pub(super) fn known_session(
     deps: Deps<'_>,
     ctx: &Ctx,
     sealed: Option<&SessionState>,
