@@ -13,8 +13,9 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// An object's members, in order, values raw. Duplicate keys are an error.
-pub struct RawMap<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+/// An object's members, in order, values raw (JSON text). Duplicate keys
+/// are an error.
+pub struct RawMap<'a>(pub Vec<(Cow<'a, str>, &'a str)>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawMap<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -25,12 +26,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawMap<'a> {
                 f.write_str("an object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<RawMap<'a>, M::Error> {
-                let mut out: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::new();
+                let mut out: Vec<(Cow<'a, str>, &'a str)> = Vec::new();
                 while let Some((k, v)) = m.next_entry::<Cow<'a, str>, &'a RawValue>()? {
                     if out.iter().any(|(seen, _)| *seen == k) {
                         return Err(serde::de::Error::custom("a key given twice"));
                     }
-                    out.push((k, v));
+                    out.push((k, v.get()));
                 }
                 Ok(RawMap(out))
             }
@@ -40,15 +41,42 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawMap<'a> {
 }
 
 impl<'a> RawMap<'a> {
-    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+    pub fn get(&self, key: &str) -> Option<&'a str> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
-}
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    params: Option<RawMap<'a>>,
+    /// The members of the object `text`, read strictly: walked with
+    /// `memchr` (`mcp::skim`) where the text reads plainly — keys without
+    /// escapes, a structure the walk follows — else parsed. For text that
+    /// is valid JSON (a request admission has parsed) both read the same.
+    pub fn read(text: &'a str) -> Result<RawMap<'a>, ()> {
+        match Self::skimmed(text) {
+            Some(read) => read,
+            None => serde_json::from_str(text).map_err(drop),
+        }
+    }
+
+    fn skimmed(text: &'a str) -> Option<Result<RawMap<'a>, ()>> {
+        let base = text.as_ptr() as usize;
+        let slice = |b: &[u8]| {
+            let at = b.as_ptr() as usize - base;
+            text.get(at..at + b.len())
+        };
+        let mut out: Vec<(Cow<'a, str>, &'a str)> = Vec::new();
+        let mut twice = false;
+        let mut lost = false;
+        crate::mcp::skim::members(text.as_bytes(), |k, v| match (slice(k), slice(v)) {
+            (Some(k), Some(v)) => {
+                twice |= out.iter().any(|(seen, _)| seen == k);
+                out.push((Cow::Borrowed(k), v));
+            }
+            _ => lost = true,
+        })?;
+        if lost {
+            return None;
+        }
+        Some(if twice { Err(()) } else { Ok(RawMap(out)) })
+    }
 }
 
 /// A call's `params` as the client sent them.
@@ -62,21 +90,27 @@ impl<'a> CallParams<'a> {
     /// Read `body` (one JSON-RPC request); `Err` when it cannot be read one
     /// way.
     pub fn read(body: &'a [u8]) -> Result<Self, &'static str> {
-        let env: Envelope<'a> =
-            serde_json::from_slice(body).map_err(|_| "params cannot be read one way")?;
-        let members = env.params.unwrap_or(RawMap(Vec::new()));
+        const UNREAD: &str = "params cannot be read one way";
+        let text = std::str::from_utf8(body).map_err(|_| UNREAD)?;
+        let members = match RawMap::read(text).map_err(|()| UNREAD)?.get("params") {
+            Some(params) if params != "null" => RawMap::read(params).map_err(|()| UNREAD)?,
+            _ => RawMap(Vec::new()),
+        };
         let name = match members.get("name") {
-            Some(raw) => Some(
-                serde_json::from_str::<Cow<'a, str>>(raw.get())
-                    .map_err(|_| "the name is not a string")?,
-            ),
+            Some(raw) => match crate::mcp::skim::plain_str(raw.as_bytes()) {
+                Some(plain) => Some(Cow::Borrowed(plain)),
+                None => Some(
+                    serde_json::from_str::<Cow<'a, str>>(raw)
+                        .map_err(|_| "the name is not a string")?,
+                ),
+            },
             None => None,
         };
         Ok(CallParams { members, name })
     }
 
     /// A member of `params`, raw.
-    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+    pub fn get(&self, key: &str) -> Option<&'a str> {
         self.members.get(key)
     }
 
@@ -91,14 +125,8 @@ impl<'a> CallParams<'a> {
         name: &str,
         arguments: Option<&str>,
     ) -> Result<Vec<u8>, &'static str> {
-        let mut out = Vec::with_capacity(
-            256 + self
-                .members
-                .0
-                .iter()
-                .map(|(_, v)| v.get().len())
-                .sum::<usize>(),
-        );
+        let mut out =
+            Vec::with_capacity(256 + self.members.0.iter().map(|(_, v)| v.len()).sum::<usize>());
         out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
         out.extend_from_slice(id.as_bytes());
         out.extend_from_slice(br#","method":"#);
@@ -122,7 +150,7 @@ impl<'a> CallParams<'a> {
                     out.push(b',');
                     push_string(&mut out, k);
                     out.push(b':');
-                    out.extend_from_slice(v.get().as_bytes());
+                    out.extend_from_slice(v.as_bytes());
                 }
             }
         }
@@ -160,7 +188,7 @@ impl CallParams<'_> {
             match replace {
                 Some((key, raw)) if key == k => out.extend_from_slice(raw.as_bytes()),
                 _ if k == "_meta" => push_meta(&mut out, v)?,
-                _ => out.extend_from_slice(v.get().as_bytes()),
+                _ => out.extend_from_slice(v.as_bytes()),
             }
         }
         out.extend_from_slice(b"}}");
@@ -170,10 +198,9 @@ impl CallParams<'_> {
 
 /// A completion's `ref` with its prompt `name` replaced (the other members
 /// as sent), as raw JSON.
-pub fn ref_renamed(raw: &RawValue, name: &str) -> Result<String, &'static str> {
-    let members: RawMap<'_> =
-        serde_json::from_str(raw.get()).map_err(|_| "ref cannot be read one way")?;
-    let mut out = Vec::with_capacity(raw.get().len() + name.len());
+pub fn ref_renamed(raw: &str, name: &str) -> Result<String, &'static str> {
+    let members = RawMap::read(raw).map_err(|()| "ref cannot be read one way")?;
+    let mut out = Vec::with_capacity(raw.len() + name.len());
     out.push(b'{');
     push_string(&mut out, "name");
     out.push(b':');
@@ -182,7 +209,7 @@ pub fn ref_renamed(raw: &RawValue, name: &str) -> Result<String, &'static str> {
         out.push(b',');
         push_string(&mut out, k);
         out.push(b':');
-        out.extend_from_slice(v.get().as_bytes());
+        out.extend_from_slice(v.as_bytes());
     }
     out.push(b'}');
     String::from_utf8(out).map_err(|_| "ref cannot be read one way")
@@ -193,16 +220,72 @@ pub fn ref_renamed(raw: &RawValue, name: &str) -> Result<String, &'static str> {
 /// 2025 source's answer; `None` when `msg` is not that response (or its
 /// result says already). The members are written back as sent.
 pub fn mark_complete(msg: &[u8], id: &serde_json::Value) -> Option<Vec<u8>> {
+    match mark_complete_skimmed(msg, id) {
+        Skimmed::Marked(out) => Some(out),
+        Skimmed::Not => None,
+        Skimmed::Unsure => mark_complete_parsed(msg, id),
+    }
+}
+
+enum Skimmed {
+    Marked(Vec<u8>),
+    /// Not the response to `id`.
+    Not,
+    /// Not one plain reading: the full parse decides.
+    Unsure,
+}
+
+/// `mark_complete` over the message's top-level members walked with
+/// `memchr` (`mcp::skim`), the member inserted at the head of `result` in
+/// one copy; anything the walk cannot read plainly — a duplicate member, a
+/// result that mentions `resultType`, escapes — is left to the full parse.
+fn mark_complete_skimmed(msg: &[u8], id: &serde_json::Value) -> Skimmed {
+    let Some([Some(got), result]) = crate::mcp::skim::pick(msg, [b"id", b"result"]) else {
+        return Skimmed::Unsure;
+    };
+    let same = match (crate::mcp::skim::plain_str(got), id) {
+        (Some(s), serde_json::Value::String(want)) => s == want,
+        (None, serde_json::Value::Number(n)) if got.first().is_some_and(u8::is_ascii_digit) => {
+            std::str::from_utf8(got).is_ok_and(|g| g == n.to_string())
+        }
+        _ => return Skimmed::Unsure,
+    };
+    let Some(result) = result else {
+        return Skimmed::Not;
+    };
+    if !same {
+        return Skimmed::Not;
+    }
+    if result.first() != Some(&b'{') || memchr::memmem::find(result, b"resultType").is_some() {
+        return Skimmed::Unsure;
+    }
+    // `result` is a slice of `msg`: its '{' is at this offset.
+    let at = result.as_ptr() as usize - msg.as_ptr() as usize;
+    let empty = result[1..]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'}');
+    let mut out = Vec::with_capacity(msg.len() + 24);
+    out.extend_from_slice(&msg[..=at]);
+    out.extend_from_slice(br#""resultType":"complete""#);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&msg[at + 1..]);
+    Skimmed::Marked(out)
+}
+
+fn mark_complete_parsed(msg: &[u8], id: &serde_json::Value) -> Option<Vec<u8>> {
     let members: RawMap<'_> = serde_json::from_slice(msg).ok()?;
     let same_id = members
         .get("id")
-        .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
+        .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw).ok())
         .is_some_and(|v| v == *id);
     let result = members.get("result")?;
     if !same_id {
         return None;
     }
-    let raw = result.get();
+    let raw = result;
     // Only a result that mentions `resultType` anywhere is read member by
     // member to see whether it says it already (2025 results never do).
     if memchr::memmem::find(raw.as_bytes(), b"\"resultType\"").is_some() {
@@ -227,7 +310,7 @@ pub fn mark_complete(msg: &[u8], id: &serde_json::Value) -> Option<Vec<u8>> {
             }
             out.extend_from_slice(body.as_bytes());
         } else {
-            out.extend_from_slice(v.get().as_bytes());
+            out.extend_from_slice(v.as_bytes());
         }
     }
     out.push(b'}');
@@ -236,9 +319,8 @@ pub fn mark_complete(msg: &[u8], id: &serde_json::Value) -> Option<Vec<u8>> {
 
 /// `_meta` without the keys that describe the client's hop
 /// (`io.modelcontextprotocol/…`).
-fn push_meta(out: &mut Vec<u8>, raw: &RawValue) -> Result<(), &'static str> {
-    let meta: RawMap<'_> =
-        serde_json::from_str(raw.get()).map_err(|_| "_meta cannot be read one way")?;
+fn push_meta(out: &mut Vec<u8>, raw: &str) -> Result<(), &'static str> {
+    let meta = RawMap::read(raw).map_err(|()| "_meta cannot be read one way")?;
     out.push(b'{');
     let mut first = true;
     for (k, v) in meta
@@ -252,7 +334,7 @@ fn push_meta(out: &mut Vec<u8>, raw: &RawValue) -> Result<(), &'static str> {
         first = false;
         push_string(out, k);
         out.push(b':');
-        out.extend_from_slice(v.get().as_bytes());
+        out.extend_from_slice(v.as_bytes());
     }
     out.push(b'}');
     Ok(())
@@ -272,7 +354,7 @@ mod tests {
         let body = br#"{"jsonrpc":"2.0","id":"a\"1","method":"tools/call","params":{"name":"gh_get","arguments":{"x":[1, 2]},"_meta":{"progressToken":7,"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"task":{"ttl":5}}}"#;
         let p = CallParams::read(body).expect("read");
         assert_eq!(p.name.as_deref(), Some("gh_get"));
-        let args = p.get("arguments").map(|a| a.get());
+        let args = p.get("arguments");
         assert_eq!(args, Some(r#"{"x":[1, 2]}"#), "raw, as sent");
         let out = p
             .forward(r#""a\"1""#, "tools/call", "get", args)
@@ -305,7 +387,30 @@ mod tests {
         assert!(mark_complete(already, &serde_json::json!(7)).is_none());
         let empty =
             mark_complete(br#"{"id":7,"result":{ }}"#, &serde_json::json!(7)).expect("marked");
-        assert_eq!(empty, br#"{"id":7,"result":{"resultType":"complete"}}"#);
+        let v: serde_json::Value = serde_json::from_slice(&empty).expect("JSON");
+        assert_eq!(
+            v,
+            serde_json::json!({"id": 7, "result": {"resultType": "complete"}})
+        );
+        let named = br#"{"id":"a-1","result":{"x":1}}"#;
+        let v: serde_json::Value = serde_json::from_slice(
+            &mark_complete(named, &serde_json::json!("a-1")).expect("marked"),
+        )
+        .expect("JSON");
+        assert_eq!(
+            v["result"],
+            serde_json::json!({"resultType": "complete", "x": 1})
+        );
+        let twice = br#"{"id":7,"result":{"x":1},"result":{"y":2}}"#;
+        assert!(
+            mark_complete(twice, &serde_json::json!(7)).is_none(),
+            "two results: not one reading"
+        );
+        let escaped = br#"{"id":"a-1","result":{}}"#;
+        assert!(
+            mark_complete(escaped, &serde_json::json!("a-1")).is_some(),
+            "an escaped id is compared by the full parse"
+        );
         let nested = br#"{"id":7,"result":{"x":{"resultType":1}}}"#;
         let v: serde_json::Value =
             serde_json::from_slice(&mark_complete(nested, &serde_json::json!(7)).expect("marked"))
@@ -322,6 +427,10 @@ mod tests {
     fn a_key_given_twice_is_refused() {
         let twice = br#"{"params":{"name":"a","name":"b"}}"#;
         assert!(CallParams::read(twice).is_err());
+        let escaped = br#"{"params":{"name":"a","n\u0061me":"b"}}"#;
+        assert!(CallParams::read(escaped).is_err(), "the same key, escaped");
+        let top = br#"{"params":{"name":"a"},"params":{"name":"b"}}"#;
+        assert!(CallParams::read(top).is_err());
         let meta = br#"{"params":{"name":"a","_meta":{"k":1,"k":2}}}"#;
         let p = CallParams::read(meta).expect("params are fine");
         assert!(p.forward("1", "tools/call", "a", None).is_err());

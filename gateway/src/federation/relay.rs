@@ -5,7 +5,6 @@
 //! source gave, and ids of two sources never meet. Nothing is kept between
 //! the request and its answer.
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::call::RawMap;
@@ -22,7 +21,7 @@ pub fn tag_request(msg: &[u8], upstream: &str) -> Option<Vec<u8>> {
     let members: RawMap<'_> = serde_json::from_slice(msg).ok()?;
     members.get("method")?;
     let id = members.get("id")?;
-    let tagged = Value::String(format!("{TAG}{upstream}:{}", id.get()));
+    let tagged = Value::String(format!("{TAG}{upstream}:{id}"));
     Some(rewrite_id(&members, &tagged.to_string(), msg.len() + 32))
 }
 
@@ -93,11 +92,10 @@ fn rewrite_id(members: &RawMap<'_>, id: &str, room: usize) -> Vec<u8> {
         }
         out.extend_from_slice(Value::String(k.to_string()).to_string().as_bytes());
         out.push(b':');
-        let v: &RawValue = v;
         if k == "id" {
             out.extend_from_slice(id.as_bytes());
         } else {
-            out.extend_from_slice(v.get().as_bytes());
+            out.extend_from_slice(v.as_bytes());
         }
     }
     out.push(b'}');

@@ -123,10 +123,7 @@ pub(super) async fn read(
         Ok(p) => p,
         Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
     };
-    let uri = match params
-        .get("uri")
-        .map(|raw| serde_json::from_str::<String>(raw.get()))
-    {
+    let uri = match params.get("uri").map(serde_json::from_str::<String>) {
         Some(Ok(u)) => u,
         _ => {
             let r = Refusal::InvalidParams("the uri is not a string");
@@ -243,7 +240,7 @@ pub(super) async fn complete(
         uri: Option<String>,
     }
     let reference = params.get("ref");
-    let parsed = reference.and_then(|r| serde_json::from_str::<Ref>(r.get()).ok());
+    let parsed = reference.and_then(|r| serde_json::from_str::<Ref>(r).ok());
     let (Some(raw_ref), Some(r)) = (reference, parsed) else {
         let why = Refusal::InvalidParams("ref is not a prompt or resource reference");
         return refuse(deps, session, ctx, why).await;
@@ -340,15 +337,14 @@ fn arguments(
     match (items.kind, set) {
         (ItemKind::Tool, Some(o)) => {
             let parsed = match sent {
-                Some(raw) => Some(
-                    strict::parse(raw.get().as_bytes())
-                        .ok_or("arguments cannot be read one way")?,
-                ),
+                Some(raw) => {
+                    Some(strict::parse(raw.as_bytes()).ok_or("arguments cannot be read one way")?)
+                }
                 None => None,
             };
             Ok(call_arguments(Some(o), parsed.as_ref())?.map(|v| v.to_string()))
         }
-        _ => Ok(sent.map(|raw| raw.get().to_owned())),
+        _ => Ok(sent.map(str::to_owned)),
     }
 }
 
