@@ -24,6 +24,8 @@ struct Forgetful {
     known: Arc<Mutex<Vec<String>>>,
     /// Notifications received in a known session.
     notified: Arc<Mutex<Vec<Value>>>,
+    /// The ids of the calls it answered.
+    called: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Forgetful {
@@ -107,7 +109,10 @@ impl Forgetful {
                 json!({"tools": [{"name": "note", "inputSchema": {"type": "object"}}],
                                          "nextCursor": "p2"})
             }
-            _ => json!({"content": [{"type": "text", "text": format!("noted in {sid}")}]}),
+            _ => {
+                self.called.lock().expect("lock").push(v["id"].clone());
+                json!({"content": [{"type": "text", "text": format!("noted in {sid}")}]})
+            }
         };
         json(json!({"jsonrpc": "2.0", "id": v["id"], "result": result})).into_response()
     }
@@ -634,6 +639,37 @@ async fn a_stateless_client_is_served_through_2025_upstreams() {
         alice + 1,
         "bob's is his own"
     );
+    // Two of alice's calls with one id share her upstream session: each
+    // goes there with an id of its own and comes back with hers.
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+        "name": "mem_note", "arguments": {},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+    for _ in 0..2 {
+        let headers = [
+            ("authorization", "Bearer alice-key"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "mem_note"),
+        ];
+        let (status, _, text) = post(
+            &reqwest::Client::new(),
+            &e.gw.url("/ws"),
+            call.to_string(),
+            &headers,
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        let v = rpc_json(&text);
+        assert_eq!(v["id"], 5, "{text}");
+        assert_eq!(v["result"]["resultType"], "complete", "{text}");
+    }
+    let called = e.mem.called.lock().expect("lock").clone();
+    assert_eq!(called.len(), 2, "{called:?}");
+    assert_ne!(
+        called[0], called[1],
+        "one id each at the source: {called:?}"
+    );
+    assert!(!called.contains(&json!(5)), "{called:?}");
     // Raw: the method header must match the body, as the revision requires.
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
         "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});

@@ -49,14 +49,15 @@ impl<'a> RawMap<'a> {
     /// `memchr` (`mcp::skim`) where the text reads plainly — keys without
     /// escapes, a structure the walk follows — else parsed. For text that
     /// is valid JSON (a request admission has parsed) both read the same.
-    pub fn read(text: &'a str) -> Result<RawMap<'a>, ()> {
+    pub fn read(text: &'a str) -> Option<RawMap<'a>> {
         match Self::skimmed(text) {
             Some(read) => read,
-            None => serde_json::from_str(text).map_err(drop),
+            None => serde_json::from_str(text).ok(),
         }
     }
 
-    fn skimmed(text: &'a str) -> Option<Result<RawMap<'a>, ()>> {
+    /// `None`: the walk cannot read it plainly; `Some(None)`: a key twice.
+    fn skimmed(text: &'a str) -> Option<Option<RawMap<'a>>> {
         let base = text.as_ptr() as usize;
         let slice = |b: &[u8]| {
             let at = b.as_ptr() as usize - base;
@@ -75,7 +76,7 @@ impl<'a> RawMap<'a> {
         if lost {
             return None;
         }
-        Some(if twice { Err(()) } else { Ok(RawMap(out)) })
+        Some((!twice).then_some(RawMap(out)))
     }
 }
 
@@ -92,8 +93,8 @@ impl<'a> CallParams<'a> {
     pub fn read(body: &'a [u8]) -> Result<Self, &'static str> {
         const UNREAD: &str = "params cannot be read one way";
         let text = std::str::from_utf8(body).map_err(|_| UNREAD)?;
-        let members = match RawMap::read(text).map_err(|()| UNREAD)?.get("params") {
-            Some(params) if params != "null" => RawMap::read(params).map_err(|()| UNREAD)?,
+        let members = match RawMap::read(text).ok_or(UNREAD)?.get("params") {
+            Some(params) if params != "null" => RawMap::read(params).ok_or(UNREAD)?,
             _ => RawMap(Vec::new()),
         };
         let name = match members.get("name") {
@@ -199,7 +200,7 @@ impl CallParams<'_> {
 /// A completion's `ref` with its prompt `name` replaced (the other members
 /// as sent), as raw JSON.
 pub fn ref_renamed(raw: &str, name: &str) -> Result<String, &'static str> {
-    let members = RawMap::read(raw).map_err(|()| "ref cannot be read one way")?;
+    let members = RawMap::read(raw).ok_or("ref cannot be read one way")?;
     let mut out = Vec::with_capacity(raw.len() + name.len());
     out.push(b'{');
     push_string(&mut out, "name");
@@ -215,112 +216,10 @@ pub fn ref_renamed(raw: &str, name: &str) -> Result<String, &'static str> {
     String::from_utf8(out).map_err(|_| "ref cannot be read one way")
 }
 
-/// A response message to the request `id` (raw) with its result marked
-/// `resultType: "complete"`, as the stateless revision's clients expect of a
-/// 2025 source's answer; `None` when `msg` is not that response (or its
-/// result says already). The members are written back as sent.
-pub fn mark_complete(msg: &[u8], id: &serde_json::Value) -> Option<Vec<u8>> {
-    match mark_complete_skimmed(msg, id) {
-        Skimmed::Marked(out) => Some(out),
-        Skimmed::Not => None,
-        Skimmed::Unsure => mark_complete_parsed(msg, id),
-    }
-}
-
-enum Skimmed {
-    Marked(Vec<u8>),
-    /// Not the response to `id`.
-    Not,
-    /// Not one plain reading: the full parse decides.
-    Unsure,
-}
-
-/// `mark_complete` over the message's top-level members walked with
-/// `memchr` (`mcp::skim`), the member inserted at the head of `result` in
-/// one copy; anything the walk cannot read plainly — a duplicate member, a
-/// result that mentions `resultType`, escapes — is left to the full parse.
-fn mark_complete_skimmed(msg: &[u8], id: &serde_json::Value) -> Skimmed {
-    let Some([Some(got), result]) = crate::mcp::skim::pick(msg, [b"id", b"result"]) else {
-        return Skimmed::Unsure;
-    };
-    let same = match (crate::mcp::skim::plain_str(got), id) {
-        (Some(s), serde_json::Value::String(want)) => s == want,
-        (None, serde_json::Value::Number(n)) if got.first().is_some_and(u8::is_ascii_digit) => {
-            std::str::from_utf8(got).is_ok_and(|g| g == n.to_string())
-        }
-        _ => return Skimmed::Unsure,
-    };
-    let Some(result) = result else {
-        return Skimmed::Not;
-    };
-    if !same {
-        return Skimmed::Not;
-    }
-    if result.first() != Some(&b'{') || memchr::memmem::find(result, b"resultType").is_some() {
-        return Skimmed::Unsure;
-    }
-    // `result` is a slice of `msg`: its '{' is at this offset.
-    let at = result.as_ptr() as usize - msg.as_ptr() as usize;
-    let empty = result[1..]
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|&b| b == b'}');
-    let mut out = Vec::with_capacity(msg.len() + 24);
-    out.extend_from_slice(&msg[..=at]);
-    out.extend_from_slice(br#""resultType":"complete""#);
-    if !empty {
-        out.push(b',');
-    }
-    out.extend_from_slice(&msg[at + 1..]);
-    Skimmed::Marked(out)
-}
-
-fn mark_complete_parsed(msg: &[u8], id: &serde_json::Value) -> Option<Vec<u8>> {
-    let members: RawMap<'_> = serde_json::from_slice(msg).ok()?;
-    let same_id = members
-        .get("id")
-        .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw).ok())
-        .is_some_and(|v| v == *id);
-    let result = members.get("result")?;
-    if !same_id {
-        return None;
-    }
-    let raw = result;
-    // Only a result that mentions `resultType` anywhere is read member by
-    // member to see whether it says it already (2025 results never do).
-    if memchr::memmem::find(raw.as_bytes(), b"\"resultType\"").is_some() {
-        let inner: RawMap<'_> = serde_json::from_str(raw).ok()?;
-        if inner.get("resultType").is_some() {
-            return None;
-        }
-    }
-    let body = raw.trim_start().strip_prefix('{')?.trim_start();
-    let mut out = Vec::with_capacity(msg.len() + 32);
-    out.push(b'{');
-    for (n, (k, v)) in members.0.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        push_string(&mut out, k);
-        out.push(b':');
-        if k == "result" {
-            out.extend_from_slice(br#"{"resultType":"complete""#);
-            if !body.starts_with('}') {
-                out.push(b',');
-            }
-            out.extend_from_slice(body.as_bytes());
-        } else {
-            out.extend_from_slice(v.as_bytes());
-        }
-    }
-    out.push(b'}');
-    Some(out)
-}
-
 /// `_meta` without the keys that describe the client's hop
 /// (`io.modelcontextprotocol/…`).
 fn push_meta(out: &mut Vec<u8>, raw: &str) -> Result<(), &'static str> {
-    let meta = RawMap::read(raw).map_err(|()| "_meta cannot be read one way")?;
+    let meta = RawMap::read(raw).ok_or("_meta cannot be read one way")?;
     out.push(b'{');
     let mut first = true;
     for (k, v) in meta
@@ -340,7 +239,7 @@ fn push_meta(out: &mut Vec<u8>, raw: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn push_string(out: &mut Vec<u8>, s: &str) {
+pub(super) fn push_string(out: &mut Vec<u8>, s: &str) {
     // A JSON string of `s`: serde_json writes it escaped.
     let _ = serde_json::to_writer(&mut *out, s);
 }
@@ -369,58 +268,6 @@ mod tests {
         let none = p.forward("1", "tools/call", "get", None).expect("forward");
         let v: serde_json::Value = serde_json::from_slice(&none).expect("JSON");
         assert!(v["params"].get("arguments").is_none());
-    }
-
-    #[test]
-    fn a_result_is_marked_complete_and_the_rest_left_as_sent() {
-        let msg = br#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"a\"b"}],"isError":false}}"#;
-        let out = mark_complete(msg, &serde_json::json!(7)).expect("marked");
-        let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
-        assert_eq!(v["result"]["resultType"], "complete");
-        assert_eq!(v["result"]["content"][0]["text"], "a\"b");
-        assert_eq!(v["id"], 7);
-        assert!(
-            mark_complete(msg, &serde_json::json!(8)).is_none(),
-            "another id"
-        );
-        let already = br#"{"id":7,"result":{"resultType":"complete"}}"#;
-        assert!(mark_complete(already, &serde_json::json!(7)).is_none());
-        let empty =
-            mark_complete(br#"{"id":7,"result":{ }}"#, &serde_json::json!(7)).expect("marked");
-        let v: serde_json::Value = serde_json::from_slice(&empty).expect("JSON");
-        assert_eq!(
-            v,
-            serde_json::json!({"id": 7, "result": {"resultType": "complete"}})
-        );
-        let named = br#"{"id":"a-1","result":{"x":1}}"#;
-        let v: serde_json::Value = serde_json::from_slice(
-            &mark_complete(named, &serde_json::json!("a-1")).expect("marked"),
-        )
-        .expect("JSON");
-        assert_eq!(
-            v["result"],
-            serde_json::json!({"resultType": "complete", "x": 1})
-        );
-        let twice = br#"{"id":7,"result":{"x":1},"result":{"y":2}}"#;
-        assert!(
-            mark_complete(twice, &serde_json::json!(7)).is_none(),
-            "two results: not one reading"
-        );
-        let escaped = br#"{"id":"a-1","result":{}}"#;
-        assert!(
-            mark_complete(escaped, &serde_json::json!("a-1")).is_some(),
-            "an escaped id is compared by the full parse"
-        );
-        let nested = br#"{"id":7,"result":{"x":{"resultType":1}}}"#;
-        let v: serde_json::Value =
-            serde_json::from_slice(&mark_complete(nested, &serde_json::json!(7)).expect("marked"))
-                .expect("JSON");
-        assert_eq!(
-            v["result"]["resultType"], "complete",
-            "a nested key is not the result's"
-        );
-        let note = br#"{"method":"notifications/progress","params":{}}"#;
-        assert!(mark_complete(note, &serde_json::json!(7)).is_none());
     }
 
     #[test]

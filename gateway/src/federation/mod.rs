@@ -13,6 +13,7 @@
 pub mod call;
 pub mod cursor;
 pub mod relay;
+pub mod reply;
 pub mod seal;
 pub mod sessions;
 pub mod template;

@@ -4,8 +4,8 @@
 //! tool — the arguments with fixed values set and defaults filled
 //! (`federation::call` rewrites the request, the rest as sent). The policy
 //! and the limits decide on exactly that; the answer streams back as the
-//! source sends it (a stateless client reads a result without `resultType`
-//! as complete).
+//! source sends it, with the client's id (a stateless client reads a
+//! result without `resultType` as complete).
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -22,7 +22,8 @@ use super::{
 };
 use crate::conn::h1;
 use crate::ctx::Ctx;
-use crate::federation::call::{mark_complete, ref_renamed, CallParams};
+use crate::federation::call::{ref_renamed, CallParams};
+use crate::federation::reply::{self, Reply};
 use crate::federation::seal::SessionState;
 use crate::federation::tools::call_arguments;
 use crate::federation::{Catalog, ItemKind};
@@ -100,9 +101,10 @@ pub(super) async fn run(
             Err(deny) => return refuse(deps, session, ctx, Refusal::Approval(deny)).await,
         }
     }
-    let forwarded = params.forward(id.raw(), items.call, &original, args.as_deref());
+    let sent = sent_id(ctx, sealed, src.upstream, id);
+    let forwarded = params.forward(&sent, items.call, &original, args.as_deref());
     let to = (sealed, src.upstream, original.as_str());
-    exchange(deps, session, ctx, to, forwarded, id).await
+    exchange(deps, session, ctx, to, (forwarded, &sent), id).await
 }
 
 /// `resources/read` (and `subscribe`, `unsubscribe`: `method`): to the one
@@ -153,13 +155,14 @@ pub(super) async fn read(
     if let Err(r) = limits(deps, session, ctx, (up_name, method), &uri).await {
         return refuse(deps, session, ctx, r).await;
     }
-    let forwarded = params.forward_as_sent(id.raw(), method);
+    let sent = sent_id(ctx, sealed, src.upstream, id);
+    let forwarded = params.forward_as_sent(&sent, method);
     exchange(
         deps,
         session,
         ctx,
         (sealed, src.upstream, &uri),
-        forwarded,
+        (forwarded, &sent),
         id,
     )
     .await
@@ -261,15 +264,17 @@ pub(super) async fn complete(
                 Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
             };
             let call = "completion/complete";
-            let fwd = params.forward_replacing(id.raw(), call, Some(("ref", &renamed)));
-            (i, (super::PROMPTS.scope, original), fwd)
+            let sent = sent_id(ctx, sealed, server.sources[i].upstream, id);
+            let fwd = params.forward_replacing(&sent, call, Some(("ref", &renamed)));
+            (i, (super::PROMPTS.scope, original), (fwd, sent))
         }
         ("ref/resource", _, Some(uri)) => {
             let Some(i) = listing_source(deps, ctx, (server, sealed), &uri).await else {
                 return refuse(deps, session, ctx, none).await;
             };
-            let fwd = params.forward_as_sent(id.raw(), "completion/complete");
-            (i, (RESOURCES.scope, uri), fwd)
+            let sent = sent_id(ctx, sealed, server.sources[i].upstream, id);
+            let fwd = params.forward_as_sent(&sent, "completion/complete");
+            (i, (RESOURCES.scope, uri), (fwd, sent))
         }
         _ => {
             let why = Refusal::InvalidParams("ref is not a prompt or resource reference");
@@ -284,25 +289,39 @@ pub(super) async fn complete(
             return refuse(deps, session, ctx, none).await;
         }
     }
+    let (forwarded, sent) = forwarded;
     exchange(
         deps,
         session,
         ctx,
         (sealed, src.upstream, &name),
-        forwarded,
+        (forwarded, &sent),
         id,
     )
     .await
 }
 
-/// The decided request (or why it could not be written) to the source's
-/// upstream, for `target` there, and the answer back to the client.
+/// The id the request goes to `upstream` with: the client's own in a
+/// source session that only this client's session uses; otherwise (a
+/// session the caller's requests share) a fresh one, so that two requests
+/// in flight there never carry one id.
+fn sent_id(ctx: &Ctx, sealed: Option<&SessionState>, upstream: usize, id: &RequestId) -> String {
+    if super::session::carried(ctx, sealed, upstream).is_some() {
+        id.raw().to_owned()
+    } else {
+        reply::fresh_id()
+    }
+}
+
+/// The decided request (or why it could not be written), sent with id
+/// `sent`, to the source's upstream, for `target` there, and the answer
+/// back to the client with its own id.
 async fn exchange(
     deps: Deps<'_>,
     session: &mut Session,
     ctx: &mut Ctx,
     (sealed, upstream, target): (Option<&SessionState>, usize, &str),
-    forwarded: std::result::Result<Vec<u8>, &'static str>,
+    (forwarded, sent): (std::result::Result<Vec<u8>, &'static str>, &str),
     id: &RequestId,
 ) -> Result<()> {
     let forwarded = match forwarded {
@@ -318,8 +337,13 @@ async fn exchange(
         .headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    if head.status.is_success() && (sse || stateless(ctx)) {
-        return restream(deps, session, ctx, (&s, head, answer), id).await;
+    let reply = Reply {
+        sent,
+        client: id.raw(),
+        mark: stateless(ctx),
+    };
+    if head.status.is_success() && (sse || !reply.is_identity()) {
+        return restream(deps, session, ctx, (&s, head, answer), &reply).await;
     }
     pass_on(session, ctx, head, answer).await
 }
@@ -380,28 +404,26 @@ async fn pass_on(
 
 /// A source's answer read message by message and passed on as each comes:
 /// a request the source sends the client gets an id naming the source
-/// (`federation::relay`); for a stateless client, the result of a 2025
-/// source is marked `resultType: "complete"`
-/// (`federation::call::mark_complete`); the rest as sent. A message larger
-/// than the gateway reads ends the stream with an error for the call.
+/// (`federation::relay`); the response gets the client's id back and, for
+/// a stateless client, its result marked complete (`federation::reply`);
+/// the rest as sent. A message larger than the gateway reads ends the
+/// stream with an error for the call.
 async fn restream(
     deps: Deps<'_>,
     session: &mut Session,
     ctx: &mut Ctx,
     (s, head, mut answer): (&UpstreamSession, ResponseHeader, h1::Response),
-    id: &RequestId,
+    reply: &Reply<'_>,
 ) -> Result<()> {
-    let raw_id = id.raw();
-    let id: serde_json::Value = serde_json::from_str(raw_id).unwrap_or_default();
+    let raw_id = reply.client;
     let sse = head
         .headers
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
-    let stateless = stateless(ctx);
     if !sse {
         let whole = rpc::read_body(deps, ctx, s, &head, answer, max).await?;
-        let body = mark_complete(&whole, &id).map_or(whole, Bytes::from);
+        let body = reply.rewrite(&whole).map_or(whole, Bytes::from);
         return write(session, head.status.as_u16(), Some(body), None).await;
     }
     let rt = ctx.rt.clone();
@@ -423,13 +445,12 @@ async fn restream(
             }
             let tagged = crate::federation::relay::tag_request(e.data, source);
             let data = tagged.as_deref().unwrap_or(e.data);
-            let marked = if stateless {
-                mark_complete(data, &id)
-            } else {
-                None
+            let rewritten = match tagged {
+                Some(_) => None,
+                None => reply.rewrite(data),
             };
             out.extend_from_slice(b"event: message\ndata: ");
-            out.extend_from_slice(marked.as_deref().unwrap_or(data));
+            out.extend_from_slice(rewritten.as_deref().unwrap_or(data));
             out.extend_from_slice(b"\n\n");
         });
         if oversize {

@@ -268,7 +268,7 @@ pub(super) fn known_session(
 }
 
 /// The session with `upstream` the client's sealed session carries.
-fn carried(ctx: &Ctx, sealed: Option<&SessionState>, upstream: usize) -> Option<String> {
+pub(super) fn carried(ctx: &Ctx, sealed: Option<&SessionState>, upstream: usize) -> Option<String> {
     let name = &ctx.rt.snapshot.upstreams[upstream].name;
     sealed.and_then(|s| {
         s.upstreams
@@ -349,7 +349,10 @@ pub(super) async fn request(
     (sealed, upstream): (Option<&SessionState>, usize),
     body: Value,
 ) -> Result<Value> {
-    let id = body["id"].clone();
+    let mut body = body;
+    // The session may be shared: an id of the gateway's own.
+    let id: Value = serde_json::from_str(&crate::federation::reply::fresh_id()).unwrap_or_default();
+    body["id"] = id.clone();
     let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
     let bytes = body.to_string().into_bytes();
     let (s, head, answer) = send_in(deps, ctx, sealed, upstream, bytes).await?;
