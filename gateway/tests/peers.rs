@@ -137,23 +137,31 @@ async fn conformance_full_active_suite_passes_through_the_gateway() {
     assert!(failed.is_empty(), "failed through the gateway: {failed:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_through_a_virtual_server_is_as_direct() {
-    let (_everything, port) = start_everything().await;
+/// Virtual servers over real peers: `/v/ev` (server-everything alone,
+/// Host/Origin left to it as on the plain route `/ev`), `/v/demo` (the demo
+/// alone) and `/v/three` (the demo unprefixed, server-everything and the
+/// Python SDK's server prefixed).
+struct Federated {
+    gw: Gateway,
+    _everything: support::peers::Everything,
+    _sdk: SdkServer,
+    _demo: DemoServer,
+}
+
+async fn federated() -> Federated {
+    let (everything, port) = start_everything().await;
     let sdk = SdkServer::start().await;
     let demo = demo(DemoOptions {
         allowed_hosts: Some(vec!["127.0.0.1".into(), "localhost".into()]),
         ..Default::default()
     })
     .await;
-    let everything = format!("http://127.0.0.1:{port}/mcp");
-    // `open` routes leave Host/Origin to the upstream, as on the plain
-    // route compared with; the others keep the gateway's checks.
+    let everything_url = format!("http://127.0.0.1:{port}/mcp");
     let open = "hosts: { allowed_hosts: [\"*\"], allowed_origins: [\"*\"] }";
     let yaml = format!(
         "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
          limits: {{ max_body_bytes: 2097152, max_json_depth: 32 }}\n\
-         upstreams:\n  - {{ name: everything, url: \"{everything}\" }}\n  \
+         upstreams:\n  - {{ name: everything, url: \"{everything_url}\" }}\n  \
          - {{ name: demo, url: \"{demo}\" }}\n  \
          - {{ name: sdk, url: \"http://127.0.0.1:{sdk}/mcp\" }}\n\
          routes:\n  - {{ name: direct, path: /ev, upstream: everything, {open} }}\n  \
@@ -166,7 +174,18 @@ async fn conformance_through_a_virtual_server_is_as_direct() {
         demo = demo.url(),
         sdk = sdk.port,
     );
-    let gw = Gateway::start(&yaml).await;
+    Federated {
+        gw: Gateway::start(&yaml).await,
+        _everything: everything,
+        _sdk: sdk,
+        _demo: demo,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_through_a_virtual_server_is_as_direct() {
+    let f = federated().await;
+    let gw = &f.gw;
     let direct = conformance(gw.url("/ev")).await;
     let federated = conformance(gw.url("/v/ev")).await;
     assert_eq!(direct, federated, "one source: the verdicts of direct");
@@ -179,4 +198,147 @@ async fn conformance_through_a_virtual_server_is_as_direct() {
             .collect();
         assert!(failed.is_empty(), "failed through {path}: {failed:?}");
     }
+}
+
+/// The MCP Inspector's command-line mode against `url`: its JSON output.
+async fn inspector(url: String, args: &[&str]) -> serde_json::Value {
+    let shown = args.join(" ");
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let home = tempfile::tempdir().expect("dir");
+    let home_path = home.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(node22())
+            .arg(need(peers().join("node_modules/.bin/mcp-inspector")))
+            .args(["--cli", "--transport", "http", "--server-url", &url])
+            .args(&args)
+            .env("HOME", &home_path)
+            .env("MCP_CATALOG_PATH", home_path.join("mcp.json"))
+            .output()
+            .expect("the inspector")
+    })
+    .await
+    .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "inspector {shown}: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_inspector_uses_three_sources_as_one_server() {
+    let f = federated().await;
+    let url = f.gw.url("/v/three");
+    let tools = inspector(url.clone(), &["--method", "tools/list"]).await;
+    let names: Vec<&str> = tools["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for want in ["test_simple_text", "everything_echo", "sdk_echo"] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    let said = inspector(
+        url.clone(),
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "sdk_echo",
+            "--tool-arg",
+            "message=hi",
+        ],
+    )
+    .await;
+    assert_eq!(said["content"][0]["text"], "hi", "{said}");
+    let echoed = inspector(
+        url.clone(),
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "everything_echo",
+            "--tool-arg",
+            "message=hi",
+        ],
+    )
+    .await;
+    assert_eq!(echoed["content"][0]["text"], "Echo: hi", "{echoed}");
+    let templates = inspector(url.clone(), &["--method", "resources/templates/list"]).await;
+    let uris: Vec<&str> = templates["resourceTemplates"]
+        .as_array()
+        .expect("templates")
+        .iter()
+        .filter_map(|t| t["uriTemplate"].as_str())
+        .collect();
+    assert!(uris.contains(&"test://template/{id}/data"), "{uris:?}");
+    let read = inspector(
+        url.clone(),
+        &[
+            "--method",
+            "resources/read",
+            "--uri",
+            "test://template/42/data",
+        ],
+    )
+    .await;
+    let text = read["contents"][0]["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("42"),
+        "read from the source whose template matches: {read}"
+    );
+    let prompt = inspector(
+        url,
+        &[
+            "--method",
+            "prompts/get",
+            "--prompt-name",
+            "test_simple_prompt",
+        ],
+    )
+    .await;
+    assert!(prompt["messages"].is_array(), "{prompt}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rmcp_client_uses_three_sources_as_one_server() {
+    use rmcp::model::{CallToolRequestParams, ClientConfig, ReadResourceRequestParams};
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use rmcp::ServiceExt;
+    let f = federated().await;
+    let t = rmcp::transport::StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(f.gw.url("/v/three")),
+    );
+    let client = ClientConfig::default().serve(t).await.expect("initialize");
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    for want in ["test_simple_text", "everything_echo", "sdk_echo"] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+    let mut args = serde_json::Map::new();
+    args.insert("message".into(), "from rmcp".into());
+    let said = client
+        .call_tool(CallToolRequestParams::new("sdk_echo").with_arguments(args))
+        .await
+        .expect("call");
+    let text = serde_json::to_value(&said.content).expect("json");
+    assert_eq!(text[0]["text"], "from rmcp", "{text}");
+    let resources = client.list_all_resources().await.expect("resources");
+    let uris: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();
+    assert!(uris.contains(&"file:///pub/readme.txt"), "{uris:?}");
+    let read = client
+        .read_resource(ReadResourceRequestParams::new("file:///pub/readme.txt"))
+        .await
+        .expect("read");
+    let contents = serde_json::to_value(&read.contents).expect("json");
+    assert_eq!(contents[0]["text"], "public\n", "{contents}");
+    client.cancel().await.expect("close");
 }
