@@ -10,6 +10,8 @@ Each request is the same ~1 KB stateless (2026-07-28) call of the demo's
 application/json or text/event-stream. Exits non-zero on the first bad answer.
 Prints the number of requests sent and the elapsed seconds. With AUTH set
 in the environment, every request carries `Authorization: Bearer $AUTH`.
+With METHOD=tools/list each request lists the tools instead (the answer
+must hold at least one) and the bytes of the last answer are printed too.
 """
 
 import http.client
@@ -21,6 +23,23 @@ import urllib.parse
 
 REVISION = "2026-07-28"
 PADDING = "p" * 900
+
+
+def list_body(i):
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": i,
+            "method": "tools/list",
+            "params": {
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": REVISION,
+                    "io.modelcontextprotocol/clientInfo": {"name": "sluice-py", "version": "1"},
+                }
+            },
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def body(i, payload):
@@ -75,19 +94,32 @@ def main():
         "Mcp-Method": "tools/call",
         "Mcp-Name": "payload",
     }
+    listing = os.environ.get("METHOD") == "tools/list"
+    if listing:
+        headers["Mcp-Method"] = "tools/list"
+        del headers["Mcp-Name"]
     if os.environ.get("AUTH"):
         headers["Authorization"] = "Bearer " + os.environ["AUTH"]
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
     started = time.monotonic()
+    data = b""
     for i in range(1, n + 1):
-        conn.request("POST", url.path or "/", body(i, payload), headers)
+        conn.request("POST", url.path or "/", list_body(i) if listing else body(i, payload), headers)
         r = conn.getresponse()
         data = r.read()
         msg = result_of(r.getheader("Content-Type", ""), data, i)
-        text = msg and msg["result"].get("content", [{}])[0].get("text", "")
-        if r.status != 200 or not msg or len(text) != payload:
+        if listing:
+            ok = msg and len(msg["result"].get("tools", [])) > 0
+        else:
+            text = msg and msg["result"].get("content", [{}])[0].get("text", "")
+            ok = msg and len(text) == payload
+        if r.status != 200 or not ok:
             sys.exit(f"request {i}: bad answer {r.status}: {data[:300]!r}")
-    print(f"{n} requests in {time.monotonic() - started:.2f}s")
+    extra = ""
+    if listing:
+        tools = len(result_of(r.getheader("Content-Type", ""), data, n)["result"]["tools"])
+        extra = f"; last answer {len(data)} bytes, {tools} tools"
+    print(f"{n} requests in {time.monotonic() - started:.2f}s{extra}")
 
 
 if __name__ == "__main__":

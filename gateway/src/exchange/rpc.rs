@@ -295,9 +295,14 @@ pub async fn read_whole(
 
 /// The response among `messages` to the request `id`.
 pub fn response_for<'a>(messages: &'a [Value], id: &Value) -> Option<&'a Value> {
+    response_at(messages, id).map(|i| &messages[i])
+}
+
+/// Where among `messages` the response to the request `id` is.
+pub fn response_at(messages: &[Value], id: &Value) -> Option<usize> {
     messages
         .iter()
-        .find(|m| m.get("id") == Some(id) && m.get("method").is_none())
+        .position(|m| m.get("id") == Some(id) && m.get("method").is_none())
 }
 
 fn upstream_error(why: &'static str) -> Box<Error> {

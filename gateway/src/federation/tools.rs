@@ -6,6 +6,8 @@
 //! clients under one name are both withheld and reported — never "first
 //! wins".
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 use sluice_config::ToolOverride;
 
@@ -29,17 +31,18 @@ pub struct Merged {
 }
 
 /// Merge each source's listed items of `kind` (`lists`: source index and
-/// its array), in source order.
-pub fn merge(catalog: Catalog<'_>, kind: ItemKind, lists: &[(usize, &[Value])]) -> Merged {
+/// its items, taken), in source order. Linear in the items: names are
+/// grouped in one map, each item edited in place.
+pub fn merge(catalog: Catalog<'_>, kind: ItemKind, lists: Vec<(usize, Vec<Value>)>) -> Merged {
     let mut out = Merged::default();
-    let mut named: Vec<(String, usize, String, Value)> = Vec::new();
     // A resource is known by its URI, which no prefix may change.
     let field = match kind {
         ItemKind::Resource => "uri",
         ItemKind::Template => "uriTemplate",
         _ => "name",
     };
-    for &(i, tools) in lists {
+    let mut named: Vec<(String, usize, String, Value)> = Vec::new();
+    for (i, tools) in lists {
         let src = &catalog.server().sources[i];
         for tool in tools {
             let Some(original) = tool.get(field).and_then(Value::as_str) else {
@@ -56,39 +59,48 @@ pub fn merge(catalog: Catalog<'_>, kind: ItemKind, lists: &[(usize, &[Value])]) 
             let Some(exposed) = exposed else {
                 continue;
             };
+            let original = original.to_owned();
             let o = (kind == ItemKind::Tool)
-                .then(|| src.override_for(original))
+                .then(|| src.override_for(&original))
                 .flatten();
             let shown = advertise(tool, (!kind.by_uri()).then_some(&exposed), o);
-            named.push((exposed, i, original.to_owned(), shown));
+            named.push((exposed, i, original, shown));
         }
     }
+    // Each client name, and the items that would take it.
+    let mut claims: HashMap<&str, Vec<usize>> = HashMap::with_capacity(named.len());
     for (k, (name, ..)) in named.iter().enumerate() {
-        let first = named.iter().position(|(n, ..)| n == name) == Some(k);
-        let claimants: Vec<(usize, String)> = named
-            .iter()
-            .filter(|(n, ..)| n == name)
-            .map(|(_, i, o, _)| (*i, o.clone()))
-            .collect();
-        if claimants.len() > 1 && first {
+        claims.entry(name.as_str()).or_default().push(k);
+    }
+    let mut withheld = vec![false; named.len()];
+    for (k, (name, ..)) in named.iter().enumerate() {
+        let Some(items) = claims.get(name.as_str()).filter(|c| c.len() > 1) else {
+            continue;
+        };
+        withheld[k] = true;
+        if items[0] == k {
             out.collisions.push(Collision {
                 name: name.clone(),
-                claimants,
+                claimants: items
+                    .iter()
+                    .map(|&j| (named[j].1, named[j].2.clone()))
+                    .collect(),
             });
         }
     }
+    drop(claims);
     out.tools = named
         .into_iter()
-        .filter(|(n, ..)| !out.collisions.iter().any(|c| &c.name == n))
-        .map(|(.., v)| v)
+        .zip(withheld)
+        .filter(|(_, w)| !w)
+        .map(|((.., v), _)| v)
         .collect();
     out
 }
 
 /// One tool as clients see it.
 /// `exposed`: its client name (none for an item known by its URI).
-fn advertise(tool: &Value, exposed: Option<&String>, o: Option<&ToolOverride>) -> Value {
-    let mut t = tool.clone();
+fn advertise(mut t: Value, exposed: Option<&String>, o: Option<&ToolOverride>) -> Value {
     let Some(obj) = t.as_object_mut() else {
         return t;
     };
@@ -186,7 +198,11 @@ mod tests {
             json!({"x": 1}),
         ];
         let everything = [tool("echo")];
-        let m = merge(c, ItemKind::Tool, &[(0, &github), (1, &everything)]);
+        let m = merge(
+            c,
+            ItemKind::Tool,
+            vec![(0, github.to_vec()), (1, everything.to_vec())],
+        );
         let names: Vec<&str> = m
             .tools
             .iter()
@@ -220,7 +236,11 @@ mod tests {
         let c = Catalog::new(&snap.servers[0]);
         let github = [tool("get_repo")];
         let notes = [tool("github_get_repo"), tool("search")];
-        let m = merge(c, ItemKind::Tool, &[(0, &github), (2, &notes)]);
+        let m = merge(
+            c,
+            ItemKind::Tool,
+            vec![(0, github.to_vec()), (2, notes.to_vec())],
+        );
         let names: Vec<&str> = m
             .tools
             .iter()

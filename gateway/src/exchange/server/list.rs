@@ -52,11 +52,11 @@ pub(super) async fn page(
                     Some(next) => Position::At(next.to_owned()),
                     None => Position::Done,
                 };
-                let mut listed = result
-                    .get(items.key)
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
+                let mut result = result;
+                let mut listed = match result.get_mut(items.key).map(Value::take) {
+                    Some(Value::Array(listed)) => listed,
+                    _ => Vec::new(),
+                };
                 listed.retain(|t| visible(ctx, items, src.upstream, t));
                 lists.push((i, listed));
             }
@@ -66,8 +66,7 @@ pub(super) async fn page(
             }
         }
     }
-    let refs: Vec<(usize, &[Value])> = lists.iter().map(|(i, t)| (*i, t.as_slice())).collect();
-    let merged = merge(Catalog::new(server), items.kind, &refs);
+    let merged = merge(Catalog::new(server), items.kind, lists);
     for c in &merged.collisions {
         tracing::warn!(server = %server.name, name = %c.name, claimants = ?c.claimants, "items share a name on a virtual server; both withheld");
         deps.shared
@@ -76,7 +75,10 @@ pub(super) async fn page(
             .with_label_values(&[server.name.as_str()])
             .inc();
     }
-    let mut result = json!({ items.key: merged.tools });
+    let mut result = Value::Object(serde_json::Map::from_iter([(
+        items.key.to_owned(),
+        Value::Array(merged.tools),
+    )]));
     if let Some(next) = cursor::encode(&rt.snapshot, server, &at) {
         result["nextCursor"] = Value::String(next);
     }

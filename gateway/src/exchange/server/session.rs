@@ -356,10 +356,11 @@ pub(super) async fn request(
     let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
     let bytes = body.to_string().into_bytes();
     let (s, head, answer) = send_in(deps, ctx, sealed, upstream, bytes).await?;
-    let messages = rpc::read_whole(deps, ctx, &s, &head, answer, max).await?;
-    let msg = rpc::response_for(&messages, &id)
+    let mut messages = rpc::read_whole(deps, ctx, &s, &head, answer, max).await?;
+    let at = rpc::response_at(&messages, &id)
         .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no answer").into_up())?;
-    msg.get("result")
-        .cloned()
-        .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "an error answer").into_up())
+    match messages.swap_remove(at).get_mut("result").map(Value::take) {
+        Some(result) => Ok(result),
+        None => Err(Error::explain(ErrorType::InvalidHTTPHeader, "an error answer").into_up()),
+    }
 }
