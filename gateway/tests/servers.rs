@@ -912,3 +912,53 @@ async fn a_sources_request_to_the_client_is_answered_through_another_replica() {
     );
     assert_eq!(rpc_json(&text)["id"], 3, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_client_reaches_a_stateless_source_in_its_own_revision() {
+    let demo = demo(DemoOptions::default()).await;
+    let config = format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: demo, url: \"{}\" }}\n\
+         routes:\n  - {{ name: ws, path: /ws, server: one }}\n\
+         servers:\n  - {{ name: one, sources: [{{ upstream: demo, prefix: d }}] }}\n",
+        demo.url()
+    );
+    let gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let call = |params: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": "c-1", "method": "tools/call", "params": params});
+        let (client, url) = (client.clone(), gw.url("/ws"));
+        async move {
+            let headers = [
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "d_test_elicitation"),
+            ];
+            let (status, _, text) = post(&client, &url, body.to_string(), &headers).await;
+            assert_eq!(status, 200, "{text}");
+            rpc_json(&text)
+        }
+    };
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    // The demo asks for input the stateless way (no session to ask in):
+    // it was reached in 2026-07-28, not through a 2025 session.
+    let first = call(json!({"name": "d_test_elicitation",
+                            "arguments": {"message": "who?"}, "_meta": meta}))
+    .await;
+    assert_eq!(first["id"], "c-1", "{first}");
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let state = first["result"]["requestState"].clone();
+    assert!(state.is_string(), "{first}");
+    // The retry with the answer goes back to the source that asked.
+    let done = call(
+        json!({"name": "d_test_elicitation", "arguments": {"message": "who?"},
+        "inputResponses": {"elicitation": {"action": "accept",
+            "content": {"username": "ann", "email": "ann@example.com"}}},
+        "requestState": state, "_meta": meta}),
+    )
+    .await;
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    let text = done["result"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(text.contains("ann"), "{done}");
+}

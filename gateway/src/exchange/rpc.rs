@@ -30,7 +30,19 @@ pub struct UpstreamSession {
     pub upstream: usize,
     id: Option<String>,
     resumed: bool,
+    /// No session: each request speaks the stateless revision
+    /// (2026-07-28) and mirrors its method and name in headers.
+    stateless: Option<Mirror>,
 }
+
+/// What a stateless request mirrors in `Mcp-Method` and `Mcp-Name`.
+pub struct Mirror {
+    pub method: &'static str,
+    pub name: Option<String>,
+}
+
+/// The stateless revision.
+pub const STATELESS: &str = "2026-07-28";
 
 impl UpstreamSession {
     /// A session opened before (its `id`; none for an upstream that gave
@@ -40,6 +52,17 @@ impl UpstreamSession {
             upstream,
             id,
             resumed: true,
+            stateless: None,
+        }
+    }
+
+    /// No session: one request in the stateless revision.
+    pub fn stateless(upstream: usize, mirror: Mirror) -> Self {
+        UpstreamSession {
+            upstream,
+            id: None,
+            resumed: false,
+            stateless: Some(mirror),
         }
     }
 
@@ -67,6 +90,7 @@ pub async fn open(
         upstream,
         id: None,
         resumed: false,
+        stateless: None,
     };
     let capabilities: Value = capabilities
         .and_then(|c| serde_json::from_str(c).ok())
@@ -93,6 +117,48 @@ pub async fn open(
     let (head, answer) = send(deps, ctx, &s, done).await?;
     read_whole(deps, ctx, &s, &head, answer, max).await?;
     Ok(s)
+}
+
+/// Does upstream `upstream` speak the stateless revision? Learned once per
+/// process from its `server/discover` (a source that cannot be asked now
+/// counts as not, and is asked again next time).
+pub async fn speaks_stateless(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> bool {
+    let name = ctx.rt.snapshot.upstreams[upstream].name.clone();
+    if let Some(known) = deps.shared.upstream_sessions.stateless(&name) {
+        return known;
+    }
+    let s = UpstreamSession::stateless(
+        upstream,
+        Mirror {
+            method: "server/discover",
+            name: None,
+        },
+    );
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 0, "method": "server/discover",
+        "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": STATELESS,
+            "io.modelcontextprotocol/clientInfo": {"name": "sluice", "version": env!("CARGO_PKG_VERSION")},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }},
+    });
+    let Ok((head, answer)) = send(deps, ctx, &s, body.to_string().into_bytes()).await else {
+        return false;
+    };
+    let speaks = if head.status.is_success() {
+        let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+        read_whole(deps, ctx, &s, &head, answer, max)
+            .await
+            .ok()
+            .and_then(|m| response_for(&m, &Value::from(0)).cloned())
+            .and_then(|m| m["result"]["supportedVersions"].as_array().cloned())
+            .is_some_and(|v| v.iter().any(|v| v == STATELESS))
+    } else {
+        // A 2025 server refuses the method or the revision.
+        false
+    };
+    deps.shared.upstream_sessions.set_stateless(&name, speaks);
+    speaks
 }
 
 /// Send one JSON-RPC body in the session; the answer's head and body.
@@ -168,7 +234,16 @@ async fn send_with(
         req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
         req.insert_header(http::header::ACCEPT, "application/json, text/event-stream")?;
     }
-    req.insert_header("mcp-protocol-version", PROTOCOL)?;
+    match &s.stateless {
+        Some(mirror) => {
+            req.insert_header("mcp-protocol-version", STATELESS)?;
+            req.insert_header("mcp-method", mirror.method)?;
+            if let Some(name) = &mirror.name {
+                req.insert_header("mcp-name", name.as_str())?;
+            }
+        }
+        None => req.insert_header("mcp-protocol-version", PROTOCOL)?,
+    }
     if let Some(id) = &s.id {
         req.insert_header(MCP_SESSION_ID, id.as_str())?;
     }

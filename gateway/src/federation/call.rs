@@ -85,6 +85,9 @@ pub struct CallParams<'a> {
     members: RawMap<'a>,
     /// `params.name`, when a string.
     pub name: Option<Cow<'a, str>>,
+    /// Keep `_meta` whole (a source that speaks the client's stateless
+    /// revision reads its protocol keys).
+    keep_meta: bool,
 }
 
 impl<'a> CallParams<'a> {
@@ -107,7 +110,17 @@ impl<'a> CallParams<'a> {
             },
             None => None,
         };
-        Ok(CallParams { members, name })
+        Ok(CallParams {
+            members,
+            name,
+            keep_meta: false,
+        })
+    }
+
+    /// Forward `_meta` whole, protocol keys included.
+    pub fn keeping_meta(mut self) -> Self {
+        self.keep_meta = true;
+        self
     }
 
     /// A member of `params`, raw.
@@ -141,7 +154,7 @@ impl<'a> CallParams<'a> {
         for (k, v) in &self.members.0 {
             match k.as_ref() {
                 "name" | "arguments" => continue,
-                "_meta" => {
+                "_meta" if !self.keep_meta => {
                     out.push(b',');
                     push_string(&mut out, "_meta");
                     out.push(b':');
@@ -188,7 +201,7 @@ impl CallParams<'_> {
             out.push(b':');
             match replace {
                 Some((key, raw)) if key == k => out.extend_from_slice(raw.as_bytes()),
-                _ if k == "_meta" => push_meta(&mut out, v)?,
+                _ if k == "_meta" && !self.keep_meta => push_meta(&mut out, v)?,
                 _ => out.extend_from_slice(v.as_bytes()),
             }
         }

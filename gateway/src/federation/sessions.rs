@@ -2,7 +2,8 @@
 //! carry none of their own (stateless clients, sources a sealed session
 //! could not open): one `initialize` per caller and source instead of one
 //! per request. A bounded map: past its size the oldest half goes. A
-//! process's own cache — a replica that misses opens a new session.
+//! process's own cache — a replica that misses opens a new session. Also
+//! which sources speak the stateless revision (2026-07-28), as learned.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,6 +23,8 @@ struct Inner {
     /// Key → (session id, none for an upstream without sessions; age).
     map: HashMap<String, (Option<String>, u64)>,
     clock: u64,
+    /// Upstream name → speaks 2026-07-28.
+    stateless: HashMap<String, bool>,
 }
 
 impl UpstreamSessions {
@@ -43,6 +46,18 @@ impl UpstreamSessions {
         g.clock += 1;
         let age = g.clock;
         g.map.insert(key, (id, age));
+    }
+
+    /// Does upstream `name` speak the stateless revision, as far as known?
+    pub fn stateless(&self, name: &str) -> Option<bool> {
+        self.inner.lock().recover().stateless.get(name).copied()
+    }
+
+    pub fn set_stateless(&self, name: &str, speaks: bool) {
+        let mut g = self.inner.lock().recover();
+        if g.stateless.len() < MAX || g.stateless.contains_key(name) {
+            g.stateless.insert(name.to_owned(), speaks);
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -13,7 +13,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 use sluice_config::Server;
 
-use super::super::rpc::{self, UpstreamSession};
+use super::super::rpc::{self, Mirror, UpstreamSession};
 use super::super::Deps;
 use super::session::send_in;
 use super::{
@@ -101,10 +101,31 @@ pub(super) async fn run(
             Err(deny) => return refuse(deps, session, ctx, Refusal::Approval(deny)).await,
         }
     }
+    if stateless(ctx) && rpc::speaks_stateless(deps, ctx, src.upstream).await {
+        // The source speaks the client's revision: the request goes as the
+        // client sent it where nothing is renamed or set, else rewritten
+        // with `_meta` whole; the answer comes back as the source sends it.
+        let overridden = items.kind == ItemKind::Tool
+            && src
+                .override_for(&original)
+                .is_some_and(|o| !o.fixed.is_empty() || !o.defaults.is_empty());
+        let forwarded = if original == name && !overridden {
+            Ok(body.to_vec())
+        } else {
+            let params = params.keeping_meta();
+            params.forward(id.raw(), items.call, &original, args.as_deref())
+        };
+        let mirror = Mirror {
+            method: items.call,
+            name: Some(original.clone()),
+        };
+        let to = (Via::Direct(mirror), src.upstream, original.as_str());
+        return exchange(deps, session, ctx, to, forwarded, id).await;
+    }
     let sent = sent_id(ctx, sealed, src.upstream, id);
     let forwarded = params.forward(&sent, items.call, &original, args.as_deref());
-    let to = (sealed, src.upstream, original.as_str());
-    exchange(deps, session, ctx, to, (forwarded, &sent), id).await
+    let to = (Via::session(sealed, &sent), src.upstream, original.as_str());
+    exchange(deps, session, ctx, to, forwarded, id).await
 }
 
 /// `resources/read` (and `subscribe`, `unsubscribe`: `method`): to the one
@@ -155,17 +176,21 @@ pub(super) async fn read(
     if let Err(r) = limits(deps, session, ctx, (up_name, method), &uri).await {
         return refuse(deps, session, ctx, r).await;
     }
+    if method == RESOURCES.call
+        && stateless(ctx)
+        && rpc::speaks_stateless(deps, ctx, src.upstream).await
+    {
+        let mirror = Mirror {
+            method: RESOURCES.call,
+            name: Some(uri.clone()),
+        };
+        let to = (Via::Direct(mirror), src.upstream, uri.as_str());
+        return exchange(deps, session, ctx, to, Ok(body.to_vec()), id).await;
+    }
     let sent = sent_id(ctx, sealed, src.upstream, id);
     let forwarded = params.forward_as_sent(&sent, method);
-    exchange(
-        deps,
-        session,
-        ctx,
-        (sealed, src.upstream, &uri),
-        (forwarded, &sent),
-        id,
-    )
-    .await
+    let to = (Via::session(sealed, &sent), src.upstream, uri.as_str());
+    exchange(deps, session, ctx, to, forwarded, id).await
 }
 
 /// The one source whose filter serves `uri` and whose list has it, or
@@ -290,15 +315,8 @@ pub(super) async fn complete(
         }
     }
     let (forwarded, sent) = forwarded;
-    exchange(
-        deps,
-        session,
-        ctx,
-        (sealed, src.upstream, &name),
-        (forwarded, &sent),
-        id,
-    )
-    .await
+    let to = (Via::session(sealed, &sent), src.upstream, name.as_str());
+    exchange(deps, session, ctx, to, forwarded, id).await
 }
 
 /// The id the request goes to `upstream` with: the client's own in a
@@ -313,15 +331,34 @@ fn sent_id(ctx: &Ctx, sealed: Option<&SessionState>, upstream: usize, id: &Reque
     }
 }
 
-/// The decided request (or why it could not be written), sent with id
-/// `sent`, to the source's upstream, for `target` there, and the answer
-/// back to the client with its own id.
+/// How a request reaches its source.
+enum Via<'a> {
+    /// In a source session (the client's own, or one its caller's requests
+    /// share), sent with id `sent`; the answer comes back with the client's.
+    Session {
+        sealed: Option<&'a SessionState>,
+        sent: &'a str,
+    },
+    /// No session: a stateless request to a source that speaks the
+    /// stateless revision, the method and name mirrored in headers, the
+    /// answer passed on as it comes.
+    Direct(Mirror),
+}
+
+impl<'a> Via<'a> {
+    fn session(sealed: Option<&'a SessionState>, sent: &'a str) -> Self {
+        Via::Session { sealed, sent }
+    }
+}
+
+/// The decided request (or why it could not be written) to the source's
+/// upstream, for `target` there, and the answer back to the client.
 async fn exchange(
     deps: Deps<'_>,
     session: &mut Session,
     ctx: &mut Ctx,
-    (sealed, upstream, target): (Option<&SessionState>, usize, &str),
-    (forwarded, sent): (std::result::Result<Vec<u8>, &'static str>, &str),
+    (via, upstream, target): (Via<'_>, usize, &str),
+    forwarded: std::result::Result<Vec<u8>, &'static str>,
     id: &RequestId,
 ) -> Result<()> {
     let forwarded = match forwarded {
@@ -331,6 +368,15 @@ async fn exchange(
     ctx.exchange.federated = Some((upstream, target.into()));
     let rt = ctx.rt.clone();
     super::super::sending(&http::Method::POST, &rt.snapshot.upstreams[upstream], ctx);
+    let (sealed, sent) = match via {
+        Via::Session { sealed, sent } => (sealed, sent),
+        Via::Direct(mirror) => {
+            let s = UpstreamSession::stateless(upstream, mirror);
+            let (head, answer) = rpc::send(deps, ctx, &s, forwarded).await?;
+            super::super::answered(deps.shared, false, &head, ctx);
+            return pass_on(session, ctx, head, answer).await;
+        }
+    };
     let (s, head, answer) = send_in(deps, ctx, sealed, upstream, forwarded).await?;
     super::super::answered(deps.shared, false, &head, ctx);
     let sse = head
