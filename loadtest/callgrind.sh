@@ -341,7 +341,7 @@ EOF
   done
   wait "$pid" 2>/dev/null || true
   [[ -s $out ]] || die "callgrind wrote no profile for $name ($out)"
-  IR=$(awk '/^(summary|totals):/ { if ($2 > m) m = $2 } END { printf "%d\n", m }' "$out")
+  IR=$(awk '/^(summary|totals):/ { if ($2 > m) m = $2 } END { printf "%.0f\n", m }' "$out")
   log "$name: $IR Ir, $PROBES readiness probes answered, phase ${PHASE}s"
 }
 

@@ -320,18 +320,23 @@ pub async fn read_body(
             ));
         }
     }
+    pool(deps, ctx, s.upstream, answer);
+    if !head.status.is_success() {
+        return Err(upstream_error("the upstream refused the request"));
+    }
+    Ok(buf.freeze())
+}
+
+/// An answer read to its end: its connection goes back to the pool.
+pub fn pool(deps: Deps<'_>, ctx: &Ctx, upstream: usize, answer: h1::Response) {
     if let Some(stream) = answer.into_reusable() {
-        let up = &ctx.rt.snapshot.upstreams[s.upstream];
-        if let Some(peer) = ctx.rt.peers.get(s.upstream).and_then(Option::as_ref) {
+        let up = &ctx.rt.snapshot.upstreams[upstream];
+        if let Some(peer) = ctx.rt.peers.get(upstream).and_then(Option::as_ref) {
             deps.shared
                 .idle
                 .put(peer.reuse_hash(), stream, up.pool_idle_timeout);
         }
     }
-    if !head.status.is_success() {
-        return Err(upstream_error("the upstream refused the request"));
-    }
-    Ok(buf.freeze())
 }
 
 /// The answer read whole: the messages it carries, JSON or an event stream.

@@ -374,7 +374,7 @@ async fn exchange(
             let s = UpstreamSession::stateless(upstream, mirror);
             let (head, answer) = rpc::send(deps, ctx, &s, forwarded).await?;
             super::super::answered(deps.shared, false, &head, ctx);
-            return pass_on(session, ctx, head, answer).await;
+            return pass_on(deps, session, ctx, (upstream, head, answer)).await;
         }
     };
     let (s, head, answer) = send_in(deps, ctx, sealed, upstream, forwarded).await?;
@@ -391,7 +391,7 @@ async fn exchange(
     if head.status.is_success() && (sse || !reply.is_identity()) {
         return restream(deps, session, ctx, (&s, head, answer), &reply).await;
     }
-    pass_on(session, ctx, head, answer).await
+    pass_on(deps, session, ctx, (upstream, head, answer)).await
 }
 
 /// The arguments as forwarded, as JSON text: a tool's with its fixed and
@@ -420,14 +420,17 @@ fn arguments(
 
 /// The source's answer as it comes, head and chunks.
 async fn pass_on(
+    deps: Deps<'_>,
     session: &mut Session,
     ctx: &mut Ctx,
-    head: ResponseHeader,
-    mut answer: h1::Response,
+    (upstream, head, mut answer): (usize, ResponseHeader, h1::Response),
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(head.status, Some(4))?;
-    if let Some(ct) = head.headers.get(http::header::CONTENT_TYPE) {
-        resp.insert_header(http::header::CONTENT_TYPE, ct.clone())?;
+    // The body passes as sent: its type and length with it.
+    for name in [http::header::CONTENT_TYPE, http::header::CONTENT_LENGTH] {
+        if let Some(v) = head.headers.get(&name) {
+            resp.insert_header(name, v.clone())?;
+        }
     }
     let done = answer.done();
     session.write_response_header(Box::new(resp), done).await?;
@@ -445,6 +448,7 @@ async fn pass_on(
             break;
         }
     }
+    rpc::pool(deps, ctx, upstream, answer);
     Ok(())
 }
 
@@ -520,6 +524,9 @@ async fn restream(
             session.write_response_body(body, end).await?;
         }
         if end {
+            if !oversize {
+                rpc::pool(deps, ctx, s.upstream, answer);
+            }
             return Ok(());
         }
     }
