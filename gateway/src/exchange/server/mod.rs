@@ -252,11 +252,13 @@ async fn refuse(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx, r: Refusal
 }
 
 async fn answer(session: &mut Session, id: &RequestId, result: Value) -> Result<()> {
-    let body = format!(
-        r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
-        id.raw(),
-        result
-    );
+    let mut body = Vec::with_capacity(256);
+    body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    body.extend_from_slice(id.raw().as_bytes());
+    body.extend_from_slice(br#","result":"#);
+    serde_json::to_writer(&mut body, &result)
+        .map_err(|e| Error::because(ErrorType::InternalError, "an answer not written", e))?;
+    body.push(b'}');
     write(session, 200, Some(Bytes::from(body)), None).await
 }
 
