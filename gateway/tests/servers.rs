@@ -26,6 +26,8 @@ struct Forgetful {
     notified: Arc<Mutex<Vec<Value>>>,
     /// The ids of the calls it answered.
     called: Arc<Mutex<Vec<Value>>>,
+    /// Refuse the next `initialize` (503), as a server still starting.
+    refuse_init: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Forgetful {
@@ -77,6 +79,9 @@ impl Forgetful {
             )
         };
         if v["method"] == "initialize" {
+            if self.refuse_init.swap(false, Ordering::SeqCst) {
+                return http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
             let n = self.inits.fetch_add(1, Ordering::SeqCst);
             let sid = format!("s-{n}");
             self.known.lock().expect("lock").push(sid.clone());
@@ -961,4 +966,71 @@ async fn a_stateless_client_reaches_a_stateless_source_in_its_own_revision() {
     assert_eq!(done["result"]["resultType"], "complete", "{done}");
     let text = done["result"]["content"][0]["text"].as_str().unwrap_or("");
     assert!(text.contains("ann"), "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_opened_after_initialize_is_the_client_sessions_own() {
+    let (addr, mem) = Forgetful::start().await;
+    mem.refuse_init.store(true, Ordering::SeqCst);
+    let config = format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: mem, url: \"http://{addr}/mcp\", retries: {{ attempts: 0 }} }}\n\
+         routes:\n  - {{ name: ws, path: /ws, server: one }}\n\
+         servers:\n  - {{ name: one, sources: [{{ upstream: mem }}] }}\n"
+    );
+    let gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let open = || async {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"}}});
+        let (status, headers, text) = post(&client, &gw.url("/ws"), init.to_string(), &[]).await;
+        assert_eq!(status, 200, "{text}");
+        headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("a session id")
+            .to_owned()
+    };
+    // The source is not up when the session begins: it is opened at the
+    // first call, for this session alone, and keeps the client's ids.
+    let sid = open().await;
+    assert_eq!(mem.inits.load(Ordering::SeqCst), 0);
+    let call = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                      "params": {"name": "mem_note", "arguments": {}}});
+    let headers = [("mcp-session-id", sid.as_str())];
+    let (status, _, text) = post(&client, &gw.url("/ws"), call.to_string(), &headers).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        rpc_json(&text)["result"]["content"][0]["text"],
+        "noted in s-0",
+        "{text}"
+    );
+    assert_eq!(mem.called.lock().expect("lock").clone(), [json!(9)]);
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 9}});
+    let (status, _, _) = post(&client, &gw.url("/ws"), cancel.to_string(), &headers).await;
+    assert_eq!(status, 202);
+    assert!(
+        mem.notified
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|n| n["params"]["requestId"] == 9),
+        "the cancellation names the call as the source knows it"
+    );
+    // Another session of the same caller whose source was not up either
+    // gets a source session of its own, not the first one's.
+    mem.refuse_init.store(true, Ordering::SeqCst);
+    let other = open().await;
+    assert_eq!(mem.inits.load(Ordering::SeqCst), 1);
+    let headers = [("mcp-session-id", other.as_str())];
+    let (status, _, text) = post(&client, &gw.url("/ws"), call.to_string(), &headers).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(mem.inits.load(Ordering::SeqCst), 2, "{text}");
+    assert_eq!(
+        rpc_json(&text)["result"]["content"][0]["text"],
+        "noted in s-1",
+        "{text}"
+    );
 }

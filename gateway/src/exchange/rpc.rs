@@ -239,7 +239,8 @@ async fn send_with(
             req.insert_header("mcp-protocol-version", STATELESS)?;
             req.insert_header("mcp-method", mirror.method)?;
             if let Some(name) = &mirror.name {
-                req.insert_header("mcp-name", name.as_str())?;
+                let value = crate::mcp::revision::encode_header_name(name);
+                req.insert_header("mcp-name", value.as_ref())?;
             }
         }
         None => req.insert_header("mcp-protocol-version", PROTOCOL)?,

@@ -27,6 +27,19 @@ pub struct SessionState {
     /// elicitation, roots) as JSON, declared again to a source opened later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<String>,
+    /// Not sealed: a short digest of the id this state was opened from,
+    /// naming the client's session among a caller's (`tag_from`).
+    #[serde(skip)]
+    pub tag: String,
+}
+
+impl SessionState {
+    /// This state, known by a digest of the sealed `id` it came from.
+    pub fn tag_from(mut self, id: &str) -> Self {
+        let digest = Sha256::digest(id.as_bytes());
+        self.tag = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        self
+    }
 }
 
 /// The keys that seal and open session ids.
@@ -100,6 +113,7 @@ mod tests {
             tenant: Some("acme".into()),
             upstreams: vec![("sdk".into(), Some("abc".into())), ("demo".into(), None)],
             capabilities: Some(r#"{"sampling":{}}"#.into()),
+            tag: String::new(),
         }
     }
 

@@ -43,6 +43,20 @@ impl Revision {
     }
 }
 
+/// An `Mcp-Name` header value for `name`: as it is when it is visible
+/// ASCII (and does not look encoded), else `=?base64?…?=`.
+pub fn encode_header_name(name: &str) -> std::borrow::Cow<'_, str> {
+    use base64::Engine;
+    let plain = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        && !name.starts_with("=?");
+    if plain {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(name.as_bytes());
+    std::borrow::Cow::Owned(format!("=?base64?{encoded}?="))
+}
+
 /// Decode an `Mcp-Name` header value: plain ASCII, or `=?base64?…?=` for
 /// names that are not.
 pub fn decode_header_name(value: &[u8]) -> Option<String> {

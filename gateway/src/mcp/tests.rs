@@ -505,3 +505,14 @@ fn ids_match_by_value() {
     let n = RequestId::from_raw("1");
     assert!(n.same(b"1.0") && n.same(b"1e0") && !n.same(br#""1""#));
 }
+
+#[test]
+fn a_name_that_is_not_plain_ascii_is_sent_encoded_and_reads_back() {
+    use super::revision::{decode_header_name, encode_header_name};
+    assert_eq!(encode_header_name("get-sum"), "get-sum");
+    for name in ["café", "=?base64?x?=", "tab\there", ""] {
+        let sent = encode_header_name(name);
+        assert!(sent.starts_with("=?base64?"), "{name}: {sent}");
+        assert_eq!(decode_header_name(sent.as_bytes()).as_deref(), Some(name));
+    }
+}

@@ -122,7 +122,7 @@ pub(super) async fn run(
         let to = (Via::Direct(mirror), src.upstream, original.as_str());
         return exchange(deps, session, ctx, to, forwarded, id).await;
     }
-    let sent = sent_id(ctx, sealed, src.upstream, id);
+    let sent = sent_id(sealed, id);
     let forwarded = params.forward(&sent, items.call, &original, args.as_deref());
     let to = (Via::session(sealed, &sent), src.upstream, original.as_str());
     exchange(deps, session, ctx, to, forwarded, id).await
@@ -187,7 +187,7 @@ pub(super) async fn read(
         let to = (Via::Direct(mirror), src.upstream, uri.as_str());
         return exchange(deps, session, ctx, to, Ok(body.to_vec()), id).await;
     }
-    let sent = sent_id(ctx, sealed, src.upstream, id);
+    let sent = sent_id(sealed, id);
     let forwarded = params.forward_as_sent(&sent, method);
     let to = (Via::session(sealed, &sent), src.upstream, uri.as_str());
     exchange(deps, session, ctx, to, forwarded, id).await
@@ -289,7 +289,7 @@ pub(super) async fn complete(
                 Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
             };
             let call = "completion/complete";
-            let sent = sent_id(ctx, sealed, server.sources[i].upstream, id);
+            let sent = sent_id(sealed, id);
             let fwd = params.forward_replacing(&sent, call, Some(("ref", &renamed)));
             (i, (super::PROMPTS.scope, original), (fwd, sent))
         }
@@ -297,7 +297,7 @@ pub(super) async fn complete(
             let Some(i) = listing_source(deps, ctx, (server, sealed), &uri).await else {
                 return refuse(deps, session, ctx, none).await;
             };
-            let sent = sent_id(ctx, sealed, server.sources[i].upstream, id);
+            let sent = sent_id(sealed, id);
             let fwd = params.forward_as_sent(&sent, "completion/complete");
             (i, (RESOURCES.scope, uri), (fwd, sent))
         }
@@ -319,15 +319,14 @@ pub(super) async fn complete(
     exchange(deps, session, ctx, to, forwarded, id).await
 }
 
-/// The id the request goes to `upstream` with: the client's own in a
-/// source session that only this client's session uses; otherwise (a
-/// session the caller's requests share) a fresh one, so that two requests
-/// in flight there never carry one id.
-fn sent_id(ctx: &Ctx, sealed: Option<&SessionState>, upstream: usize, id: &RequestId) -> String {
-    if super::session::carried(ctx, sealed, upstream).is_some() {
-        id.raw().to_owned()
-    } else {
-        reply::fresh_id()
+/// The id the request goes with: the client's own in its session's source
+/// session (a cancellation names it); for a stateless client, whose
+/// caller's requests share one, a fresh one, so that two requests in
+/// flight there never carry one id.
+fn sent_id(sealed: Option<&SessionState>, id: &RequestId) -> String {
+    match sealed {
+        Some(_) => id.raw().to_owned(),
+        None => reply::fresh_id(),
     }
 }
 

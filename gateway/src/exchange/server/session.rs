@@ -37,7 +37,7 @@ pub(super) fn client_session(
     let state = v
         .to_str()
         .ok()
-        .and_then(|id| ctx.rt.session_keys.open(id))
+        .and_then(|id| Some(ctx.rt.session_keys.open(id)?.tag_from(id)))
         .ok_or(Refusal::ForeignSession)?;
     let (subject, tenant) = caller_names(ctx);
     let ours = state.server == server.name
@@ -92,6 +92,7 @@ pub(super) async fn initialize(
         tenant: tenant.map(str::to_owned),
         upstreams,
         capabilities,
+        tag: String::new(),
     };
     let sealed = ctx
         .rt
@@ -235,9 +236,9 @@ pub(super) async fn cancel(deps: Deps<'_>, ctx: &mut Ctx, sealed: Option<&Sessio
 
 /// Source `upstream`'s session for this request: the one the client's
 /// sealed session carries (or the one that replaced it here after the
-/// upstream forgot it); else the caller's cached one (a stateless client,
-/// or a source the sealed session could not open); else one opened now and
-/// cached for the caller's next requests.
+/// upstream forgot it); else the one opened here for the client's session
+/// (a source its sealed session could not open), or the caller's (a
+/// stateless client); else one opened now and cached for the next.
 async fn source_session(
     deps: Deps<'_>,
     ctx: &mut Ctx,
@@ -258,7 +259,7 @@ pub(super) fn known_session(
     upstream: usize,
 ) -> Option<UpstreamSession> {
     let carried = carried(ctx, sealed, upstream);
-    let key = cache_key(ctx, upstream, carried.as_deref());
+    let key = cache_key(ctx, upstream, slot(sealed, carried.as_deref()).as_deref());
     let sid = deps
         .shared
         .upstream_sessions
@@ -276,6 +277,18 @@ pub(super) fn carried(ctx: &Ctx, sealed: Option<&SessionState>, upstream: usize)
             .find(|(n, _)| n == name)
             .and_then(|(_, sid)| sid.clone())
     })
+}
+
+/// Whose a cached source session is, beyond the caller: the carried
+/// session it replaces, else the client's session (a source its sealed
+/// session could not open is opened for that session alone); none for a
+/// stateless client (the caller's requests share it).
+fn slot(sealed: Option<&SessionState>, carried: Option<&str>) -> Option<String> {
+    match (sealed, carried) {
+        (_, Some(sid)) => Some(sid.to_owned()),
+        (Some(state), None) => Some(format!("session:{}", state.tag)),
+        (None, None) => None,
+    }
 }
 
 /// The upstreams (by index) of the sources a sealed session carries.
@@ -299,7 +312,7 @@ async fn fresh(
     let capabilities = sealed.and_then(|s| s.capabilities.as_deref());
     let s = rpc::open(deps, ctx, upstream, capabilities).await?;
     let carried = carried(ctx, sealed, upstream);
-    let key = cache_key(ctx, upstream, carried.as_deref());
+    let key = cache_key(ctx, upstream, slot(sealed, carried.as_deref()).as_deref());
     deps.shared
         .upstream_sessions
         .put(key, s.id().map(str::to_owned));
@@ -307,8 +320,8 @@ async fn fresh(
 }
 
 /// Upstream sessions are the caller's own: the key names the upstream, the
-/// subject and the tenant — and, for one that replaces a session a sealed
-/// id carries, that session.
+/// subject and the tenant — and the client's session or the carried one it
+/// replaces, when it is theirs alone (`slot`).
 fn cache_key(ctx: &Ctx, upstream: usize, replacing: Option<&str>) -> String {
     let (subject, tenant) = caller_names(ctx);
     let up = &ctx.rt.snapshot.upstreams[upstream].name;
