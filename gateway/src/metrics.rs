@@ -61,6 +61,9 @@ pub struct Metrics {
     pub llm_fallbacks: IntCounterVec,
     /// Tools withheld from a virtual server's list for sharing a name.
     pub server_name_collisions: IntCounterVec,
+    /// A virtual server's source, as its last exchange went: 1 answered, 0
+    /// failed (left out of lists).
+    pub upstream_up: IntGaugeVec,
 }
 
 /// Gateway-internal time is small: buckets from 5 µs to 100 ms.
@@ -163,6 +166,11 @@ impl Metrics {
                 "server_name_collisions_total",
                 "Times a virtual server's list withheld tools that would share a name, by server",
                 &["server"],
+            ),
+            upstream_up: gauge_vec(
+                "upstream_up",
+                "1 while a virtual server's source answers, 0 after it failed (its items left out), by upstream",
+                &["upstream"],
             ),
             limit_refusals: counter(
                 "limit_refusals_total",

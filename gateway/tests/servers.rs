@@ -1034,3 +1034,60 @@ async fn a_source_opened_after_initialize_is_the_client_sessions_own() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_dies_while_a_list_is_in_flight_is_left_out() {
+    use support::fault::{fault_upstream, Mode};
+    let demo = demo(DemoOptions::default()).await;
+    let fault = fault_upstream(Mode::Ok).await;
+    let config = format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: demo, url: \"{}\" }}\n  \
+         - {{ name: dying, url: \"{}\", retries: {{ attempts: 0 }} }}\n\
+         routes:\n  - {{ name: ws, path: /ws, server: two }}\n\
+         servers:\n  - {{ name: two, sources: [{{ upstream: demo }}, {{ upstream: dying }}] }}\n",
+        demo.url(),
+        fault.url()
+    );
+    let gw = Gateway::start(&config).await;
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let url = gw.url("/ws");
+    // Both sources answer; then the second starts its answer and dies.
+    let (status, _, text) = post(&reqwest::Client::new(), &url, list.to_string(), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    fault.set(Mode::SseThenReset);
+    let before = fault.requests();
+    let listing =
+        tokio::spawn(
+            async move { post(&reqwest::Client::new(), &url, list.to_string(), &[]).await },
+        );
+    eventually("the source to die mid-answer", async || {
+        if fault.requests() > before {
+            fault.reset();
+        }
+        listing.is_finished()
+    })
+    .await;
+    let (status, _, text) = listing.await.expect("join");
+    assert_eq!(status, 200, "{text}");
+    let listed = rpc_json(&text);
+    assert!(
+        names(&listed).iter().any(|n| n == "demo_get-sum"),
+        "{listed}"
+    );
+    assert_eq!(
+        gw.metric(r#"sluice_upstream_up{upstream="dying"}"#).await,
+        0.0
+    );
+    assert_eq!(
+        gw.metric(r#"sluice_upstream_up{upstream="demo"}"#).await,
+        1.0
+    );
+    assert!(
+        gw.metric(r#"sluice_upstream_errors_total{kind="upstream",route="ws"}"#)
+            .await
+            >= 1.0,
+        "{}",
+        gw.metrics().await
+    );
+}

@@ -9,7 +9,9 @@ use sluice_config::Server;
 
 use super::super::Deps;
 use super::session::request;
-use super::{complete_if_stateless, source_failed, stateless, tenant_may_use, Items};
+use super::{
+    complete_if_stateless, source_answered, source_failed, stateless, tenant_may_use, Items,
+};
 use crate::ctx::Ctx;
 use crate::federation::cursor::{self, Position};
 use crate::federation::seal::SessionState;
@@ -59,6 +61,7 @@ pub(super) async fn page(
                 };
                 listed.retain(|t| visible(ctx, items, src.upstream, t));
                 lists.push((i, listed));
+                source_answered(deps, ctx, src.upstream);
             }
             Err(e) => {
                 source_failed(deps, ctx, src.upstream, &e);

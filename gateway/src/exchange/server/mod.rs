@@ -11,8 +11,9 @@
 //! client on a call's stream gets an id naming the source, and the client's
 //! answer goes back to it (`federation::relay`); a `GET` stream merges
 //! every source session's own (`listen`); `DELETE` ends the source
-//! sessions. A source that fails is left out of a list (a log line and
-//! `sluice_upstream_errors_total`); the others keep serving.
+//! sessions. A source that fails is left out of a list (a log line,
+//! `sluice_upstream_errors_total`, `sluice_upstream_up` 0); the others
+//! keep serving.
 
 mod call;
 mod list;
@@ -239,11 +240,21 @@ fn source_failed(deps: Deps<'_>, ctx: &Ctx, upstream: usize, e: &Error) {
     let up = &ctx.rt.snapshot.upstreams[upstream].name;
     let kind = Failure::of(e);
     tracing::warn!(route = ctx.route_label(), upstream = %up, error = %e, "a virtual server's source failed; its items are left out");
-    deps.shared
-        .metrics
-        .upstream_errors
+    let m = &deps.shared.metrics;
+    m.upstream_errors
         .with_label_values(&[ctx.route_label(), kind.label()])
         .inc();
+    m.upstream_up.with_label_values(&[up.as_str()]).set(0);
+}
+
+/// A source answered a list or opened a session: up again.
+fn source_answered(deps: Deps<'_>, ctx: &Ctx, upstream: usize) {
+    let up = &ctx.rt.snapshot.upstreams[upstream].name;
+    deps.shared
+        .metrics
+        .upstream_up
+        .with_label_values(&[up.as_str()])
+        .set(1);
 }
 
 async fn refuse(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx, r: Refusal) -> Result<()> {

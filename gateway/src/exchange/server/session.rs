@@ -74,7 +74,10 @@ pub(super) async fn initialize(
         let name = ctx.rt.snapshot.upstreams[src.upstream].name.clone();
         let sid = if tenant_may_use(ctx, src.upstream) {
             match rpc::open(deps, ctx, src.upstream, capabilities.as_deref()).await {
-                Ok(s) => s.id().map(str::to_owned),
+                Ok(s) => {
+                    super::source_answered(deps, ctx, src.upstream);
+                    s.id().map(str::to_owned)
+                }
                 Err(e) => {
                     source_failed(deps, ctx, src.upstream, &e);
                     None
