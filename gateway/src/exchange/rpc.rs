@@ -123,8 +123,9 @@ pub async fn open(
 /// process from its `server/discover` (a source that cannot be asked now
 /// counts as not, and is asked again next time).
 pub async fn speaks_stateless(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> bool {
-    let name = ctx.rt.snapshot.upstreams[upstream].name.clone();
-    if let Some(known) = deps.shared.upstream_sessions.stateless(&name) {
+    let rt = ctx.rt.clone();
+    let name = &rt.snapshot.upstreams[upstream].name;
+    if let Some(known) = deps.shared.upstream_sessions.stateless(name) {
         return known;
     }
     let s = UpstreamSession::stateless(
@@ -157,7 +158,7 @@ pub async fn speaks_stateless(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) ->
         // A 2025 server refuses the method or the revision.
         false
     };
-    deps.shared.upstream_sessions.set_stateless(&name, speaks);
+    deps.shared.upstream_sessions.set_stateless(name, speaks);
     speaks
 }
 

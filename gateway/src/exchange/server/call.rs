@@ -7,6 +7,8 @@
 //! source sends it, with the client's id (a stateless client reads a
 //! result without `resultType` as complete).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -44,17 +46,16 @@ pub(super) async fn run(
     let rt = ctx.rt.clone();
     let snap = &rt.snapshot;
     let body = ctx.request.body.clone().unwrap_or_default();
-    let params = match CallParams::read(&body) {
-        Ok(p) => p,
+    let (name, sent_args) = match called(ctx, &body) {
+        Ok(c) => c,
         Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
     };
-    let name = params.name.as_deref().unwrap_or_default().to_owned();
     let Some((i, original)) = pick_source(deps, ctx, (server, sealed), items, &name).await else {
         return refuse(deps, session, ctx, hidden(items, id, &name)).await;
     };
     let src = &server.sources[i];
     let up_name = snap.upstreams[src.upstream].name.as_str();
-    let args = match arguments(items, src.override_for(&original), &params) {
+    let args = match arguments(items, src.override_for(&original), sent_args) {
         Ok(a) => a,
         Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
     };
@@ -105,15 +106,14 @@ pub(super) async fn run(
         // The source speaks the client's revision: the request goes as the
         // client sent it where nothing is renamed or set, else rewritten
         // with `_meta` whole; the answer comes back as the source sends it.
-        let overridden = items.kind == ItemKind::Tool
-            && src
-                .override_for(&original)
-                .is_some_and(|o| !o.fixed.is_empty() || !o.defaults.is_empty());
-        let forwarded = if original == name && !overridden {
+        let unchanged = matches!(args, Some(Cow::Borrowed(_)) | None);
+        let forwarded = if original == name && unchanged {
             Ok(body.to_vec())
         } else {
-            let params = params.keeping_meta();
-            params.forward(id.raw(), items.call, &original, args.as_deref())
+            CallParams::read(&body).and_then(|p| {
+                let p = p.keeping_meta();
+                p.forward(id.raw(), items.call, &original, args.as_deref())
+            })
         };
         let mirror = Mirror {
             method: items.call,
@@ -123,7 +123,8 @@ pub(super) async fn run(
         return exchange(deps, session, ctx, to, forwarded, id).await;
     }
     let sent = sent_id(sealed, id);
-    let forwarded = params.forward(&sent, items.call, &original, args.as_deref());
+    let forwarded = CallParams::read(&body)
+        .and_then(|p| p.forward(&sent, items.call, &original, args.as_deref()));
     let to = (Via::session(sealed, &sent), src.upstream, original.as_str());
     exchange(deps, session, ctx, to, forwarded, id).await
 }
@@ -393,15 +394,38 @@ async fn exchange(
     pass_on(deps, session, ctx, (upstream, head, answer)).await
 }
 
+/// The name a client called and its arguments as sent (raw JSON), where
+/// admission read them (`mcp::Message::target`, `arguments`).
+fn called<'b>(
+    ctx: &Ctx,
+    body: &'b [u8],
+) -> std::result::Result<(String, Option<&'b str>), &'static str> {
+    let first = ctx
+        .request
+        .facts
+        .as_ref()
+        .map(|f| f.first())
+        .ok_or("no message")?;
+    let name = first.target.as_deref().unwrap_or_default().to_owned();
+    let args = match first.arguments.clone() {
+        Some(at) => Some(
+            body.get(at)
+                .and_then(|a| std::str::from_utf8(a).ok())
+                .ok_or("arguments cannot be read one way")?,
+        ),
+        None => None,
+    };
+    Ok((name, args))
+}
+
 /// The arguments as forwarded, as JSON text: a tool's with its fixed and
 /// default values set (read strictly: there must be one way to read what
-/// they are set over); otherwise the client's, as sent.
-fn arguments(
+/// they are set over); otherwise the client's, as sent (borrowed).
+fn arguments<'a>(
     items: Items,
     o: Option<&sluice_config::ToolOverride>,
-    params: &CallParams<'_>,
-) -> std::result::Result<Option<String>, &'static str> {
-    let sent = params.get("arguments");
+    sent: Option<&'a str>,
+) -> std::result::Result<Option<Cow<'a, str>>, &'static str> {
     let set = o.filter(|o| !o.fixed.is_empty() || !o.defaults.is_empty());
     match (items.kind, set) {
         (ItemKind::Tool, Some(o)) => {
@@ -411,9 +435,10 @@ fn arguments(
                 }
                 None => None,
             };
-            Ok(call_arguments(Some(o), parsed.as_ref())?.map(|v| v.to_string()))
+            let set = call_arguments(Some(o), parsed.as_ref())?;
+            Ok(set.map(|v| Cow::Owned(v.to_string())))
         }
-        _ => Ok(sent.map(str::to_owned)),
+        _ => Ok(sent.map(Cow::Borrowed)),
     }
 }
 
