@@ -851,6 +851,10 @@ async fn a_sources_request_to_the_client_is_answered_through_another_replica() {
         "clientInfo": {"name": "t", "version": "0"}}});
     let (status, headers, text) = post(&client, &a.url("/ws"), init.to_string(), &[]).await;
     assert_eq!(status, 200, "{text}");
+    // What the source declared, advertised as the server's own.
+    let caps = &rpc_json(&text)["result"]["capabilities"];
+    assert_eq!(caps["resources"]["subscribe"], true, "{caps}");
+    assert_eq!(caps["tools"]["listChanged"], true, "{caps}");
     let sid = headers
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())

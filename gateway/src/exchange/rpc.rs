@@ -33,6 +33,8 @@ pub struct UpstreamSession {
     /// No session: each request speaks the stateless revision
     /// (2026-07-28) and mirrors its method and name in headers.
     stateless: Option<Mirror>,
+    /// What the upstream declared in `initialize` (a session opened here).
+    capabilities: Value,
 }
 
 /// What a stateless request mirrors in `Mcp-Method` and `Mcp-Name`.
@@ -53,6 +55,7 @@ impl UpstreamSession {
             id,
             resumed: true,
             stateless: None,
+            capabilities: Value::Null,
         }
     }
 
@@ -63,12 +66,19 @@ impl UpstreamSession {
             id: None,
             resumed: false,
             stateless: Some(mirror),
+            capabilities: Value::Null,
         }
     }
 
     /// The upstream's session id (none for an upstream without sessions).
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
+    }
+
+    /// What the upstream declared when this session was opened (null for
+    /// one resumed).
+    pub fn capabilities(&self) -> &Value {
+        &self.capabilities
     }
 
     /// Resumed, not opened for this request: the upstream may have
@@ -91,6 +101,7 @@ pub async fn open(
         id: None,
         resumed: false,
         stateless: None,
+        capabilities: Value::Null,
     };
     let capabilities: Value = capabilities
         .and_then(|c| serde_json::from_str(c).ok())
@@ -111,8 +122,9 @@ pub async fn open(
         .map(str::to_owned);
     let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
     let answer = read_whole(deps, ctx, &s, &head, answer, max).await?;
-    response_for(&answer, &Value::from(0))
+    let init = response_for(&answer, &Value::from(0))
         .ok_or_else(|| upstream_error("no answer to initialize"))?;
+    s.capabilities = init["result"]["capabilities"].clone();
     let done = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec();
     let (head, answer) = send(deps, ctx, &s, done).await?;
     read_whole(deps, ctx, &s, &head, answer, max).await?;

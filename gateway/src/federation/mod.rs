@@ -11,6 +11,7 @@
 //! values are set — never the name or arguments as the client sent them.
 
 pub mod call;
+pub mod caps;
 pub mod cursor;
 pub mod relay;
 pub mod reply;

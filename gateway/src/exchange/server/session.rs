@@ -16,8 +16,8 @@ use super::super::Deps;
 use super::{mark_complete, source_failed, stateless, tenant_may_use, write, MCP_SESSION_ID};
 use crate::conn::h1;
 use crate::ctx::Ctx;
-use crate::federation::relay;
 use crate::federation::seal::SessionState;
+use crate::federation::{caps, relay};
 use crate::mcp::RequestId;
 use crate::refusal::Refusal;
 
@@ -70,12 +70,15 @@ pub(super) async fn initialize(
     let declared = super::params(ctx).remove("capabilities");
     let capabilities = declared.as_ref().and_then(relay::relayed_capabilities);
     let mut upstreams = Vec::with_capacity(server.sources.len());
+    // What each source opened here declared, merged for the client.
+    let mut offered = Vec::with_capacity(server.sources.len());
     for src in &server.sources {
         let name = ctx.rt.snapshot.upstreams[src.upstream].name.clone();
         let sid = if tenant_may_use(ctx, src.upstream) {
             match rpc::open(deps, ctx, src.upstream, capabilities.as_deref()).await {
                 Ok(s) => {
                     super::source_answered(deps, ctx, src.upstream);
+                    offered.push(s.capabilities().clone());
                     s.id().map(str::to_owned)
                 }
                 Err(e) => {
@@ -104,7 +107,7 @@ pub(super) async fn initialize(
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "session not sealed"))?;
     let result = json!({
         "protocolVersion": rpc::PROTOCOL,
-        "capabilities": server_capabilities(),
+        "capabilities": caps::merge(&offered),
         "serverInfo": {"name": server.name, "version": env!("CARGO_PKG_VERSION")},
     });
     let body = format!(
@@ -115,16 +118,12 @@ pub(super) async fn initialize(
     write(session, 200, Some(Bytes::from(body)), Some(&sealed)).await
 }
 
-fn server_capabilities() -> Value {
-    json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}, "completions": {}, "logging": {}})
-}
-
 /// `server/discover`, what a stateless client asks instead of `initialize`.
 pub(super) fn discover(server: &Server) -> Value {
     let info = json!({"name": server.name, "version": env!("CARGO_PKG_VERSION")});
     mark_complete(json!({
         "supportedVersions": ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"],
-        "capabilities": server_capabilities(),
+        "capabilities": caps::baseline(),
         "serverInfo": info,
         "_meta": {"io.modelcontextprotocol/serverInfo": info},
     }))
