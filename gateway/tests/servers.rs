@@ -530,7 +530,11 @@ async fn a_session_opened_on_one_replica_is_served_by_another_and_by_nobody_else
         "{seen:?}"
     );
     let asked = seen.last().expect("asked");
-    assert_eq!(asked["id"], "sluice:mem:5", "{asked}");
+    let tagged = asked["id"].as_str().unwrap_or("");
+    assert!(
+        tagged.starts_with("sluice:mem:") && tagged.ends_with(":5"),
+        "{asked}"
+    );
     let roots = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"roots": []}});
     let (status, _, text) = post(
         &reqwest::Client::new(),
@@ -886,12 +890,17 @@ async fn a_sources_request_to_the_client_is_answered_through_another_replica() {
         "the id names the source: {tag}"
     );
 
-    // A stranger's answer reaches no source; the answer goes to replica a,
-    // which sends it to the source.
-    let stray = json!({"jsonrpc": "2.0", "id": "sluice:nobody:1", "result": {}});
+    // A stranger's answer reaches no source, nor one to an id the gateway
+    // did not pass (its mark forged); the answer goes to replica a, which
+    // sends it to the source.
+    let stray = json!({"jsonrpc": "2.0", "id": "sluice:nobody:0:1", "result": {}});
+    let (source, rest) = tag["sluice:".len()..].split_once(':').expect("source");
+    let (_, original) = rest.split_once(':').expect("mark");
+    let forged = json!({"jsonrpc": "2.0", "id": format!("sluice:{source}:0123456789abcdef:{original}"),
+                        "result": {"action": "decline"}});
     let answer = json!({"jsonrpc": "2.0", "id": tag, "result": {
         "action": "accept", "content": {"username": "ann", "email": "ann@example.com"}}});
-    for (message, want) in [(stray, 400), (answer, 202)] {
+    for (message, want) in [(stray, 400), (forged, 400), (answer, 202)] {
         let headers = [("mcp-session-id", sid.as_str())];
         let (status, _, text) = post(&client, &a.url("/ws"), message.to_string(), &headers).await;
         assert_eq!(status, want, "{text}");

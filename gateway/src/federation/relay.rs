@@ -1,9 +1,12 @@
 //! Requests a source sends the client (sampling, elicitation, roots) and
-//! the client's answers to them. The id the client sees names the source:
-//! `sluice:<upstream>:<the source's id as JSON>`, so an answer that comes
-//! back — to any replica — goes to the source that asked, with the id that
-//! source gave, and ids of two sources never meet. Nothing is kept between
-//! the request and its answer.
+//! the client's answers to them. The id the client sees names the source
+//! and carries a mark: `sluice:<upstream>:<mark>:<the source's id as
+//! JSON>`, the mark binding the source, its id and the client's session
+//! (or caller) under the session keys. So an answer that comes back — to
+//! any replica — goes to the source that asked, with the id that source
+//! gave; ids of two sources never meet; and a client can answer only what
+//! the gateway passed it. Nothing is kept between the request and its
+//! answer.
 
 use serde_json::Value;
 
@@ -14,32 +17,41 @@ const TAG: &str = "sluice:";
 /// `msg` with its id tagged for `upstream`, when it is a request (a
 /// `method` and an `id`); `None` otherwise (a notification or a response
 /// passes as sent). The other members are written back as sent.
-pub fn tag_request(msg: &[u8], upstream: &str) -> Option<Vec<u8>> {
+/// `msg` with its id tagged for `upstream` and marked by `mark` (of the
+/// upstream and the id), when it is a request (a `method` and an `id`);
+/// `None` otherwise (a notification or a response passes as sent). The
+/// other members are written back as sent.
+pub fn tag_request(
+    msg: &[u8],
+    upstream: &str,
+    mark: impl Fn(&str, &str) -> String,
+) -> Option<Vec<u8>> {
     // Most messages on a call's stream are not requests: only one that
     // names a method is read.
     memchr::memmem::find(msg, b"\"method\"")?;
     let members: RawMap<'_> = serde_json::from_slice(msg).ok()?;
     members.get("method")?;
     let id = members.get("id")?;
-    let tagged = Value::String(format!("{TAG}{upstream}:{id}"));
-    Some(rewrite_id(&members, &tagged.to_string(), msg.len() + 32))
+    let m = mark(upstream, id);
+    let tagged = Value::String(format!("{TAG}{upstream}:{m}:{id}"));
+    Some(rewrite_id(&members, &tagged.to_string(), msg.len() + 48))
 }
 
-/// The source a client's answer goes to and the id that source gave: the
-/// upstream among `upstreams` the tag names, and the original id (JSON).
+/// What a tagged id says: the upstream among `upstreams` it names, its
+/// mark, and the source's own id (JSON). The caller checks the mark.
 pub fn untag<'a, 'u>(
     id: &'a Value,
     upstreams: impl IntoIterator<Item = &'u str>,
-) -> Option<(&'u str, &'a str)> {
+) -> Option<(&'u str, &'a str, &'a str)> {
     let rest = id.as_str()?.strip_prefix(TAG)?;
     upstreams.into_iter().find_map(|up| {
-        let original = rest.strip_prefix(up)?.strip_prefix(':')?;
+        let (mark, original) = rest.strip_prefix(up)?.strip_prefix(':')?.split_once(':')?;
         // The source's ids are numbers or strings.
         let ok = matches!(
             serde_json::from_str::<Value>(original),
             Ok(Value::Number(_) | Value::String(_))
         );
-        ok.then_some((up, original))
+        ok.then_some((up, mark, original))
     })
 }
 
@@ -106,28 +118,29 @@ fn rewrite_id(members: &RawMap<'_>, id: &str, room: usize) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn mark(up: &str, id: &str) -> String {
+        format!("m{}{}", up.len(), id.len())
+    }
+
     #[test]
     fn a_sources_request_gets_an_id_naming_it_and_the_answer_gets_it_back() {
         let req = br#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage","params":{"x":1}}"#;
-        let tagged = tag_request(req, "demo").expect("a request");
+        let tagged = tag_request(req, "demo", mark).expect("a request");
         let v: Value = serde_json::from_slice(&tagged).expect("json");
-        assert_eq!(v["id"], "sluice:demo:7");
+        assert_eq!(v["id"], "sluice:demo:m41:7");
         assert_eq!(v["params"]["x"], 1);
-        let (up, original) = untag(&v["id"], ["other", "demo"]).expect("tagged");
-        assert_eq!((up, original), ("demo", "7"));
+        let (up, m, original) = untag(&v["id"], ["other", "demo"]).expect("tagged");
+        assert_eq!((up, m, original), ("demo", "m41", "7"));
         let answer = br#"{"jsonrpc":"2.0","id":"sluice:demo:7","result":{"ok":true}}"#;
         let back = answer_for_source(answer, original).expect("an answer");
         assert_eq!(
             back,
             br#"{"jsonrpc":"2.0","id":7,"result":{"ok":true}}"#.to_vec()
         );
-        let s = tag_request(
-            br#"{"jsonrpc":"2.0","id":"a:b","method":"roots/list"}"#,
-            "up",
-        )
-        .expect("request");
+        let roots = br#"{"jsonrpc":"2.0","id":"a:b","method":"roots/list"}"#;
+        let s = tag_request(roots, "up", mark).expect("request");
         let v: Value = serde_json::from_slice(&s).expect("json");
-        assert_eq!(untag(&v["id"], ["up"]), Some(("up", r#""a:b""#)));
+        assert_eq!(untag(&v["id"], ["up"]), Some(("up", "m25", r#""a:b""#)));
     }
 
     #[test]
@@ -150,12 +163,13 @@ mod tests {
     #[test]
     fn notifications_responses_and_strangers_pass_or_are_refused() {
         let note = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#;
-        assert_eq!(tag_request(note, "demo"), None);
+        assert_eq!(tag_request(note, "demo", mark), None);
         let resp = br#"{"jsonrpc":"2.0","id":1,"result":{"text":"method"}}"#;
-        assert_eq!(tag_request(resp, "demo"), None);
+        assert_eq!(tag_request(resp, "demo", mark), None);
         let v = |s: &str| Value::String(s.into());
-        assert_eq!(untag(&v("sluice:nobody:1"), ["demo"]), None);
-        assert_eq!(untag(&v("sluice:demo:{}"), ["demo"]), None, "not an id");
+        assert_eq!(untag(&v("sluice:nobody:m:1"), ["demo"]), None);
+        assert_eq!(untag(&v("sluice:demo:m:{}"), ["demo"]), None, "not an id");
+        assert_eq!(untag(&v("sluice:demo:1"), ["demo"]), None, "no mark");
         assert_eq!(untag(&v("7"), ["demo"]), None);
         assert_eq!(untag(&Value::from(7), ["demo"]), None);
         let twice = br#"{"jsonrpc":"2.0","id":"x","result":{},"result":{}}"#;

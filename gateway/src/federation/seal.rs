@@ -8,6 +8,7 @@
 //! another caller or server, is an unknown session.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::hmac;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -42,9 +43,11 @@ impl SessionState {
     }
 }
 
-/// The keys that seal and open session ids.
+/// The keys that seal and open session ids, and that mark the ids of
+/// requests the gateway passes to a client (`mark`, `marked`).
 pub struct Keys {
     keys: Vec<LessSafeKey>,
+    macs: Vec<hmac::Key>,
 }
 
 /// Longest id accepted from a client.
@@ -67,7 +70,29 @@ impl Keys {
             .iter()
             .filter_map(|k| UnboundKey::new(&AES_256_GCM, k).ok().map(LessSafeKey::new))
             .collect();
-        Keys { keys }
+        // A key of its own for marks, derived from the same secret.
+        let macs = material
+            .iter()
+            .map(|k| {
+                hmac::Key::new(
+                    hmac::HMAC_SHA256,
+                    &Sha256::digest([&b"mark:"[..], k].concat()),
+                )
+            })
+            .collect();
+        Keys { keys, macs }
+    }
+
+    /// A short mark (16 hex digits) of `parts` under the first key.
+    pub fn mark(&self, parts: &[&str]) -> String {
+        self.macs
+            .first()
+            .map_or_else(String::new, |k| mark_with(k, parts))
+    }
+
+    /// Was `mark` made of `parts` under one of the keys?
+    pub fn marked(&self, parts: &[&str], mark: &str) -> bool {
+        self.macs.iter().any(|k| mark_with(k, parts) == mark)
     }
 
     /// The sealed id for `state`.
@@ -100,6 +125,19 @@ impl Keys {
             serde_json::from_slice(plain).ok()
         })
     }
+}
+
+fn mark_with(key: &hmac::Key, parts: &[&str]) -> String {
+    let mut ctx = hmac::Context::with_key(key);
+    for p in parts {
+        ctx.update(&(p.len() as u64).to_be_bytes());
+        ctx.update(p.as_bytes());
+    }
+    let tag = ctx.sign();
+    tag.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -135,6 +173,28 @@ mod tests {
         assert_eq!(keys.open(&"A".repeat(5000)), None);
         let other = Keys::new(&["other".into()], &[7; 32]);
         assert_eq!(other.open(&id), None, "another key");
+    }
+
+    #[test]
+    fn a_mark_holds_for_its_parts_under_any_key_and_for_nothing_else() {
+        let keys = Keys::new(&["current".into(), "old".into()], &[7; 32]);
+        let m = keys.mark(&["session-a", "demo", "7"]);
+        assert_eq!(m.len(), 16);
+        assert!(keys.marked(&["session-a", "demo", "7"], &m));
+        assert!(
+            !keys.marked(&["session-b", "demo", "7"], &m),
+            "another session"
+        );
+        assert!(
+            !keys.marked(&["session-a", "demo7", ""], &m),
+            "parts are framed"
+        );
+        let old = Keys::new(&["old".into()], &[7; 32]);
+        assert!(
+            keys.marked(&["x"], &old.mark(&["x"])),
+            "a rotated-out key still verifies"
+        );
+        assert!(!Keys::new(&["other".into()], &[7; 32]).marked(&["x"], &old.mark(&["x"])));
     }
 
     #[test]

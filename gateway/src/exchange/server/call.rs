@@ -389,7 +389,8 @@ async fn exchange(
         mark: stateless(ctx),
     };
     if head.status.is_success() && (sse || !reply.is_identity()) {
-        return restream(deps, session, ctx, (&s, head, answer), &reply).await;
+        let binding = super::relay_binding(ctx, sealed);
+        return restream(deps, session, ctx, (&s, head, answer), (&reply, &binding)).await;
     }
     pass_on(deps, session, ctx, (upstream, head, answer)).await
 }
@@ -487,7 +488,7 @@ async fn restream(
     session: &mut Session,
     ctx: &mut Ctx,
     (s, head, mut answer): (&UpstreamSession, ResponseHeader, h1::Response),
-    reply: &Reply<'_>,
+    (reply, binding): (&Reply<'_>, &str),
 ) -> Result<()> {
     let raw_id = reply.client;
     let sse = head
@@ -517,7 +518,8 @@ async fn restream(
                 oversize = true;
                 return;
             }
-            let tagged = crate::federation::relay::tag_request(e.data, source);
+            let mark = |up: &str, id: &str| rt.session_keys.mark(&[binding, up, id]);
+            let tagged = crate::federation::relay::tag_request(e.data, source, mark);
             let data = tagged.as_deref().unwrap_or(e.data);
             let rewritten = match tagged {
                 Some(_) => None,

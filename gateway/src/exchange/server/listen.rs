@@ -33,6 +33,10 @@ struct Source {
     /// An oversize message was met: the events before it go out, then the
     /// stream ends with the error.
     oversize: bool,
+    /// What marks of relayed ids bind (`super::relay_binding`), and the
+    /// keys that make them.
+    binding: std::sync::Arc<str>,
+    keys: std::sync::Arc<crate::federation::seal::Keys>,
 }
 
 type Part = std::result::Result<Bytes, (usize, Box<Error>)>;
@@ -47,6 +51,7 @@ pub(super) async fn listen(
         return Err(Refusal::NoSession);
     };
     let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+    let binding: std::sync::Arc<str> = super::relay_binding(ctx, Some(state)).into();
     let mut sources = Vec::new();
     for src in &server.sources {
         let i = src.upstream;
@@ -63,6 +68,8 @@ pub(super) async fn listen(
                 answer,
                 parser: SseParser::new(max),
                 oversize: false,
+                binding: binding.clone(),
+                keys: ctx.rt.session_keys.clone(),
             }),
             Ok(None) => {}
             Err(e) => source_failed(deps, ctx, i, &e),
@@ -125,12 +132,14 @@ fn events(src: Source) -> impl futures::Stream<Item = Part> {
             let mut out = Vec::new();
             let mut oversize = false;
             let name = src.name.as_str();
+            let (keys, binding) = (&src.keys, &*src.binding);
             src.parser.feed(&raw, |e| {
                 if e.oversize || oversize {
                     oversize = true;
                     return;
                 }
-                let tagged = relay::tag_request(e.data, name);
+                let mark = |up: &str, id: &str| keys.mark(&[binding, up, id]);
+                let tagged = relay::tag_request(e.data, name, mark);
                 out.extend_from_slice(b"event: message\ndata: ");
                 out.extend_from_slice(tagged.as_deref().unwrap_or(e.data));
                 out.extend_from_slice(b"\n\n");

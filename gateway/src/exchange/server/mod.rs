@@ -30,6 +30,7 @@ use sluice_config::Kind;
 use super::Deps;
 use crate::ctx::Ctx;
 use crate::failure::Failure;
+use crate::federation::seal::SessionState;
 use crate::federation::ItemKind;
 use crate::mcp::{Method, RequestId};
 use crate::policy::Deny;
@@ -225,6 +226,19 @@ fn params(ctx: &Ctx) -> serde_json::Map<String, Value> {
 fn tenant_may_use(ctx: &Ctx, upstream: usize) -> bool {
     let up = &ctx.rt.snapshot.upstreams[upstream];
     crate::policy::tenant_may_use(up, ctx.caller.as_ref())
+}
+
+/// What the mark of a relayed request's id binds, besides the source and
+/// its id (`federation::relay`): the client's session, or for a stateless
+/// client its caller.
+fn relay_binding(ctx: &Ctx, sealed: Option<&SessionState>) -> String {
+    match sealed {
+        Some(state) => format!("session:{}", state.tag),
+        None => {
+            let (subject, tenant) = session::caller_names(ctx);
+            format!("caller:{subject}\0{}", tenant.unwrap_or(""))
+        }
+    }
 }
 
 /// Hidden and unknown look the same.

@@ -50,7 +50,7 @@ pub(super) fn client_session(
     }
 }
 
-fn caller_names(ctx: &Ctx) -> (&str, Option<&str>) {
+pub(super) fn caller_names(ctx: &Ctx) -> (&str, Option<&str>) {
     ctx.caller
         .as_ref()
         .map_or(("", None), |c| (&*c.subject, c.tenant.as_deref()))
@@ -193,7 +193,16 @@ pub(super) async fn relay_answer(
         .sources
         .iter()
         .map(|s| snap.upstreams[s.upstream].name.as_str());
-    let (name, original) = relay::untag(&id, names).ok_or(Refusal::StrayAnswer)?;
+    let (name, mark, original) = relay::untag(&id, names).ok_or(Refusal::StrayAnswer)?;
+    // Only an id the gateway passed this client's session (or caller).
+    let binding = super::relay_binding(ctx, sealed);
+    if !ctx
+        .rt
+        .session_keys
+        .marked(&[&binding, name, original], mark)
+    {
+        return Err(Refusal::StrayAnswer);
+    }
     let upstream = server
         .sources
         .iter()
