@@ -959,6 +959,17 @@ async fn a_stateless_client_reaches_a_stateless_source_in_its_own_revision() {
     };
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                       "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    // Discovery advertises what the source that speaks this revision can do.
+    let discover = json!({"jsonrpc": "2.0", "id": "d-1", "method": "server/discover",
+                          "params": {"_meta": meta}});
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "server/discover"),
+    ];
+    let (status, _, text) = post(&client, &gw.url("/ws"), discover.to_string(), &headers).await;
+    assert_eq!(status, 200, "{text}");
+    let caps = &rpc_json(&text)["result"]["capabilities"];
+    assert_eq!(caps["tools"]["listChanged"], true, "{text}");
     // The demo asks for input the stateless way (no session to ask in):
     // it was reached in 2026-07-28, not through a 2025 session.
     let first = call(json!({"name": "d_test_elicitation",

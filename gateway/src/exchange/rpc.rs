@@ -158,19 +158,28 @@ pub async fn speaks_stateless(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) ->
     let Ok((head, answer)) = send(deps, ctx, &s, body.to_string().into_bytes()).await else {
         return false;
     };
-    let speaks = if head.status.is_success() {
+    let result = if head.status.is_success() {
         let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
         read_whole(deps, ctx, &s, &head, answer, max)
             .await
             .ok()
-            .and_then(|m| response_for(&m, &Value::from(0)).cloned())
-            .and_then(|m| m["result"]["supportedVersions"].as_array().cloned())
-            .is_some_and(|v| v.iter().any(|v| v == STATELESS))
+            .and_then(|mut m| response_at(&m, &Value::from(0)).map(|at| m.swap_remove(at)))
+            .map(|mut m| m["result"].take())
     } else {
         // A 2025 server refuses the method or the revision.
-        false
+        None
     };
-    deps.shared.upstream_sessions.set_stateless(name, speaks);
+    let speaks = result.as_ref().is_some_and(|r| {
+        r["supportedVersions"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v == STATELESS))
+    });
+    let capabilities = result
+        .filter(|_| speaks)
+        .map(|mut r| r["capabilities"].take());
+    deps.shared
+        .upstream_sessions
+        .set_stateless(name, capabilities);
     speaks
 }
 

@@ -23,8 +23,9 @@ struct Inner {
     /// Key → (session id, none for an upstream without sessions; age).
     map: HashMap<String, (Option<String>, u64)>,
     clock: u64,
-    /// Upstream name → speaks 2026-07-28.
-    stateless: HashMap<String, bool>,
+    /// Upstream name → speaks 2026-07-28 (and then what its
+    /// `server/discover` said it can do).
+    stateless: HashMap<String, Option<serde_json::Value>>,
 }
 
 impl UpstreamSessions {
@@ -50,13 +51,22 @@ impl UpstreamSessions {
 
     /// Does upstream `name` speak the stateless revision, as far as known?
     pub fn stateless(&self, name: &str) -> Option<bool> {
-        self.inner.lock().recover().stateless.get(name).copied()
+        let g = self.inner.lock().recover();
+        g.stateless.get(name).map(Option::is_some)
     }
 
-    pub fn set_stateless(&self, name: &str, speaks: bool) {
+    /// The capabilities a stateless upstream declared, if known.
+    pub fn stateless_capabilities(&self, name: &str) -> Option<serde_json::Value> {
+        let g = self.inner.lock().recover();
+        g.stateless.get(name).cloned().flatten()
+    }
+
+    /// What was learned of upstream `name`: the capabilities it declared
+    /// when it speaks the stateless revision, none when it does not.
+    pub fn set_stateless(&self, name: &str, capabilities: Option<serde_json::Value>) {
         let mut g = self.inner.lock().recover();
         if g.stateless.len() < MAX || g.stateless.contains_key(name) {
-            g.stateless.insert(name.to_owned(), speaks);
+            g.stateless.insert(name.to_owned(), capabilities);
         }
     }
 

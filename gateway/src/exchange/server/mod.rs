@@ -137,7 +137,10 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
     let sealed = sealed.as_ref();
     match method {
         Method::Initialize => session::initialize(deps, session, ctx, server, &id).await,
-        Method::ServerDiscover => answer(session, &id, session::discover(server)).await,
+        Method::ServerDiscover => {
+            let result = session::discover(deps, ctx, server).await;
+            answer(session, &id, result).await
+        }
         Method::Ping => {
             let result = complete_if_stateless(ctx, json!({}));
             answer(session, &id, result).await

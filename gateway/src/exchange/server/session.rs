@@ -118,12 +118,23 @@ pub(super) async fn initialize(
     write(session, 200, Some(Bytes::from(body)), Some(&sealed)).await
 }
 
-/// `server/discover`, what a stateless client asks instead of `initialize`.
-pub(super) fn discover(server: &Server) -> Value {
+/// `server/discover`, what a stateless client asks instead of `initialize`:
+/// the capabilities of the sources that speak its revision, merged (what a
+/// 2025 source can do is not known without a session).
+pub(super) async fn discover(deps: Deps<'_>, ctx: &mut Ctx, server: &Server) -> Value {
+    let mut offered = Vec::new();
+    for src in &server.sources {
+        if tenant_may_use(ctx, src.upstream) && rpc::speaks_stateless(deps, ctx, src.upstream).await
+        {
+            let name = &ctx.rt.snapshot.upstreams[src.upstream].name;
+            let known = deps.shared.upstream_sessions.stateless_capabilities(name);
+            offered.extend(known);
+        }
+    }
     let info = json!({"name": server.name, "version": env!("CARGO_PKG_VERSION")});
     mark_complete(json!({
         "supportedVersions": ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"],
-        "capabilities": caps::baseline(),
+        "capabilities": caps::merge(&offered),
         "serverInfo": info,
         "_meta": {"io.modelcontextprotocol/serverInfo": info},
     }))
