@@ -1115,3 +1115,74 @@ async fn a_source_that_dies_while_a_list_is_in_flight_is_left_out() {
         gw.metrics().await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_is_followed_to_the_source_that_created_it() {
+    let (_everything, port) = start_everything().await;
+    let demo = demo(DemoOptions::default()).await;
+    let config = format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: demo, url: \"{}\" }}\n  - {{ name: everything, url: \"http://127.0.0.1:{port}/mcp\" }}\n\
+         routes:\n  - {{ name: ws, path: /ws, server: two }}\n\
+         servers:\n  - {{ name: two, sources: [{{ upstream: demo }}, {{ upstream: everything, prefix: ev }}] }}\n",
+        demo.url()
+    );
+    let gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"tasks": {}},
+        "clientInfo": {"name": "t", "version": "0"}}});
+    let (status, headers, text) = post(&client, &gw.url("/ws"), init.to_string(), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        rpc_json(&text)["result"]["capabilities"]["tasks"].is_object(),
+        "{text}"
+    );
+    let sid = headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session id")
+        .to_owned();
+    let rpc = |body: Value| {
+        let (client, url, sid) = (client.clone(), gw.url("/ws"), sid.clone());
+        async move {
+            let (status, _, text) =
+                post(&client, &url, body.to_string(), &[("mcp-session-id", &sid)]).await;
+            assert_eq!(status, 200, "{text}");
+            rpc_json(&text)
+        }
+    };
+    let started = rpc(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "ev_simulate-research-query", "arguments": {"topic": "sluices"},
+        "task": {"ttl": 60000}}}),
+    )
+    .await;
+    let handle = started["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a task: {started}"))
+        .to_owned();
+    let listed = rpc(json!({"jsonrpc": "2.0", "id": 3, "method": "tasks/list"})).await;
+    assert!(
+        listed["result"]["tasks"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["taskId"] == handle)),
+        "{listed}"
+    );
+    let get =
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tasks/get", "params": {"taskId": handle}});
+    eventually("the task to complete", async || {
+        rpc(get.clone()).await["result"]["status"] == "completed"
+    })
+    .await;
+    let done = rpc(json!({"jsonrpc": "2.0", "id": 5, "method": "tasks/result",
+                          "params": {"taskId": handle}}))
+    .await;
+    assert_eq!(done["id"], 5, "{done}");
+    let text = done["result"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(text.contains("sluices"), "{done}");
+    let unknown = rpc(json!({"jsonrpc": "2.0", "id": 6, "method": "tasks/get",
+                             "params": {"taskId": "no-such-task"}}))
+    .await;
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+}

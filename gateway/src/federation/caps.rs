@@ -3,7 +3,8 @@
 //! `resources`, `completions`, `logging`) and its flags (`listChanged`,
 //! `subscribe`) are advertised when some source has them — the gateway
 //! routes each use to a source that does, and merges their notifications.
-//! An extension (`extensions`, `experimental`) is advertised only when
+//! `tasks` as the first source that has them declares them. An extension
+//! (`extensions`, `experimental`) is advertised only when
 //! every source declared it: one that some source lacks would not work for
 //! that source's items.
 
@@ -35,6 +36,14 @@ pub fn merge(declared: &[Value]) -> Value {
             }
         }
         obj.insert(feature.into(), Value::Object(flags));
+    }
+    // Tasks are found by asking each source for the handle: advertised as
+    // the first source that has them declares them.
+    if let Some(tasks) = declared
+        .iter()
+        .find_map(|c| c.get("tasks").filter(|t| t.is_object()))
+    {
+        obj.insert("tasks".into(), tasks.clone());
     }
     for ext in ["extensions", "experimental"] {
         let mut common: Option<Map<String, Value>> = None;
@@ -76,6 +85,9 @@ mod tests {
             "only what all declare"
         );
         assert!(m.get("experimental").is_none());
+        assert!(m.get("tasks").is_none());
+        let t = merge(&[json!({}), json!({"tasks": {"list": {}}})]);
+        assert_eq!(t["tasks"], json!({"list": {}}));
         assert_eq!(merge(&[]), baseline());
         let lone = merge(&[json!({"extensions": {"io.x/ui": {}}})]);
         assert_eq!(lone["extensions"], json!({"io.x/ui": {}}));

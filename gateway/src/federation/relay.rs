@@ -69,11 +69,11 @@ pub fn answer_for_source(msg: &[u8], id: &str) -> Option<Vec<u8>> {
 }
 
 /// What a client declared in `initialize` that a source may use of it —
-/// `sampling`, `elicitation`, `roots` — as JSON to declare to each source;
+/// `sampling`, `elicitation`, `roots`, `tasks` — as JSON to declare to each source;
 /// `None` when it declared none of them. Declarations larger than 1 KiB
 /// are declared bare (`{}` each).
 pub fn relayed_capabilities(declared: &Value) -> Option<String> {
-    const RELAYED: [&str; 3] = ["sampling", "elicitation", "roots"];
+    const RELAYED: [&str; 4] = ["sampling", "elicitation", "roots", "tasks"];
     const MAX: usize = 1024;
     let mut kept = serde_json::Map::new();
     for key in RELAYED {

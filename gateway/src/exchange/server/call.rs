@@ -324,7 +324,7 @@ pub(super) async fn complete(
 /// session (a cancellation names it); for a stateless client, whose
 /// caller's requests share one, a fresh one, so that two requests in
 /// flight there never carry one id.
-fn sent_id(sealed: Option<&SessionState>, id: &RequestId) -> String {
+pub(super) fn sent_id(sealed: Option<&SessionState>, id: &RequestId) -> String {
     match sealed {
         Some(_) => id.raw().to_owned(),
         None => reply::fresh_id(),
@@ -332,7 +332,7 @@ fn sent_id(sealed: Option<&SessionState>, id: &RequestId) -> String {
 }
 
 /// How a request reaches its source.
-enum Via<'a> {
+pub(super) enum Via<'a> {
     /// In a source session (the client's own, or one its caller's requests
     /// share), sent with id `sent`; the answer comes back with the client's.
     Session {
@@ -346,14 +346,14 @@ enum Via<'a> {
 }
 
 impl<'a> Via<'a> {
-    fn session(sealed: Option<&'a SessionState>, sent: &'a str) -> Self {
+    pub(super) fn session(sealed: Option<&'a SessionState>, sent: &'a str) -> Self {
         Via::Session { sealed, sent }
     }
 }
 
 /// The decided request (or why it could not be written) to the source's
 /// upstream, for `target` there, and the answer back to the client.
-async fn exchange(
+pub(super) async fn exchange(
     deps: Deps<'_>,
     session: &mut Session,
     ctx: &mut Ctx,

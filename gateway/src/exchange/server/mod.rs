@@ -10,8 +10,8 @@
 //! `logging/setLevel` goes to every source; a request a source sends the
 //! client on a call's stream gets an id naming the source, and the client's
 //! answer goes back to it (`federation::relay`); a `GET` stream merges
-//! every source session's own (`listen`); `DELETE` ends the source
-//! sessions. A source that fails is left out of a list (a log line,
+//! every source session's own (`listen`); `tasks/*` go to the source that
+//! knows the task (`task`); `DELETE` ends the source sessions. A source that fails is left out of a list (a log line,
 //! `sluice_upstream_errors_total`, `sluice_upstream_up` 0); the others
 //! keep serving.
 
@@ -19,6 +19,7 @@ mod call;
 mod list;
 mod listen;
 mod session;
+mod task;
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -181,6 +182,10 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         }
         Method::CompletionComplete => {
             call::complete(deps, session, ctx, (server, sealed), &id).await
+        }
+        Method::Other(ref name) if task::METHODS.contains(&name.as_ref()) => {
+            let name = name.clone();
+            task::run(deps, session, ctx, (server, sealed), (&name, &id)).await
         }
         _ => {
             let unknown = Deny::Unclassified {

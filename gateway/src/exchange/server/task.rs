@@ -1,0 +1,85 @@
+//! A virtual server's `tasks/*`: a task is known by the source that
+//! created it, and only there. Each source the caller may use is asked for
+//! the handle (`tasks/get`), and the request goes to the one that knows it;
+//! `tasks/list` merges every source's (first pages). Nothing is kept: any
+//! replica finds the task the same way.
+
+use pingora::proxy::Session;
+use pingora::Result;
+use serde_json::{json, Value};
+use sluice_config::Server;
+
+use super::super::Deps;
+use super::call::{exchange, sent_id, Via};
+use super::session::request;
+use super::{answer, complete_if_stateless, refuse, tenant_may_use};
+use crate::ctx::Ctx;
+use crate::federation::call::CallParams;
+use crate::federation::seal::SessionState;
+use crate::mcp::RequestId;
+use crate::refusal::Refusal;
+
+/// The task methods.
+pub(super) const METHODS: [&str; 4] = ["tasks/get", "tasks/result", "tasks/cancel", "tasks/list"];
+
+pub(super) async fn run(
+    deps: Deps<'_>,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    (server, sealed): (&Server, Option<&SessionState>),
+    (method, id): (&str, &RequestId),
+) -> Result<()> {
+    let body = ctx.request.body.clone().unwrap_or_default();
+    let params = match CallParams::read(&body) {
+        Ok(p) => p,
+        Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
+    };
+    let usable: Vec<usize> = server
+        .sources
+        .iter()
+        .map(|s| s.upstream)
+        .filter(|&u| tenant_may_use(ctx, u))
+        .collect();
+    if method == "tasks/list" {
+        let mut tasks = Vec::new();
+        for &upstream in &usable {
+            let list = json!({"jsonrpc": "2.0", "id": 0, "method": "tasks/list"});
+            if let Ok(mut result) = request(deps, ctx, (sealed, upstream), list).await {
+                if let Some(Value::Array(mine)) = result.get_mut("tasks").map(Value::take) {
+                    tasks.extend(mine);
+                }
+            }
+        }
+        let result = complete_if_stateless(ctx, json!({ "tasks": tasks }));
+        return answer(session, id, result).await;
+    }
+    let Some(handle) = params
+        .get("taskId")
+        .and_then(|raw| serde_json::from_str::<String>(raw).ok())
+    else {
+        let why = Refusal::InvalidParams("taskId is not a string");
+        return refuse(deps, session, ctx, why).await;
+    };
+    let mut found = None;
+    for &upstream in &usable {
+        let probe = json!({"jsonrpc": "2.0", "id": 0, "method": "tasks/get",
+                                       "params": {"taskId": handle}});
+        // A source that does not know the task (or has no tasks) refuses.
+        if let Ok(status) = request(deps, ctx, (sealed, upstream), probe).await {
+            found = Some((upstream, status));
+            break;
+        }
+    }
+    let Some((upstream, status)) = found else {
+        let why = Refusal::InvalidParams("no task by that id");
+        return refuse(deps, session, ctx, why).await;
+    };
+    if method == "tasks/get" {
+        let result = complete_if_stateless(ctx, status);
+        return answer(session, id, result).await;
+    }
+    let sent = sent_id(sealed, id);
+    let forwarded = params.forward_as_sent(&sent, method);
+    let to = (Via::session(sealed, &sent), upstream, handle.as_str());
+    exchange(deps, session, ctx, to, forwarded, id).await
+}
