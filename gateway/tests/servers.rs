@@ -215,6 +215,17 @@ session_keys: [{{ env: SLUICE_TEST_SESSION_KEY }}]
 
 const KEY_ENV: &str = "SLUICE_TEST_SESSION_KEY";
 
+/// A gateway with `upstreams` (YAML flow maps) and one route, `/ws`, to the
+/// virtual server `ws` (`server`: the rest of its flow map), then `extra`.
+fn ws_config(upstreams: &[String], server: &str, extra: &str) -> String {
+    let upstreams: String = upstreams.iter().map(|u| format!("  - {u}\n")).collect();
+    format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n{upstreams}routes:\n  - {{ name: ws, path: /ws, server: ws }}\n\
+         servers:\n  - {{ name: ws, {server} }}\n{extra}"
+    )
+}
+
 async fn rpc(e: &Env, key: &str, body: Value) -> Value {
     let auth = format!("Bearer {key}");
     let (status, _, text) = post(
@@ -839,13 +850,10 @@ async fn read_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sources_request_to_the_client_is_answered_through_another_replica() {
     let demo = demo(DemoOptions::default()).await;
-    let config = format!(
-        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
-         upstreams:\n  - {{ name: demo, url: \"{}\" }}\n\
-         routes:\n  - {{ name: ws, path: /ws, server: one }}\n\
-         servers:\n  - {{ name: one, separator: \".\", sources: [{{ upstream: demo, prefix: d }}] }}\n\
-         session_keys: [{{ env: {KEY_ENV} }}]\n",
-        demo.url()
+    let config = ws_config(
+        &[format!("{{ name: demo, url: \"{}\" }}", demo.url())],
+        r#"separator: ".", sources: [{ upstream: demo, prefix: d }]"#,
+        &format!("session_keys: [{{ env: {KEY_ENV} }}]\n"),
     );
     let a = Gateway::start_with_env(&config, &[(KEY_ENV, "shared")]).await;
     let b = Gateway::start_with_env(&config, &[(KEY_ENV, "shared")]).await;
@@ -934,12 +942,10 @@ async fn a_sources_request_to_the_client_is_answered_through_another_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stateless_client_reaches_a_stateless_source_in_its_own_revision() {
     let demo = demo(DemoOptions::default()).await;
-    let config = format!(
-        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
-         upstreams:\n  - {{ name: demo, url: \"{}\" }}\n\
-         routes:\n  - {{ name: ws, path: /ws, server: one }}\n\
-         servers:\n  - {{ name: one, sources: [{{ upstream: demo, prefix: d }}] }}\n",
-        demo.url()
+    let config = ws_config(
+        &[format!("{{ name: demo, url: \"{}\" }}", demo.url())],
+        "sources: [{ upstream: demo, prefix: d }]",
+        "",
     );
     let gw = Gateway::start(&config).await;
     let client = reqwest::Client::new();
@@ -996,26 +1002,17 @@ async fn a_stateless_client_reaches_a_stateless_source_in_its_own_revision() {
 async fn a_source_opened_after_initialize_is_the_client_sessions_own() {
     let (addr, mem) = Forgetful::start().await;
     mem.refuse_init.store(true, Ordering::SeqCst);
-    let config = format!(
-        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
-         upstreams:\n  - {{ name: mem, url: \"http://{addr}/mcp\", retries: {{ attempts: 0 }} }}\n\
-         routes:\n  - {{ name: ws, path: /ws, server: one }}\n\
-         servers:\n  - {{ name: one, sources: [{{ upstream: mem }}] }}\n"
+    let config = ws_config(
+        &[format!(
+            "{{ name: mem, url: \"http://{addr}/mcp\", retries: {{ attempts: 0 }} }}"
+        )],
+        "sources: [{ upstream: mem }]",
+        "",
     );
     let gw = Gateway::start(&config).await;
     let client = reqwest::Client::new();
-    let open = || async {
-        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "t", "version": "0"}}});
-        let (status, headers, text) = post(&client, &gw.url("/ws"), init.to_string(), &[]).await;
-        assert_eq!(status, 200, "{text}");
-        headers
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .expect("a session id")
-            .to_owned()
-    };
+    let url = gw.url("/ws");
+    let open = || initialize(&client, &url);
     // The source is not up when the session begins: it is opened at the
     // first call, for this session alone, and keeps the client's ids.
     let sid = open().await;
@@ -1064,14 +1061,16 @@ async fn a_source_that_dies_while_a_list_is_in_flight_is_left_out() {
     use support::fault::{fault_upstream, Mode};
     let demo = demo(DemoOptions::default()).await;
     let fault = fault_upstream(Mode::Ok).await;
-    let config = format!(
-        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
-         upstreams:\n  - {{ name: demo, url: \"{}\" }}\n  \
-         - {{ name: dying, url: \"{}\", retries: {{ attempts: 0 }} }}\n\
-         routes:\n  - {{ name: ws, path: /ws, server: two }}\n\
-         servers:\n  - {{ name: two, sources: [{{ upstream: demo }}, {{ upstream: dying }}] }}\n",
-        demo.url(),
-        fault.url()
+    let config = ws_config(
+        &[
+            format!("{{ name: demo, url: \"{}\" }}", demo.url()),
+            format!(
+                "{{ name: dying, url: \"{}\", retries: {{ attempts: 0 }} }}",
+                fault.url()
+            ),
+        ],
+        "sources: [{ upstream: demo }, { upstream: dying }]",
+        "",
     );
     let gw = Gateway::start(&config).await;
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
@@ -1120,12 +1119,13 @@ async fn a_source_that_dies_while_a_list_is_in_flight_is_left_out() {
 async fn a_task_is_followed_to_the_source_that_created_it() {
     let (_everything, port) = start_everything().await;
     let demo = demo(DemoOptions::default()).await;
-    let config = format!(
-        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
-         upstreams:\n  - {{ name: demo, url: \"{}\" }}\n  - {{ name: everything, url: \"http://127.0.0.1:{port}/mcp\" }}\n\
-         routes:\n  - {{ name: ws, path: /ws, server: two }}\n\
-         servers:\n  - {{ name: two, sources: [{{ upstream: demo }}, {{ upstream: everything, prefix: ev }}] }}\n",
-        demo.url()
+    let config = ws_config(
+        &[
+            format!("{{ name: demo, url: \"{}\" }}", demo.url()),
+            format!("{{ name: everything, url: \"http://127.0.0.1:{port}/mcp\" }}"),
+        ],
+        "sources: [{ upstream: demo }, { upstream: everything, prefix: ev }]",
+        "",
     );
     let gw = Gateway::start(&config).await;
     let client = reqwest::Client::new();

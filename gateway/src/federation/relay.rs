@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::call::RawMap;
+use super::call::{push_string, RawMap};
 
 const TAG: &str = "sluice:";
 
@@ -102,7 +102,7 @@ fn rewrite_id(members: &RawMap<'_>, id: &str, room: usize) -> Vec<u8> {
         if n > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(Value::String(k.to_string()).to_string().as_bytes());
+        push_string(&mut out, k);
         out.push(b':');
         if k == "id" {
             out.extend_from_slice(id.as_bytes());

@@ -26,8 +26,13 @@ pub struct Reply<'a> {
 /// requests share (JSON): no two in one process are alike, so no client's
 /// id meets another's at the source.
 pub fn fresh_id() -> String {
+    fresh_id_value().to_string()
+}
+
+/// `fresh_id`, as a value.
+pub fn fresh_id_value() -> Value {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("\"sluice-{}\"", NEXT.fetch_add(1, Ordering::Relaxed))
+    Value::String(format!("sluice-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
 
 enum Walked {

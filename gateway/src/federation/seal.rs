@@ -28,17 +28,20 @@ pub struct SessionState {
     /// elicitation, roots) as JSON, declared again to a source opened later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<String>,
-    /// Not sealed: a short digest of the id this state was opened from,
-    /// naming the client's session among a caller's (`tag_from`).
+    /// Not sealed: what names the client's session among a caller's — the
+    /// random nonce that starts the id it was opened from (`tag_from`).
     #[serde(skip)]
     pub tag: String,
 }
 
+/// The characters of an id that encode its nonce.
+const NONCE_CHARS: usize = NONCE_LEN * 4 / 3;
+
 impl SessionState {
-    /// This state, known by a digest of the sealed `id` it came from.
+    /// This state, known by the nonce of the sealed `id` it came from
+    /// (random per id: two sessions never share one).
     pub fn tag_from(mut self, id: &str) -> Self {
-        let digest = Sha256::digest(id.as_bytes());
-        self.tag = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        self.tag = id.get(..NONCE_CHARS).unwrap_or(id).to_owned();
         self
     }
 }

@@ -143,16 +143,11 @@ pub(super) async fn read(
     let rt = ctx.rt.clone();
     let snap = &rt.snapshot;
     let body = ctx.request.body.clone().unwrap_or_default();
-    let params = match CallParams::read(&body) {
-        Ok(p) => p,
-        Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
-    };
-    let uri = match params.get("uri").map(serde_json::from_str::<String>) {
-        Some(Ok(u)) => u,
-        _ => {
-            let r = Refusal::InvalidParams("the uri is not a string");
-            return refuse(deps, session, ctx, r).await;
-        }
+    // The URI where admission read it; the params are read again only to
+    // rewrite the request.
+    let Some(uri) = target(ctx) else {
+        let r = Refusal::InvalidParams("the uri is not a string");
+        return refuse(deps, session, ctx, r).await;
     };
     if let Err(why) = sluice_config::uri::check_uri(&uri) {
         let deny = Deny::UriNotNormal {
@@ -189,7 +184,7 @@ pub(super) async fn read(
         return exchange(deps, session, ctx, to, Ok(body.to_vec()), id).await;
     }
     let sent = sent_id(sealed, id);
-    let forwarded = params.forward_as_sent(&sent, method);
+    let forwarded = CallParams::read(&body).and_then(|p| p.forward_as_sent(&sent, method));
     let to = (Via::session(sealed, &sent), src.upstream, uri.as_str());
     exchange(deps, session, ctx, to, forwarded, id).await
 }
@@ -395,6 +390,13 @@ pub(super) async fn exchange(
     pass_on(deps, session, ctx, (upstream, head, answer)).await
 }
 
+/// The tool, prompt or resource a request names, where admission read it
+/// (`mcp::Message::target`).
+fn target(ctx: &Ctx) -> Option<String> {
+    let first = ctx.request.facts.as_ref()?.first();
+    first.target.as_deref().map(str::to_owned)
+}
+
 /// The name a client called and its arguments as sent (raw JSON), where
 /// admission read them (`mcp::Message::target`, `arguments`).
 fn called<'b>(
@@ -407,7 +409,7 @@ fn called<'b>(
         .as_ref()
         .map(|f| f.first())
         .ok_or("no message")?;
-    let name = first.target.as_deref().unwrap_or_default().to_owned();
+    let name = target(ctx).unwrap_or_default();
     let args = match first.arguments.clone() {
         Some(at) => Some(
             body.get(at)

@@ -386,7 +386,7 @@ pub(super) async fn request(
 ) -> Result<Value> {
     let mut body = body;
     // The session may be shared: an id of the gateway's own.
-    let id: Value = serde_json::from_str(&crate::federation::reply::fresh_id()).unwrap_or_default();
+    let id = crate::federation::reply::fresh_id_value();
     body["id"] = id.clone();
     let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
     let bytes = body.to_string().into_bytes();
