@@ -219,3 +219,64 @@ async fn a_resource_scope_cannot_be_left_by_dot_segments() {
     assert_eq!(hidden["error"]["code"], -32002, "{hidden}");
     assert_eq!(sdk.ran(), [serde_json::json!({"read": "pub/readme.txt"})]);
 }
+
+/// A listen request as alice with `filter`: the first thing its answer
+/// carries (an error, or the stream's first event), and the answer.
+async fn listen(gw: &Gateway, filter: &str) -> (String, reqwest::Response) {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{{{META},"notifications":{filter}}}}}"#
+    );
+    let mut answer = reqwest::Client::new()
+        .post(gw.url("/mcp"))
+        .header("authorization", "Bearer alice-key")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .body(body)
+        .send()
+        .await
+        .expect("listen");
+    // A stream that stays silent fails the test rather than hanging it.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(60), answer.chunk())
+        .await
+        .expect("an answer within a minute")
+        .expect("a chunk")
+        .expect("an answer");
+    (String::from_utf8_lossy(&first).into_owned(), answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_subscribes_only_to_resources_the_caller_may_read() {
+    let (_sdk, gw, _dir) = start().await;
+    let refused = async |filter: &str| {
+        let (first, _) = listen(&gw, filter).await;
+        let v = rpc_json(&first);
+        assert!(v["error"]["code"].is_i64(), "{filter}: subscribed: {first}");
+        v["error"]["code"].as_i64().unwrap_or_default()
+    };
+    let hidden = r#"{"resourceSubscriptions":["file:///pub/readme.txt","file:///etc/passwd"]}"#;
+    assert_eq!(refused(hidden).await, -32002);
+    let dotted = r#"{"resourceSubscriptions":["file:///pub/../etc/passwd"]}"#;
+    assert_eq!(refused(dotted).await, -32602);
+    // A filter read one way by the gateway and another by the server
+    // subscribes to nothing.
+    for unread in [
+        r#"{"resourceSubscriptions":"file:///etc/passwd"}"#,
+        r#"{"resourceSubscriptions":[{"uri":"file:///etc/passwd"}]}"#,
+        r#"{"resourceSubscriptions":[],"resourceSubscriptions":["file:///etc/passwd"]}"#,
+    ] {
+        refused(unread).await;
+    }
+    // Within the scope: the server's stream, acknowledged.
+    let (first, answer) = listen(
+        &gw,
+        r#"{"resourceSubscriptions":["file:///pub/readme.txt"]}"#,
+    )
+    .await;
+    assert_eq!(answer.status(), 200);
+    assert!(
+        first.contains("notifications/subscriptions/acknowledged"),
+        "{first}"
+    );
+}

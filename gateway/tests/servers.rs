@@ -524,7 +524,7 @@ async fn a_session_opened_on_one_replica_is_served_by_another_and_by_nobody_else
 
     // The session's stream merges the sources' own; a source's request on
     // it is answered through the other replica.
-    let mut stream = reqwest::Client::new()
+    let stream = reqwest::Client::new()
         .get(replica.url("/ws"))
         .header("accept", "text/event-stream")
         .header("authorization", auth)
@@ -533,8 +533,8 @@ async fn a_session_opened_on_one_replica_is_served_by_another_and_by_nobody_else
         .await
         .expect("listen");
     assert_eq!(stream.status().as_u16(), 200);
-    let mut seen = Vec::new();
-    read_until(&mut stream, &mut seen, |m| m["method"] == "roots/list").await;
+    let mut stream = Events::new(stream);
+    let seen = stream.until(|m| m["method"] == "roots/list").await;
     assert!(
         seen.iter()
             .any(|m| m["method"] == "notifications/tools/list_changed"),
@@ -816,37 +816,6 @@ async fn resources_are_read_from_the_source_that_lists_them_within_their_scopes(
     );
 }
 
-/// Reads an SSE answer until `until` holds for one of its messages; every
-/// message read so far.
-async fn read_until(
-    resp: &mut reqwest::Response,
-    seen: &mut Vec<Value>,
-    until: impl Fn(&Value) -> bool,
-) {
-    let mut carry = String::new();
-    loop {
-        let chunk = resp
-            .chunk()
-            .await
-            .expect("chunk")
-            .expect("the stream ended early");
-        carry.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = carry.find("\n\n") {
-            let event: String = carry.drain(..end + 2).collect();
-            for line in event.lines() {
-                if let Some(data) = line.strip_prefix("data:") {
-                    let v: Value = serde_json::from_str(data.trim()).expect("json event");
-                    let done = until(&v);
-                    seen.push(v);
-                    if done {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sources_request_to_the_client_is_answered_through_another_replica() {
     let demo = demo(DemoOptions::default()).await;
@@ -876,7 +845,7 @@ async fn a_sources_request_to_the_client_is_answered_through_another_replica() {
     // The call runs on replica b; the demo asks the client on its stream.
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
         "name": "d.test_elicitation", "arguments": {"message": "who are you?"}}});
-    let mut stream = client
+    let stream = client
         .post(b.url("/ws"))
         .header("content-type", "application/json")
         .header("accept", ACCEPT_BOTH)
@@ -886,11 +855,8 @@ async fn a_sources_request_to_the_client_is_answered_through_another_replica() {
         .await
         .expect("call");
     assert_eq!(stream.status().as_u16(), 200);
-    let mut seen = Vec::new();
-    read_until(&mut stream, &mut seen, |m| {
-        m["method"] == "elicitation/create"
-    })
-    .await;
+    let mut stream = Events::new(stream);
+    let seen = stream.until(|m| m["method"] == "elicitation/create").await;
     let asked = seen.last().expect("asked").clone();
     let tag = asked["id"].as_str().expect("a string id").to_owned();
     assert!(
@@ -913,7 +879,7 @@ async fn a_sources_request_to_the_client_is_answered_through_another_replica() {
         let (status, _, text) = post(&client, &a.url("/ws"), message.to_string(), &headers).await;
         assert_eq!(status, want, "{text}");
     }
-    read_until(&mut stream, &mut seen, |m| m["id"] == 2).await;
+    let seen = stream.until(|m| m["id"] == 2).await;
     let result = seen.last().expect("result");
     let text = result["result"]["content"][0]["text"]
         .as_str()
@@ -1185,4 +1151,216 @@ async fn a_task_is_followed_to_the_source_that_created_it() {
                              "params": {"taskId": "no-such-task"}}))
     .await;
     assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+}
+
+/// An SSE answer read message by message; what one read brings beyond a
+/// message waits for the next.
+struct Events {
+    resp: reqwest::Response,
+    carry: String,
+    ready: std::collections::VecDeque<Value>,
+}
+
+impl Events {
+    fn new(resp: reqwest::Response) -> Events {
+        Events {
+            resp,
+            carry: String::new(),
+            ready: Default::default(),
+        }
+    }
+
+    /// The next message; a stream that ends or stays silent for a minute
+    /// fails the test rather than hanging it.
+    async fn next(&mut self) -> Value {
+        while self.ready.is_empty() {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(60), self.resp.chunk())
+                .await
+                .expect("an event within a minute")
+                .expect("chunk")
+                .expect("the stream ended early");
+            self.carry.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = self.carry.find("\n\n") {
+                let event: String = self.carry.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim)
+                    .collect();
+                if !data.is_empty() && !data.concat().is_empty() {
+                    let v: Value = serde_json::from_str(&data.join("\n")).expect("json event");
+                    self.ready.push_back(v);
+                }
+            }
+        }
+        self.ready.pop_front().expect("a message")
+    }
+
+    /// Messages until one for which `until` holds; all of them.
+    async fn until(&mut self, until: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let v = self.next().await;
+            let done = until(&v);
+            seen.push(v);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+/// A stateless POST to `url`: `method` mirrored, `id`, `params` with the
+/// revision's `_meta`.
+async fn stateless_post(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    (method, id, mut params): (&str, &str, Value),
+) -> reqwest::Response {
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                             "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
+                             "io.modelcontextprotocol/clientCapabilities": {}});
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = params.get("name").and_then(Value::as_str) {
+        req = req.header("mcp-name", name);
+    }
+    if let Some(key) = key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    req.body(body.to_string()).send().await.expect("a POST")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_listen_merges_every_sources_changes_within_the_callers_scopes() {
+    let sdk = SdkServer::start().await;
+    let (mem_addr, mem) = Forgetful::start().await;
+    let extra = format!(
+        "identity:\n  audience: sluice-test\n  api_keys:\n    - {{ id: alice, sha256: \"{}\", subject: alice, roles: [reader] }}\n\
+         roles:\n  - {{ name: reader, allow: [\"resources:sdk/file:///pub/**:read\"] }}\n",
+        hash_key("alice-key")
+    );
+    let config = ws_config(
+        &[
+            format!(
+                "{{ name: sdk, url: \"http://127.0.0.1:{}/mcp\" }}",
+                sdk.port
+            ),
+            format!("{{ name: mem, url: \"http://{mem_addr}/mcp\" }}"),
+        ],
+        "sources: [{ upstream: sdk }, { upstream: mem }]",
+        &extra,
+    );
+    let gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let url = gw.url("/ws");
+    let readme = "file:///pub/readme.txt";
+
+    // A URI the caller may not read, or one no source serves, is refused
+    // with the request's id: nothing is subscribed.
+    let listen = |id: &'static str, params: Value| {
+        let key = Some("alice-key");
+        stateless_post(&client, &url, key, ("subscriptions/listen", id, params))
+    };
+    for uri in ["file:///etc/passwd", "mem://nowhere"] {
+        let params = json!({"notifications": {"resourceSubscriptions": [readme, uri]}});
+        let resp = listen("l-0", params).await;
+        let v = rpc_json(&resp.text().await.expect("body"));
+        assert_eq!(v["id"], "l-0", "{v}");
+        assert!(v["error"]["code"].is_i64(), "{uri}: {v}");
+    }
+    // A filter that cannot be read one way is invalid params.
+    let params = json!({"notifications": {"toolsListChanged": "yes"}});
+    let resp = listen("l-1", params).await;
+    let v = rpc_json(&resp.text().await.expect("body"));
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+
+    // The sessions the source has so far (the caller's, for its lists).
+    let (inits, known) = (
+        mem.inits.load(Ordering::SeqCst),
+        mem.known.lock().expect("lock").len(),
+    );
+    let params = json!({"notifications": {"toolsListChanged": true,
+                                          "resourceSubscriptions": [readme]}});
+    let stream = listen("l-2", params).await;
+    assert_eq!(stream.status(), 200);
+    let mut stream = Events::new(stream);
+    let seen = vec![stream.next().await];
+    assert_eq!(
+        seen[0]["method"], "notifications/subscriptions/acknowledged",
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "l-2"
+    );
+    assert_eq!(
+        seen[0]["params"]["notifications"]["resourceSubscriptions"],
+        json!([readme])
+    );
+    // The 2025 source's own stream (a list change, then a request to the
+    // client that a listen stream does not carry) through a session of its
+    // own.
+    let seen = stream
+        .until(|v| v["method"] == "notifications/tools/list_changed")
+        .await;
+    let changed = seen.last().expect("an event");
+    assert_eq!(
+        changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "l-2"
+    );
+    assert_eq!(
+        mem.inits.load(Ordering::SeqCst),
+        inits + 1,
+        "a session for the listen"
+    );
+
+    // The 2026 source publishes: a resource not subscribed, then one that
+    // is. Only what the filter names arrives, stamped.
+    for uri in ["file:///pub/other.txt", readme] {
+        let touch = stateless_post(
+            &client,
+            &format!("http://127.0.0.1:{}/mcp", sdk.port),
+            None,
+            (
+                "tools/call",
+                "t-1",
+                json!({"name": "touch", "arguments": {"uri": uri}}),
+            ),
+        )
+        .await;
+        assert_eq!(touch.status(), 200);
+        touch.text().await.expect("touched");
+    }
+    let seen = stream
+        .until(|v| v["method"] == "notifications/resources/updated")
+        .await;
+    let updated = seen.last().expect("an event");
+    assert_eq!(updated["params"]["uri"], readme, "{seen:?}");
+    assert_eq!(
+        updated["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "l-2"
+    );
+    for v in &seen {
+        assert!(
+            v.get("id").is_none(),
+            "no request reaches a listen stream: {v}"
+        );
+        assert_eq!(
+            v["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "l-2",
+            "{v}"
+        );
+    }
+    // The client goes: the session opened for the listen is ended.
+    drop(stream);
+    eventually("the listen's source session ended", async || {
+        mem.known.lock().expect("lock").len() == known
+    })
+    .await;
 }

@@ -220,6 +220,32 @@ pub async fn listen(
     Ok(Some(answer))
 }
 
+/// A request whose answer is a long-lived event stream (`subscriptions/
+/// listen`): the stream to read as it comes (each read waits at most the
+/// upstream's `stream_idle_timeout`). An answer that is not a stream is a
+/// refusal.
+pub async fn stream(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    s: &UpstreamSession,
+    body: Vec<u8>,
+) -> Result<h1::Response> {
+    let wait = ctx.rt.snapshot.upstreams[s.upstream].stream_idle_timeout;
+    let (head, answer) = send_with(deps, ctx, s, ("POST", wait), body).await?;
+    let sse = head
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !head.status.is_success() || !sse {
+        let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+        // Read to its end so that the connection is pooled again.
+        let _ = read_body(deps, ctx, s, &head, answer, max).await;
+        tracing::debug!(status = %head.status, "a source answered a stream's request without one");
+        return Err(upstream_error("the upstream answered without a stream"));
+    }
+    Ok(answer)
+}
+
 /// End the session (`DELETE`); an upstream without sessions is not asked.
 pub async fn close(deps: Deps<'_>, ctx: &mut Ctx, s: &UpstreamSession) -> Result<()> {
     if s.id.is_none() {

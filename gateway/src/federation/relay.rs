@@ -14,9 +14,6 @@ use super::call::{push_string, RawMap};
 
 const TAG: &str = "sluice:";
 
-/// `msg` with its id tagged for `upstream`, when it is a request (a
-/// `method` and an `id`); `None` otherwise (a notification or a response
-/// passes as sent). The other members are written back as sent.
 /// `msg` with its id tagged for `upstream` and marked by `mark` (of the
 /// upstream and the id), when it is a request (a `method` and an `id`);
 /// `None` otherwise (a notification or a response passes as sent). The

@@ -12,6 +12,7 @@ pub mod scan;
 mod shape;
 pub(crate) mod skim;
 pub mod sse;
+pub mod subscription;
 
 pub use jsonrpc::{
     classify, classify_capped, ClassifyError, Kind, Message, Method, RequestFacts, RequestId,

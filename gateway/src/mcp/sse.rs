@@ -280,3 +280,15 @@ impl SseParser {
         self.data_lines = 0;
     }
 }
+
+/// One `message` event carrying `data` (a `data:` field per line of it, so
+/// that data joined from several lines is framed as it was read).
+pub fn write_event(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(b"event: message\n");
+    for line in data.split(|&b| b == b'\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}

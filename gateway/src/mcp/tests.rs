@@ -516,3 +516,20 @@ fn a_name_that_is_not_plain_ascii_is_sent_encoded_and_reads_back() {
         assert_eq!(decode_header_name(sent.as_bytes()).as_deref(), Some(name));
     }
 }
+
+#[test]
+fn an_event_written_again_keeps_data_read_from_several_lines() {
+    use super::sse::{write_event, SseParser};
+    let mut parser = SseParser::new(1024);
+    let mut read = Vec::new();
+    parser.feed(b"data: {\"a\":\ndata:  1}\n\n", |e| {
+        read.push(e.data.to_vec())
+    });
+    assert_eq!(read, [b"{\"a\":\n 1}".to_vec()]);
+    let mut out = Vec::new();
+    write_event(&mut out, &read[0]);
+    assert_eq!(out, b"event: message\ndata: {\"a\":\ndata:  1}\n\n");
+    let mut again = Vec::new();
+    SseParser::new(1024).feed(&out, |e| again.push(e.data.to_vec()));
+    assert_eq!(again, read);
+}

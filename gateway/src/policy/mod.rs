@@ -160,6 +160,10 @@ pub fn authorize(
             }
             continue;
         }
+        if msg.method == Method::SubscriptionsListen {
+            listen_uris(snap, (caller, upstream), msg, body)?;
+            continue;
+        }
         let Some((kind, name)) = action(msg) else {
             continue;
         };
@@ -286,4 +290,42 @@ pub fn catalog_problems(snap: &Snapshot, upstream: &str, tools: &[ListedTool]) -
         }
     }
     out
+}
+
+/// A listen request's resource subscriptions (2026-07-28): every URI one
+/// the caller may read, in normal form. A filter that cannot be read one
+/// way is refused: what the upstream would subscribe to is not known.
+fn listen_uris(
+    snap: &Snapshot,
+    (caller, upstream): (&Caller, &str),
+    msg: &Message,
+    body: &[u8],
+) -> Result<(), Deny> {
+    let params =
+        strict::parse(body).and_then(|mut v| v.get_mut("params").map(serde_json::Value::take));
+    let filter = params
+        .as_ref()
+        .ok_or("no params")
+        .and_then(crate::mcp::subscription::Filter::read)
+        .map_err(|reason| Deny::Conditions {
+            id: msg.id.clone(),
+            reason,
+        })?;
+    for uri in &filter.uris {
+        sluice_config::uri::check_uri(uri).map_err(|why| Deny::UriNotNormal {
+            id: msg.id.clone(),
+            why,
+        })?;
+        let verdict =
+            snap.policy
+                .decide(caller.roles(), Kind::Resources, upstream, uri, &mut || None);
+        if verdict != Verdict::Allow {
+            return Err(Deny::Hidden {
+                id: msg.id.clone(),
+                kind: Kind::Resources,
+                name: uri.as_str().into(),
+            });
+        }
+    }
+    Ok(())
 }

@@ -26,6 +26,8 @@ written and flushed immediately:
   tools/call pay      {"tool": "pay", "a": <int after the SDK's coercion>}
   tools/call refund   {"tool": "refund", "amount": <int>}
   tools/call echo     {"tool": "echo", "message": <str>}
+  tools/call touch    (nothing: it publishes `resources/updated` for its
+                      `uri` and `tools/list_changed` to listen streams)
   resources/read      {"read": "<resolved path relative to ROOT_DIR>"}
                       (only when a file was actually read)
   prompts/get         {"prompt": "<prompt name>"}
@@ -56,7 +58,7 @@ from typing import Any
 import uvicorn
 from mcp_types import Completion
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.server.mcpserver.resources import ResourceSecurity
 
@@ -102,6 +104,13 @@ def build_server(root_dir: str, log: ActionLog) -> MCPServer:
     def echo(message: str) -> str:
         log.write({"tool": "echo", "message": message})
         return message
+
+    @server.tool(description="Announce that a resource and the tool list changed.", structured_output=False)
+    async def touch(uri: str, ctx: Context) -> str:
+        # Reaches `subscriptions/listen` streams (2026-07-28) only.
+        await ctx.notify_resource_updated(uri)
+        await ctx.notify_tools_changed()
+        return f"touched {uri}"
 
     # ---- resources -------------------------------------------------------
 

@@ -193,7 +193,7 @@ pub(super) async fn read(
 /// else (no source lists it) whose resource template matches it, or else
 /// (no template either) the one source whose filter admits it; a URI two
 /// sources serve is served by neither.
-async fn listing_source(
+pub(super) async fn listing_source(
     deps: Deps<'_>,
     ctx: &mut Ctx,
     (server, sealed): (&Server, Option<&SessionState>),
@@ -527,9 +527,7 @@ async fn restream(
                 Some(_) => None,
                 None => reply.rewrite(data),
             };
-            out.extend_from_slice(b"event: message\ndata: ");
-            out.extend_from_slice(rewritten.as_deref().unwrap_or(data));
-            out.extend_from_slice(b"\n\n");
+            crate::mcp::sse::write_event(&mut out, rewritten.as_deref().unwrap_or(data));
         });
         if oversize {
             let e = pingora::Error::explain(
@@ -597,7 +595,7 @@ async fn pick_source(
 
 /// Rate limits and concurrency caps, keyed by the source's upstream, the
 /// method and the item's name there.
-async fn limits(
+pub(super) async fn limits(
     deps: Deps<'_>,
     session: &Session,
     ctx: &mut Ctx,
@@ -625,6 +623,6 @@ async fn limits(
     rt.limits.check_rate(&input, m).await?;
     let mut permits = Vec::new();
     rt.limits.acquire(&input, &mut permits, m)?;
-    ctx.decision.permits = permits;
+    ctx.decision.permits.extend(permits);
     Ok(())
 }

@@ -21,22 +21,36 @@ use crate::conn::h1;
 use crate::ctx::Ctx;
 use crate::federation::relay;
 use crate::federation::seal::SessionState;
-use crate::mcp::sse::SseParser;
+use crate::mcp::sse::{write_event, SseParser};
 use crate::refusal::Refusal;
 
+/// What a source's message becomes on the client's stream: the closure
+/// appends it (or nothing) to the buffer, and says whether the source's
+/// part goes on.
+pub(super) type Reframe = Box<dyn FnMut(&[u8], &mut Vec<u8>) -> bool + Send>;
+
 /// One source's stream, read event by event.
-struct Source {
-    upstream: usize,
-    name: String,
-    answer: h1::Response,
-    parser: SseParser,
+pub(super) struct Source {
+    pub upstream: usize,
+    pub answer: h1::Response,
+    pub parser: SseParser,
     /// An oversize message was met: the events before it go out, then the
     /// stream ends with the error.
-    oversize: bool,
-    /// What marks of relayed ids bind (`super::relay_binding`), and the
-    /// keys that make them.
-    binding: std::sync::Arc<str>,
-    keys: std::sync::Arc<crate::federation::seal::Keys>,
+    pub oversize: bool,
+    pub frame: Reframe,
+}
+
+impl Source {
+    pub fn new(ctx: &Ctx, upstream: usize, answer: h1::Response, frame: Reframe) -> Source {
+        let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+        Source {
+            upstream,
+            answer,
+            parser: SseParser::new(max),
+            oversize: false,
+            frame,
+        }
+    }
 }
 
 type Part = std::result::Result<Bytes, (usize, Box<Error>)>;
@@ -50,7 +64,6 @@ pub(super) async fn listen(
     let Some(state) = sealed else {
         return Err(Refusal::NoSession);
     };
-    let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
     let binding: std::sync::Arc<str> = super::relay_binding(ctx, Some(state)).into();
     let mut sources = Vec::new();
     for src in &server.sources {
@@ -62,15 +75,10 @@ pub(super) async fn listen(
             continue;
         };
         match rpc::listen(deps, ctx, &s).await {
-            Ok(Some(answer)) => sources.push(Source {
-                upstream: i,
-                name: ctx.rt.snapshot.upstreams[i].name.clone(),
-                answer,
-                parser: SseParser::new(max),
-                oversize: false,
-                binding: binding.clone(),
-                keys: ctx.rt.session_keys.clone(),
-            }),
+            Ok(Some(answer)) => {
+                let frame = tagging(ctx, i, binding.clone());
+                sources.push(Source::new(ctx, i, answer, frame));
+            }
             Ok(None) => {}
             Err(e) => source_failed(deps, ctx, i, &e),
         }
@@ -79,25 +87,56 @@ pub(super) async fn listen(
         // As an MCP server without a stream answers.
         return Err(Refusal::MethodNotAllowed);
     }
-    Ok(merge(deps, session, ctx, sources).await)
+    Ok(merge(deps, session, ctx, sources, (None, None)).await)
 }
 
-async fn merge(
+/// A source's requests to the client, with ids naming it
+/// (`federation::relay`); the rest as sent.
+fn tagging(ctx: &Ctx, upstream: usize, binding: std::sync::Arc<str>) -> Reframe {
+    let name = ctx.rt.snapshot.upstreams[upstream].name.clone();
+    let keys = ctx.rt.session_keys.clone();
+    Box::new(move |data, out| {
+        let mark = |up: &str, id: &str| keys.mark(&[&binding, up, id]);
+        let tagged = relay::tag_request(data, &name, mark);
+        write_event(out, tagged.as_deref().unwrap_or(data));
+        true
+    })
+}
+
+/// The sources' streams merged into the client's, as they come, after
+/// `first` (an event's data) and — when every source's part has ended —
+/// with `last`.
+pub(super) async fn merge(
     deps: Deps<'_>,
     session: &mut Session,
     ctx: &mut Ctx,
     sources: Vec<Source>,
+    (first, last): (Option<Vec<u8>>, Option<Vec<u8>>),
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(200, Some(2))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
     session.write_response_header(Box::new(resp), false).await?;
+    if let Some(first) = first {
+        let mut out = Vec::with_capacity(first.len() + 24);
+        write_event(&mut out, &first);
+        session
+            .write_response_body(Some(Bytes::from(out)), false)
+            .await?;
+    }
     let mut merged = futures::stream::select_all(sources.into_iter().map(|s| Box::pin(events(s))));
     let mut watch_client = true;
     loop {
         tokio::select! {
             part = merged.next() => match part {
-                None => return session.write_response_body(None, true).await,
+                None => {
+                    let last = last.map(|l| {
+                        let mut out = Vec::with_capacity(l.len() + 24);
+                        write_event(&mut out, &l);
+                        Bytes::from(out)
+                    });
+                    return session.write_response_body(last, true).await;
+                }
                 Some(Ok(events)) => session.write_response_body(Some(events), false).await?,
                 Some(Err((upstream, e))) => source_failed(deps, ctx, upstream, &e),
             },
@@ -131,20 +170,22 @@ fn events(src: Source) -> impl futures::Stream<Item = Part> {
             };
             let mut out = Vec::new();
             let mut oversize = false;
-            let name = src.name.as_str();
-            let (keys, binding) = (&src.keys, &*src.binding);
+            let mut go_on = true;
+            let frame = &mut src.frame;
             src.parser.feed(&raw, |e| {
                 if e.oversize || oversize {
                     oversize = true;
                     return;
                 }
-                let mark = |up: &str, id: &str| keys.mark(&[binding, up, id]);
-                let tagged = relay::tag_request(e.data, name, mark);
-                out.extend_from_slice(b"event: message\ndata: ");
-                out.extend_from_slice(tagged.as_deref().unwrap_or(e.data));
-                out.extend_from_slice(b"\n\n");
+                if go_on {
+                    go_on = frame(e.data, &mut out);
+                }
             });
             src.oversize = oversize;
+            if !go_on {
+                // The source ended its part: what came before goes out.
+                return (!out.is_empty()).then(|| (Ok(Bytes::from(out)), None));
+            }
             if !out.is_empty() {
                 let go_on = more || src.oversize;
                 return Some((Ok(Bytes::from(out)), go_on.then_some(src)));

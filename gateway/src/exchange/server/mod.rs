@@ -11,7 +11,9 @@
 //! client on a call's stream gets an id naming the source, and the client's
 //! answer goes back to it (`federation::relay`); a `GET` stream merges
 //! every source session's own (`listen`); `tasks/*` go to the source that
-//! knows the task (`task`); `DELETE` ends the source sessions. A source that fails is left out of a list (a log line,
+//! knows the task (`task`); a stateless client's `subscriptions/listen`
+//! merges every source's change notifications (`subscribe`); `DELETE` ends
+//! the source sessions. A source that fails is left out of a list (a log line,
 //! `sluice_upstream_errors_total`, `sluice_upstream_up` 0); the others
 //! keep serving.
 
@@ -19,6 +21,7 @@ mod call;
 mod list;
 mod listen;
 mod session;
+mod subscribe;
 mod task;
 
 use bytes::Bytes;
@@ -183,6 +186,7 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         Method::CompletionComplete => {
             call::complete(deps, session, ctx, (server, sealed), &id).await
         }
+        Method::SubscriptionsListen => subscribe::listen(deps, session, ctx, server, &id).await,
         Method::Other(ref name) if task::METHODS.contains(&name.as_ref()) => {
             let name = name.clone();
             task::run(deps, session, ctx, (server, sealed), (&name, &id)).await
