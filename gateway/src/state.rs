@@ -121,6 +121,8 @@ pub struct Shared {
     pub conns: crate::conn::conns::Conns,
     /// Virtual servers' upstream sessions, per caller (`federation::sessions`).
     pub upstream_sessions: crate::federation::sessions::UpstreamSessions,
+    /// Virtual servers' legacy HTTP+SSE clients on this replica.
+    pub legacy_streams: crate::federation::legacy::LegacyStreams,
 }
 
 impl Shared {
@@ -146,6 +148,7 @@ impl Shared {
             idle: Default::default(),
             conns: Default::default(),
             upstream_sessions: Default::default(),
+            legacy_streams: Default::default(),
         })
     }
 

@@ -202,14 +202,21 @@ async fn conformance_through_a_virtual_server_is_as_direct() {
 
 /// The MCP Inspector's command-line mode against `url`: its JSON output.
 async fn inspector(url: String, args: &[&str]) -> serde_json::Value {
+    inspector_over("http", url, args).await
+}
+
+/// The Inspector's command line over `transport` (`http`, or `sse`: the
+/// legacy HTTP+SSE transport).
+async fn inspector_over(transport: &str, url: String, args: &[&str]) -> serde_json::Value {
     let shown = args.join(" ");
+    let transport = transport.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let home = tempfile::tempdir().expect("dir");
     let home_path = home.path().to_owned();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(node22())
             .arg(need(peers().join("node_modules/.bin/mcp-inspector")))
-            .args(["--cli", "--transport", "http", "--server-url", &url])
+            .args(["--cli", "--transport", &transport, "--server-url", &url])
             .args(&args)
             .env("HOME", &home_path)
             .env("MCP_CATALOG_PATH", home_path.join("mcp.json"))
@@ -254,6 +261,17 @@ async fn the_mcp_inspector_uses_three_sources_as_one_server() {
     )
     .await;
     assert_eq!(said["content"][0]["text"], "hi", "{said}");
+    // The same call over the legacy HTTP+SSE transport.
+    let call = [
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "sdk_echo",
+        "--tool-arg",
+        "message=old",
+    ];
+    let said = inspector_over("sse", url.clone(), &call).await;
+    assert_eq!(said["content"][0]["text"], "old", "{said}");
     let echoed = inspector(
         url.clone(),
         &[

@@ -359,16 +359,13 @@ async fn one_endpoint_lists_and_calls_across_three_sdks_and_survives_a_source_th
     .await;
     assert_eq!(old_name["error"]["code"], -32602, "{old_name}");
 
-    // The official Python SDK client, as a 2025 client of the gateway.
-    let stdout = sdk_client(
-        e.gw.url("/ws"),
-        "demo_get-sum",
-        r#"{"a":2,"b":3}"#,
-        "legacy",
-    )
-    .await;
-    assert!(stdout.contains("demo_get-sum"), "{stdout}");
-    assert!(stdout.contains("False ['5']"), "{stdout}");
+    // The official Python SDK client, as a 2025 client of the gateway, over
+    // Streamable HTTP and over the legacy HTTP+SSE transport.
+    for mode in ["legacy", "sse"] {
+        let stdout = sdk_client(e.gw.url("/ws"), "demo_get-sum", r#"{"a":2,"b":3}"#, mode).await;
+        assert!(stdout.contains("demo_get-sum"), "{mode}: {stdout}");
+        assert!(stdout.contains("False ['5']"), "{mode}: {stdout}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,13 +531,7 @@ async fn a_session_opened_on_one_replica_is_served_by_another_and_by_nobody_else
         .expect("listen");
     assert_eq!(stream.status().as_u16(), 200);
     let mut stream = Events::new(stream);
-    let seen = stream.until(|m| m["method"] == "roots/list").await;
-    assert!(
-        seen.iter()
-            .any(|m| m["method"] == "notifications/tools/list_changed"),
-        "{seen:?}"
-    );
-    let asked = seen.last().expect("asked");
+    let asked = stream.mems_stream().await;
     let tagged = asked["id"].as_str().unwrap_or("");
     assert!(
         tagged.starts_with("sluice:mem:") && tagged.ends_with(":5"),
@@ -879,11 +870,7 @@ async fn a_sources_request_to_the_client_is_answered_through_another_replica() {
         let (status, _, text) = post(&client, &a.url("/ws"), message.to_string(), &headers).await;
         assert_eq!(status, want, "{text}");
     }
-    let seen = stream.until(|m| m["id"] == 2).await;
-    let result = seen.last().expect("result");
-    let text = result["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or("");
+    let (text, result) = stream.result_text(2).await;
     assert!(text.contains("ann"), "the source got the answer: {result}");
 
     // Progress reaches the client with its own token.
@@ -1196,6 +1183,42 @@ impl Events {
         self.ready.pop_front().expect("a message")
     }
 
+    /// A legacy stream's first event: the URL its messages go to.
+    async fn endpoint(&mut self) -> String {
+        loop {
+            let chunk = self.resp.chunk().await.expect("chunk").expect("an event");
+            self.carry.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(end) = self.carry.find("\n\n") {
+                let event: String = self.carry.drain(..end + 2).collect();
+                assert!(event.starts_with("event: endpoint\n"), "{event}");
+                let data = event.lines().find_map(|l| l.strip_prefix("data: "));
+                return data.expect("a URL").to_owned();
+            }
+        }
+    }
+
+    /// What `Forgetful` sends on its own stream, up to its request (which
+    /// is returned): a list change, then `roots/list`.
+    async fn mems_stream(&mut self) -> Value {
+        let seen = self.until(|m| m["method"] == "roots/list").await;
+        assert!(
+            seen.iter()
+                .any(|m| m["method"] == "notifications/tools/list_changed"),
+            "{seen:?}"
+        );
+        seen.last().expect("asked").clone()
+    }
+
+    /// The answer to request `id`: its first text part, and all of it.
+    async fn result_text(&mut self, id: i64) -> (String, Value) {
+        let seen = self.until(|m| m["id"] == id).await;
+        let result = seen.last().expect("an answer").clone();
+        let text = result["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("");
+        (text.to_owned(), result)
+    }
+
     /// Messages until one for which `until` holds; all of them.
     async fn until(&mut self, until: impl Fn(&Value) -> bool) -> Vec<Value> {
         let mut seen = Vec::new();
@@ -1361,6 +1384,112 @@ async fn a_stateless_listen_merges_every_sources_changes_within_the_callers_scop
     drop(stream);
     eventually("the listen's source session ended", async || {
         mem.known.lock().expect("lock").len() == known
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_client_holds_a_whole_session_on_its_stream() {
+    let demo = demo(DemoOptions::default()).await;
+    let extra = format!(
+        "identity:\n  audience: sluice-test\n  api_keys:\n\
+         \x20   - {{ id: alice, sha256: \"{}\", subject: alice, roles: [all] }}\n\
+         \x20   - {{ id: bob, sha256: \"{}\", subject: bob, roles: [all] }}\n\
+         roles:\n  - {{ name: all, allow: [\"tools:demo/*:call\"] }}\n",
+        hash_key("alice-key"),
+        hash_key("bob-key")
+    );
+    let (mem_addr, mem) = Forgetful::start().await;
+    let config = ws_config(
+        &[
+            format!("{{ name: demo, url: \"{}\" }}", demo.url()),
+            format!("{{ name: mem, url: \"http://{mem_addr}/mcp\" }}"),
+        ],
+        r#"separator: ".", sources: [{ upstream: demo, prefix: d }, { upstream: mem }]"#,
+        &extra,
+    );
+    let gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let stream = client
+        .get(gw.url("/ws"))
+        .header("accept", "text/event-stream")
+        .header("authorization", "Bearer alice-key")
+        .send()
+        .await
+        .expect("a stream");
+    assert_eq!(stream.status(), 200);
+    let mut stream = Events::new(stream);
+    let endpoint = stream.endpoint().await;
+    assert!(endpoint.starts_with("/ws/message?sessionId="), "{endpoint}");
+    let url = gw.url(&endpoint);
+    let send = |key: &'static str, message: Value| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let auth = format!("Bearer {key}");
+            let headers = [("authorization", auth.as_str())];
+            post(&client, &url, message.to_string(), &headers).await.0
+        }
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "t", "version": "0"}}});
+    // Another caller cannot post to alice's stream: it is unknown to them.
+    assert_eq!(send("bob-key", init.clone()).await, 404);
+    assert_eq!(send("alice-key", init).await, 202);
+    let seen = stream.until(|m| m["id"] == 1).await;
+    assert!(
+        seen.last().expect("answer")["result"]["serverInfo"].is_object(),
+        "{seen:?}"
+    );
+    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(send("alice-key", done).await, 202);
+
+    // The sources' own streams reach the stream too: a list change, and a
+    // request whose answer, posted, goes back to the source that asked.
+    let asked = stream.mems_stream().await;
+    let roots = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"roots": []}});
+    assert_eq!(send("alice-key", roots).await, 202);
+    eventually("the source got its answer", async || {
+        mem.notified
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|n| n["id"] == 5)
+    })
+    .await;
+
+    // A call whose source asks the client: the question comes on the
+    // stream, the answer is posted, and the call's result follows.
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "d.test_elicitation", "arguments": {"message": "who are you?"}}});
+    assert_eq!(send("alice-key", call).await, 202);
+    let seen = stream.until(|m| m["method"] == "elicitation/create").await;
+    let asked = seen.last().expect("asked");
+    let answer = json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
+        "action": "accept", "content": {"username": "ann", "email": "ann@example.com"}}});
+    assert_eq!(send("alice-key", answer).await, 202);
+    let (text, result) = stream.result_text(2).await;
+    assert!(text.contains("ann"), "{result}");
+
+    // A refusal reaches the stream with its id, like any answer.
+    let hidden = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "d.nothing", "arguments": {}}});
+    assert_eq!(send("alice-key", hidden).await, 202);
+    let seen = stream.until(|m| m["id"] == 3).await;
+    assert!(
+        seen.last().expect("refusal")["error"]["code"].is_i64(),
+        "{seen:?}"
+    );
+
+    // The stream gone, its URL names nothing.
+    drop(stream);
+    eventually("the stream forgotten", async || {
+        send(
+            "alice-key",
+            json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}),
+        )
+        .await
+            == 404
     })
     .await;
 }

@@ -13,6 +13,7 @@
 pub mod call;
 pub mod caps;
 pub mod cursor;
+pub mod legacy;
 pub mod relay;
 pub mod reply;
 pub mod seal;

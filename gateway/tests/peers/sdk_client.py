@@ -4,7 +4,8 @@ the gateway: lists the tools, calls one, prints what it got.
   sdk_client.py URL [TOOL] [JSON_ARGS] [MODE] [HEADER=VALUE ...]
 
 MODE is `auto` (server/discover, falling back to initialize), `legacy`
-(initialize only) or a protocol revision such as 2026-07-28. Output: the
+(initialize only), `sse` (initialize over the legacy HTTP+SSE transport:
+URL is the stream's) or a protocol revision such as 2026-07-28. Output: the
 tool names on one line, then the call's isError flag and its text parts.
 """
 import asyncio
@@ -12,6 +13,7 @@ import json
 import sys
 
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
 
@@ -20,8 +22,11 @@ async def run(url, tool="echo", arguments='{"message":"hi"}', mode="auto", *head
     for h in header_args:
         name, _, value = h.partition("=")
         headers[name] = value
-    http = create_mcp_http_client(headers=headers)
-    async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+    if mode == "sse":
+        transport, mode = sse_client(url, headers=headers), "legacy"
+    else:
+        transport = streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
+    async with Client(transport, mode=mode) as client:
         listed = await client.list_tools()
         print([t.name for t in listed.tools])
         called = await client.call_tool(tool, json.loads(arguments))

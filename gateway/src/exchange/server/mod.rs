@@ -13,11 +13,13 @@
 //! every source session's own (`listen`); `tasks/*` go to the source that
 //! knows the task (`task`); a stateless client's `subscriptions/listen`
 //! merges every source's change notifications (`subscribe`); `DELETE` ends
-//! the source sessions. A source that fails is left out of a list (a log line,
+//! the source sessions; a legacy HTTP+SSE client's messages run as
+//! Streamable HTTP requests, answered on its stream (`legacy`). A source that fails is left out of a list (a log line,
 //! `sluice_upstream_errors_total`, `sluice_upstream_up` 0); the others
 //! keep serving.
 
 mod call;
+mod legacy;
 mod list;
 mod listen;
 mod session;
@@ -98,6 +100,17 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         .and_then(|r| r.server)
         .map(|i| &rt.snapshot.servers[i])
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "no server"))?;
+    let req = session.req_header();
+    if req.method == http::Method::GET
+        && req.headers.get(MCP_SESSION_ID).is_none()
+        && req.headers.get("mcp-protocol-version").is_none()
+    {
+        // Neither era of Streamable HTTP: a legacy client's stream.
+        return legacy::open(deps, session, ctx).await;
+    }
+    if req.method == http::Method::POST && legacy::is_message(req, ctx) {
+        return legacy::post(deps, session, ctx).await;
+    }
     if session.req_header().method == http::Method::GET {
         let listened = match session::client_session(session, ctx, server) {
             Ok(sealed) => listen::listen(deps, session, ctx, (server, sealed.as_ref())).await,
