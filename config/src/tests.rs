@@ -168,3 +168,16 @@ servers:
         assert!(at(path), "no error at {path}: {errs:?}");
     }
 }
+
+#[test]
+fn a_shared_budget_or_token_limit_needs_the_shared_store() {
+    let llm = "tenants: [acme]\nllm:\n  budgets:\n    - { name: b, tenant: acme, tokens: 10, shared: true }\n  \
+               token_limits:\n    - { name: t, tokens_per_minute: 10, shared: true }\n";
+    let errs = load(&format!("{GOOD}{llm}"), 1).expect_err("invalid").0;
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.contains(&"llm.budgets[0].shared"), "{paths:?}");
+    assert!(paths.contains(&"llm.token_limits[0].shared"), "{paths:?}");
+    let store = "rate_limits:\n  shared_store: { redis_url: \"redis://127.0.0.1:6379\" }\n";
+    let s = load(&format!("{GOOD}{llm}{store}"), 1).expect("valid with a store");
+    assert!(s.llm.budgets[0].shared && s.llm.token_limits[0].shared);
+}

@@ -268,7 +268,7 @@ impl Shared {
             .as_ref()
             .and_then(|c| c.tenant.as_deref())
             .unwrap_or("");
-        let cost = crate::llm::settle(snap, call, m, tenant);
+        let cost = crate::llm::settle((snap, &ctx.rt.llm), call, &self.metrics, tenant);
         let op = call.req.api.operation();
         let model = call.req.model.as_str();
         let o = call.outcome.as_ref();

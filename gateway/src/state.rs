@@ -99,7 +99,7 @@ pub static PROCESS_KEY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new
 pub struct Shared {
     current: ArcSwap<Runtime>,
     ready: AtomicBool,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub sessions: Sessions,
     /// Signs the identity assertions upstreams receive.
     pub signer: AssertionSigner,
@@ -136,7 +136,7 @@ impl Shared {
         Arc::new(Self {
             current: ArcSwap::from_pointee(initial),
             ready: AtomicBool::new(false),
-            metrics,
+            metrics: Arc::new(metrics),
             sessions: Sessions::new(std::time::Duration::from_secs(24 * 3600)),
             signer,
             assertions: Default::default(),

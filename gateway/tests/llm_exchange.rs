@@ -7,7 +7,6 @@ mod support;
 
 use futures::StreamExt;
 use sluice_demo::llm::{spawn_llm, LlmOptions, LlmServer};
-use sluice_gateway::identity::hash_key;
 use support::fault::read_request;
 use support::*;
 use tokio::io::AsyncWriteExt;
@@ -22,17 +21,7 @@ async fn mock() -> LlmServer {
 /// The gateway with `upstreams` (YAML list items) and `models`.
 async fn gateway(upstreams: &str, models: &str) -> Gateway {
     let config = format!(
-        r#"listeners:
-  - {{ name: main, address: "{{listen}}" }}
-admin: {{ address: "{{admin}}" }}
-tenants: [acme]
-identity:
-  audience: "sluice-test"
-  api_keys:
-    - {{ id: alice, sha256: "{alice}", subject: alice, tenants: [acme], roles: [dev] }}
-roles:
-  - {{ name: dev, allow: ["models:primary/*:use"] }}
-upstreams:
+        r#"{head}upstreams:
 {upstreams}
 routes:
   - {{ name: llm, path: /v1, upstream: primary, transport: llm }}
@@ -40,7 +29,7 @@ llm:
   models:
 {models}
 "#,
-        alice = hash_key("alice-key"),
+        head = llm_config_head("models:primary/*:use"),
     );
     Gateway::start(&config).await
 }

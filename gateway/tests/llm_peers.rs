@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use sluice_demo::llm::{spawn_llm, LlmOptions, LlmServer};
-use sluice_gateway::identity::hash_key;
 use support::*;
 
 /// Run the SDK client script; its JSON report.
@@ -32,17 +31,7 @@ fn sdk(base_url: &str, key: &str, model: &str, denied: Option<&str>) -> serde_js
 
 fn config(upstream_url: &str, upstream_model: &str, metadata: bool) -> String {
     format!(
-        r#"listeners:
-  - {{ name: main, address: "{{listen}}" }}
-admin: {{ address: "{{admin}}" }}
-tenants: [acme]
-identity:
-  audience: "sluice-test"
-  api_keys:
-    - {{ id: alice, sha256: "{alice}", subject: alice, tenants: [acme], roles: [dev] }}
-roles:
-  - {{ name: dev, allow: ["models:provider/gpt-small:use"] }}
-upstreams:
+        r#"{head}upstreams:
   - name: provider
     url: "{upstream_url}"
     inject: {{ credential: {{ secret: {{ env: SLUICE_TEST_PROVIDER_KEY }} }}, llm_metadata: {metadata} }}
@@ -53,7 +42,7 @@ llm:
     - {{ name: gpt-small, targets: [{{ upstream: provider, model: {upstream_model} }}] }}
     - {{ name: gpt-large, targets: [{{ upstream: provider, model: {upstream_model} }}] }}
 "#,
-        alice = hash_key("alice-key"),
+        head = llm_config_head("models:provider/gpt-small:use"),
     )
 }
 

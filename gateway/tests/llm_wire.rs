@@ -9,7 +9,6 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use sluice_gateway::identity::hash_key;
 use support::fault::read_request;
 use support::*;
 use tokio::io::AsyncWriteExt;
@@ -176,24 +175,14 @@ async fn gateway(p: &Provider) -> Gateway {
 /// The gateway in front of `p`, with the upstream's `timeouts`.
 async fn gateway_with(p: &Provider, timeouts: &str) -> Gateway {
     let mut config = format!(
-        r#"listeners:
-  - {{ name: main, address: "{{listen}}" }}
-admin: {{ address: "{{admin}}" }}
-tenants: [acme]
-identity:
-  audience: "sluice-test"
-  api_keys:
-    - {{ id: alice, sha256: "{alice}", subject: alice, tenants: [acme], roles: [dev] }}
-roles:
-  - {{ name: dev, allow: ["models:raw/*:use"] }}
-upstreams:
+        r#"{head}upstreams:
   - {{ name: raw, url: "http://{addr}/v1", timeouts: {{ {timeouts} }} }}
 routes:
   - {{ name: llm, path: /v1, upstream: raw, transport: llm }}
 llm:
   models:
 "#,
-        alice = hash_key("alice-key"),
+        head = llm_config_head("models:raw/*:use"),
         addr = p.addr,
     );
     for m in [

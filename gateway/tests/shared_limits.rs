@@ -133,3 +133,201 @@ async fn replicas_share_one_limit_and_fall_back_while_redis_is_away() {
     assert_eq!(status(&client, &b).await, 200, "the shared bucket is fresh");
     assert!(a.log().contains("rate-limit store reachable"));
 }
+
+fn llm_config(llm_url: &str, redis_port: u16) -> String {
+    format!(
+        r#"{head}upstreams:
+  - {{ name: llm, url: "{llm_url}" }}
+routes:
+  - {{ name: llm, path: /v1, upstream: llm, transport: llm }}
+rate_limits:
+  shared_store: {{ redis_url: "redis://127.0.0.1:{redis_port}", on_unavailable: closed, timeout_ms: 500 }}
+llm:
+  models:
+    - {{ name: mock-gpt, targets: [{{ upstream: llm }}] }}
+  budgets:
+    - {{ name: acme-shared, tenant: acme, tokens: 100, shared: true }}
+  token_limits:
+    - {{ name: tpm-shared, per: [tenant], tokens_per_minute: 3000, shared: true }}
+"#,
+        head = llm_config_head("models:llm/*:use"),
+    )
+}
+
+/// A chat call as alice, streamed or not; the status and the usage the
+/// upstream reported (streamed: from the usage chunk it was asked for).
+async fn chat(client: &reqwest::Client, gw: &Gateway, stream: bool, max_tokens: u64) -> (u16, u64) {
+    let mut body = serde_json::json!({"model": "mock-gpt", "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": "say hello to the gateway"}]});
+    if stream {
+        body["stream"] = true.into();
+        body["stream_options"] = serde_json::json!({"include_usage": true});
+    }
+    let resp = client
+        .post(gw.url("/v1/chat/completions"))
+        .header("authorization", "Bearer alice-key")
+        .json(&body)
+        .send()
+        .await
+        .expect("a call");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let usage = |v: &serde_json::Value| v["usage"]["total_tokens"].as_u64();
+    let used = if stream {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .find_map(|v| usage(&v))
+    } else {
+        serde_json::from_str(&text).ok().and_then(|v| usage(&v))
+    };
+    (status, used.unwrap_or(0))
+}
+
+/// What the shared store says acme's budget has spent this period.
+async fn spent(redis_port: u16) -> u64 {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{redis_port}")).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*:llm:budget:acme-shared:acme:*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut total = 0;
+    for k in keys {
+        let t: Option<u64> = redis::cmd("HGET")
+            .arg(&k)
+            .arg("t")
+            .query_async(&mut conn)
+            .await
+            .expect("hget");
+        total += t.unwrap_or(0);
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_spend_one_budget_that_outlives_a_restart() {
+    let llm = sluice_demo::llm::spawn_llm(
+        "127.0.0.1:0".parse().expect("addr"),
+        sluice_demo::llm::LlmOptions::default(),
+    )
+    .await
+    .expect("mock provider");
+    let mut redis = Redis::start(free_port()).await;
+    let config = llm_config(&llm.url(), redis.port);
+    let a = Gateway::start(&config).await;
+    let b = Gateway::start(&config).await;
+    store_up(&a).await;
+    store_up(&b).await;
+    let client = reqwest::Client::new();
+
+    // A call larger than the shared bucket never fits, on either replica.
+    assert_eq!(chat(&client, &a, false, 5000).await.0, 429);
+
+    // Streamed and plain calls alternate between the replicas until the
+    // budget (100 tokens, each call ~16) refuses: one budget for both.
+    let (mut calls, mut reported) = (0u64, 0u64);
+    for i in 0..40 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let (status, used) = chat(&client, gw, i % 3 == 0, 50).await;
+        if status == 429 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(used > 0, "the upstream reported usage");
+        calls += 1;
+        reported += used;
+        // Settled before the next call is admitted.
+        eventually("the call settled", async || {
+            spent(redis.port).await == reported
+        })
+        .await;
+    }
+    assert!(reported >= 100, "the budget ran out: {reported}");
+    let last = reported / calls;
+    assert!(
+        reported - last < 100,
+        "no call started on a spent budget: {reported}"
+    );
+    assert!(
+        calls < 2 * 100_u64.div_ceil(last),
+        "not one budget per replica: {calls}"
+    );
+    // Spend is what the upstream reported, call for call.
+    assert_eq!(spent(redis.port).await, reported);
+    assert_eq!(
+        chat(&client, &b, true, 50).await.0,
+        429,
+        "spent on every replica"
+    );
+
+    // A replica restarted mid-period keeps the spend.
+    drop(a);
+    let a = Gateway::start(&config).await;
+    store_up(&a).await;
+    assert_eq!(chat(&client, &a, false, 50).await.0, 429);
+
+    // The store goes away: `closed` refuses model calls (503) at once,
+    // and both come back by themselves with the store (empty: a new spend).
+    redis.stop();
+    assert_eq!(chat(&client, &a, false, 50).await.0, 503);
+    assert_eq!(chat(&client, &b, true, 50).await.0, 503);
+    let redis = Redis::start(redis.port).await;
+    store_up(&a).await;
+    store_up(&b).await;
+    let (status, used) = chat(&client, &b, false, 50).await;
+    assert_eq!(status, 200);
+    eventually("settled in the new store", async || {
+        spent(redis.port).await == used
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_budget_period_is_a_utc_day_or_calendar_month_in_the_store() {
+    let redis = Redis::start(free_port()).await;
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}", redis.port)).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let script = redis::Script::new(&format!(
+        "{}return {{period(ARGV[1], tonumber(ARGV[2]))}}",
+        sluice_gateway::llm::shared::PERIOD
+    ));
+    let day = |y, m, d| sluice_config::days_from_civil(y, m, d) as i64 * 86_400;
+    for (kind, at, want) in [
+        (
+            "month",
+            day(2026, 2, 14) + 43_200,
+            (day(2026, 2, 1), day(2026, 3, 1)),
+        ),
+        (
+            "month",
+            day(2024, 12, 31) + 86_399,
+            (day(2024, 12, 1), day(2025, 1, 1)),
+        ),
+        (
+            "month",
+            day(2024, 2, 29),
+            (day(2024, 2, 1), day(2024, 3, 1)),
+        ),
+        (
+            "day",
+            day(2026, 12, 7) + 100,
+            (day(2026, 12, 7), day(2026, 12, 8)),
+        ),
+    ] {
+        let got: (i64, i64) = script
+            .arg(kind)
+            .arg(at)
+            .invoke_async(&mut conn)
+            .await
+            .expect("eval");
+        assert_eq!(got, want, "{kind} at {at}");
+    }
+}

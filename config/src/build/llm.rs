@@ -13,7 +13,7 @@ pub(crate) fn build_llm(
     raw: &RawLlm,
     upstreams: &[String],
     tenants: &[String],
-    known: &Known<'_>,
+    (known, has_store): (&Known<'_>, bool),
     errs: &mut Vec<ConfigError>,
 ) -> Llm {
     let models = raw
@@ -41,13 +41,21 @@ pub(crate) fn build_llm(
         .budgets
         .iter()
         .enumerate()
-        .map(|(i, b)| build_budget(b, tenants, &format!("llm.budgets[{i}]"), errs))
+        .map(|(i, b)| {
+            let path = format!("llm.budgets[{i}]");
+            shared_needs_store(b.shared, has_store, &path, errs);
+            build_budget(b, tenants, &path, errs)
+        })
         .collect();
     let token_limits = raw
         .token_limits
         .iter()
         .enumerate()
-        .map(|(i, l)| build_token_limit(l, known, &format!("llm.token_limits[{i}]"), errs))
+        .map(|(i, l)| {
+            let path = format!("llm.token_limits[{i}]");
+            shared_needs_store(l.shared, has_store, &path, errs);
+            build_token_limit(l, known, &path, errs)
+        })
         .collect();
     Llm {
         models,
@@ -120,6 +128,15 @@ fn build_price(p: &RawPrice, path: &str, errs: &mut Vec<ConfigError>) -> Price {
     }
 }
 
+fn shared_needs_store(shared: bool, has_store: bool, path: &str, errs: &mut Vec<ConfigError>) {
+    if shared && !has_store {
+        errs.push(ConfigError::new(
+            format!("{path}.shared"),
+            "needs rate_limits.shared_store",
+        ));
+    }
+}
+
 fn build_budget(
     b: &RawBudget,
     tenants: &[String],
@@ -152,6 +169,7 @@ fn build_budget(
         period,
         tokens: b.tokens,
         cost_usd: b.cost_usd,
+        shared: b.shared,
     }
 }
 
@@ -173,5 +191,6 @@ fn build_token_limit(
         selector,
         per,
         tokens_per_minute: l.tokens_per_minute.max(1),
+        shared: l.shared,
     }
 }

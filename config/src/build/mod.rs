@@ -124,7 +124,14 @@ fn build_traffic(raw: &RawConfig, errs: &mut Vec<ConfigError>) -> (RateLimits, c
     let rate_limits =
         rate_limits::build_rate_limits(&raw.rate_limits, &raw.concurrency_limits, &known, errs);
     let upstream_names: Vec<String> = raw.upstreams.iter().map(|u| u.name.clone()).collect();
-    let llm = llm::build_llm(&raw.llm, &upstream_names, &raw.tenants, &known, errs);
+    let has_store = raw.rate_limits.shared_store.is_some();
+    let llm = llm::build_llm(
+        &raw.llm,
+        &upstream_names,
+        &raw.tenants,
+        (&known, has_store),
+        errs,
+    );
     (rate_limits, llm)
 }
 

@@ -40,6 +40,8 @@ pub struct Budget {
     pub period: Period,
     pub tokens: Option<u64>,
     pub cost_usd: Option<f64>,
+    /// Spend kept in the shared store.
+    pub shared: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub struct TokenLimit {
     pub selector: Selector,
     pub per: Vec<KeyPart>,
     pub tokens_per_minute: u64,
+    /// One bucket across replicas, in the shared store.
+    pub shared: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

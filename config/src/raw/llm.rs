@@ -59,6 +59,10 @@ pub struct RawBudget {
     pub period: Option<String>,
     pub tokens: Option<u64>,
     pub cost_usd: Option<f64>,
+    /// Spend kept in the shared store (`rate_limits.shared_store`), one
+    /// budget across replicas and restarts.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,4 +75,7 @@ pub struct RawTokenLimit {
     #[serde(default)]
     pub per: Vec<String>,
     pub tokens_per_minute: u64,
+    /// One bucket across replicas, in the shared store.
+    #[serde(default)]
+    pub shared: bool,
 }

@@ -67,29 +67,54 @@ pub(super) async fn admit(
         model: Some(&model),
     };
     let m = &shared.metrics;
+    let store = rt.limits.store();
     let crate::llm::Admitted {
         order,
         reservations,
         budgets,
+        shared: ask,
     } = crate::llm::decide(
         snap,
         &rt.llm,
         &route_up,
         ctx.caller.as_ref(),
         &input,
-        &llm_req,
+        (&llm_req, store),
     )?;
+    let need = llm_req.estimate(crate::llm::DEFAULT_OUTPUT_ESTIMATE);
     let reserved = crate::llm::LlmCall {
         req: llm_req,
         rest,
         order,
         reservations,
         budgets,
+        shared: None,
         outcome: None,
     };
     // From here, refusals give the reservations back (settled on drop
     // of the call in `record`).
     ctx.decision.llm = Some(Box::new(reserved));
+    if let Some(ask) = ask {
+        // One round trip for every shared limit and budget together.
+        match crate::llm::shared::admit(&rt.llm.scripts, &ask, m).await {
+            Ok(()) => {
+                if let Some(call) = ctx.decision.llm.as_mut() {
+                    call.shared = Some(std::sync::Arc::new(ask));
+                }
+            }
+            Err(Ok(deny)) => return Err(Refusal::Llm(deny)),
+            Err(Err(_down)) => {
+                if rt.limits.store_down("llm_shared", m)? {
+                    // Decided here, as if nothing were shared.
+                    let (held, budgets) = rt.llm.hold_local(&input, need, |shared| shared)?;
+                    if let Some(call) = ctx.decision.llm.as_mut() {
+                        call.reservations.extend(held);
+                        call.budgets.extend(budgets);
+                    }
+                }
+            }
+        }
+    }
     if !rt.limits.is_empty() {
         rt.limits.check_rate(&input, m).await?;
         let mut permits = Vec::new();

@@ -11,7 +11,7 @@
 mod concurrency;
 mod local;
 mod select;
-mod shared;
+pub mod shared;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -146,6 +146,37 @@ impl Limits {
         })
     }
 
+    /// The shared store, when one is configured.
+    pub fn store(&self) -> Option<&Arc<RedisStore>> {
+        self.store.as_ref()
+    }
+
+    /// What a check does while the shared store is down: `Ok(true)` decide
+    /// locally, `Ok(false)` let it through, `Err` refuse (counted under
+    /// `limit`).
+    pub fn store_down(&self, limit: &str, metrics: &Metrics) -> Result<bool, Limited> {
+        let mode = self.on_unavailable.unwrap_or(OnUnavailable::Local);
+        let label = match mode {
+            OnUnavailable::Local => "local",
+            OnUnavailable::Open => "open",
+            OnUnavailable::Closed => "closed",
+        };
+        metrics
+            .limit_store_fallbacks
+            .with_label_values(&[label])
+            .inc();
+        match mode {
+            OnUnavailable::Local => Ok(true),
+            OnUnavailable::Open => Ok(false),
+            OnUnavailable::Closed => {
+                metrics.limit_refusals.with_label_values(&[limit]).inc();
+                Err(Limited::StoreDown {
+                    limit: limit.to_owned(),
+                })
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rate.is_empty() && self.caps.is_empty()
     }
@@ -190,28 +221,9 @@ impl Limits {
         key: u64,
         metrics: &Metrics,
     ) -> Result<Result<(), Duration>, Limited> {
-        let mode = self.on_unavailable.unwrap_or(OnUnavailable::Local);
-        let label = match mode {
-            OnUnavailable::Local => "local",
-            OnUnavailable::Open => "open",
-            OnUnavailable::Closed => "closed",
-        };
-        metrics
-            .limit_store_fallbacks
-            .with_label_values(&[label])
-            .inc();
-        match mode {
-            OnUnavailable::Local => Ok(e.local.check(key)),
-            OnUnavailable::Open => Ok(Ok(())),
-            OnUnavailable::Closed => {
-                metrics
-                    .limit_refusals
-                    .with_label_values(&[e.rule.name.as_str()])
-                    .inc();
-                Err(Limited::StoreDown {
-                    limit: e.rule.name.clone(),
-                })
-            }
+        match self.store_down(&e.rule.name, metrics)? {
+            true => Ok(e.local.check(key)),
+            false => Ok(Ok(())),
         }
     }
 

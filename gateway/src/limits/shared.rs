@@ -88,6 +88,24 @@ impl RedisStore {
         cost: u32,
         metrics: &Metrics,
     ) -> Result<Result<(), Duration>, StoreDown> {
+        let mut invocation = self.script.key(key);
+        invocation
+            .arg(period.as_micros().max(1) as u64)
+            .arg(burst)
+            .arg(cost);
+        match self.run::<(i64, i64)>(&invocation, metrics).await? {
+            (1, _) => Ok(Ok(())),
+            (_, wait_us) => Ok(Err(Duration::from_micros(wait_us.max(0) as u64))),
+        }
+    }
+
+    /// Run one script invocation within the store's timeout; a failed or
+    /// slow one marks the store down.
+    pub async fn run<T: redis::FromRedisValue>(
+        self: &Arc<Self>,
+        invocation: &redis::ScriptInvocation<'_>,
+        metrics: &Metrics,
+    ) -> Result<T, StoreDown> {
         let conn = match (self.is_up(), self.conn.load_full()) {
             (true, Some(c)) => c,
             _ => {
@@ -96,15 +114,9 @@ impl RedisStore {
             }
         };
         let mut conn = MultiplexedConnection::clone(&conn);
-        let mut invocation = self.script.key(key);
-        invocation
-            .arg(period.as_micros().max(1) as u64)
-            .arg(burst)
-            .arg(cost);
-        let call = invocation.invoke_async::<(i64, i64)>(&mut conn);
+        let call = invocation.invoke_async::<T>(&mut conn);
         match tokio::time::timeout(self.config.timeout, call).await {
-            Ok(Ok((1, _))) => Ok(Ok(())),
-            Ok(Ok((_, wait_us))) => Ok(Err(Duration::from_micros(wait_us.max(0) as u64))),
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 self.mark_down(metrics, &e.to_string());
                 Err(StoreDown)

@@ -225,6 +225,7 @@ mod tests {
             period: Period::Day,
             tokens: Some(1000),
             cost_usd: Some(1.0),
+            shared: false,
         });
         let noon = 20_000 * DAY + 43_200;
         assert!(day.check(noon).is_ok());

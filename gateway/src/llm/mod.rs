@@ -8,6 +8,7 @@
 
 pub mod budget;
 pub mod request;
+pub mod shared;
 pub mod usage;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,6 +88,8 @@ pub struct LlmState {
     tpm: Vec<(TokenLimit, Arc<TokenBuckets>)>,
     budgets: Vec<Arc<BudgetState>>,
     next: AtomicU64,
+    /// The shared store's scripts (`shared`).
+    pub scripts: Arc<shared::Scripts>,
 }
 
 impl LlmState {
@@ -125,6 +128,7 @@ impl LlmState {
             tpm,
             budgets,
             next: AtomicU64::new(0),
+            scripts: Arc::default(),
         }
     }
 
@@ -168,6 +172,8 @@ pub struct Admitted {
     pub order: Vec<usize>,
     pub reservations: Vec<Reservation>,
     pub budgets: Vec<Arc<BudgetState>>,
+    /// The shared limits and budgets to ask the store for (`shared`).
+    pub shared: Option<shared::SharedHeld>,
 }
 
 /// Tokens held in one bucket: (buckets, key, tokens).
@@ -182,6 +188,8 @@ pub struct LlmCall {
     pub order: Vec<usize>,
     pub reservations: Vec<Reservation>,
     pub budgets: Vec<Arc<BudgetState>>,
+    /// Held in the shared store, once it admitted the call.
+    pub shared: Option<Arc<shared::SharedHeld>>,
     /// Filled by the exchange.
     pub outcome: Option<Outcome>,
 }
@@ -212,7 +220,7 @@ pub fn decide(
     route_upstream: &str,
     caller: Option<&Caller>,
     input: &LimitInput<'_>,
-    req: &LlmRequest,
+    (req, store): (&LlmRequest, Option<&Arc<crate::limits::shared::RedisStore>>),
 ) -> Result<Admitted, LlmDeny> {
     // Unknown models are unknown to everyone; a known model the caller has
     // no grant for is a 403, as SDKs expect.
@@ -232,51 +240,105 @@ pub fn decide(
             return Err(LlmDeny::ModelDenied(req.model.clone()));
         }
     }
-    let now = now_unix();
-    let budgets: Vec<Arc<BudgetState>> = state
-        .budgets
-        .iter()
-        .filter(|b| Some(b.budget.tenant.as_str()) == input.tenant)
-        .cloned()
-        .collect();
-    for b in &budgets {
-        b.check(now).map_err(LlmDeny::Budget)?;
-    }
     let need = req.estimate(DEFAULT_OUTPUT_ESTIMATE);
-    let mut held: Vec<Reservation> = Vec::new();
-    let t = Instant::now();
-    for (limit, buckets) in &state.tpm {
-        if !limit.selector.matches(input) {
-            continue;
-        }
-        let key = key_hash(&limit.per, input);
-        if let Err(refused) = buckets.reserve(key, need, t) {
-            for (b, k, n) in held.drain(..) {
-                b.reconcile(k, n, 0);
-            }
-            return Err(match refused {
-                Refused::NeverFits => LlmDeny::NeverFits {
-                    limit: limit.name.clone(),
-                    need,
-                },
-                Refused::Wait(wait) => LlmDeny::TokenRate {
-                    limit: limit.name.clone(),
-                    wait,
-                },
-            });
-        }
-        held.push((Arc::clone(buckets), key, need));
-    }
+    // With a store, shared limits are the store's; without, local.
+    let (reservations, budgets) =
+        state.hold_local(input, need, |shared| !shared || store.is_none())?;
+    let shared = store.and_then(|store| state.shared_ask(store, input, need));
     Ok(Admitted {
         order: state.order(&alias.targets),
-        reservations: held,
+        reservations,
         budgets,
+        shared,
     })
+}
+
+impl LlmState {
+    /// Check the tenant's budgets and reserve `need` in every token bucket
+    /// whose limit `which(shared)` picks; all or nothing.
+    pub fn hold_local(
+        &self,
+        input: &LimitInput<'_>,
+        need: u64,
+        which: impl Fn(bool) -> bool,
+    ) -> Result<(Vec<Reservation>, Vec<Arc<BudgetState>>), LlmDeny> {
+        let now = now_unix();
+        let budgets: Vec<Arc<BudgetState>> = self
+            .budgets
+            .iter()
+            .filter(|b| which(b.budget.shared) && Some(b.budget.tenant.as_str()) == input.tenant)
+            .cloned()
+            .collect();
+        for b in &budgets {
+            b.check(now).map_err(LlmDeny::Budget)?;
+        }
+        let mut held: Vec<Reservation> = Vec::new();
+        let t = Instant::now();
+        for (limit, buckets) in &self.tpm {
+            if !which(limit.shared) || !limit.selector.matches(input) {
+                continue;
+            }
+            let key = key_hash(&limit.per, input);
+            if let Err(refused) = buckets.reserve(key, need, t) {
+                for (b, k, n) in held.drain(..) {
+                    b.reconcile(k, n, 0);
+                }
+                return Err(match refused {
+                    Refused::NeverFits => LlmDeny::NeverFits {
+                        limit: limit.name.clone(),
+                        need,
+                    },
+                    Refused::Wait(wait) => LlmDeny::TokenRate {
+                        limit: limit.name.clone(),
+                        wait,
+                    },
+                });
+            }
+            held.push((Arc::clone(buckets), key, need));
+        }
+        Ok((held, budgets))
+    }
+
+    /// The shared budgets and buckets that apply to the call, as the store
+    /// keeps them; `None` when none does.
+    fn shared_ask(
+        &self,
+        store: &Arc<crate::limits::shared::RedisStore>,
+        input: &LimitInput<'_>,
+        need: u64,
+    ) -> Option<shared::SharedHeld> {
+        let budgets: Vec<_> = self
+            .budgets
+            .iter()
+            .filter(|b| b.budget.shared && Some(b.budget.tenant.as_str()) == input.tenant)
+            .map(|b| (shared::budget_key(store, &b.budget), b.budget.clone()))
+            .collect();
+        let buckets: Vec<_> = self
+            .tpm
+            .iter()
+            .filter(|(l, _)| l.shared && l.selector.matches(input))
+            .map(|(l, _)| {
+                let key = shared::bucket_key(store, l, key_hash(&l.per, input));
+                (key, l.tokens_per_minute)
+            })
+            .collect();
+        (!budgets.is_empty() || !buckets.is_empty()).then(|| shared::SharedHeld {
+            store: Arc::clone(store),
+            budgets,
+            buckets,
+            need,
+        })
+    }
 }
 
 /// Settle a finished (or failed) call: token buckets get back what was
 /// reserved and not used, budgets are charged. Returns the cost, if priced.
-pub fn settle(snap: &Snapshot, call: &LlmCall, m: &Metrics, tenant: &str) -> Option<f64> {
+pub fn settle(
+    (snap, state): (&Snapshot, &LlmState),
+    call: &LlmCall,
+    m: &Arc<Metrics>,
+    tenant: &str,
+) -> Option<f64> {
     let used = call
         .outcome
         .as_ref()
@@ -289,11 +351,21 @@ pub fn settle(snap: &Snapshot, call: &LlmCall, m: &Metrics, tenant: &str) -> Opt
         let actual = used.map_or(if answered { *reserved } else { 0 }, |u| u.total());
         b.reconcile(*key, *reserved, actual);
     }
-    let (o, u) = (call.outcome.as_ref()?, used?);
-    let target = snap.llm.alias(&call.req.model)?.targets.get(o.target)?;
-    let cost = snap
-        .llm
-        .cost(&[call.req.model.as_str(), target.model.as_str()], &u);
+    let cost = used.and_then(|u| {
+        let o = call.outcome.as_ref()?;
+        let target = snap.llm.alias(&call.req.model)?.targets.get(o.target)?;
+        snap.llm
+            .cost(&[call.req.model.as_str(), target.model.as_str()], &u)
+    });
+    if let Some(held) = &call.shared {
+        let s = shared::Settle {
+            used: used.map_or(if answered { held.need } else { 0 }, |u| u.total()),
+            charged_tokens: used.map_or(0, |u| u.total()),
+            cost_usd: cost.unwrap_or(0.0),
+        };
+        shared::settle_later(state, Arc::clone(held), s, Arc::clone(m));
+    }
+    let u = used?;
     let now = now_unix();
     for b in &call.budgets {
         b.charge(now, u.total(), cost.unwrap_or(0.0));

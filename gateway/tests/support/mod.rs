@@ -524,3 +524,22 @@ pub async fn recording_upstream() -> (std::net::SocketAddr, Recorder) {
     let addr = serve_router(router).await;
     (addr, rec)
 }
+
+/// The start of a model-route config: listeners, tenant `acme`, and
+/// `alice-key` for alice (of acme) with a role `dev` allowed `allow`.
+pub fn llm_config_head(allow: &str) -> String {
+    format!(
+        r#"listeners:
+  - {{ name: main, address: "{{listen}}" }}
+admin: {{ address: "{{admin}}" }}
+tenants: [acme]
+identity:
+  audience: "sluice-test"
+  api_keys:
+    - {{ id: alice, sha256: "{alice}", subject: alice, tenants: [acme], roles: [dev] }}
+roles:
+  - {{ name: dev, allow: ["{allow}"] }}
+"#,
+        alice = sluice_gateway::identity::hash_key("alice-key"),
+    )
+}
