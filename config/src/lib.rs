@@ -6,6 +6,7 @@
 
 mod build;
 mod canonical;
+pub mod chain;
 mod civil;
 mod error;
 pub mod fold;

@@ -50,6 +50,15 @@ struct Row {
     method: Option<String>,
     decision: Option<String>,
     body: String,
+    /// Its place in its gateway's chain, and its hash.
+    chain: Option<(sluice_config::chain::Link, String)>,
+}
+
+/// Where what was stored does not continue its chain.
+#[derive(Default)]
+struct ChainNews {
+    gaps: u64,
+    breaks: u64,
 }
 
 impl AuditStore {
@@ -80,6 +89,8 @@ impl AuditStore {
                 out.invalid += 1;
                 continue;
             }
+            let chain =
+                sluice_config::chain::link(&e).map(|l| (l, sluice_config::chain::event_hash(&e)));
             rows.push(Row {
                 event_id,
                 time_ms,
@@ -90,30 +101,45 @@ impl AuditStore {
                 method: s("method"),
                 decision: s("decision"),
                 body,
+                chain,
             });
         }
-        let fresh = self
+        let (fresh, news) = self
             .db
             .call(move |c| {
                 let tx = c.transaction()?;
                 let mut fresh = Vec::with_capacity(rows.len());
+                let mut news = ChainNews::default();
                 {
                     let mut st = tx.prepare_cached(
-                        "INSERT OR IGNORE INTO audit (event_id, time_ms, tenant, subject, upstream, target, method, decision, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        "INSERT OR IGNORE INTO audit (event_id, time_ms, tenant, subject, upstream, target, method, decision, body, chain_id, chain_seq)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     )?;
                     for r in rows {
+                        let (chain_id, chain_seq) = r
+                            .chain
+                            .as_ref()
+                            .map(|(l, _)| (l.id.clone(), l.seq as i64))
+                            .unzip();
                         let n = st.execute(rusqlite::params![
                             r.event_id, r.time_ms, r.tenant, r.subject, r.upstream, r.target, r.method,
-                            r.decision, r.body
+                            r.decision, r.body, chain_id, chain_seq
                         ])?;
+                        if n == 1 {
+                            if let Some((link, hash)) = &r.chain {
+                                extend_chain(&tx, link, hash, &mut news)?;
+                            }
+                        }
                         fresh.push((n == 1).then_some(r.body));
                     }
                 }
                 tx.commit()?;
-                Ok(fresh)
+                Ok((fresh, news))
             })
             .await?;
+        if news.gaps + news.breaks > 0 {
+            tracing::warn!(gaps = news.gaps, breaks = news.breaks, "audit events that do not continue their chain were stored; `sluice-control audit verify` says where");
+        }
         for f in fresh {
             match f {
                 Some(body) => {
@@ -130,6 +156,8 @@ impl AuditStore {
         m.with_label_values(&["duplicate"])
             .inc_by(out.duplicates as u64);
         m.with_label_values(&["invalid"]).inc_by(out.invalid as u64);
+        m.with_label_values(&["chain_gap"]).inc_by(news.gaps);
+        m.with_label_values(&["chain_break"]).inc_by(news.breaks);
         Ok(out)
     }
 
@@ -188,6 +216,129 @@ pub enum QueryError {
     Db(#[from] DbError),
 }
 
+/// Move the chain's head to a stored event: one that follows the head but
+/// does not name its hash is a break, one past the next place a gap. A late
+/// event (behind the head) leaves it.
+fn extend_chain(
+    tx: &rusqlite::Transaction<'_>,
+    link: &sluice_config::chain::Link,
+    hash: &str,
+    news: &mut ChainNews,
+) -> rusqlite::Result<()> {
+    use rusqlite::OptionalExtension;
+    let head: Option<(i64, String)> = tx
+        .prepare_cached("SELECT seq, hash FROM audit_chains WHERE id = ?1")?
+        .query_row([&link.id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let seq = link.seq as i64;
+    match &head {
+        Some((h, _)) if *h >= seq => return Ok(()),
+        Some((h, h_hash)) if *h + 1 == seq => news.breaks += u64::from(link.prev != *h_hash),
+        Some(_) => news.gaps += 1,
+        None => news.gaps += u64::from(seq != 1),
+    }
+    tx.prepare_cached(
+        "INSERT INTO audit_chains (id, seq, hash) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    )?
+    .execute(rusqlite::params![link.id, seq, hash])?;
+    Ok(())
+}
+
+impl AuditStore {
+    /// Check the stored chains (events with `time` in `since..=until`, RFC
+    /// 3339; none: all). Against the heads recorded at ingest only when the
+    /// range runs to the end.
+    pub async fn verify(
+        &self,
+        since: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<sluice_config::chain::Report, QueryError> {
+        let bound = |b: Option<&str>| match b {
+            None => Ok(None),
+            Some(s) => parse_rfc3339(s).map(Some).ok_or(QueryError::BadTime),
+        };
+        let (since, until) = (bound(since)?, bound(until)?);
+        let to_end = until.is_none();
+        let (bodies, heads) = self
+            .db
+            .call(move |c| {
+                let mut st =
+                    c.prepare("SELECT body FROM audit WHERE time_ms >= ?1 AND time_ms <= ?2")?;
+                let bodies = st
+                    .query_map(
+                        rusqlite::params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
+                        |r| r.get::<_, String>(0),
+                    )?
+                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                let mut heads = std::collections::BTreeMap::new();
+                if to_end {
+                    let mut st = c.prepare("SELECT id, seq, hash FROM audit_chains")?;
+                    for h in st.query_map([], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                        ))
+                    })? {
+                        let (id, seq, hash) = h?;
+                        heads.insert(id, (seq as u64, hash));
+                    }
+                }
+                Ok((bodies, heads))
+            })
+            .await?;
+        let events = bodies
+            .iter()
+            .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok());
+        Ok(sluice_config::chain::verify(events, &heads))
+    }
+}
+
+/// `sluice-control audit verify`: the store's chains (or an exported
+/// file's), a line per problem and a summary on stdout; whether whole.
+pub async fn verify_cli(
+    settings: &crate::settings::Settings,
+    file: Option<&std::path::Path>,
+    (since, until): (Option<&str>, Option<&str>),
+) -> anyhow::Result<bool> {
+    let report = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)?;
+            let mut events = Vec::new();
+            for (n, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))?;
+                events.push(v);
+            }
+            sluice_config::chain::verify(events, &Default::default())
+        }
+        None => {
+            let store = AuditStore::new(Db::open(&settings.database)?, Metrics::new(), None);
+            store.verify(since, until).await?
+        }
+    };
+    for p in &report.problems {
+        println!("{p}");
+    }
+    println!(
+        "{} events in {} chains checked, {} without a chain: {}",
+        report.checked,
+        report.chains,
+        report.unchained,
+        if report.problems.is_empty() {
+            "whole".to_owned()
+        } else {
+            format!("{} problems", report.problems.len())
+        }
+    );
+    Ok(report.problems.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +373,78 @@ mod tests {
         let left = store.query(Query::default()).await.expect("query");
         assert_eq!(left.len(), 1);
         assert_eq!(left[0]["event_id"], "b");
+    }
+
+    /// `n` events of one chain, as a gateway stamps them.
+    fn chained(n: u64) -> Vec<serde_json::Value> {
+        let now = crate::db::rfc3339(now_ms());
+        let mut prev = String::new();
+        (1..=n)
+            .map(|seq| {
+                let mut e = event(&format!("e{seq}"), &now, "bob");
+                e["latency_ms"] = json!(1.5);
+                e["chain"] = json!({"id": "gw-1", "seq": seq, "prev": prev});
+                prev = sluice_config::chain::event_hash(&e);
+                e
+            })
+            .collect()
+    }
+
+    async fn tamper(store: &AuditStore, sql: &'static str) {
+        store
+            .db
+            .call(move |c| c.execute_batch(sql))
+            .await
+            .expect("tamper");
+    }
+
+    #[tokio::test]
+    async fn the_store_says_where_an_event_was_removed_or_altered() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Db::open(&dir.path().join("c.db")).expect("db");
+        let m = Metrics::new();
+        let store = AuditStore::new(db, m.clone(), None);
+        let events = chained(6);
+        // Shipped in two batches, the second twice (a retry).
+        store.ingest(events[..3].to_vec()).await.expect("ingest");
+        store.ingest(events[3..].to_vec()).await.expect("ingest");
+        let again = store.ingest(events[3..].to_vec()).await.expect("ingest");
+        assert_eq!(again.duplicates, 3);
+        let whole = store.verify(None, None).await.expect("verify");
+        assert!(whole.problems.is_empty(), "{:?}", whole.problems);
+        assert_eq!((whole.checked, whole.chains), (6, 1));
+        assert_eq!(m.audit_events.with_label_values(&["chain_break"]).get(), 0);
+
+        // Someone edits event 2 and deletes event 4 and the last one.
+        tamper(
+            &store,
+            "UPDATE audit SET body = replace(body, '\"bob\"', '\"eve\"') WHERE event_id = 'e2';
+             DELETE FROM audit WHERE event_id IN ('e4', 'e6');",
+        )
+        .await;
+        let said: Vec<String> = store
+            .verify(None, None)
+            .await
+            .expect("verify")
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "chain gw-1: event 2 (e2) is not the event that was chained: altered",
+                "chain gw-1: event 4 is missing",
+                "chain gw-1: event 6 is missing",
+            ],
+            "{said:?}"
+        );
+
+        // An event that does not continue its chain is counted on arrival.
+        let mut forged = chained(7).pop().expect("seventh");
+        forged["chain"]["prev"] = json!("0".repeat(64));
+        store.ingest(vec![forged]).await.expect("ingest");
+        assert_eq!(m.audit_events.with_label_values(&["chain_break"]).get(), 1);
     }
 
     #[tokio::test]

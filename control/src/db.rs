@@ -66,6 +66,33 @@ CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant, time_ms);
 CREATE INDEX IF NOT EXISTS audit_subject ON audit (subject, time_ms);
 ";
 
+/// Schema changes after the first, in order; `PRAGMA user_version` says
+/// how many a database has had. Each runs once, in a transaction.
+const MIGRATIONS: &[&str] = &[
+    // 1: audit events' place in their gateway's hash chain, and each
+    // chain's head as last stored.
+    "ALTER TABLE audit ADD COLUMN chain_id TEXT;
+     ALTER TABLE audit ADD COLUMN chain_seq INTEGER;
+     CREATE INDEX IF NOT EXISTS audit_chain ON audit (chain_id, chain_seq);
+     CREATE TABLE IF NOT EXISTS audit_chains (
+         id TEXT PRIMARY KEY,
+         seq INTEGER NOT NULL,
+         hash TEXT NOT NULL
+     );",
+];
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
+        conn.execute_batch(&format!(
+            "BEGIN; {step}\nPRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
+        tracing::info!(version = i + 1, "database migrated");
+    }
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct Db(Arc<Mutex<Connection>>);
 
@@ -79,6 +106,7 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Self(Arc::new(Mutex::new(conn))))
     }
 

@@ -15,6 +15,34 @@ struct Cli {
     /// Check the settings (and a directory source's gateway config), then exit.
     #[arg(long)]
     validate: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// The audit store.
+    Audit {
+        #[command(subcommand)]
+        what: AuditCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AuditCommand {
+    /// Check the gateways' hash chains in the store (or in an exported
+    /// JSON Lines file): say every event missing or altered; exit 1 if any.
+    Verify {
+        /// An exported file (one event per line) instead of the store.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events at or before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+    },
 }
 
 fn main() {
@@ -62,6 +90,24 @@ fn main() {
             std::process::exit(1)
         }
     };
+    if let Some(Command::Audit {
+        what: AuditCommand::Verify { file, since, until },
+    }) = cli.command
+    {
+        let checked = rt.block_on(sluice_control::audit::verify_cli(
+            &settings,
+            file.as_deref(),
+            (since.as_deref(), until.as_deref()),
+        ));
+        match checked {
+            Ok(true) => std::process::exit(0),
+            Ok(false) => std::process::exit(1),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2)
+            }
+        }
+    }
     if let Err(e) = rt.block_on(sluice_control::run(settings)) {
         eprintln!("error: {e:#}");
         std::process::exit(1)

@@ -69,6 +69,7 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
         let sinks = Sinks {
             file,
             ship: ship.clone().map(crate::control::ship::ShipSink),
+            chain: crate::audit::Chain::fresh(),
         };
         let writer = AuditWriter {
             rx: std::sync::Mutex::new(Some((rx, sinks))),
@@ -200,9 +201,16 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
 struct Sinks {
     file: Option<crate::audit::JsonlFileSink>,
     ship: Option<crate::control::ship::ShipSink>,
+    chain: crate::audit::Chain,
 }
 
 impl crate::audit::AuditSink for Sinks {
+    fn stamp(&mut self, events: &mut [crate::audit::AuditEvent]) {
+        for e in events {
+            self.chain.stamp(e);
+        }
+    }
+
     fn write_batch(
         &mut self,
         events: &[crate::audit::AuditEvent],

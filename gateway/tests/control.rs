@@ -1041,6 +1041,10 @@ async fn audit_is_stored_queried_and_fanned_out_to_the_webhook_at_least_once() {
     let (st, _) = control.api("GET", "/v1/audit", "wrong-token", None).await;
     assert_eq!(st, 401);
 
+    // What the gateway shipped forms one hash chain, whole.
+    let (whole, said) = control.audit_verify(&[]);
+    assert!(whole && said.contains("in 1 chains checked"), "{said}");
+
     // The same batch shipped twice (a gateway retrying) is stored once.
     let (_, all) = control
         .api("GET", "/v1/audit?limit=1000", token("carol"), None)

@@ -57,6 +57,9 @@ pub struct AuditEvent {
     /// The approval a held call went through on.
     #[serde(default)]
     pub approval: Option<String>,
+    /// Its place in this gateway's hash chain, set as it is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<sluice_config::chain::Link>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +121,7 @@ impl AuditEvent {
             request_id: request_id.into(),
             llm: None,
             approval: None,
+            chain: None,
         }
     }
 }

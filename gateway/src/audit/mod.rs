@@ -9,6 +9,7 @@
 //! the control process's audit store and a webhook sink (separate issue) can
 //! plug in behind the same queue and writer without touching the data path.
 
+mod chain;
 mod error;
 mod event;
 mod queue;
@@ -19,6 +20,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use chain::Chain;
 pub use error::AuditError;
 pub use event::{
     digest, format_rfc3339_millis, new_event_id, redact, AuditEvent, Decision, LlmAudit,

@@ -18,6 +18,9 @@ pub trait AuditSink: Send {
     fn write_batch(&mut self, events: &[AuditEvent]) -> Result<(), AuditError>;
     /// Pushes anything buffered to its destination.
     fn flush(&mut self) -> Result<(), AuditError>;
+    /// Sets what the events get as they are written (their place in the
+    /// hash chain), before `write_batch`.
+    fn stamp(&mut self, _events: &mut [AuditEvent]) {}
 }
 
 /// Appends one JSON object per line to `path`. Before a line would take the

@@ -73,6 +73,7 @@ async fn write<S: AuditSink + 'static>(
     mut batch: Vec<AuditEvent>,
 ) -> Option<(S, Vec<AuditEvent>)> {
     let joined = tokio::task::spawn_blocking(move || {
+        sink.stamp(&mut batch);
         if let Err(e) = sink.write_batch(&batch).and_then(|()| sink.flush()) {
             tracing::warn!(error = %e, batch = batch.len(), "audit sink write failed; batch may be partly lost");
         }

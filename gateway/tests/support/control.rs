@@ -158,6 +158,24 @@ impl Control {
         }
     }
 
+    /// `sluice-control audit verify` on this control's store (`args` more):
+    /// whether the chains are whole, and what it printed.
+    pub fn audit_verify(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(control_bin())
+            .arg("--config")
+            .arg(&self.settings)
+            .args(["audit", "verify"])
+            .args(args)
+            .env("SLUICE_GATEWAY_TOKEN", GATEWAY_TOKEN)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("sluice-control audit verify");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code().is_some_and(|c| c < 2), "{text}{err}");
+        (out.status.success(), text)
+    }
+
     /// Kill and start again on the same port, settings and database.
     pub async fn restart(&mut self) {
         self.stop();
