@@ -27,7 +27,7 @@ pub use model::{
     JwtIssuer, JwtKeys, KeyPart, Kind, Listener, ListenerTls, Llm, ModelAlias, NameFilter,
     OnUnavailable, Period, Policy, Price, RateLimits, RateRule, Retries, Role, Route,
     RouteTransport, Rule, Scheme, Scope, SecretRef, Selector, Server, SharedStore, Snapshot,
-    Source, Target, Test, TokenLimit, ToolOverride, Upstream, UpstreamTls, UsageCounts,
+    Source, Spool, Target, Test, TokenLimit, ToolOverride, Upstream, UpstreamTls, UsageCounts,
     UserCredentials, Version,
 };
 pub use raw::RawConfig;

@@ -57,10 +57,28 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
         ),
         None => None,
     };
-    let ship = opts
-        .control
-        .as_ref()
-        .map(|_| crate::control::ship::Backlog::new(SHIP_BACKLOG, &metrics));
+    // With control, events wait for it in a spool under the state
+    // directory; the chain goes on from the last event spooled.
+    let mut chain = crate::audit::Chain::fresh();
+    let ship = match &opts.control {
+        None => None,
+        Some(c) => {
+            let dir = c.state_dir.join("audit-spool");
+            let dropped = metrics.audit_ship_dropped.clone();
+            let (spool, recovered) =
+                crate::control::spool::Spool::open(&dir, first.audit.spool, dropped)
+                    .map_err(|e| anyhow::anyhow!("audit spool {}: {e}", dir.display()))?;
+            if let Some((id, seq, hash)) = recovered.head {
+                chain = crate::audit::Chain::resume(id, seq, hash);
+            }
+            Some(crate::control::ship::Backlog::with_spool(
+                SHIP_BACKLOG,
+                &metrics,
+                Some(spool),
+                recovered.pending,
+            ))
+        }
+    };
     let (audit, audit_writer) = if file.is_some() || ship.is_some() {
         let (tx, rx) = crate::audit::AuditQueue::with_drop_counter(
             first.audit.queue,
@@ -69,7 +87,7 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
         let sinks = Sinks {
             file,
             ship: ship.clone().map(crate::control::ship::ShipSink),
-            chain: crate::audit::Chain::fresh(),
+            chain,
         };
         let writer = AuditWriter {
             rx: std::sync::Mutex::new(Some((rx, sinks))),

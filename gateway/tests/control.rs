@@ -1238,3 +1238,99 @@ fn hmac_hex(key: &str, msg: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Every event in a gateway's audit spool (its state directory's
+/// `audit-spool`).
+fn spooled(state: &std::path::Path) -> Vec<Value> {
+    let mut ids = Vec::new();
+    let Ok(dir) = std::fs::read_dir(state.join("audit-spool")) else {
+        return ids;
+    };
+    for entry in dir.filter_map(Result::ok) {
+        if !entry.file_name().to_string_lossy().starts_with("seg-") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<Value>(line) {
+                ids.push(v);
+            }
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_under_load_loses_no_spooled_audit_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (upstream, _calls) = payments::spawn().await;
+    let (port, admin) = (free_port(), free_port());
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("conf");
+    let yaml = gateway_yaml(port, admin, &upstream.to_string(), 0, 3600);
+    std::fs::write(conf.join("gateway.yaml"), yaml).expect("config");
+    let source = format!("config: {{ dir: {{ path: \"{}\" }} }}", conf.display());
+    let mut control = Control::start(dir.path(), &source, "", &[]).await;
+    let state = dir.path().join("state");
+    let mut gw = start_gateway(&control, port, admin, &state).await;
+    let client = reqwest::Client::new();
+    let url = gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+    call(&client, &url, "bob-key", &sid, 1, "balance", json!({})).await;
+    let stored = async |control: &Control, query: &str| {
+        let (_, all) = control
+            .api(
+                "GET",
+                &format!("/v1/audit?limit=1000{query}"),
+                token("carol"),
+                None,
+            )
+            .await;
+        all.as_array().cloned().unwrap_or_default()
+    };
+    let calls = async |control: &Control| stored(control, "&tool=balance").await.len();
+    eventually("the first call stored", async || calls(&control).await == 1).await;
+
+    // Control goes away; calls go on, concurrently: their events wait in
+    // the spool, on disk (sync: batch, the default) once written.
+    control.stop();
+    let load = (0..24).map(|i| call(&client, &url, "bob-key", &sid, 10 + i, "balance", json!({})));
+    futures::future::join_all(load).await;
+    let balances = |events: Vec<Value>| events.iter().filter(|e| e["target"] == "balance").count();
+    eventually("every call spooled", async || {
+        balances(spooled(&state)) >= 25
+    })
+    .await;
+    gw.signal("KILL");
+    assert!(gw
+        .wait_exit(std::time::Duration::from_secs(10))
+        .await
+        .is_some());
+    let promised: Vec<Value> = spooled(&state)
+        .iter()
+        .map(|e| e["event_id"].clone())
+        .collect();
+
+    // Both back: everything spooled reaches control's store exactly once,
+    // and the chain goes on across the crash.
+    control.restart().await;
+    let gw = start_gateway(&control, port, admin, &state).await;
+    eventually("every spooled event stored", async || {
+        let all = stored(&control, "").await;
+        let ids: Vec<Value> = all.iter().map(|e| e["event_id"].clone()).collect();
+        promised.iter().all(|p| ids.contains(p))
+    })
+    .await;
+    let url = gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+    call(&client, &url, "bob-key", &sid, 99, "balance", json!({})).await;
+    eventually("the call after the crash stored", async || {
+        calls(&control).await == 26
+    })
+    .await;
+    let (whole, said) = control.audit_verify(&[]);
+    assert!(
+        whole && said.contains("in 1 chains"),
+        "the chain goes on: {said}"
+    );
+}

@@ -20,7 +20,22 @@ pub(crate) fn build_audit(raw: &RawAudit, errs: &mut Vec<ConfigError>) -> Audit 
             ));
         }
     }
+    let sync_each_batch = match raw.spool.sync.as_deref() {
+        None | Some("batch") => true,
+        Some("none") => false,
+        Some(other) => {
+            errs.push(ConfigError::new(
+                "audit.spool.sync",
+                format!("`{other}`: expected batch or none"),
+            ));
+            true
+        }
+    };
     Audit {
+        spool: crate::model::Spool {
+            max_bytes: raw.spool.max_bytes.unwrap_or(64 << 20).max(64 << 10),
+            sync_each_batch,
+        },
         file: raw.file.clone(),
         max_file_bytes: raw.max_file_bytes.unwrap_or(100 << 20),
         keep_files: raw.keep_files.unwrap_or(5),

@@ -9,4 +9,13 @@ pub struct Audit {
     pub include_arguments: bool,
     pub redact: Vec<String>,
     pub queue: usize,
+    pub spool: Spool,
+}
+
+/// The local spool of events waiting for control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spool {
+    pub max_bytes: u64,
+    /// Each batch fsynced before it counts as written.
+    pub sync_each_batch: bool,
 }

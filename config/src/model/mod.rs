@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use approvals::{ApprovalRule, Approvals};
-pub use audit::Audit;
+pub use audit::{Audit, Spool};
 pub use egress::{Egress, EgressRule};
 pub use identity::{ApiKey, Identity, JwtIssuer, JwtKeys};
 pub use limits::HeadLimits;

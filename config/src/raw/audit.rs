@@ -21,4 +21,17 @@ pub struct RawAudit {
     pub redact: Vec<String>,
     /// Events held in memory before dropping. Default 10000.
     pub queue: Option<usize>,
+    /// The local spool of events waiting for control.
+    #[serde(default)]
+    pub spool: RawSpool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpool {
+    /// Bytes of unshipped events kept on disk at most. Default 64 MiB.
+    pub max_bytes: Option<u64>,
+    /// `batch` (default): each batch is on disk (fsync) before it counts as
+    /// written; `none`: the operating system writes it when it will.
+    pub sync: Option<String>,
 }

@@ -4,6 +4,7 @@
 //! path of a decision the gateway can make alone.
 
 pub mod ship;
+pub mod spool;
 pub mod sync;
 
 use std::path::PathBuf;

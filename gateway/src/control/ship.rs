@@ -4,6 +4,9 @@
 //! [`Shipper`] posts the backlog to control in batches, removing events only
 //! once control stored them, retrying with jittered backoff. Each event
 //! carries its `event_id`, so a retried batch is deduplicated by control.
+//! With a spool (`super::spool`), a batch is on disk before it counts as
+//! written, and control's confirmation is recorded there: a crash loses
+//! nothing the spool's sync policy kept.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -20,9 +23,11 @@ const BATCH: usize = 500;
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Serialized events waiting for control, oldest first, with sequence numbers.
+/// Serialized events waiting for control, oldest first, with their places
+/// in the chain.
 pub struct Backlog {
-    events: Mutex<(u64, VecDeque<(u64, String)>)>,
+    events: Mutex<VecDeque<(u64, String)>>,
+    spool: Option<Arc<Mutex<super::spool::Spool>>>,
     cap: usize,
     wake: Notify,
     dropped: prometheus::IntCounter,
@@ -31,33 +36,59 @@ pub struct Backlog {
 
 impl Backlog {
     pub fn new(cap: usize, metrics: &Metrics) -> Arc<Self> {
-        Arc::new(Self {
-            events: Mutex::new((0, VecDeque::new())),
+        Self::with_spool(cap, metrics, None, Vec::new())
+    }
+
+    /// A backlog kept on disk in `spool` too, starting with what it held
+    /// (`pending`).
+    pub fn with_spool(
+        cap: usize,
+        metrics: &Metrics,
+        spool: Option<super::spool::Spool>,
+        pending: Vec<(u64, String)>,
+    ) -> Arc<Self> {
+        let size = pending.len();
+        let backlog = Arc::new(Self {
+            events: Mutex::new(pending.into()),
+            spool: spool.map(|s| Arc::new(Mutex::new(s))),
             cap: cap.max(1),
             wake: Notify::new(),
             dropped: metrics.audit_ship_dropped.clone(),
             size: metrics.audit_ship_backlog.clone(),
-        })
+        });
+        backlog.size.set(size as i64);
+        if size > 0 {
+            tracing::info!(
+                events = size,
+                "audit events control never confirmed are shipped again"
+            );
+        }
+        backlog
     }
 
-    fn push(&self, lines: Vec<String>) {
+    /// Queue `lines` (each with its place in the chain), on disk first when
+    /// there is a spool.
+    fn push(&self, lines: Vec<(u64, String)>) {
+        if let Some(spool) = &self.spool {
+            if let Err(e) = spool.lock().recover().append(&lines) {
+                tracing::error!(error = %e, "audit events could not be spooled; they are held in memory only");
+            }
+        }
         let mut g = self.events.lock().recover();
         for line in lines {
-            if g.1.len() >= self.cap {
-                g.1.pop_front();
+            if g.len() >= self.cap {
+                g.pop_front();
                 self.dropped.inc();
             }
-            g.0 += 1;
-            let seq = g.0;
-            g.1.push_back((seq, line));
+            g.push_back(line);
         }
-        self.size.set(g.1.len() as i64);
+        self.size.set(g.len() as i64);
         drop(g);
         self.wake.notify_one();
     }
 
     pub fn len(&self) -> usize {
-        self.events.lock().map(|g| g.1.len()).unwrap_or(0)
+        self.events.lock().map(|g| g.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -72,7 +103,8 @@ impl AuditSink for ShipSink {
     fn write_batch(&mut self, events: &[AuditEvent]) -> Result<(), AuditError> {
         let mut lines = Vec::with_capacity(events.len());
         for e in events {
-            lines.push(serde_json::to_string(e)?);
+            let seq = e.chain.as_ref().map_or(0, |l| l.seq);
+            lines.push((seq, serde_json::to_string(e)?));
         }
         self.0.push(lines);
         Ok(())
@@ -126,7 +158,7 @@ async fn ship_once(
         let g = backlog.events.lock().recover();
         let mut body = String::from("[");
         let mut last = 0;
-        for (i, (seq, line)) in g.1.iter().take(BATCH).enumerate() {
+        for (i, (seq, line)) in g.iter().take(BATCH).enumerate() {
             if i > 0 {
                 body.push(',');
             }
@@ -140,13 +172,21 @@ async fn ship_once(
         return Ok(());
     }
     client.ship(body).await?;
+    if let Some(spool) = backlog.spool.clone() {
+        // Recorded off the runtime; a record lost to a crash only means
+        // control sees the events again (and keeps them once).
+        let acked = tokio::task::spawn_blocking(move || spool.lock().recover().ack(last)).await;
+        if let Ok(Err(e)) = acked {
+            tracing::warn!(error = %e, "the audit spool could not record what control stored");
+        }
+    }
     let mut g = backlog.events.lock().recover();
     let mut n = 0;
-    while g.1.front().is_some_and(|(s, _)| *s <= last) {
-        g.1.pop_front();
+    while g.front().is_some_and(|(s, _)| *s <= last) {
+        g.pop_front();
         n += 1;
     }
-    backlog.size.set(g.1.len() as i64);
+    backlog.size.set(g.len() as i64);
     shipped.inc_by(n);
     Ok(())
 }
