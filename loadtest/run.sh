@@ -24,6 +24,8 @@
 #         RATE_FRACTION=0.25  auto RATE as a share of the slowest throughput
 #         SCENARIOS="json sse list llm"
 #         CONTENDERS="direct bare gateway gateway-limits gateway-policy nginx litellm"
+#                         (also gateway-shared: a budget and token limit in
+#                         Redis; gateway-audit100: audit of every call)
 #         SKIP_BUILD=1    use the existing binaries in BIN_DIR (default target/release)
 #         K6=/path/to/k6  else .peers/venv/bin/k6, else k6 on PATH
 #         OUT_DIR=dir     where summaries, logs and configs go (default: mktemp)
@@ -161,7 +163,8 @@ core_busy() {
 }
 
 read -r PORT_JSON PORT_SSE PORT_GW PORT_ADMIN PORT_NGINX PORT_GWL PORT_ADMINL PORT_LLM PORT_LITELLM \
-  PORT_LIST PORT_BARE_JSON PORT_BARE_SSE PORT_BARE_LIST PORT_BARE_LLM PORT_GWP PORT_ADMINP <<<"$(free_ports 16)"
+  PORT_LIST PORT_BARE_JSON PORT_BARE_SSE PORT_BARE_LIST PORT_BARE_LLM PORT_GWP PORT_ADMINP \
+  PORT_GWS PORT_ADMINS PORT_REDIS PORT_GWA PORT_ADMINA <<<"$(free_ports 21)"
 
 start_demo() { # name port [flags]
   local name=$1 port=$2
@@ -211,11 +214,22 @@ roles:
 $LIMITS_YAML
 audit: { file: \"$OUT_DIR/audit-policy.jsonl\", sample_rate: 0.01 }"
 JWT=$(python3 "$HERE/mint_jwt.py")
+# gateway-policy plus a tenant budget and a token limit shared through Redis
+# (never refusing): the cost of one admit round trip and one settle per call.
+# The first lines continue the template's `llm:` section.
+SHARED_YAML="  budgets:
+    - { name: acme-shared, tenant: acme, tokens: 1000000000000, shared: true }
+  token_limits:
+    - { name: tpm-shared, per: [tenant], tokens_per_minute: 1000000000000, shared: true }
+${POLICY_YAML/rate_limits:/rate_limits:
+  shared_store: { redis_url: \"redis://127.0.0.1:$PORT_REDIS\", on_unavailable: closed }}"
+# gateway-policy with every allowed call audited (not 1 %).
+AUDIT100_YAML="${POLICY_YAML/sample_rate: 0.01/sample_rate: 1.0}"
 
 # The bearer credential a contender needs, if any.
 auth_for() { # contender scenario
   case $1 in
-    gateway-policy) echo "$JWT" ;;
+    gateway-policy | gateway-shared | gateway-audit100) echo "$JWT" ;;
     litellm) echo sk-local-master ;;
     *) echo "" ;;
   esac
@@ -263,6 +277,16 @@ for c in $CONTENDERS; do
       start_gateway gateway-limits "$PORT_GWL" "$PORT_ADMINL" "$LIMITS_YAML"
       ;;
     gateway-policy) start_gateway gateway-policy "$PORT_GWP" "$PORT_ADMINP" "$POLICY_YAML" "$INJECT" ;;
+    gateway-audit100) start_gateway gateway-audit100 "$PORT_GWA" "$PORT_ADMINA" "$AUDIT100_YAML" "$INJECT" ;;
+    gateway-shared)
+      taskset -c "$DEMO_CORE" redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save "" \
+        --appendonly no >"$OUT_DIR/redis.out" 2>&1 &
+      PIDS+=("$!")
+      wait_until redis "$!" 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT_REDIS"
+      start_gateway gateway-shared "$PORT_GWS" "$PORT_ADMINS" "$SHARED_YAML" "$INJECT"
+      wait_until gateway-shared-store "${PROXY_PID[gateway-shared]}" 30 \
+        bash -c "curl -fsS http://127.0.0.1:$PORT_ADMINS/metrics | grep -q '^sluice_limit_store_up 1'"
+      ;;
     bare)
       taskset -c "$PROXY_CORE" "$BARE" --threads 1 \
         --pair "127.0.0.1:$PORT_BARE_JSON=127.0.0.1:$PORT_JSON" \
@@ -334,7 +358,7 @@ EOF
       BASE_URL[litellm]="http://127.0.0.1:$PORT_LITELLM"
       log "litellm on :$PORT_LITELLM (core $PROXY_CORE, 1 process)"
       ;;
-    *) die "unknown contender $c (direct, bare, gateway, gateway-limits, gateway-policy, nginx, litellm)" ;;
+    *) die "unknown contender $c (direct, bare, gateway, gateway-limits, gateway-policy, gateway-shared, gateway-audit100, nginx, litellm)" ;;
   esac
 done
 

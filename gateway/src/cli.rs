@@ -42,7 +42,8 @@ pub struct Cli {
     #[arg(long)]
     pub upgrade: bool,
     /// The control process to take config from, file approvals with and
-    /// ship audit to (token in SLUICE_CONTROL_TOKEN).
+    /// ship audit to (token in SLUICE_CONTROL_TOKEN); several replicas
+    /// separated by commas, failed over in turn.
     #[arg(long, conflicts_with_all = ["config", "upstream"])]
     pub control: Option<String>,
     /// This gateway's name at control. Default: host name and process id.

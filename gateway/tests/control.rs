@@ -1334,3 +1334,65 @@ async fn a_gateway_killed_under_load_loses_no_spooled_audit_event() {
         "the chain goes on: {said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_fails_over_to_another_control_replica() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (upstream, _calls) = payments::spawn().await;
+    let (port, admin) = (free_port(), free_port());
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("conf");
+    let yaml = gateway_yaml(port, admin, &upstream.to_string(), 0, 3600);
+    std::fs::write(conf.join("gateway.yaml"), yaml).expect("config");
+    let source = format!("config: {{ dir: {{ path: \"{}\" }} }}", conf.display());
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    for d in [&da, &db] {
+        std::fs::create_dir_all(d).expect("replica dir");
+    }
+    let mut a = Control::start(&da, &source, "", &[]).await;
+    let b = Control::start(&db, &source, "", &[]).await;
+    let controls = format!("{},{}", a.url(""), b.url(""));
+    let state = dir.path().join("state").display().to_string();
+    let args = [
+        "--control",
+        &controls,
+        "--gateway-id",
+        "gw-1",
+        "--state-dir",
+        &state,
+    ];
+    let gw = Gateway::start_args(
+        port,
+        admin,
+        &args,
+        &[("SLUICE_CONTROL_TOKEN", GATEWAY_TOKEN)],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let url = gw.url("/mcp");
+    let balances = async |c: &Control| {
+        let (_, all) = c
+            .api("GET", "/v1/audit?tool=balance", token("carol"), None)
+            .await;
+        all.as_array().map_or(0, Vec::len)
+    };
+    let sid = session(&client, &url, "bob-key").await;
+    call(&client, &url, "bob-key", &sid, 1, "balance", json!({})).await;
+    eventually("shipped to the first replica", async || {
+        balances(&a).await == 1
+    })
+    .await;
+
+    // The first replica dies: the next call's event reaches the other.
+    a.stop();
+    call(&client, &url, "bob-key", &sid, 2, "balance", json!({})).await;
+    eventually("shipped to the other replica", async || {
+        balances(&b).await >= 1
+    })
+    .await;
+    assert!(
+        gw.log().contains("control replica failed over to"),
+        "{}",
+        gw.log()
+    );
+}

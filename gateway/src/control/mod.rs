@@ -1,7 +1,9 @@
 //! The gateway's side of the control process: one HTTP client for the
 //! config subscription (`sync`), approval filing and waiting (`approval`,
 //! in the proxy path), and audit shipping (`ship`). Control is never on the
-//! path of a decision the gateway can make alone.
+//! path of a decision the gateway can make alone. Given several control
+//! replicas (`--control A,B`), a call that cannot reach one, or that it
+//! answers 5xx, goes to the next at once, and later calls stay there.
 
 pub mod ship;
 pub mod spool;
@@ -17,7 +19,10 @@ pub const TOKEN_ENV: &str = "SLUICE_CONTROL_TOKEN";
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct ControlClient {
-    base: String,
+    /// Every control replica's base URL.
+    bases: Vec<String>,
+    /// The one calls go to first.
+    current: std::sync::atomic::AtomicUsize,
     token: String,
     pub gateway_id: String,
     /// Where the last good config from control is kept for restarts.
@@ -47,15 +52,24 @@ impl ControlClient {
         gateway_id: String,
         state_dir: PathBuf,
     ) -> anyhow::Result<Self> {
+        let bases: Vec<String> = base
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_owned())
+            .filter(|b| !b.is_empty())
+            .collect();
         anyhow::ensure!(
-            base.starts_with("http://") || base.starts_with("https://"),
-            "--control must be an http(s) URL"
+            !bases.is_empty()
+                && bases
+                    .iter()
+                    .all(|b| b.starts_with("http://") || b.starts_with("https://")),
+            "--control must be one or more http(s) URLs, separated by commas"
         );
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .build()?;
         Ok(Self {
-            base: base.trim_end_matches('/').to_owned(),
+            bases,
+            current: std::sync::atomic::AtomicUsize::new(0),
             token,
             gateway_id,
             state_dir,
@@ -63,8 +77,13 @@ impl ControlClient {
         })
     }
 
+    fn base(&self) -> &str {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.bases[i % self.bases.len()]
+    }
+
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.base())
     }
 
     fn url_with(&self, path: &str, query: &[(&str, &str)]) -> Result<reqwest::Url, ControlError> {
@@ -74,12 +93,54 @@ impl ControlClient {
         Ok(u)
     }
 
+    /// Send to the current replica; one that cannot be reached or answers
+    /// 5xx hands the call to the next (each tried once), which becomes the
+    /// current one.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ControlError> {
-        let resp = req
+        let req = req
             .bearer_auth(&self.token)
-            .send()
-            .await
+            .build()
             .map_err(|e| ControlError::Unreachable(e.without_url().to_string()))?;
+        let first = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let n = self.bases.len();
+        let mut last = None;
+        for k in 0..n {
+            let i = (first + k) % n;
+            let Some(attempt) = self.aimed(&req, i) else {
+                break;
+            };
+            match self.http.execute(attempt).await {
+                Ok(resp) if !resp.status().is_server_error() || k + 1 == n => {
+                    if k > 0 {
+                        tracing::warn!(control = %self.bases[i], "control replica failed over to");
+                        self.current.store(i, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Self::checked(resp).await;
+                }
+                Ok(resp) => last = Some(Self::checked(resp).await.err()),
+                Err(e) => last = Some(Some(ControlError::Unreachable(e.without_url().to_string()))),
+            }
+        }
+        Err(last
+            .flatten()
+            .unwrap_or_else(|| ControlError::Unreachable("no control replica answered".into())))
+    }
+
+    /// `req` (made for the current replica) aimed at replica `i`.
+    fn aimed(&self, req: &reqwest::Request, i: usize) -> Option<reqwest::Request> {
+        let mut r = req.try_clone()?;
+        let url = r.url().as_str();
+        // The replica it was made for (the longest base it starts with).
+        let rest = self
+            .bases
+            .iter()
+            .filter_map(|b| url.strip_prefix(b.as_str()))
+            .min_by_key(|rest| rest.len())?;
+        *r.url_mut() = reqwest::Url::parse(&format!("{}{rest}", self.bases[i])).ok()?;
+        Some(r)
+    }
+
+    async fn checked(resp: reqwest::Response) -> Result<reqwest::Response, ControlError> {
         let status = resp.status();
         if status.is_success() || status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(resp);
