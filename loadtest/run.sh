@@ -214,6 +214,8 @@ roles:
 $LIMITS_YAML
 audit: { file: \"$OUT_DIR/audit-policy.jsonl\", sample_rate: 0.01 }"
 JWT=$(python3 "$HERE/mint_jwt.py")
+STORE_YAML="rate_limits:
+  shared_store: { redis_url: \"redis://127.0.0.1:$PORT_REDIS\", on_unavailable: closed }"
 # gateway-policy plus a tenant budget and a token limit shared through Redis
 # (never refusing): the cost of one admit round trip and one settle per call.
 # The first lines continue the template's `llm:` section.
@@ -221,8 +223,7 @@ SHARED_YAML="  budgets:
     - { name: acme-shared, tenant: acme, tokens: 1000000000000, shared: true }
   token_limits:
     - { name: tpm-shared, per: [tenant], tokens_per_minute: 1000000000000, shared: true }
-${POLICY_YAML/rate_limits:/rate_limits:
-  shared_store: { redis_url: \"redis://127.0.0.1:$PORT_REDIS\", on_unavailable: closed }}"
+${POLICY_YAML/rate_limits:/$STORE_YAML}"
 # gateway-policy with every allowed call audited (not 1 %).
 AUDIT100_YAML="${POLICY_YAML/sample_rate: 0.01/sample_rate: 1.0}"
 

@@ -1239,6 +1239,19 @@ fn hmac_hex(key: &str, msg: &[u8]) -> String {
         .collect()
 }
 
+/// The payments gateway's config in a directory under `dir` (its upstream
+/// started): the gateway's ports and control's `config:` source for it.
+async fn paying_gateway_config(dir: &std::path::Path) -> (u16, u16, String) {
+    let (upstream, _calls) = payments::spawn().await;
+    let (port, admin) = (free_port(), free_port());
+    let conf = dir.join("conf");
+    std::fs::create_dir_all(&conf).expect("conf");
+    let yaml = gateway_yaml(port, admin, &upstream.to_string(), 0, 3600);
+    std::fs::write(conf.join("gateway.yaml"), yaml).expect("config");
+    let source = format!("config: {{ dir: {{ path: \"{}\" }} }}", conf.display());
+    (port, admin, source)
+}
+
 /// Every event in a gateway's audit spool (its state directory's
 /// `audit-spool`).
 fn spooled(state: &std::path::Path) -> Vec<Value> {
@@ -1263,13 +1276,7 @@ fn spooled(state: &std::path::Path) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_under_load_loses_no_spooled_audit_event() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (upstream, _calls) = payments::spawn().await;
-    let (port, admin) = (free_port(), free_port());
-    let conf = dir.path().join("conf");
-    std::fs::create_dir_all(&conf).expect("conf");
-    let yaml = gateway_yaml(port, admin, &upstream.to_string(), 0, 3600);
-    std::fs::write(conf.join("gateway.yaml"), yaml).expect("config");
-    let source = format!("config: {{ dir: {{ path: \"{}\" }} }}", conf.display());
+    let (port, admin, source) = paying_gateway_config(dir.path()).await;
     let mut control = Control::start(dir.path(), &source, "", &[]).await;
     let state = dir.path().join("state");
     let mut gw = start_gateway(&control, port, admin, &state).await;
@@ -1338,13 +1345,7 @@ async fn a_gateway_killed_under_load_loses_no_spooled_audit_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_fails_over_to_another_control_replica() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (upstream, _calls) = payments::spawn().await;
-    let (port, admin) = (free_port(), free_port());
-    let conf = dir.path().join("conf");
-    std::fs::create_dir_all(&conf).expect("conf");
-    let yaml = gateway_yaml(port, admin, &upstream.to_string(), 0, 3600);
-    std::fs::write(conf.join("gateway.yaml"), yaml).expect("config");
-    let source = format!("config: {{ dir: {{ path: \"{}\" }} }}", conf.display());
+    let (port, admin, source) = paying_gateway_config(dir.path()).await;
     let (da, db) = (dir.path().join("a"), dir.path().join("b"));
     for d in [&da, &db] {
         std::fs::create_dir_all(d).expect("replica dir");
