@@ -135,6 +135,11 @@ async fn replicas_share_one_limit_and_fall_back_while_redis_is_away() {
 }
 
 fn llm_config(llm_url: &str, redis_port: u16) -> String {
+    llm_config_with(llm_url, redis_port, 100)
+}
+
+/// As `llm_config`, with a budget of `budget` tokens.
+fn llm_config_with(llm_url: &str, redis_port: u16, budget: u64) -> String {
     format!(
         r#"{head}upstreams:
   - {{ name: llm, url: "{llm_url}" }}
@@ -146,7 +151,7 @@ llm:
   models:
     - {{ name: mock-gpt, targets: [{{ upstream: llm }}] }}
   budgets:
-    - {{ name: acme-shared, tenant: acme, tokens: 100, shared: true }}
+    - {{ name: acme-shared, tenant: acme, tokens: {budget}, shared: true }}
   token_limits:
     - {{ name: tpm-shared, per: [tenant], tokens_per_minute: 3000, shared: true }}
 "#,
@@ -330,4 +335,38 @@ async fn a_budget_period_is_a_utc_day_or_calendar_month_in_the_store() {
             .expect("eval");
         assert_eq!(got, want, "{kind} at {at}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_on_two_replicas_are_charged_exactly() {
+    let llm = sluice_demo::llm::spawn_llm(
+        "127.0.0.1:0".parse().expect("addr"),
+        sluice_demo::llm::LlmOptions::default(),
+    )
+    .await
+    .expect("mock provider");
+    let redis = Redis::start(free_port()).await;
+    let config = llm_config_with(&llm.url(), redis.port, 1_000_000);
+    let (a, b) = (Gateway::start(&config).await, Gateway::start(&config).await);
+    store_up(&a).await;
+    store_up(&b).await;
+    let client = reqwest::Client::new();
+    // Waves of concurrent calls, streamed and plain, on both replicas.
+    let mut reported = 0;
+    for wave in 0..3 {
+        let calls = (0..12).map(|i| {
+            let gw = if i % 2 == 0 { &a } else { &b };
+            chat(&client, gw, (i + wave) % 3 == 0, 50)
+        });
+        for (status, used) in futures::future::join_all(calls).await {
+            assert_eq!(status, 200);
+            assert!(used > 0);
+            reported += used;
+        }
+    }
+    // No call lost, none counted twice.
+    eventually("every call settled", async || {
+        spent(redis.port).await == reported
+    })
+    .await;
 }
