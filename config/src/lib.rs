@@ -32,6 +32,16 @@ pub use model::{
 };
 pub use raw::RawConfig;
 
+/// The JSON Schema of the gateway's config file, derived from the types
+/// the loader reads it into (so the two cannot drift apart). What the
+/// schema cannot say — references between sections, value ranges — the
+/// loader still checks, with the path of each error.
+pub fn schema() -> serde_json::Value {
+    let mut s = serde_json::to_value(schemars::schema_for!(RawConfig)).unwrap_or_default();
+    s["title"] = "Sluice gateway config".into();
+    s
+}
+
 /// Parse and resolve a YAML document into a snapshot with the given generation.
 pub fn load(yaml: &str, generation: u64) -> Result<Snapshot, ConfigErrors> {
     let raw = RawConfig::from_yaml(yaml)?;

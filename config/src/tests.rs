@@ -98,6 +98,16 @@ fn unknown_fields_and_bad_yaml_are_errors_not_panics() {
     assert!(load("{{{{", 1).is_err());
     assert!(load("", 1).is_err());
     assert!(load("listeners: 5", 1).is_err());
+    // A YAML error names its location once.
+    let e = load("listeners:\n  - { name: main\nadmin: x\n", 1).expect_err("syntax");
+    let said = e.to_string();
+    let at = &e.0[0].path;
+    assert!(at.starts_with("line 3"), "{said}");
+    assert_eq!(said.matches(at.as_str()).count(), 1, "{said}");
+    assert!(
+        said.contains("while parsing a flow mapping at line 2"),
+        "the other place stays: {said}"
+    );
 }
 
 const SERVERS: &str = include_str!("../examples/servers.yaml");

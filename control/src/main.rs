@@ -10,11 +10,14 @@ use clap::Parser;
 )]
 struct Cli {
     /// Control's settings file (YAML).
-    #[arg(long, short = 'c')]
-    config: std::path::PathBuf,
+    #[arg(long, short = 'c', required_unless_present = "print_schema")]
+    config: Option<std::path::PathBuf>,
     /// Check the settings (and a directory source's gateway config), then exit.
     #[arg(long)]
     validate: bool,
+    /// Print the settings file's JSON Schema (for editors) and exit.
+    #[arg(long)]
+    print_schema: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -53,7 +56,17 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let settings = match sluice_control::settings::Settings::load(&cli.config) {
+    if cli.print_schema {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stdout(),
+            "{:#}",
+            sluice_control::settings::schema()
+        );
+        std::process::exit(0)
+    }
+    let config = cli.config.clone().unwrap_or_default();
+    let settings = match sluice_control::settings::Settings::load(&config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");

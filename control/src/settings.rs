@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub listen: SocketAddr,
@@ -33,7 +33,7 @@ pub struct Settings {
 }
 
 /// `config: { dir: {...} }` or `config: { git: {...} }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfigSource {
     pub dir: Option<DirSource>,
@@ -41,7 +41,7 @@ pub struct RawConfigSource {
 }
 
 /// A directory holding the gateway config; re-read when the file changes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DirSource {
     pub path: PathBuf,
@@ -53,7 +53,7 @@ pub struct DirSource {
 /// `interval_s` and on `POST /v1/sync` (a push webhook). Credentials come
 /// from the environment's Git setup (SSH key, credential helper), never
 /// from this file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GitSource {
     pub url: String,
@@ -83,7 +83,7 @@ fn default_interval() -> u64 {
 }
 
 /// A secret named, never written: `{ env: NAME }` or `{ file: /path }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Secret {
     pub env: Option<String>,
@@ -107,7 +107,7 @@ impl Secret {
 }
 
 /// Someone who may sign in to the inbox and decide approvals.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
@@ -138,7 +138,7 @@ impl User {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Slack {
     /// The app's signing secret, to verify interaction requests.
@@ -151,7 +151,7 @@ pub struct Slack {
     pub notify: Option<Secret>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSettings {
     /// Events older than this are deleted. Default 90 days.
@@ -159,7 +159,7 @@ pub struct AuditSettings {
     pub webhook: Option<Webhook>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     pub url: String,
@@ -229,6 +229,14 @@ impl Settings {
     pub fn retention(&self) -> Duration {
         Duration::from_secs(self.audit.retention_days.unwrap_or(90) * 86_400)
     }
+}
+
+/// The JSON Schema of control's settings file, derived from the types they
+/// are read into.
+pub fn schema() -> serde_json::Value {
+    let mut s = serde_json::to_value(schemars::schema_for!(Settings)).unwrap_or_default();
+    s["title"] = "Sluice control settings".into();
+    s
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ pub struct Cli {
     /// Check the config, print every error, exit non-zero if any.
     #[arg(long)]
     pub validate: bool,
+    /// Print the config file's JSON Schema (for editors) and exit.
+    #[arg(long)]
+    pub print_schema: bool,
     /// Zero-config sidecar: proxy this one MCP server (its URL's path is served as is).
     #[arg(long)]
     pub upstream: Option<String>,

@@ -22,6 +22,11 @@ fn main() {
         logs.init();
     }
     let cli = Cli::parse();
+    if cli.print_schema {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{:#}", sluice_config::schema());
+        std::process::exit(0)
+    }
     let control = match cli.control() {
         Ok(c) => c,
         Err(e) => {

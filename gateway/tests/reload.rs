@@ -236,3 +236,91 @@ async fn a_graceful_upgrade_keeps_an_open_sse_stream_and_hands_over_new_calls() 
     assert!(!sid.is_empty(), "the new process serves on the same port");
     assert!(new.log().contains("snapshot applied"));
 }
+
+/// Validate each JSON file of `docs` against `schema` with the Python
+/// `jsonschema` package (a validator no one here wrote); every error.
+fn json_schema_errors(schema: &str, docs: &[(String, serde_json::Value)]) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("schema.json"), schema).expect("schema");
+    let mut names = Vec::new();
+    for (i, (name, doc)) in docs.iter().enumerate() {
+        let path = dir.path().join(format!("{i}.json"));
+        std::fs::write(&path, doc.to_string()).expect("doc");
+        names.push((name.clone(), path));
+    }
+    let script = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+v = jsonschema.Draft202012Validator(schema)
+for name, path in zip(sys.argv[2::2], sys.argv[3::2]):
+    for e in v.iter_errors(json.load(open(path))):
+        print(f"{name}: {'/'.join(map(str, e.absolute_path))}: {e.message}")
+"#;
+    let mut cmd = std::process::Command::new(need(peers().join("venv/bin/python")));
+    cmd.args(["-c", script]).arg(dir.path().join("schema.json"));
+    for (name, path) in &names {
+        cmd.arg(name).arg(path);
+    }
+    let out = cmd.output().expect("python jsonschema");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn yaml_file(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("example");
+    serde_yaml::from_str(&text).expect("yaml")
+}
+
+#[test]
+fn every_example_config_follows_the_printed_schema() {
+    let print = |bin: std::path::PathBuf| {
+        let out = std::process::Command::new(bin)
+            .arg("--print-schema")
+            .output()
+            .expect("--print-schema");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let gateway = print(env!("CARGO_BIN_EXE_sluice-gateway").into());
+    let mut examples: Vec<(String, serde_json::Value)> =
+        std::fs::read_dir(workspace().join("config/examples"))
+            .expect("examples")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .map(|p| (p.display().to_string(), yaml_file(&p)))
+            .collect();
+    assert!(examples.len() >= 5, "{examples:?}");
+    let errors = json_schema_errors(&gateway, &examples);
+    assert!(errors.is_empty(), "{errors:#?}");
+    // What the loader refuses the schema refuses too: a misspelt field, a
+    // string where a list goes.
+    let mut bad = examples.swap_remove(0).1;
+    bad["routes"][0]["uptream"] = "x".into();
+    bad["listeners"] = "main".into();
+    let errors = json_schema_errors(&gateway, &[("bad".into(), bad)]);
+    assert!(errors.iter().any(|e| e.contains("uptream")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("bad: listeners")),
+        "{errors:?}"
+    );
+
+    let control = print(support::control::control_bin());
+    let example = workspace().join("control/examples/control.yaml");
+    let settings = yaml_file(&example);
+    assert!(json_schema_errors(&control, &[("control.yaml".into(), settings.clone())]).is_empty());
+    let mut bad = settings;
+    bad["database"] = serde_json::json!(["x"]);
+    assert_eq!(
+        json_schema_errors(&control, &[("bad".into(), bad)]).len(),
+        1
+    );
+}

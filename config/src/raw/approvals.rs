@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::roles::RawCondition;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApprovals {
     /// How long a call waits for a decision before the client is told it is
@@ -17,7 +17,7 @@ pub struct RawApprovals {
     pub rules: Vec<RawApprovalRule>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApprovalRule {
     pub name: String,

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     /// JSON-lines file; no file means no audit sink.
@@ -26,7 +26,7 @@ pub struct RawAudit {
     pub spool: RawSpool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSpool {
     /// Bytes of unshipped events kept on disk at most. Default 64 MiB.

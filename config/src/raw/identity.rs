@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::secret::RawSecretRef;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawIdentity {
     /// The gateway's own resource identifier: tokens must carry it in `aud`,
@@ -21,7 +21,7 @@ pub struct RawIdentity {
     pub leeway_s: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKey {
     pub id: String,
@@ -34,7 +34,7 @@ pub struct RawApiKey {
     pub roles: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawJwtIssuer {
     pub issuer: String,

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     /// Largest accepted request body, bytes. Default 4 MiB.
@@ -45,7 +45,7 @@ pub struct RawLimits {
     pub max_connections_per_address: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawShutdown {
     /// Seconds in-flight requests and SSE streams get to finish. Default 30.

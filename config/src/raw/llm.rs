@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::rate_limits::RawSelector;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLlm {
     /// Model names clients may ask for, and where each goes.
@@ -24,14 +24,14 @@ pub struct RawLlm {
     pub audit_text: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
     pub name: String,
     pub targets: Vec<RawTarget>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
     pub upstream: String,
@@ -41,7 +41,7 @@ pub struct RawTarget {
     pub weight: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrice {
     pub model: String,
@@ -50,7 +50,7 @@ pub struct RawPrice {
     pub cached_input_per_mtok: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBudget {
     pub name: String,
@@ -65,7 +65,7 @@ pub struct RawBudget {
     pub shared: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTokenLimit {
     pub name: String,

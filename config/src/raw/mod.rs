@@ -37,7 +37,7 @@ pub use upstreams::{
 
 use crate::error::{ConfigError, ConfigErrors};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
@@ -94,7 +94,9 @@ impl RawConfig {
                 .location()
                 .map(|l| format!("line {} column {}", l.line(), l.column()))
                 .unwrap_or_else(|| "<document>".to_owned());
-            ConfigError::new(path, e.to_string()).into()
+            // serde_yaml's message names the same location: said once.
+            let message = e.to_string().replacen(&format!(" at {path}"), "", 1);
+            ConfigError::new(path, message).into()
         })
     }
 }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::secret::RawSecretRef;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimits {
     /// Shared store for rules marked `shared: true`.
@@ -17,7 +17,7 @@ pub struct RawRateLimits {
     pub sweep_interval_s: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSharedStore {
     /// `redis://host:port[/db]`; no credentials in the URL (use `password`).
@@ -35,7 +35,7 @@ pub struct RawSharedStore {
 
 /// Which requests a limit applies to. Every list given must match; an empty
 /// list matches everything.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSelector {
     /// JSON-RPC methods (globs, e.g. `tools/*`).
@@ -59,7 +59,7 @@ pub struct RawSelector {
     pub roles: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateRule {
     pub name: String,
@@ -78,7 +78,7 @@ pub struct RawRateRule {
     pub shared: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConcurrencyRule {
     pub name: String,

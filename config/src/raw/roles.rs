@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRole {
     pub name: String,
@@ -14,14 +14,14 @@ pub struct RawRole {
 }
 
 /// A scope, alone or with conditions on the call's arguments.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum RawRule {
     Scope(String),
     Conditional(RawConditionalRule),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConditionalRule {
     pub scope: String,
@@ -30,10 +30,11 @@ pub struct RawConditionalRule {
 }
 
 /// A test on one argument, found by JSON pointer (RFC 6901).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCondition {
     pub pointer: String,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub equals: Option<serde_yaml::Value>,
     /// Glob over a string argument (`*` within a `/`-separated segment).
     pub glob: Option<String>,

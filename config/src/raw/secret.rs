@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 /// Where a secret lives: `{ env: NAME }` or `{ file: PATH }`. Inline
 /// secrets are not accepted.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSecretRef {
     pub env: Option<String>,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub name: String,
@@ -16,7 +16,7 @@ pub struct RawServer {
     pub sources: Vec<RawSource>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
     pub upstream: String,
@@ -37,7 +37,7 @@ pub struct RawSource {
 
 /// Globs on names (`*` any run of characters): an item is served when some
 /// `include` matches (no `include`: every item) and no `exclude` does.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawNameFilter {
     #[serde(default)]
@@ -46,7 +46,7 @@ pub struct RawNameFilter {
     pub exclude: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawToolOverride {
     /// The tool's name for clients (the prefix still applies).

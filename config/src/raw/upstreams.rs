@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::secret::RawSecretRef;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub name: String,
@@ -32,7 +32,7 @@ pub struct RawUpstream {
     pub circuit_breaker: Option<RawCircuitBreaker>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetries {
     /// Further attempts after a failed connect. Default 2; 0 disables.
@@ -47,7 +47,7 @@ pub struct RawRetries {
     pub budget_min_per_s: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCircuitBreaker {
     /// Open after this many failures in a row. Default 5.
@@ -62,7 +62,7 @@ pub struct RawCircuitBreaker {
     pub open_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstreamTls {
     /// Verify the upstream's certificate. Default true.
@@ -76,7 +76,7 @@ pub struct RawUpstreamTls {
     pub sni: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
     /// TCP (and TLS) connect. Default 5000.
@@ -97,7 +97,7 @@ pub struct RawTimeouts {
 }
 
 /// How the upstream sees the caller.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawInjection {
     /// The upstream's own credential, sent in `header` (default
@@ -125,7 +125,7 @@ pub struct RawInjection {
     pub llm_metadata: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTenantCredential {
     pub tenant: String,
@@ -134,7 +134,7 @@ pub struct RawTenantCredential {
     pub secret: RawSecretRef,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUserCredentials {
     pub dir: String,
@@ -142,7 +142,7 @@ pub struct RawUserCredentials {
     pub prefix: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCredential {
     pub header: Option<String>,
