@@ -22,7 +22,7 @@ pub use canonical::canonical_hash;
 pub use civil::{civil_from_days, days_from_civil};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    glob, glob_path, ApiKey, ApprovalRule, Approvals, Audit, Budget, CircuitBreaker,
+    glob, glob_path, AccessLog, ApiKey, ApprovalRule, Approvals, Audit, Budget, CircuitBreaker,
     ConcurrencyRule, Condition, Credential, Egress, EgressRule, HeadLimits, HostPolicy, Identity,
     JwtIssuer, JwtKeys, KeyPart, Kind, Listener, ListenerTls, Llm, ModelAlias, NameFilter,
     OnUnavailable, Period, Policy, Price, RateLimits, RateRule, Retries, Role, Route,

@@ -95,6 +95,8 @@ pub struct Outcome {
     /// Time in the gateway's own work, excluding waits on client and upstream.
     pub gateway_time: Duration,
     pub refused: Option<&'static str>,
+    /// The JSON-RPC error code of that answer.
+    pub refused_code: Option<i64>,
     /// The refusal was an access decision (identity, tenant, policy, host),
     /// not a broken request.
     pub access_denied: bool,

@@ -7,6 +7,7 @@
 //! watched → metrics and log.
 
 pub mod access;
+pub mod access_log;
 pub mod admin;
 pub mod admit;
 pub mod answer;

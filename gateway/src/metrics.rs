@@ -43,6 +43,7 @@ pub struct Metrics {
     pub upstream_messages_withheld: IntCounterVec,
     pub audit_events: IntCounterVec,
     pub audit_dropped: prometheus::IntCounter,
+    pub access_log_dropped: prometheus::IntCounter,
     pub unmatched_rules: IntCounterVec,
     pub limit_refusals: IntCounterVec,
     pub limit_keys: IntGaugeVec,
@@ -274,6 +275,10 @@ impl Metrics {
             audit_dropped: reg.count(
                 "audit_dropped_total",
                 "Audit events dropped because the queue was full",
+            ),
+            access_log_dropped: reg.count(
+                "access_log_dropped_total",
+                "Access log lines dropped because the writer was behind",
             ),
             upstream_latency: histogram(
                 "upstream_latency_seconds",

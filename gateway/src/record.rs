@@ -164,6 +164,52 @@ impl Shared {
             error = e.map(|e| e.to_string()),
             "request"
         );
+        self.access_line(ctx, (status, method));
+    }
+
+    /// The request's access-log line, if one is kept and it is sampled in.
+    fn access_line(&self, ctx: &Ctx, (status, method): (u16, &str)) {
+        let Some(log) = self.access_log.get() else {
+            return;
+        };
+        // The id the upstream and the audit event know, else one of its own.
+        let request_id = match ctx.request.request_id.as_deref() {
+            Some(id) => std::borrow::Cow::Borrowed(id),
+            None => std::borrow::Cow::Owned(audit::new_event_id()),
+        };
+        if !log.sampled(&request_id) {
+            return;
+        }
+        let first = ctx.request.facts.as_ref().map(|f| f.first());
+        let upstream = match &ctx.exchange.federated {
+            Some((i, _)) => Some(ctx.rt.snapshot.upstreams[*i].name.as_str()),
+            None => ctx
+                .route()
+                .map(|r| ctx.rt.snapshot.upstream(r).name.as_str()),
+        };
+        let model = ctx.decision.llm.as_deref().map(|c| c.req.model.as_str());
+        let caller = ctx.caller.as_ref();
+        let line = serde_json::json!({
+            "time": audit::format_rfc3339_millis(std::time::SystemTime::now()),
+            "request_id": &*request_id,
+            "route": ctx.route().map(|r| r.name.as_str()),
+            "upstream": upstream,
+            "http_method": method,
+            "status": status,
+            "rpc_method": first.map(|m| m.method.name()),
+            "target": first.and_then(|m| m.target.as_deref()).or(model),
+            "revision": ctx.request.revision.map(Revision::as_label),
+            "session": ctx.request.session.as_deref(),
+            "tenant": caller.and_then(|c| c.tenant.as_deref()),
+            "subject": caller.map(|c| &*c.subject),
+            "refused": ctx.outcome.refused,
+            "rpc_error": ctx.outcome.refused_code,
+            "bytes_in": ctx.request.body.as_ref().map_or(0, |b| b.len()),
+            "duration_ms": ctx.request.started.elapsed().as_secs_f64() * 1000.0,
+            "gateway_us": ctx.outcome.gateway_time.as_micros() as u64,
+            "trace_id": serde_json::Value::Null,
+        });
+        log.write(line.to_string());
     }
 
     /// Queue the audit event of a routed request, if it is sampled in.

@@ -99,6 +99,13 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     };
     let signer = crate::identity::AssertionSigner::generate()
         .map_err(|e| anyhow::anyhow!("assertion key: {e}"))?;
+    let access_log = match &first.access_log {
+        Some(cfg) => Some(
+            crate::access_log::AccessLog::open(cfg, metrics.access_log_dropped.clone())
+                .map_err(|e| anyhow::anyhow!("access_log.file {}: {e}", cfg.file))?,
+        ),
+        None => None,
+    };
     let shared = Shared::new(
         Runtime::empty(first.clone()),
         signer,
@@ -106,6 +113,9 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
         metrics,
         opts.control.clone(),
     );
+    if let Some(log) = access_log {
+        let _ = shared.access_log.set(log);
+    }
 
     let mut certs = Vec::new();
     for l in &first.listeners {

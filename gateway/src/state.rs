@@ -121,6 +121,8 @@ pub struct Shared {
     pub conns: crate::conn::conns::Conns,
     /// Virtual servers' upstream sessions, per caller (`federation::sessions`).
     pub upstream_sessions: crate::federation::sessions::UpstreamSessions,
+    /// The access log, when configured (set once at start).
+    pub access_log: std::sync::OnceLock<crate::access_log::AccessLog>,
     /// Virtual servers' legacy HTTP+SSE clients on this replica.
     pub legacy_streams: crate::federation::legacy::LegacyStreams,
 }
@@ -149,6 +151,7 @@ impl Shared {
             conns: Default::default(),
             upstream_sessions: Default::default(),
             legacy_streams: Default::default(),
+            access_log: Default::default(),
         })
     }
 

@@ -324,3 +324,57 @@ fn every_example_config_follows_the_printed_schema() {
         1
     );
 }
+
+#[tokio::test]
+async fn every_request_gets_one_access_log_line_without_secrets() {
+    let up = demo(DemoOptions::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("access.jsonl");
+    let config = format!(
+        "{}access_log: {{ file: \"{}\" }}\n",
+        one_route(&up.url()),
+        path.display()
+    );
+    let gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let call = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"get-sum","arguments":{"a":1,"b":2},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "get-sum"),
+        ("authorization", "Bearer sk-secret-token-123"),
+    ];
+    let (status, _, _) = post(&client, &gw.url("/mcp"), call, &headers).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = post(&client, &gw.url("/mcp"), "{not json", &[]).await;
+    assert_eq!(status, 400);
+    let read = || {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+            .collect::<Vec<_>>()
+    };
+    eventually("two lines", async || read().len() == 2).await;
+    let lines = read();
+    let ok = &lines[0];
+    assert_eq!(ok["route"], "demo", "{ok}");
+    assert_eq!(ok["upstream"], "demo");
+    assert_eq!(ok["http_method"], "POST");
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["rpc_method"], "tools/call");
+    assert_eq!(ok["target"], "get-sum");
+    assert_eq!(ok["revision"], "2026-07-28");
+    assert!(ok["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+    assert!(ok["duration_ms"].as_f64().is_some_and(|d| d > 0.0));
+    assert!(ok.as_object().is_some_and(|o| o.contains_key("trace_id")));
+    let bad = &lines[1];
+    assert_eq!(bad["status"], 400, "{bad}");
+    assert_eq!(bad["rpc_error"], -32700, "{bad}");
+    assert!(bad["refused"].is_string(), "{bad}");
+    let text = std::fs::read_to_string(&path).expect("log");
+    assert!(
+        !text.contains("sk-secret") && !text.contains("\"a\":1"),
+        "{text}"
+    );
+}

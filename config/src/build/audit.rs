@@ -4,6 +4,24 @@ use crate::error::ConfigError;
 use crate::model::Audit;
 use crate::raw::RawAudit;
 
+pub(crate) fn build_access_log(
+    raw: Option<&crate::raw::RawAccessLog>,
+    errs: &mut Vec<ConfigError>,
+) -> Option<crate::model::AccessLog> {
+    let raw = raw?;
+    let rate = raw.sample_rate.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&rate) {
+        errs.push(ConfigError::new(
+            "access_log.sample_rate",
+            "must be between 0 and 1",
+        ));
+    }
+    Some(crate::model::AccessLog {
+        file: raw.file.clone(),
+        sample_rate: rate,
+    })
+}
+
 pub(crate) fn build_audit(raw: &RawAudit, errs: &mut Vec<ConfigError>) -> Audit {
     let rate = raw.sample_rate.unwrap_or(1.0);
     if !(0.0..=1.0).contains(&rate) {

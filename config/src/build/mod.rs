@@ -42,6 +42,7 @@ impl Snapshot {
         let policy = policy::compile(&raw.roles, &names, &mut errs, &mut warnings);
         check_tenant_names(raw, &mut errs);
         let audit = audit::build_audit(&raw.audit, &mut errs);
+        let access_log = audit::build_access_log(raw.access_log.as_ref(), &mut errs);
         let egress = egress::build_egress(&raw.egress_allow, &mut errs);
         let (rate_limits, llm) = build_traffic(raw, &mut errs);
         let approvals =
@@ -79,6 +80,7 @@ impl Snapshot {
             tenants: raw.tenants.clone(),
             policy,
             audit,
+            access_log,
             egress,
             rate_limits,
             llm,

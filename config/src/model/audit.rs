@@ -12,6 +12,13 @@ pub struct Audit {
     pub spool: Spool,
 }
 
+/// The access log: one JSON line per request sampled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLog {
+    pub file: String,
+    pub sample_rate: f64,
+}
+
 /// The local spool of events waiting for control.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spool {

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use approvals::{ApprovalRule, Approvals};
-pub use audit::{Audit, Spool};
+pub use audit::{AccessLog, Audit, Spool};
 pub use egress::{Egress, EgressRule};
 pub use identity::{ApiKey, Identity, JwtIssuer, JwtKeys};
 pub use limits::HeadLimits;
@@ -81,6 +81,7 @@ pub struct Snapshot {
     pub tenants: Vec<String>,
     pub policy: Policy,
     pub audit: Audit,
+    pub access_log: Option<AccessLog>,
     pub egress: Egress,
     pub rate_limits: RateLimits,
     pub llm: Llm,

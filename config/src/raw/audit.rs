@@ -26,6 +26,16 @@ pub struct RawAudit {
     pub spool: RawSpool,
 }
 
+/// One JSON line per request, for log pipelines.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    /// The file lines are appended to.
+    pub file: String,
+    /// Fraction of requests logged (by request id). Default 1.0: every one.
+    pub sample_rate: Option<f64>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSpool {

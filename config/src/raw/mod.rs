@@ -18,7 +18,7 @@ mod upstreams;
 use serde::Deserialize;
 
 pub use approvals::{RawApprovalRule, RawApprovals};
-pub use audit::RawAudit;
+pub use audit::{RawAccessLog, RawAudit};
 pub use identity::{RawApiKey, RawIdentity, RawJwtIssuer};
 pub use limits::{RawLimits, RawShutdown};
 pub use listeners::{RawAdmin, RawListener, RawListenerTls};
@@ -61,6 +61,9 @@ pub struct RawConfig {
     pub roles: Vec<RawRole>,
     #[serde(default)]
     pub audit: RawAudit,
+    /// The access log: off when absent.
+    #[serde(default)]
+    pub access_log: Option<RawAccessLog>,
     /// Upstream addresses allowed after resolution: names, IPs, CIDRs.
     /// Empty means no egress check.
     #[serde(default)]

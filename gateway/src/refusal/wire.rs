@@ -93,6 +93,7 @@ pub const MAX_DRAIN: u64 = 16 << 20;
 /// Answer a refusal: wire bytes, a metric and a log line.
 pub async fn answer(shared: &Shared, session: &mut Session, ctx: &mut Ctx, refusal: &Refusal) {
     ctx.outcome.refused = Some(refusal.reason());
+    ctx.outcome.refused_code = Some(refusal.rpc_code());
     ctx.outcome.access_denied = refusal.is_access_decision();
     if let Refusal::Unauthenticated { reason, .. } = refusal {
         shared
