@@ -8,7 +8,7 @@
 # the failed requests of each load.
 #
 # Usage: loadtest/soak.sh               (SKIP_BUILD=1 to reuse target/release)
-# Env:   DURATION_S=1800 WARMUP_S=120 SAMPLE_S=10 RELOAD_S=5
+# Env:   DURATION_S=1800 WARMUP_S=600 SAMPLE_S=10 RELOAD_S=5
 #        RATE_JSON=100 RATE_SSE=50 RATE_LLM=20   requests/s of each load
 #        BIN_DIR=target/release  OUT_DIR=dir  K6=path
 set -euo pipefail
@@ -16,7 +16,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 BIN=${BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 DURATION_S=${DURATION_S:-1800}
-WARMUP_S=${WARMUP_S:-120}
+WARMUP_S=${WARMUP_S:-600}
 SAMPLE_S=${SAMPLE_S:-10}
 RELOAD_S=${RELOAD_S:-5}
 RATE_JSON=${RATE_JSON:-100}
