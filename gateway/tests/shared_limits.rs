@@ -134,12 +134,42 @@ async fn replicas_share_one_limit_and_fall_back_while_redis_is_away() {
     assert!(a.log().contains("rate-limit store reachable"));
 }
 
-fn llm_config(llm_url: &str, redis_port: u16) -> String {
-    llm_config_with(llm_url, redis_port, 100)
+/// Two gateways sharing a Redis in front of the mock model provider.
+struct Replicas {
+    _llm: sluice_demo::llm::LlmServer,
+    redis: Redis,
+    config: String,
+    a: Gateway,
+    b: Gateway,
 }
 
-/// As `llm_config`, with a budget of `budget` tokens.
-fn llm_config_with(llm_url: &str, redis_port: u16, budget: u64) -> String {
+impl Replicas {
+    /// With acme's shared budget of `budget` tokens; both reach Redis.
+    async fn start(budget: u64) -> Replicas {
+        let llm = sluice_demo::llm::spawn_llm(
+            "127.0.0.1:0".parse().expect("addr"),
+            sluice_demo::llm::LlmOptions::default(),
+        )
+        .await
+        .expect("mock provider");
+        let redis = Redis::start(free_port()).await;
+        let config = llm_config(&llm.url(), redis.port, budget);
+        let (a, b) = (Gateway::start(&config).await, Gateway::start(&config).await);
+        store_up(&a).await;
+        store_up(&b).await;
+        Replicas {
+            _llm: llm,
+            redis,
+            config,
+            a,
+            b,
+        }
+    }
+}
+
+/// A model route with acme's shared budget of `budget` tokens and a shared
+/// token limit, through the Redis on `redis_port`.
+fn llm_config(llm_url: &str, redis_port: u16, budget: u64) -> String {
     format!(
         r#"{head}upstreams:
   - {{ name: llm, url: "{llm_url}" }}
@@ -216,18 +246,13 @@ async fn spent(redis_port: u16) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_spend_one_budget_that_outlives_a_restart() {
-    let llm = sluice_demo::llm::spawn_llm(
-        "127.0.0.1:0".parse().expect("addr"),
-        sluice_demo::llm::LlmOptions::default(),
-    )
-    .await
-    .expect("mock provider");
-    let mut redis = Redis::start(free_port()).await;
-    let config = llm_config(&llm.url(), redis.port);
-    let a = Gateway::start(&config).await;
-    let b = Gateway::start(&config).await;
-    store_up(&a).await;
-    store_up(&b).await;
+    let Replicas {
+        _llm,
+        mut redis,
+        config,
+        a,
+        b,
+    } = Replicas::start(100).await;
     let client = reqwest::Client::new();
 
     // A call larger than the shared bucket never fits, on either replica.
@@ -339,17 +364,9 @@ async fn a_budget_period_is_a_utc_day_or_calendar_month_in_the_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_calls_on_two_replicas_are_charged_exactly() {
-    let llm = sluice_demo::llm::spawn_llm(
-        "127.0.0.1:0".parse().expect("addr"),
-        sluice_demo::llm::LlmOptions::default(),
-    )
-    .await
-    .expect("mock provider");
-    let redis = Redis::start(free_port()).await;
-    let config = llm_config_with(&llm.url(), redis.port, 1_000_000);
-    let (a, b) = (Gateway::start(&config).await, Gateway::start(&config).await);
-    store_up(&a).await;
-    store_up(&b).await;
+    let Replicas {
+        _llm, redis, a, b, ..
+    } = Replicas::start(1_000_000).await;
     let client = reqwest::Client::new();
     // Waves of concurrent calls, streamed and plain, on both replicas.
     let mut reported = 0;

@@ -81,7 +81,6 @@ pub(super) async fn admit(
         &input,
         (&llm_req, store),
     )?;
-    let need = llm_req.estimate(crate::llm::DEFAULT_OUTPUT_ESTIMATE);
     let reserved = crate::llm::LlmCall {
         req: llm_req,
         rest,
@@ -106,7 +105,7 @@ pub(super) async fn admit(
             Err(Err(_down)) => {
                 if rt.limits.store_down("llm_shared", m)? {
                     // Decided here, as if nothing were shared.
-                    let (held, budgets) = rt.llm.hold_local(&input, need, |shared| shared)?;
+                    let (held, budgets) = rt.llm.hold_local(&input, ask.need, |shared| shared)?;
                     if let Some(call) = ctx.decision.llm.as_mut() {
                         call.reservations.extend(held);
                         call.budgets.extend(budgets);

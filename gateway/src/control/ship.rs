@@ -35,10 +35,6 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    pub fn new(cap: usize, metrics: &Metrics) -> Arc<Self> {
-        Self::with_spool(cap, metrics, None, Vec::new())
-    }
-
     /// A backlog kept on disk in `spool` too, starting with what it held
     /// (`pending`).
     pub fn with_spool(

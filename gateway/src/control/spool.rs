@@ -169,8 +169,9 @@ impl Spool {
             let Some(oldest) = self.closed.pop_front() else {
                 break;
             };
-            let lost = oldest.last.saturating_sub(oldest.first.max(self.acked + 1)) + 1;
-            let lost = if oldest.last > self.acked { lost } else { 0 };
+            // Its events control never confirmed.
+            let from = oldest.first.max(self.acked + 1);
+            let lost = (oldest.last + 1).saturating_sub(from);
             tracing::warn!(
                 lost,
                 "the audit spool is full: its oldest events, never stored by control, are dropped"

@@ -422,6 +422,24 @@ pub async fn read_whole(
     Ok(out)
 }
 
+/// The result of the request `id` in `answer` (read whole): a JSON-RPC
+/// error, or no answer to it, is a failure.
+pub async fn result(
+    deps: Deps<'_>,
+    ctx: &Ctx,
+    s: &UpstreamSession,
+    (head, answer): (&ResponseHeader, h1::Response),
+    id: &Value,
+) -> Result<Value> {
+    let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
+    let mut messages = read_whole(deps, ctx, s, head, answer, max).await?;
+    let at = response_at(&messages, id).ok_or_else(|| upstream_error("no answer"))?;
+    match messages.swap_remove(at).get_mut("result").map(Value::take) {
+        Some(result) => Ok(result),
+        None => Err(upstream_error("an error answer")),
+    }
+}
+
 /// The response among `messages` to the request `id`.
 pub fn response_for<'a>(messages: &'a [Value], id: &Value) -> Option<&'a Value> {
     response_at(messages, id).map(|i| &messages[i])

@@ -85,8 +85,11 @@ impl LlmDeny {
 /// spend, kept across reloads by name while their settings stay the same.
 #[derive(Default)]
 pub struct LlmState {
-    tpm: Vec<(TokenLimit, Arc<TokenBuckets>)>,
+    tpm: Vec<(Arc<TokenLimit>, Arc<TokenBuckets>)>,
     budgets: Vec<Arc<BudgetState>>,
+    /// Each budget's key in the shared store, when it is shared and there
+    /// is one (made once here, not per call).
+    budget_keys: Vec<Option<Arc<str>>>,
     next: AtomicU64,
     /// The shared store's scripts (`shared`).
     pub scripts: Arc<shared::Scripts>,
@@ -110,7 +113,7 @@ impl LlmState {
                         .map(|(_, b)| Arc::clone(b))
                 });
                 (
-                    l.clone(),
+                    Arc::new(l.clone()),
                     kept.unwrap_or_else(|| Arc::new(TokenBuckets::new(l.tokens_per_minute))),
                 )
             })
@@ -124,9 +127,24 @@ impl LlmState {
                     .unwrap_or_else(|| Arc::new(BudgetState::new(b.clone())))
             })
             .collect();
+        let prefix = snap
+            .rate_limits
+            .shared_store
+            .as_ref()
+            .map(|s| &s.key_prefix);
+        let budget_keys = snap
+            .llm
+            .budgets
+            .iter()
+            .map(|b| {
+                let prefix = prefix.filter(|_| b.shared)?;
+                Some(shared::budget_key(prefix, b).into())
+            })
+            .collect();
         Self {
             tpm,
             budgets,
+            budget_keys,
             next: AtomicU64::new(0),
             scripts: Arc::default(),
         }
@@ -310,8 +328,9 @@ impl LlmState {
         let budgets: Vec<_> = self
             .budgets
             .iter()
-            .filter(|b| b.budget.shared && Some(b.budget.tenant.as_str()) == input.tenant)
-            .map(|b| (shared::budget_key(store, &b.budget), b.budget.clone()))
+            .zip(&self.budget_keys)
+            .filter(|(b, _)| Some(b.budget.tenant.as_str()) == input.tenant)
+            .filter_map(|(b, key)| Some((Arc::clone(key.as_ref()?), Arc::clone(b))))
             .collect();
         let buckets: Vec<_> = self
             .tpm
@@ -319,7 +338,7 @@ impl LlmState {
             .filter(|(l, _)| l.shared && l.selector.matches(input))
             .map(|(l, _)| {
                 let key = shared::bucket_key(store, l, key_hash(&l.per, input));
-                (key, l.tokens_per_minute)
+                (key, Arc::clone(l))
             })
             .collect();
         (!budgets.is_empty() || !buckets.is_empty()).then(|| shared::SharedHeld {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use redis::Script;
 use sluice_config::{Budget, Period, TokenLimit};
 
-use super::{Exhausted, LlmDeny};
+use super::{BudgetState, Exhausted, LlmDeny};
 use crate::limits::shared::{RedisStore, StoreDown};
 use crate::metrics::Metrics;
 
@@ -126,8 +126,10 @@ impl Default for Scripts {
 /// What a call holds in the shared store, to settle after it.
 pub struct SharedHeld {
     pub store: Arc<RedisStore>,
-    pub budgets: Vec<(String, Budget)>,
-    pub buckets: Vec<(String, u64)>,
+    /// Each shared budget of the tenant, with its key.
+    pub budgets: Vec<(Arc<str>, Arc<BudgetState>)>,
+    /// Each shared bucket that applies, with its key.
+    pub buckets: Vec<(String, Arc<TokenLimit>)>,
     /// The tokens reserved in every bucket.
     pub need: u64,
 }
@@ -139,16 +141,10 @@ fn period_arg(p: Period) -> &'static str {
     }
 }
 
-fn period_name(p: Period) -> &'static str {
-    period_arg(p)
-}
-
-/// The keys a tenant's shared budget and a shared bucket are kept under.
-pub fn budget_key(store: &RedisStore, b: &Budget) -> String {
-    format!(
-        "{}:llm:budget:{}:{}",
-        store.config.key_prefix, b.name, b.tenant
-    )
+/// The keys a tenant's shared budget (under the store's `prefix`) and a
+/// shared bucket are kept under.
+pub fn budget_key(prefix: &str, b: &Budget) -> String {
+    format!("{prefix}:llm:budget:{}:{}", b.name, b.tenant)
 }
 
 pub fn bucket_key(store: &RedisStore, l: &TokenLimit, key: u64) -> String {
@@ -163,32 +159,28 @@ pub async fn admit(
     metrics: &Metrics,
 ) -> Result<(), Result<LlmDeny, StoreDown>> {
     let mut inv = scripts.admit.prepare_invoke();
-    for (key, _) in &held.budgets {
-        inv.key(key);
-    }
-    for (key, _) in &held.buckets {
-        inv.key(key);
-    }
+    keys(&mut inv, held);
     inv.arg(held.budgets.len()).arg(held.need);
     for (_, b) in &held.budgets {
+        let b = &b.budget;
         inv.arg(period_arg(b.period))
             .arg(b.tokens.map_or(-1, |t| t as i64))
             .arg(b.cost_usd.map_or(-1.0, |c| c));
     }
-    for (_, per_min) in &held.buckets {
-        inv.arg(*per_min);
+    for (_, l) in &held.buckets {
+        inv.arg(l.tokens_per_minute);
     }
     let verdict: Vec<i64> = held.store.run(&inv, metrics).await.map_err(Err)?;
     let at = |i: i64| usize::try_from(i - 1).unwrap_or(0);
     match verdict.as_slice() {
         [0, ..] => Ok(()),
         [1, i, resets, what, ..] => {
-            let b = &held.budgets[at(*i).min(held.budgets.len() - 1)].1;
+            let b = &held.budgets[at(*i).min(held.budgets.len() - 1)].1.budget;
             Err(Ok(LlmDeny::Budget(Exhausted {
                 budget: b.name.clone(),
                 what: if *what == 1 { "cost" } else { "token" },
                 resets_in: Duration::from_secs((*resets).max(1) as u64),
-                period: period_name(b.period),
+                period: period_arg(b.period),
             })))
         }
         [2, j, wait_us, ..] => Err(Ok(LlmDeny::TokenRate {
@@ -203,10 +195,21 @@ pub async fn admit(
     }
 }
 
-/// A bucket's limit name, from its key.
+/// The name of the `j`th bucket's limit.
 fn bucket_name(held: &SharedHeld, j: usize) -> String {
-    let key = held.buckets.get(j).map_or("", |(k, _)| k.as_str());
-    key.rsplit(':').nth(1).unwrap_or("").to_owned()
+    held.buckets
+        .get(j)
+        .map_or_else(String::new, |(_, l)| l.name.clone())
+}
+
+/// Every budget's key, then every bucket's, as both scripts take them.
+fn keys(inv: &mut redis::ScriptInvocation<'_>, held: &SharedHeld) {
+    for (key, _) in &held.budgets {
+        inv.key(&**key);
+    }
+    for (key, _) in &held.buckets {
+        inv.key(key);
+    }
 }
 
 /// What a finished call settles.
@@ -225,22 +228,17 @@ pub async fn settle(
     metrics: &Metrics,
 ) -> Result<Vec<(u64, f64)>, StoreDown> {
     let mut inv = scripts.settle.prepare_invoke();
-    for (key, _) in &held.budgets {
-        inv.key(key);
-    }
-    for (key, _) in &held.buckets {
-        inv.key(key);
-    }
+    keys(&mut inv, held);
     inv.arg(held.budgets.len())
         .arg(held.need)
         .arg(s.used)
         .arg(s.charged_tokens)
         .arg(s.cost_usd);
     for (_, b) in &held.budgets {
-        inv.arg(period_arg(b.period));
+        inv.arg(period_arg(b.budget.period));
     }
-    for (_, per_min) in &held.buckets {
-        inv.arg(*per_min);
+    for (_, l) in &held.buckets {
+        inv.arg(l.tokens_per_minute);
     }
     let spent: Vec<String> = held.store.run(&inv, metrics).await?;
     Ok(spent
@@ -268,6 +266,7 @@ pub fn settle_later(
         match settle(&scripts, &held, &s, &metrics).await {
             Ok(spent) => {
                 for ((_, b), (tokens, cost)) in held.budgets.iter().zip(spent) {
+                    let b = &b.budget;
                     let g = &metrics.llm_budget_remaining;
                     if let Some(t) = b.tokens {
                         let left = t.saturating_sub(tokens) as f64;

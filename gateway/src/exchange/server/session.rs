@@ -388,14 +388,7 @@ pub(super) async fn request(
     // The session may be shared: an id of the gateway's own.
     let id = crate::federation::reply::fresh_id_value();
     body["id"] = id.clone();
-    let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
     let bytes = body.to_string().into_bytes();
     let (s, head, answer) = send_in(deps, ctx, sealed, upstream, bytes).await?;
-    let mut messages = rpc::read_whole(deps, ctx, &s, &head, answer, max).await?;
-    let at = rpc::response_at(&messages, &id)
-        .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no answer").into_up())?;
-    match messages.swap_remove(at).get_mut("result").map(Value::take) {
-        Some(result) => Ok(result),
-        None => Err(Error::explain(ErrorType::InvalidHTTPHeader, "an error answer").into_up()),
-    }
+    rpc::result(deps, ctx, &s, (&head, answer), &id).await
 }

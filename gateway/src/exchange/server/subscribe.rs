@@ -207,21 +207,12 @@ async fn subscribe(
     s: &UpstreamSession,
     uris: &[String],
 ) -> Result<()> {
-    let max = ctx.rt.snapshot.max_inspected_response_bytes as usize;
     for (n, uri) in uris.iter().enumerate() {
-        let body = json!({"jsonrpc": "2.0", "id": n + 1, "method": "resources/subscribe",
+        let id = Value::from(n + 1);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "resources/subscribe",
                           "params": {"uri": uri}});
         let (head, answer) = rpc::send(deps, ctx, s, body.to_string().into_bytes()).await?;
-        let answer = rpc::read_whole(deps, ctx, s, &head, answer, max).await?;
-        let ok = rpc::response_for(&answer, &Value::from(n + 1))
-            .is_some_and(|r| r.get("result").is_some());
-        if !ok {
-            return Err(pingora::Error::explain(
-                pingora::ErrorType::InvalidHTTPHeader,
-                "the upstream refused resources/subscribe",
-            )
-            .into_up());
-        }
+        rpc::result(deps, ctx, s, (&head, answer), &id).await?;
     }
     Ok(())
 }
