@@ -19,6 +19,27 @@ pub fn canonical_hash(v: &serde_json::Value) -> String {
     hex
 }
 
+/// The fields of a tool definition that say what it does to a model and
+/// what it takes and gives: what pins and approvals bind to.
+pub const DEFINITION_FIELDS: [&str; 6] = [
+    "name",
+    "title",
+    "description",
+    "inputSchema",
+    "outputSchema",
+    "annotations",
+];
+
+/// The digest of a listed tool's definition: the canonical hash of its
+/// [`DEFINITION_FIELDS`] (others, such as `_meta` or `icons`, are left out).
+pub fn definition_digest(tool: &serde_json::Value) -> String {
+    let kept: serde_json::Map<String, serde_json::Value> = DEFINITION_FIELDS
+        .iter()
+        .filter_map(|f| Some(((*f).to_owned(), tool.get(*f)?.clone())))
+        .collect();
+    canonical_hash(&serde_json::Value::Object(kept))
+}
+
 fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match v {

@@ -18,17 +18,17 @@ pub mod wire;
 
 pub use build::parse_rate;
 pub use build::policy::compile;
-pub use canonical::canonical_hash;
+pub use canonical::{canonical_hash, definition_digest};
 pub use civil::{civil_from_days, days_from_civil};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     glob, glob_path, AccessLog, ApiKey, ApprovalRule, Approvals, Audit, Budget, CircuitBreaker,
     ConcurrencyRule, Condition, Credential, Egress, EgressRule, HeadLimits, HostPolicy, Identity,
     JwtIssuer, JwtKeys, KeyPart, Kind, Listener, ListenerTls, Llm, ModelAlias, NameFilter,
-    OnUnavailable, Period, Policy, Price, RateLimits, RateRule, Retries, Role, Route,
-    RouteTransport, Rule, Scheme, Scope, SecretRef, Selector, Server, SharedStore, Snapshot,
-    Source, Spool, Target, Test, TokenLimit, ToolOverride, Upstream, UpstreamTls, UsageCounts,
-    UserCredentials, Version,
+    OnUnavailable, Period, PinMode, Pins, Policy, Price, RateLimits, RateRule, Retries, Role,
+    Route, RouteTransport, Rule, Scheme, Scope, Screen, SecretRef, Selector, Server, SharedStore,
+    Snapshot, Source, Spool, Target, Test, TokenLimit, ToolOverride, Upstream, UpstreamTls,
+    UsageCounts, UserCredentials, Version,
 };
 pub use raw::RawConfig;
 

@@ -136,6 +136,77 @@ fn servers_resolve_their_sources_prefixes_and_overrides() {
     assert_eq!(issue.name.as_deref(), Some("file_issue"));
     assert_eq!(issue.defaults["labels"][0], "triage");
     assert!(gh.override_for("delete_repo").is_none());
+    assert_eq!(gh.pin, Some(crate::PinMode::ApproveFirst));
+    let screen = gh.screen.as_ref().expect("screen");
+    assert_eq!(screen.max_description_chars, 2048);
+    assert_eq!(screen.max_definition_bytes, 65_536, "the default");
+    assert!(screen.unicode && screen.instructions);
+    assert_eq!(
+        screen.link_domains.as_deref(),
+        Some(&["github.com".to_owned()][..])
+    );
+    assert_eq!(ws.sources[1].pin, None);
+    assert!(s
+        .pins
+        .get("github", "get_repo")
+        .is_some_and(|d| d.starts_with("4b6f")));
+    assert_eq!(s.pins.get("github", "create_issue"), None);
+}
+
+#[test]
+fn pins_and_screens_are_checked_with_their_paths() {
+    let bad = r#"
+upstreams:
+  - { name: a, url: "http://127.0.0.1:3101/mcp" }
+servers:
+  - name: s
+    sources:
+      - upstream: a
+        pin: tofu
+        screen: { phrases: ["ok"], link_domains: ["https://x.test/"], max_definition_bytes: 0 }
+pins:
+  - { upstream: a, tool: t, digest: "ABC" }
+  - { upstream: a, tool: u, digest: "0000000000000000000000000000000000000000000000000000000000000000" }
+  - { upstream: a, tool: u, digest: "1111111111111111111111111111111111111111111111111111111111111111" }
+"#;
+    let errs = load(bad, 1).expect_err("invalid").0;
+    let at = |p: &str| errs.iter().any(|e| e.path == p);
+    for path in [
+        "servers[0].sources[0].screen.phrases[0]",
+        "servers[0].sources[0].screen.link_domains[0]",
+        "servers[0].sources[0].screen.max_definition_bytes",
+        "pins[0].digest",
+        "pins[2].tool",
+    ] {
+        assert!(at(path), "no error at {path}: {errs:?}");
+    }
+    assert!(load("pins: [{ upstream: x, tool: y, digest: b }]", 1).is_err());
+    let gone = "listeners: [{ name: main, address: \"127.0.0.1:8080\" }]\npins: [{ upstream: gone, tool: y, digest: \"2222222222222222222222222222222222222222222222222222222222222222\" }]";
+    let s = load(gone, 1).expect("a pin for a removed upstream is kept");
+    assert!(
+        s.warnings.iter().any(|w| w.path == "pins[0].upstream"),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn a_definition_digest_covers_what_a_model_reads_and_nothing_else() {
+    let t = serde_json::json!({"name": "pay", "description": "Pay.", "inputSchema": {"type": "object"},
+                               "_meta": {"x": 1}, "icons": []});
+    let d = crate::definition_digest(&t);
+    let mut same = t.clone();
+    same["_meta"] = serde_json::json!({"x": 2});
+    assert_eq!(crate::definition_digest(&same), d);
+    for (field, v) in [
+        ("description", "Pay more."),
+        ("title", "Pay"),
+        ("annotations", "x"),
+    ] {
+        let mut other = t.clone();
+        other[field] = serde_json::json!(v);
+        assert_ne!(crate::definition_digest(&other), d, "{field}");
+    }
 }
 
 #[test]

@@ -162,3 +162,44 @@ mod tests {
         assert!(!old.redacted && !old.allow_self_approval);
     }
 }
+
+/// Why a gateway reports a tool definition it listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finding {
+    /// No pin, trust on first use: served, and to be pinned.
+    Trusted,
+    /// No pin, approve first: quarantined until approved.
+    New,
+    /// Not the pinned definition: quarantined until approved.
+    Changed,
+    /// Failed a screening check: quarantined until approved.
+    Screened,
+}
+
+impl Finding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finding::Trusted => "trusted",
+            Finding::New => "new",
+            Finding::Changed => "changed",
+            Finding::Screened => "screened",
+        }
+    }
+}
+
+/// A tool definition a gateway saw on a pinned or screened source.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct DefinitionSeen {
+    pub gateway: String,
+    pub upstream: String,
+    pub tool: String,
+    /// `definition_digest` of `definition`.
+    pub digest: String,
+    /// The definition as listed.
+    pub definition: serde_json::Value,
+    pub finding: Finding,
+    /// What screening found, when it failed.
+    #[serde(default)]
+    pub reason: Option<String>,
+}

@@ -49,6 +49,13 @@ pub fn router(app: Arc<App>) -> Router {
                 .get(query_audit)
                 .layer(DefaultBodyLimit::max(32 * 1024 * 1024)),
         )
+        .route(
+            "/v1/definitions",
+            post(report_definition).get(list_definitions),
+        )
+        .route("/v1/definitions/{id}/decision", post(api_decide_definition))
+        .route("/definitions", get(definitions_page))
+        .route("/definitions/{id}/decide", post(web_decide_definition))
         .route("/slack/interactions", post(slack))
         .route("/", get(|| async { Redirect::to("/inbox") }))
         .route("/login", get(login_page).post(login))
@@ -441,6 +448,13 @@ fn page_user<'a>(app: &'a App, h: &HeaderMap) -> Result<&'a User, Response> {
         .ok_or_else(|| Redirect::to("/login").into_response())
 }
 
+/// The signed-in user posting a form that carries this session's token.
+fn form_user<'a>(app: &'a App, h: &HeaderMap, csrf: &str) -> Result<&'a User, Response> {
+    let user = page_user(app, h)?;
+    check_csrf(app, h, csrf)?;
+    Ok(user)
+}
+
 fn check_csrf(app: &App, h: &HeaderMap, token: &str) -> Result<(), Response> {
     let want = session_csrf(app, h);
     if want.is_empty()
@@ -565,13 +579,10 @@ async fn web_decide(
     Path(id): Path<String>,
     Form(f): Form<DecideForm>,
 ) -> Response {
-    let user = match page_user(&app, &h) {
+    let user = match form_user(&app, &h, &f.csrf) {
         Ok(u) => u,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&app, &h, &f.csrf) {
-        return r;
-    }
     let csrf = session_csrf(&app, &h);
     let Some(approve) = parse_decision(&f.decision) else {
         return error(StatusCode::BAD_REQUEST, "decision: approve or deny");
@@ -637,4 +648,124 @@ async fn gateways_page(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
         .into_response(),
         Err(e) => internal(e),
     }
+}
+
+async fn report_definition(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Json(seen): Json<sluice_config::wire::DefinitionSeen>,
+) -> Response {
+    if let Err(r) = gateway_only(&app, &h) {
+        return r;
+    }
+    match app.definitions.report(seen).await {
+        Ok(pinned) => {
+            if pinned {
+                if let Err(e) = app.publisher.republish().await {
+                    return internal(e);
+                }
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(crate::definitions::ReportError::Db(e)) => internal(e),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DefinitionsQuery {
+    state: Option<String>,
+}
+
+async fn list_definitions(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Query(q): Query<DefinitionsQuery>,
+) -> Response {
+    if let Err(r) = person(&app, &h) {
+        return r;
+    }
+    match app.definitions.list(q.state.as_deref()).await {
+        Ok(d) => Json(d).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// Pin or reject a definition, then publish the pins: `approve` or `reject`.
+async fn decide_definition(app: &App, user: &User, id: i64, decision: &str) -> Response {
+    if !user.has_role(&app.settings.definition_approvers) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "only definition approvers (settings: definition_approvers) decide tool definitions",
+        );
+    }
+    let pin = match decision {
+        "approve" => true,
+        "reject" => false,
+        _ => return error(StatusCode::BAD_REQUEST, "decision: approve or reject"),
+    };
+    use crate::definitions::DecideError as D;
+    match app.definitions.decide(id, &user.name, pin).await {
+        Ok(()) => {}
+        Err(D::Db(e)) => return internal(e),
+        Err(D::NotFound) => return error(StatusCode::NOT_FOUND, D::NotFound),
+        Err(e) => return error(StatusCode::CONFLICT, e),
+    }
+    if pin {
+        match app.publisher.republish().await {
+            Ok(crate::publish::Outcome::Refused) => {
+                return error(
+                    StatusCode::CONFLICT,
+                    "pinned, but the config with the pin was refused: see /gateways",
+                )
+            }
+            Ok(_) => {}
+            Err(e) => return internal(e),
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn api_decide_definition(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+    Json(d): Json<Decision>,
+) -> Response {
+    let user = match person(&app, &h) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    decide_definition(&app, user, id, &d.decision).await
+}
+
+async fn definitions_page(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
+    let user = match page_user(&app, &h) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match app.definitions.list(None).await {
+        Ok(d) => {
+            let may = user.has_role(&app.settings.definition_approvers);
+            Html(web::definitions(user, &d, may, &session_csrf(&app, &h))).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn web_decide_definition(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<DecideForm>,
+) -> Response {
+    let user = match form_user(&app, &h, &f.csrf) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let resp = decide_definition(&app, user, id, &f.decision).await;
+    if resp.status().is_success() {
+        return Redirect::to("/definitions").into_response();
+    }
+    resp
 }

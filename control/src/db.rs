@@ -79,6 +79,23 @@ const MIGRATIONS: &[&str] = &[
          seq INTEGER NOT NULL,
          hash TEXT NOT NULL
      );",
+    // 2: tool definitions reported by gateways, and the pins operators made.
+    "CREATE TABLE IF NOT EXISTS definitions (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         upstream TEXT NOT NULL,
+         tool TEXT NOT NULL,
+         digest TEXT NOT NULL,
+         definition TEXT NOT NULL,
+         finding TEXT NOT NULL,
+         reason TEXT,
+         state TEXT NOT NULL,
+         gateway TEXT NOT NULL,
+         first_seen_ms INTEGER NOT NULL,
+         decided_by TEXT,
+         decided_ms INTEGER,
+         UNIQUE (upstream, tool, digest)
+     );
+     CREATE INDEX IF NOT EXISTS definitions_state ON definitions (state, upstream, tool);",
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -13,6 +13,7 @@ pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod db;
+pub mod definitions;
 pub mod metrics;
 pub mod notify;
 pub mod publish;
@@ -35,6 +36,7 @@ pub struct App {
     pub syncer: Arc<source::Syncer>,
     pub approvals: Arc<approvals::Approvals>,
     pub audit: audit::AuditStore,
+    pub definitions: definitions::Definitions,
     pub auth: auth::Auth,
     pub metrics: metrics::Metrics,
     pub slack_secret: Option<String>,
@@ -119,6 +121,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         syncer: syncer.clone(),
         approvals: approvals.clone(),
         audit,
+        definitions: definitions::Definitions::new(db.clone(), metrics.clone()),
         auth,
         metrics,
         slack_secret,

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub webhook_backlog: IntGauge,
     pub auth_failures: IntCounterVec,
     pub slack_messages: IntCounterVec,
+    /// Tool definitions reported (by finding) and decided (pinned, rejected).
+    pub definitions: IntCounterVec,
 }
 
 impl Metrics {
@@ -44,6 +46,11 @@ impl Metrics {
                 "sluice_control_config_offers_total",
                 "Config candidates read from the source, by outcome",
                 &["outcome"],
+            ),
+            definitions: counter_vec(
+                "sluice_control_definitions_total",
+                "Tool definitions gateways reported, by finding (trusted, new, changed, screened), and decided (pinned, rejected)",
+                &["event"],
             ),
             config_version: gauge(
                 "sluice_control_config_version",

@@ -51,6 +51,9 @@ pub enum Outcome {
 
 pub struct Publisher {
     db: Db,
+    /// The last candidate read from the source (`yaml`, `source`): offered
+    /// again, with the pins, when they change.
+    base: Mutex<Option<(String, String)>>,
     tx: watch::Sender<Option<Arc<Published>>>,
     refused: Mutex<Option<Refused>>,
     metrics: Metrics,
@@ -84,6 +87,7 @@ impl Publisher {
         let (tx, _) = watch::channel(last.map(Arc::new));
         Ok(Arc::new(Self {
             db,
+            base: Mutex::new(None),
             tx,
             refused: Mutex::new(None),
             metrics,
@@ -102,8 +106,25 @@ impl Publisher {
         self.refused.lock().recover().clone()
     }
 
-    /// Validate `yaml` and publish it if it is new.
+    /// Offer the last candidate again: the pins changed.
+    pub async fn republish(&self) -> Result<Outcome, DbError> {
+        let base = self.base.lock().recover().clone();
+        match base {
+            Some((yaml, source)) => self.offer(yaml, source).await,
+            None => Ok(Outcome::Refused),
+        }
+    }
+
+    /// Validate `yaml`, with the pins operators made, and publish it if it
+    /// is new.
     pub async fn offer(&self, yaml: String, source: String) -> Result<Outcome, DbError> {
+        let candidate = yaml.clone();
+        let pins = crate::definitions::Definitions::pins(&self.db).await?;
+        let yaml = match crate::definitions::with_pins(&yaml, &pins) {
+            Ok(y) => y,
+            // Unreadable YAML: the loader below says why.
+            Err(_) => yaml,
+        };
         let snapshot = match sluice_config::load(&yaml, 1) {
             Ok(s) => s,
             Err(errors) => {
@@ -121,6 +142,8 @@ impl Publisher {
                 return Ok(Outcome::Refused);
             }
         };
+        // Only a valid candidate is offered again when the pins change.
+        *self.base.lock().recover() = Some((candidate, source.clone()));
         let current = self.current();
         if let Some(c) = current.as_ref().filter(|c| c.hash == snapshot.version.hash) {
             self.metrics

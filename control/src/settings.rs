@@ -30,6 +30,14 @@ pub struct Settings {
     pub slack: Option<Slack>,
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Roles whose users may pin (approve) and reject tool definitions.
+    /// Default `[admin]`.
+    #[serde(default = "default_definition_approvers")]
+    pub definition_approvers: Vec<String>,
+}
+
+fn default_definition_approvers() -> Vec<String> {
+    vec!["admin".to_owned()]
 }
 
 /// `config: { dir: {...} }` or `config: { git: {...} }`.
@@ -128,6 +136,11 @@ impl User {
     pub fn subject(&self) -> &str {
         self.subject.as_deref().unwrap_or(&self.name)
     }
+    /// Has one of `roles`.
+    pub fn has_role(&self, roles: &[String]) -> bool {
+        self.roles.iter().any(|r| roles.contains(r))
+    }
+
     pub fn serves_tenant(&self, tenant: Option<&str>) -> bool {
         // Without tenants every approval is in one space.
         tenant.is_none()

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use crate::approvals::{Approval, Approvals, State};
+use crate::definitions::{line_diff, Definition};
 use crate::publish::{GatewayState, Published, Refused};
 use crate::settings::User;
 
@@ -33,7 +34,7 @@ pub fn csrf_token(key: &str, session: &str) -> String {
 fn page(title: &str, user: Option<&User>, body: &str, csrf: &str) -> String {
     let nav = match user {
         Some(u) => format!(
-            r#"<nav><a href="/inbox">Inbox</a> · <a href="/audit">Audit</a> · <a href="/gateways">Gateways</a>
+            r#"<nav><a href="/inbox">Inbox</a> · <a href="/audit">Audit</a> · <a href="/definitions">Definitions</a> · <a href="/gateways">Gateways</a>
 <span class="who">Signed in as <b id="user">{}</b></span>
 <form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
             escape(&u.name),
@@ -50,7 +51,7 @@ body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}
 nav{{margin-bottom:1rem}} .who{{margin-left:2rem}} .inline{{display:inline}}
 table{{border-collapse:collapse;width:100%}} td,th{{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}}
 pre{{margin:0;white-space:pre-wrap;max-width:40rem}} .tabs a{{margin-right:1rem}} .tabs a.on{{font-weight:bold}}
-.approved{{color:#075}} .denied,.expired{{color:#a00}} .error{{color:#a00}}
+.approved{{color:#075}} .add{{background:#e6ffec}} .del{{background:#ffebe9}} .denied,.expired{{color:#a00}} .error{{color:#a00}}
 </style></head><body>
 {}
 <h1>{}</h1>
@@ -271,4 +272,75 @@ pub fn gateways(
     }
     b.push_str("</tbody></table>");
     page("Gateways", Some(user), &b, csrf)
+}
+
+/// Tool definitions: those waiting for a decision first, each with a diff
+/// against the definition pinned for its tool (approve pins it, reject
+/// keeps it quarantined), then the rest with their state.
+pub fn definitions(user: &User, defs: &[Definition], may_decide: bool, csrf: &str) -> String {
+    let mut b = String::from(
+        "<p>Tools listed by pinned or screened sources. A definition that is not pinned is quarantined: gateways leave it out of lists and answer calls to it as to an unknown tool.</p>",
+    );
+    let (waiting, rest): (Vec<&Definition>, Vec<&Definition>) =
+        defs.iter().partition(|d| d.state == "pending");
+    let _ = write!(b, r#"<h2>Waiting ({})</h2>"#, waiting.len());
+    for d in waiting {
+        let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+        let new = pretty(&d.definition);
+        let old = d.pinned.as_ref().map(pretty).unwrap_or_default();
+        let mut diff = String::new();
+        for (mark, line) in line_diff(&old, &new) {
+            let class = match mark {
+                '+' => "add",
+                '-' => "del",
+                _ => "same",
+            };
+            let _ = writeln!(
+                diff,
+                r#"<span class="{class}">{mark} {}</span>"#,
+                escape(line)
+            );
+        }
+        let _ = write!(
+            b,
+            r#"<section class="definition" id="def-{id}"><h3>{tool} on {upstream}</h3>
+<p>Found: <b class="finding">{finding}</b>{reason} · digest <code>{digest}</code> · first seen {seen} by {gw}</p>
+<pre class="diff">{diff}</pre>"#,
+            id = d.id,
+            tool = escape(&d.tool),
+            upstream = escape(&d.upstream),
+            finding = escape(&d.finding),
+            reason = d
+                .reason
+                .as_deref()
+                .map_or(String::new(), |r| format!(": {}", escape(r))),
+            digest = escape(&d.digest[..16.min(d.digest.len())]),
+            seen = escape(&d.first_seen),
+            gw = escape(&d.gateway),
+        );
+        if may_decide {
+            let _ = write!(
+                b,
+                r#"<form method="post" action="/definitions/{id}/decide" class="inline"><input type="hidden" name="csrf" value="{csrf}"><button name="decision" value="approve" id="approve-{id}">Approve and pin</button> <button name="decision" value="reject" id="reject-{id}">Reject</button></form>"#,
+                id = d.id,
+                csrf = escape(csrf)
+            );
+        }
+        b.push_str("</section>");
+    }
+    b.push_str("<h2>Decided</h2><table><thead><tr><th>Tool</th><th>Upstream</th><th>State</th><th>Digest</th><th>Decided by</th><th>At</th></tr></thead><tbody>");
+    for d in rest {
+        let _ = write!(
+            b,
+            r#"<tr class="{state}"><td>{}</td><td>{}</td><td>{state}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>"#,
+            escape(&d.tool),
+            escape(&d.upstream),
+            escape(&d.digest[..16.min(d.digest.len())]),
+            escape(d.decided_by.as_deref().unwrap_or("")),
+            escape(d.decided_at.as_deref().unwrap_or("")),
+            state = escape(&d.state),
+        );
+    }
+    b.push_str("</tbody></table>");
+    page("Tool definitions", Some(user), &b, csrf)
 }

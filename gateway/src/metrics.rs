@@ -62,6 +62,9 @@ pub struct Metrics {
     pub llm_fallbacks: IntCounterVec,
     /// Tools withheld from a virtual server's list for sharing a name.
     pub server_name_collisions: IntCounterVec,
+    /// Tool definitions judged on pinned or screened sources, by upstream
+    /// and finding (trusted, new, changed, screened): each definition once.
+    pub tool_definitions: IntCounterVec,
     /// A virtual server's source, as its last exchange went: 1 answered, 0
     /// failed (left out of lists).
     pub upstream_up: IntGaugeVec,
@@ -162,6 +165,11 @@ impl Metrics {
                 "llm_fallbacks_total",
                 "Model calls moved to the next target, by the upstream that failed and why (connect, 429, 5xx)",
                 &["upstream", "reason"],
+            ),
+            tool_definitions: counter(
+                "tool_definitions_total",
+                "Tool definitions a pinned or screened source listed that were trusted on first use or quarantined (new, changed, screened), by upstream and finding",
+                &["upstream", "finding"],
             ),
             server_name_collisions: counter(
                 "server_name_collisions_total",

@@ -125,6 +125,8 @@ pub struct Shared {
     pub access_log: std::sync::OnceLock<crate::access_log::AccessLog>,
     /// Virtual servers' legacy HTTP+SSE clients on this replica.
     pub legacy_streams: crate::federation::legacy::LegacyStreams,
+    /// Tool definitions seen on pinned and screened sources.
+    pub definitions: crate::federation::pins::Definitions,
 }
 
 impl Shared {
@@ -152,14 +154,17 @@ impl Shared {
             upstream_sessions: Default::default(),
             legacy_streams: Default::default(),
             access_log: Default::default(),
+            definitions: Default::default(),
         })
     }
 
     /// The hash of `tool`'s definition as `upstream` last listed it.
     pub fn tool_hash(&self, upstream: &str, tool: &str) -> Option<Box<str>> {
-        self.tool_hashes
-            .get(&format!("{upstream}\0{tool}"))
-            .map(|h| h.clone())
+        self.definitions.digest(upstream, tool).or_else(|| {
+            self.tool_hashes
+                .get(&format!("{upstream}\0{tool}"))
+                .map(|h| h.clone())
+        })
     }
 
     /// The runtime a new request will use for its whole life.

@@ -49,6 +49,7 @@ impl Snapshot {
             approvals::build_approvals(&raw.approvals, &names, identity.enabled, &mut errs);
         let upstream_names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let servers = servers::build_servers(&raw.servers, &upstream_names, &mut errs);
+        let pins = servers::build_pins(&raw.pins, &upstream_names, &mut errs, &mut warnings);
         let session_keys: Vec<_> = raw
             .session_keys
             .iter()
@@ -86,6 +87,7 @@ impl Snapshot {
             llm,
             approvals,
             servers,
+            pins,
             session_keys,
             warnings,
         })

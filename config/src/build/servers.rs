@@ -5,8 +5,10 @@
 
 use super::check::check_name;
 use crate::error::ConfigError;
-use crate::model::{glob, NameFilter, Server, Source, ToolOverride};
-use crate::raw::{RawNameFilter, RawServer, RawSource, RawToolOverride};
+use crate::model::{glob, NameFilter, PinMode, Pins, Screen, Server, Source, ToolOverride};
+use crate::raw::{
+    RawNameFilter, RawPin, RawPinMode, RawScreen, RawServer, RawSource, RawToolOverride,
+};
 
 const DEFAULT_SEPARATOR: &str = "_";
 
@@ -85,6 +87,14 @@ fn build_source(
     let prompts = build_filter(&raw.prompts, &format!("{at}.prompts"), errs);
     let resources = build_filter(&raw.resources, &format!("{at}.resources"), errs);
     let overrides = build_overrides(raw, &tools, &format!("{at}.overrides"), errs);
+    let pin = raw.pin.map(|m| match m {
+        RawPinMode::Tofu => PinMode::TrustOnFirstUse,
+        RawPinMode::ApproveFirst => PinMode::ApproveFirst,
+    });
+    let screen = raw
+        .screen
+        .as_ref()
+        .map(|s| build_screen(s, &format!("{at}.screen"), errs));
     let prefix = if prefix.is_empty() {
         String::new()
     } else {
@@ -97,7 +107,98 @@ fn build_source(
         prompts,
         resources,
         overrides,
+        pin,
+        screen,
     })
+}
+
+fn build_screen(raw: &RawScreen, at: &str, errs: &mut Vec<ConfigError>) -> Screen {
+    let folded = |p: &str| {
+        p.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    let phrases: Vec<String> = raw.phrases.iter().map(|p| folded(p)).collect();
+    for (k, p) in phrases.iter().enumerate() {
+        if p.chars().count() < 4 || p.len() > 256 {
+            errs.push(ConfigError::new(
+                format!("{at}.phrases[{k}]"),
+                "a phrase is 4-256 characters (shorter ones would match ordinary text)",
+            ));
+        }
+    }
+    let link_domains = raw.link_domains.as_ref().map(|ds| {
+        ds.iter()
+            .enumerate()
+            .map(|(k, d)| {
+                let d = d.trim_start_matches("*.").to_ascii_lowercase();
+                if d.is_empty() || d.contains(['/', ':', '*', ' ']) {
+                    errs.push(ConfigError::new(
+                        format!("{at}.link_domains[{k}]"),
+                        format!("`{d}` is not a domain name"),
+                    ));
+                }
+                d
+            })
+            .collect()
+    });
+    for (field, v) in [
+        ("max_description_chars", raw.max_description_chars),
+        ("max_definition_bytes", raw.max_definition_bytes),
+    ] {
+        if v == Some(0) {
+            errs.push(ConfigError::new(format!("{at}.{field}"), "must be above 0"));
+        }
+    }
+    Screen {
+        max_description_chars: raw.max_description_chars.unwrap_or(4096),
+        max_definition_bytes: raw.max_definition_bytes.unwrap_or(65_536),
+        unicode: raw.unicode.unwrap_or(true),
+        instructions: raw.instructions.unwrap_or(true),
+        phrases,
+        link_domains,
+    }
+}
+
+/// Pins by upstream and tool; a digest is 64 lower-case hex digits, a tool
+/// pinned once. A pin for an upstream this config lacks is kept (control
+/// keeps pins across config changes) but warned about.
+pub(crate) fn build_pins(
+    raw: &[RawPin],
+    upstreams: &[String],
+    errs: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Pins {
+    let mut pins = Pins::default();
+    for (i, p) in raw.iter().enumerate() {
+        let at = format!("pins[{i}]");
+        let hex = p.digest.len() == 64
+            && p.digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex {
+            errs.push(ConfigError::new(
+                format!("{at}.digest"),
+                "a digest is 64 lower-case hex digits (sluice_config::definition_digest)",
+            ));
+            continue;
+        }
+        if !upstreams.contains(&p.upstream) {
+            warnings.push(ConfigError::new(
+                format!("{at}.upstream"),
+                format!("no upstream `{}`: the pin applies to nothing", p.upstream),
+            ));
+        }
+        let tools = pins.0.entry(p.upstream.clone()).or_default();
+        if tools.insert(p.tool.clone(), p.digest.clone()).is_some() {
+            errs.push(ConfigError::new(
+                format!("{at}.tool"),
+                format!("`{}` on `{}` is pinned twice", p.tool, p.upstream),
+            ));
+        }
+    }
+    pins
 }
 
 fn build_filter(raw: &RawNameFilter, at: &str, errs: &mut Vec<ConfigError>) -> NameFilter {

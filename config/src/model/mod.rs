@@ -35,7 +35,7 @@ pub use rate_limits::{
 };
 pub use routes::{HostPolicy, Route, RouteTransport};
 pub use secret::SecretRef;
-pub use servers::{NameFilter, Server, Source, ToolOverride};
+pub use servers::{NameFilter, PinMode, Pins, Screen, Server, Source, ToolOverride};
 pub use upstreams::{
     CircuitBreaker, Credential, Retries, Scheme, Upstream, UpstreamTls, UserCredentials,
 };
@@ -88,6 +88,8 @@ pub struct Snapshot {
     pub approvals: Approvals,
     /// Virtual MCP servers (`servers`).
     pub servers: Vec<Server>,
+    /// Tool definitions trusted on pinned sources.
+    pub pins: Pins,
     /// Secrets that seal virtual servers' session ids, the sealing one first.
     pub session_keys: Vec<SecretRef>,
     /// Problems that do not stop the config, e.g. rules that can never match.

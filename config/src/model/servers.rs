@@ -21,6 +21,50 @@ pub struct Source {
     pub resources: NameFilter,
     /// Sorted by `tool`, one per tool.
     pub overrides: Vec<ToolOverride>,
+    /// Definitions pinned: only a pinned definition is served.
+    pub pin: Option<PinMode>,
+    /// Definitions checked before they are served.
+    pub screen: Option<Screen>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinMode {
+    /// No pin yet: trusted on first sight, and pinned.
+    TrustOnFirstUse,
+    /// No pin yet: quarantined until approved.
+    ApproveFirst,
+}
+
+/// Checks on listed definitions (`federation::screen` in the gateway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Screen {
+    pub max_description_chars: usize,
+    pub max_definition_bytes: usize,
+    pub unicode: bool,
+    pub instructions: bool,
+    /// Lower-cased, whitespace collapsed.
+    pub phrases: Vec<String>,
+    /// Lower-cased; `None`: links not checked.
+    pub link_domains: Option<Vec<String>>,
+}
+
+/// Trusted definitions: upstream name → tool name → digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pins(pub std::collections::HashMap<String, std::collections::HashMap<String, String>>);
+
+impl Pins {
+    /// The pinned digest of `tool` on `upstream`.
+    pub fn get(&self, upstream: &str, tool: &str) -> Option<&str> {
+        self.0.get(upstream)?.get(tool).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.values().map(|t| t.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Globs on names: served when some `include` matches (empty: all) and no

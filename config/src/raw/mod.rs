@@ -29,7 +29,9 @@ pub use rate_limits::{
 pub use roles::{RawCondition, RawConditionalRule, RawRole, RawRule};
 pub use routes::{RawHostPolicy, RawRoute};
 pub use secret::RawSecretRef;
-pub use servers::{RawNameFilter, RawServer, RawSource, RawToolOverride};
+pub use servers::{
+    RawNameFilter, RawPin, RawPinMode, RawScreen, RawServer, RawSource, RawToolOverride,
+};
 pub use upstreams::{
     RawCircuitBreaker, RawCredential, RawInjection, RawRetries, RawTenantCredential, RawTimeouts,
     RawUpstream, RawUpstreamTls, RawUserCredentials,
@@ -82,6 +84,10 @@ pub struct RawConfig {
     /// Virtual MCP servers federating several upstreams.
     #[serde(default)]
     pub servers: Vec<RawServer>,
+    /// Tool definitions trusted on sources with `pin` (control writes
+    /// these as operators approve).
+    #[serde(default)]
+    pub pins: Vec<RawPin>,
     /// Keys that seal virtual servers' session ids: the first seals, every
     /// one opens. Rotate by putting a new key first and dropping the old
     /// one once its sessions may have ended. None: a key per process.

@@ -33,6 +33,62 @@ pub struct RawSource {
     /// Per tool, by its name on the upstream.
     #[serde(default)]
     pub overrides: BTreeMap<String, RawToolOverride>,
+    /// Pin the source's tool definitions (`tofu` or `approve_first`): a
+    /// tool whose definition is not the pinned one is quarantined.
+    #[serde(default)]
+    pub pin: Option<RawPinMode>,
+    /// Check listed tool definitions before serving them; `{}` for the
+    /// defaults.
+    #[serde(default)]
+    pub screen: Option<RawScreen>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPinMode {
+    /// A tool first seen with no pin is trusted and pinned; a later change
+    /// is quarantined until approved.
+    Tofu,
+    /// A tool is served only once its definition is pinned.
+    ApproveFirst,
+}
+
+/// Checks on a listed tool definition; a definition that fails one is
+/// quarantined with the reason.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawScreen {
+    /// Longest description (the tool's or a parameter's), in characters;
+    /// default 4096.
+    #[serde(default)]
+    pub max_description_chars: Option<usize>,
+    /// Largest definition, as JSON bytes; default 65536.
+    #[serde(default)]
+    pub max_definition_bytes: Option<usize>,
+    /// Refuse invisible and bidirectional-control characters; default true.
+    #[serde(default)]
+    pub unicode: Option<bool>,
+    /// Refuse text addressed to the model (built-in phrases such as
+    /// "ignore previous instructions", hidden tags); default true.
+    #[serde(default)]
+    pub instructions: Option<bool>,
+    /// More phrases that quarantine a definition (case and spacing ignored).
+    #[serde(default)]
+    pub phrases: Vec<String>,
+    /// Domains links may point at (a subdomain matches too). Absent: links
+    /// are not checked; empty: no link is allowed.
+    #[serde(default)]
+    pub link_domains: Option<Vec<String>>,
+}
+
+/// A tool definition an operator trusts: the digest
+/// (`sluice_config::definition_digest`) of `tool` as `upstream` lists it.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPin {
+    pub upstream: String,
+    pub tool: String,
+    pub digest: String,
 }
 
 /// Globs on names (`*` any run of characters): an item is served when some

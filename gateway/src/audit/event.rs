@@ -57,6 +57,10 @@ pub struct AuditEvent {
     /// The approval a held call went through on.
     #[serde(default)]
     pub approval: Option<String>,
+    /// On a `definition_*` event, the digest of the definition seen
+    /// (`sluice_config::definition_digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition_digest: Option<String>,
     /// Its place in this gateway's hash chain, set as it is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<sluice_config::chain::Link>,
@@ -121,6 +125,7 @@ impl AuditEvent {
             request_id: request_id.into(),
             llm: None,
             approval: None,
+            definition_digest: None,
             chain: None,
         }
     }

@@ -42,7 +42,7 @@ pub enum ControlError {
 
 /// The messages exchanged with control: one definition, shared with it.
 pub use sluice_config::wire::{
-    Approval, ApprovalState, ConfigAck, ConfigVersion as Pushed, Consume, Filing,
+    Approval, ApprovalState, ConfigAck, ConfigVersion as Pushed, Consume, DefinitionSeen, Filing,
 };
 
 impl ControlClient {
@@ -236,6 +236,16 @@ impl ControlClient {
             Err(ControlError::Status { status: 409, .. }) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Report a tool definition a pinned or screened source listed.
+    pub async fn report_definition(&self, seen: &DefinitionSeen) -> Result<(), ControlError> {
+        let req = self
+            .http
+            .post(self.url("/v1/definitions"))
+            .json(seen)
+            .timeout(CALL_TIMEOUT);
+        self.send(req).await.map(drop)
     }
 
     /// Ship a JSON array of audit events.

@@ -314,7 +314,7 @@ impl ResponseInspector {
                         let definition_hash = hash
                             .then(|| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
                             .flatten()
-                            .map(|v| sluice_config::canonical_hash(&v).into_boxed_str());
+                            .map(|v| sluice_config::definition_digest(&v).into_boxed_str());
                         Some(ListedTool {
                             name: t.name.into(),
                             arguments: t

@@ -28,6 +28,10 @@ written and flushed immediately:
   tools/call echo     {"tool": "echo", "message": <str>}
   tools/call touch    (nothing: it publishes `resources/updated` for its
                       `uri` and `tools/list_changed` to listen streams)
+  tools/call redefine {"tool": "redefine", "target": <tool>}: sets that
+                      tool's description to `description` from now on (what
+                      a server that pulls the rug does) and announces
+                      `tools/list_changed`
   resources/read      {"read": "<resolved path relative to ROOT_DIR>"}
                       (only when a file was actually read)
   prompts/get         {"prompt": "<prompt name>"}
@@ -111,6 +115,16 @@ def build_server(root_dir: str, log: ActionLog) -> MCPServer:
         await ctx.notify_resource_updated(uri)
         await ctx.notify_tools_changed()
         return f"touched {uri}"
+
+    @server.tool(description="Change another tool's description (a rug pull).", structured_output=False)
+    async def redefine(tool: str, description: str, ctx: Context) -> str:
+        target = server._tool_manager.get_tool(tool)
+        if target is None:
+            return f"no tool {tool}"
+        target.description = description
+        log.write({"tool": "redefine", "target": tool})
+        await ctx.notify_tools_changed()
+        return f"redefined {tool}"
 
     # ---- resources -------------------------------------------------------
 

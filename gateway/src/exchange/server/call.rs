@@ -17,6 +17,7 @@ use sluice_config::Server;
 
 use super::super::rpc::{self, Mirror, UpstreamSession};
 use super::super::Deps;
+use super::definitions;
 use super::session::send_in;
 use super::{
     hidden, list, refuse, source_failed, stateless, tenant_may_use, write, Items, RESOURCES,
@@ -53,6 +54,13 @@ pub(super) async fn run(
     let Some((i, original)) = pick_source(deps, ctx, (server, sealed), items, &name).await else {
         return refuse(deps, session, ctx, hidden(items, id, &name)).await;
     };
+    if items.kind == ItemKind::Tool {
+        // A quarantined definition is an unknown tool, before any policy.
+        let to = (server, sealed);
+        if !callable(deps, ctx, to, (i, items), &original).await {
+            return refuse(deps, session, ctx, hidden(items, id, &name)).await;
+        }
+    }
     let src = &server.sources[i];
     let up_name = snap.upstreams[src.upstream].name.as_str();
     let args = match arguments(items, src.override_for(&original), sent_args) {
@@ -591,6 +599,30 @@ async fn pick_source(
         tracing::warn!(server = %server.name, name, "a called name is served by two sources; refused");
     }
     (listed.len() == 1).then(|| listed.remove(0))
+}
+
+/// May a call reach source `i`'s tool `tool` (a pinned or screened
+/// source's tool must have been listed, and judged servable)? A tool not
+/// listed on this process yet is listed first.
+async fn callable(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    (server, sealed): (&Server, Option<&SessionState>),
+    (i, items): (usize, Items),
+    tool: &str,
+) -> bool {
+    let src = &server.sources[i];
+    let rt = ctx.rt.clone();
+    let upstream = rt.snapshot.upstreams[src.upstream].name.as_str();
+    let defs = &deps.shared.definitions;
+    if let Some(ok) = defs.admits(&rt.snapshot, (src, upstream), tool) {
+        return ok;
+    }
+    if let Ok(mut all) = list::whole(deps, ctx, (sealed, src.upstream), items).await {
+        definitions::vet(deps, ctx, src, &mut all);
+    }
+    defs.admits(&rt.snapshot, (src, upstream), tool)
+        .unwrap_or(false)
 }
 
 /// Rate limits and concurrency caps, keyed by the source's upstream, the

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use sluice_config::Server;
 
 use super::super::Deps;
+use super::definitions;
 use super::session::request;
 use super::{
     complete_if_stateless, source_answered, source_failed, stateless, tenant_may_use, Items,
@@ -16,7 +17,7 @@ use crate::ctx::Ctx;
 use crate::federation::cursor::{self, Position};
 use crate::federation::seal::SessionState;
 use crate::federation::tools::merge;
-use crate::federation::Catalog;
+use crate::federation::{Catalog, ItemKind};
 use crate::policy::decide::Decide;
 use crate::refusal::Refusal;
 
@@ -59,6 +60,9 @@ pub(super) async fn page(
                     Some(Value::Array(listed)) => listed,
                     _ => Vec::new(),
                 };
+                if items.kind == ItemKind::Tool {
+                    definitions::vet(deps, ctx, src, &mut listed);
+                }
                 listed.retain(|t| visible(ctx, items, src.upstream, t));
                 lists.push((i, listed));
                 source_answered(deps, ctx, src.upstream);

@@ -19,6 +19,7 @@
 //! keep serving.
 
 mod call;
+mod definitions;
 mod legacy;
 mod list;
 mod listen;
