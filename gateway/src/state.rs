@@ -127,6 +127,8 @@ pub struct Shared {
     pub legacy_streams: crate::federation::legacy::LegacyStreams,
     /// Tool definitions seen on pinned and screened sources.
     pub definitions: crate::federation::pins::Definitions,
+    /// Catalog servers' search indexes, per caller.
+    pub tool_indexes: crate::federation::search::Indexes,
 }
 
 impl Shared {
@@ -155,6 +157,7 @@ impl Shared {
             legacy_streams: Default::default(),
             access_log: Default::default(),
             definitions: Default::default(),
+            tool_indexes: Default::default(),
         })
     }
 

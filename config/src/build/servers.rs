@@ -56,6 +56,7 @@ pub(crate) fn build_servers(
             out.push(Server {
                 name: s.name.clone(),
                 sources,
+                catalog: s.catalog,
             });
         }
     }

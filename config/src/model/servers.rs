@@ -7,6 +7,8 @@
 pub struct Server {
     pub name: String,
     pub sources: Vec<Source>,
+    /// Lists the meta-tools instead of every tool.
+    pub catalog: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -14,6 +14,10 @@ pub struct RawServer {
     #[serde(default)]
     pub separator: Option<String>,
     pub sources: Vec<RawSource>,
+    /// Catalog mode: list the meta-tools `search_tools`, `get_tool_details`
+    /// and `execute_tool` instead of every tool.
+    #[serde(default)]
+    pub catalog: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

@@ -19,6 +19,7 @@ pub mod relay;
 pub mod reply;
 pub mod screen;
 pub mod seal;
+pub mod search;
 pub mod sessions;
 pub mod template;
 pub mod tools;

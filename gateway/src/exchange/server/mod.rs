@@ -19,6 +19,7 @@
 //! keep serving.
 
 mod call;
+mod catalog;
 mod definitions;
 mod legacy;
 mod list;
@@ -172,6 +173,10 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         Method::LoggingSetLevel => {
             let result = session::set_level(deps, ctx, (server, sealed)).await;
             answer(session, &id, result).await
+        }
+        Method::ToolsList if server.catalog => answer(session, &id, catalog::list(ctx)).await,
+        Method::ToolsCall if server.catalog => {
+            catalog::call(deps, session, ctx, (server, sealed), &id).await
         }
         Method::ToolsList
         | Method::PromptsList
