@@ -7,37 +7,52 @@
 /// and any value change is a different one.
 pub fn canonical_hash(v: &serde_json::Value) -> String {
     use sha2::{Digest, Sha256};
-    use std::fmt::Write as _;
     let mut out = Vec::with_capacity(256);
     write_canonical(v, &mut out);
-    let d = Sha256::digest(&out);
-    let mut hex = String::with_capacity(64);
-    for b in d {
-        // Writing to a String cannot fail.
-        let _ = write!(hex, "{b:02x}");
-    }
-    hex
+    hex(&Sha256::digest(&out))
 }
 
 /// The fields of a tool definition that say what it does to a model and
-/// what it takes and gives: what pins and approvals bind to.
+/// what it takes and gives: what pins and approvals bind to. In canonical
+/// (byte) order.
 pub const DEFINITION_FIELDS: [&str; 6] = [
-    "name",
-    "title",
+    "annotations",
     "description",
     "inputSchema",
+    "name",
     "outputSchema",
-    "annotations",
+    "title",
 ];
 
 /// The digest of a listed tool's definition: the canonical hash of its
 /// [`DEFINITION_FIELDS`] (others, such as `_meta` or `icons`, are left out).
+/// Written as the canonical form of that object, without building it.
 pub fn definition_digest(tool: &serde_json::Value) -> String {
-    let kept: serde_json::Map<String, serde_json::Value> = DEFINITION_FIELDS
-        .iter()
-        .filter_map(|f| Some(((*f).to_owned(), tool.get(*f)?.clone())))
-        .collect();
-    canonical_hash(&serde_json::Value::Object(kept))
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::with_capacity(512);
+    out.push(b'{');
+    for f in DEFINITION_FIELDS {
+        let Some(v) = tool.get(f) else { continue };
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(f.as_bytes());
+        out.extend_from_slice(b"\":");
+        write_canonical(v, &mut out);
+    }
+    out.push(b'}');
+    hex(&Sha256::digest(&out))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
@@ -75,6 +90,28 @@ fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_definition_digest_is_the_canonical_hash_of_its_fields() {
+        let t: serde_json::Value = serde_json::from_str(
+            r#"{"name":"pay","description":"Pay.","inputSchema":{"type":"object","properties":{"a":{}}},
+                "annotations":{"readOnlyHint":false},"_meta":{"x":1},"icons":[]}"#,
+        )
+        .expect("json");
+        let kept: serde_json::Map<String, serde_json::Value> = super::DEFINITION_FIELDS
+            .iter()
+            .filter_map(|f| Some(((*f).to_owned(), t.get(*f)?.clone())))
+            .collect();
+        let whole = super::canonical_hash(&serde_json::Value::Object(kept));
+        assert_eq!(super::definition_digest(&t), whole);
+        let mut sorted = super::DEFINITION_FIELDS;
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            super::DEFINITION_FIELDS,
+            "written in canonical order"
+        );
+    }
+
     #[test]
     fn key_order_and_spacing_do_not_change_the_hash() {
         let a: serde_json::Value =

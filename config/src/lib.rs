@@ -27,8 +27,8 @@ pub use model::{
     JwtIssuer, JwtKeys, KeyPart, Kind, Listener, ListenerTls, Llm, ModelAlias, NameFilter,
     OnUnavailable, Period, PinMode, Pins, Policy, Price, RateLimits, RateRule, Retries, Role,
     Route, RouteTransport, Rule, Scheme, Scope, Screen, SecretRef, Selector, Server, SharedStore,
-    Snapshot, Source, Spool, Target, Test, TokenLimit, ToolOverride, Upstream, UpstreamTls,
-    UsageCounts, UserCredentials, Version,
+    Snapshot, Source, Spool, Target, Test, TokenLimit, ToolOverride, ToolState, Upstream,
+    UpstreamTls, UsageCounts, UserCredentials, Version,
 };
 pub use raw::RawConfig;
 

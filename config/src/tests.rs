@@ -146,6 +146,18 @@ fn servers_resolve_their_sources_prefixes_and_overrides() {
         Some(&["github.com".to_owned()][..])
     );
     assert_eq!(ws.sources[1].pin, None);
+    assert_eq!(gh.state_of("get_repo"), crate::ToolState::Published);
+    assert_eq!(gh.state_of("create_issue"), crate::ToolState::Deprecated);
+    assert_eq!(issue.version.as_deref(), Some("3"));
+    let serves = |name: &str| {
+        s.routes
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.serves.clone())
+    };
+    use crate::ToolState::{Deprecated, Draft, Published};
+    assert_eq!(serves("workspace"), Some(vec![Published, Deprecated]));
+    assert_eq!(serves("staging"), Some(vec![Draft, Published, Deprecated]));
     assert!(s
         .pins
         .get("github", "get_repo")
@@ -181,6 +193,21 @@ pins:
         assert!(at(path), "no error at {path}: {errs:?}");
     }
     assert!(load("pins: [{ upstream: x, tool: y, digest: b }]", 1).is_err());
+    let states = r#"
+listeners: [{ name: main, address: "127.0.0.1:8080" }]
+upstreams: [{ name: a, url: "http://127.0.0.1:3101/mcp" }]
+routes:
+  - { name: plain, path: /a, upstream: a, serves: [draft] }
+  - { name: s, path: /s, server: s, serves: [published, disabled] }
+servers: [{ name: s, sources: [{ upstream: a }] }]
+"#;
+    let errs = load(states, 1).expect_err("invalid").0;
+    for path in ["routes[0].serves", "routes[1].serves"] {
+        assert!(
+            errs.iter().any(|e| e.path == path),
+            "no error at {path}: {errs:?}"
+        );
+    }
     let gone = "listeners: [{ name: main, address: \"127.0.0.1:8080\" }]\npins: [{ upstream: gone, tool: y, digest: \"2222222222222222222222222222222222222222222222222222222222222222\" }]";
     let s = load(gone, 1).expect("a pin for a removed upstream is kept");
     assert!(

@@ -55,6 +55,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/v1/definitions/{id}/decision", post(api_decide_definition))
         .route("/definitions", get(definitions_page))
+        .route("/catalog", get(catalog_page))
         .route("/definitions/{id}/decide", post(web_decide_definition))
         .route("/slack/interactions", post(slack))
         .route("/", get(|| async { Redirect::to("/inbox") }))
@@ -768,4 +769,25 @@ async fn web_decide_definition(
         return Redirect::to("/definitions").into_response();
     }
     resp
+}
+
+/// The catalog as the live config declares it: servers, their sources'
+/// tool states, versions and pins.
+async fn catalog_page(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
+    let user = match page_user(&app, &h) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let live = app.publisher.current();
+    let snapshot = live
+        .as_ref()
+        .and_then(|p| sluice_config::load(&p.yaml, 1).ok());
+    let csrf = session_csrf(&app, &h);
+    Html(web::catalog(
+        user,
+        live.as_deref(),
+        snapshot.as_ref(),
+        &csrf,
+    ))
+    .into_response()
 }

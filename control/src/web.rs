@@ -34,7 +34,7 @@ pub fn csrf_token(key: &str, session: &str) -> String {
 fn page(title: &str, user: Option<&User>, body: &str, csrf: &str) -> String {
     let nav = match user {
         Some(u) => format!(
-            r#"<nav><a href="/inbox">Inbox</a> · <a href="/audit">Audit</a> · <a href="/definitions">Definitions</a> · <a href="/gateways">Gateways</a>
+            r#"<nav><a href="/inbox">Inbox</a> · <a href="/audit">Audit</a> · <a href="/catalog">Catalog</a> · <a href="/definitions">Definitions</a> · <a href="/gateways">Gateways</a>
 <span class="who">Signed in as <b id="user">{}</b></span>
 <form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
             escape(&u.name),
@@ -343,4 +343,99 @@ pub fn definitions(user: &User, defs: &[Definition], may_decide: bool, csrf: &st
     }
     b.push_str("</tbody></table>");
     page("Tool definitions", Some(user), &b, csrf)
+}
+
+/// The live config's virtual servers: which routes serve which tool states,
+/// and per source its default state, pinning, screening, the tools with a
+/// state or version of their own, and the pinned definitions.
+pub fn catalog(
+    user: &User,
+    live: Option<&Published>,
+    snap: Option<&sluice_config::Snapshot>,
+    csrf: &str,
+) -> String {
+    let mut b = String::new();
+    let (Some(p), Some(snap)) = (live, snap) else {
+        b.push_str("<p>No config published yet.</p>");
+        return page("Catalog", Some(user), &b, csrf);
+    };
+    let _ = write!(b, "<p>Version <b>{}</b>.</p>", p.version);
+    for (k, server) in snap.servers.iter().enumerate() {
+        let routes: Vec<String> = snap
+            .routes
+            .iter()
+            .filter(|r| r.server == Some(k))
+            .map(|r| {
+                let states: Vec<&str> = r.serves.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "{} ({}: {})",
+                    escape(&r.name),
+                    escape(&r.path),
+                    states.join(", ")
+                )
+            })
+            .collect();
+        let _ = write!(
+            b,
+            r#"<section class="server" id="server-{name}"><h2>{name}{mode}</h2><p>Routes: {routes}</p>"#,
+            name = escape(&server.name),
+            mode = if server.catalog {
+                " (catalog mode)"
+            } else {
+                ""
+            },
+            routes = if routes.is_empty() {
+                "none".into()
+            } else {
+                routes.join("; ")
+            },
+        );
+        b.push_str("<table><thead><tr><th>Source</th><th>Tool</th><th>State</th><th>Version</th><th>Pinned digest</th></tr></thead><tbody>");
+        for src in &server.sources {
+            let up = &snap.upstreams[src.upstream].name;
+            let pin = match src.pin {
+                Some(sluice_config::PinMode::TrustOnFirstUse) => "pinned on first use",
+                Some(sluice_config::PinMode::ApproveFirst) => "pinned on approval",
+                None => "not pinned",
+            };
+            let screened = if src.screen.is_some() {
+                ", screened"
+            } else {
+                ""
+            };
+            let _ = write!(
+                b,
+                r#"<tr><td>{up}</td><td><i>every tool</i> ({pin}{screened})</td><td>{}</td><td></td><td></td></tr>"#,
+                src.state.as_str(),
+                up = escape(up),
+            );
+            let pins = snap.pins.0.get(up.as_str());
+            let mut tools: Vec<&str> = src
+                .overrides
+                .iter()
+                .filter(|o| o.state.is_some() || o.version.is_some())
+                .map(|o| o.tool.as_str())
+                .chain(pins.into_iter().flat_map(|p| p.keys().map(String::as_str)))
+                .collect();
+            tools.sort_unstable();
+            tools.dedup();
+            for tool in tools {
+                let o = src.override_for(tool);
+                let digest = pins
+                    .and_then(|p| p.get(tool))
+                    .map_or("", |d| &d[..16.min(d.len())]);
+                let _ = write!(
+                    b,
+                    r#"<tr class="{state}"><td>{up}</td><td>{}</td><td>{state}</td><td>{}</td><td><code>{}</code></td></tr>"#,
+                    escape(tool),
+                    escape(o.and_then(|o| o.version.as_deref()).unwrap_or("")),
+                    escape(digest),
+                    up = escape(up),
+                    state = src.state_of(tool).as_str(),
+                );
+            }
+        }
+        b.push_str("</tbody></table></section>");
+    }
+    page("Catalog", Some(user), &b, csrf)
 }

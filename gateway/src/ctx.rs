@@ -62,6 +62,8 @@ pub struct Decision {
     pub permits: Vec<Permit>,
     /// The approval this call went through on.
     pub approval: Option<String>,
+    /// A catalog tool called in its `deprecated` state.
+    pub deprecated: bool,
     /// A model call on an `llm` route: its targets and token reservations.
     pub llm: Option<Box<LlmCall>>,
 }

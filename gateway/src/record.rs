@@ -289,6 +289,9 @@ impl Shared {
         };
         ev.status = status;
         ev.approval = ctx.decision.approval.clone();
+        if ctx.decision.deprecated {
+            ev.tool_state = Some("deprecated".into());
+        }
         ev.latency_ms = ctx.request.started.elapsed().as_secs_f64() * 1000.0;
         if let Some(l) = llm {
             ev.method = "model".into();

@@ -326,3 +326,144 @@ async fn execute_tool_is_decided_exactly_as_the_direct_call() {
         .count();
     assert_eq!(denied, 2, "both refused calls of pay are audited as pay");
 }
+
+/// A stateless request to `path` on `gw` without credentials.
+async fn open_rpc(gw: &Gateway, path: &str, method: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                             "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
+                             "io.modelcontextprotocol/clientCapabilities": {}});
+    let body = json!({"jsonrpc": "2.0", "id": 3, "method": method, "params": params});
+    let mut headers = vec![
+        ("mcp-protocol-version", "2026-07-28".to_owned()),
+        ("mcp-method", method.to_owned()),
+    ];
+    if let Some(name) = params.get("name").and_then(Value::as_str) {
+        headers.push(("mcp-name", name.to_owned()));
+    }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, _, text) = post(
+        &reqwest::Client::new(),
+        &gw.url(path),
+        body.to_string(),
+        &headers,
+    )
+    .await;
+    rpc_json(&text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_serves_the_lifecycle_states_it_names() {
+    let sdk = SdkServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let audit = dir.path().join("audit.jsonl");
+    let config = format!(
+        r#"listeners:
+  - {{ name: main, address: "{{listen}}" }}
+admin: {{ address: "{{admin}}" }}
+upstreams:
+  - {{ name: sdk, url: "http://127.0.0.1:{port}/mcp" }}
+routes:
+  - {{ name: prod, path: /prod, server: tools }}
+  - {{ name: staging, path: /staging, server: tools, serves: [draft, published, deprecated] }}
+servers:
+  - name: tools
+    sources:
+      - upstream: sdk
+        prefix: ""
+        tools: {{ include: [pay, refund, echo, touch] }}
+        overrides:
+          pay: {{ state: deprecated, version: "1.4" }}
+          refund: {{ state: draft, version: "2.0-rc1" }}
+          echo: {{ state: disabled }}
+audit: {{ file: "{audit}", sample_rate: 1.0 }}
+"#,
+        port = sdk.port,
+        audit = audit.display(),
+    );
+    let gw = Gateway::start(&config).await;
+    let tools = async |path: &str| -> Vec<Value> {
+        let list = open_rpc(&gw, path, "tools/list", json!({})).await;
+        let mut t = list["result"]["tools"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("{list}"));
+        t.sort_by_key(|t| t["name"].as_str().unwrap_or("").to_owned());
+        t
+    };
+    let names = |t: &[Value]| -> Vec<String> {
+        t.iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let prod = tools("/prod").await;
+    assert_eq!(names(&prod), ["pay", "touch"]);
+    assert_eq!(
+        prod[0]["description"], "Deprecated: Pay an amount.",
+        "{}",
+        prod[0]
+    );
+    assert_eq!(prod[0]["_meta"]["sluice/state"], "deprecated");
+    assert_eq!(prod[0]["_meta"]["sluice/version"], "1.4");
+    assert!(
+        prod[1]
+            .get("_meta")
+            .is_none_or(|m| m.get("sluice/state").is_none()),
+        "{}",
+        prod[1]
+    );
+    let staging = tools("/staging").await;
+    assert_eq!(names(&staging), ["pay", "refund", "touch"]);
+    assert_eq!(staging[1]["_meta"]["sluice/version"], "2.0-rc1");
+
+    // A draft is unknown in production and runs in staging; a disabled
+    // tool is unknown everywhere.
+    let call = async |path: &str, tool: &str, args: Value| {
+        open_rpc(
+            &gw,
+            path,
+            "tools/call",
+            json!({"name": tool, "arguments": args}),
+        )
+        .await
+    };
+    let missing = call("/prod", "nothing_here", json!({})).await;
+    let draft = call("/prod", "refund", json!({"amount": 3})).await;
+    assert_eq!(
+        draft.to_string().replace("refund", "nothing_here"),
+        missing.to_string()
+    );
+    let ran = call("/staging", "refund", json!({"amount": 3})).await;
+    assert_eq!(ran["result"]["content"][0]["text"], "refunded 3", "{ran}");
+    for path in ["/prod", "/staging"] {
+        let disabled = call(path, "echo", json!({"message": "x"})).await;
+        let missing = call(path, "nothing_here", json!({})).await;
+        assert_eq!(
+            disabled.to_string().replace("echo", "nothing_here"),
+            missing.to_string()
+        );
+    }
+    let paid = call("/prod", "pay", json!({"a": 2})).await;
+    assert_eq!(paid["result"]["content"][0]["text"], "paid 2", "{paid}");
+    assert_eq!(sdk.ran().len(), 2, "{:?}", sdk.ran());
+
+    // The audit says a deprecated tool was used.
+    let events = || -> Vec<Value> {
+        std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|e: &Value| e["method"] == "tools/call")
+            .collect()
+    };
+    eventually("the calls to be audited", async || events().len() >= 6).await;
+    let pay = events()
+        .into_iter()
+        .find(|e| e["target"] == "pay")
+        .expect("pay's event");
+    assert_eq!(pay["tool_state"], "deprecated", "{pay}");
+    assert!(events()
+        .iter()
+        .filter(|e| e["target"] != "pay")
+        .all(|e| e.get("tool_state").is_none()));
+}

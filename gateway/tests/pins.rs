@@ -194,7 +194,8 @@ async fn approve_first_serves_only_what_an_operator_pinned_in_control() {
     let (port, admin) = (free_port(), free_port());
     let conf = dir.path().join("conf");
     std::fs::create_dir_all(&conf).expect("conf");
-    let cfg = config(&sdk, "pin: approve_first", "")
+    let source = "pin: approve_first, overrides: { pay: { state: deprecated, version: \"7\" } }";
+    let cfg = config(&sdk, source, "")
         .replace("{listen}", &format!("127.0.0.1:{port}"))
         .replace("{admin}", &format!("127.0.0.1:{admin}"));
     std::fs::write(conf.join("gateway.yaml"), cfg).expect("config");
@@ -305,6 +306,21 @@ async fn approve_first_serves_only_what_an_operator_pinned_in_control() {
         page.contains(&format!(r#"id="approve-{}""#, changed["id"])),
         "{page}"
     );
+
+    // The catalog page shows states, versions and pins as published.
+    let catalog = reqwest::Client::new()
+        .get(control.url("/catalog"))
+        .bearer_auth(token("victor"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    let digest = &echo["digest"].as_str().expect("digest")[..16];
+    assert!(catalog.contains(&format!(r#"<tr class="published"><td>sdk</td><td>echo</td><td>published</td><td></td><td><code>{digest}</code></td></tr>"#)), "{catalog}");
+    assert!(catalog.contains(r#"<tr class="deprecated"><td>sdk</td><td>pay</td><td>deprecated</td><td>7</td><td><code></code></td></tr>"#), "{catalog}");
+    assert!(catalog.contains("pinned on approval"), "{catalog}");
 
     // Rejected: still quarantined. Approved later: served again.
     assert_eq!(decide("carol", &changed["id"], "reject").await, 204);

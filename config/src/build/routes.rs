@@ -4,8 +4,8 @@
 
 use super::check::check_name;
 use crate::error::ConfigError;
-use crate::model::{HostPolicy, Listener, Route, RouteTransport};
-use crate::raw::{RawConfig, RawHostPolicy, RawRoute};
+use crate::model::{HostPolicy, Listener, Route, RouteTransport, ToolState};
+use crate::raw::{RawConfig, RawHostPolicy, RawRoute, RawToolState};
 
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
@@ -50,6 +50,7 @@ pub(crate) fn build_routes(
             auth_required,
             forward_unclassified,
         ) {
+            let serves = build_serves(r, server.is_some(), &path, errs);
             out.push(Route {
                 name: r.name.clone(),
                 path: p,
@@ -60,6 +61,7 @@ pub(crate) fn build_routes(
                 listeners: r.listeners.clone(),
                 auth_required,
                 forward_unclassified: fwd,
+                serves,
             });
         }
     }
@@ -109,6 +111,35 @@ fn route_target(
             (None, None)
         }
     }
+}
+
+/// The tool states a server route serves: default published and
+/// deprecated; never disabled; only on a server route.
+fn build_serves(
+    r: &RawRoute,
+    server: bool,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Vec<ToolState> {
+    let Some(states) = &r.serves else {
+        return vec![ToolState::Published, ToolState::Deprecated];
+    };
+    if !server {
+        errs.push(ConfigError::new(
+            format!("{path}.serves"),
+            "only a route to a virtual server serves tool states",
+        ));
+    }
+    if states.contains(&RawToolState::Disabled) {
+        errs.push(ConfigError::new(
+            format!("{path}.serves"),
+            "a disabled tool is served nowhere",
+        ));
+    }
+    states
+        .iter()
+        .map(|s| super::servers::tool_state(*s))
+        .collect()
 }
 
 /// `/mcp/` → `/mcp`; `/` stays `/`.

@@ -5,9 +5,12 @@
 
 use super::check::check_name;
 use crate::error::ConfigError;
-use crate::model::{glob, NameFilter, PinMode, Pins, Screen, Server, Source, ToolOverride};
+use crate::model::{
+    glob, NameFilter, PinMode, Pins, Screen, Server, Source, ToolOverride, ToolState,
+};
 use crate::raw::{
     RawNameFilter, RawPin, RawPinMode, RawScreen, RawServer, RawSource, RawToolOverride,
+    RawToolState,
 };
 
 const DEFAULT_SEPARATOR: &str = "_";
@@ -92,6 +95,7 @@ fn build_source(
         RawPinMode::Tofu => PinMode::TrustOnFirstUse,
         RawPinMode::ApproveFirst => PinMode::ApproveFirst,
     });
+    let state = raw.state.map_or(ToolState::Published, tool_state);
     let screen = raw
         .screen
         .as_ref()
@@ -110,7 +114,17 @@ fn build_source(
         overrides,
         pin,
         screen,
+        state,
     })
+}
+
+pub(crate) fn tool_state(s: RawToolState) -> ToolState {
+    match s {
+        RawToolState::Draft => ToolState::Draft,
+        RawToolState::Published => ToolState::Published,
+        RawToolState::Deprecated => ToolState::Deprecated,
+        RawToolState::Disabled => ToolState::Disabled,
+    }
 }
 
 fn build_screen(raw: &RawScreen, at: &str, errs: &mut Vec<ConfigError>) -> Screen {
@@ -245,6 +259,8 @@ fn build_overrides(
             description: o.description.clone(),
             fixed: o.fixed.clone(),
             defaults: o.defaults.clone(),
+            state: o.state.map(tool_state),
+            version: o.version.clone(),
         });
     }
     check_renames(&out, at, errs);

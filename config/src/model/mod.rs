@@ -35,7 +35,7 @@ pub use rate_limits::{
 };
 pub use routes::{HostPolicy, Route, RouteTransport};
 pub use secret::SecretRef;
-pub use servers::{NameFilter, PinMode, Pins, Screen, Server, Source, ToolOverride};
+pub use servers::{NameFilter, PinMode, Pins, Screen, Server, Source, ToolOverride, ToolState};
 pub use upstreams::{
     CircuitBreaker, Credential, Retries, Scheme, Upstream, UpstreamTls, UserCredentials,
 };

@@ -25,6 +25,8 @@ pub struct Route {
     pub auth_required: bool,
     /// Forward client requests of methods the gateway does not classify.
     pub forward_unclassified: bool,
+    /// A server route: the tool states it serves (never `Disabled`).
+    pub serves: Vec<crate::model::ToolState>,
 }
 
 /// DNS-rebinding protection for one route, compiled to lowercase names.

@@ -27,6 +27,29 @@ pub struct Source {
     pub pin: Option<PinMode>,
     /// Definitions checked before they are served.
     pub screen: Option<Screen>,
+    /// The state of tools without their own.
+    pub state: ToolState,
+}
+
+/// Where a catalog tool is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ToolState {
+    Draft,
+    Published,
+    Deprecated,
+    /// Unknown on every route.
+    Disabled,
+}
+
+impl ToolState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolState::Draft => "draft",
+            ToolState::Published => "published",
+            ToolState::Deprecated => "deprecated",
+            ToolState::Disabled => "disabled",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,9 +112,19 @@ pub struct ToolOverride {
     pub fixed: serde_json::Map<String, serde_json::Value>,
     /// Set when the client leaves them out; advertised, not required.
     pub defaults: serde_json::Map<String, serde_json::Value>,
+    /// Its own lifecycle state, else the source's.
+    pub state: Option<ToolState>,
+    pub version: Option<String>,
 }
 
 impl Source {
+    /// The lifecycle state of the upstream's tool `tool`.
+    pub fn state_of(&self, tool: &str) -> ToolState {
+        self.override_for(tool)
+            .and_then(|o| o.state)
+            .unwrap_or(self.state)
+    }
+
     /// The override for the upstream's tool `tool`, if any.
     pub fn override_for(&self, tool: &str) -> Option<&ToolOverride> {
         self.overrides

@@ -31,6 +31,7 @@ pub use routes::{RawHostPolicy, RawRoute};
 pub use secret::RawSecretRef;
 pub use servers::{
     RawNameFilter, RawPin, RawPinMode, RawScreen, RawServer, RawSource, RawToolOverride,
+    RawToolState,
 };
 pub use upstreams::{
     RawCircuitBreaker, RawCredential, RawInjection, RawRetries, RawTenantCredential, RawTimeouts,

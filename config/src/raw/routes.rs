@@ -38,6 +38,10 @@ pub struct RawRoute {
     /// read content past the policy) or `forward`.
     #[serde(default)]
     pub unclassified_methods: Option<String>,
+    /// A server route: the lifecycle states of tools it serves. Default
+    /// `[published, deprecated]` (production); staging adds `draft`.
+    #[serde(default)]
+    pub serves: Option<Vec<super::RawToolState>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]

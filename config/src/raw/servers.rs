@@ -45,6 +45,21 @@ pub struct RawSource {
     /// defaults.
     #[serde(default)]
     pub screen: Option<RawScreen>,
+    /// The lifecycle state of the source's tools (an override may set a
+    /// tool's own); default `published`.
+    #[serde(default)]
+    pub state: Option<RawToolState>,
+}
+
+/// Where a catalog tool is in its life. A route serves the states it names
+/// (`serves`); a disabled tool is unknown everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawToolState {
+    Draft,
+    Published,
+    Deprecated,
+    Disabled,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
@@ -124,4 +139,10 @@ pub struct RawToolOverride {
     /// the advertised `inputSchema`, no longer required.
     #[serde(default)]
     pub defaults: serde_json::Map<String, serde_json::Value>,
+    /// This tool's lifecycle state (else the source's).
+    #[serde(default)]
+    pub state: Option<RawToolState>,
+    /// This tool's version, shown to clients in `_meta` and in control.
+    #[serde(default)]
+    pub version: Option<String>,
 }

@@ -57,6 +57,9 @@ pub struct AuditEvent {
     /// The approval a held call went through on.
     #[serde(default)]
     pub approval: Option<String>,
+    /// A call of a catalog tool in a state worth recording: `deprecated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_state: Option<String>,
     /// On a `definition_*` event, the digest of the definition seen
     /// (`sluice_config::definition_digest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,6 +129,7 @@ impl AuditEvent {
             llm: None,
             approval: None,
             definition_digest: None,
+            tool_state: None,
             chain: None,
         }
     }

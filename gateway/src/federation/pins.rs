@@ -66,6 +66,8 @@ struct Seen {
     digest: Box<str>,
     /// Failed screening.
     screened: bool,
+    /// The config generation it was screened under.
+    generation: u64,
 }
 
 /// Something new to report: a finding for a definition not reported yet.
@@ -115,22 +117,41 @@ impl Definitions {
                 return true;
             }
             let digest = definition_digest(t);
-            let reason = src.screen.as_ref().and_then(|s| screen::check(s, t));
             let k = key(upstream, name);
-            if self.seen.len() < MAX_SEEN || self.seen.contains_key(&k) {
-                let seen = Seen {
-                    digest: digest.as_str().into(),
-                    screened: reason.is_some(),
-                };
-                self.seen.insert(k.clone(), seen);
-            }
-            let verdict = self.judgement(snap, src, (upstream, name), &digest, reason.is_some());
+            let generation = snap.version.generation;
+            // A definition seen before under this config is not screened
+            // again: its digest says it is the same.
+            let known = self
+                .seen
+                .get(&k)
+                .filter(|s| *s.digest == *digest && s.generation == generation)
+                .map(|s| s.screened);
+            let screen = || src.screen.as_ref().and_then(|s| screen::check(s, t));
+            let (screened, mut reason) = match known {
+                Some(screened) => (screened, None),
+                None => {
+                    let reason = screen();
+                    if self.seen.len() < MAX_SEEN || self.seen.contains_key(&k) {
+                        let seen = Seen {
+                            digest: digest.as_str().into(),
+                            screened: reason.is_some(),
+                            generation,
+                        };
+                        self.seen.insert(k.clone(), seen);
+                    }
+                    (reason.is_some(), reason)
+                }
+            };
+            let verdict = self.judgement(snap, src, (upstream, name), &digest, screened);
             let (finding, serve) = match verdict {
                 Judgement::Serve => return true,
                 Judgement::Trust => (Finding::Trusted, true),
                 Judgement::Quarantine(f) => (f, false),
             };
             if self.first_report(&k, &digest, finding) {
+                if screened && reason.is_none() {
+                    reason = screen();
+                }
                 reports.push(Report {
                     tool: name.to_owned(),
                     digest,

@@ -4,6 +4,9 @@
 //! links outside the allowed domains. Pure: a definition and the source's
 //! `Screen` in, the first problem found (with where) out.
 
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, MatchKind};
 use serde_json::Value;
 use sluice_config::Screen;
 
@@ -41,6 +44,15 @@ const TAGS: &[&str] = &[
     "<!--",
     "<|",
 ];
+
+/// Every built-in phrase and tag, found in one pass, ASCII case ignored.
+static BUILT_IN: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(PHRASES.iter().chain(TAGS))
+        .ok()
+});
 
 /// The first problem with `tool`, said with where it is.
 pub fn check(screen: &Screen, tool: &Value) -> Option<String> {
@@ -89,7 +101,7 @@ fn text(screen: &Screen, s: &str, path: &str, description: bool) -> Option<Strin
             ));
         }
     }
-    if screen.unicode {
+    if screen.unicode && !s.is_ascii() {
         if let Some(c) = s.chars().find(|c| hidden_char(*c)) {
             return Some(format!(
                 "an invisible or bidirectional character U+{:04X} at {at}",
@@ -97,20 +109,30 @@ fn text(screen: &Screen, s: &str, path: &str, description: bool) -> Option<Strin
             ));
         }
     }
-    if !screen.instructions && screen.phrases.is_empty() && screen.link_domains.is_none() {
-        return None;
-    }
-    let folded = fold(s);
+    // Phrases are matched with every run of whitespace as one space: the
+    // text as it is when it has no other runs, else folded.
+    let folded;
+    let text = if irregular_spacing(s) {
+        folded = fold(s);
+        folded.as_str()
+    } else {
+        s
+    };
     if screen.instructions {
-        if let Some(p) = PHRASES.iter().chain(TAGS).find(|p| folded.contains(**p)) {
+        if let Some(m) = BUILT_IN.as_ref().and_then(|ac| ac.find(text)) {
+            let p = PHRASES.iter().chain(TAGS).nth(m.pattern().as_usize());
+            let p = p.copied().unwrap_or_default();
             return Some(format!("text addressed to the model (`{p}`) at {at}"));
         }
     }
-    if let Some(p) = screen.phrases.iter().find(|p| folded.contains(p.as_str())) {
-        return Some(format!("a screened phrase (`{p}`) at {at}"));
+    if !screen.phrases.is_empty() {
+        let lower = text.to_lowercase();
+        if let Some(p) = screen.phrases.iter().find(|p| lower.contains(p.as_str())) {
+            return Some(format!("a screened phrase (`{p}`) at {at}"));
+        }
     }
     if let Some(allowed) = &screen.link_domains {
-        if let Some(host) = links(&folded).find(|h| !allowed_host(h, allowed)) {
+        if let Some(host) = links(s).find(|h| !allowed_host(h, allowed)) {
             return Some(format!(
                 "a link to `{host}`, outside the allowed domains, at {at}"
             ));
@@ -129,6 +151,22 @@ fn hidden_char(c: char) -> bool {
         | 0xFEFF | 0xFFA0 | 0xFFF9..=0xFFFB | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
 }
 
+/// Whitespace other than single spaces between words.
+fn irregular_spacing(s: &str) -> bool {
+    let mut prev_space = true;
+    for c in s.chars() {
+        if c.is_whitespace() {
+            if c != ' ' || prev_space {
+                return true;
+            }
+            prev_space = true;
+        } else {
+            prev_space = false;
+        }
+    }
+    prev_space && !s.is_empty()
+}
+
 /// Lower-cased, every run of whitespace one space.
 fn fold(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -141,11 +179,11 @@ fn fold(s: &str) -> String {
     out
 }
 
-/// The host of every `http://` or `https://` link in `s` (lower-cased).
-fn links(s: &str) -> impl Iterator<Item = &str> {
+/// The host of every `http://` or `https://` link in `s`, lower-cased.
+fn links(s: &str) -> impl Iterator<Item = String> + '_ {
     s.match_indices("://").filter_map(move |(i, _)| {
         let scheme = s[..i].rsplit(|c: char| !c.is_ascii_alphanumeric()).next()?;
-        if scheme != "http" && scheme != "https" {
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
             return None;
         }
         let rest = &s[i + 3..];
@@ -155,7 +193,7 @@ fn links(s: &str) -> impl Iterator<Item = &str> {
         let authority = &rest[..end];
         let host = authority.rsplit('@').next().unwrap_or(authority);
         let host = host.split(':').next().unwrap_or(host);
-        Some(host.trim_end_matches('.'))
+        Some(host.trim_end_matches('.').to_lowercase())
     })
 }
 

@@ -1,4 +1,5 @@
-//! Search over a catalog of tools (the `search_tools` meta-tool): BM25
+//! The meta-tools of catalog mode (their definitions, what a result shows
+//! of a tool) and search over a catalog of tools (`search_tools`): BM25
 //! over each tool's name, title, description and parameter names and
 //! descriptions, the fields weighted (BM25F-style: a term's frequency in a
 //! tool is the weighted sum of its frequencies in the fields). An index is
@@ -8,10 +9,10 @@
 //! accumulate in one vector.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 /// BM25's term-frequency saturation and length normalisation.
 const K1: f32 = 1.2;
@@ -30,6 +31,72 @@ const STOP: &[&str] = &[
     "its", "me", "my", "of", "on", "or", "that", "the", "this", "to", "was", "what", "when",
     "which", "with", "you", "your",
 ];
+
+/// Most results a search returns (said in the errors and the schema).
+pub const MAX_LIMIT: u64 = 50;
+/// A result's description is cut to this many characters.
+const SUMMARY_CHARS: usize = 300;
+
+pub const SEARCH: &str = "search_tools";
+pub const DETAILS: &str = "get_tool_details";
+pub const EXECUTE: &str = "execute_tool";
+
+static META_TOOLS: LazyLock<Value> = LazyLock::new(|| {
+    json!([
+        {
+            "name": SEARCH,
+            "title": "Search tools",
+            "description": "Find tools by what they do. Returns the best matches (name, title, short description), best first. Then call get_tool_details for a tool's parameters and execute_tool to run it.",
+            "inputSchema": {"type": "object", "required": ["query"], "properties": {
+                "query": {"type": "string", "description": "What the tool should do, in words."},
+                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "description": "Most results; default 5."},
+                "filters": {"type": "object", "properties": {
+                    "source": {"type": "string", "description": "Only tools of this source (upstream)."},
+                    "read_only": {"type": "boolean", "description": "Only tools that change nothing."}
+                }, "additionalProperties": false}
+            }, "additionalProperties": false},
+            "annotations": {"readOnlyHint": true, "openWorldHint": false}
+        },
+        {
+            "name": DETAILS,
+            "title": "Tool details",
+            "description": "The whole definition of one tool: description, input and output schemas, annotations.",
+            "inputSchema": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "description": "The tool's name, as search_tools gave it."}
+            }, "additionalProperties": false},
+            "annotations": {"readOnlyHint": true, "openWorldHint": false}
+        },
+        {
+            "name": EXECUTE,
+            "title": "Execute a tool",
+            "description": "Run one tool with its arguments, exactly as calling it directly; returns the tool's result.",
+            "inputSchema": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "description": "The tool's name."},
+                "arguments": {"type": "object", "description": "The tool's arguments, as its inputSchema says."}
+            }, "additionalProperties": false}
+        }
+    ])
+});
+
+/// The meta-tools' definitions, as a catalog server lists them.
+pub fn meta_tools() -> &'static Value {
+    &META_TOOLS
+}
+
+/// What a search returns of a tool: name, title, a short description.
+pub fn summary(t: &Value) -> Value {
+    let mut s = Map::new();
+    s.insert("name".into(), t["name"].clone());
+    if let Some(title) = t.get("title") {
+        s.insert("title".into(), title.clone());
+    }
+    if let Some(d) = t["description"].as_str() {
+        let cut: String = d.chars().take(SUMMARY_CHARS).collect();
+        let more = if cut.len() < d.len() { "…" } else { "" };
+        s.insert("description".into(), Value::String(format!("{cut}{more}")));
+    }
+    Value::Object(s)
+}
 
 /// A term's postings: (tool, weighted frequency).
 type Postings = Vec<(u32, f32)>;
@@ -143,8 +210,8 @@ impl Index {
         self.tools.iter().find(|t| t["name"].as_str() == Some(name))
     }
 
-    /// The `limit` tools that best match `query`, best first (ties by
-    /// name); tools that match no term are not returned.
+    /// The `limit` tools that best match `query`, best first (ties in
+    /// catalog order); tools that match no term are not returned.
     pub fn search(&self, query: &str, limit: usize, filters: &Filters) -> Vec<&Value> {
         let n = self.tools.len() as f32;
         let mut scores = vec![0f32; self.tools.len()];
@@ -165,15 +232,26 @@ impl Index {
             }
             seen_terms.push(term);
         }
-        let mut ranked: Vec<(f32, &Value)> = scores
+        let mut ranked: Vec<(f32, u32)> = scores
             .into_iter()
             .enumerate()
             .filter(|&(i, s)| s > 0.0 && filters.admit(&self.tools[i], self.sources[i].as_deref()))
-            .map(|(i, s)| (s, &self.tools[i]))
+            .map(|(i, s)| (s, i as u32))
             .collect();
-        let name = |t: &Value| t["name"].as_str().unwrap_or_default().to_owned();
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| name(a.1).cmp(&name(b.1))));
-        ranked.into_iter().take(limit).map(|(_, t)| t).collect()
+        // Best first; ties in catalog order. Only the top `limit` sorted.
+        let order = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if limit == 0 {
+            return Vec::new();
+        }
+        if ranked.len() > limit {
+            ranked.select_nth_unstable_by(limit - 1, order);
+            ranked.truncate(limit);
+        }
+        ranked.sort_unstable_by(order);
+        ranked
+            .into_iter()
+            .map(|(_, i)| &self.tools[i as usize])
+            .collect()
     }
 }
 

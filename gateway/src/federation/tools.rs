@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
-use sluice_config::ToolOverride;
+use sluice_config::{ToolOverride, ToolState};
 
 use super::{Catalog, ItemKind};
 
@@ -63,7 +63,10 @@ pub fn merge(catalog: Catalog<'_>, kind: ItemKind, lists: Vec<(usize, Vec<Value>
             let o = (kind == ItemKind::Tool)
                 .then(|| src.override_for(&original))
                 .flatten();
-            let shown = advertise(tool, (!kind.by_uri()).then_some(&exposed), o);
+            let mut shown = advertise(tool, (!kind.by_uri()).then_some(&exposed), o);
+            if kind == ItemKind::Tool {
+                lifecycle(&mut shown, src.state_of(&original), o);
+            }
             named.push((exposed, i, original, shown));
         }
     }
@@ -120,6 +123,35 @@ fn advertise(mut t: Value, exposed: Option<&String>, o: Option<&ToolOverride>) -
         hide_arguments(schema, o);
     }
     t
+}
+
+/// A deprecated tool says so first in its description; a tool's state
+/// (other than published) and version are in `_meta` (`sluice/state`,
+/// `sluice/version`).
+fn lifecycle(t: &mut Value, state: ToolState, o: Option<&ToolOverride>) {
+    let Some(obj) = t.as_object_mut() else {
+        return;
+    };
+    if state == ToolState::Deprecated {
+        let was = obj.get("description").and_then(Value::as_str).unwrap_or("");
+        let said = format!("Deprecated: {was}");
+        obj.insert("description".into(), Value::String(said));
+    }
+    let version = o.and_then(|o| o.version.as_deref());
+    if state == ToolState::Published && version.is_none() {
+        return;
+    }
+    let meta = obj
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(m) = meta.as_object_mut() {
+        if state != ToolState::Published {
+            m.insert("sluice/state".into(), Value::String(state.as_str().into()));
+        }
+        if let Some(v) = version {
+            m.insert("sluice/version".into(), Value::String(v.into()));
+        }
+    }
 }
 
 /// Fixed arguments leave the schema; defaulted ones are no longer required

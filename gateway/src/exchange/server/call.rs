@@ -20,8 +20,8 @@ use super::super::Deps;
 use super::definitions;
 use super::session::send_in;
 use super::{
-    hidden, list, refuse, source_failed, stateless, tenant_may_use, write, Items, RESOURCES,
-    TEMPLATES,
+    hidden, list, refuse, serves, source_failed, stateless, tenant_may_use, write, Items,
+    RESOURCES, TEMPLATES,
 };
 use crate::conn::h1;
 use crate::ctx::Ctx;
@@ -55,7 +55,13 @@ pub(super) async fn run(
         return refuse(deps, session, ctx, hidden(items, id, &name)).await;
     };
     if items.kind == ItemKind::Tool {
-        // A quarantined definition is an unknown tool, before any policy.
+        // A state this route does not serve, or a quarantined definition,
+        // is an unknown tool, before any policy.
+        let state = server.sources[i].state_of(&original);
+        if !serves(ctx, state) {
+            return refuse(deps, session, ctx, hidden(items, id, &name)).await;
+        }
+        ctx.decision.deprecated = state == sluice_config::ToolState::Deprecated;
         let to = (server, sealed);
         if !callable(deps, ctx, to, (i, items), &original).await {
             return refuse(deps, session, ctx, hidden(items, id, &name)).await;

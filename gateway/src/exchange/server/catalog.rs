@@ -9,7 +9,7 @@
 //! direct call, under the tool's own name. A tool the caller may not see
 //! and a tool that does not exist are answered alike.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use pingora::proxy::Session;
 use pingora::Result;
@@ -20,7 +20,9 @@ use super::super::Deps;
 use super::{answer, call, complete_if_stateless, list, params, refuse, TOOLS};
 use crate::ctx::Ctx;
 use crate::federation::seal::SessionState;
-use crate::federation::search::{Filters, Index};
+use crate::federation::search::{
+    meta_tools, summary, Filters, Index, DETAILS, EXECUTE, MAX_LIMIT, SEARCH,
+};
 use crate::federation::Catalog;
 use crate::federation::ItemKind;
 use crate::mcp::RequestId;
@@ -28,55 +30,10 @@ use crate::refusal::Refusal;
 
 /// Most pages read to build an index.
 const MAX_PAGES: usize = 100;
-/// Most results a search returns.
-const MAX_LIMIT: u64 = 50; // said in the errors and the schema
-/// A result's description is cut to this many characters.
-const SUMMARY_CHARS: usize = 300;
-
-pub(super) const SEARCH: &str = "search_tools";
-pub(super) const DETAILS: &str = "get_tool_details";
-pub(super) const EXECUTE: &str = "execute_tool";
-
-static META_TOOLS: LazyLock<Value> = LazyLock::new(|| {
-    json!([
-        {
-            "name": SEARCH,
-            "title": "Search tools",
-            "description": "Find tools by what they do. Returns the best matches (name, title, short description), best first. Then call get_tool_details for a tool's parameters and execute_tool to run it.",
-            "inputSchema": {"type": "object", "required": ["query"], "properties": {
-                "query": {"type": "string", "description": "What the tool should do, in words."},
-                "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "description": "Most results; default 5."},
-                "filters": {"type": "object", "properties": {
-                    "source": {"type": "string", "description": "Only tools of this source (upstream)."},
-                    "read_only": {"type": "boolean", "description": "Only tools that change nothing."}
-                }, "additionalProperties": false}
-            }, "additionalProperties": false},
-            "annotations": {"readOnlyHint": true, "openWorldHint": false}
-        },
-        {
-            "name": DETAILS,
-            "title": "Tool details",
-            "description": "The whole definition of one tool: description, input and output schemas, annotations.",
-            "inputSchema": {"type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string", "description": "The tool's name, as search_tools gave it."}
-            }, "additionalProperties": false},
-            "annotations": {"readOnlyHint": true, "openWorldHint": false}
-        },
-        {
-            "name": EXECUTE,
-            "title": "Execute a tool",
-            "description": "Run one tool with its arguments, exactly as calling it directly; returns the tool's result.",
-            "inputSchema": {"type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string", "description": "The tool's name."},
-                "arguments": {"type": "object", "description": "The tool's arguments, as its inputSchema says."}
-            }, "additionalProperties": false}
-        }
-    ])
-});
 
 /// `tools/list` of a catalog server: the meta-tools.
 pub(super) fn list(ctx: &Ctx) -> Value {
-    complete_if_stateless(ctx, json!({ "tools": META_TOOLS.clone() }))
+    complete_if_stateless(ctx, json!({ "tools": meta_tools().clone() }))
 }
 
 /// A `tools/call` on a catalog server.
@@ -271,21 +228,6 @@ async fn index(
     let index = Arc::new(Index::build(tools, source_of));
     deps.shared.tool_indexes.put(key, index.clone());
     index
-}
-
-/// What a search returns of a tool: name, title, a short description.
-fn summary(t: &Value) -> Value {
-    let mut s = Map::new();
-    s.insert("name".into(), t["name"].clone());
-    if let Some(title) = t.get("title") {
-        s.insert("title".into(), title.clone());
-    }
-    if let Some(d) = t["description"].as_str() {
-        let cut: String = d.chars().take(SUMMARY_CHARS).collect();
-        let more = if cut.len() < d.len() { "…" } else { "" };
-        s.insert("description".into(), Value::String(format!("{cut}{more}")));
-    }
-    Value::Object(s)
 }
 
 fn tool_result(structured: Value) -> Value {

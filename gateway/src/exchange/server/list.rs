@@ -11,7 +11,7 @@ use super::super::Deps;
 use super::definitions;
 use super::session::request;
 use super::{
-    complete_if_stateless, source_answered, source_failed, stateless, tenant_may_use, Items,
+    complete_if_stateless, serves, source_answered, source_failed, stateless, tenant_may_use, Items,
 };
 use crate::ctx::Ctx;
 use crate::federation::cursor::{self, Position};
@@ -62,6 +62,10 @@ pub(super) async fn page(
                 };
                 if items.kind == ItemKind::Tool {
                     definitions::vet(deps, ctx, src, &mut listed);
+                    listed.retain(|t| {
+                        let name = t["name"].as_str();
+                        name.is_none_or(|n| serves(ctx, src.state_of(n)))
+                    });
                 }
                 listed.retain(|t| visible(ctx, items, src.upstream, t));
                 lists.push((i, listed));

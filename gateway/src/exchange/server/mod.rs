@@ -33,7 +33,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 use serde_json::{json, Value};
-use sluice_config::Kind;
+use sluice_config::{Kind, ToolState};
 
 use super::Deps;
 use crate::ctx::Ctx;
@@ -270,6 +270,11 @@ fn relay_binding(ctx: &Ctx, sealed: Option<&SessionState>) -> String {
             format!("caller:{subject}\0{}", tenant.unwrap_or(""))
         }
     }
+}
+
+/// Does this route serve tools in `state` (a `disabled` tool: never)?
+fn serves(ctx: &Ctx, state: ToolState) -> bool {
+    ctx.route().is_some_and(|r| r.serves.contains(&state))
 }
 
 /// Hidden and unknown look the same.
