@@ -89,6 +89,8 @@ pub struct Exchange {
     /// A virtual server's call: the source's upstream (index) and the
     /// tool's name there.
     pub federated: Option<(usize, Box<str>)>,
+    /// A keyed tool call's claim, and the answer kept to settle it.
+    pub idempotent: Option<Box<crate::federation::idempotency::Pending>>,
 }
 
 /// How the request ended.
@@ -143,6 +145,7 @@ impl Ctx {
                 catalog_learnt: false,
                 sse_counted: false,
                 federated: None,
+                idempotent: None,
             },
             outcome: Outcome::default(),
         }

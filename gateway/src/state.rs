@@ -129,6 +129,8 @@ pub struct Shared {
     pub definitions: crate::federation::pins::Definitions,
     /// Catalog servers' search indexes, per caller.
     pub tool_indexes: crate::federation::search::Indexes,
+    /// Idempotency keys of tool calls, when limits have no shared store.
+    pub idempotency: crate::federation::idempotency::Ledger,
 }
 
 impl Shared {
@@ -158,6 +160,7 @@ impl Shared {
             access_log: Default::default(),
             definitions: Default::default(),
             tool_indexes: Default::default(),
+            idempotency: Default::default(),
         })
     }
 

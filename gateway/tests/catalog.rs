@@ -8,7 +8,6 @@
 mod support;
 
 use serde_json::{json, Value};
-use sluice_gateway::identity::hash_key;
 use support::peers::SdkServer;
 use support::*;
 
@@ -26,15 +25,7 @@ async fn env() -> Env {
     let dir = tempfile::tempdir().expect("temp dir");
     let audit = dir.path().join("audit.jsonl");
     let config = format!(
-        r#"listeners:
-  - {{ name: main, address: "{{listen}}" }}
-admin: {{ address: "{{admin}}" }}
-identity:
-  audience: "sluice-test"
-  api_keys:
-    - {{ id: alice, sha256: "{alice}", subject: alice, roles: [builder] }}
-    - {{ id: bob, sha256: "{bob}", subject: bob, roles: [payer] }}
-roles:
+        r#"{head}roles:
   - name: builder
     allow: ["tools:sdk/*:call", "tools:demo/*:call", "tools:strict/*:call"]
     deny:
@@ -63,8 +54,7 @@ approvals:
     - {{ name: refunds, scope: "tools:sdk/refund:call", approvers: [finance] }}
 audit: {{ file: "{audit}", sample_rate: 1.0 }}
 "#,
-        alice = hash_key("alice-key"),
-        bob = hash_key("bob-key"),
+        head = keyed_head(&[("alice", "builder"), ("bob", "payer")]),
         sdk_port = sdk.port,
         demo_url = demo.url(),
         audit = audit.display(),
@@ -456,7 +446,10 @@ audit: {{ file: "{audit}", sample_rate: 1.0 }}
             .filter(|e: &Value| e["method"] == "tools/call")
             .collect()
     };
-    eventually("the calls to be audited", async || events().len() >= 6).await;
+    eventually("the calls to be audited", async || {
+        events().len() >= 8 && events().iter().any(|e| e["target"] == "pay")
+    })
+    .await;
     let pay = events()
         .into_iter()
         .find(|e| e["target"] == "pay")

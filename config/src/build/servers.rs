@@ -34,6 +34,12 @@ pub(crate) fn build_servers(
                 format!("`{separator}` must be 1-3 characters of `_`, `-` and `.`"),
             ));
         }
+        if s.idempotency_window_s == Some(0) {
+            errs.push(ConfigError::new(
+                format!("{at}.idempotency_window_s"),
+                "must be above 0",
+            ));
+        }
         if s.sources.is_empty() {
             errs.push(ConfigError::new(
                 format!("{at}.sources"),
@@ -60,6 +66,9 @@ pub(crate) fn build_servers(
                 name: s.name.clone(),
                 sources,
                 catalog: s.catalog,
+                idempotency_window: std::time::Duration::from_secs(
+                    s.idempotency_window_s.unwrap_or(86_400),
+                ),
             });
         }
     }

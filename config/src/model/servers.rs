@@ -9,6 +9,8 @@ pub struct Server {
     pub sources: Vec<Source>,
     /// Lists the meta-tools instead of every tool.
     pub catalog: bool,
+    /// How long a tool call's idempotency key holds.
+    pub idempotency_window: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -18,6 +18,9 @@ pub struct RawServer {
     /// and `execute_tool` instead of every tool.
     #[serde(default)]
     pub catalog: bool,
+    /// How long a tool call's idempotency key holds; default 86400 s.
+    #[serde(default)]
+    pub idempotency_window_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

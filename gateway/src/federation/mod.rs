@@ -13,6 +13,7 @@
 pub mod call;
 pub mod caps;
 pub mod cursor;
+pub mod idempotency;
 pub mod legacy;
 pub mod pins;
 pub mod relay;

@@ -9,6 +9,7 @@ mod wire;
 use crate::access::Denied;
 use crate::approval::ApprovalDeny;
 use crate::failure::Failure;
+use crate::federation::idempotency::IdemDeny;
 use crate::limits::Limited;
 use crate::llm::LlmDeny;
 use crate::mcp::{ClassifyError, RequestId};
@@ -99,6 +100,8 @@ pub enum Refusal {
     Llm(#[from] LlmDeny),
     #[error(transparent)]
     Approval(#[from] ApprovalDeny),
+    #[error(transparent)]
+    Idempotency(#[from] crate::federation::idempotency::IdemDeny),
     #[error("upstream `{upstream}` is failing; not sending for {}s", retry_after.as_secs().max(1))]
     CircuitOpen {
         upstream: String,
@@ -147,6 +150,7 @@ impl Refusal {
             Refusal::Limited(_) => 429,
             Refusal::Llm(d) => llm_status(d),
             Refusal::Approval(a) => approval_status(a),
+            Refusal::Idempotency(_) => 200,
             // A policy denial is an answer to a well-formed call: HTTP 200
             // with a JSON-RPC error, exactly as for an unknown tool.
             Refusal::Policy(Deny::Batch(_) | Deny::BatchedList) => 400,
@@ -165,6 +169,8 @@ impl Refusal {
             | Refusal::Approval(ApprovalDeny::Unavailable(_)) => code::INTERNAL_ERROR,
             Refusal::Policy(d) => policy_code(d),
             Refusal::InvalidParams(_) => code::INVALID_PARAMS,
+            Refusal::Idempotency(IdemDeny::Mismatch) => code::INVALID_PARAMS,
+            Refusal::Idempotency(IdemDeny::StoreDown) => code::INTERNAL_ERROR,
             Refusal::Approval(ApprovalDeny::Pending { elicit: true, .. }) => {
                 code::URL_ELICITATION_REQUIRED
             }
@@ -214,6 +220,9 @@ impl Refusal {
             Refusal::CircuitOpen { .. } => "circuit_open",
             Refusal::Llm(d) => d.reason(),
             Refusal::Approval(a) => a.reason(),
+            Refusal::Idempotency(IdemDeny::Mismatch) => "idempotency_mismatch",
+            Refusal::Idempotency(IdemDeny::Running) => "idempotency_running",
+            Refusal::Idempotency(IdemDeny::StoreDown) => "idempotency_store_down",
         }
     }
 

@@ -14,6 +14,7 @@ pub use sluice_demo::{DemoOptions, DemoServer};
 pub mod control;
 pub mod fault;
 pub mod peers;
+pub mod redis_server;
 #[allow(unused_imports)]
 pub use fault::{fault_upstream, Fault, Mode};
 
@@ -542,4 +543,21 @@ roles:
 "#,
         alice = sluice_gateway::identity::hash_key("alice-key"),
     )
+}
+
+/// The head of a gateway config — the listener and admin (their `{listen}`
+/// and `{admin}` placeholders) — and an `identity` whose API key for each
+/// `(id, role)` is `<id>-key`, with subject `<id>`.
+pub fn keyed_head(keys: &[(&str, &str)]) -> String {
+    let mut head = String::from(
+        "listeners:\n  - { name: main, address: \"{listen}\" }\nadmin: { address: \"{admin}\" }\n\
+         identity:\n  audience: \"sluice-test\"\n  api_keys:\n",
+    );
+    for (id, role) in keys {
+        let sha = sluice_gateway::identity::hash_key(&format!("{id}-key"));
+        head.push_str(&format!(
+            "    - {{ id: {id}, sha256: \"{sha}\", subject: {id}, roles: [{role}] }}\n"
+        ));
+    }
+    head
 }

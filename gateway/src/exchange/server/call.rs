@@ -18,6 +18,7 @@ use sluice_config::Server;
 use super::super::rpc::{self, Mirror, UpstreamSession};
 use super::super::Deps;
 use super::definitions;
+use super::idempotent;
 use super::session::send_in;
 use super::{
     hidden, list, refuse, serves, source_failed, stateless, tenant_may_use, write, Items,
@@ -26,6 +27,7 @@ use super::{
 use crate::conn::h1;
 use crate::ctx::Ctx;
 use crate::federation::call::{ref_renamed, CallParams};
+use crate::federation::idempotency;
 use crate::federation::reply::{self, Reply};
 use crate::federation::seal::SessionState;
 use crate::federation::tools::call_arguments;
@@ -92,6 +94,32 @@ pub(super) async fn run(
             }
         }
     }
+    if items.kind == ItemKind::Tool && memchr_key(&body) {
+        // Claimed after the policy allowed the call, before limits,
+        // approvals and the upstream: a repeat is answered from the store.
+        let params = super::params(ctx);
+        let key = match idempotency::key_of(&params) {
+            Ok(k) => k.map(str::to_owned),
+            Err(why) => return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await,
+        };
+        if let Some(key) = key {
+            let forwarded = match args.as_deref().map(|a| strict::parse(a.as_bytes())) {
+                Some(None) => {
+                    let why = "arguments cannot be read one way";
+                    return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await;
+                }
+                Some(Some(v)) => Some(v),
+                None => None,
+            };
+            let claimed =
+                idempotent::claim(deps, ctx, (up_name, &original), (&key, forwarded.as_ref()));
+            match claimed.await {
+                Ok(None) => {}
+                Ok(Some(result)) => return replay(session, id, &result).await,
+                Err(r) => return refuse(deps, session, ctx, r).await,
+            }
+        }
+    }
     if let Err(r) = limits(deps, session, ctx, (up_name, items.call), &original).await {
         return refuse(deps, session, ctx, r).await;
     }
@@ -134,13 +162,34 @@ pub(super) async fn run(
             name: Some(original.clone()),
         };
         let to = (Via::Direct(mirror), src.upstream, original.as_str());
-        return exchange(deps, session, ctx, to, forwarded, id).await;
+        let done = exchange(deps, session, ctx, to, forwarded, id).await;
+        idempotent::settle(deps, ctx, id.raw()).await;
+        return done;
     }
     let sent = sent_id(sealed, id);
     let forwarded = CallParams::read(&body)
         .and_then(|p| p.forward(&sent, items.call, &original, args.as_deref()));
     let to = (Via::session(sealed, &sent), src.upstream, original.as_str());
-    exchange(deps, session, ctx, to, forwarded, id).await
+    let done = exchange(deps, session, ctx, to, forwarded, id).await;
+    idempotent::settle(deps, ctx, id.raw()).await;
+    done
+}
+
+/// Does the body name an idempotency key (before it is parsed for one)?
+fn memchr_key(body: &[u8]) -> bool {
+    let needle = idempotency::META_KEY.as_bytes();
+    body.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A repeated keyed call: the stored result, with this request's id.
+async fn replay(session: &mut Session, id: &RequestId, result: &str) -> Result<()> {
+    let mut body = Vec::with_capacity(result.len() + 48);
+    body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    body.extend_from_slice(id.raw().as_bytes());
+    body.extend_from_slice(br#","result":"#);
+    body.extend_from_slice(result.as_bytes());
+    body.push(b'}');
+    write(session, 200, Some(Bytes::from(body)), None).await
 }
 
 /// `resources/read` (and `subscribe`, `unsubscribe`: `method`): to the one
@@ -480,6 +529,9 @@ async fn pass_on(
         let more = answer.read(|p| out.extend_from_slice(p)).await?;
         crate::answer::check_deadline(ctx)?;
         let end = !more || answer.done();
+        if let Some(p) = ctx.exchange.idempotent.as_mut() {
+            p.feed(&out);
+        }
         if !out.is_empty() || end {
             session
                 .write_response_body((!out.is_empty()).then(|| out.freeze()), end)
@@ -559,6 +611,9 @@ async fn restream(
             );
         }
         let end = !more || answer.done() || oversize;
+        if let Some(p) = ctx.exchange.idempotent.as_mut() {
+            p.feed(&out);
+        }
         if !out.is_empty() || end {
             let body = (!out.is_empty()).then(|| Bytes::from(out));
             session.write_response_body(body, end).await?;

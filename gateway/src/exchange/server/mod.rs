@@ -21,6 +21,7 @@
 mod call;
 mod catalog;
 mod definitions;
+mod idempotent;
 mod legacy;
 mod list;
 mod listen;
