@@ -344,6 +344,63 @@ pub fn line_diff<'a>(old: &'a str, new: &'a str) -> Vec<(char, &'a str)> {
 mod tests {
     use super::*;
 
+    fn seen(tool: &str, description: &str, finding: Finding) -> DefinitionSeen {
+        let definition = serde_json::json!({"name": tool, "description": description});
+        DefinitionSeen {
+            gateway: "gw-1".into(),
+            upstream: "sdk".into(),
+            tool: tool.into(),
+            digest: sluice_config::definition_digest(&definition),
+            definition,
+            finding,
+            reason: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn first_use_pins_once_and_a_change_waits_for_an_operator() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Db::open(&dir.path().join("c.db")).expect("db");
+        let d = Definitions::new(db.clone(), Metrics::new());
+        // Trusted on first use: pinned by control, a new version due.
+        assert!(d
+            .report(seen("pay", "Pay.", Finding::Trusted))
+            .await
+            .expect("report"));
+        // The same again, or another gateway's first use of another
+        // definition of a pinned tool: nothing new is pinned.
+        assert!(!d
+            .report(seen("pay", "Pay.", Finding::Trusted))
+            .await
+            .expect("report"));
+        assert!(!d
+            .report(seen("pay", "Pay more.", Finding::Trusted))
+            .await
+            .expect("report"));
+        let pins = Definitions::pins(&db).await.expect("pins");
+        assert_eq!(pins.len(), 1);
+        assert_eq!(pins[0].2, seen("pay", "Pay.", Finding::Trusted).digest);
+        let waiting = d.list(Some("pending")).await.expect("list");
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(
+            waiting[0].pinned.as_ref().map(|p| p["description"].clone()),
+            Some("Pay.".into())
+        );
+        // Approving the change supersedes the first pin; a forged digest is refused.
+        d.decide(waiting[0].id, "carol", true)
+            .await
+            .expect("decide");
+        let pins = Definitions::pins(&db).await.expect("pins");
+        assert_eq!(pins[0].2, seen("pay", "Pay more.", Finding::Changed).digest);
+        assert!(matches!(
+            d.decide(waiting[0].id, "carol", false).await,
+            Err(DecideError::Decided(_))
+        ));
+        let mut forged = seen("refund", "Refund.", Finding::New);
+        forged.digest = "0".repeat(64);
+        assert!(matches!(d.report(forged).await, Err(ReportError::Digest)));
+    }
+
     #[test]
     fn a_diff_marks_what_changed() {
         let d = line_diff("a\nb\nc\n", "a\nB\nc\nd\n");

@@ -142,6 +142,9 @@ async fn a_catalog_server_lists_meta_tools_and_searches_only_what_the_caller_may
         .filter_map(|t| t["name"].as_str())
         .collect();
     assert_eq!(names, ["search_tools", "get_tool_details", "execute_tool"]);
+    // A 2026-07-28 list says how long it may be cached, and by whom.
+    assert_eq!(list["result"]["cacheScope"], "public", "{list}");
+    assert!(list["result"]["ttlMs"].is_u64(), "{list}");
 
     let hits = meta(
         &e,

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use sluice_config::Server;
 
 use super::super::Deps;
-use super::{answer, call, complete_if_stateless, list, params, refuse, TOOLS};
+use super::{answer, call, complete_if_stateless, list, params, refuse, stateless, TOOLS};
 use crate::ctx::Ctx;
 use crate::federation::seal::SessionState;
 use crate::federation::search::{
@@ -33,7 +33,14 @@ const MAX_PAGES: usize = 100;
 
 /// `tools/list` of a catalog server: the meta-tools.
 pub(super) fn list(ctx: &Ctx) -> Value {
-    complete_if_stateless(ctx, json!({ "tools": meta_tools().clone() }))
+    let mut result = json!({ "tools": meta_tools().clone() });
+    if stateless(ctx) {
+        // The same three tools for every caller, for as long as the
+        // config lasts: cacheable by anyone, for a while.
+        result["ttlMs"] = json!(300_000);
+        result["cacheScope"] = json!("public");
+    }
+    complete_if_stateless(ctx, result)
 }
 
 /// A `tools/call` on a catalog server.
