@@ -218,6 +218,56 @@ servers: [{ name: s, sources: [{ upstream: a }] }]
 }
 
 #[test]
+fn http_tools_are_checked_with_their_paths() {
+    let bad = r#"
+listeners: [{ name: main, address: "127.0.0.1:8080" }]
+upstreams: [{ name: api, url: "http://127.0.0.1:3101/v1" }]
+routes:
+  - { name: plain, path: /api, upstream: api }
+servers:
+  - name: s
+    sources:
+      - upstream: api
+        http_tools:
+          - { name: get, input_schema: { type: object, properties: { id: {} } }, path: "/x/{id}/{nope}", method: BREW,
+              headers: { Authorization: "x" } }
+          - { name: get, input_schema: { type: string }, path: "no-slash" }
+"#;
+    let errs = load(bad, 1).expect_err("invalid").0;
+    let at = |p: &str| errs.iter().any(|e| e.path == p);
+    for path in [
+        "servers[0].sources[0].http_tools[0]",
+        "servers[0].sources[0].http_tools[0].method",
+        "servers[0].sources[0].http_tools[0].headers.Authorization",
+        "servers[0].sources[0].http_tools[1].name",
+        "servers[0].sources[0].http_tools[1].path",
+        "servers[0].sources[0].http_tools[1].input_schema",
+    ] {
+        assert!(at(path), "no error at {path}: {errs:?}");
+    }
+    let good = bad
+        .replace("  - { name: plain, path: /api, upstream: api }", "  - { name: s, path: /s, server: s }")
+        .replace("/{nope}", "")
+        .replace(", method: BREW,\n              headers: { Authorization: \"x\" }", "")
+        .replace("- { name: get, input_schema: { type: string }, path: \"no-slash\" }", "- { name: put, method: put, input_schema: { type: object }, path: /y, body: { a: 1 } }");
+    let s = load(&good, 1).unwrap_or_else(|e| panic!("{e}\n{good}"));
+    let shared = format!("{good}  - {{ name: t, sources: [{{ upstream: api, prefix: t }}] }}\n");
+    let errs = load(&shared, 1)
+        .expect_err("an HTTP upstream used as MCP")
+        .0;
+    assert!(errs.iter().any(|e| e.path == "upstreams.api"), "{errs:?}");
+    let src = &s.servers[0].sources[0];
+    assert!(src.is_http());
+    let put = src.http_tool("put").expect("put");
+    assert_eq!(put.method, "PUT");
+    assert_eq!(put.definition["inputSchema"]["type"], "object");
+    assert_eq!(
+        src.http_tool("get").map(|t| t.path.as_str()),
+        Some("/x/{id}")
+    );
+}
+
+#[test]
 fn a_definition_digest_covers_what_a_model_reads_and_nothing_else() {
     let t = serde_json::json!({"name": "pay", "description": "Pay.", "inputSchema": {"type": "object"},
                                "_meta": {"x": 1}, "icons": []});

@@ -131,6 +131,8 @@ pub struct Shared {
     pub tool_indexes: crate::federation::search::Indexes,
     /// Idempotency keys of tool calls, when limits have no shared store.
     pub idempotency: crate::federation::idempotency::Ledger,
+    /// HTTP tools' compiled input schemas.
+    pub http_validators: crate::federation::validators::Validators,
 }
 
 impl Shared {
@@ -161,6 +163,7 @@ impl Shared {
             definitions: Default::default(),
             tool_indexes: Default::default(),
             idempotency: Default::default(),
+            http_validators: Default::default(),
         })
     }
 

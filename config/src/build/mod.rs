@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 pub use rate_limits::parse_rate;
 
 use crate::error::{ConfigError, ConfigErrors};
-use crate::model::{RateLimits, Snapshot, Version};
+use crate::model::{RateLimits, Route, Snapshot, Version};
 use crate::raw::RawConfig;
 use check::{check_name, check_tenants, Known};
 
@@ -56,6 +56,7 @@ impl Snapshot {
             .enumerate()
             .map(|(i, k)| check::secret_ref(k, &format!("session_keys[{i}]"), &mut errs))
             .collect();
+        check_http_upstreams(&servers, &routes, &upstream_names, &mut errs);
         routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
         if !errs.is_empty() {
             return Err(ConfigErrors(errs));
@@ -91,6 +92,35 @@ impl Snapshot {
             session_keys,
             warnings,
         })
+    }
+}
+
+/// An upstream whose tools are HTTP requests is not an MCP server: no
+/// route serves it and no source lists it as one.
+fn check_http_upstreams(
+    servers: &[crate::model::Server],
+    routes: &[Route],
+    names: &[String],
+    errs: &mut Vec<ConfigError>,
+) {
+    let http: Vec<usize> = servers
+        .iter()
+        .flat_map(|s| &s.sources)
+        .filter(|src| src.is_http())
+        .map(|src| src.upstream)
+        .collect();
+    for &u in &http {
+        let mcp_source = servers
+            .iter()
+            .flat_map(|s| &s.sources)
+            .any(|src| src.upstream == u && !src.is_http());
+        let route = routes.iter().any(|r| r.server.is_none() && r.upstream == u);
+        if mcp_source || route {
+            errs.push(ConfigError::new(
+                format!("upstreams.{}", names[u]),
+                "an upstream with http_tools is not an MCP server: no route or other source may use it",
+            ));
+        }
     }
 }
 

@@ -6,11 +6,11 @@
 use super::check::check_name;
 use crate::error::ConfigError;
 use crate::model::{
-    glob, NameFilter, PinMode, Pins, Screen, Server, Source, ToolOverride, ToolState,
+    glob, HttpTool, NameFilter, PinMode, Pins, Screen, Server, Source, ToolOverride, ToolState,
 };
 use crate::raw::{
-    RawNameFilter, RawPin, RawPinMode, RawScreen, RawServer, RawSource, RawToolOverride,
-    RawToolState,
+    RawHttpTool, RawNameFilter, RawPin, RawPinMode, RawScreen, RawServer, RawSource,
+    RawToolOverride, RawToolState,
 };
 
 const DEFAULT_SEPARATOR: &str = "_";
@@ -124,7 +124,129 @@ fn build_source(
         pin,
         screen,
         state,
+        http_tools: build_http_tools(&raw.http_tools, &format!("{at}.http_tools"), errs),
     })
+}
+
+/// HTTP tools: valid names, once each; a known method; a path from `/`;
+/// an object input schema naming every `{argument}` used; headers that are
+/// not the gateway's to set.
+fn build_http_tools(raw: &[RawHttpTool], at: &str, errs: &mut Vec<ConfigError>) -> Vec<HttpTool> {
+    let mut out: Vec<HttpTool> = Vec::with_capacity(raw.len());
+    for (k, t) in raw.iter().enumerate() {
+        let at = format!("{at}[{k}]");
+        if !valid_name(&t.name, 128) || out.iter().any(|o| o.name == t.name) {
+            errs.push(ConfigError::new(
+                format!("{at}.name"),
+                format!(
+                    "`{}` must be 1-128 characters of [A-Za-z0-9_.-], once per source",
+                    t.name
+                ),
+            ));
+        }
+        let method = t.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+        if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+            errs.push(ConfigError::new(
+                format!("{at}.method"),
+                "GET, POST, PUT, PATCH or DELETE",
+            ));
+        }
+        if !t.path.starts_with('/') || t.path.contains(['?', '#', ' ']) {
+            errs.push(ConfigError::new(
+                format!("{at}.path"),
+                "a path from `/`, without query or fragment",
+            ));
+        }
+        let props = t.input_schema.get("properties").and_then(|p| p.as_object());
+        if t.input_schema.get("type").and_then(|v| v.as_str()) != Some("object") {
+            errs.push(ConfigError::new(
+                format!("{at}.input_schema"),
+                "an object schema (`type: object`)",
+            ));
+        }
+        let mut used = Vec::new();
+        placeholders(&t.path, &mut used);
+        for v in t.query.values().chain(t.headers.values()) {
+            placeholders(v, &mut used);
+        }
+        if let Some(b) = &t.body {
+            body_placeholders(b, &mut used);
+        }
+        for name in used {
+            if !props.is_some_and(|p| p.contains_key(&name)) {
+                errs.push(ConfigError::new(
+                    &at,
+                    format!("`{{{name}}}` is not a property of the input schema"),
+                ));
+            }
+        }
+        for h in t.headers.keys() {
+            let lower = h.to_ascii_lowercase();
+            let reserved = [
+                "host",
+                "authorization",
+                "content-length",
+                "transfer-encoding",
+                "connection",
+                "cookie",
+            ];
+            if reserved.contains(&lower.as_str())
+                || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                errs.push(ConfigError::new(
+                    format!("{at}.headers.{h}"),
+                    "a header name of [A-Za-z0-9-], not one the gateway sets (credentials come from the upstream's)",
+                ));
+            }
+        }
+        let mut definition = serde_json::Map::new();
+        definition.insert("name".into(), t.name.clone().into());
+        if let Some(v) = &t.title {
+            definition.insert("title".into(), v.clone().into());
+        }
+        if let Some(v) = &t.description {
+            definition.insert("description".into(), v.clone().into());
+        }
+        definition.insert("inputSchema".into(), t.input_schema.clone());
+        if let Some(v) = &t.output_schema {
+            definition.insert("outputSchema".into(), v.clone());
+        }
+        if let Some(v) = &t.annotations {
+            definition.insert("annotations".into(), v.clone());
+        }
+        out.push(HttpTool {
+            definition: serde_json::Value::Object(definition),
+            name: t.name.clone(),
+            method,
+            path: t.path.clone(),
+            query: t.query.clone().into_iter().collect(),
+            headers: t.headers.clone().into_iter().collect(),
+            body: t.body.clone(),
+            max_response_bytes: t.max_response_bytes.unwrap_or(1 << 20),
+        });
+    }
+    out
+}
+
+/// The `{name}`s in a template.
+fn placeholders(s: &str, out: &mut Vec<String>) {
+    let mut rest = s;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push(rest[open + 1..open + close].to_owned());
+        rest = &rest[open + close + 1..];
+    }
+}
+
+fn body_placeholders(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => placeholders(s, out),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| body_placeholders(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| body_placeholders(x, out)),
+        _ => {}
+    }
 }
 
 pub(crate) fn tool_state(s: RawToolState) -> ToolState {

@@ -35,7 +35,9 @@ pub use rate_limits::{
 };
 pub use routes::{HostPolicy, Route, RouteTransport};
 pub use secret::SecretRef;
-pub use servers::{NameFilter, PinMode, Pins, Screen, Server, Source, ToolOverride, ToolState};
+pub use servers::{
+    HttpTool, NameFilter, PinMode, Pins, Screen, Server, Source, ToolOverride, ToolState,
+};
 pub use upstreams::{
     CircuitBreaker, Credential, Retries, Scheme, Upstream, UpstreamTls, UserCredentials,
 };

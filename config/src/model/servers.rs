@@ -31,6 +31,23 @@ pub struct Source {
     pub screen: Option<Screen>,
     /// The state of tools without their own.
     pub state: ToolState,
+    /// Tools that are HTTP requests; when any, the upstream is not MCP.
+    pub http_tools: Vec<HttpTool>,
+}
+
+/// A tool whose call is one HTTP request to its source's upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpTool {
+    /// As an MCP server would list it: `name`, `title`, `description`,
+    /// `inputSchema`, `outputSchema`, `annotations`.
+    pub definition: serde_json::Value,
+    pub name: String,
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<serde_json::Value>,
+    pub max_response_bytes: usize,
 }
 
 /// Where a catalog tool is in its life.
@@ -120,6 +137,15 @@ pub struct ToolOverride {
 }
 
 impl Source {
+    /// Its tools are HTTP requests, not an MCP server's.
+    pub fn is_http(&self) -> bool {
+        !self.http_tools.is_empty()
+    }
+
+    pub fn http_tool(&self, name: &str) -> Option<&HttpTool> {
+        self.http_tools.iter().find(|t| t.name == name)
+    }
+
     /// The lifecycle state of the upstream's tool `tool`.
     pub fn state_of(&self, tool: &str) -> ToolState {
         self.override_for(tool)

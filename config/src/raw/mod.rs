@@ -30,8 +30,8 @@ pub use roles::{RawCondition, RawConditionalRule, RawRole, RawRule};
 pub use routes::{RawHostPolicy, RawRoute};
 pub use secret::RawSecretRef;
 pub use servers::{
-    RawNameFilter, RawPin, RawPinMode, RawScreen, RawServer, RawSource, RawToolOverride,
-    RawToolState,
+    RawHttpTool, RawNameFilter, RawPin, RawPinMode, RawScreen, RawServer, RawSource,
+    RawToolOverride, RawToolState,
 };
 pub use upstreams::{
     RawCircuitBreaker, RawCredential, RawInjection, RawRetries, RawTenantCredential, RawTimeouts,

@@ -52,6 +52,44 @@ pub struct RawSource {
     /// tool's own); default `published`.
     #[serde(default)]
     pub state: Option<RawToolState>,
+    /// Tools that are HTTP requests to the upstream (which is then not an
+    /// MCP server): declared here instead of listed by the upstream.
+    #[serde(default)]
+    pub http_tools: Vec<RawHttpTool>,
+}
+
+/// A tool whose call is one HTTP request. `{name}` in `path`, `query`,
+/// `headers` and string values of `body` is the argument `name`: in the
+/// path percent-encoded, in a string alone its JSON value as it is.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpTool {
+    pub name: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A JSON Schema (an object schema) the arguments must satisfy.
+    pub input_schema: serde_json::Value,
+    #[serde(default)]
+    pub output_schema: Option<serde_json::Value>,
+    #[serde(default)]
+    pub annotations: Option<serde_json::Value>,
+    /// GET (default), POST, PUT, PATCH or DELETE.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// After the upstream URL's path, starting with `/`.
+    pub path: String,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The JSON body (template).
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+    /// Largest answer read; default 1 MiB.
+    #[serde(default)]
+    pub max_response_bytes: Option<usize>,
 }
 
 /// Where a catalog tool is in its life. A route serves the states it names

@@ -270,11 +270,6 @@ async fn send_with(
 ) -> Result<(ResponseHeader, h1::Response)> {
     let rt = ctx.rt.clone();
     let up = &rt.snapshot.upstreams[s.upstream];
-    let peer = rt
-        .peers
-        .get(s.upstream)
-        .and_then(Option::as_ref)
-        .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?;
     let mut req = RequestHeader::build(method, b"/", Some(6))?;
     if method == "GET" {
         req.insert_header(http::header::ACCEPT, "text/event-stream")?;
@@ -303,13 +298,68 @@ async fn send_with(
     };
     request::prepare(deps.shared, None, &mut req, target, ctx)?;
     super::frame(&mut req, (method != "GET").then_some(&body[..]))?;
+    dispatch(deps, ctx, s.upstream, (&req, &body), read_timeout).await
+}
+
+/// A plain HTTP request to `upstream` (an HTTP tool's): `path` after the
+/// upstream URL's own, with the upstream's credentials, circuit breaker,
+/// connect retries and timeouts, as for an MCP request.
+pub async fn send_plain(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    upstream: usize,
+    (method, path, headers): (&str, &str, &[(String, String)]),
+    body: Option<Vec<u8>>,
+) -> Result<(ResponseHeader, h1::Response)> {
+    let rt = ctx.rt.clone();
+    let up = &rt.snapshot.upstreams[upstream];
+    let mut req = RequestHeader::build(method, b"/", Some(4 + headers.len()))?;
+    req.insert_header(http::header::ACCEPT, "application/json, */*;q=0.5")?;
+    if body.is_some() {
+        req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    }
+    for (name, value) in headers {
+        req.insert_header(name.clone(), value.as_str())?;
+    }
+    let path = upstream::upstream_path(up, path, None);
+    request::prepare(
+        deps.shared,
+        None,
+        &mut req,
+        Target {
+            upstream,
+            path: &path,
+        },
+        ctx,
+    )?;
+    let body = body.unwrap_or_default();
+    super::frame(&mut req, (method != "GET").then_some(&body[..]))?;
+    dispatch(deps, ctx, upstream, (&req, &body), up.first_byte_timeout).await
+}
+
+/// Send a framed request to `upstream` through its circuit breaker, with
+/// its connect retries; the breaker learns how it went.
+async fn dispatch(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    upstream: usize,
+    (req, body): (&RequestHeader, &[u8]),
+    read_timeout: std::time::Duration,
+) -> Result<(ResponseHeader, h1::Response)> {
+    let rt = ctx.rt.clone();
+    let up = &rt.snapshot.upstreams[upstream];
+    let peer = rt
+        .peers
+        .get(upstream)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?;
     let retry = rt
         .health
-        .get(s.upstream)
+        .get(upstream)
         .map_or(ConnectRetry::Never, |h| ConnectRetry::Budget(h));
     // The source's circuit breaker: an open circuit fails at once.
     let m = &deps.shared.metrics;
-    let mut ticket = match rt.health.get(s.upstream).map(|h| h.admit(m)) {
+    let mut ticket = match rt.health.get(upstream).map(|h| h.admit(m)) {
         Some(Err(_)) => {
             return Err(
                 Error::explain(ErrorType::ConnectRefused, "the upstream's circuit is open")
@@ -322,8 +372,8 @@ async fn send_with(
     let answer = super::open(
         deps,
         (peer, up),
-        &req,
-        &body,
+        req,
+        body,
         read_timeout,
         h1::SMALL_ROOM,
         (Resend::IfIdempotent, retry),
@@ -352,6 +402,21 @@ pub async fn read_body(
     mut answer: h1::Response,
     max: usize,
 ) -> Result<bytes::Bytes> {
+    let Some(buf) = read_capped(&mut answer, max).await? else {
+        return Err(upstream_error(
+            "the upstream's answer is larger than the gateway reads",
+        ));
+    };
+    pool(deps, ctx, s.upstream, answer);
+    if !head.status.is_success() {
+        return Err(upstream_error("the upstream refused the request"));
+    }
+    Ok(buf.freeze())
+}
+
+/// The answer's body, read to its end; `None` as soon as it passes `max`
+/// bytes (the rest is not read, so its connection is not to be pooled).
+pub async fn read_capped(answer: &mut h1::Response, max: usize) -> Result<Option<BytesMut>> {
     let mut buf = BytesMut::new();
     let mut over = false;
     while answer
@@ -364,16 +429,10 @@ pub async fn read_body(
         .await?
     {
         if over {
-            return Err(upstream_error(
-                "the upstream's answer is larger than the gateway reads",
-            ));
+            return Ok(None);
         }
     }
-    pool(deps, ctx, s.upstream, answer);
-    if !head.status.is_success() {
-        return Err(upstream_error("the upstream refused the request"));
-    }
-    Ok(buf.freeze())
+    Ok(Some(buf))
 }
 
 /// An answer read to its end: its connection goes back to the pool.

@@ -24,6 +24,7 @@ pub mod search;
 pub mod sessions;
 pub mod template;
 pub mod tools;
+pub mod validators;
 
 use std::borrow::Cow;
 

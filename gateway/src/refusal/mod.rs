@@ -59,6 +59,9 @@ pub enum Refusal {
     /// cursor it did not issue, arguments that are not an object).
     #[error("Invalid params: {0}")]
     InvalidParams(&'static str),
+    /// Arguments that break the tool's input schema, said with where.
+    #[error("Invalid params: {0}")]
+    BadArguments(String),
     /// A request head past `limits` (the request line: 414; else 431).
     #[error("{0} larger than the gateway accepts")]
     HeadTooLarge(&'static str),
@@ -135,7 +138,7 @@ impl Refusal {
             | Refusal::BodyRead
             | Refusal::Classify(_) => 400,
             Refusal::BodyTooLarge { .. } => 413,
-            Refusal::InvalidParams(_) => 200,
+            Refusal::InvalidParams(_) | Refusal::BadArguments(_) => 200,
             Refusal::HeadTooLarge("request line") => 414,
             Refusal::HeadTooLarge(_) => 431,
             Refusal::BodiesFull(_) => 503,
@@ -168,7 +171,7 @@ impl Refusal {
             | Refusal::BodiesFull(_)
             | Refusal::Approval(ApprovalDeny::Unavailable(_)) => code::INTERNAL_ERROR,
             Refusal::Policy(d) => policy_code(d),
-            Refusal::InvalidParams(_) => code::INVALID_PARAMS,
+            Refusal::InvalidParams(_) | Refusal::BadArguments(_) => code::INVALID_PARAMS,
             Refusal::Idempotency(IdemDeny::Mismatch) => code::INVALID_PARAMS,
             Refusal::Idempotency(IdemDeny::StoreDown) => code::INTERNAL_ERROR,
             Refusal::Approval(ApprovalDeny::Pending { elicit: true, .. }) => {
@@ -191,6 +194,7 @@ impl Refusal {
             Refusal::BodyTooLarge { .. } => "body_too_large",
             Refusal::BodyRead => "body_read",
             Refusal::InvalidParams(_) => "invalid_params",
+            Refusal::BadArguments(_) => "invalid_arguments",
             Refusal::HeadTooLarge(_) => "head_too_large",
             Refusal::BodiesFull(_) => "bodies_full",
             Refusal::Classify(ClassifyError::Parse { .. }) => "parse_error",

@@ -18,6 +18,7 @@ use sluice_config::Server;
 use super::super::rpc::{self, Mirror, UpstreamSession};
 use super::super::Deps;
 use super::definitions;
+use super::http_tool;
 use super::idempotent;
 use super::session::send_in;
 use super::{
@@ -144,6 +145,15 @@ pub(super) async fn run(
             Err(deny) => return refuse(deps, session, ctx, Refusal::Approval(deny)).await,
         }
     }
+    if let Some(tool) = src
+        .http_tool(&original)
+        .filter(|_| items.kind == ItemKind::Tool)
+    {
+        let to = (src.upstream, tool);
+        let done = http_tool::call(deps, session, ctx, to, args.as_deref(), id).await;
+        idempotent::settle(deps, ctx, id.raw()).await;
+        return done;
+    }
     if stateless(ctx) && rpc::speaks_stateless(deps, ctx, src.upstream).await {
         // The source speaks the client's revision: the request goes as the
         // client sent it where nothing is renamed or set, else rewritten
@@ -265,7 +275,8 @@ pub(super) async fn listing_source(
     let catalog = Catalog::new(server);
     let admitted: Vec<usize> = (0..server.sources.len())
         .filter(|&i| {
-            tenant_may_use(ctx, server.sources[i].upstream)
+            !server.sources[i].is_http()
+                && tenant_may_use(ctx, server.sources[i].upstream)
                 && catalog.admits(i, ItemKind::Resource, uri)
         })
         .collect();
@@ -648,10 +659,14 @@ async fn pick_source(
     }
     let mut listed = Vec::new();
     for (i, original) in candidates {
-        let upstream = server.sources[i].upstream;
-        let has = list::whole(deps, ctx, (sealed, upstream), items)
-            .await
-            .is_ok_and(|t| t.iter().any(|t| t["name"].as_str() == Some(&original)));
+        let src = &server.sources[i];
+        let has = if src.is_http() {
+            src.http_tool(&original).is_some()
+        } else {
+            list::whole(deps, ctx, (sealed, src.upstream), items)
+                .await
+                .is_ok_and(|t| t.iter().any(|t| t["name"].as_str() == Some(&original)))
+        };
         if has {
             listed.push((i, original));
         }
@@ -679,7 +694,11 @@ async fn callable(
     if let Some(ok) = defs.admits(&rt.snapshot, (src, upstream), tool) {
         return ok;
     }
-    if let Ok(mut all) = list::whole(deps, ctx, (sealed, src.upstream), items).await {
+    let listed = match src.is_http() {
+        true => Ok(http_tool::listed(src)),
+        false => list::whole(deps, ctx, (sealed, src.upstream), items).await,
+    };
+    if let Ok(mut all) = listed {
         definitions::vet(deps, ctx, src, &mut all);
     }
     defs.admits(&rt.snapshot, (src, upstream), tool)

@@ -5,7 +5,7 @@
 //! position. A source that cannot be listed is left out of this listing.
 
 use serde_json::{json, Value};
-use sluice_config::Server;
+use sluice_config::{Server, Source};
 
 use super::super::Deps;
 use super::definitions;
@@ -48,6 +48,16 @@ pub(super) async fn page(
             Position::Start => json!({}),
             Position::At(c) => json!({ "cursor": c }),
         };
+        if src.is_http() {
+            // Declared, not listed: tools only, all in one page.
+            at[i] = Position::Done;
+            if items.kind == ItemKind::Tool {
+                let mut listed = super::http_tool::listed(src);
+                keep(deps, ctx, src, items, &mut listed);
+                lists.push((i, listed));
+            }
+            continue;
+        }
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": items.list, "params": params});
         match request(deps, ctx, (sealed, src.upstream), body).await {
             Ok(result) => {
@@ -60,14 +70,7 @@ pub(super) async fn page(
                     Some(Value::Array(listed)) => listed,
                     _ => Vec::new(),
                 };
-                if items.kind == ItemKind::Tool {
-                    definitions::vet(deps, ctx, src, &mut listed);
-                    listed.retain(|t| {
-                        let name = t["name"].as_str();
-                        name.is_none_or(|n| serves(ctx, src.state_of(n)))
-                    });
-                }
-                listed.retain(|t| visible(ctx, items, src.upstream, t));
+                keep(deps, ctx, src, items, &mut listed);
                 lists.push((i, listed));
                 source_answered(deps, ctx, src.upstream);
             }
@@ -137,6 +140,20 @@ pub(super) async fn whole(
         }
     }
     Ok(all)
+}
+
+/// What of a source's page is served: for tools, definitions that may be
+/// (`definitions::vet`) in a state this route serves; then what the caller
+/// may see.
+fn keep(deps: Deps<'_>, ctx: &Ctx, src: &Source, items: Items, listed: &mut Vec<Value>) {
+    if items.kind == ItemKind::Tool {
+        definitions::vet(deps, ctx, src, listed);
+        listed.retain(|t| {
+            let name = t["name"].as_str();
+            name.is_none_or(|n| serves(ctx, src.state_of(n)))
+        });
+    }
+    listed.retain(|t| visible(ctx, items, src.upstream, t));
 }
 
 /// May the caller see this listed item (some use of it could be allowed)?

@@ -68,7 +68,7 @@ pub(super) async fn listen(
     let mut sources = Vec::new();
     for src in &server.sources {
         let i = src.upstream;
-        if !tenant_may_use(ctx, i) {
+        if src.is_http() || !tenant_may_use(ctx, i) {
             continue;
         }
         let Some(s) = known_session(deps, ctx, Some(state), i) else {

@@ -21,6 +21,7 @@
 mod call;
 mod catalog;
 mod definitions;
+mod http_tool;
 mod idempotent;
 mod legacy;
 mod list;

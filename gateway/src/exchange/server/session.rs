@@ -74,7 +74,7 @@ pub(super) async fn initialize(
     let mut offered = Vec::with_capacity(server.sources.len());
     for src in &server.sources {
         let name = ctx.rt.snapshot.upstreams[src.upstream].name.clone();
-        let sid = if tenant_may_use(ctx, src.upstream) {
+        let sid = if !src.is_http() && tenant_may_use(ctx, src.upstream) {
             match rpc::open(deps, ctx, src.upstream, capabilities.as_deref()).await {
                 Ok(s) => {
                     super::source_answered(deps, ctx, src.upstream);
@@ -124,7 +124,9 @@ pub(super) async fn initialize(
 pub(super) async fn discover(deps: Deps<'_>, ctx: &mut Ctx, server: &Server) -> Value {
     let mut offered = Vec::new();
     for src in &server.sources {
-        if tenant_may_use(ctx, src.upstream) && rpc::speaks_stateless(deps, ctx, src.upstream).await
+        if !src.is_http()
+            && tenant_may_use(ctx, src.upstream)
+            && rpc::speaks_stateless(deps, ctx, src.upstream).await
         {
             let name = &ctx.rt.snapshot.upstreams[src.upstream].name;
             let known = deps.shared.upstream_sessions.stateless_capabilities(name);
@@ -150,7 +152,7 @@ pub(super) async fn set_level(
 ) -> Value {
     let params = Value::Object(super::params(ctx));
     for src in &server.sources {
-        if !tenant_may_use(ctx, src.upstream) {
+        if src.is_http() || !tenant_may_use(ctx, src.upstream) {
             continue;
         }
         let body =

@@ -100,6 +100,7 @@ async fn assign(
     let rt = ctx.rt.clone();
     let snap = &rt.snapshot;
     let mut parts: Vec<(usize, Vec<String>)> = (0..server.sources.len())
+        .filter(|&i| !server.sources[i].is_http())
         .filter(|&i| tenant_may_use(ctx, server.sources[i].upstream))
         .map(|i| (i, Vec::new()))
         .collect();

@@ -37,6 +37,7 @@ pub(super) async fn run(
     let usable: Vec<usize> = server
         .sources
         .iter()
+        .filter(|s| !s.is_http())
         .map(|s| s.upstream)
         .filter(|&u| tenant_may_use(ctx, u))
         .collect();
