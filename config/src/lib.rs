@@ -12,6 +12,7 @@ mod error;
 pub mod fold;
 pub mod locks;
 pub mod model;
+pub mod openapi;
 pub mod raw;
 pub mod uri;
 pub mod wire;

@@ -59,6 +59,42 @@ pub struct Cli {
     /// With --control and no kept config: how long to wait for control at start.
     #[arg(long, default_value_t = 30)]
     pub control_wait_s: u64,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tasks other than serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// OpenAPI documents as HTTP tools.
+    Openapi {
+        #[command(subcommand)]
+        action: OpenApi,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum OpenApi {
+    /// Print every operation of SPEC (OpenAPI 3.0/3.1, JSON or YAML) as an
+    /// HTTP tool of a source entry, YAML to paste under a server's
+    /// `sources` and commit.
+    Import {
+        spec: PathBuf,
+        /// The upstream the tools call (its URL is the API's base).
+        #[arg(long)]
+        source: String,
+    },
+}
+
+/// `openapi import`: the source entry's YAML.
+pub fn openapi_import(spec: &std::path::Path, upstream: &str) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(spec).map_err(|e| anyhow::anyhow!("{}: {e}", spec.display()))?;
+    let doc = sluice_config::openapi::parse(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", spec.display()))?;
+    let imported = sluice_config::openapi::import(&doc)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", spec.display()))?;
+    sluice_config::openapi::to_yaml(&imported, upstream).map_err(|e| anyhow::anyhow!(e))
 }
 
 impl Cli {

@@ -22,6 +22,22 @@ fn main() {
         logs.init();
     }
     let cli = Cli::parse();
+    if let Some(sluice_gateway::cli::Command::Openapi {
+        action: sluice_gateway::cli::OpenApi::Import { spec, source },
+    }) = &cli.command
+    {
+        use std::io::Write;
+        match sluice_gateway::cli::openapi_import(spec, source) {
+            Ok(yaml) => {
+                let _ = std::io::stdout().write_all(yaml.as_bytes());
+                std::process::exit(0)
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(1)
+            }
+        }
+    }
     if cli.print_schema {
         use std::io::Write;
         let _ = writeln!(std::io::stdout(), "{:#}", sluice_config::schema());

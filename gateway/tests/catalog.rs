@@ -69,29 +69,8 @@ audit: {{ file: "{audit}", sample_rate: 1.0 }}
 }
 
 /// A stateless (2026-07-28) request as `key`; the JSON-RPC answer.
-async fn rpc(e: &Env, key: &str, method: &str, mut params: Value) -> Value {
-    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                             "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
-                             "io.modelcontextprotocol/clientCapabilities": {}});
-    let body = json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": params});
-    let auth = format!("Bearer {key}");
-    let mut headers = vec![
-        ("authorization", auth.clone()),
-        ("mcp-protocol-version", "2026-07-28".to_owned()),
-        ("mcp-method", method.to_owned()),
-    ];
-    if let Some(name) = params.get("name").and_then(Value::as_str) {
-        headers.push(("mcp-name", name.to_owned()));
-    }
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (_, _, text) = post(
-        &reqwest::Client::new(),
-        &e.gw.url("/cat"),
-        body.to_string(),
-        &headers,
-    )
-    .await;
-    rpc_json(&text)
+async fn rpc(e: &Env, key: &str, method: &str, params: Value) -> Value {
+    stateless_rpc(&e.gw.url("/cat"), Some(key), (method, json!(9), params)).await
 }
 
 async fn meta(e: &Env, key: &str, tool: &str, arguments: Value) -> Value {
@@ -322,27 +301,7 @@ async fn execute_tool_is_decided_exactly_as_the_direct_call() {
 
 /// A stateless request to `path` on `gw` without credentials.
 async fn open_rpc(gw: &Gateway, path: &str, method: &str, params: Value) -> Value {
-    let mut params = params;
-    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                             "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
-                             "io.modelcontextprotocol/clientCapabilities": {}});
-    let body = json!({"jsonrpc": "2.0", "id": 3, "method": method, "params": params});
-    let mut headers = vec![
-        ("mcp-protocol-version", "2026-07-28".to_owned()),
-        ("mcp-method", method.to_owned()),
-    ];
-    if let Some(name) = params.get("name").and_then(Value::as_str) {
-        headers.push(("mcp-name", name.to_owned()));
-    }
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (_, _, text) = post(
-        &reqwest::Client::new(),
-        &gw.url(path),
-        body.to_string(),
-        &headers,
-    )
-    .await;
-    rpc_json(&text)
+    stateless_rpc(&gw.url(path), None, (method, json!(3), params)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

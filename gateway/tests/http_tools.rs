@@ -75,27 +75,8 @@ async fn billing() -> (std::net::SocketAddr, Seen) {
 }
 
 async fn call(gw: &Gateway, key: &str, tool: &str, arguments: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
-        "name": tool, "arguments": arguments,
-        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                  "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
-                  "io.modelcontextprotocol/clientCapabilities": {}}}});
-    let auth = format!("Bearer {key}");
-    let headers = [
-        ("authorization", auth.as_str()),
-        ("mcp-protocol-version", "2026-07-28"),
-        ("mcp-method", "tools/call"),
-        ("mcp-name", tool),
-    ];
-    let (status, _, text) = post(
-        &reqwest::Client::new(),
-        &gw.url("/hub"),
-        body.to_string(),
-        &headers,
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
-    rpc_json(&text)
+    let params = json!({"name": tool, "arguments": arguments});
+    stateless_rpc(&gw.url("/hub"), Some(key), ("tools/call", json!(5), params)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,25 +136,12 @@ servers:
     let gw = Gateway::start_with_env(&config, &[("BILLING_TOKEN", "billing-secret-7")]).await;
 
     // Listed beside the MCP source's tools, as declared.
-    let list = {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {
-            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                      "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
-                      "io.modelcontextprotocol/clientCapabilities": {}}}});
-        let headers = [
-            ("authorization", "Bearer alice-key"),
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/list"),
-        ];
-        let (_, _, text) = post(
-            &reqwest::Client::new(),
-            &gw.url("/hub"),
-            body.to_string(),
-            &headers,
-        )
-        .await;
-        rpc_json(&text)
-    };
+    let list = stateless_rpc(
+        &gw.url("/hub"),
+        Some("alice-key"),
+        ("tools/list", json!(1), json!({})),
+    )
+    .await;
     let mut names: Vec<&str> = list["result"]["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("{list}"))

@@ -37,30 +37,11 @@ async fn pay(gw: &Gateway, key: &str, idem: Option<&str>, a: i64, id: u64) -> Va
 
 /// As `pay`, the idempotency key any JSON value.
 async fn pay_keyed(gw: &Gateway, key: &str, idem: Option<Value>, a: i64, id: u64) -> Value {
-    let mut meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                          "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
-                          "io.modelcontextprotocol/clientCapabilities": {}});
+    let mut params = json!({"name": "pay", "arguments": {"a": a}});
     if let Some(k) = idem {
-        meta["sluice/idempotency-key"] = k;
+        params["_meta"] = json!({"sluice/idempotency-key": k});
     }
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                      "params": {"name": "pay", "arguments": {"a": a}, "_meta": meta}});
-    let auth = format!("Bearer {key}");
-    let headers = [
-        ("authorization", auth.as_str()),
-        ("mcp-protocol-version", "2026-07-28"),
-        ("mcp-method", "tools/call"),
-        ("mcp-name", "pay"),
-    ];
-    let (status, _, text) = post(
-        &reqwest::Client::new(),
-        &gw.url("/ws"),
-        body.to_string(),
-        &headers,
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
-    rpc_json(&text)
+    stateless_rpc(&gw.url("/ws"), Some(key), ("tools/call", json!(id), params)).await
 }
 
 fn paid(sdk: &SdkServer) -> usize {

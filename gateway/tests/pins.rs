@@ -16,22 +16,8 @@ use support::*;
 
 /// A stateless (2026-07-28) request to the virtual server; its JSON-RPC
 /// answer.
-async fn rpc(url: &str, id: &str, method: &str, mut params: Value) -> Value {
-    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                             "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
-                             "io.modelcontextprotocol/clientCapabilities": {}});
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-    let mut headers = vec![
-        ("mcp-protocol-version", "2026-07-28".to_owned()),
-        ("mcp-method", method.to_owned()),
-    ];
-    if let Some(name) = params.get("name").and_then(Value::as_str) {
-        headers.push(("mcp-name", name.to_owned()));
-    }
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (status, _, text) = post(&reqwest::Client::new(), url, body.to_string(), &headers).await;
-    assert_eq!(status, 200, "{text}");
-    rpc_json(&text)
+async fn rpc(url: &str, id: &str, method: &str, params: Value) -> Value {
+    stateless_rpc(url, None, (method, json!(id), params)).await
 }
 
 async fn listed(url: &str) -> Vec<String> {

@@ -190,12 +190,11 @@ fn build_http_tools(raw: &[RawHttpTool], at: &str, errs: &mut Vec<ConfigError>) 
                 "connection",
                 "cookie",
             ];
-            if reserved.contains(&lower.as_str())
-                || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if reserved.contains(&lower.as_str()) || h.is_empty() || !h.bytes().all(token) {
                 errs.push(ConfigError::new(
                     format!("{at}.headers.{h}"),
-                    "a header name of [A-Za-z0-9-], not one the gateway sets (credentials come from the upstream's)",
+                    "a header name (an HTTP token), not one the gateway sets (credentials come from the upstream's)",
                 ));
             }
         }

@@ -561,3 +561,51 @@ pub fn keyed_head(keys: &[(&str, &str)]) -> String {
     }
     head
 }
+
+/// A stateless (2026-07-28) request — the revision's `_meta` keys added to
+/// any in `params`, the mirrored `Mcp-Method` and `Mcp-Name` headers set —
+/// to `url`, as `key` when given; the JSON-RPC answer.
+pub async fn stateless_rpc(
+    url: &str,
+    key: Option<&str>,
+    (method, id, mut params): (&str, serde_json::Value, serde_json::Value),
+) -> serde_json::Value {
+    // The revision's own `_meta` keys, beside any the caller set.
+    let mut meta = match params["_meta"].take() {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    for (k, v) in [
+        (
+            "io.modelcontextprotocol/protocolVersion",
+            serde_json::json!("2026-07-28"),
+        ),
+        (
+            "io.modelcontextprotocol/clientInfo",
+            serde_json::json!({"name": "t", "version": "0"}),
+        ),
+        (
+            "io.modelcontextprotocol/clientCapabilities",
+            serde_json::json!({}),
+        ),
+    ] {
+        meta.insert(k.to_owned(), v);
+    }
+    params["_meta"] = serde_json::Value::Object(meta);
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let mut headers = vec![
+        ("mcp-protocol-version", "2026-07-28".to_owned()),
+        ("mcp-method", method.to_owned()),
+    ];
+    if let Some(name) = params.get("name").and_then(serde_json::Value::as_str) {
+        headers.push(("mcp-name", name.to_owned()));
+    }
+    if let Some(k) = key {
+        headers.push(("authorization", format!("Bearer {k}")));
+    }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // A refusal's HTTP status varies (503 for approvals without control):
+    // the answer is the JSON-RPC message either way.
+    let (_, _, text) = post(&reqwest::Client::new(), url, body.to_string(), &headers).await;
+    rpc_json(&text)
+}

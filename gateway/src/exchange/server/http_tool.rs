@@ -74,7 +74,7 @@ pub(super) async fn call(
     let query: Vec<(String, String)> = tool
         .query
         .iter()
-        .filter_map(|(k, v)| Some((k.clone(), fill_text(v, &args)?)))
+        .flat_map(|(k, v)| query_pairs(k, v, &args))
         .collect();
     let path = if query.is_empty() {
         path
@@ -160,6 +160,27 @@ fn text_of(args: &Value, name: &str) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         v => Some(v.to_string()),
     }
+}
+
+/// A query parameter's pairs: an array argument that is the whole value
+/// is one pair per item (OpenAPI's default form style); an absent one none.
+fn query_pairs(key: &str, template: &str, args: &Value) -> Vec<(String, String)> {
+    let whole = template
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .filter(|n| !n.contains(['{', '}']));
+    if let Some(Value::Array(items)) = whole.and_then(|n| args.get(n)) {
+        return items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => (key.to_owned(), s.clone()),
+                v => (key.to_owned(), v.to_string()),
+            })
+            .collect();
+    }
+    fill_text(template, args)
+        .map(|v| vec![(key.to_owned(), v)])
+        .unwrap_or_default()
 }
 
 /// `{name}`s in a path, each argument percent-encoded as one segment (an
@@ -249,6 +270,14 @@ mod tests {
         assert_eq!(fill_text("v{n}", &args).as_deref(), Some("v3"));
         assert_eq!(fill_text("{tag}", &args), None, "null is absent");
         assert_eq!(fill_text("{missing}", &args), None);
+        assert_eq!(
+            query_pairs("s", "{items}", &args),
+            [
+                ("s".to_owned(), "1".to_owned()),
+                ("s".to_owned(), "2".to_owned())
+            ]
+        );
+        assert!(query_pairs("t", "{tag}", &args).is_empty());
         let body = json!({"id": "{id}", "count": "{n}", "items": "{items}", "note": "n={n}", "tag": "{tag}"});
         assert_eq!(
             fill_body(&body, &args),
