@@ -110,6 +110,10 @@ def main():
         msg = result_of(r.getheader("Content-Type", ""), data, i)
         if listing:
             ok = msg and len(msg["result"].get("tools", [])) > 0
+        elif os.environ.get("HTTP_TOOL"):
+            # An HTTP tool's result: the upstream's JSON answer, as text.
+            result = msg and msg["result"]
+            ok = result and not result.get("isError") and len(json.dumps(result)) > payload
         else:
             text = msg and msg["result"].get("content", [{}])[0].get("text", "")
             ok = msg and len(text) == payload

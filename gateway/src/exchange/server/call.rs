@@ -187,8 +187,7 @@ pub(super) async fn run(
 
 /// Does the body name an idempotency key (before it is parsed for one)?
 fn memchr_key(body: &[u8]) -> bool {
-    let needle = idempotency::META_KEY.as_bytes();
-    body.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(body, idempotency::META_KEY.as_bytes()).is_some()
 }
 
 /// A repeated keyed call: the stored result, with this request's id.

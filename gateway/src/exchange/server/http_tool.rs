@@ -134,8 +134,9 @@ fn result(status: u16, body: &[u8]) -> Value {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => {
-            let mut r =
-                json!({"content": [{"type": "text", "text": v.to_string()}], "isError": false});
+            // The text is the answer as sent (it parsed, so it is UTF-8).
+            let text = String::from_utf8_lossy(body).into_owned();
+            let mut r = json!({"content": [{"type": "text", "text": text}], "isError": false});
             if v.is_object() {
                 r["structuredContent"] = v;
             }
