@@ -203,6 +203,20 @@ impl Reloader {
         for w in &snapshot.warnings {
             tracing::warn!(warning = %w, "config warning");
         }
+        // HTTP tools' input schemas compile now, or the config is refused.
+        for (i, server) in snapshot.servers.iter().enumerate() {
+            for (j, src) in server.sources.iter().enumerate() {
+                let up = &snapshot.upstreams[src.upstream].name;
+                for (k, t) in src.http_tools.iter().enumerate() {
+                    let key = crate::federation::validators::key(next_gen, up, &t.name);
+                    let schema = &t.definition["inputSchema"];
+                    self.shared.http_validators.get(key, schema).map_err(|e| {
+                        let at = format!("servers[{i}].sources[{j}].http_tools[{k}].input_schema");
+                        sluice_config::ConfigError::new(at, e)
+                    })?;
+                }
+            }
+        }
         let auth = crate::access::authenticator(&snapshot)
             .map_err(|e| sluice_config::ConfigError::new("identity", e))?;
         if let Some(a) = &auth {

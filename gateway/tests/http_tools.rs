@@ -257,3 +257,29 @@ servers:
     let echoed = call(&gw, "alice-key", "sdk_echo", json!({"message": "hi"})).await;
     assert_eq!(echoed["result"]["content"][0]["text"], "hi", "{echoed}");
 }
+
+#[test]
+fn an_input_schema_that_does_not_compile_refuses_the_config() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("gateway.yaml");
+    let yaml = format!(
+        "listeners: [{{ name: main, address: \"127.0.0.1:{}\" }}]\n\
+         upstreams: [{{ name: api, url: \"http://127.0.0.1:1/api\" }}]\n\
+         routes: [{{ name: s, path: /s, server: s }}]\n\
+         servers:\n  - name: s\n    sources:\n      - upstream: api\n        http_tools:\n\
+         \x20         - {{ name: t, input_schema: {{ type: object, properties: {{ a: {{ type: nonsense }} }} }}, path: /t }}\n",
+        free_port()
+    );
+    std::fs::write(&path, yaml).expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice-gateway"))
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("sluice-gateway");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("error: servers[0].sources[0].http_tools[0].input_schema:"),
+        "{said}"
+    );
+}

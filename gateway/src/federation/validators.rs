@@ -11,6 +11,11 @@ pub struct Validators {
     map: dashmap::DashMap<String, Arc<jsonschema::Validator>>,
 }
 
+/// The key of one tool's schema under one config generation.
+pub fn key(generation: u64, upstream: &str, tool: &str) -> String {
+    format!("{generation}\0{upstream}\0{tool}")
+}
+
 impl Validators {
     pub fn get(
         &self,

@@ -51,10 +51,8 @@ pub(super) async fn call(
     };
     let rt = ctx.rt.clone();
     let up_name = &rt.snapshot.upstreams[upstream].name;
-    let key = format!(
-        "{}\0{up_name}\0{}",
-        rt.snapshot.version.generation, tool.name
-    );
+    let generation = rt.snapshot.version.generation;
+    let key = crate::federation::validators::key(generation, up_name, &tool.name);
     let schema = &tool.definition["inputSchema"];
     let validator = match deps.shared.http_validators.get(key, schema) {
         Ok(v) => v,
