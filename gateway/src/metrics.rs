@@ -59,6 +59,8 @@ pub struct Metrics {
     pub llm_duration: HistogramVec,
     pub llm_cost: prometheus::CounterVec,
     pub llm_budget_remaining: prometheus::GaugeVec,
+    /// What a budget allows per period, beside what is left (for alerts).
+    pub llm_budget_limit: prometheus::GaugeVec,
     pub llm_fallbacks: IntCounterVec,
     /// Tools withheld from a virtual server's list for sharing a name.
     pub server_name_collisions: IntCounterVec,
@@ -151,6 +153,13 @@ impl Metrics {
                 prometheus::CounterVec::new(
                     Opts::new("llm_cost_usd_total", "Cost of model calls from the price table, by tenant and model"),
                     &["tenant", "model"],
+                )
+                .expect("valid metric"),
+            ),
+            llm_budget_limit: reg.add(
+                prometheus::GaugeVec::new(
+                    Opts::new("llm_budget_limit", "What a tenant budget allows per period, by budget and unit (tokens, usd)"),
+                    &["budget", "unit"],
                 )
                 .expect("valid metric"),
             ),

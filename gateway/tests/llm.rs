@@ -388,6 +388,13 @@ async fn token_limits_reserve_then_reconcile_and_budgets_run_out() {
             .await,
         0.0
     );
+    // Beside what is left, what the budget allows: the near-exhaustion
+    // alert (config/prometheus) divides one by the other.
+    assert_eq!(
+        e.gw.metric("sluice_llm_budget_limit{budget=\"globex-daily\",unit=\"tokens\"}")
+            .await,
+        60.0
+    );
 }
 
 #[tokio::test]

@@ -389,15 +389,22 @@ pub fn settle(
     for b in &call.budgets {
         b.charge(now, u.total(), cost.unwrap_or(0.0));
         let (tokens, usd) = b.remaining(now);
-        if let Some(t) = tokens {
+        let name = b.budget.name.as_str();
+        if let (Some(t), Some(limit)) = (tokens, b.budget.tokens) {
             m.llm_budget_remaining
-                .with_label_values(&[b.budget.name.as_str(), "tokens"])
+                .with_label_values(&[name, "tokens"])
                 .set(t as f64);
+            m.llm_budget_limit
+                .with_label_values(&[name, "tokens"])
+                .set(limit as f64);
         }
-        if let Some(c) = usd {
+        if let (Some(c), Some(limit)) = (usd, b.budget.cost_usd) {
             m.llm_budget_remaining
-                .with_label_values(&[b.budget.name.as_str(), "usd"])
+                .with_label_values(&[name, "usd"])
                 .set(c);
+            m.llm_budget_limit
+                .with_label_values(&[name, "usd"])
+                .set(limit);
         }
     }
     if let Some(c) = cost {
