@@ -1014,15 +1014,23 @@ async fn audit_is_stored_queried_and_fanned_out_to_the_webhook_at_least_once() {
         e.as_array().is_some_and(|e| e.len() == 5)
     })
     .await;
-    let (_, denied) = control
-        .api(
-            "GET",
-            "/v1/audit?subject=dave&decision=deny",
-            token("carol"),
-            None,
-        )
-        .await;
-    let denied = denied.as_array().cloned().unwrap_or_default();
+    // Dave's refusal is shipped on its own schedule: wait for it too.
+    let dave_denied = async || {
+        let (_, d) = control
+            .api(
+                "GET",
+                "/v1/audit?subject=dave&decision=deny",
+                token("carol"),
+                None,
+            )
+            .await;
+        d.as_array().cloned().unwrap_or_default()
+    };
+    eventually("dave's refusal stored at control", async || {
+        !dave_denied().await.is_empty()
+    })
+    .await;
+    let denied = dave_denied().await;
     assert_eq!(denied.len(), 1, "{denied:?}");
     assert_eq!(denied[0]["reason"], "approval_pending");
     let (_, none) = control
