@@ -51,8 +51,17 @@ pub(super) async fn call(
     (server, sealed): (&Server, Option<&SessionState>),
     id: &RequestId,
 ) -> Result<()> {
+    // A tool called by its own name goes as on any server, its body read
+    // once there; only a meta-tool's params are read here.
+    let first = ctx.request.facts.as_ref().map(|f| f.first());
+    let meta = first
+        .and_then(|m| m.target.as_deref())
+        .filter(|t| [SEARCH, DETAILS, EXECUTE].contains(t))
+        .map(str::to_owned);
+    let Some(name) = meta else {
+        return call::run(deps, session, ctx, (server, sealed), TOOLS, id).await;
+    };
     let p = params(ctx);
-    let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
     let args = match p.get("arguments") {
         None => Map::new(),
         Some(Value::Object(a)) => a.clone(),
@@ -61,7 +70,7 @@ pub(super) async fn call(
             return refuse(deps, session, ctx, Refusal::InvalidParams(why)).await;
         }
     };
-    let result = match name {
+    let result = match name.as_str() {
         SEARCH => match search_args(&args) {
             Ok((query, limit, filters)) => {
                 let index = index(deps, ctx, (server, sealed)).await;
@@ -93,7 +102,6 @@ pub(super) async fn call(
             }
             return call::run(deps, session, ctx, (server, sealed), TOOLS, id).await;
         }
-        // A tool called by its own name: as on any server.
         _ => return call::run(deps, session, ctx, (server, sealed), TOOLS, id).await,
     };
     answer(session, id, complete_if_stateless(ctx, result)).await
