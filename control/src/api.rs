@@ -73,11 +73,6 @@ fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": msg.to_string() }))).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "control request failed");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-}
-
 fn gateway_only(app: &App, h: &HeaderMap) -> Result<(), Response> {
     if app.auth.is_gateway(h) {
         return Ok(());
@@ -89,11 +84,21 @@ fn gateway_only(app: &App, h: &HeaderMap) -> Result<(), Response> {
     Err(error(StatusCode::UNAUTHORIZED, "gateway token required"))
 }
 
-fn person<'a>(app: &'a App, h: &HeaderMap) -> Result<&'a User, Response> {
-    app.auth.user(h).ok_or_else(|| {
+async fn person<'a>(app: &'a App, h: &HeaderMap) -> Result<&'a User, Response> {
+    app.auth.user(h).await.map_err(unavailable)?.ok_or_else(|| {
         app.metrics.auth_failures.with_label_values(&["user"]).inc();
         error(StatusCode::UNAUTHORIZED, "sign in or send a user token")
     })
+}
+
+/// The store failed (or is away): the caller may try again, or try
+/// another control process.
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "control store unavailable");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store unavailable; try again",
+    )
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
@@ -125,7 +130,7 @@ async fn config_poll(
         return error(StatusCode::BAD_REQUEST, "gateway id: 1 to 128 characters");
     }
     if let Err(e) = app.publisher.seen(q.gateway.clone()).await {
-        return internal(e);
+        return unavailable(e);
     }
     let wait = Duration::from_secs(q.wait_s.unwrap_or(25)).min(MAX_CONFIG_WAIT);
     let mut rx = app.publisher.subscribe();
@@ -164,19 +169,19 @@ async fn config_ack(
         .await
     {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }
 
 async fn status(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
     if !app.auth.is_gateway(&h) {
-        if let Err(r) = person(&app, &h) {
+        if let Err(r) = person(&app, &h).await {
             return r;
         }
     }
     let gateways = match app.publisher.gateways().await {
         Ok(g) => g,
-        Err(e) => return internal(e),
+        Err(e) => return unavailable(e),
     };
     let current = app.publisher.current();
     Json(json!({
@@ -207,7 +212,7 @@ async fn file_approval(
     }
     match app.approvals.file(f).await {
         Ok(a) => Json(a).into_response(),
-        Err(FileError::Db(e)) => internal(e),
+        Err(FileError::Db(e)) => unavailable(e),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
@@ -227,7 +232,7 @@ async fn get_approval(
     let user = if gateway {
         None
     } else {
-        match person(&app, &h) {
+        match person(&app, &h).await {
             Ok(u) => Some(u),
             Err(r) => return r,
         }
@@ -238,13 +243,13 @@ async fn get_approval(
             if gateway && matches!(a.state, AState::Denied | AState::Expired) {
                 // The caller is being told: a repeat files anew.
                 if let Err(e) = app.approvals.mark_reported(&a.id).await {
-                    return internal(e);
+                    return unavailable(e);
                 }
             }
             Json(a).into_response()
         }
         Ok(_) => error(StatusCode::NOT_FOUND, "no such approval"),
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -263,7 +268,7 @@ async fn consume(
             StatusCode::CONFLICT,
             "not approved, already used, expired, or granted for other arguments",
         ),
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -277,7 +282,7 @@ async fn list_approvals(
     h: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let user = match person(&app, &h) {
+    let user = match person(&app, &h).await {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -287,7 +292,7 @@ async fn list_approvals(
         .await
     {
         Ok(l) => Json(l).into_response(),
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -304,7 +309,7 @@ fn decision_response(r: Result<crate::approvals::Approval, DecideError>) -> Resp
         Err(DecideError::NotFound) => error(StatusCode::NOT_FOUND, "no such approval"),
         Err(DecideError::Forbidden(why)) => error(StatusCode::FORBIDDEN, why),
         Err(e @ DecideError::Final(_)) => error(StatusCode::CONFLICT, e),
-        Err(DecideError::Db(e)) => internal(e),
+        Err(DecideError::Db(e)) => unavailable(e),
     }
 }
 
@@ -322,7 +327,7 @@ async fn api_decide(
     Path(id): Path<String>,
     Json(d): Json<Decision>,
 ) -> Response {
-    let user = match person(&app, &h) {
+    let user = match person(&app, &h).await {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -346,7 +351,7 @@ async fn ingest_audit(
     }
     match app.audit.ingest(events).await {
         Ok(n) => Json(n).into_response(),
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -355,14 +360,14 @@ async fn query_audit(
     h: HeaderMap,
     Query(q): Query<crate::audit::Query>,
 ) -> Response {
-    let user = match person(&app, &h) {
+    let user = match person(&app, &h).await {
         Ok(u) => u,
         Err(r) => return r,
     };
     let q = scoped(user, q);
     match app.audit.query(q).await {
         Ok(events) => Json(events).into_response(),
-        Err(crate::audit::QueryError::Db(e)) => internal(e),
+        Err(crate::audit::QueryError::Db(e)) => unavailable(e),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
@@ -428,7 +433,7 @@ async fn slack(State(app): State<Arc<App>>, h: HeaderMap, body: Bytes) -> Respon
             a.upstream,
             a.tool
         ),
-        Err(DecideError::Db(e)) => return internal(e),
+        Err(DecideError::Db(e)) => return unavailable(e),
         Err(e) => format!("Not recorded: {e}"),
     };
     Json(json!({ "response_type": "ephemeral", "replace_original": false, "text": text }))
@@ -443,15 +448,17 @@ fn session_csrf(app: &App, h: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-fn page_user<'a>(app: &'a App, h: &HeaderMap) -> Result<&'a User, Response> {
+async fn page_user<'a>(app: &'a App, h: &HeaderMap) -> Result<&'a User, Response> {
     app.auth
         .user(h)
+        .await
+        .map_err(unavailable)?
         .ok_or_else(|| Redirect::to("/login").into_response())
 }
 
 /// The signed-in user posting a form that carries this session's token.
-fn form_user<'a>(app: &'a App, h: &HeaderMap, csrf: &str) -> Result<&'a User, Response> {
-    let user = page_user(app, h)?;
+async fn form_user<'a>(app: &'a App, h: &HeaderMap, csrf: &str) -> Result<&'a User, Response> {
+    let user = page_user(app, h).await?;
     check_csrf(app, h, csrf)?;
     Ok(user)
 }
@@ -482,8 +489,9 @@ struct LoginForm {
 }
 
 async fn login(State(app): State<Arc<App>>, Form(f): Form<LoginForm>) -> Response {
-    match app.auth.sign_in(f.token.trim()) {
-        Some((sid, user)) => {
+    match app.auth.sign_in(f.token.trim()).await {
+        Err(e) => unavailable(e),
+        Ok(Some((sid, user))) => {
             tracing::info!(user = %user.name, "signed in");
             let secure = if app.public_url.starts_with("https://") {
                 "; Secure"
@@ -500,7 +508,7 @@ async fn login(State(app): State<Arc<App>>, Form(f): Form<LoginForm>) -> Respons
             }
             resp
         }
-        None => {
+        Ok(None) => {
             app.metrics.auth_failures.with_label_values(&["user"]).inc();
             (
                 StatusCode::UNAUTHORIZED,
@@ -521,7 +529,9 @@ async fn logout(State(app): State<Arc<App>>, h: HeaderMap, Form(f): Form<CsrfFor
     if let Err(r) = check_csrf(&app, &h, &f.csrf) {
         return r;
     }
-    app.auth.sign_out(&h);
+    if let Err(e) = app.auth.sign_out(&h).await {
+        return unavailable(e);
+    }
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().insert(
         http::header::SET_COOKIE,
@@ -531,7 +541,7 @@ async fn logout(State(app): State<Arc<App>>, h: HeaderMap, Form(f): Form<CsrfFor
 }
 
 async fn inbox(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<ListQuery>) -> Response {
-    let user = match page_user(&app, &h) {
+    let user = match page_user(&app, &h).await {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -542,13 +552,13 @@ async fn inbox(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<ListQu
     };
     match app.approvals.list(view, Some(user)).await {
         Ok(items) => Html(web::inbox(user, view, &items, &session_csrf(&app, &h))).into_response(),
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }
 
 /// One approval, whatever its state: where a decision lands.
 async fn inbox_one(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<String>) -> Response {
-    let user = match page_user(&app, &h) {
+    let user = match page_user(&app, &h).await {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -561,7 +571,7 @@ async fn inbox_one(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<Str
         ))
         .into_response(),
         Ok(_) => error(StatusCode::NOT_FOUND, "no such approval"),
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -580,7 +590,7 @@ async fn web_decide(
     Path(id): Path<String>,
     Form(f): Form<DecideForm>,
 ) -> Response {
-    let user = match form_user(&app, &h, &f.csrf) {
+    let user = match form_user(&app, &h, &f.csrf).await {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -594,7 +604,7 @@ async fn web_decide(
         .await
     {
         Ok(a) => Redirect::to(&format!("/inbox/{}", a.id)).into_response(),
-        Err(DecideError::Db(e)) => internal(e),
+        Err(DecideError::Db(e)) => unavailable(e),
         Err(e) => {
             let status = match e {
                 DecideError::NotFound => StatusCode::NOT_FOUND,
@@ -620,7 +630,7 @@ async fn audit_page(
     h: HeaderMap,
     Query(q): Query<crate::audit::Query>,
 ) -> Response {
-    let user = match page_user(&app, &h) {
+    let user = match page_user(&app, &h).await {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -628,13 +638,13 @@ async fn audit_page(
     let shown = q.clone();
     match app.audit.query(scoped(user, q)).await {
         Ok(events) => Html(web::audit(user, &shown, &events, None, &csrf)).into_response(),
-        Err(crate::audit::QueryError::Db(e)) => internal(e),
+        Err(crate::audit::QueryError::Db(e)) => unavailable(e),
         Err(e) => Html(web::audit(user, &shown, &[], Some(&e.to_string()), &csrf)).into_response(),
     }
 }
 
 async fn gateways_page(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
-    let user = match page_user(&app, &h) {
+    let user = match page_user(&app, &h).await {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -647,7 +657,7 @@ async fn gateways_page(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
             &session_csrf(&app, &h),
         ))
         .into_response(),
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -663,12 +673,12 @@ async fn report_definition(
         Ok(pinned) => {
             if pinned {
                 if let Err(e) = app.publisher.republish().await {
-                    return internal(e);
+                    return unavailable(e);
                 }
             }
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(crate::definitions::ReportError::Db(e)) => internal(e),
+        Err(crate::definitions::ReportError::Db(e)) => unavailable(e),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
@@ -683,12 +693,12 @@ async fn list_definitions(
     h: HeaderMap,
     Query(q): Query<DefinitionsQuery>,
 ) -> Response {
-    if let Err(r) = person(&app, &h) {
+    if let Err(r) = person(&app, &h).await {
         return r;
     }
     match app.definitions.list(q.state.as_deref()).await {
         Ok(d) => Json(d).into_response(),
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -708,7 +718,7 @@ async fn decide_definition(app: &App, user: &User, id: i64, decision: &str) -> R
     use crate::definitions::DecideError as D;
     match app.definitions.decide(id, &user.name, pin).await {
         Ok(()) => {}
-        Err(D::Db(e)) => return internal(e),
+        Err(D::Db(e)) => return unavailable(e),
         Err(D::NotFound) => return error(StatusCode::NOT_FOUND, D::NotFound),
         Err(e) => return error(StatusCode::CONFLICT, e),
     }
@@ -721,7 +731,7 @@ async fn decide_definition(app: &App, user: &User, id: i64, decision: &str) -> R
                 )
             }
             Ok(_) => {}
-            Err(e) => return internal(e),
+            Err(e) => return unavailable(e),
         }
     }
     StatusCode::NO_CONTENT.into_response()
@@ -733,7 +743,7 @@ async fn api_decide_definition(
     Path(id): Path<i64>,
     Json(d): Json<Decision>,
 ) -> Response {
-    let user = match person(&app, &h) {
+    let user = match person(&app, &h).await {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -741,7 +751,7 @@ async fn api_decide_definition(
 }
 
 async fn definitions_page(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
-    let user = match page_user(&app, &h) {
+    let user = match page_user(&app, &h).await {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -750,7 +760,7 @@ async fn definitions_page(State(app): State<Arc<App>>, h: HeaderMap) -> Response
             let may = user.has_role(&app.settings.definition_approvers);
             Html(web::definitions(user, &d, may, &session_csrf(&app, &h))).into_response()
         }
-        Err(e) => internal(e),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -760,7 +770,7 @@ async fn web_decide_definition(
     Path(id): Path<i64>,
     Form(f): Form<DecideForm>,
 ) -> Response {
-    let user = match form_user(&app, &h, &f.csrf) {
+    let user = match form_user(&app, &h, &f.csrf).await {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -774,7 +784,7 @@ async fn web_decide_definition(
 /// The catalog as the live config declares it: servers, their sources'
 /// tool states, versions and pins.
 async fn catalog_page(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
-    let user = match page_user(&app, &h) {
+    let user = match page_user(&app, &h).await {
         Ok(u) => u,
         Err(r) => return r,
     };

@@ -7,10 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, OptionalExtension, Row};
+use crate::db::{Conn, Row};
+use crate::params;
 use tokio::sync::watch;
 
-use crate::db::{now_ms, random_id, rfc3339, Db, DbError};
+use crate::db::{now_ms, random_id, rfc3339, Db, DbError, Topic};
 use crate::metrics::Metrics;
 use crate::settings::User;
 use crate::webhook::Webhook;
@@ -90,7 +91,7 @@ impl Approvals {
         })
     }
 
-    fn row(inbox: &str, r: &Row<'_>) -> rusqlite::Result<Approval> {
+    fn row(inbox: &str, r: &Row) -> Result<Approval, DbError> {
         let id: String = r.get(0)?;
         let args: String = r.get(8)?;
         let approvers: String = r.get(12)?;
@@ -98,7 +99,7 @@ impl Approvals {
         Ok(Approval {
             inbox_url: format!("{inbox}#{id}"),
             id,
-            state: state_from_db(&r.get::<_, String>(1)?),
+            state: state_from_db(&r.get::<String>(1)?),
             used: used_ms.is_some(),
             tenant: r.get(2)?,
             subject: r.get(3)?,
@@ -117,10 +118,25 @@ impl Approvals {
             created: rfc3339(r.get(16)?),
             expires: rfc3339(r.get(17)?),
             decided_by: r.get(18)?,
-            decided: r.get::<_, Option<i64>>(19)?.map(rfc3339),
+            decided: r.get::<Option<i64>>(19)?.map(rfc3339),
             reason: r.get(20)?,
             used_at: used_ms.map(rfc3339),
         })
+    }
+
+    /// Another control process changed an approval: waiters read again.
+    pub fn changed_elsewhere(&self) {
+        self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// One record by id.
+    fn one(c: &mut Conn, inbox: &str, id: &str) -> Result<Option<Approval>, DbError> {
+        c.query_opt(
+            &format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"),
+            params![id],
+        )?
+        .map(|r| Self::row(inbox, &r))
+        .transpose()
     }
 
     fn changed(&self, a: &Approval, event: &'static str) {
@@ -160,21 +176,24 @@ impl Approvals {
         let (approval, new) = self
             .db
             .call(move |c| {
-                let tx = c.transaction()?;
+                c.transaction(|tx| {
+                // Find-or-file is read-then-write: one process at a time per
+                // call.
+                tx.lock(&format!("approval:{}:{}", f.subject, f.args_hash))?;
                 let existing = tx
-                    .query_row(
+                    .query_opt(
                         &format!(
                             "SELECT {COLUMNS} FROM approvals
                              WHERE subject = ?1 AND upstream = ?2 AND tool = ?3 AND args_hash = ?4
-                               AND tenant IS ?5 AND tool_hash IS ?6
+                               AND tenant IS NOT DISTINCT FROM ?5 AND tool_hash IS NOT DISTINCT FROM ?6
                                AND ((state IN ('pending', 'approved') AND used_ms IS NULL AND expires_ms > ?7)
                                     OR (state IN ('denied', 'expired') AND reported_ms IS NULL))
                              ORDER BY created_ms DESC LIMIT 1"
                         ),
                         params![f.subject, f.upstream, f.tool, f.args_hash, f.tenant, f.tool_hash, now],
-                        |r| Self::row(&inbox, r),
-                    )
-                    .optional()?;
+                    )?
+                    .map(|r| Self::row(&inbox, &r))
+                    .transpose()?;
                 if let Some(a) = existing {
                     if matches!(a.state, State::Denied | State::Expired) {
                         tx.execute(
@@ -182,7 +201,6 @@ impl Approvals {
                             params![a.id, now],
                         )?;
                     }
-                    tx.commit()?;
                     return Ok((a, false));
                 }
                 let id = random_id();
@@ -205,7 +223,7 @@ impl Approvals {
                         f.args_hash,
                         f.policy_version,
                         f.rule,
-                        serde_json::to_string(&f.approvers).unwrap_or_else(|_| "[]".into()),
+                        serde_json::to_string(&f.approvers).unwrap_or_else(|_| "[]".to_owned()),
                         f.allow_self_approval,
                         f.gateway,
                         f.request_id,
@@ -213,13 +231,10 @@ impl Approvals {
                         expires
                     ],
                 )?;
-                let a = tx.query_row(
-                    &format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"),
-                    [&id],
-                    |r| Self::row(&inbox, r),
-                )?;
-                tx.commit()?;
+                let a = Self::one(tx, &inbox, &id)?.ok_or(DbError::Unavailable)?;
+                tx.notify(Topic::Approvals, &id)?;
                 Ok((a, true))
+                })
             })
             .await?;
         if new {
@@ -235,16 +250,7 @@ impl Approvals {
     pub async fn get(&self, id: &str) -> Result<Option<Approval>, DbError> {
         let inbox = self.inbox.clone();
         let id = id.to_owned();
-        self.db
-            .call(move |c| {
-                c.query_row(
-                    &format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"),
-                    [&id],
-                    |r| Self::row(&inbox, r),
-                )
-                .optional()
-            })
-            .await
+        self.db.call(move |c| Self::one(c, &inbox, &id)).await
     }
 
     /// The record once it is no longer pending, or as it is when `wait`
@@ -297,11 +303,15 @@ impl Approvals {
         let all = self
             .db
             .call(move |c| {
-                let mut st = c.prepare(&format!(
-                    "SELECT {COLUMNS} FROM approvals WHERE {filter} ORDER BY created_ms DESC LIMIT 500"
-                ))?;
-                let rows = st.query_map([], |r| Self::row(&inbox, r))?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
+                c.query(
+                    &format!(
+                        "SELECT {COLUMNS} FROM approvals WHERE {filter} ORDER BY created_ms DESC LIMIT 500"
+                    ),
+                    params![],
+                )?
+                .iter()
+                .map(|r| Self::row(&inbox, r))
+                .collect::<Result<Vec<_>, _>>()
             })
             .await?;
         Ok(all
@@ -352,11 +362,15 @@ impl Approvals {
         let won = self
             .db
             .call(move |c| {
-                c.execute(
+                let n = c.execute(
                     "UPDATE approvals SET state = ?2, decided_by = ?3, decided_ms = ?4, reason = ?5
                      WHERE id = ?1 AND state = 'pending' AND expires_ms > ?4",
                     params![id2, state.as_str(), by, now, reason],
-                )
+                )?;
+                if n == 1 {
+                    c.notify(Topic::Approvals, &id2)?;
+                }
+                Ok(n)
             })
             .await?
             == 1;
@@ -382,12 +396,16 @@ impl Approvals {
         let used = self
             .db
             .call(move |c| {
-                c.execute(
+                let n = c.execute(
                     "UPDATE approvals SET used_ms = ?3
                      WHERE id = ?1 AND state = 'approved' AND used_ms IS NULL AND args_hash = ?2
                        AND expires_ms > ?3",
                     params![id2, hash, now],
-                )
+                )?;
+                if n == 1 {
+                    c.notify(Topic::Approvals, &id2)?;
+                }
+                Ok(n)
             })
             .await?
             == 1;
@@ -407,32 +425,37 @@ impl Approvals {
         let expired = self
             .db
             .call(move |c| {
-                let tx = c.transaction()?;
-                let ids: Vec<String> = {
-                    let mut st = tx.prepare(
-                        "SELECT id FROM approvals WHERE expires_ms <= ?1
-                         AND (state = 'pending' OR (state = 'approved' AND used_ms IS NULL))",
-                    )?;
-                    let rows = st.query_map([now], |r| r.get(0))?;
-                    rows.collect::<rusqlite::Result<_>>()?
-                };
-                let mut out = Vec::with_capacity(ids.len());
-                for id in ids {
-                    tx.execute(
-                        "UPDATE approvals SET state = 'expired', decided_ms = COALESCE(decided_ms, ?2),
-                           reason = CASE WHEN state = 'approved' THEN 'approved but not used before expiry'
-                                         ELSE 'no decision before expiry' END
-                         WHERE id = ?1",
-                        params![id, now],
-                    )?;
-                    out.push(tx.query_row(
-                        &format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"),
-                        [&id],
-                        |r| Self::row(&inbox, r),
-                    )?);
-                }
-                tx.commit()?;
-                Ok(out)
+                c.transaction(|tx| {
+                    let ids = tx
+                        .query(
+                            "SELECT id FROM approvals WHERE expires_ms <= ?1
+                             AND (state = 'pending' OR (state = 'approved' AND used_ms IS NULL))",
+                            params![now],
+                        )?
+                        .iter()
+                        .map(|r| r.get::<String>(0))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let mut out = Vec::with_capacity(ids.len());
+                    for id in ids {
+                        // Conditional again: another control process may
+                        // have expired (or a person decided) it meanwhile.
+                        let n = tx.execute(
+                            "UPDATE approvals SET state = 'expired', decided_ms = COALESCE(decided_ms, ?2),
+                               reason = CASE WHEN state = 'approved' THEN 'approved but not used before expiry'
+                                             ELSE 'no decision before expiry' END
+                             WHERE id = ?1 AND expires_ms <= ?2
+                               AND (state = 'pending' OR (state = 'approved' AND used_ms IS NULL))",
+                            params![id, now],
+                        )?;
+                        if n == 1 {
+                            out.extend(Self::one(tx, &inbox, &id)?);
+                        }
+                    }
+                    if !out.is_empty() {
+                        tx.notify(Topic::Approvals, "expired")?;
+                    }
+                    Ok(out)
+                })
             })
             .await?;
         for a in &expired {

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use rusqlite::params_from_iter;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{now_ms, parse_rfc3339, Db, DbError};
@@ -107,34 +106,46 @@ impl AuditStore {
         let (fresh, news) = self
             .db
             .call(move |c| {
-                let tx = c.transaction()?;
+                c.transaction(|tx| {
                 let mut fresh = Vec::with_capacity(rows.len());
                 let mut news = ChainNews::default();
+                // Chains are extended read-then-write: one process at a time
+                // per chain, locked in one order.
+                let mut chains: Vec<&str> = rows
+                    .iter()
+                    .filter_map(|r| r.chain.as_ref().map(|(l, _)| l.id.as_str()))
+                    .collect();
+                chains.sort_unstable();
+                chains.dedup();
+                for id in chains {
+                    tx.lock(&format!("chain:{id}"))?;
+                }
                 {
-                    let mut st = tx.prepare_cached(
-                        "INSERT OR IGNORE INTO audit (event_id, time_ms, tenant, subject, upstream, target, method, decision, body, chain_id, chain_seq)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    )?;
                     for r in rows {
                         let (chain_id, chain_seq) = r
                             .chain
                             .as_ref()
                             .map(|(l, _)| (l.id.clone(), l.seq as i64))
                             .unzip();
-                        let n = st.execute(rusqlite::params![
-                            r.event_id, r.time_ms, r.tenant, r.subject, r.upstream, r.target, r.method,
-                            r.decision, r.body, chain_id, chain_seq
-                        ])?;
+                        let n = tx.execute(
+                            "INSERT INTO audit (event_id, time_ms, tenant, subject, upstream, target, method, decision, body, chain_id, chain_seq)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                             ON CONFLICT (event_id) DO NOTHING",
+                            crate::params![
+                                r.event_id, r.time_ms, r.tenant, r.subject, r.upstream, r.target, r.method,
+                                r.decision, r.body, chain_id, chain_seq
+                            ],
+                        )?;
                         if n == 1 {
                             if let Some((link, hash)) = &r.chain {
-                                extend_chain(&tx, link, hash, &mut news)?;
+                                extend_chain(tx, link, hash, &mut news)?;
                             }
                         }
                         fresh.push((n == 1).then_some(r.body));
                     }
                 }
-                tx.commit()?;
                 Ok((fresh, news))
+                })
             })
             .await?;
         if news.gaps + news.breaks > 0 {
@@ -164,7 +175,7 @@ impl AuditStore {
     /// Newest first. Unparseable time bounds are an error, not ignored.
     pub async fn query(&self, q: Query) -> Result<Vec<serde_json::Value>, QueryError> {
         let mut sql = String::from("SELECT body FROM audit WHERE 1 = 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut args: Vec<crate::db::Value> = Vec::new();
         for (col, v) in [
             ("tenant", &q.tenant),
             ("subject", &q.subject),
@@ -172,25 +183,33 @@ impl AuditStore {
             ("decision", &q.decision),
         ] {
             if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
-                sql.push_str(&format!(" AND {col} = ?"));
-                args.push(v.clone().into());
+                sql.push_str(&format!(" AND {col} = ?{}", args.len() + 1));
+                args.push(crate::db::Value::Text(v.clone()));
             }
         }
         for (op, v) in [(">=", &q.since), ("<=", &q.until)] {
             if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
                 let ms = parse_rfc3339(v).ok_or(QueryError::BadTime)?;
-                sql.push_str(&format!(" AND time_ms {op} ?"));
-                args.push(ms.into());
+                sql.push_str(&format!(" AND time_ms {op} ?{}", args.len() + 1));
+                args.push(crate::db::Value::Int(ms));
             }
         }
-        sql.push_str(" ORDER BY time_ms DESC, event_id DESC LIMIT ?");
-        args.push((q.limit.unwrap_or(100).clamp(1, 1000) as i64).into());
+        sql.push_str(&format!(
+            " ORDER BY time_ms DESC, event_id DESC LIMIT ?{}",
+            args.len() + 1
+        ));
+        args.push(crate::db::Value::Int(
+            q.limit.unwrap_or(100).clamp(1, 1000) as i64
+        ));
         let bodies = self
             .db
             .call(move |c| {
-                let mut st = c.prepare(&sql)?;
-                let rows = st.query_map(params_from_iter(args), |r| r.get::<_, String>(0))?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
+                let params: Vec<&dyn crate::db::ToParam> =
+                    args.iter().map(|a| a as &dyn crate::db::ToParam).collect();
+                c.query(&sql, &params)?
+                    .iter()
+                    .map(|r| r.get::<String>(0))
+                    .collect::<Result<Vec<_>, _>>()
             })
             .await?;
         Ok(bodies
@@ -203,8 +222,14 @@ impl AuditStore {
     pub async fn trim(&self, retention: std::time::Duration) -> Result<usize, DbError> {
         let cutoff = now_ms() - retention.as_millis() as i64;
         self.db
-            .call(move |c| c.execute("DELETE FROM audit WHERE time_ms < ?1", [cutoff]))
+            .call(move |c| {
+                c.execute(
+                    "DELETE FROM audit WHERE time_ms < ?1",
+                    crate::params![cutoff],
+                )
+            })
             .await
+            .map(|n| n as usize)
     }
 }
 
@@ -220,16 +245,18 @@ pub enum QueryError {
 /// does not name its hash is a break, one past the next place a gap. A late
 /// event (behind the head) leaves it.
 fn extend_chain(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &mut crate::db::Conn,
     link: &sluice_config::chain::Link,
     hash: &str,
     news: &mut ChainNews,
-) -> rusqlite::Result<()> {
-    use rusqlite::OptionalExtension;
+) -> Result<(), DbError> {
     let head: Option<(i64, String)> = tx
-        .prepare_cached("SELECT seq, hash FROM audit_chains WHERE id = ?1")?
-        .query_row([&link.id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+        .query_opt(
+            "SELECT seq, hash FROM audit_chains WHERE id = ?1",
+            crate::params![link.id],
+        )?
+        .map(|r| Ok::<_, DbError>((r.get(0)?, r.get(1)?)))
+        .transpose()?;
     let seq = link.seq as i64;
     match &head {
         Some((h, _)) if *h >= seq => return Ok(()),
@@ -237,11 +264,11 @@ fn extend_chain(
         Some(_) => news.gaps += 1,
         None => news.gaps += u64::from(seq != 1),
     }
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO audit_chains (id, seq, hash) VALUES (?1, ?2, ?3)
          ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-    )?
-    .execute(rusqlite::params![link.id, seq, hash])?;
+        crate::params![link.id, seq, hash],
+    )?;
     Ok(())
 }
 
@@ -263,26 +290,18 @@ impl AuditStore {
         let (bodies, heads) = self
             .db
             .call(move |c| {
-                let mut st =
-                    c.prepare("SELECT body FROM audit WHERE time_ms >= ?1 AND time_ms <= ?2")?;
-                let bodies = st
-                    .query_map(
-                        rusqlite::params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
-                        |r| r.get::<_, String>(0),
+                let bodies = c
+                    .query(
+                        "SELECT body FROM audit WHERE time_ms >= ?1 AND time_ms <= ?2",
+                        crate::params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
                     )?
-                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                    .iter()
+                    .map(|r| r.get::<String>(0))
+                    .collect::<Result<Vec<String>, _>>()?;
                 let mut heads = std::collections::BTreeMap::new();
                 if to_end {
-                    let mut st = c.prepare("SELECT id, seq, hash FROM audit_chains")?;
-                    for h in st.query_map([], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, String>(2)?,
-                        ))
-                    })? {
-                        let (id, seq, hash) = h?;
-                        heads.insert(id, (seq as u64, hash));
+                    for r in c.query("SELECT id, seq, hash FROM audit_chains", crate::params![])? {
+                        heads.insert(r.get::<String>(0)?, (r.get::<i64>(1)? as u64, r.get(2)?));
                     }
                 }
                 Ok((bodies, heads))
@@ -318,7 +337,8 @@ pub async fn verify_cli(
             sluice_config::chain::verify(events, &Default::default())
         }
         None => {
-            let store = AuditStore::new(Db::open(&settings.database)?, Metrics::new(), None);
+            let store =
+                AuditStore::new(Db::connect(&settings.database).await?, Metrics::new(), None);
             store.verify(since, until).await?
         }
     };
@@ -391,11 +411,7 @@ mod tests {
     }
 
     async fn tamper(store: &AuditStore, sql: &'static str) {
-        store
-            .db
-            .call(move |c| c.execute_batch(sql))
-            .await
-            .expect("tamper");
+        store.db.call(move |c| c.batch(sql)).await.expect("tamper");
     }
 
     #[tokio::test]

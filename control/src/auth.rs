@@ -1,26 +1,24 @@
 //! Who is calling control: gateways (one shared bearer token), people
 //! (a personal token, exchanged at sign-in for a session cookie) and Slack
 //! (signed requests, see `slack`). Tokens are compared by SHA-256 in
-//! constant time; control stores only their hashes.
+//! constant time; control stores only their hashes, and a session only as
+//! the hash of its id, in the store every control process shares.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::db::{now_ms, Db, DbError};
 use crate::settings::User;
-use sluice_config::locks::Recover;
 
 pub const SESSION_COOKIE: &str = "sluice_session";
 
 pub struct Auth {
     gateway_token_hash: [u8; 32],
     users: Vec<User>,
-    /// Session id → (user index, expiry).
-    sessions: Mutex<HashMap<String, (usize, Instant)>>,
+    db: Db,
     ttl: Duration,
 }
 
@@ -38,11 +36,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl Auth {
-    pub fn new(gateway_token: &str, users: Vec<User>, ttl: Duration) -> Self {
+    pub fn new(gateway_token: &str, users: Vec<User>, db: Db, ttl: Duration) -> Self {
         Self {
             gateway_token_hash: hash(gateway_token),
             users,
-            sessions: Mutex::new(HashMap::new()),
+            db,
             ttl,
         }
     }
@@ -69,38 +67,65 @@ impl Auth {
     }
 
     /// A person, from a bearer token or a session cookie.
-    pub fn user(&self, headers: &HeaderMap) -> Option<&User> {
+    pub async fn user(&self, headers: &HeaderMap) -> Result<Option<&User>, DbError> {
         if let Some(t) = bearer(headers) {
-            return self.user_by_token(t);
+            return Ok(self.user_by_token(t));
         }
-        let sid = cookie(headers, SESSION_COOKIE)?;
-        let mut s = self.sessions.lock().recover();
-        match s.get(sid) {
-            Some((idx, exp)) if *exp > Instant::now() => self.users.get(*idx),
-            Some(_) => {
-                s.remove(sid);
-                None
-            }
-            None => None,
-        }
+        let Some(sid) = cookie(headers, SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        let id_hash = hex::encode(hash(sid));
+        let name = self
+            .db
+            .call(move |c| {
+                c.query_opt(
+                    "SELECT user_name FROM sessions WHERE id_hash = ?1 AND expires_ms > ?2",
+                    crate::params![id_hash, now_ms()],
+                )?
+                .map(|r| r.get::<String>(0))
+                .transpose()
+            })
+            .await?;
+        Ok(name.and_then(|n| self.user_by_name(&n)))
     }
 
     /// Sign in: a new session for the token's user.
-    pub fn sign_in(&self, token: &str) -> Option<(String, &User)> {
-        let user = self.user_by_token(token)?;
-        let idx = self.users.iter().position(|u| u.name == user.name)?;
+    pub async fn sign_in(&self, token: &str) -> Result<Option<(String, &User)>, DbError> {
+        let Some(user) = self.user_by_token(token) else {
+            return Ok(None);
+        };
         let sid = crate::db::random_id();
-        let mut s = self.sessions.lock().recover();
-        let now = Instant::now();
-        s.retain(|_, (_, exp)| *exp > now);
-        s.insert(sid.clone(), (idx, now + self.ttl));
-        Some((sid, user))
+        let (id_hash, name) = (hex::encode(hash(&sid)), user.name.clone());
+        let now = now_ms();
+        let expires = now + self.ttl.as_millis() as i64;
+        self.db
+            .call(move |c| {
+                c.execute(
+                    "DELETE FROM sessions WHERE expires_ms <= ?1",
+                    crate::params![now],
+                )?;
+                c.execute(
+                    "INSERT INTO sessions (id_hash, user_name, expires_ms) VALUES (?1, ?2, ?3)",
+                    crate::params![id_hash, name, expires],
+                )
+            })
+            .await?;
+        Ok(Some((sid, user)))
     }
 
-    pub fn sign_out(&self, headers: &HeaderMap) {
+    pub async fn sign_out(&self, headers: &HeaderMap) -> Result<(), DbError> {
         if let Some(sid) = cookie(headers, SESSION_COOKIE) {
-            self.sessions.lock().recover().remove(sid);
+            let id_hash = hex::encode(hash(sid));
+            self.db
+                .call(move |c| {
+                    c.execute(
+                        "DELETE FROM sessions WHERE id_hash = ?1",
+                        crate::params![id_hash],
+                    )
+                })
+                .await?;
         }
+        Ok(())
     }
 
     pub fn ttl(&self) -> Duration {

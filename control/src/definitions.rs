@@ -87,20 +87,19 @@ impl Definitions {
         let pinned = self
             .db
             .call(move |c| {
-                let tx = c.transaction()?;
-                let known: bool = tx.query_row(
+                c.transaction(|tx| {
+                tx.lock(&format!("definitions:{}", seen.upstream))?;
+                let known: bool = tx.query_one(
                     "SELECT EXISTS(SELECT 1 FROM definitions WHERE upstream = ?1 AND tool = ?2 AND digest = ?3)",
-                    rusqlite::params![seen.upstream, seen.tool, seen.digest],
-                    |r| r.get(0),
-                )?;
+                    crate::params![seen.upstream, seen.tool, seen.digest],
+                )?.get(0)?;
                 if known {
                     return Ok(None);
                 }
-                let any_pin: bool = tx.query_row(
+                let any_pin: bool = tx.query_one(
                     "SELECT EXISTS(SELECT 1 FROM definitions WHERE upstream = ?1 AND tool = ?2 AND state = 'pinned')",
-                    rusqlite::params![seen.upstream, seen.tool],
-                    |r| r.get(0),
-                )?;
+                    crate::params![seen.upstream, seen.tool],
+                )?.get(0)?;
                 // First use pins only where nothing is pinned: a gateway that
                 // trusted a definition another already pinned otherwise is
                 // told so by the next version, and this one waits.
@@ -113,13 +112,13 @@ impl Definitions {
                 tx.execute(
                     "INSERT INTO definitions (upstream, tool, digest, definition, finding, reason, state, gateway, first_seen_ms, decided_by, decided_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    rusqlite::params![
+                    crate::params![
                         seen.upstream, seen.tool, seen.digest, definition, finding.as_str(), reason,
                         state, seen.gateway, now, by, by.map(|_| now)
                     ],
                 )?;
-                tx.commit()?;
                 Ok(Some((first_use, seen.upstream, seen.tool)))
+                })
             })
             .await?;
         let Some((first_use, upstream, tool)) = pinned else {
@@ -143,15 +142,16 @@ impl Definitions {
         let state = state.map(str::to_owned);
         self.db
             .call(move |c| {
-                let mut st = c.prepare(
+                let rows = c.query(
                     "SELECT d.id, d.upstream, d.tool, d.digest, d.definition, d.state, d.finding, d.reason,
                             d.gateway, d.first_seen_ms, d.decided_by, d.decided_ms,
                             (SELECT p.definition FROM definitions p
                               WHERE p.upstream = d.upstream AND p.tool = d.tool AND p.state = 'pinned' AND p.id <> d.id)
-                     FROM definitions d WHERE ?1 IS NULL OR d.state = ?1
+                     FROM definitions d WHERE CAST(?1 AS TEXT) IS NULL OR d.state = ?1
                      ORDER BY d.id DESC LIMIT 500",
+                    crate::params![state],
                 )?;
-                let rows = st.query_map([state], |r| {
+                rows.iter().map(|r| {
                     let json = |s: String| serde_json::from_str(&s).unwrap_or(Value::Null);
                     Ok(Definition {
                         id: r.get(0)?,
@@ -165,11 +165,10 @@ impl Definitions {
                         gateway: r.get(8)?,
                         first_seen: rfc3339(r.get(9)?),
                         decided_by: r.get(10)?,
-                        decided_at: r.get::<_, Option<i64>>(11)?.map(rfc3339),
-                        pinned: r.get::<_, Option<String>>(12)?.map(json),
+                        decided_at: r.get::<Option<i64>>(11)?.map(rfc3339),
+                        pinned: r.get::<Option<String>>(12)?.map(json),
                     })
-                })?;
-                rows.collect()
+                }).collect()
             })
             .await
     }
@@ -183,21 +182,17 @@ impl Definitions {
         let outcome = self
             .db
             .call(move |c| {
-                let tx = c.transaction()?;
-                let row: Option<(String, String, String)> = tx
-                    .query_row(
-                        "SELECT upstream, tool, state FROM definitions WHERE id = ?1",
-                        [id],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
-                    .map(Some)
-                    .or_else(|e| match e {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                        e => Err(e),
-                    })?;
-                let Some((upstream, tool, state)) = row else {
+                c.transaction(|tx| {
+                tx.lock("definitions-decide")?;
+                let row = tx.query_opt(
+                    "SELECT upstream, tool, state FROM definitions WHERE id = ?1",
+                    crate::params![id],
+                )?;
+                let Some(row) = row else {
                     return Ok(Err(DecideError::NotFound));
                 };
+                let (upstream, tool, state): (String, String, String) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?);
                 let open = if pin {
                     state == "pending" || state == "rejected" || state == "superseded"
                 } else {
@@ -209,16 +204,16 @@ impl Definitions {
                 if pin {
                     tx.execute(
                         "UPDATE definitions SET state = 'superseded' WHERE upstream = ?1 AND tool = ?2 AND state = 'pinned'",
-                        rusqlite::params![upstream, tool],
+                        crate::params![upstream, tool],
                     )?;
                 }
                 let next = if pin { "pinned" } else { "rejected" };
                 tx.execute(
                     "UPDATE definitions SET state = ?1, decided_by = ?2, decided_ms = ?3 WHERE id = ?4",
-                    rusqlite::params![next, by, now, id],
+                    crate::params![next, by, now, id],
                 )?;
-                tx.commit()?;
                 Ok(Ok(()))
+                })
             })
             .await?;
         outcome?;
@@ -234,11 +229,13 @@ impl Definitions {
     /// Every pin: `(upstream, tool, digest)`, in a stable order.
     pub async fn pins(db: &Db) -> Result<Vec<(String, String, String)>, DbError> {
         db.call(|c| {
-            let mut st = c.prepare(
+            c.query(
                 "SELECT upstream, tool, digest FROM definitions WHERE state = 'pinned' ORDER BY upstream, tool",
-            )?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            rows.collect()
+                crate::params![],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .collect()
         })
         .await
     }

@@ -40,7 +40,7 @@ pub struct App {
     pub auth: auth::Auth,
     pub metrics: metrics::Metrics,
     pub slack_secret: Option<String>,
-    /// Keys the inbox's form tokens; new on every start (sessions are too).
+    /// Keys the inbox's form tokens; made once per store.
     pub csrf_key: String,
 }
 
@@ -52,7 +52,7 @@ const RETENTION_TICK: Duration = Duration::from_secs(3600);
 /// Open the store, sync the config once, and serve until SIGTERM or Ctrl-C.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let metrics = metrics::Metrics::new();
-    let db = db::Db::open(&settings.database)?;
+    let db = db::Db::connect(&settings.database).await?;
     let gateway_token = settings
         .gateway_token
         .read()
@@ -85,7 +85,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let public_url = settings.public_url();
     let publisher = publish::Publisher::open(db.clone(), metrics.clone()).await?;
-    let syncer = source::Syncer::new(settings.source()?, publisher.clone());
+    let syncer = source::Syncer::new(settings.source()?, publisher.clone(), db.clone());
     match syncer.sync().await {
         Ok(outcome) => tracing::info!(?outcome, "config source read"),
         Err(e) => {
@@ -111,8 +111,28 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let auth = auth::Auth::new(
         &gateway_token,
         settings.users.clone(),
+        db.clone(),
         settings.session_ttl(),
     );
+    // One key for every control process on this store: a form rendered by
+    // one is accepted by another.
+    let csrf_key = db::shared_key(&db, "csrf").await?;
+    // News from the other control processes on a shared database.
+    {
+        let (publisher, approvals) = (publisher.clone(), approvals.clone());
+        let rt = tokio::runtime::Handle::current();
+        db.listen(move |topic| match topic {
+            db::Topic::Approvals => approvals.changed_elsewhere(),
+            db::Topic::Published => {
+                let publisher = publisher.clone();
+                rt.spawn(async move {
+                    if let Err(e) = publisher.refresh().await {
+                        tracing::warn!(error = %e, "reading a version another control process published failed");
+                    }
+                });
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     tracing::info!(address = %listener.local_addr()?, %public_url, "control listening");
     let app = Arc::new(App {
@@ -125,7 +145,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         auth,
         metrics,
         slack_secret,
-        csrf_key: db::random_id(),
+        csrf_key,
         settings,
     });
 

@@ -51,9 +51,8 @@ pub enum Outcome {
 
 pub struct Publisher {
     db: Db,
-    /// The last candidate read from the source (`yaml`, `source`): offered
-    /// again, with the pins, when they change.
-    base: Mutex<Option<(String, String)>>,
+    /// The live version; moved by this process's offers and by
+    /// [`Publisher::refresh`] when another process published.
     tx: watch::Sender<Option<Arc<Published>>>,
     refused: Mutex<Option<Refused>>,
     metrics: Metrics,
@@ -63,35 +62,34 @@ impl Publisher {
     /// Starts from the last version stored, so versions only go up across
     /// restarts and gateways holding it are not sent it again.
     pub async fn open(db: Db, metrics: Metrics) -> Result<Arc<Self>, DbError> {
-        let last = db
-            .call(|c| {
-                let mut st = c.prepare(
-                    "SELECT version, hash, source, yaml, published_ms FROM published ORDER BY version DESC LIMIT 1",
-                )?;
-                let mut rows = st.query([])?;
-                Ok(match rows.next()? {
-                    Some(r) => Some(Published {
-                        version: r.get::<_, i64>(0)? as u64,
-                        hash: r.get(1)?,
-                        source: r.get(2)?,
-                        yaml: Arc::from(r.get::<_, String>(3)?),
-                        published: rfc3339(r.get(4)?),
-                    }),
-                    None => None,
-                })
-            })
-            .await?;
+        let last = db.call(latest).await?;
         if let Some(p) = &last {
             metrics.config_version.set(p.version as i64);
         }
         let (tx, _) = watch::channel(last.map(Arc::new));
         Ok(Arc::new(Self {
             db,
-            base: Mutex::new(None),
             tx,
             refused: Mutex::new(None),
             metrics,
         }))
+    }
+
+    /// Another control process published: take its version if it is newer.
+    pub async fn refresh(&self) -> Result<(), DbError> {
+        let Some(last) = self.db.call(latest).await? else {
+            return Ok(());
+        };
+        let newer = self.current().is_none_or(|c| c.version < last.version);
+        if newer {
+            tracing::info!(
+                version = last.version,
+                "config version published by another control process"
+            );
+            self.metrics.config_version.set(last.version as i64);
+            self.tx.send_replace(Some(Arc::new(last)));
+        }
+        Ok(())
     }
 
     pub fn current(&self) -> Option<Arc<Published>> {
@@ -106,9 +104,19 @@ impl Publisher {
         self.refused.lock().recover().clone()
     }
 
-    /// Offer the last candidate again: the pins changed.
+    /// Offer the live version's candidate again: the pins changed.
     pub async fn republish(&self) -> Result<Outcome, DbError> {
-        let base = self.base.lock().recover().clone();
+        let base = self
+            .db
+            .call(|c| {
+                c.query_opt(
+                    "SELECT COALESCE(candidate, yaml), source FROM published ORDER BY version DESC LIMIT 1",
+                    crate::params![],
+                )?
+                .map(|r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)))
+                .transpose()
+            })
+            .await?;
         match base {
             Some((yaml, source)) => self.offer(yaml, source).await,
             None => Ok(Outcome::Refused),
@@ -142,39 +150,64 @@ impl Publisher {
                 return Ok(Outcome::Refused);
             }
         };
-        // Only a valid candidate is offered again when the pins change.
-        *self.base.lock().recover() = Some((candidate, source.clone()));
-        let current = self.current();
-        if let Some(c) = current.as_ref().filter(|c| c.hash == snapshot.version.hash) {
-            self.metrics
-                .config_offers
-                .with_label_values(&["unchanged"])
-                .inc();
-            return Ok(Outcome::Unchanged(c.version));
-        }
-        let version = current.map_or(1, |c| c.version + 1);
+        // The next version, decided in the store: another control process
+        // may have published meanwhile.
+        let hash = snapshot.version.hash.clone();
         let now = now_ms();
+        let yaml: Arc<str> = Arc::from(yaml.as_str());
+        let stored = {
+            let (yaml, source, hash) = (yaml.clone(), source.clone(), hash.clone());
+            self.db
+                .call(move |c| {
+                    c.transaction(|c| {
+                        c.lock("published")?;
+                        let head = c.query_opt(
+                            "SELECT version, hash FROM published ORDER BY version DESC LIMIT 1",
+                            crate::params![],
+                        )?;
+                        let head = match head {
+                            Some(r) => Some((r.get::<i64>(0)?, r.get::<String>(1)?)),
+                            None => None,
+                        };
+                        if let Some((v, _)) = head.as_ref().filter(|(_, h)| *h == hash) {
+                            return Ok(Err(*v as u64));
+                        }
+                        let version = head.map_or(1, |(v, _)| v + 1);
+                        c.execute(
+                            "INSERT INTO published (version, hash, source, yaml, published_ms, candidate)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            crate::params![version, hash, source, &*yaml, now, candidate],
+                        )?;
+                        // Keep the last 100 versions for history.
+                        c.execute(
+                            "DELETE FROM published WHERE version <= ?1",
+                            crate::params![version - 100],
+                        )?;
+                        c.notify(crate::db::Topic::Published, &version.to_string())?;
+                        Ok(Ok(version as u64))
+                    })
+                })
+                .await?
+        };
+        let version = match stored {
+            Ok(v) => v,
+            Err(live) => {
+                self.metrics
+                    .config_offers
+                    .with_label_values(&["unchanged"])
+                    .inc();
+                // Another process may have published it: serve it here too.
+                self.refresh().await?;
+                return Ok(Outcome::Unchanged(live));
+            }
+        };
         let published = Published {
             version,
-            hash: snapshot.version.hash.clone(),
-            source: source.clone(),
-            yaml: Arc::from(yaml.as_str()),
+            hash,
+            source,
+            yaml,
             published: rfc3339(now),
         };
-        let hash = published.hash.clone();
-        self.db
-            .call(move |c| {
-                c.execute(
-                    "INSERT INTO published (version, hash, source, yaml, published_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    rusqlite::params![version as i64, hash, source, yaml, now],
-                )?;
-                // Keep the last 100 versions for history.
-                c.execute(
-                    "DELETE FROM published WHERE version <= ?1",
-                    [version as i64 - 100],
-                )
-            })
-            .await?;
         tracing::info!(version, source = %published.source, "config published");
         self.metrics
             .config_offers
@@ -204,7 +237,7 @@ impl Publisher {
                     "INSERT INTO gateways (id, version, ok, error, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT(id) DO UPDATE SET version = excluded.version, ok = excluded.ok,
                        error = excluded.error, last_seen_ms = excluded.last_seen_ms",
-                    rusqlite::params![gateway, version.map(|v| v as i64), ok, error, now],
+                    crate::params![gateway, version.map(|v| v as i64), ok, error, now],
                 )
             })
             .await?;
@@ -219,7 +252,7 @@ impl Publisher {
                 c.execute(
                     "INSERT INTO gateways (id, version, ok, error, last_seen_ms) VALUES (?1, NULL, 1, NULL, ?2)
                      ON CONFLICT(id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
-                    rusqlite::params![gateway, now],
+                    crate::params![gateway, now],
                 )
             })
             .await?;
@@ -229,20 +262,40 @@ impl Publisher {
     pub async fn gateways(&self) -> Result<Vec<GatewayState>, DbError> {
         self.db
             .call(|c| {
-                let mut st = c.prepare(
+                c.query(
                     "SELECT id, version, ok, error, last_seen_ms FROM gateways ORDER BY id",
-                )?;
-                let rows = st.query_map([], |r| {
+                    crate::params![],
+                )?
+                .iter()
+                .map(|r| {
                     Ok(GatewayState {
                         id: r.get(0)?,
-                        version: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                        version: r.get::<Option<i64>>(1)?.map(|v| v as u64),
                         ok: r.get(2)?,
                         error: r.get(3)?,
                         last_seen: rfc3339(r.get(4)?),
                     })
-                })?;
-                rows.collect()
+                })
+                .collect()
             })
             .await
     }
+}
+
+/// The newest stored version.
+fn latest(c: &mut crate::db::Conn) -> Result<Option<Published>, DbError> {
+    c.query_opt(
+        "SELECT version, hash, source, yaml, published_ms FROM published ORDER BY version DESC LIMIT 1",
+        crate::params![],
+    )?
+    .map(|r| {
+        Ok(Published {
+            version: r.get::<i64>(0)? as u64,
+            hash: r.get(1)?,
+            source: r.get(2)?,
+            yaml: Arc::from(r.get::<String>(3)?),
+            published: rfc3339(r.get(4)?),
+        })
+    })
+    .transpose()
 }

@@ -16,9 +16,11 @@ pub struct Settings {
     /// The address people and gateways use to reach control; inbox links
     /// point here. Default `http://<listen>`.
     pub public_url: Option<String>,
-    /// SQLite file holding approvals, the audit trail, published versions
-    /// and gateway acknowledgements.
-    pub database: PathBuf,
+    /// Where approvals, the audit trail, published versions, sign-ins and
+    /// gateway acknowledgements are kept: a SQLite file (one control
+    /// process), or `{ postgres: URL, password: {env|file} }` for several
+    /// control processes sharing one database.
+    pub database: DatabaseSettings,
     pub config: RawConfigSource,
     /// The token gateways present (`Authorization: Bearer`).
     pub gateway_token: Secret,
@@ -34,6 +36,26 @@ pub struct Settings {
     /// Default `[admin]`.
     #[serde(default = "default_definition_approvers")]
     pub definition_approvers: Vec<String>,
+}
+
+/// Where the store is: `database: path/to/control.db` or
+/// `database: { postgres: "postgres://user@host/db", password: {env: …} }`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum DatabaseSettings {
+    /// A SQLite file: one control process.
+    File(std::path::PathBuf),
+    /// A PostgreSQL database: any number of control processes.
+    Postgres(PostgresSettings),
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// A libpq URL or key=value string, without a password.
+    pub postgres: String,
+    /// The password, from the environment or a file.
+    pub password: Option<Secret>,
 }
 
 fn default_definition_approvers() -> Vec<String> {

@@ -15,9 +15,13 @@ use crate::settings::ConfigSource;
 /// How often a directory's file is checked for a change.
 const DIR_POLL: Duration = Duration::from_millis(500);
 
+/// How long a sync waits for another control process's sync to finish.
+const SYNC_LOCK_WAIT: Duration = Duration::from_secs(60);
+
 pub struct Syncer {
     source: ConfigSource,
     publisher: Arc<Publisher>,
+    db: crate::db::Db,
     /// Woken by `POST /v1/sync`.
     pub wake: Notify,
 }
@@ -30,19 +34,45 @@ pub enum SyncError {
     Read { path: String, message: String },
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
+    #[error("another control process has been syncing for {0:?}")]
+    Busy(Duration),
 }
 
 impl Syncer {
-    pub fn new(source: ConfigSource, publisher: Arc<Publisher>) -> Arc<Self> {
+    pub fn new(source: ConfigSource, publisher: Arc<Publisher>, db: crate::db::Db) -> Arc<Self> {
         Arc::new(Self {
             source,
             publisher,
+            db,
             wake: Notify::new(),
         })
     }
 
-    /// Read the source once and offer what it holds.
+    /// Read the source once and offer what it holds. Control processes
+    /// sharing a database take turns: one pulls and publishes at a time,
+    /// and the next one, after it, finds the same commit already live.
     pub async fn sync(&self) -> Result<Outcome, SyncError> {
+        let deadline = tokio::time::Instant::now() + SYNC_LOCK_WAIT;
+        let mut waited = false;
+        let turn = loop {
+            if let Some(t) = self.db.try_exclusive("config-sync").await? {
+                break t;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SyncError::Busy(SYNC_LOCK_WAIT));
+            }
+            if !waited {
+                tracing::info!("config sync waits: another control process is syncing");
+                waited = true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let out = self.sync_alone().await;
+        turn.release().await;
+        out
+    }
+
+    async fn sync_alone(&self) -> Result<Outcome, SyncError> {
         let (path, origin) = match &self.source {
             ConfigSource::Dir(d) => {
                 let p = d.path.join(&d.file);

@@ -649,29 +649,35 @@ async fn concurrent_decisions_end_in_exactly_one_final_state() {
         )
         .await;
         let id = pending_id(&v);
-        let decisions = (0..8).map(|i| {
-            let (user, d) = if i % 2 == 0 {
-                ("alice", "approve")
-            } else {
-                ("carol", "deny")
-            };
-            let c = &s.control;
-            let id = id.clone();
-            async move { (d, c.decide(&id, user, d, "race").await) }
-        });
-        let results = futures::future::join_all(decisions).await;
-        let winners: Vec<_> = results.iter().filter(|(_, (st, _))| *st == 200).collect();
-        assert_eq!(winners.len(), 1, "one decision wins: {results:?}");
-        assert!(
-            results.iter().all(|(_, (st, _))| *st == 200 || *st == 409),
-            "{results:?}"
-        );
-        let want = if winners[0].0 == "approve" {
-            "approved"
-        } else {
-            "denied"
-        };
+        let want = race_decisions(&[&s.control], &id).await;
         assert_eq!(s.control.approval(&id).await["state"], want);
+    }
+}
+
+/// Eight simultaneous decisions on `id`, approvals and denials by two
+/// approvers spread over `controls`: exactly one wins, the rest are told it
+/// is final (409). The state the winner set.
+async fn race_decisions(controls: &[&Control], id: &str) -> &'static str {
+    let decisions = (0..8).map(|i| {
+        let c = controls[i % controls.len()];
+        let (user, d) = if (i / controls.len()).is_multiple_of(2) {
+            ("alice", "approve")
+        } else {
+            ("carol", "deny")
+        };
+        async move { (d, c.decide(id, user, d, "race").await) }
+    });
+    let results = futures::future::join_all(decisions).await;
+    let winners: Vec<_> = results.iter().filter(|(_, (st, _))| *st == 200).collect();
+    assert_eq!(winners.len(), 1, "one decision wins: {results:?}");
+    assert!(
+        results.iter().all(|(_, (st, _))| *st == 200 || *st == 409),
+        "{results:?}"
+    );
+    if winners[0].0 == "approve" {
+        "approved"
+    } else {
+        "denied"
     }
 }
 
@@ -1404,4 +1410,471 @@ async fn a_gateway_fails_over_to_another_control_replica() {
         "{}",
         gw.log()
     );
+}
+
+// ---- several control processes on one PostgreSQL ----
+
+/// Control's counter of config offers with `outcome`.
+async fn offers(c: &Control, outcome: &str) -> f64 {
+    let text = reqwest::get(c.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    let want = format!("sluice_control_config_offers_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&want)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The version control says is live.
+async fn live_version(c: &Control) -> Value {
+    c.api("GET", "/v1/status", GATEWAY_TOKEN, None).await.1["version"].clone()
+}
+
+/// Sign in to `c` as `user`: the session cookie (`name=value`).
+async fn sign_in(c: &Control, user: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = client
+        .post(c.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", token(user)))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status().as_u16(), 303, "signed in");
+    r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("cookie pair")
+        .to_owned()
+}
+
+/// A page of `c` with `cookie`: (status, body).
+async fn page(c: &Control, path: &str, cookie: &str) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = client
+        .get(c.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("page");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+/// Two control processes on one PostgreSQL, each with a config directory
+/// of its own holding the same config, and a gateway on the first.
+struct Replicas {
+    pg: postgres_server::Postgres,
+    a: Control,
+    b: Control,
+    gw: Gateway,
+    calls: payments::Calls,
+    conf_a: PathBuf,
+    yaml: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Replicas {
+    async fn new(hold_ms: u64, controls_for_gateway: &str) -> Replicas {
+        let pg = postgres_server::Postgres::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (upstream, calls) = payments::spawn().await;
+        let (port, admin) = (free_port(), free_port());
+        let yaml = gateway_yaml(port, admin, &upstream.to_string(), hold_ms, 3600);
+        let mut controls = Vec::new();
+        for name in ["a", "b"] {
+            let home = dir.path().join(name);
+            let conf = home.join("conf");
+            std::fs::create_dir_all(&conf).expect("conf dir");
+            std::fs::write(conf.join("gateway.yaml"), &yaml).expect("config");
+            let source = format!("config: {{ dir: {{ path: \"{}\" }} }}", conf.display());
+            controls.push(Control::start_on(&home, &pg.settings(), &source, "", &[]).await);
+        }
+        let b = controls.pop().expect("b");
+        let a = controls.pop().expect("a");
+        let urls = match controls_for_gateway {
+            "a" => a.url(""),
+            _ => format!("{},{}", a.url(""), b.url("")),
+        };
+        let state = dir.path().join("gw-state").display().to_string();
+        let gw = Gateway::start_args(
+            port,
+            admin,
+            &[
+                "--control",
+                &urls,
+                "--gateway-id",
+                "gw-1",
+                "--state-dir",
+                &state,
+            ],
+            &[("SLUICE_CONTROL_TOKEN", GATEWAY_TOKEN)],
+        )
+        .await;
+        Replicas {
+            pg,
+            conf_a: dir.path().join("a").join("conf"),
+            a,
+            b,
+            gw,
+            calls,
+            yaml,
+            _dir: dir,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_control_processes_on_one_postgres_share_approvals_sign_ins_and_versions() {
+    let r = Replicas::new(60_000, "a").await;
+    assert_eq!(live_version(&r.a).await, json!(1));
+    assert_eq!(live_version(&r.b).await, json!(1));
+    assert_eq!(
+        offers(&r.a, "published").await + offers(&r.b, "published").await,
+        1.0,
+        "the same config from two processes is one version"
+    );
+
+    // A call held at the gateway, filed through A, decided on B: released.
+    let client = reqwest::Client::new();
+    let url = r.gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+    let held = {
+        let (client, url, sid) = (client.clone(), url.clone(), sid.clone());
+        tokio::spawn(async move {
+            call(
+                &client,
+                &url,
+                "bob-key",
+                &sid,
+                1,
+                "refund",
+                json!({"order": "P-1", "amount": 300}),
+            )
+            .await
+        })
+    };
+    let mut id = String::new();
+    eventually("the request to show on the other process", async || {
+        let (_, pending) =
+            r.b.api("GET", "/v1/approvals?view=pending", token("carol"), None)
+                .await;
+        match pending.as_array().and_then(|p| p.first()) {
+            Some(a) => {
+                id = a["id"].as_str().unwrap_or_default().to_owned();
+                true
+            }
+            None => false,
+        }
+    })
+    .await;
+    let (st, body) = r.b.decide(&id, "alice", "approve", "checked").await;
+    assert_eq!(st, 200, "{body}");
+    let v = held.await.expect("held call");
+    assert_eq!(text_of(&v), "refunded P-1 300", "{v}");
+    assert_eq!(r.calls.lock().expect("lock").len(), 1);
+    assert_eq!(r.a.approval(&id).await["used"], true);
+
+    // A sign-in on A is a sign-in on B; B takes a form A rendered.
+    let cookie = sign_in(&r.a, "alice").await;
+    let (st, inbox) = page(&r.b, "/inbox", &cookie).await;
+    assert_eq!(st, 200, "signed in on the other process: {inbox}");
+    let (_, page_a) = page(&r.a, "/inbox", &cookie).await;
+    let csrf = page_a
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("form token")
+        .to_owned();
+    let out = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(r.b.url("/logout"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status().as_u16(), 303, "B took A's form token");
+    let (st, _) = page(&r.a, "/inbox", &cookie).await;
+    assert_eq!(st, 303, "signed out on B is signed out on A");
+
+    // A version published by A reaches B (LISTEN/NOTIFY): B's own source
+    // has not changed, so only the database can have told it.
+    std::fs::write(
+        r.conf_a.join("gateway.yaml"),
+        r.yaml.replace("min: 100", "min: 500"),
+    )
+    .expect("config");
+    eventually("B to serve the version A published", async || {
+        live_version(&r.b).await == json!(2)
+    })
+    .await;
+    assert_eq!(offers(&r.b, "published").await, 0.0);
+    assert_eq!(
+        r.pg.psql("SELECT count(*) FROM published"),
+        "2",
+        "one row per version"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_two_control_processes_one_decision_wins_and_one_request_is_filed() {
+    let r = Replicas::new(0, "a").await;
+    let client = reqwest::Client::new();
+    let url = r.gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+    for round in 0..3u64 {
+        let v = call(
+            &client,
+            &url,
+            "bob-key",
+            &sid,
+            round,
+            "refund",
+            json!({"order": format!("X-{round}"), "amount": 150}),
+        )
+        .await;
+        let id = pending_id(&v);
+        let want = race_decisions(&[&r.a, &r.b], &id).await;
+        assert_eq!(r.a.approval(&id).await["state"], want);
+        assert_eq!(r.b.approval(&id).await["state"], want);
+    }
+
+    // The same call filed through both processes at once: one request.
+    let args = json!({"order": "F-1", "amount": 900});
+    let filing = json!({
+        "tenant": "acme", "subject": "dave", "upstream": "pay", "tool": "refund",
+        "arguments": args, "args_hash": sluice_config::canonical_hash(&args),
+        "policy_version": "1-x", "rule": "big-refunds", "approvers": ["finance"],
+        "allow_self_approval": false, "expires_s": 60
+    });
+    let filings = (0..8).map(|i| {
+        let c = if i % 2 == 0 { &r.a } else { &r.b };
+        let f = filing.clone();
+        async move { c.api("POST", "/v1/approvals", GATEWAY_TOKEN, Some(f)).await }
+    });
+    let filed = futures::future::join_all(filings).await;
+    let ids: std::collections::BTreeSet<_> = filed
+        .iter()
+        .map(|(st, a)| {
+            assert_eq!(*st, 200, "{a}");
+            a["id"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{filed:?}");
+    assert_eq!(
+        r.pg.psql("SELECT count(*) FROM approvals WHERE subject = 'dave'"),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_fails_over_between_control_processes_that_share_a_database() {
+    let mut r = Replicas::new(0, "ab").await;
+    let client = reqwest::Client::new();
+    let url = r.gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+    let args = json!({"order": "K-1", "amount": 400});
+    let v = call(&client, &url, "bob-key", &sid, 1, "refund", args.clone()).await;
+    let id = pending_id(&v);
+
+    // The process the gateway filed through dies; the other decides, and
+    // the repeated call finds the approval there.
+    r.a.stop();
+    let (st, body) = r.b.decide(&id, "carol", "approve", "ok").await;
+    assert_eq!(st, 200, "{body}");
+    let v = call(&client, &url, "bob-key", &sid, 2, "refund", args).await;
+    assert_eq!(text_of(&v), "refunded K-1 400", "{v}");
+    assert_eq!(r.b.approval(&id).await["used"], true);
+    eventually(
+        "the call's audit event stored once, through B",
+        async || {
+            r.pg.psql("SELECT count(*) FROM audit WHERE body LIKE '%K-1%' AND decision = 'allow'")
+                == "1"
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_started_under_load_fails_calls_clearly_and_recovers_by_itself() {
+    let mut r = Replicas::new(0, "ab").await;
+    let client = reqwest::Client::new();
+    let url = r.gw.url("/mcp");
+    let sid = session(&client, &url, "bob-key").await;
+    let v = call(&client, &url, "bob-key", &sid, 1, "balance", json!({})).await;
+    assert_eq!(text_of(&v), "balance 1000");
+
+    r.pg.stop();
+    // Control answers at once, with 503, instead of hanging.
+    let (st, body) =
+        r.b.api("GET", "/v1/approvals?view=pending", token("carol"), None)
+            .await;
+    assert_eq!(st, 503, "{body}");
+    // The gateway serves what needs no approval, and refuses (fails
+    // closed, with a clear error) what does.
+    for i in 0..20u64 {
+        let v = call(&client, &url, "bob-key", &sid, 10 + i, "balance", json!({})).await;
+        assert_eq!(text_of(&v), "balance 1000", "{v}");
+    }
+    let v = call(
+        &client,
+        &url,
+        "bob-key",
+        &sid,
+        40,
+        "refund",
+        json!({"order": "D-1", "amount": 700}),
+    )
+    .await;
+    assert_eq!(v["error"]["code"], json!(-32603), "{v}");
+
+    // PostgreSQL back: both processes work again by themselves, and the
+    // events kept while the store was down arrive.
+    r.pg.restart().await;
+    let mut next = 50;
+    let mut id = String::new();
+    eventually("a request filed again", async || {
+        next += 1;
+        let v = call(
+            &client,
+            &url,
+            "bob-key",
+            &sid,
+            next,
+            "refund",
+            json!({"order": "D-2", "amount": 700}),
+        )
+        .await;
+        if v["error"]["data"]["reason"] == "approval_pending" {
+            id = pending_id(&v);
+            true
+        } else {
+            false
+        }
+    })
+    .await;
+    let (st, body) = r.a.decide(&id, "alice", "deny", "no").await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(r.b.approval(&id).await["state"], "denied");
+    eventually(
+        "the balance calls made while it was down, stored",
+        async || {
+            r.pg.psql("SELECT count(*) FROM audit WHERE target = 'balance'") == "21"
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_push_publishes_once_across_two_control_processes() {
+    let pg = postgres_server::Postgres::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (upstream, _calls) = payments::spawn().await;
+    let (port, admin) = (free_port(), free_port());
+    let origin = dir.path().join("origin.git");
+    let work = dir.path().join("work");
+    for d in [&origin, &work] {
+        std::fs::create_dir_all(d).expect("dir");
+    }
+    git(
+        &origin,
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+    );
+    git(&work, &["init", "--quiet", "--initial-branch=main"]);
+    git(
+        &work,
+        &["remote", "add", "origin", &origin.display().to_string()],
+    );
+    let push = |yaml: &str, msg: &str| {
+        std::fs::write(work.join("gateway.yaml"), yaml).expect("write");
+        git(&work, &["add", "gateway.yaml"]);
+        git(&work, &["commit", "--quiet", "-m", msg]);
+        git(&work, &["push", "--quiet", "origin", "main"]);
+    };
+    let yaml = gateway_yaml(port, admin, &upstream.to_string(), 0, 60);
+    push(&yaml, "first policy");
+    let mut controls = Vec::new();
+    for name in ["a", "b"] {
+        let home = dir.path().join(name);
+        std::fs::create_dir_all(&home).expect("home");
+        let source = format!(
+            "config: {{ git: {{ url: \"file://{}\", checkout: \"{}\", interval_s: 3600 }} }}",
+            origin.display(),
+            home.join("checkout").display()
+        );
+        controls.push(Control::start_on(&home, &pg.settings(), &source, "", &[]).await);
+    }
+    let published = async || {
+        let mut n = 0.0;
+        for c in &controls {
+            n += offers(c, "published").await;
+        }
+        n
+    };
+    assert_eq!(published().await, 1.0);
+
+    // While another holder has the sync lock, a sync waits for it.
+    push(&yaml.replace("min: 100", "min: 250"), "raise the bar");
+    let mut holder = pg.hold_lock("config-sync");
+    let client = reqwest::Client::new();
+    let r = client
+        .post(controls[0].url("/v1/sync"))
+        .send()
+        .await
+        .expect("sync");
+    assert_eq!(r.status().as_u16(), 202);
+    eventually("the sync to wait for the lock", async || {
+        controls[0]
+            .log()
+            .contains("another control process is syncing")
+    })
+    .await;
+    assert_eq!(live_version(&controls[0]).await, json!(1));
+    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'");
+    let _ = holder.wait();
+    eventually("the waiting sync to publish", async || {
+        live_version(&controls[1]).await == json!(2)
+    })
+    .await;
+
+    // The push webhook reaches both processes at once, three times over:
+    // they take turns, and the commit stays one version.
+    for _ in 0..3 {
+        for c in &controls {
+            let r = client.post(c.url("/v1/sync")).send().await.expect("sync");
+            assert_eq!(r.status().as_u16(), 202);
+        }
+    }
+    eventually("both processes serve the pushed commit", async || {
+        live_version(&controls[0]).await == json!(2) && live_version(&controls[1]).await == json!(2)
+    })
+    .await;
+    eventually("every sync done", async || {
+        let mut unchanged = 0.0;
+        for c in &controls {
+            unchanged += offers(c, "unchanged").await;
+        }
+        // One at start (the second process) and at least one per process
+        // after the push, beside the one that published.
+        unchanged >= 2.0
+    })
+    .await;
+    assert_eq!(published().await, 2.0, "one new version for one push");
+    assert_eq!(pg.psql("SELECT count(*) FROM published"), "2");
+    let commit = pg.psql("SELECT source FROM published WHERE version = 2");
+    assert!(commit.starts_with("git:"), "{commit}");
 }

@@ -86,6 +86,19 @@ impl Control {
     /// Settings for `source` (a `config:` section) plus `extra` YAML,
     /// database and logs under `dir`.
     pub async fn start(dir: &Path, source: &str, extra: &str, env: &[(&str, &str)]) -> Control {
+        let database = format!("database: \"{}\"", dir.join("control.db").display());
+        Self::start_on(dir, &database, source, extra, env).await
+    }
+
+    /// As [`Control::start`], on the store `database` names (a
+    /// `database:` line).
+    pub async fn start_on(
+        dir: &Path,
+        database: &str,
+        source: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Control {
         let port = super::free_port();
         let mut users = String::from("users:\n");
         for (name, tok, subject, roles, tenants) in USERS {
@@ -98,8 +111,7 @@ impl Control {
         std::fs::write(
             &settings,
             format!(
-                "listen: \"127.0.0.1:{port}\"\ndatabase: \"{}\"\ngateway_token: {{ env: SLUICE_GATEWAY_TOKEN }}\n{source}\n{users}{extra}\n",
-                dir.join("control.db").display()
+                "listen: \"127.0.0.1:{port}\"\n{database}\ngateway_token: {{ env: SLUICE_GATEWAY_TOKEN }}\n{source}\n{users}{extra}\n"
             ),
         )
         .expect("control settings");

@@ -14,6 +14,7 @@ pub use sluice_demo::{DemoOptions, DemoServer};
 pub mod control;
 pub mod fault;
 pub mod peers;
+pub mod postgres_server;
 pub mod redis_server;
 #[allow(unused_imports)]
 pub use fault::{fault_upstream, Fault, Mode};
