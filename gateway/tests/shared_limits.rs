@@ -343,3 +343,66 @@ async fn concurrent_calls_on_two_replicas_are_charged_exactly() {
     })
     .await;
 }
+
+/// The estimates of acme's calls in flight, as the store holds them.
+async fn reserved(redis_port: u16) -> i64 {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{redis_port}")).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*:llm:budget:acme-shared:acme:*")
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut total = 0;
+    for k in keys {
+        let r: Option<i64> = redis::cmd("HGET")
+            .arg(&k)
+            .arg("r")
+            .query_async(&mut conn)
+            .await
+            .expect("hget");
+        total += r.unwrap_or(0);
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_two_replicas_cannot_overrun_a_budget_past_the_estimates_in_flight() {
+    let Replicas {
+        _llm, redis, a, b, ..
+    } = Replicas::start(100).await;
+    let client = reqwest::Client::new();
+    // Each call is estimated at its prompt plus 50 tokens (and uses ~16).
+    // A call starts only while spend plus the estimates in flight is under
+    // the budget, so 24 calls at once on a budget with nothing spent cannot
+    // all start: what they spend stays under the budget plus one call.
+    let calls = (0..24).map(|i| {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        chat(&client, gw, i % 3 == 0, 50)
+    });
+    let results = futures::future::join_all(calls).await;
+    assert!(
+        results.iter().all(|(st, _)| *st == 200 || *st == 429),
+        "{results:?}"
+    );
+    let ok: Vec<u64> = results
+        .iter()
+        .filter(|(st, _)| *st == 200)
+        .map(|(_, used)| *used)
+        .collect();
+    let reported: u64 = ok.iter().sum();
+    let largest = ok.iter().copied().max().unwrap_or(0);
+    assert!(
+        !ok.is_empty() && reported < 100 + largest,
+        "spent {reported} on a budget of 100: {results:?}"
+    );
+    eventually("the admitted calls settled", async || {
+        spent(redis.port).await == reported && reserved(redis.port).await == 0
+    })
+    .await;
+    // Nothing in flight any more: what is left of the budget is usable.
+    assert_eq!(chat(&client, &a, false, 50).await.0, 200);
+}

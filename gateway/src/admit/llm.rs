@@ -93,9 +93,9 @@ pub(super) async fn admit(
     // From here, refusals give the reservations back (settled on drop
     // of the call in `record`).
     ctx.decision.llm = Some(Box::new(reserved));
-    if let Some(ask) = ask {
+    if let Some(mut ask) = ask {
         // One round trip for every shared limit and budget together.
-        match crate::llm::shared::admit(&rt.llm.scripts, &ask, m).await {
+        match crate::llm::shared::admit(&rt.llm.scripts, &mut ask, m).await {
             Ok(()) => {
                 if let Some(call) = ctx.decision.llm.as_mut() {
                     call.shared = Some(std::sync::Arc::new(ask));

@@ -346,6 +346,7 @@ impl LlmState {
             budgets,
             buckets,
             need,
+            reserved_in: Vec::new(),
         })
     }
 }

@@ -1,11 +1,13 @@
 //! Token limits and budgets shared across replicas (`shared: true`), kept in
 //! the shared store (Redis) on its server's clock. One script admits a model
-//! call — every shared budget of the tenant checked and the estimate taken
-//! from every shared token bucket, all or nothing — and one settles it —
-//! what was reserved and not used given back, the usage and cost charged to
-//! the budgets of the period it ends in: one round trip each per call, for
-//! all shared checks together. Spend outlives restarts and is one for every
-//! replica.
+//! call — every shared budget of the tenant checked against its spend plus
+//! the estimates of the calls in flight, then the estimate reserved in every
+//! budget and taken from every shared token bucket, all or nothing — and
+//! one settles it — the reservations given back, the usage and cost charged
+//! to the budgets of the period it ends in: one round trip each per call,
+//! for all shared checks together. Spend outlives restarts and is one for
+//! every replica; a burst cannot overrun a budget by more than the calls
+//! admitted before their estimates reached it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,21 +46,25 @@ end
 
 /// KEYS: the budgets' keys, then the buckets'. ARGV: the number of budgets,
 /// the tokens needed, then per budget its period, token and cost limits
-/// (-1: none), then per bucket its tokens a minute. Returns {0} admitted,
-/// {1, budget, seconds to reset, 0 token / 1 cost} exhausted, {2, bucket,
-/// µs to wait} not yet, {3, bucket} never fits.
+/// (-1: none), then per bucket its tokens a minute. Returns {0, period
+/// start per budget} admitted (the estimate reserved in each budget's
+/// period `r`), {1, budget, seconds to reset, 0 token / 1 cost} exhausted,
+/// {2, bucket, µs to wait} not yet, {3, bucket} never fits.
 const ADMIT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1])
 local now_us = now * 1000000 + tonumber(t[2])
 local nb = tonumber(ARGV[1])
 local need = tonumber(ARGV[2])
+local starts, ends = {}, {}
 for i = 1, nb do
   local at = 3 + (i - 1) * 3
   local s, e = period(ARGV[at], now)
-  local spent = redis.call('HMGET', KEYS[i] .. ':' .. s, 't', 'c')
+  starts[i], ends[i] = s, e
+  local spent = redis.call('HMGET', KEYS[i] .. ':' .. s, 't', 'c', 'r')
   local tl, cl = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
-  if tl >= 0 and tonumber(spent[1] or 0) >= tl then return {1, i, e - now, 0} end
+  local held = tonumber(spent[1] or 0) + math.max(0, tonumber(spent[3] or 0))
+  if tl >= 0 and held >= tl then return {1, i, e - now, 0} end
   if cl >= 0 and tonumber(spent[2] or 0) >= cl then return {1, i, e - now, 1} end
 end
 local first = 3 + nb * 3
@@ -76,13 +82,21 @@ for j = 1, #KEYS - nb do
   redis.call('HSET', KEYS[nb + j], 'tok', have[j] - need, 'at', now_us)
   redis.call('PEXPIRE', KEYS[nb + j], 120000)
 end
-return {0}
+local out = {0}
+for i = 1, nb do
+  local k = KEYS[i] .. ':' .. starts[i]
+  redis.call('HINCRBY', k, 'r', need)
+  redis.call('EXPIREAT', k, ends[i] + 86400)
+  out[#out + 1] = starts[i]
+end
+return out
 ";
 
 /// KEYS as for `ADMIT`. ARGV: the number of budgets, tokens reserved,
 /// tokens used, tokens to charge, cost to charge, then per budget its
-/// period, then per bucket its tokens a minute. Returns per budget what it
-/// has spent in this period: tokens, cost (as strings).
+/// period, then per budget the period start its reservation was made in
+/// (-1: none), then per bucket its tokens a minute. Returns per budget what
+/// it has spent in this period: tokens, cost (as strings).
 const SETTLE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1])
@@ -96,9 +110,16 @@ for i = 1, nb do
   redis.call('EXPIREAT', k, e + 86400)
   out[#out + 1] = tostring(spent_t)
   out[#out + 1] = tostring(spent_c)
+  local rs = tonumber(ARGV[5 + nb + i])
+  local rk = KEYS[i] .. ':' .. ARGV[5 + nb + i]
+  if rs >= 0 and redis.call('EXISTS', rk) == 1 then
+    if redis.call('HINCRBY', rk, 'r', -tonumber(ARGV[2])) < 0 then
+      redis.call('HSET', rk, 'r', 0)
+    end
+  end
 end
 for j = 1, #KEYS - nb do
-  local per_min = tonumber(ARGV[5 + nb + j])
+  local per_min = tonumber(ARGV[5 + 2 * nb + j])
   local tok = tonumber(redis.call('HGET', KEYS[nb + j], 'tok'))
   if tok then
     tok = tok + tonumber(ARGV[2]) - tonumber(ARGV[3])
@@ -130,8 +151,11 @@ pub struct SharedHeld {
     pub budgets: Vec<(Arc<str>, Arc<BudgetState>)>,
     /// Each shared bucket that applies, with its key.
     pub buckets: Vec<(String, Arc<TokenLimit>)>,
-    /// The tokens reserved in every bucket.
+    /// The tokens reserved in every bucket and budget.
     pub need: u64,
+    /// Per budget, the start of the period its reservation was made in
+    /// (set by [`admit`]; -1 until then).
+    pub reserved_in: Vec<i64>,
 }
 
 fn period_arg(p: Period) -> &'static str {
@@ -151,11 +175,13 @@ pub fn bucket_key(store: &RedisStore, l: &TokenLimit, key: u64) -> String {
     format!("{}:llm:tpm:{}:{key:016x}", store.config.key_prefix, l.name)
 }
 
-/// Check the budgets and take `held.need` from every bucket, in one round
-/// trip. `Err(Ok(deny))`: refused; `Err(Err(StoreDown))`: undecided.
+/// Check the budgets, reserve `held.need` in each and take it from every
+/// bucket, in one round trip; the periods the reservations were made in
+/// go to `held.reserved_in`. `Err(Ok(deny))`: refused; `Err(Err(StoreDown))`:
+/// undecided.
 pub async fn admit(
     scripts: &Scripts,
-    held: &SharedHeld,
+    held: &mut SharedHeld,
     metrics: &Metrics,
 ) -> Result<(), Result<LlmDeny, StoreDown>> {
     let mut inv = scripts.admit.prepare_invoke();
@@ -173,7 +199,10 @@ pub async fn admit(
     let verdict: Vec<i64> = held.store.run(&inv, metrics).await.map_err(Err)?;
     let at = |i: i64| usize::try_from(i - 1).unwrap_or(0);
     match verdict.as_slice() {
-        [0, ..] => Ok(()),
+        [0, starts @ ..] => {
+            held.reserved_in = starts.to_vec();
+            Ok(())
+        }
         [1, i, resets, what, ..] => {
             let b = &held.budgets[at(*i).min(held.budgets.len() - 1)].1.budget;
             Err(Ok(LlmDeny::Budget(Exhausted {
@@ -236,6 +265,9 @@ pub async fn settle(
         .arg(s.cost_usd);
     for (_, b) in &held.budgets {
         inv.arg(period_arg(b.budget.period));
+    }
+    for i in 0..held.budgets.len() {
+        inv.arg(held.reserved_in.get(i).copied().unwrap_or(-1));
     }
     for (_, l) in &held.buckets {
         inv.arg(l.tokens_per_minute);
