@@ -56,6 +56,11 @@ pub struct Cli {
     /// without control still serves.
     #[arg(long, default_value = "/var/lib/sluice")]
     pub state_dir: PathBuf,
+    /// Listen somewhere else than the config says: `NAME=ADDRESS` for a
+    /// listener by name, or `admin=ADDRESS` (repeatable). For replicas
+    /// sharing one config from control on one host.
+    #[arg(long = "bind", value_name = "NAME=ADDRESS")]
+    pub binds: Vec<String>,
     /// With --control and no kept config: how long to wait for control at start.
     #[arg(long, default_value_t = 30)]
     pub control_wait_s: u64,

@@ -13,6 +13,7 @@ pub mod admit;
 pub mod answer;
 pub mod approval;
 pub mod audit;
+pub mod binds;
 pub mod bodies;
 pub mod cli;
 pub mod conn;

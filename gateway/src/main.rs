@@ -72,6 +72,13 @@ fn main() {
             }
         }
     }
+    let binds = match sluice_gateway::binds::Binds::parse(&cli.binds) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2)
+        }
+    };
     let threads = cli
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -81,6 +88,7 @@ fn main() {
         upgrade: cli.upgrade,
         control,
         control_wait: std::time::Duration::from_secs(cli.control_wait_s),
+        binds,
     });
     match server {
         Ok(s) => s.run_forever(),

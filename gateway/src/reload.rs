@@ -79,6 +79,8 @@ pub struct Reloader {
     tasks: Mutex<Vec<crate::identity::RefreshTask>>,
     /// When control last answered (control source only).
     contact: crate::control::sync::Contact,
+    /// Listeners moved from where the config says (`--bind`).
+    binds: crate::binds::Binds,
 }
 
 impl Reloader {
@@ -91,7 +93,14 @@ impl Reloader {
             certs: Vec::new(),
             tasks: Mutex::new(Vec::new()),
             contact: Default::default(),
+            binds: Default::default(),
         }
+    }
+
+    /// Listeners to move on every snapshot (`--bind`).
+    pub fn with_binds(mut self, binds: crate::binds::Binds) -> Self {
+        self.binds = binds;
+        self
     }
 
     /// Certificates to re-read on every applied snapshot, by listener name.
@@ -139,7 +148,8 @@ impl Reloader {
     async fn try_apply(&self, text: &str) -> Result<Applied, ConfigErrors> {
         let current = self.shared.current();
         let next_gen = self.generation.load(Ordering::Acquire) + 1;
-        let snapshot = sluice_config::load(text, next_gen)?;
+        let mut snapshot = sluice_config::load(text, next_gen)?;
+        self.binds.apply(&mut snapshot)?;
         // Certificates rotate without a config change: re-read them on every load.
         for (name, cert) in &self.certs {
             if let Some(tls) = snapshot

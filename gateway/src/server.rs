@@ -24,6 +24,8 @@ pub struct Options {
     pub control: Option<Arc<crate::control::ControlClient>>,
     /// How long to wait for control at start when no config is kept.
     pub control_wait: std::time::Duration,
+    /// Listeners moved from where the config says (`--bind`).
+    pub binds: crate::binds::Binds,
 }
 
 /// Events waiting for control, at most.
@@ -44,7 +46,8 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
         }
         (_, Err(e)) => return Err(e.into()),
     };
-    let first = sluice_config::load(&text, 1)?;
+    let mut first = sluice_config::load(&text, 1)?;
+    opts.binds.apply(&mut first)?;
     let metrics = crate::metrics::Metrics::new();
     let file = match &first.audit.file {
         Some(path) => Some(
@@ -125,7 +128,9 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
             certs.push((l.name.clone(), Arc::new(cert)));
         }
     }
-    let reloader = Reloader::new(shared.clone(), opts.source).with_certs(certs.clone());
+    let reloader = Reloader::new(shared.clone(), opts.source)
+        .with_certs(certs.clone())
+        .with_binds(opts.binds);
     // Resolve upstreams and publish on a runtime of its own: Pingora's
     // runtimes do not exist yet.
     tokio::runtime::Builder::new_current_thread()
