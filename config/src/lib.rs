@@ -24,12 +24,13 @@ pub use civil::{civil_from_days, days_from_civil};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     glob, glob_path, AccessLog, ApiKey, ApprovalRule, Approvals, Audit, Budget, CircuitBreaker,
-    ConcurrencyRule, Condition, Credential, Egress, EgressRule, HeadLimits, HostPolicy, HttpTool,
-    Identity, JwtIssuer, JwtKeys, KeyPart, Kind, Listener, ListenerTls, Llm, ModelAlias,
-    NameFilter, OnUnavailable, Period, PinMode, Pins, Policy, Price, RateLimits, RateRule, Retries,
-    Role, Route, RouteTransport, Rule, Scheme, Scope, Screen, SecretRef, Selector, Server,
-    SharedStore, Snapshot, Source, Spool, Target, Test, TokenLimit, ToolOverride, ToolState,
-    Upstream, UpstreamTls, UsageCounts, UserCredentials, Version,
+    ClientAuth, ConcurrencyRule, Condition, Credential, Egress, EgressRule, ExchangeGrant,
+    HeadLimits, HostPolicy, HttpTool, Identity, JwtIssuer, JwtKeys, KeyPart, Kind, Listener,
+    ListenerTls, Llm, ModelAlias, NameFilter, OnUnavailable, Period, PinMode, Pins, Policy, Price,
+    RateLimits, RateRule, Retries, Role, Route, RouteTransport, Rule, Scheme, Scope, Screen,
+    SecretRef, Selector, Server, SharedStore, Snapshot, Source, Spool, Target, Test, TokenExchange,
+    TokenLimit, ToolOverride, ToolState, Upstream, UpstreamTls, UsageCounts, UserCredentials,
+    Version,
 };
 pub use raw::RawConfig;
 

@@ -46,6 +46,9 @@ pub struct Request {
     /// Correlates the audit event, the log line and the upstream assertion.
     pub request_id: Option<String>,
     pub method_is_delete: bool,
+    /// The access token the caller presented, kept only while some
+    /// upstream exchanges it (`token_exchange`).
+    pub subject_token: Option<Box<str>>,
     /// The client sent hop-by-hop or forwarding headers (`admit::head`).
     pub client_hop_headers: bool,
     /// The request body's share of the ceiling on bodies held at once.
@@ -80,6 +83,9 @@ pub struct Exchange {
     pub ticket: Option<Ticket>,
     /// Connect attempts retried so far.
     pub retries: u32,
+    /// By upstream index: the caller's token exchanged for that upstream's
+    /// (`exchange::request::act_as_caller`).
+    pub exchanged: Vec<(usize, http::HeaderValue)>,
     /// A POST's whole-call deadline (`timeouts.total_ms`).
     pub deadline: Option<Instant>,
     /// The upstream's tool list in this response was learnt already.
@@ -129,6 +135,7 @@ impl Ctx {
                 body: None,
                 request_id: None,
                 method_is_delete: false,
+                subject_token: None,
                 client_hop_headers: false,
                 body_hold: BodyHold::default(),
             },
@@ -141,6 +148,7 @@ impl Ctx {
                 latency: None,
                 ticket: None,
                 retries: 0,
+                exchanged: Vec::new(),
                 deadline: None,
                 catalog_learnt: false,
                 sse_counted: false,

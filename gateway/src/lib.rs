@@ -38,4 +38,5 @@ pub mod server;
 pub mod sessions;
 pub mod state;
 pub mod tls;
+pub mod token_exchange;
 pub mod upstream;

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub control_staleness: IntGauge,
     pub control_version: IntGauge,
     pub approvals: IntCounterVec,
+    pub token_exchanges: IntCounterVec,
     pub audit_ship_dropped: prometheus::IntCounter,
     pub audit_ship_backlog: IntGauge,
     pub audit_shipped: prometheus::IntCounter,
@@ -367,6 +368,11 @@ impl Metrics {
                 "approvals_total",
                 "Calls held for approval, by outcome (approved, pending, denied, unavailable)",
                 &["outcome"],
+            ),
+            token_exchanges: counter(
+                "token_exchanges_total",
+                "Caller tokens exchanged for an upstream's, by upstream and outcome (exchanged, cached, exchange_refused, exchange_unreachable, exchange_bad_answer, no_subject_token)",
+                &["upstream", "outcome"],
             ),
             audit_ship_dropped: reg.count(
                 "audit_ship_dropped_total",

@@ -210,6 +210,12 @@ impl Reloader {
                 )?)),
             });
         }
+        let mut exchangers = Vec::with_capacity(snapshot.upstreams.len());
+        for (i, up) in snapshot.upstreams.iter().enumerate() {
+            exchangers.push(crate::token_exchange::exchanger(up).map_err(|e| {
+                sluice_config::ConfigError::new(format!("upstreams[{i}].inject.token_exchange"), e)
+            })?);
+        }
         for w in &snapshot.warnings {
             tracing::warn!(warning = %w, "config warning");
         }
@@ -271,6 +277,7 @@ impl Reloader {
             credentials,
             tenant_credentials,
             user_credentials,
+            exchangers,
             auth,
             sampler,
             limits: Arc::new(limits),
@@ -297,6 +304,7 @@ impl Reloader {
                 credentials: current.credentials.clone(),
                 tenant_credentials: current.tenant_credentials.clone(),
                 user_credentials: current.user_credentials.clone(),
+                exchangers: current.exchangers.clone(),
                 auth: current.auth.clone(),
                 sampler: current.sampler,
                 limits: current.limits.clone(),

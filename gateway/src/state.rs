@@ -35,6 +35,9 @@ pub struct Runtime {
     pub tenant_credentials: Vec<Vec<(Box<str>, UpstreamCredential)>>,
     /// By upstream index: per-user credentials, if configured.
     pub user_credentials: Vec<Option<Arc<UserCredentialSet>>>,
+    /// By upstream index: the caller's token exchanged for the
+    /// upstream's, if configured.
+    pub exchangers: Vec<Option<Arc<crate::token_exchange::Exchanger>>>,
     /// Built from the snapshot's identity section; `None` when it is off.
     pub auth: Option<Arc<Authenticator>>,
     pub sampler: Sampler,
@@ -74,6 +77,7 @@ impl Runtime {
             credentials: Vec::new(),
             tenant_credentials: Vec::new(),
             user_credentials: Vec::new(),
+            exchangers: Vec::new(),
             auth: None,
             sampler: Sampler::new(1.0),
             limits: Arc::new(Limits::default()),
@@ -133,6 +137,8 @@ pub struct Shared {
     pub idempotency: crate::federation::idempotency::Ledger,
     /// HTTP tools' compiled input schemas.
     pub http_validators: crate::federation::validators::Validators,
+    /// Callers' tokens exchanged for upstreams' (`token_exchange`).
+    pub tokens: crate::token_exchange::Tokens,
 }
 
 impl Shared {
@@ -164,6 +170,7 @@ impl Shared {
             tool_indexes: Default::default(),
             idempotency: Default::default(),
             http_validators: Default::default(),
+            tokens: Default::default(),
         })
     }
 

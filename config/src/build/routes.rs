@@ -33,6 +33,14 @@ pub(crate) fn build_routes(
                 "a virtual server is served over streamable_http",
             ));
         }
+        if let (Some(RouteTransport::Llm), Some(u)) = (transport, upstream) {
+            if raw.upstreams[u].inject.token_exchange.is_some() {
+                errs.push(ConfigError::new(
+                    format!("{path}.upstream"),
+                    "token_exchange acts as the caller toward MCP upstreams; a model route's upstream takes its own credential",
+                ));
+            }
+        }
         let listeners_ok = check_listeners(r, listeners, &path, errs);
         let hosts = build_host_policy(r.hosts.as_ref());
         let auth_required = route_auth(r.auth.as_deref(), identity_enabled, &path, errs);

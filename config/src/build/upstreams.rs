@@ -39,6 +39,7 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
     let credential = inject::build_credential(&u.inject, path, &mut errs);
     let tenant_credentials = inject::build_tenant_credentials(&u.inject, path, &mut errs);
     inject::check_assertion(&u.inject, path, &mut errs);
+    let token_exchange = inject::build_token_exchange(&u.inject, path, &mut errs);
     let end = endpoint(&url, scheme, &format!("{path}.url"), &mut errs);
     let tls = build_tls(scheme, u.tls.as_ref(), &end.host, path, &mut errs);
     if u.http2 && scheme == Scheme::Http {
@@ -80,6 +81,7 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
         tenant_credentials,
         llm_metadata: u.inject.llm_metadata,
         user_credentials: inject::build_user_credentials(&u.inject),
+        token_exchange,
         assertion_header: u
             .inject
             .assertion_header

@@ -39,7 +39,8 @@ pub use servers::{
     HttpTool, NameFilter, PinMode, Pins, Screen, Server, Source, ToolOverride, ToolState,
 };
 pub use upstreams::{
-    CircuitBreaker, Credential, Retries, Scheme, Upstream, UpstreamTls, UserCredentials,
+    CircuitBreaker, ClientAuth, Credential, ExchangeGrant, Retries, Scheme, TokenExchange,
+    Upstream, UpstreamTls, UserCredentials,
 };
 
 use crate::error::ConfigError;

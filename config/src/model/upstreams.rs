@@ -44,6 +44,8 @@ pub struct Upstream {
     /// Add LiteLLM `metadata` to model requests.
     pub llm_metadata: bool,
     pub user_credentials: Option<UserCredentials>,
+    /// The caller's token exchanged for one meant for this upstream.
+    pub token_exchange: Option<TokenExchange>,
     pub assertion_header: Option<String>,
     /// How long a signed assertion may be reused; zero = per request.
     pub assertion_reuse: Duration,
@@ -92,4 +94,38 @@ pub struct UserCredentials {
     pub dir: String,
     pub header: String,
     pub prefix: String,
+}
+
+/// Exchanging the caller's token at the identity provider (see
+/// `RawTokenExchange`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenExchange {
+    pub token_endpoint: String,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    pub client_auth: ClientAuth,
+    pub grant: ExchangeGrant,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    /// Space-separated, as sent.
+    pub scope: Option<String>,
+    pub header: String,
+    pub prefix: String,
+    pub refresh_before: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Basic,
+    Post,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeGrant {
+    /// RFC 8693.
+    TokenExchange,
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer` with
+    /// `requested_token_use=on_behalf_of`.
+    JwtBearer,
 }

@@ -35,7 +35,7 @@ pub use servers::{
 };
 pub use upstreams::{
     RawCircuitBreaker, RawCredential, RawInjection, RawRetries, RawTenantCredential, RawTimeouts,
-    RawUpstream, RawUpstreamTls, RawUserCredentials,
+    RawTokenExchange, RawUpstream, RawUpstreamTls, RawUserCredentials,
 };
 
 use crate::error::{ConfigError, ConfigErrors};

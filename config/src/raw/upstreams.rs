@@ -117,12 +117,50 @@ pub struct RawInjection {
     /// of `credential` for that tenant's callers.
     #[serde(default)]
     pub tenant_credentials: Vec<RawTenantCredential>,
+    /// Act as the caller: exchange the caller's access token at the
+    /// organisation's identity provider (RFC 8693 token exchange, or the
+    /// `jwt-bearer` on-behalf-of form) for a token meant for this upstream,
+    /// and send that. Replaces `credential`, `tenant_credentials` and
+    /// `user_credentials`: one outbound credential per request.
+    pub token_exchange: Option<RawTokenExchange>,
     /// Model requests to this upstream (a LiteLLM proxy) also carry
     /// `metadata` naming the end user, a `tenant:<name>` tag and the
     /// gateway's request id, for LiteLLM's spend tracking. Default false
     /// (providers such as OpenAI refuse `metadata` without `store`).
     #[serde(default)]
     pub llm_metadata: bool,
+}
+
+/// Where and how the gateway exchanges a caller's token for this upstream.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenExchange {
+    /// The identity provider's token endpoint (`http` or `https`).
+    pub token_endpoint: String,
+    /// The gateway's client at the identity provider.
+    pub client_id: String,
+    pub client_secret: RawSecretRef,
+    /// `basic` (HTTP Basic, the default) or `post` (in the form body).
+    pub client_auth: Option<String>,
+    /// `token_exchange` (RFC 8693, the default) or `jwt_bearer` (the
+    /// on-behalf-of form of Microsoft Entra ID: `assertion` and
+    /// `requested_token_use=on_behalf_of`).
+    pub grant: Option<String>,
+    /// The upstream's identifier at the identity provider (RFC 8693
+    /// `audience`).
+    pub audience: Option<String>,
+    /// The upstream's URL as a resource indicator (RFC 8707 `resource`).
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The header the exchanged token goes in (default `Authorization`,
+    /// as `prefix` + token, default prefix `Bearer `).
+    pub header: Option<String>,
+    pub prefix: Option<String>,
+    /// Exchange again this many seconds before the token expires. Default 30.
+    pub refresh_before_s: Option<u64>,
+    /// How long an exchange may take. Default 5000.
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

@@ -53,6 +53,7 @@ pub(super) async fn admit(
                     Some(Box::new(ListFilter::for_stream(&up.name, c, snap.clone())));
             }
             circuit(shared, ctx)?;
+            crate::exchange::request::act_as_caller(shared, ctx, route.upstream).await?;
             return Ok(if up.http2 {
                 Admit::Proxy
             } else {
@@ -77,6 +78,7 @@ pub(super) async fn admit(
             Box::pin(crate::approval::hold(shared, snap, route, who, facts, body)).await?;
     }
     circuit(shared, ctx)?;
+    crate::exchange::request::act_as_caller(shared, ctx, route.upstream).await?;
     Ok(match (up.http2, big) {
         (false, _) => Admit::Forward,
         (true, true) => Admit::ForwardPingora,

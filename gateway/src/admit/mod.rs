@@ -129,6 +129,12 @@ fn caller(
     if let (Some(c), None) = (&caller, route.server) {
         may_use(shared, snap, route, req, ctx, c)?;
     }
+    // Kept only where an upstream exchanges it for its own.
+    if caller.as_ref().is_some_and(|c| !c.anonymous)
+        && ctx.rt.exchangers.iter().any(Option::is_some)
+    {
+        ctx.request.subject_token = crate::token_exchange::bearer(&req.headers).map(Into::into);
+    }
     ctx.caller = caller;
     if ctx
         .rt

@@ -47,7 +47,35 @@ pub fn prepare(
         }
     }
     let tenant = ctx.caller.as_ref().and_then(|c| c.tenant.as_deref());
-    let credential = ctx.rt.credential_for(target.upstream, tenant);
+    // Acting as the caller: the exchanged token is the one credential.
+    let exchanged;
+    let credential = match ctx
+        .rt
+        .exchangers
+        .get(target.upstream)
+        .and_then(Option::as_ref)
+    {
+        Some(ex) => {
+            let value = ctx
+                .exchange
+                .exchanged
+                .iter()
+                .find(|(u, _)| *u == target.upstream)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| {
+                    Error::explain(
+                        ErrorType::InternalError,
+                        "no exchanged token for the upstream",
+                    )
+                })?;
+            exchanged = inject::UpstreamCredential {
+                header: ex.header.clone(),
+                value,
+            };
+            Some(&exchanged)
+        }
+        None => ctx.rt.credential_for(target.upstream, tenant),
+    };
     // With identity on, the gateway is the resource server: the client's
     // credentials stop here and the upstream sees its own. A model
     // upstream's key is sent whether or not identity is on.
@@ -78,6 +106,35 @@ pub fn prepare(
         user,
         assertion.as_deref(),
     )
+}
+
+/// Where `upstream` acts as the caller (`token_exchange`), have the
+/// caller's token exchanged for its own before the request is prepared:
+/// kept in `ctx` for every request this exchange sends there.
+pub async fn act_as_caller(
+    shared: &Shared,
+    ctx: &mut Ctx,
+    upstream: usize,
+) -> std::result::Result<(), crate::token_exchange::ExchangeError> {
+    let Some(ex) = ctx.rt.exchangers.get(upstream).and_then(Option::as_ref) else {
+        return Ok(());
+    };
+    if ctx.exchange.exchanged.iter().any(|(u, _)| *u == upstream) {
+        return Ok(());
+    }
+    let ex = ex.clone();
+    let who = crate::token_exchange::Subject {
+        tenant: ctx.caller.as_ref().and_then(|c| c.tenant.as_deref()),
+        subject: ctx.caller.as_ref().map_or("", |c| &*c.subject),
+        token: ctx
+            .request
+            .subject_token
+            .as_deref()
+            .filter(|_| ctx.caller.as_ref().is_some_and(|c| !c.anonymous)),
+    };
+    let value = shared.tokens.get(&ex, who, &shared.metrics).await?;
+    ctx.exchange.exchanged.push((upstream, value));
+    Ok(())
 }
 
 /// A short-lived JWT saying who is calling, for this upstream only.

@@ -268,6 +268,7 @@ async fn send_with(
     (method, read_timeout): (&'static str, std::time::Duration),
     body: Vec<u8>,
 ) -> Result<(ResponseHeader, h1::Response)> {
+    as_caller(deps, ctx, s.upstream).await?;
     let rt = ctx.rt.clone();
     let up = &rt.snapshot.upstreams[s.upstream];
     let mut req = RequestHeader::build(method, b"/", Some(6))?;
@@ -301,6 +302,17 @@ async fn send_with(
     dispatch(deps, ctx, s.upstream, (&req, &body), read_timeout).await
 }
 
+/// The caller's token exchanged for `upstream`'s, where it acts as the
+/// caller; a failure is this source's error, named.
+async fn as_caller(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> Result<()> {
+    super::request::act_as_caller(deps.shared, ctx, upstream)
+        .await
+        .map_err(|e| {
+            let status = if e.is_access_decision() { 403 } else { 502 };
+            Error::explain(ErrorType::HTTPStatus(status), e.to_string())
+        })
+}
+
 /// A plain HTTP request to `upstream` (an HTTP tool's): `path` after the
 /// upstream URL's own, with the upstream's credentials, circuit breaker,
 /// connect retries and timeouts, as for an MCP request.
@@ -311,6 +323,7 @@ pub async fn send_plain(
     (method, path, headers): (&str, &str, &[(String, String)]),
     body: Option<Vec<u8>>,
 ) -> Result<(ResponseHeader, h1::Response)> {
+    as_caller(deps, ctx, upstream).await?;
     let rt = ctx.rt.clone();
     let up = &rt.snapshot.upstreams[upstream];
     let mut req = RequestHeader::build(method, b"/", Some(4 + headers.len()))?;

@@ -96,6 +96,10 @@ pub enum Refusal {
     /// this one (the user has not connected an account).
     #[error("no credential for this user on upstream `{0}`")]
     NoUserCredential(String),
+    /// Acting as the caller toward the upstream failed: no token to
+    /// exchange, or the identity provider refused or could not be reached.
+    #[error(transparent)]
+    Exchange(#[from] crate::token_exchange::ExchangeError),
     #[error("{}", limited_message(.0))]
     Limited(Limited),
     /// The upstream's circuit is open: answered without touching it.
@@ -149,6 +153,8 @@ impl Refusal {
             Refusal::ForeignSession => 404,
             Refusal::NoSession | Refusal::StrayAnswer => 400,
             Refusal::NoUserCredential(_) => 403,
+            Refusal::Exchange(e) if e.is_access_decision() => 403,
+            Refusal::Exchange(_) => 502,
             Refusal::Limited(Limited::StoreDown { .. }) | Refusal::CircuitOpen { .. } => 503,
             Refusal::Limited(_) => 429,
             Refusal::Llm(d) => llm_status(d),
@@ -170,6 +176,7 @@ impl Refusal {
             | Refusal::CircuitOpen { .. }
             | Refusal::BodiesFull(_)
             | Refusal::Approval(ApprovalDeny::Unavailable(_)) => code::INTERNAL_ERROR,
+            Refusal::Exchange(e) if !e.is_access_decision() => code::INTERNAL_ERROR,
             Refusal::Policy(d) => policy_code(d),
             Refusal::InvalidParams(_) | Refusal::BadArguments(_) => code::INVALID_PARAMS,
             Refusal::Idempotency(IdemDeny::Mismatch) => code::INVALID_PARAMS,
@@ -211,6 +218,7 @@ impl Refusal {
             Refusal::NoSession => "no_session",
             Refusal::StrayAnswer => "stray_answer",
             Refusal::NoUserCredential(_) => "no_user_credential",
+            Refusal::Exchange(e) => e.reason(),
             Refusal::Policy(Deny::Hidden { .. }) => "policy_hidden",
             Refusal::Policy(Deny::Conditions { .. }) => "policy_conditions",
             Refusal::Policy(Deny::Batch(_)) => "batch_not_allowed",
@@ -247,6 +255,7 @@ impl Refusal {
                 )
                 | Refusal::Limited(Limited::Rate { .. } | Limited::Concurrency { .. })
         ) || matches!(self, Refusal::Llm(d) if d.is_access_decision())
+            || matches!(self, Refusal::Exchange(e) if e.is_access_decision())
             || matches!(self, Refusal::Approval(a) if a.is_access_decision())
     }
 
