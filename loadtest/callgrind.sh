@@ -15,6 +15,10 @@
 #           per request, audit sampled at 1 %
 #   policy-reuse  the same with `assertion_reuse_s: 30` (one signature per
 #           caller and upstream every 30 s instead of one per request)
+#   policy-exchange  policy-reuse with the upstream key replaced by
+#           `inject.token_exchange`: the caller's token exchanged for the
+#           upstream's once (loadtest/token_endpoint.py answers), then the
+#           cached exchanged token on every request
 #   server  json through a virtual server whose one source is the json
 #           upstream (no prefix): the gateway answers as the MCP server and
 #           calls the source in a cached upstream session
@@ -263,6 +267,16 @@ audit: { file: "$OUT_DIR/audit-policy.jsonl", sample_rate: 0.01 }
 EOF
 sed -e 's/assertion_header: x-sluice-identity }/assertion_header: x-sluice-identity, assertion_reuse_s: 30 }/' \
   -e 's|path: /policy,|path: /policy-reuse,|' "$OUT_DIR/gateway-policy.yaml" >"$OUT_DIR/gateway-policy-reuse.yaml"
+if [[ " $SCENARIOS " == *" policy-exchange "* ]]; then
+  PORT_TOKEN=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  taskset -c "$DEMO_CORE" python3 "$HERE/token_endpoint.py" "$PORT_TOKEN" \
+    >"$OUT_DIR/token-endpoint.out" 2>"$OUT_DIR/token-endpoint.err" &
+  PIDS+=("$!")
+  wait_until token-endpoint "$!" 30 grep -q "token endpoint listening" "$OUT_DIR/token-endpoint.out"
+  sed -e "s|credential: { secret: { env: SLUICE_LOAD_UPSTREAM_KEY } }|token_exchange: { token_endpoint: \"http://127.0.0.1:$PORT_TOKEN/token\", client_id: load, client_secret: { env: SLUICE_LOAD_UPSTREAM_KEY }, audience: demo }|" \
+    -e 's|path: /policy-reuse,|path: /policy-exchange,|' "$OUT_DIR/gateway-policy-reuse.yaml" >"$OUT_DIR/gateway-policy-exchange.yaml"
+  grep -q token_exchange "$OUT_DIR/gateway-policy-exchange.yaml" || die "policy-exchange config not made"
+fi
 JWT=$(python3 "$HERE/mint_jwt.py")
 
 # Poll /readyz; count the probes the gateway answered (refused connections

@@ -60,6 +60,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/slack/interactions", post(slack))
         .route("/", get(|| async { Redirect::to("/inbox") }))
         .route("/login", get(login_page).post(login))
+        .route("/login/oidc", get(oidc_start))
+        .route("/login/oidc/callback", get(oidc_callback))
         .route("/logout", post(logout))
         .route("/inbox", get(inbox))
         .route("/inbox/{id}", get(inbox_one))
@@ -84,7 +86,7 @@ fn gateway_only(app: &App, h: &HeaderMap) -> Result<(), Response> {
     Err(error(StatusCode::UNAUTHORIZED, "gateway token required"))
 }
 
-async fn person<'a>(app: &'a App, h: &HeaderMap) -> Result<&'a User, Response> {
+async fn person(app: &App, h: &HeaderMap) -> Result<User, Response> {
     app.auth.user(h).await.map_err(unavailable)?.ok_or_else(|| {
         app.metrics.auth_failures.with_label_values(&["user"]).inc();
         error(StatusCode::UNAUTHORIZED, "sign in or send a user token")
@@ -286,6 +288,7 @@ async fn list_approvals(
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = &user;
     match app
         .approvals
         .list(q.view.as_deref().unwrap_or("pending"), Some(user))
@@ -331,6 +334,7 @@ async fn api_decide(
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = &user;
     let Some(approve) = parse_decision(&d.decision) else {
         return error(StatusCode::BAD_REQUEST, "decision: approve or deny");
     };
@@ -364,6 +368,7 @@ async fn query_audit(
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = &user;
     let q = scoped(user, q);
     match app.audit.query(q).await {
         Ok(events) => Json(events).into_response(),
@@ -448,7 +453,7 @@ fn session_csrf(app: &App, h: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-async fn page_user<'a>(app: &'a App, h: &HeaderMap) -> Result<&'a User, Response> {
+async fn page_user(app: &App, h: &HeaderMap) -> Result<User, Response> {
     app.auth
         .user(h)
         .await
@@ -457,7 +462,7 @@ async fn page_user<'a>(app: &'a App, h: &HeaderMap) -> Result<&'a User, Response
 }
 
 /// The signed-in user posting a form that carries this session's token.
-async fn form_user<'a>(app: &'a App, h: &HeaderMap, csrf: &str) -> Result<&'a User, Response> {
+async fn form_user(app: &App, h: &HeaderMap, csrf: &str) -> Result<User, Response> {
     let user = page_user(app, h).await?;
     check_csrf(app, h, csrf)?;
     Ok(user)
@@ -479,8 +484,101 @@ fn check_csrf(app: &App, h: &HeaderMap, token: &str) -> Result<(), Response> {
     Ok(())
 }
 
-async fn login_page() -> Html<String> {
-    Html(web::login(None))
+async fn login_page(State(app): State<Arc<App>>) -> Html<String> {
+    Html(web::login(None, app.oidc.as_ref().map(|o| o.label())))
+}
+
+/// The redirect URI registered with the identity provider.
+fn oidc_redirect(app: &App) -> String {
+    format!(
+        "{}/login/oidc/callback",
+        app.public_url.trim_end_matches('/')
+    )
+}
+
+/// Begin signing in with the identity provider.
+async fn oidc_start(State(app): State<Arc<App>>) -> Response {
+    let Some(oidc) = &app.oidc else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "sign-in with an identity provider is not configured",
+        );
+    };
+    match oidc.start(&app.db, &oidc_redirect(&app)).await {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => oidc_failed(&app, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct OidcCallback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// Back from the identity provider: a session for the person it vouched for.
+async fn oidc_callback(State(app): State<Arc<App>>, Query(q): Query<OidcCallback>) -> Response {
+    let Some(oidc) = &app.oidc else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "sign-in with an identity provider is not configured",
+        );
+    };
+    let (Some(code), Some(state)) = (q.code.as_deref(), q.state.as_deref()) else {
+        let why = q
+            .error
+            .as_deref()
+            .filter(|e| e.len() <= 64)
+            .unwrap_or("no code");
+        return oidc_failed(&app, crate::oidc::OidcError::Refused(why.to_owned()));
+    };
+    let user = match oidc
+        .finish(&app.db, code, state, &oidc_redirect(&app))
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => return oidc_failed(&app, e),
+    };
+    match app.auth.sign_in_as(&user).await {
+        Ok(sid) => {
+            tracing::info!(user = %user.name, via = "oidc", "signed in");
+            session_redirect(&app, &sid)
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+fn oidc_failed(app: &App, e: crate::oidc::OidcError) -> Response {
+    tracing::warn!(error = %e, "sign-in with the identity provider failed");
+    app.metrics.auth_failures.with_label_values(&["oidc"]).inc();
+    (
+        StatusCode::UNAUTHORIZED,
+        Html(web::login(
+            Some(&e.to_string()),
+            app.oidc.as_ref().map(|o| o.label()),
+        )),
+    )
+        .into_response()
+}
+
+/// To the inbox, with the session's cookie.
+fn session_redirect(app: &App, sid: &str) -> Response {
+    let secure = if app.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    // Lax, not Strict: the browser arrives from the identity provider.
+    let cookie = format!(
+        "{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        app.auth.ttl().as_secs()
+    );
+    let mut resp = Redirect::to("/inbox").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(http::header::SET_COOKIE, v);
+    }
+    resp
 }
 
 #[derive(Deserialize)]
@@ -512,7 +610,10 @@ async fn login(State(app): State<Arc<App>>, Form(f): Form<LoginForm>) -> Respons
             app.metrics.auth_failures.with_label_values(&["user"]).inc();
             (
                 StatusCode::UNAUTHORIZED,
-                Html(web::login(Some("That token is not recognised."))),
+                Html(web::login(
+                    Some("That token is not recognised."),
+                    app.oidc.as_ref().map(|o| o.label()),
+                )),
             )
                 .into_response()
         }
@@ -545,6 +646,7 @@ async fn inbox(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<ListQu
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = &user;
     let view = match q.view.as_deref() {
         Some("in_process") => "in_process",
         Some("completed") => "completed",
@@ -562,6 +664,7 @@ async fn inbox_one(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<Str
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = &user;
     match app.approvals.get(&id).await {
         Ok(Some(a)) if user.serves_tenant(a.tenant.as_deref()) => Html(web::inbox(
             user,
@@ -594,6 +697,7 @@ async fn web_decide(
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = &user;
     let csrf = session_csrf(&app, &h);
     let Some(approve) = parse_decision(&f.decision) else {
         return error(StatusCode::BAD_REQUEST, "decision: approve or deny");
@@ -634,6 +738,7 @@ async fn audit_page(
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = &user;
     let csrf = session_csrf(&app, &h);
     let shown = q.clone();
     match app.audit.query(scoped(user, q)).await {
@@ -648,6 +753,7 @@ async fn gateways_page(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = &user;
     match app.publisher.gateways().await {
         Ok(g) => Html(web::gateways(
             user,
@@ -747,6 +853,7 @@ async fn api_decide_definition(
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = &user;
     decide_definition(&app, user, id, &d.decision).await
 }
 
@@ -755,6 +862,7 @@ async fn definitions_page(State(app): State<Arc<App>>, h: HeaderMap) -> Response
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = &user;
     match app.definitions.list(None).await {
         Ok(d) => {
             let may = user.has_role(&app.settings.definition_approvers);
@@ -774,6 +882,7 @@ async fn web_decide_definition(
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = &user;
     let resp = decide_definition(&app, user, id, &f.decision).await;
     if resp.status().is_success() {
         return Redirect::to("/definitions").into_response();
@@ -788,6 +897,7 @@ async fn catalog_page(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
         Ok(u) => u,
         Err(r) => return r,
     };
+    let user = &user;
     let live = app.publisher.current();
     let snapshot = live
         .as_ref()

@@ -67,35 +67,51 @@ impl Auth {
     }
 
     /// A person, from a bearer token or a session cookie.
-    pub async fn user(&self, headers: &HeaderMap) -> Result<Option<&User>, DbError> {
+    pub async fn user(&self, headers: &HeaderMap) -> Result<Option<User>, DbError> {
         if let Some(t) = bearer(headers) {
-            return Ok(self.user_by_token(t));
+            return Ok(self.user_by_token(t).cloned());
         }
         let Some(sid) = cookie(headers, SESSION_COOKIE) else {
             return Ok(None);
         };
         let id_hash = hex::encode(hash(sid));
-        let name = self
+        let row = self
             .db
             .call(move |c| {
                 c.query_opt(
-                    "SELECT user_name FROM sessions WHERE id_hash = ?1 AND expires_ms > ?2",
+                    "SELECT user_name, profile FROM sessions WHERE id_hash = ?1 AND expires_ms > ?2",
                     crate::params![id_hash, now_ms()],
                 )?
-                .map(|r| r.get::<String>(0))
+                .map(|r| Ok((r.get::<String>(0)?, r.get::<Option<String>>(1)?)))
                 .transpose()
             })
             .await?;
-        Ok(name.and_then(|n| self.user_by_name(&n)))
+        Ok(match row {
+            // Signed in through the identity provider: as it vouched.
+            Some((_, Some(profile))) => serde_json::from_str(&profile).ok(),
+            Some((name, None)) => self.user_by_name(&name).cloned(),
+            None => None,
+        })
     }
 
     /// Sign in: a new session for the token's user.
-    pub async fn sign_in(&self, token: &str) -> Result<Option<(String, &User)>, DbError> {
-        let Some(user) = self.user_by_token(token) else {
+    pub async fn sign_in(&self, token: &str) -> Result<Option<(String, User)>, DbError> {
+        let Some(user) = self.user_by_token(token).cloned() else {
             return Ok(None);
         };
+        let sid = self.new_session(&user.name, None).await?;
+        Ok(Some((sid, user)))
+    }
+
+    /// Sign in someone the identity provider vouched for.
+    pub async fn sign_in_as(&self, user: &User) -> Result<String, DbError> {
+        let profile = serde_json::to_string(user).unwrap_or_default();
+        self.new_session(&user.name, Some(profile)).await
+    }
+
+    async fn new_session(&self, name: &str, profile: Option<String>) -> Result<String, DbError> {
         let sid = crate::db::random_id();
-        let (id_hash, name) = (hex::encode(hash(&sid)), user.name.clone());
+        let (id_hash, name) = (hex::encode(hash(&sid)), name.to_owned());
         let now = now_ms();
         let expires = now + self.ttl.as_millis() as i64;
         self.db
@@ -105,12 +121,12 @@ impl Auth {
                     crate::params![now],
                 )?;
                 c.execute(
-                    "INSERT INTO sessions (id_hash, user_name, expires_ms) VALUES (?1, ?2, ?3)",
-                    crate::params![id_hash, name, expires],
+                    "INSERT INTO sessions (id_hash, user_name, expires_ms, profile) VALUES (?1, ?2, ?3, ?4)",
+                    crate::params![id_hash, name, expires, profile],
                 )
             })
             .await?;
-        Ok(Some((sid, user)))
+        Ok(sid)
     }
 
     pub async fn sign_out(&self, headers: &HeaderMap) -> Result<(), DbError> {

@@ -16,6 +16,7 @@ pub mod db;
 pub mod definitions;
 pub mod metrics;
 pub mod notify;
+pub mod oidc;
 pub mod publish;
 pub mod settings;
 pub mod slack;
@@ -38,6 +39,10 @@ pub struct App {
     pub audit: audit::AuditStore,
     pub definitions: definitions::Definitions,
     pub auth: auth::Auth,
+    /// Sign-in with the identity provider, when configured.
+    pub oidc: Option<oidc::Oidc>,
+    /// The store, for what the handlers keep beside the modules' own.
+    pub db: db::Db,
     pub metrics: metrics::Metrics,
     pub slack_secret: Option<String>,
     /// Keys the inbox's form tokens; made once per store.
@@ -143,6 +148,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         audit,
         definitions: definitions::Definitions::new(db.clone(), metrics.clone()),
         auth,
+        oidc: match &settings.oidc {
+            Some(o) => Some(oidc::Oidc::new(o.clone())?),
+            None => None,
+        },
+        db: db.clone(),
         metrics,
         slack_secret,
         csrf_key,

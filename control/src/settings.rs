@@ -32,6 +32,11 @@ pub struct Settings {
     pub slack: Option<Slack>,
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Sign-in to control's pages with the organisation's identity provider
+    /// (OpenID Connect, authorization code with PKCE); personal tokens keep
+    /// working beside it.
+    #[serde(default)]
+    pub oidc: Option<OidcSettings>,
     /// Roles whose users may pin (approve) and reject tool definitions.
     /// Default `[admin]`.
     #[serde(default = "default_definition_approvers")]
@@ -56,6 +61,54 @@ pub struct PostgresSettings {
     pub postgres: String,
     /// The password, from the environment or a file.
     pub password: Option<Secret>,
+}
+
+/// The identity provider people sign in with.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// The issuer; its `/.well-known/openid-configuration` is read.
+    pub issuer: String,
+    pub client_id: String,
+    /// For a confidential client (HTTP Basic at the token endpoint); a
+    /// public client relies on PKCE alone.
+    pub client_secret: Option<Secret>,
+    /// Default `[openid, profile, email]`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The sign-in button's text. Default: the issuer.
+    pub label: Option<String>,
+    /// The claim naming the person in control's pages and audit of
+    /// decisions. Default `email` (`sub` when absent).
+    #[serde(default = "default_name_claim")]
+    pub name_claim: String,
+    /// The claim with the subject the gateway knows them by (self-approval
+    /// check). Default `sub`.
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    /// The claim listing their roles. Default `roles`.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// The claim listing the tenants they serve (`*` for all). Default
+    /// `tenants`.
+    #[serde(default = "default_tenants_claim")]
+    pub tenants_claim: String,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    ["openid", "profile", "email"].map(String::from).to_vec()
+}
+fn default_name_claim() -> String {
+    "email".to_owned()
+}
+fn default_subject_claim() -> String {
+    "sub".to_owned()
+}
+fn default_roles_claim() -> String {
+    "roles".to_owned()
+}
+fn default_tenants_claim() -> String {
+    "tenants".to_owned()
 }
 
 fn default_definition_approvers() -> Vec<String> {
@@ -137,7 +190,7 @@ impl Secret {
 }
 
 /// Someone who may sign in to the inbox and decide approvals.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,

@@ -64,15 +64,23 @@ pre{{margin:0;white-space:pre-wrap;max-width:40rem}} .tabs a{{margin-right:1rem}
     )
 }
 
-pub fn login(error: Option<&str>) -> String {
+/// The sign-in page: with the identity provider (`sso`, its label) when
+/// configured, and with a personal token.
+pub fn login(error: Option<&str>, sso: Option<&str>) -> String {
     let err = error.map_or(String::new(), |e| {
         format!(r#"<p class="error" id="error">{}</p>"#, escape(e))
+    });
+    let sso = sso.map_or(String::new(), |label| {
+        format!(
+            r#"<p><a href="/login/oidc" id="sso">Sign in with {}</a></p>"#,
+            escape(label)
+        )
     });
     page(
         "Sign in",
         None,
         &format!(
-            r#"{err}<form method="post" action="/login">
+            r#"{err}{sso}<form method="post" action="/login">
 <label>Token <input type="password" name="token" id="token" autocomplete="off" required></label>
 <button type="submit" id="signin">Sign in</button></form>"#
         ),

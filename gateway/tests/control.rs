@@ -1960,3 +1960,132 @@ async fn tool_definitions_reported_to_one_control_process_are_pinned_through_the
         "the live config pins the approved definition"
     );
 }
+
+// ---- signing in with the identity provider ----
+
+/// `oidc_login.cjs`: sign in to `control` as `login` through the provider in
+/// headless Chromium; where the browser ended, whom the inbox shows, the
+/// session cookie.
+async fn browser_sign_in(control: &Control, login: &str) -> Value {
+    let (url, login) = (control.url(""), login.to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(support::peers::node22())
+            .arg(test_peer("oidc_login.cjs"))
+            .args([url.as_str(), login.as_str()])
+            .env("NODE_PATH", peers().join("node_modules"))
+            .output()
+            .expect("node")
+    })
+    .await
+    .expect("browser task");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "browser sign-in failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("json line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_sign_in_with_the_identity_provider_and_hold_the_roles_it_names() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, _, source) = paying_gateway_config(dir.path()).await;
+    let as_port = free_port();
+    let oidc = format!(
+        "oidc: {{ issuer: \"http://127.0.0.1:{as_port}\", client_id: sluice-control, client_secret: {{ env: SLUICE_TEST_OIDC_SECRET }}, label: Example SSO }}"
+    );
+    let control = Control::start(
+        dir.path(),
+        &source,
+        &oidc,
+        &[("SLUICE_TEST_OIDC_SECRET", "control-secret")],
+    )
+    .await;
+    let _idp = support::oauth_server::AuthServer::start_on(
+        as_port,
+        &[("CONTROL_REDIRECT", &control.url("/login/oidc/callback"))],
+    )
+    .await;
+
+    // A request waiting for someone of the finance role.
+    let args = json!({"order": "O-1", "amount": 500});
+    let filing = json!({
+        "tenant": "acme", "subject": "dave", "upstream": "pay", "tool": "refund",
+        "arguments": args, "args_hash": sluice_config::canonical_hash(&args),
+        "policy_version": "1-x", "rule": "big-refunds", "approvers": ["finance"],
+        "allow_self_approval": false, "expires_s": 600
+    });
+    let (st, a) = control
+        .api("POST", "/v1/approvals", GATEWAY_TOKEN, Some(filing))
+        .await;
+    assert_eq!(st, 200, "{a}");
+    let id = a["id"].as_str().expect("id").to_owned();
+
+    // Olga signs in through the provider in a browser: the inbox is hers,
+    // with the finance role the provider names, and she may decide.
+    let olga = browser_sign_in(&control, "olga").await;
+    assert!(
+        olga["url"].as_str().is_some_and(|u| u.ends_with("/inbox")),
+        "{olga}"
+    );
+    assert!(
+        olga["user"]
+            .as_str()
+            .is_some_and(|u| u.contains("olga@example.test")),
+        "{olga}"
+    );
+    let cookie = olga["cookie"].as_str().expect("session cookie").to_owned();
+    let decide = async |cookie: &str| {
+        reqwest::Client::new()
+            .post(control.url(&format!("/v1/approvals/{id}/decision")))
+            .header("cookie", cookie)
+            .json(&json!({"decision": "approve", "reason": "checked"}))
+            .send()
+            .await
+            .expect("decision")
+    };
+    // Mallory is a viewer at the provider: signed in, but may not decide.
+    let mallory = browser_sign_in(&control, "mallory").await;
+    let r = decide(mallory["cookie"].as_str().expect("cookie")).await;
+    assert_eq!(
+        r.status().as_u16(),
+        403,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    let r = decide(&cookie).await;
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    assert_eq!(
+        control.approval(&id).await["decided_by"],
+        "olga@example.test"
+    );
+
+    // A callback with a state control never issued (or already used) is
+    // refused, and nobody is signed in.
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(control.url("/login/oidc/callback?code=forged&state=never-issued"))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert!(r
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("unknown, used or expired"));
+    // Personal tokens keep working beside it.
+    let (st, _) = control
+        .api("GET", "/v1/approvals?view=completed", token("carol"), None)
+        .await;
+    assert_eq!(st, 200);
+}

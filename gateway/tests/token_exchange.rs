@@ -8,78 +8,9 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
-
 use serde_json::{json, Value};
+use support::oauth_server::{AuthServer, GATEWAY_SECRET};
 use support::*;
-
-const GATEWAY_SECRET: &str = "gw-exchange-secret-7f1c";
-
-/// The authorization server on a free port; killed when dropped.
-struct AuthServer {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for AuthServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl AuthServer {
-    async fn start(env: &[(&str, &str)]) -> AuthServer {
-        let port = free_port();
-        let child = Command::new(support::peers::node22())
-            .arg(test_peer("oauth_as.cjs"))
-            .env("NODE_PATH", peers().join("node_modules"))
-            .env("PORT", port.to_string())
-            .env("GATEWAY_SECRET", GATEWAY_SECRET)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node oauth_as.cjs");
-        let server = AuthServer { child, port };
-        let client = reqwest::Client::new();
-        let url = server.url("/.well-known/openid-configuration");
-        eventually("the authorization server", async || {
-            answers_ok(&client, &url).await
-        })
-        .await;
-        server
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// The agent's access token for the gateway (client credentials).
-    async fn agent_token(&self) -> String {
-        let r: Value = reqwest::Client::new()
-            .post(self.url("/token"))
-            .basic_auth("agent", Some("agent-secret"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("grant_type=client_credentials&scope=mcp&resource=urn%3Asluice%3Agateway")
-            .send()
-            .await
-            .expect("token")
-            .json()
-            .await
-            .expect("token json");
-        r["access_token"].as_str().expect("access token").to_owned()
-    }
-
-    async fn stats(&self) -> Value {
-        reqwest::get(self.url("/stats"))
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("stats json")
-    }
-}
 
 /// Callers' JWTs from the server; `crm` exchanged for itself with
 /// `exchange` (YAML of `token_exchange`'s fields after the endpoint).

@@ -102,6 +102,16 @@ pub const MIGRATIONS: &[&str] = &[
      );
      CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);
      ALTER TABLE published ADD COLUMN candidate TEXT;",
+    // 4: sign-ins through the identity provider: the ones under way
+    // (state, PKCE verifier, nonce), and the person a session is for when
+    // they are not in the settings.
+    "CREATE TABLE IF NOT EXISTS oidc_logins (
+         state_hash TEXT PRIMARY KEY,
+         verifier TEXT NOT NULL,
+         nonce TEXT NOT NULL,
+         expires_ms INTEGER NOT NULL
+     );
+     ALTER TABLE sessions ADD COLUMN profile TEXT;",
 ];
 
 /// `sql` in PostgreSQL's types: SQLite's `INTEGER` is 64-bit, PostgreSQL's

@@ -8,6 +8,9 @@
 //     must be an access token this server issued for the gateway; the
 //     answer is a JWT for the requested audience with `act` naming the
 //     gateway, valid TTL seconds (default 60).
+//   - with CONTROL_REDIRECT, client `sluice-control` (authorization code)
+//     for control's sign-in, through the development login form; ID tokens
+//     carry `email`, `roles` and `tenants`.
 // GET /stats says how many exchanges ran and what the last one asked.
 // Prints `listening <issuer>` when ready.
 // CommonJS, so NODE_PATH finds the packages; they are ES modules, loaded
@@ -31,7 +34,7 @@ const stats = { exchanges: 0, refused: 0, last: null };
 
 const provider = new Provider(issuer, {
   jwks: { keys: [privateJwk] },
-  scopes: ['openid', 'mcp'],
+  scopes: ['openid', 'email', 'profile', 'mcp'],
   clients: [
     {
       client_id: 'agent',
@@ -52,10 +55,33 @@ const provider = new Provider(issuer, {
       response_types: [],
       token_endpoint_auth_method: process.env.GATEWAY_AUTH || 'client_secret_basic',
     },
+    // Control's sign-in (OpenID Connect, code + PKCE), when asked for.
+    ...(process.env.CONTROL_REDIRECT
+      ? [{
+        client_id: 'sluice-control',
+        client_secret: 'control-secret',
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        redirect_uris: [process.env.CONTROL_REDIRECT],
+      }]
+      : []),
   ],
+  // People for control's sign-in: any login (the development login form),
+  // with roles by name.
+  findAccount: (ctx, id) => ({
+    accountId: id,
+    claims: () => ({
+      sub: id,
+      email: `${id}@example.test`,
+      roles: id === 'olga' ? ['finance'] : ['viewer'],
+      tenants: ['acme'],
+    }),
+  }),
+  claims: { openid: ['sub'], email: ['email'], profile: ['roles', 'tenants'] },
+  conformIdTokenClaims: false,
   features: {
     clientCredentials: { enabled: true },
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => GATEWAY_RESOURCE,

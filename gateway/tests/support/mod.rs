@@ -13,6 +13,7 @@ pub use sluice_demo::{DemoOptions, DemoServer};
 
 pub mod control;
 pub mod fault;
+pub mod oauth_server;
 pub mod peers;
 pub mod postgres_server;
 pub mod redis_server;
