@@ -256,3 +256,63 @@ async fn the_on_behalf_of_form_and_client_secret_post_work_and_a_token_is_exchan
         .to_owned();
     assert_ne!(first, last, "the renewed token is sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_server_source_is_called_with_the_callers_exchanged_token() {
+    let auth = AuthServer::start(&[]).await;
+    let sdk = support::peers::SdkServer::start_with_env(&[("SDK_WHOAMI", "1")]).await;
+    let yaml = format!(
+        r#"listeners:
+  - {{ name: main, address: "{{listen}}" }}
+admin: {{ address: "{{admin}}" }}
+tenants: [acme]
+identity:
+  audience: "urn:sluice:gateway"
+  jwt:
+    - {{ issuer: "{issuer}", jwks_url: "{issuer}/jwks", algorithms: [RS256] }}
+roles:
+  - {{ name: agent, allow: ["tools:crm/*:call"] }}
+upstreams:
+  - name: crm
+    url: "http://127.0.0.1:{port}/mcp"
+    inject:
+      token_exchange:
+        token_endpoint: "{issuer}/token"
+        client_id: sluice-gateway
+        client_secret: {{ env: SLUICE_TEST_EXCHANGE_SECRET }}
+        audience: crm-api
+routes:
+  - {{ name: fed, path: /fed, server: fed }}
+servers:
+  - {{ name: fed, sources: [{{ upstream: crm, prefix: "" }}] }}
+"#,
+        issuer = auth.url(""),
+        port = sdk.port,
+    );
+    let gw =
+        Gateway::start_with_env(&yaml, &[("SLUICE_TEST_EXCHANGE_SECRET", GATEWAY_SECRET)]).await;
+    let token = auth.agent_token().await;
+    let v = stateless_rpc(
+        &gw.url("/fed"),
+        Some(&token),
+        (
+            "tools/call",
+            json!(7),
+            json!({"name": "whoami", "arguments": {}}),
+        ),
+    )
+    .await;
+    assert_eq!(v["id"], 7, "{v}");
+    let seen = v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    let jwt = seen
+        .strip_prefix("Bearer ")
+        .expect("the source got a bearer token");
+    assert_ne!(jwt, token, "the caller's token never passes");
+    let c = claims(jwt);
+    assert_eq!(c["aud"], "crm-api", "{c}");
+    assert_eq!(c["sub"], "agent", "{c}");
+    assert_eq!(sdk.ran(), vec![json!({"tool": "whoami"})]);
+    assert!(auth.stats().await["exchanges"].as_u64().unwrap_or(0) >= 1);
+}

@@ -26,6 +26,8 @@ written and flushed immediately:
   tools/call pay      {"tool": "pay", "a": <int after the SDK's coercion>}
   tools/call refund   {"tool": "refund", "amount": <int>}
   tools/call echo     {"tool": "echo", "message": <str>}
+  tools/call whoami   {"tool": "whoami"}; answers the request's Authorization
+                      header (the tool exists only with SDK_WHOAMI=1)
   tools/call touch    (nothing: it publishes `resources/updated` for its
                       `uri` and `tools/list_changed` to listen streams)
   tools/call redefine {"tool": "redefine", "target": <tool>}: sets that
@@ -108,6 +110,16 @@ def build_server(root_dir: str, log: ActionLog) -> MCPServer:
     def echo(message: str) -> str:
         log.write({"tool": "echo", "message": message})
         return message
+
+    if os.environ.get("SDK_WHOAMI"):
+        # Only when asked (it would change other tests' tool lists): the
+        # credential this request reached the server with.
+        @server.tool(description="Say which credential this call carried.", structured_output=False)
+        def whoami(ctx: Context) -> str:
+            req = ctx.request_context.request
+            auth = req.headers.get("authorization", "") if req is not None else ""
+            log.write({"tool": "whoami"})
+            return auth
 
     @server.tool(description="Announce that a resource and the tool list changed.", structured_output=False)
     async def touch(uri: str, ctx: Context) -> str:

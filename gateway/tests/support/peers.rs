@@ -29,6 +29,11 @@ impl Drop for SdkServer {
 
 impl SdkServer {
     pub async fn start() -> SdkServer {
+        Self::start_with_env(&[]).await
+    }
+
+    /// With `env` set for the server (e.g. `SDK_WHOAMI=1`).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> SdkServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
         for (file, text) in [
@@ -47,6 +52,7 @@ impl SdkServer {
             .arg(port.to_string())
             .arg(&root)
             .arg(&log)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
