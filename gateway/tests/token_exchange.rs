@@ -14,7 +14,7 @@ use support::*;
 
 /// Callers' JWTs from the server; `crm` exchanged for itself with
 /// `exchange` (YAML of `token_exchange`'s fields after the endpoint).
-fn config(auth: &AuthServer, recorder: &str, exchange: &str) -> String {
+fn config(auth: &AuthServer, recorder: &str, exchange: &str, routes: &str) -> String {
     format!(
         r#"listeners:
   - {{ name: main, address: "{{listen}}" }}
@@ -37,13 +37,14 @@ upstreams:
         client_id: sluice-gateway
         client_secret: {{ env: SLUICE_TEST_EXCHANGE_SECRET }}
 {exchange}
-routes:
-  - {{ name: crm, path: /mcp, upstream: crm }}
-"#,
+{routes}"#,
         issuer = auth.url(""),
         bot = sluice_gateway::identity::hash_key("bot-key"),
     )
 }
+
+/// `crm` served on `/mcp` as it is.
+const PLAIN_ROUTE: &str = "routes:\n  - { name: crm, path: /mcp, upstream: crm }\n";
 
 /// A stateless tools/call as `bearer`; the JSON-RPC answer and status.
 async fn call(client: &reqwest::Client, gw: &Gateway, bearer: &str, id: u64) -> (u16, Value) {
@@ -84,7 +85,8 @@ async fn the_upstream_sees_the_callers_exchanged_token_cached_and_never_the_orig
         &auth,
         &format!("http://{addr}/mcp"),
         "        audience: crm-api\n        resource: \"https://crm.example/\"\n        scopes: [crm.read, crm.write]",
-    );
+    PLAIN_ROUTE,
+);
     let gw =
         Gateway::start_with_env(&yaml, &[("SLUICE_TEST_EXCHANGE_SECRET", GATEWAY_SECRET)]).await;
     let client = reqwest::Client::new();
@@ -164,6 +166,7 @@ async fn refusals_and_outages_of_the_identity_provider_are_clear_errors_that_lea
         &auth,
         &format!("http://{addr}/mcp"),
         "        audience: crm-api",
+        PLAIN_ROUTE,
     );
     let gw =
         Gateway::start_with_env(&yaml, &[("SLUICE_TEST_EXCHANGE_SECRET", GATEWAY_SECRET)]).await;
@@ -190,6 +193,7 @@ async fn refusals_and_outages_of_the_identity_provider_are_clear_errors_that_lea
         &auth,
         &format!("http://{addr}/mcp"),
         "        audience: crm-api",
+        PLAIN_ROUTE,
     );
     let gw2 =
         Gateway::start_with_env(&wrong, &[("SLUICE_TEST_EXCHANGE_SECRET", "not-the-secret")]).await;
@@ -229,7 +233,8 @@ async fn the_on_behalf_of_form_and_client_secret_post_work_and_a_token_is_exchan
         &auth,
         &format!("http://{addr}/mcp"),
         "        client_auth: post\n        grant: jwt_bearer\n        scopes: [\"api://crm/.default\"]\n        refresh_before_s: 1",
-    );
+    PLAIN_ROUTE,
+);
     let gw =
         Gateway::start_with_env(&yaml, &[("SLUICE_TEST_EXCHANGE_SECRET", GATEWAY_SECRET)]).await;
     let client = reqwest::Client::new();
@@ -261,33 +266,11 @@ async fn the_on_behalf_of_form_and_client_secret_post_work_and_a_token_is_exchan
 async fn a_virtual_server_source_is_called_with_the_callers_exchanged_token() {
     let auth = AuthServer::start(&[]).await;
     let sdk = support::peers::SdkServer::start_with_env(&[("SDK_WHOAMI", "1")]).await;
-    let yaml = format!(
-        r#"listeners:
-  - {{ name: main, address: "{{listen}}" }}
-admin: {{ address: "{{admin}}" }}
-tenants: [acme]
-identity:
-  audience: "urn:sluice:gateway"
-  jwt:
-    - {{ issuer: "{issuer}", jwks_url: "{issuer}/jwks", algorithms: [RS256] }}
-roles:
-  - {{ name: agent, allow: ["tools:crm/*:call"] }}
-upstreams:
-  - name: crm
-    url: "http://127.0.0.1:{port}/mcp"
-    inject:
-      token_exchange:
-        token_endpoint: "{issuer}/token"
-        client_id: sluice-gateway
-        client_secret: {{ env: SLUICE_TEST_EXCHANGE_SECRET }}
-        audience: crm-api
-routes:
-  - {{ name: fed, path: /fed, server: fed }}
-servers:
-  - {{ name: fed, sources: [{{ upstream: crm, prefix: "" }}] }}
-"#,
-        issuer = auth.url(""),
-        port = sdk.port,
+    let yaml = config(
+        &auth,
+        &format!("http://127.0.0.1:{}/mcp", sdk.port),
+        "        audience: crm-api",
+        "routes:\n  - { name: fed, path: /fed, server: fed }\nservers:\n  - { name: fed, sources: [{ upstream: crm, prefix: \"\" }] }\n",
     );
     let gw =
         Gateway::start_with_env(&yaml, &[("SLUICE_TEST_EXCHANGE_SECRET", GATEWAY_SECRET)]).await;
