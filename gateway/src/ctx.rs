@@ -46,6 +46,10 @@ pub struct Request {
     /// Correlates the audit event, the log line and the upstream assertion.
     pub request_id: Option<String>,
     pub method_is_delete: bool,
+    /// The client's address, as admission saw it: requests the gateway
+    /// runs in memory for it (a legacy client's messages) have none of
+    /// their own.
+    pub client: Option<std::net::IpAddr>,
     /// The access token the caller presented, kept only while some
     /// upstream exchanges it (`token_exchange`).
     pub subject_token: Option<Box<str>>,
@@ -135,6 +139,7 @@ impl Ctx {
                 body: None,
                 request_id: None,
                 method_is_delete: false,
+                client: None,
                 subject_token: None,
                 client_hop_headers: false,
                 body_hold: BodyHold::default(),

@@ -1493,3 +1493,61 @@ async fn a_legacy_client_holds_a_whole_session_on_its_stream() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_legacy_client_is_limited_by_its_own_address() {
+    let demo = demo(DemoOptions::default()).await;
+    // No identity: callers are known by their address.
+    let config = ws_config(
+        &[format!("{{ name: demo, url: \"{}\" }}", demo.url())],
+        r#"sources: [{ upstream: demo, prefix: "" }]"#,
+        "rate_limits:\n  rules:\n    - { name: per-client, match: { methods: [tools/call] }, per: [subject], rate: 2/min, burst: 2 }\n",
+    );
+    let gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let stream = client
+        .get(gw.url("/ws"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("a stream");
+    let mut stream = Events::new(stream);
+    let url = gw.url(&stream.endpoint().await);
+    let send = |message: Value| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { post(&client, &url, message.to_string(), &[]).await.0 }
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"}}});
+    assert_eq!(send(init).await, 202);
+    stream.until(|m| m["id"] == 1).await;
+    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(send(done).await, 202);
+    // Two calls through the legacy stream spend this address's allowance.
+    for id in [2, 3] {
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "get-sum", "arguments": {"a": 1, "b": id}}});
+        assert_eq!(send(call).await, 202);
+        let (text, result) = stream.result_text(id).await;
+        assert_eq!(text, (1 + id).to_string(), "{result}");
+    }
+    // The same address calling directly finds it spent: one bucket per
+    // client, whichever transport it uses.
+    let v = stateless_rpc(
+        &gw.url("/ws"),
+        None,
+        (
+            "tools/call",
+            json!(4),
+            json!({"name": "get-sum", "arguments": {"a": 1, "b": 1}}),
+        ),
+    )
+    .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("rate limit")),
+        "{v}"
+    );
+}

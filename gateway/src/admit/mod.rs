@@ -63,6 +63,7 @@ pub async fn admit(
     if let Some(doc) = well_known(shared, &snap, listener, session.req_header()) {
         return Ok(doc);
     }
+    ctx.request.client = crate::exchange::mcp::client_ip(session);
     let route = route(&snap, listener, session, ctx)?;
     caller(shared, &snap, route, session.req_header(), ctx)?;
     let req = session.req_header();

@@ -717,7 +717,9 @@ pub(super) async fn limits(
     if rt.limits.is_empty() {
         return Ok(());
     }
-    let client = crate::exchange::mcp::client_ip(session);
+    // A legacy client's message runs on an in-memory connection: its
+    // address is the one admission saw.
+    let client = crate::exchange::mcp::client_ip(session).or(ctx.request.client);
     let (subject, tenant, roles) = crate::limits::owner(client, ctx.caller.as_ref());
     let route = ctx.route().map_or("", |r| r.name.as_str());
     let input = crate::limits::LimitInput {
