@@ -139,6 +139,8 @@ pub struct Shared {
     pub http_validators: crate::federation::validators::Validators,
     /// Callers' tokens exchanged for upstreams' (`token_exchange`).
     pub tokens: crate::token_exchange::Tokens,
+    /// Virtual servers' sessions their clients ended on this replica.
+    pub ended_sessions: crate::federation::seal::Ended,
 }
 
 impl Shared {
@@ -171,6 +173,7 @@ impl Shared {
             idempotency: Default::default(),
             http_validators: Default::default(),
             tokens: Default::default(),
+            ended_sessions: Default::default(),
         })
     }
 

@@ -1551,3 +1551,47 @@ async fn an_anonymous_legacy_client_is_limited_by_its_own_address() {
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_its_client_ended_is_not_taken_up_again() {
+    let demo = demo(DemoOptions::default()).await;
+    let config = ws_config(
+        &[format!("{{ name: demo, url: \"{}\" }}", demo.url())],
+        r#"sources: [{ upstream: demo, prefix: "" }]"#,
+        "",
+    );
+    let gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    let url = gw.url("/ws");
+    let sid = initialize_with(&client, &url, &[], "2025-11-25", "{}").await;
+    let call = |id: u64| {
+        let (client, url, sid) = (client.clone(), url.clone(), sid.clone());
+        async move {
+            let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": "get-sum", "arguments": {"a": 1, "b": 2}}});
+            post(
+                &client,
+                &url,
+                body.to_string(),
+                &[
+                    ("mcp-session-id", &sid),
+                    ("mcp-protocol-version", "2025-11-25"),
+                ],
+            )
+            .await
+        }
+    };
+    let (status, _, text) = call(1).await;
+    assert_eq!(status, 200, "{text}");
+    let ended = client
+        .delete(&url)
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(ended.status().as_u16(), 200);
+    // The old id is an unknown session now, not a way back into it.
+    let (status, _, text) = call(2).await;
+    assert_eq!(status, 404, "{text}");
+}

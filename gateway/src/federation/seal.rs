@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sluice_config::locks::Recover;
 
 /// What a sealed id carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,48 @@ pub struct SessionState {
     /// random nonce that starts the id it was opened from (`tag_from`).
     #[serde(skip)]
     pub tag: String,
+}
+
+/// Sessions their clients ended (DELETE), by tag: their sealed ids stay
+/// unknown here for `ENDED_KEEP`, so an ended session is not taken up again
+/// (its sources re-opened) by presenting the old id. Per replica, bounded.
+#[derive(Default)]
+pub struct Ended {
+    inner: std::sync::Mutex<EndedInner>,
+}
+
+#[derive(Default)]
+struct EndedInner {
+    tags: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<(std::time::Instant, String)>,
+}
+
+/// How long an ended session's id stays refused.
+pub const ENDED_KEEP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Most ended sessions remembered; past it the oldest are forgotten first.
+const ENDED_MAX: usize = 100_000;
+
+impl Ended {
+    pub fn end(&self, tag: &str) {
+        let mut g = self.inner.lock().recover();
+        let now = std::time::Instant::now();
+        while let Some((at, _)) = g.order.front() {
+            if now.duration_since(*at) < ENDED_KEEP && g.order.len() < ENDED_MAX {
+                break;
+            }
+            if let Some((_, old)) = g.order.pop_front() {
+                g.tags.remove(&old);
+            }
+        }
+        if g.tags.insert(tag.to_owned()) {
+            g.order.push_back((now, tag.to_owned()));
+        }
+    }
+
+    pub fn is_ended(&self, tag: &str) -> bool {
+        let g = self.inner.lock().recover();
+        !g.tags.is_empty() && g.tags.contains(tag)
+    }
 }
 
 /// The characters of an id that encode its nonce.

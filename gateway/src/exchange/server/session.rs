@@ -24,6 +24,7 @@ use crate::refusal::Refusal;
 /// The client's sealed session, if it sent one (a stateless request's is
 /// ignored). One that does not open to this server and caller is unknown.
 pub(super) fn client_session(
+    deps: Deps<'_>,
     session: &Session,
     ctx: &Ctx,
     server: &Server,
@@ -42,7 +43,9 @@ pub(super) fn client_session(
     let (subject, tenant) = caller_names(ctx);
     let ours = state.server == server.name
         && state.subject == subject
-        && state.tenant.as_deref() == tenant;
+        && state.tenant.as_deref() == tenant
+        // Ended by its client: unknown, not taken up again.
+        && !deps.shared.ended_sessions.is_ended(&state.tag);
     if ours {
         Ok(Some(state))
     } else {
@@ -185,6 +188,7 @@ pub(super) async fn close(
             source_failed(deps, ctx, i, &e);
         }
     }
+    deps.shared.ended_sessions.end(&state.tag);
     write(session, 200, None, None)
         .await
         .map_err(|e| Refusal::Upstream(crate::failure::Failure::of(&e)))
