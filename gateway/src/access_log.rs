@@ -2,13 +2,15 @@
 //! config), written by a thread of its own from a bounded queue, so the data
 //! path never waits on the disk: a full queue drops the line and counts it
 //! (`sluice_access_log_dropped_total`). The file is the first config's;
-//! changing it takes a restart.
+//! changing it takes a restart. It is opened again (by name) on every
+//! reload and SIGHUP, so a rotated log goes on in a new file.
 //!
 //! Fields (stable): `time` (RFC 3339, ms), `request_id`, `route`,
 //! `upstream`, `http_method`, `status`, `rpc_method`, `target` (tool,
 //! resource, prompt or model), `revision`, `session`, `tenant`, `subject`,
 //! `refused` (why the gateway answered itself), `rpc_error` (its JSON-RPC
-//! code), `bytes_in` (the request body), `duration_ms`, `gateway_us`,
+//! code), `bytes_in` (the request body), `bytes_out` (the response body
+//! the client was sent), `duration_ms`, `gateway_us`,
 //! `trace_id` (null until traces are exported). Never arguments, tokens or
 //! headers.
 
@@ -22,6 +24,8 @@ pub struct AccessLog {
     tx: SyncSender<String>,
     sample_rate: f64,
     dropped: prometheus::IntCounter,
+    /// Set to have the writer open the file again before its next write.
+    reopen: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AccessLog {
@@ -30,16 +34,31 @@ impl AccessLog {
         cfg: &sluice_config::AccessLog,
         dropped: prometheus::IntCounter,
     ) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&cfg.file)?;
+        let open = |path: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+        };
+        let file = open(&cfg.file)?;
         let (tx, rx) = sync_channel::<String>(QUEUE);
+        let reopen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let again = reopen.clone();
+        let path = cfg.file.clone();
         std::thread::Builder::new()
             .name("sluice-access-log".into())
             .spawn(move || {
                 let mut out = std::io::BufWriter::new(file);
                 while let Ok(line) = rx.recv() {
+                    if again.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                        match open(&path) {
+                            Ok(f) => {
+                                let _ = out.flush();
+                                out = std::io::BufWriter::new(f);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "the access log could not be opened again; writing on to the old file"),
+                        }
+                    }
                     let mut ok = writeln!(out, "{line}").is_ok();
                     // Whatever else is queued goes in the same write.
                     while let Ok(line) = rx.try_recv() {
@@ -54,7 +73,14 @@ impl AccessLog {
             tx,
             sample_rate: cfg.sample_rate,
             dropped,
+            reopen,
         })
+    }
+
+    /// Open the file again by name before the next line (log rotation).
+    pub fn reopen(&self) {
+        self.reopen
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Is the request with this id logged? The same answer for the same id.

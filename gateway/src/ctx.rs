@@ -119,6 +119,10 @@ pub struct Outcome {
     /// The answer's status when the gateway wrote the answer itself (on a
     /// connection taken out of Pingora's session, which does not know it).
     pub status: Option<u16>,
+    /// Response body bytes the client was sent through the gateway's own
+    /// writers (a detached stream, a model answer written directly);
+    /// Pingora's session counts the rest (`proxy::logging`).
+    pub bytes_out: u64,
     /// The request's state went on with its connection (a held stream):
     /// whoever holds it now records the request.
     pub taken: bool,

@@ -210,6 +210,7 @@ impl ProxyHttp for Gateway {
             // The request went on with its connection, whose holder records it.
             return;
         }
+        ctx.outcome.bytes_out += session.body_bytes_sent() as u64;
         let req = session.req_header();
         let done = Done {
             status: ctx

@@ -205,6 +205,7 @@ impl Shared {
             "refused": ctx.outcome.refused,
             "rpc_error": ctx.outcome.refused_code,
             "bytes_in": ctx.request.body.as_ref().map_or(0, |b| b.len()),
+            "bytes_out": ctx.outcome.bytes_out,
             "duration_ms": ctx.request.started.elapsed().as_secs_f64() * 1000.0,
             "gateway_us": ctx.outcome.gateway_time.as_micros() as u64,
             "trace_id": serde_json::Value::Null,

@@ -111,6 +111,10 @@ impl Reloader {
 
     /// Read, validate and resolve the source; publish it if it is new.
     pub async fn reload(&self) -> Result<Applied, ConfigErrors> {
+        // A rotated access log goes on in a new file.
+        if let Some(log) = self.shared.access_log.get() {
+            log.reopen();
+        }
         let outcome = match self.source.read() {
             Ok(text) => self.try_apply(&text).await,
             Err(e) => Err(e),

@@ -377,4 +377,23 @@ async fn every_request_gets_one_access_log_line_without_secrets() {
         !text.contains("sk-secret") && !text.contains("\"a\":1"),
         "{text}"
     );
+    // What the client was sent: the demo's answer, byte for byte.
+    let (_, _, body) = post(&client, &gw.url("/mcp"), call, &headers).await;
+    eventually("three lines", async || read().len() == 3).await;
+    assert_eq!(read()[2]["bytes_out"], body.len(), "{}", read()[2]);
+    assert!(bad["bytes_out"].as_u64().is_some_and(|b| b > 0), "{bad}");
+
+    // Rotated away (as logrotate does), then SIGHUP: the log goes on in a
+    // new file of the same name.
+    let rotated = dir.path().join("access.jsonl.1");
+    std::fs::rename(&path, &rotated).expect("rotate");
+    gw.signal("HUP");
+    eventually("the next line in a new file", async || {
+        post(&client, &gw.url("/mcp"), call, &headers).await;
+        !read().is_empty()
+    })
+    .await;
+    assert!(read()[0]["status"] == 200, "{:?}", read());
+    let old = std::fs::read_to_string(&rotated).expect("rotated");
+    assert!(old.lines().count() >= 3, "{old}");
 }

@@ -73,9 +73,11 @@ pub(crate) fn hand_off(
     };
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let method = session.req_header().method.clone();
+    let sent = session.body_bytes_sent() as u64;
     let Some(client) = Client::take(session) else {
         return Err(Box::new(answer));
     };
+    ctx.outcome.bytes_out += sent;
     let mut own = Ctx::new(ctx.rt.clone());
     own.outcome.taken = true;
     let ctx = std::mem::replace(ctx, own);
@@ -180,6 +182,7 @@ async fn stream(
         answer::chunk(shared, &mut body, end, ctx)?;
         let body = body.as_deref().unwrap_or_default();
         write_chunk(client, Bytes::new(), body, end).await?;
+        ctx.outcome.bytes_out += body.len() as u64;
         if end {
             return Ok(());
         }

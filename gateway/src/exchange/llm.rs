@@ -213,6 +213,7 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
                 ctx.outcome.gateway_time += t.elapsed();
                 if let Some(d) = direct.as_mut() {
                     d.write(&out, end).await?;
+                    ctx.outcome.bytes_out += out.len() as u64;
                     out.clear();
                 } else {
                     let body = (!out.is_empty()).then(|| out.split().freeze());
