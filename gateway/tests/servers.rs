@@ -1122,6 +1122,60 @@ async fn a_task_is_followed_to_the_source_that_created_it() {
             .is_some_and(|t| t.iter().any(|t| t["taskId"] == handle)),
         "{listed}"
     );
+    // Past the source's page (10 tasks): the merged list pages too, its
+    // cursor carrying the source's, until every task was listed once.
+    let mut started = vec![handle.clone()];
+    for i in 0..11 {
+        let more = rpc(
+            json!({"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call",
+            "params": {"name": "ev_simulate-research-query", "arguments": {"topic": "locks"},
+                       "task": {"ttl": 60000}}}),
+        )
+        .await;
+        started.push(
+            more["result"]["task"]["taskId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a task: {more}"))
+                .to_owned(),
+        );
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 0.. {
+        assert!(page < 5, "the pages end");
+        let params = cursor
+            .as_ref()
+            .map_or(json!({}), |c| json!({ "cursor": c }));
+        let listed = rpc(
+            json!({"jsonrpc": "2.0", "id": 200 + page, "method": "tasks/list",
+                                "params": params}),
+        )
+        .await;
+        let tasks = listed["result"]["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        seen.extend(
+            tasks
+                .iter()
+                .filter_map(|t| t["taskId"].as_str().map(str::to_owned)),
+        );
+        match listed["result"]["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "each task once: {seen:?}");
+    for h in &started {
+        assert!(seen.contains(h), "{h} listed: {seen:?}");
+    }
+    let bad = rpc(json!({"jsonrpc": "2.0", "id": 300, "method": "tasks/list",
+                         "params": {"cursor": "not-ours"}}))
+    .await;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
     let get =
         json!({"jsonrpc": "2.0", "id": 4, "method": "tasks/get", "params": {"taskId": handle}});
     eventually("the task to complete", async || {
