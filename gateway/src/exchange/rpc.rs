@@ -131,9 +131,10 @@ pub async fn open(
     Ok(s)
 }
 
-/// Does upstream `upstream` speak the stateless revision? Learned once per
-/// process from its `server/discover` (a source that cannot be asked now
-/// counts as not, and is asked again next time).
+/// Does upstream `upstream` speak the stateless revision? Learned from its
+/// `server/discover` (a source that cannot be asked now counts as not, and
+/// is asked again next time), and again after `sessions::RELEARN` or when a
+/// stateless request to it is refused.
 pub async fn speaks_stateless(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> bool {
     let rt = ctx.rt.clone();
     let name = &rt.snapshot.upstreams[upstream].name;
@@ -299,7 +300,17 @@ async fn send_with(
     };
     request::prepare(deps.shared, None, &mut req, target, ctx)?;
     super::frame(&mut req, (method != "GET").then_some(&body[..]))?;
-    dispatch(deps, ctx, s.upstream, (&req, &body), read_timeout).await
+    let sent = dispatch(deps, ctx, s.upstream, (&req, &body), read_timeout).await;
+    if let (Ok((head, _)), Some(_)) = (&sent, &s.stateless) {
+        // A source that stopped speaking the revision (a 2025 server wants
+        // a session): learn again what it speaks.
+        if matches!(head.status.as_u16(), 400 | 404) {
+            deps.shared
+                .upstream_sessions
+                .forget_stateless(&up.name);
+        }
+    }
+    sent
 }
 
 /// The caller's token exchanged for `upstream`'s, where it acts as the

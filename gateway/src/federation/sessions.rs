@@ -3,7 +3,9 @@
 //! could not open): one `initialize` per caller and source instead of one
 //! per request. A bounded map: past its size the oldest half goes. A
 //! process's own cache — a replica that misses opens a new session. Also
-//! which sources speak the stateless revision (2026-07-28), as learned.
+//! which sources speak the stateless revision (2026-07-28), as learned:
+//! learned again after `RELEARN`, or at once when a stateless request is
+//! refused (a source that stopped speaking it).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,6 +14,8 @@ use sluice_config::locks::Recover;
 
 /// Most upstream sessions kept.
 const MAX: usize = 10_000;
+/// How long what a source speaks is trusted before it is asked again.
+pub const RELEARN: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Default)]
 pub struct UpstreamSessions {
@@ -25,7 +29,7 @@ struct Inner {
     clock: u64,
     /// Upstream name → speaks 2026-07-28 (and then what its
     /// `server/discover` said it can do).
-    stateless: HashMap<String, Option<serde_json::Value>>,
+    stateless: HashMap<String, (Option<serde_json::Value>, std::time::Instant)>,
 }
 
 impl UpstreamSessions {
@@ -51,14 +55,26 @@ impl UpstreamSessions {
 
     /// Does upstream `name` speak the stateless revision, as far as known?
     pub fn stateless(&self, name: &str) -> Option<bool> {
+        self.stateless_at(name, std::time::Instant::now())
+    }
+
+    fn stateless_at(&self, name: &str, now: std::time::Instant) -> Option<bool> {
         let g = self.inner.lock().recover();
-        g.stateless.get(name).map(Option::is_some)
+        g.stateless
+            .get(name)
+            .filter(|(_, at)| now.saturating_duration_since(*at) < RELEARN)
+            .map(|(caps, _)| caps.is_some())
     }
 
     /// The capabilities a stateless upstream declared, if known.
     pub fn stateless_capabilities(&self, name: &str) -> Option<serde_json::Value> {
         let g = self.inner.lock().recover();
-        g.stateless.get(name).cloned().flatten()
+        g.stateless.get(name).and_then(|(caps, _)| caps.clone())
+    }
+
+    /// A stateless request to `name` was refused: ask it again next time.
+    pub fn forget_stateless(&self, name: &str) {
+        self.inner.lock().recover().stateless.remove(name);
     }
 
     /// What was learned of upstream `name`: the capabilities it declared
@@ -66,7 +82,8 @@ impl UpstreamSessions {
     pub fn set_stateless(&self, name: &str, capabilities: Option<serde_json::Value>) {
         let mut g = self.inner.lock().recover();
         if g.stateless.len() < MAX || g.stateless.contains_key(name) {
-            g.stateless.insert(name.to_owned(), capabilities);
+            g.stateless
+                .insert(name.to_owned(), (capabilities, std::time::Instant::now()));
         }
     }
 
@@ -82,6 +99,19 @@ impl UpstreamSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_source_speaks_is_learned_again_in_time_or_when_refused() {
+        let s = UpstreamSessions::default();
+        s.set_stateless("a", Some(serde_json::json!({})));
+        s.set_stateless("b", None);
+        let now = std::time::Instant::now();
+        assert_eq!(s.stateless_at("a", now), Some(true));
+        assert_eq!(s.stateless_at("b", now), Some(false));
+        assert_eq!(s.stateless_at("a", now + RELEARN), None, "asked again");
+        s.forget_stateless("b");
+        assert_eq!(s.stateless("b"), None);
+    }
 
     #[test]
     fn sessions_are_kept_per_key_and_the_oldest_go_first() {
