@@ -61,6 +61,11 @@ pub struct PostgresSettings {
     pub postgres: String,
     /// The password, from the environment or a file.
     pub password: Option<Secret>,
+    /// The CA that signed the server's certificate (PEM). With it the
+    /// connection is TLS (`sslmode=require` whatever the URL says), the
+    /// server's certificate verified against this CA and the host name;
+    /// `sslmode=require` without it is refused.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The identity provider people sign in with.

@@ -2089,3 +2089,93 @@ async fn people_sign_in_with_the_identity_provider_and_hold_the_roles_it_names()
         .await;
     assert_eq!(st, 200);
 }
+
+/// Control reaches a PostgreSQL that takes TLS only, trusting the CA named
+/// in `database.ca_file`; the same server with a CA that did not sign its
+/// certificate, or without TLS, is refused when control starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_reaches_postgres_over_tls_verified_against_its_ca() {
+    let pg = postgres_server::Postgres::start_tls().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("conf dir");
+    let (port, admin) = (free_port(), free_port());
+    std::fs::write(
+        conf.join("gateway.yaml"),
+        gateway_yaml(port, admin, "http://127.0.0.1:9", 0, 60),
+    )
+    .expect("config");
+    let source = format!("config: {{ dir: {{ path: \"{}\" }} }}", conf.display());
+    let url = |tls: &str| {
+        format!(
+            "host=127.0.0.1 port={} user=sluice dbname=postgres{tls}",
+            pg.port
+        )
+    };
+    let database = |tls: &str, ca: &Path| {
+        format!(
+            "database: {{ postgres: \"{}\", ca_file: \"{}\" }}",
+            url(tls),
+            ca.display()
+        )
+    };
+    std::fs::create_dir_all(dir.path().join("good")).expect("home");
+    let c = Control::start_on(
+        &dir.path().join("good"),
+        &database(" sslmode=require", pg.ca_file()),
+        &source,
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(live_version(&c).await, json!(1));
+    // Control's own connections are TLS (psql's are too: only hostssl is allowed).
+    let tls_sessions = pg.psql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE s.ssl AND a.application_name <> 'psql' AND a.usename = 'sluice'",
+    );
+    assert!(
+        tls_sessions.parse::<u32>().expect("count") >= 1,
+        "{tls_sessions}"
+    );
+
+    // A CA of someone else's: the server's certificate does not verify.
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().expect("key"))
+            .expect("ca");
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, other.pem()).expect("write");
+    let refused = |name: &str, database: String| {
+        let home = dir.path().join(name);
+        std::fs::create_dir_all(&home).expect("home");
+        let settings = home.join("control.yaml");
+        std::fs::write(
+            &settings,
+            format!(
+                "listen: \"127.0.0.1:{}\"\n{database}\ngateway_token: {{ env: SLUICE_GATEWAY_TOKEN }}\n{source}\n",
+                free_port()
+            ),
+        )
+        .expect("settings");
+        let out = Command::new(support::control::control_bin())
+            .arg("--config")
+            .arg(&settings)
+            .env("SLUICE_GATEWAY_TOKEN", GATEWAY_TOKEN)
+            .output()
+            .expect("sluice-control");
+        assert!(!out.status.success(), "{name}: control started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = refused("other-ca", database(" sslmode=require", &other_ca));
+    assert!(
+        e.contains("certificate") || e.contains("Certificate"),
+        "{e}"
+    );
+    let e = refused(
+        "plain",
+        format!("database: {{ postgres: \"{}\" }}", url(" sslmode=disable")),
+    );
+    assert!(e.contains("pg_hba") || e.contains("no encryption"), "{e}");
+}

@@ -17,9 +17,32 @@ use crate::settings::PostgresSettings;
 /// migrate once.
 const MIGRATION_LOCK: i64 = 0x51_u64 as i64 * 1_000_003;
 
-/// Where the database is and how to sign in.
+/// Where the database is, how to sign in, and the TLS to reach it with.
 #[derive(Clone)]
-pub(super) struct Target(postgres::Config);
+pub(super) struct Target(
+    postgres::Config,
+    Option<tokio_postgres_rustls::MakeRustlsConnect>,
+);
+
+/// TLS trusting only `ca_file`'s certificates (and checking the host name).
+fn tls(ca_file: &std::path::Path) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    let pem = std::fs::read(ca_file)
+        .map_err(|e| anyhow::anyhow!("database.ca_file {}: {e}", ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| anyhow::anyhow!("database.ca_file: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| anyhow::anyhow!("database.ca_file: {e}"))?;
+    }
+    anyhow::ensure!(!roots.is_empty(), "database.ca_file holds no certificate");
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
 
 impl Target {
     pub(super) fn new(s: &PostgresSettings) -> anyhow::Result<Self> {
@@ -48,12 +71,28 @@ impl Target {
             .tcp_user_timeout(Duration::from_secs(10))
             .keepalives_idle(Duration::from_secs(10))
             .options("-c statement_timeout=15000");
-        Ok(Self(config))
+        let wants_tls = config.get_ssl_mode() == postgres::config::SslMode::Require;
+        let tls = match (&s.ca_file, wants_tls) {
+            (Some(ca), _) => Some(tls(ca)?),
+            (None, true) => anyhow::bail!(
+                "database.postgres asks for TLS (sslmode=require): name the server's CA in database.ca_file"
+            ),
+            (None, false) => None,
+        };
+        if tls.is_some() && !wants_tls {
+            // A CA given means TLS, never a silent fall back to plain text.
+            config.ssl_mode(postgres::config::SslMode::Require);
+        }
+        Ok(Self(config, tls))
     }
 
     pub(super) fn connect(&self) -> Result<PgConn, DbError> {
+        let client = match &self.1 {
+            Some(tls) => self.0.connect(tls.clone())?,
+            None => self.0.connect(NoTls)?,
+        };
         Ok(PgConn {
-            client: Some(self.0.connect(NoTls)?),
+            client: Some(client),
             statements: HashMap::new(),
         })
     }
@@ -326,6 +365,7 @@ mod tests {
             let s = super::PostgresSettings {
                 postgres: url.into(),
                 password: None,
+                ca_file: None,
             };
             let e = super::Target::new(&s).err().expect("refused").to_string();
             assert!(e.contains("database.password"), "{e}");
@@ -334,8 +374,21 @@ mod tests {
         let plain = super::PostgresSettings {
             postgres: "postgres://sluice@db/sluice".into(),
             password: None,
+            ca_file: None,
         };
         assert!(super::Target::new(&plain).is_ok());
+        // TLS asked for with no CA to check the server against: refused,
+        // never TLS that trusts whoever answers.
+        let unverified = super::PostgresSettings {
+            postgres: "postgres://sluice@db/sluice?sslmode=require".into(),
+            password: None,
+            ca_file: None,
+        };
+        let e = super::Target::new(&unverified)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("database.ca_file"), "{e}");
     }
 
     #[test]

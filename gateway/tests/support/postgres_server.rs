@@ -16,6 +16,8 @@ pub struct Postgres {
     data: PathBuf,
     bin: PathBuf,
     owner: Option<(u32, u32)>,
+    /// The CA that signed the server's certificate, when TLS is required.
+    ca_file: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -67,6 +69,17 @@ fn as_owner(cmd: &mut Command, owner: Option<(u32, u32)>) -> &mut Command {
 
 impl Postgres {
     pub async fn start() -> Postgres {
+        Self::start_with(false).await
+    }
+
+    /// A server that takes only TLS connections from TCP clients
+    /// (`hostssl` in pg_hba.conf), its certificate (for 127.0.0.1) signed
+    /// by a CA of the test's own, in [`Postgres::ca_file`].
+    pub async fn start_tls() -> Postgres {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> Postgres {
         let dir = tempfile::tempdir().expect("temp dir");
         let bin = bin_dir();
         let owner = owner();
@@ -85,12 +98,14 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let ca_file = tls.then(|| require_tls(dir.path(), &data, owner));
         let mut pg = Postgres {
             child: None,
             port: super::free_port(),
             data,
             bin,
             owner,
+            ca_file,
             _dir: dir,
         };
         pg.spawn().await;
@@ -201,9 +216,56 @@ impl Postgres {
         child
     }
 
+    /// The CA file of a [`Postgres::start_tls`] server.
+    pub fn ca_file(&self) -> &Path {
+        self.ca_file.as_deref().expect("a server started with TLS")
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data
     }
+}
+
+/// Make a CA and a server certificate for 127.0.0.1, turn TLS on and allow
+/// TCP clients over TLS only. Returns the CA file.
+fn require_tls(dir: &Path, data: &Path, owner: Option<(u32, u32)>) -> PathBuf {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
+            .expect("ca");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into()]).expect("params");
+    let cert = params.signed_by(&key, &ca).expect("server cert");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write");
+    let (cert_file, key_file) = (data.join("server.crt"), data.join("server.key"));
+    std::fs::write(&cert_file, cert.pem()).expect("write");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write");
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    if let Some((uid, gid)) = owner {
+        for f in [&cert_file, &key_file] {
+            std::os::unix::fs::chown(f, Some(uid), Some(gid)).expect("chown");
+        }
+    }
+    let conf = data.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+    text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+    std::fs::write(&conf, text).expect("write");
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+    )
+    .expect("write");
+    ca_file
 }
 
 impl Drop for Postgres {
