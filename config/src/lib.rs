@@ -26,11 +26,11 @@ pub use model::{
     glob, glob_path, AccessLog, ApiKey, ApprovalRule, Approvals, Audit, Budget, CircuitBreaker,
     ClientAuth, ConcurrencyRule, Condition, Credential, Egress, EgressRule, ExchangeGrant,
     HeadLimits, HostPolicy, HttpTool, Identity, JwtIssuer, JwtKeys, KeyPart, Kind, Listener,
-    ListenerTls, Llm, ModelAlias, NameFilter, OnUnavailable, Period, PinMode, Pins, Policy, Price,
-    RateLimits, RateRule, Retries, Role, Route, RouteTransport, Rule, Scheme, Scope, Screen,
-    SecretRef, Selector, Server, SharedStore, Snapshot, Source, Spool, Target, Test, TokenExchange,
-    TokenLimit, ToolOverride, ToolState, Upstream, UpstreamTls, UsageCounts, UserCredentials,
-    Version,
+    ListenerTls, Llm, ModelAlias, NameFilter, OnUnavailable, OtlpProtocol, Period, PinMode, Pins,
+    Policy, Price, RateLimits, RateRule, Retries, Role, Route, RouteTransport, Rule, Scheme, Scope,
+    Screen, SecretRef, Selector, Server, SharedStore, Snapshot, Source, Spool, Target, Test,
+    TokenExchange, TokenLimit, ToolOverride, ToolState, Traces, Upstream, UpstreamTls, UsageCounts,
+    UserCredentials, Version,
 };
 pub use raw::RawConfig;
 

@@ -11,7 +11,7 @@
 //! `refused` (why the gateway answered itself), `rpc_error` (its JSON-RPC
 //! code), `bytes_in` (the request body), `bytes_out` (the response body
 //! the client was sent), `duration_ms`, `gateway_us`,
-//! `trace_id` (null until traces are exported). Never arguments, tokens or
+//! `trace_id` (the request's trace with `traces` on, else null). Never arguments, tokens or
 //! headers.
 
 use std::io::Write;

@@ -30,6 +30,8 @@ pub struct Ctx {
     pub decision: Decision,
     pub exchange: Exchange,
     pub outcome: Outcome,
+    /// The request's trace context, when traces are exported (`trace`).
+    pub trace: Option<Box<crate::trace::Trace>>,
 }
 
 /// What the client asked, as admission read it.
@@ -165,6 +167,15 @@ impl Ctx {
                 idempotent: None,
             },
             outcome: Outcome::default(),
+            trace: None,
+        }
+    }
+
+    /// A phase of the request that began at `start` ends now (kept when
+    /// the request is traced and sampled).
+    pub fn phase(&mut self, name: &'static str, start: Instant) {
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.phase(name, start);
         }
     }
 

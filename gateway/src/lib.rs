@@ -39,4 +39,5 @@ pub mod sessions;
 pub mod state;
 pub mod tls;
 pub mod token_exchange;
+pub mod trace;
 pub mod upstream;

@@ -45,6 +45,7 @@ pub struct Metrics {
     pub audit_events: IntCounterVec,
     pub audit_dropped: prometheus::IntCounter,
     pub access_log_dropped: prometheus::IntCounter,
+    pub trace_spans: IntCounterVec,
     pub unmatched_rules: IntCounterVec,
     pub limit_refusals: IntCounterVec,
     pub limit_keys: IntGaugeVec,
@@ -284,6 +285,11 @@ impl Metrics {
                 "audit_events_total",
                 "Audit events queued, by decision",
                 &["decision"],
+            ),
+            trace_spans: counter(
+                "trace_spans_total",
+                "Spans of sampled requests: exported, failed (the collector refused or was away) or dropped (the export queue was full)",
+                &["result"],
             ),
             unmatched_rules: counter(
                 "policy_unmatched_rules_total",

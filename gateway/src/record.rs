@@ -66,6 +66,7 @@ impl Shared {
         if let (Some(t), None, Some(_)) = (ctx.exchange.ticket.as_mut(), e, ctx.exchange.sent) {
             t.record(done.status < 500, &self.metrics);
         }
+        self.trace_spans(done, e, ctx);
         let ctx = &*ctx;
         let m = &self.metrics;
         let route = ctx.route_label();
@@ -208,9 +209,30 @@ impl Shared {
             "bytes_out": ctx.outcome.bytes_out,
             "duration_ms": ctx.request.started.elapsed().as_secs_f64() * 1000.0,
             "gateway_us": ctx.outcome.gateway_time.as_micros() as u64,
-            "trace_id": serde_json::Value::Null,
+            "trace_id": ctx.trace.as_ref().map(|t| t.trace_id_hex()),
         });
         log.write(line.to_string());
+    }
+
+    /// A sampled request's spans, handed to the exporter (`trace`).
+    fn trace_spans(&self, done: &Done, e: Option<&Error>, ctx: &mut Ctx) {
+        let Some(tracer) = self.tracer.get() else {
+            return;
+        };
+        let streamed = ctx.exchange.inspector.is_sse()
+            || ctx.decision.llm.as_ref().is_some_and(|c| c.req.stream);
+        match (ctx.trace.as_deref_mut(), ctx.exchange.sent) {
+            (Some(t), _) if !t.sampled => return,
+            (None, _) => return,
+            (Some(t), Some(sent)) => {
+                t.upstream(sent, ctx.exchange.latency.map(|l| sent + l), streamed)
+            }
+            (Some(_), None) => {}
+        }
+        let root = trace_root(done, e, ctx);
+        if let Some(t) = ctx.trace.as_deref() {
+            tracer.finish(t.spans(ctx.request.started, root));
+        }
     }
 
     /// Queue the audit event of a routed request, if it is sampled in.
@@ -259,6 +281,7 @@ impl Shared {
             ev.tenant = c.tenant.as_deref().map(str::to_owned);
         }
         ev.session = ctx.request.session.as_deref().map(str::to_owned);
+        ev.trace_id = ctx.trace.as_ref().map(|t| t.trace_id_hex());
         ev.upstream = (!upstream.is_empty()).then(|| upstream.to_owned());
         ev.target = first.and_then(|m| m.target.as_deref()).map(str::to_owned);
         ev.upstream_target = ctx.exchange.federated.as_ref().map(|(_, t)| t.to_string());
@@ -416,4 +439,112 @@ fn status_label(s: u16) -> &'static str {
         },
         |(_, l)| l,
     )
+}
+
+/// The server span of a finished request: named and described after the
+/// OpenTelemetry semantic conventions for MCP and GenAI. Never arguments,
+/// headers or tokens.
+fn trace_root(done: &Done, e: Option<&Error>, ctx: &Ctx) -> crate::trace::Root {
+    use crate::trace::AttrValue::{Int, Static, Str};
+    let mut a = Vec::with_capacity(16);
+    a.push(("http.request.method", Str(done.method.to_owned())));
+    a.push(("http.response.status_code", Int(i64::from(done.status))));
+    let route = ctx.route();
+    if let Some(r) = route {
+        a.push(("http.route", Str(r.path.clone())));
+        a.push(("sluice.route", Str(r.name.clone())));
+        let up = match &ctx.exchange.federated {
+            Some((i, _)) => &ctx.rt.snapshot.upstreams[*i].name,
+            None => &ctx.rt.snapshot.upstream(r).name,
+        };
+        a.push(("sluice.upstream", Str(up.clone())));
+    }
+    if let Some(id) = &ctx.request.request_id {
+        a.push(("sluice.request_id", Str(id.clone())));
+    }
+    let mut name = None;
+    if let Some(m) = ctx.request.facts.as_ref().map(|f| f.first()) {
+        let method = m.method.name();
+        a.push(("mcp.method.name", Str(method.to_owned())));
+        if let Some(id) = &m.id {
+            a.push((
+                "jsonrpc.request.id",
+                Str(id.raw().trim_matches('"').to_owned()),
+            ));
+        }
+        let target = m.target.as_deref();
+        match (&m.method, target) {
+            (Method::ToolsCall, Some(t)) => {
+                a.push(("gen_ai.operation.name", Static("execute_tool")));
+                a.push(("gen_ai.tool.name", Str(t.to_owned())));
+            }
+            (Method::PromptsGet, Some(t)) => a.push(("gen_ai.prompt.name", Str(t.to_owned()))),
+            (
+                Method::ResourcesRead | Method::ResourcesSubscribe | Method::ResourcesUnsubscribe,
+                Some(t),
+            ) => a.push(("mcp.resource.uri", Str(t.to_owned()))),
+            _ => {}
+        }
+        if let Some((_, original)) = &ctx.exchange.federated {
+            a.push(("sluice.upstream_target", Str(original.to_string())));
+        }
+        name = Some(match target {
+            Some(t) if matches!(m.method, Method::ToolsCall | Method::PromptsGet) => {
+                format!("{method} {t}")
+            }
+            _ => method.to_owned(),
+        });
+    }
+    if let Some(s) = &ctx.request.session {
+        a.push(("mcp.session.id", Str(s.to_string())));
+    }
+    if let Some(r) = ctx.request.revision {
+        a.push(("mcp.protocol.version", Static(r.as_label())));
+    }
+    if let Some(call) = ctx.decision.llm.as_deref() {
+        let op = call.req.api.operation();
+        a.push(("gen_ai.operation.name", Static(op)));
+        a.push(("gen_ai.request.model", Str(call.req.model.clone())));
+        if let Some(o) = call.outcome.as_ref() {
+            let target = ctx
+                .rt
+                .snapshot
+                .llm
+                .alias(&call.req.model)
+                .and_then(|al| al.targets.get(o.target));
+            if let Some(t) = target {
+                a.push(("gen_ai.response.model", Str(t.model.clone())));
+            }
+            if o.saw_usage {
+                a.push(("gen_ai.usage.input_tokens", Int(o.usage.prompt as i64)));
+                a.push(("gen_ai.usage.output_tokens", Int(o.usage.completion as i64)));
+            }
+        }
+        name = Some(format!("{op} {}", call.req.model));
+    }
+    let mut error = None;
+    if let Some(code) = ctx.outcome.refused_code {
+        a.push(("rpc.response.status_code", Str(code.to_string())));
+        a.push(("error.type", Str(code.to_string())));
+    }
+    if let Some(why) = ctx.outcome.refused {
+        a.push(("sluice.refused", Static(why)));
+        error = Some(why.to_owned());
+    }
+    let upstream_error = ctx.outcome.failure.map(|f| f.label().to_owned());
+    if let Some(f) = &upstream_error {
+        a.push(("error.type", Str(f.clone())));
+        error.get_or_insert_with(|| f.clone());
+    }
+    if error.is_none() && (done.status >= 500 || e.is_some()) {
+        error = Some(format!("status {}", done.status));
+    }
+    let name = name
+        .unwrap_or_else(|| format!("{} {}", done.method, route.map_or("", |r| r.path.as_str())));
+    crate::trace::Root {
+        name,
+        attributes: a,
+        error,
+        upstream_error,
+    }
 }

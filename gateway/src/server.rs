@@ -109,6 +109,13 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
         ),
         None => None,
     };
+    let tracer = match &first.traces {
+        Some(cfg) => Some(
+            crate::trace::Tracer::start(cfg, metrics.trace_spans.clone())
+                .map_err(|e| anyhow::anyhow!("traces: {e}"))?,
+        ),
+        None => None,
+    };
     let shared = Shared::new(
         Runtime::empty(first.clone()),
         signer,
@@ -118,6 +125,9 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
     );
     if let Some(log) = access_log {
         let _ = shared.access_log.set(log);
+    }
+    if let Some(t) = tracer {
+        let _ = shared.tracer.set(t);
     }
 
     let mut certs = Vec::new();

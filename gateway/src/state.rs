@@ -127,6 +127,8 @@ pub struct Shared {
     pub upstream_sessions: crate::federation::sessions::UpstreamSessions,
     /// The access log, when configured (set once at start).
     pub access_log: std::sync::OnceLock<crate::access_log::AccessLog>,
+    /// The trace exporter, when `traces` is configured (set once at start).
+    pub tracer: std::sync::OnceLock<crate::trace::Tracer>,
     /// Virtual servers' legacy HTTP+SSE clients on this replica.
     pub legacy_streams: crate::federation::legacy::LegacyStreams,
     /// Tool definitions seen on pinned and screened sources.
@@ -168,6 +170,7 @@ impl Shared {
             upstream_sessions: Default::default(),
             legacy_streams: Default::default(),
             access_log: Default::default(),
+            tracer: Default::default(),
             definitions: Default::default(),
             tool_indexes: Default::default(),
             idempotency: Default::default(),

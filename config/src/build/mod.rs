@@ -15,6 +15,7 @@ pub(crate) mod policy;
 mod rate_limits;
 mod routes;
 mod servers;
+mod traces;
 mod upstreams;
 
 use sha2::{Digest, Sha256};
@@ -43,6 +44,7 @@ impl Snapshot {
         check_tenant_names(raw, &mut errs);
         let audit = audit::build_audit(&raw.audit, &mut errs);
         let access_log = audit::build_access_log(raw.access_log.as_ref(), &mut errs);
+        let traces = traces::build_traces(raw.traces.as_ref(), &mut errs);
         let egress = egress::build_egress(&raw.egress_allow, &mut errs);
         let (rate_limits, llm) = build_traffic(raw, &mut errs);
         let approvals =
@@ -83,6 +85,7 @@ impl Snapshot {
             policy,
             audit,
             access_log,
+            traces,
             egress,
             rate_limits,
             llm,

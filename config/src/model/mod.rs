@@ -16,6 +16,7 @@ mod rate_limits;
 mod routes;
 mod secret;
 mod servers;
+mod traces;
 mod upstreams;
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ pub use secret::SecretRef;
 pub use servers::{
     HttpTool, NameFilter, PinMode, Pins, Screen, Server, Source, ToolOverride, ToolState,
 };
+pub use traces::{OtlpProtocol, Traces};
 pub use upstreams::{
     CircuitBreaker, ClientAuth, Credential, ExchangeGrant, Retries, Scheme, TokenExchange,
     Upstream, UpstreamTls, UserCredentials,
@@ -85,6 +87,7 @@ pub struct Snapshot {
     pub policy: Policy,
     pub audit: Audit,
     pub access_log: Option<AccessLog>,
+    pub traces: Option<Traces>,
     pub egress: Egress,
     pub rate_limits: RateLimits,
     pub llm: Llm,

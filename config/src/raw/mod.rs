@@ -13,6 +13,7 @@ mod roles;
 mod routes;
 mod secret;
 mod servers;
+mod traces;
 mod upstreams;
 
 use serde::Deserialize;
@@ -33,6 +34,7 @@ pub use servers::{
     RawHttpTool, RawNameFilter, RawPin, RawPinMode, RawScreen, RawServer, RawSource,
     RawToolOverride, RawToolState,
 };
+pub use traces::RawTraces;
 pub use upstreams::{
     RawCircuitBreaker, RawCredential, RawInjection, RawRetries, RawTenantCredential, RawTimeouts,
     RawTokenExchange, RawUpstream, RawUpstreamTls, RawUserCredentials,
@@ -67,6 +69,9 @@ pub struct RawConfig {
     /// The access log: off when absent.
     #[serde(default)]
     pub access_log: Option<RawAccessLog>,
+    /// OpenTelemetry traces over OTLP: off when absent.
+    #[serde(default)]
+    pub traces: Option<RawTraces>,
     /// Upstream addresses allowed after resolution: names, IPs, CIDRs.
     /// Empty means no egress check.
     #[serde(default)]

@@ -74,8 +74,10 @@ pub(super) async fn admit(
             session: ctx.request.session.as_deref(),
             request_id: ctx.request.request_id.as_deref(),
         };
-        ctx.decision.approval =
-            Box::pin(crate::approval::hold(shared, snap, route, who, facts, body)).await?;
+        let th = Instant::now();
+        let held = Box::pin(crate::approval::hold(shared, snap, route, who, facts, body)).await;
+        ctx.phase("approval", th);
+        ctx.decision.approval = held?;
     }
     circuit(shared, ctx)?;
     crate::exchange::request::act_as_caller(shared, ctx, route.upstream).await?;
@@ -157,7 +159,11 @@ async fn call(
         }
     }
     if let Some(c) = &ctx.caller {
+        let tp = Instant::now();
         let decision = policy::authorize(snap, route, c, facts, body);
+        if let Some(tr) = ctx.trace.as_deref_mut() {
+            tr.phase("policy", tp);
+        }
         let label = match &decision {
             Ok(()) => "allow",
             Err(Deny::Hidden { .. }) => "hidden",
@@ -177,7 +183,10 @@ async fn call(
         }
     }
     if !ctx.rt.limits.is_empty() {
-        limits(shared, session, ctx).await?;
+        let tl = Instant::now();
+        let checked = limits(shared, session, ctx).await;
+        ctx.phase("limits", tl);
+        checked?;
     }
     ctx.outcome.gateway_time += t.elapsed();
     Ok(big)

@@ -63,9 +63,26 @@ pub async fn admit(
     if let Some(doc) = well_known(shared, &snap, listener, session.req_header()) {
         return Ok(doc);
     }
+    if let Some(tracer) = shared.tracer.get() {
+        ctx.trace = Some(Box::new(tracer.begin(&session.req_header().headers)));
+    }
+    let admitted = decide(shared, &snap, listener, session, ctx, t).await;
+    ctx.phase("admission", ctx.request.started);
+    admitted
+}
+
+/// Route, caller, then the transport's own admission.
+async fn decide(
+    shared: &Shared,
+    snap: &std::sync::Arc<Snapshot>,
+    listener: &str,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    t: Instant,
+) -> Result<Admit, Refusal> {
     ctx.request.client = crate::exchange::mcp::client_ip(session);
-    let route = route(&snap, listener, session, ctx)?;
-    caller(shared, &snap, route, session.req_header(), ctx)?;
+    let route = route(snap, listener, session, ctx)?;
+    caller(shared, snap, route, session.req_header(), ctx)?;
     let req = session.req_header();
     ctx.request.method_is_delete = req.method == http::Method::DELETE;
     ctx.request.session = header_str(req, &MCP_SESSION_ID).map(Into::into);
@@ -79,7 +96,7 @@ pub async fn admit(
     if route.server.is_some() {
         return server(session, ctx).await;
     }
-    mcp::admit(shared, &snap, route, session, ctx).await
+    mcp::admit(shared, snap, route, session, ctx).await
 }
 
 /// The route, and the head checks that come with it: a path in normal

@@ -60,6 +60,10 @@ pub struct AuditEvent {
     /// A call of a catalog tool in a state worth recording: `deprecated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_state: Option<String>,
+    /// The trace this request belongs to (`traces`), to join the event
+    /// with its spans and access-log line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// On a `definition_*` event, the digest of the definition seen
     /// (`sluice_config::definition_digest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,6 +134,7 @@ impl AuditEvent {
             approval: None,
             definition_digest: None,
             tool_state: None,
+            trace_id: None,
             chain: None,
         }
     }

@@ -33,6 +33,9 @@ pub fn prepare(
     let snap = &ctx.rt.snapshot;
     let up = &snap.upstreams[target.upstream];
     upstream::rewrite_request(req, up, target.path)?;
+    if let Some(trace) = ctx.trace.as_deref() {
+        crate::trace::propagate(trace, req)?;
+    }
     if ctx.request.client_hop_headers {
         upstream::strip_client_hop_headers(req);
     }

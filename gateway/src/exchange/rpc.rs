@@ -305,9 +305,7 @@ async fn send_with(
         // A source that stopped speaking the revision (a 2025 server wants
         // a session): learn again what it speaks.
         if matches!(head.status.as_u16(), 400 | 404) {
-            deps.shared
-                .upstream_sessions
-                .forget_stateless(&up.name);
+            deps.shared.upstream_sessions.forget_stateless(&up.name);
         }
     }
     sent

@@ -28,6 +28,8 @@ written and flushed immediately:
   tools/call echo     {"tool": "echo", "message": <str>}
   tools/call whoami   {"tool": "whoami"}; answers the request's Authorization
                       header (the tool exists only with SDK_WHOAMI=1)
+  tools/call traceparent {"tool": "traceparent"}; answers the traceparent and
+                      tracestate headers it got, as JSON (only with SDK_TRACE=1)
   tools/call touch    (nothing: it publishes `resources/updated` for its
                       `uri` and `tools/list_changed` to listen streams)
   tools/call redefine {"tool": "redefine", "target": <tool>}: sets that
@@ -120,6 +122,23 @@ def build_server(root_dir: str, log: ActionLog) -> MCPServer:
             auth = req.headers.get("authorization", "") if req is not None else ""
             log.write({"tool": "whoami"})
             return auth
+
+    if os.environ.get("SDK_TRACE"):
+        # The trace context this request reached the server with, as an
+        # OpenTelemetry-instrumented server would continue it: the W3C
+        # headers, and `traceparent` in the request's `_meta` if sent.
+        @server.tool(description="Say which trace context this call carried.", structured_output=False)
+        def traceparent(ctx: Context) -> str:
+            req = ctx.request_context.request
+            headers = req.headers if req is not None else {}
+            meta = ctx.request_context.meta
+            extra = getattr(meta, "model_extra", None) or {}
+            log.write({"tool": "traceparent"})
+            return json.dumps({
+                "traceparent": headers.get("traceparent"),
+                "tracestate": headers.get("tracestate"),
+                "meta_traceparent": extra.get("traceparent"),
+            })
 
     @server.tool(description="Announce that a resource and the tool list changed.", structured_output=False)
     async def touch(uri: str, ctx: Context) -> str:

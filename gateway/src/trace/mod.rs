@@ -1,0 +1,91 @@
+//! OpenTelemetry traces (`traces` in config): each request's W3C trace
+//! context — continued from the caller's `traceparent`/`tracestate` or
+//! started here, sampled by ratio or by the caller's flag — passed to
+//! upstreams; a sampled request's server span and the spans of its phases
+//! handed to the exporter's bounded queue, never waited on (`export`).
+
+pub mod context;
+mod export;
+mod otlp;
+pub mod span;
+
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+
+use http::HeaderMap;
+
+pub use span::{AttrValue, Root, SpanData, Trace};
+
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+
+pub struct Tracer {
+    ratio: context::Ratio,
+    parent_based: bool,
+    tx: SyncSender<Vec<SpanData>>,
+    metrics: export::Counters,
+}
+
+impl Tracer {
+    /// Start the exporter for `cfg` (its secrets read now).
+    pub fn start(
+        cfg: &sluice_config::Traces,
+        spans: prometheus::IntCounterVec,
+    ) -> anyhow::Result<Tracer> {
+        let metrics = export::Counters::new(spans);
+        let (tx, rx) = sync_channel(cfg.max_queue);
+        export::spawn(cfg, rx, metrics.clone())?;
+        Ok(Tracer {
+            ratio: context::Ratio::new(cfg.sample_ratio),
+            parent_based: cfg.parent_based,
+            tx,
+            metrics,
+        })
+    }
+
+    /// The trace of a request with these headers: the caller's continued
+    /// when its `traceparent` is valid, else a new one.
+    pub fn begin(&self, headers: &HeaderMap) -> Trace {
+        let parent = headers
+            .get(&TRACEPARENT)
+            .and_then(|v| context::parse_traceparent(v.as_bytes()));
+        let Some(p) = parent else {
+            let id = context::new_trace_id();
+            return Trace::new(id, None, self.ratio.sampled(&id), None);
+        };
+        let sampled = if self.parent_based {
+            p.sampled
+        } else {
+            self.ratio.sampled(&p.trace_id)
+        };
+        let state = headers
+            .get(&TRACESTATE)
+            .filter(|v| context::valid_tracestate(v.as_bytes()))
+            .and_then(|v| v.to_str().ok())
+            .map(Into::into);
+        Trace::new(p.trace_id, Some(p.span_id), sampled, state)
+    }
+
+    /// Queue a finished request's spans; a full queue drops them (counted).
+    pub fn finish(&self, spans: Vec<SpanData>) {
+        let n = spans.len() as u64;
+        match self.tx.try_send(spans) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.metrics.dropped.inc_by(n)
+            }
+        }
+    }
+}
+
+/// Set the trace context headers of an upstream request (the caller's are
+/// replaced: the upstream's parent is the gateway's span).
+pub fn propagate(trace: &Trace, req: &mut pingora::http::RequestHeader) -> pingora::Result<()> {
+    req.insert_header(TRACEPARENT, trace.traceparent())?;
+    match &trace.state {
+        Some(s) => req.insert_header(TRACESTATE, &**s)?,
+        None => {
+            req.remove_header(&TRACESTATE);
+        }
+    }
+    Ok(())
+}

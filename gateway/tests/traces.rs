@@ -1,0 +1,401 @@
+//! OpenTelemetry traces against real parts: the official Python SDK client
+//! sends a `traceparent`, the gateway continues the trace toward the
+//! official Python SDK server (which reports the context it got), and an
+//! OTLP receiver decoding with the official `opentelemetry-proto`
+//! definitions (HTTP/protobuf and gRPC) gets the request's spans; the
+//! trace id joins spans, the access log line and the audit event.
+
+mod support;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+use support::peers::SdkServer;
+use support::*;
+
+const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+/// `otlp_receiver.py`: its HTTP and gRPC ports.
+struct Receiver {
+    child: Child,
+    http: u16,
+    grpc: u16,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let mut child = Command::new(need(peers().join("venv/bin/python")))
+            .arg(test_peer("otlp_receiver.py"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("otlp_receiver.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ports line");
+        let ports: Vec<u16> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|p| p.parse().expect("port"))
+            .collect();
+        assert_eq!(ports.len(), 2, "receiver said {line:?}");
+        Receiver {
+            child,
+            http: ports[0],
+            grpc: ports[1],
+        }
+    }
+
+    async fn spans(&self) -> Vec<Value> {
+        let r = reqwest::get(format!("http://127.0.0.1:{}/spans", self.http))
+            .await
+            .expect("receiver");
+        assert_eq!(r.headers()["x-bad-requests"], "0", "undecodable exports");
+        r.json().await.expect("spans")
+    }
+
+    /// The spans of `trace`, once its server span has arrived.
+    async fn trace(&self, trace: &str) -> Vec<Value> {
+        let mut spans = Vec::new();
+        eventually("the trace's spans at the receiver", async || {
+            spans = self
+                .spans()
+                .await
+                .into_iter()
+                .filter(|s| s["trace_id"] == trace)
+                .collect();
+            spans.iter().any(|s| s["kind"] == 2)
+        })
+        .await;
+        spans
+    }
+}
+
+/// The Python SDK client calls `traceparent` with these extra headers; the
+/// JSON the server answered.
+fn python_call(url: &str, headers: &[&str]) -> Value {
+    let out = Command::new(need(peers().join("venv/bin/python")))
+        .arg(test_peer("sdk_client.py"))
+        .args([url, "traceparent", "{}", "legacy"])
+        .args(headers)
+        .output()
+        .expect("python client");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Second line: `False ['{...}']`.
+    let line = stdout.lines().nth(1).expect("the call's line");
+    let start = line.find("['").expect("text part") + 2;
+    let end = line.rfind("']").expect("text part");
+    serde_json::from_str(&line[start..end]).expect("the server's JSON")
+}
+
+/// [`python_call`] off the runtime's threads.
+async fn sdk_call(url: &str, headers: &[&str]) -> Value {
+    let url = url.to_owned();
+    let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let h: Vec<&str> = headers.iter().map(String::as_str).collect();
+        python_call(&url, &h)
+    })
+    .await
+    .expect("join")
+}
+
+/// A receiver, the SDK server reporting trace context, and a gateway in
+/// front of it exporting as `traces` (given the receiver) says. Bind every
+/// field: one left to `..` is dropped (its process stopped) at once.
+struct Setup {
+    receiver: Receiver,
+    _sdk: SdkServer,
+    dir: tempfile::TempDir,
+    gw: Gateway,
+}
+
+async fn setup(traces: impl FnOnce(&Receiver) -> String) -> Setup {
+    let receiver = Receiver::start();
+    let sdk = SdkServer::start_with_env(&[("SDK_TRACE", "1")]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let gw = Gateway::start(&config(&sdk, &traces(&receiver), dir.path())).await;
+    Setup {
+        receiver,
+        _sdk: sdk,
+        dir,
+        gw,
+    }
+}
+
+fn config(sdk: &SdkServer, traces: &str, dir: &std::path::Path) -> String {
+    let mut c = keyed_head(&[("alice", "caller")]);
+    c.push_str(&format!(
+        "roles:\n  - {{ name: caller, allow: [\"tools:sdk/*:call\"] }}\n\
+         upstreams:\n  - {{ name: sdk, url: \"http://127.0.0.1:{}/mcp\" }}\n\
+         routes:\n  - {{ name: sdk, path: /mcp, upstream: sdk }}\n\
+         audit: {{ file: \"{}\", sample_rate: 1.0 }}\n\
+         access_log: {{ file: \"{}\" }}\n\
+         traces: {traces}\n",
+        sdk.port,
+        dir.join("audit.jsonl").display(),
+        dir.join("access.jsonl").display(),
+    ));
+    c
+}
+
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn attr<'a>(span: &'a Value, key: &str) -> &'a Value {
+    &span["attributes"][key]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_trace_is_continued_upstream_and_exported_over_otlp_http() {
+    let Setup {
+        receiver,
+        dir,
+        gw,
+        _sdk,
+    } = setup(|r| {
+        format!(
+            "{{ endpoint: \"http://127.0.0.1:{}/v1/traces\", interval_ms: 50, service_name: sluice-edge }}",
+            r.http
+        )
+    })
+    .await;
+    let url = gw.url("/mcp");
+
+    // The caller's trace, with its tracestate.
+    let seen = sdk_call(
+        &url,
+        &[
+            "authorization=Bearer alice-key",
+            &format!("traceparent={CALLER}"),
+            "tracestate=vendor=opaque",
+        ],
+    )
+    .await;
+    let upstream_parent = seen["traceparent"].as_str().expect("traceparent upstream");
+    assert!(
+        upstream_parent.starts_with(&format!("00-{CALLER_TRACE}-"))
+            && upstream_parent.ends_with("-01"),
+        "{seen}"
+    );
+    let upstream_parent_span = &upstream_parent[36..52];
+    assert_ne!(
+        upstream_parent_span, CALLER_SPAN,
+        "the gateway's span is the upstream's parent"
+    );
+    assert_eq!(seen["tracestate"], "vendor=opaque", "{seen}");
+
+    let spans = receiver.trace(CALLER_TRACE).await;
+    let call = spans
+        .iter()
+        .find(|s| s["kind"] == 2 && attr(s, "mcp.method.name") == "tools/call")
+        .unwrap_or_else(|| panic!("a server span of the call: {spans:#?}"));
+    assert_eq!(call["name"], "tools/call traceparent");
+    assert_eq!(call["parent_span_id"], CALLER_SPAN);
+    assert_eq!(call["trace_state"], "vendor=opaque");
+    assert_eq!(call["resource"]["service.name"], "sluice-edge");
+    assert_eq!(attr(call, "gen_ai.tool.name"), "traceparent");
+    assert_eq!(attr(call, "gen_ai.operation.name"), "execute_tool");
+    assert_eq!(attr(call, "http.response.status_code"), 200);
+    assert_eq!(attr(call, "sluice.route"), "sdk");
+    assert!(attr(call, "jsonrpc.request.id").is_string(), "{call}");
+    assert!(attr(call, "mcp.session.id").is_string(), "{call}");
+    assert!(attr(call, "mcp.protocol.version").is_string(), "{call}");
+    assert_eq!(call["status"]["code"], 0, "{call}");
+    // Its phases, under it; the upstream exchange is the parent the
+    // upstream saw.
+    let child = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s["name"] == name && s["parent_span_id"] == call["span_id"])
+            .unwrap_or_else(|| panic!("a child span {name}: {spans:#?}"))
+    };
+    assert_eq!(child("admission")["kind"], 1);
+    assert_eq!(child("policy")["kind"], 1);
+    let up = child("upstream");
+    assert_eq!(up["kind"], 3);
+    assert_eq!(up["span_id"], upstream_parent_span);
+    for s in &spans {
+        assert!(s["end"].as_u64() >= s["start"].as_u64(), "{s}");
+    }
+    // Never a secret or an argument in what is exported.
+    let all = serde_json::to_string(&receiver.spans().await).expect("json");
+    assert!(
+        !all.contains("alice-key") && !all.contains("Bearer"),
+        "{all}"
+    );
+
+    // The trace id joins the access log line and the audit event.
+    let trace_of = |path: std::path::PathBuf| {
+        let path2 = path.clone();
+        async move {
+            eventually("the call's line", async || {
+                lines(&path2).iter().any(|l| l["target"] == "traceparent")
+            })
+            .await;
+            lines(&path)
+                .into_iter()
+                .find(|l| l["target"] == "traceparent")
+                .map(|l| l["trace_id"].clone())
+        }
+    };
+    assert_eq!(
+        trace_of(dir.path().join("access.jsonl")).await,
+        Some(Value::from(CALLER_TRACE))
+    );
+    assert_eq!(
+        trace_of(dir.path().join("audit.jsonl")).await,
+        Some(Value::from(CALLER_TRACE))
+    );
+
+    // No (or a malformed) traceparent: a new trace, sampled (ratio 1).
+    let seen = sdk_call(
+        &url,
+        &["authorization=Bearer alice-key", "traceparent=00-zz-bad-01"],
+    )
+    .await;
+    let fresh = seen["traceparent"]
+        .as_str()
+        .expect("traceparent")
+        .to_owned();
+    assert!(
+        fresh.starts_with("00-") && fresh.len() == 55 && !fresh.contains(CALLER_TRACE),
+        "{fresh}"
+    );
+    let spans = receiver.trace(&fresh[3..35]).await;
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["kind"] == 2 && s["parent_span_id"] == ""),
+        "a root span: {spans:#?}"
+    );
+    // A refused call is a span with its JSON-RPC error.
+    let client = reqwest::Client::new();
+    let (status, _, _) = post(
+        &client,
+        &url,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#,
+        &[(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let spans = receiver.trace("0af7651916cd43dd8448eb211c80319c").await;
+    let refused = spans.iter().find(|s| s["kind"] == 2).expect("server span");
+    assert_eq!(refused["status"]["code"], 2, "{refused}");
+    assert!(attr(refused, "error.type").is_string(), "{refused}");
+    assert!(
+        gw.metric("sluice_trace_spans_total{result=\"exported\"}")
+            .await
+            >= 5.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_export_and_parent_based_sampling() {
+    // New traces never sampled; a caller's sampled flag is followed.
+    let Setup {
+        receiver,
+        dir,
+        gw,
+        _sdk,
+    } = setup(|r| {
+        format!(
+            "{{ endpoint: \"http://127.0.0.1:{}\", protocol: grpc, sample_ratio: 0.0, interval_ms: 50 }}",
+            r.grpc
+        )
+    })
+    .await;
+    let url = gw.url("/mcp");
+    let unsampled = sdk_call(&url, &["authorization=Bearer alice-key"]).await;
+    let tp = unsampled["traceparent"]
+        .as_str()
+        .expect("traceparent")
+        .to_owned();
+    assert!(tp.ends_with("-00"), "not sampled, still propagated: {tp}");
+    let seen = sdk_call(
+        &url,
+        &[
+            "authorization=Bearer alice-key",
+            &format!("traceparent={CALLER}"),
+        ],
+    )
+    .await;
+    assert!(
+        seen["traceparent"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("-01")),
+        "{seen}"
+    );
+    let spans = receiver.trace(CALLER_TRACE).await;
+    assert!(spans.iter().all(|s| s["via"] == "grpc"), "{spans:#?}");
+    assert!(spans.iter().any(|s| s["name"] == "tools/call traceparent"));
+    // Nothing of the unsampled trace was exported (its spans would have
+    // come in the same batches as the sampled ones, or before).
+    let all = receiver.spans().await;
+    assert!(!all.iter().any(|s| s["trace_id"] == tp[3..35]), "{all:#?}");
+    // The access log still names the unsampled request's trace.
+    eventually("two calls logged", async || {
+        lines(&dir.path().join("access.jsonl"))
+            .iter()
+            .filter(|l| l["target"] == "traceparent")
+            .count()
+            == 2
+    })
+    .await;
+    assert!(lines(&dir.path().join("access.jsonl"))
+        .iter()
+        .any(|l| l["trace_id"] == tp[3..35]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_away_costs_the_data_path_nothing() {
+    let (_held, port) = closed_port();
+    let Setup {
+        gw,
+        _sdk,
+        dir: _dir,
+        receiver: _receiver,
+    } = setup(|_| {
+        format!(
+            "{{ endpoint: \"http://127.0.0.1:{port}/v1/traces\", interval_ms: 20, max_queue: 4 }}"
+        )
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let head = [("authorization", "Bearer alice-key")];
+    for i in 0..20 {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#);
+        let (status, _, _) = post(&client, &gw.url("/mcp"), body, &head).await;
+        assert!(status < 500, "{status}");
+    }
+    eventually("failed exports counted", async || {
+        gw.metric("sluice_trace_spans_total{result=\"failed\"}")
+            .await
+            > 0.0
+    })
+    .await;
+}
