@@ -19,6 +19,12 @@
 #           `inject.token_exchange`: the caller's token exchanged for the
 #           upstream's once (loadtest/token_endpoint.py answers), then the
 #           cached exchanged token on every request
+#   policy-trace0, policy-trace1, policy-trace100  policy-reuse with
+#           `traces` on at sample ratio 0, 0.01 and 1: every request's
+#           trace context read or made and sent upstream as traceparent,
+#           the trace id in the audit event; the sampled ones' spans
+#           exported over OTLP/HTTP to loadtest/otlp_sink.py
+#   policy-access  policy-reuse with the access log writing every request
 #   server  json through a virtual server whose one source is the json
 #           upstream (no prefix): the gateway answers as the MCP server and
 #           calls the source in a cached upstream session
@@ -277,6 +283,23 @@ if [[ " $SCENARIOS " == *" policy-exchange "* ]]; then
     -e 's|path: /policy-reuse,|path: /policy-exchange,|' "$OUT_DIR/gateway-policy-reuse.yaml" >"$OUT_DIR/gateway-policy-exchange.yaml"
   grep -q token_exchange "$OUT_DIR/gateway-policy-exchange.yaml" || die "policy-exchange config not made"
 fi
+# Traces and the access log on top of policy-reuse: the context alone
+# (ratio 0: parsed, propagated, logged), 1 % and 100 % of requests sampled
+# and exported to a sink, and the access log writing every request.
+if [[ " $SCENARIOS " == *" policy-trace"* ]]; then
+  PORT_OTLP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  taskset -c "$DEMO_CORE" python3 "$HERE/otlp_sink.py" "$PORT_OTLP" \
+    >"$OUT_DIR/otlp-sink.out" 2>"$OUT_DIR/otlp-sink.err" &
+  PIDS+=("$!")
+  wait_until otlp-sink "$!" 30 grep -q "otlp sink listening" "$OUT_DIR/otlp-sink.out"
+  for ratio in 0 1 100; do
+    sed -e "s|path: /policy-reuse,|path: /policy-trace$ratio,|" "$OUT_DIR/gateway-policy-reuse.yaml" >"$OUT_DIR/gateway-policy-trace$ratio.yaml"
+    printf 'traces: { endpoint: "http://127.0.0.1:%s/v1/traces", sample_ratio: %s }\n' \
+      "$PORT_OTLP" "$(python3 -c "print($ratio / 100)")" >>"$OUT_DIR/gateway-policy-trace$ratio.yaml"
+  done
+fi
+sed -e 's|path: /policy-reuse,|path: /policy-access,|' "$OUT_DIR/gateway-policy-reuse.yaml" >"$OUT_DIR/gateway-policy-access.yaml"
+printf 'access_log: { file: "%s" }\n' "$OUT_DIR/access-policy.jsonl" >>"$OUT_DIR/gateway-policy-access.yaml"
 JWT=$(python3 "$HERE/mint_jwt.py")
 
 # Poll /readyz; count the probes the gateway answered (refused connections

@@ -205,6 +205,8 @@ async fn a_callers_trace_is_continued_upstream_and_exported_over_otlp_http() {
         "the gateway's span is the upstream's parent"
     );
     assert_eq!(seen["tracestate"], "vendor=opaque", "{seen}");
+    // MCP carries it in the request's _meta too: the same context.
+    assert_eq!(seen["meta_traceparent"], upstream_parent, "{seen}");
 
     let spans = receiver.trace(CALLER_TRACE).await;
     let call = spans
@@ -336,6 +338,8 @@ async fn grpc_export_and_parent_based_sampling() {
         .expect("traceparent")
         .to_owned();
     assert!(tp.ends_with("-00"), "not sampled, still propagated: {tp}");
+    // An unsampled request's body goes as sent (it named no traceparent).
+    assert_eq!(unsampled["meta_traceparent"], Value::Null, "{unsampled}");
     let seen = sdk_call(
         &url,
         &[

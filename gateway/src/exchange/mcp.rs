@@ -5,7 +5,7 @@
 //! through Pingora's proxy loop, whose phases run the same steps). The
 //! client's disconnect ends the exchange.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType, Result};
@@ -34,7 +34,7 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?;
     let method = session.req_header().method.clone();
     let get = method == http::Method::GET;
-    let body = ctx.request.body.clone();
+    let body = traced_body(ctx).or_else(|| ctx.request.body.clone());
 
     let mut req = session.req_header().clone();
     let target = Target {
@@ -145,7 +145,11 @@ pub async fn run_pingora(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -
         .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?
         .clone();
     let idle = upstream.pool_idle_timeout;
-    let body = ctx.request.body.clone().unwrap_or_default();
+    let traced = traced_body(ctx);
+    let rewritten = traced.is_some();
+    let body = traced
+        .or_else(|| ctx.request.body.clone())
+        .unwrap_or_default();
 
     let mut req = session.req_header().clone();
     let target = Target {
@@ -153,6 +157,9 @@ pub async fn run_pingora(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -
         path: &ctx.request.upstream_path,
     };
     request::prepare(deps.shared, client_ip(session), &mut req, target, ctx)?;
+    if rewritten {
+        req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    }
     let connector = &deps.upstreams.connector;
     let (mut up, _reused) = connector.get_http_session(&peer).await?;
     upstream::speak_version(&mut req, &up);
@@ -196,4 +203,21 @@ pub fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
+}
+
+/// The body with a sampled request's trace context in `params._meta`, as
+/// MCP carries it beside the headers (the gateway's span is the parent
+/// there too). An unsampled request's body goes as sent: no span of the
+/// gateway's exists to name, and the headers carry the context.
+fn traced_body(ctx: &Ctx) -> Option<Bytes> {
+    let trace = ctx.trace.as_deref().filter(|t| t.sampled)?;
+    let body = ctx.request.body.as_ref()?;
+    let facts = ctx.request.facts.as_ref()?;
+    if facts.batch || facts.first().kind != crate::mcp::Kind::Request {
+        return None;
+    }
+    let parent = trace.traceparent();
+    let parent = std::str::from_utf8(&parent).ok()?;
+    crate::federation::meta::with_trace_context(body, parent, trace.state.as_deref())
+        .map(Bytes::from)
 }

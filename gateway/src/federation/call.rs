@@ -252,7 +252,7 @@ fn push_meta(out: &mut Vec<u8>, raw: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-pub(super) fn push_string(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn push_string(out: &mut Vec<u8>, s: &str) {
     // A JSON string of `s`: serde_json writes it escaped.
     let _ = serde_json::to_writer(&mut *out, s);
 }

@@ -15,6 +15,7 @@ pub mod caps;
 pub mod cursor;
 pub mod idempotency;
 pub mod legacy;
+pub mod meta;
 pub mod pins;
 pub mod relay;
 pub mod reply;

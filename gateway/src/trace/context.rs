@@ -72,14 +72,21 @@ pub fn write_hex(bytes: &[u8], out: &mut String) {
 }
 
 /// The `traceparent` that names `span` of `trace` as the parent.
-pub fn traceparent(trace: &TraceId, span: &SpanId, sampled: bool) -> String {
-    let mut s = String::with_capacity(55);
-    s.push_str("00-");
-    write_hex(trace, &mut s);
-    s.push('-');
-    write_hex(span, &mut s);
-    s.push_str(if sampled { "-01" } else { "-00" });
-    s
+pub fn traceparent(trace: &TraceId, span: &SpanId, sampled: bool) -> [u8; 55] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    for (i, b) in trace.iter().enumerate() {
+        out[3 + 2 * i] = DIGITS[usize::from(b >> 4)];
+        out[4 + 2 * i] = DIGITS[usize::from(b & 0xf)];
+    }
+    for (i, b) in span.iter().enumerate() {
+        out[36 + 2 * i] = DIGITS[usize::from(b >> 4)];
+        out[37 + 2 * i] = DIGITS[usize::from(b & 0xf)];
+    }
+    if sampled {
+        out[54] = b'1';
+    }
+    out
 }
 
 /// Random, never all zero.
@@ -138,7 +145,7 @@ mod tests {
     fn a_valid_traceparent_is_read_and_written_back_the_same() {
         let p = parse_traceparent(GOOD.as_bytes()).expect("valid");
         assert!(p.sampled);
-        assert_eq!(traceparent(&p.trace_id, &p.span_id, true), GOOD);
+        assert_eq!(&traceparent(&p.trace_id, &p.span_id, true), GOOD.as_bytes());
         let unsampled = GOOD.replace("-01", "-00");
         assert!(
             !parse_traceparent(unsampled.as_bytes())

@@ -48,21 +48,29 @@ impl Tracer {
         let parent = headers
             .get(&TRACEPARENT)
             .and_then(|v| context::parse_traceparent(v.as_bytes()));
+        let caller_state = headers.get(&TRACESTATE);
         let Some(p) = parent else {
+            // A tracestate without a valid traceparent is dropped.
             let id = context::new_trace_id();
-            return Trace::new(id, None, self.ratio.sampled(&id), None);
+            let sampled = self.ratio.sampled(&id);
+            return Trace::new(id, None, sampled, None, caller_state.is_some());
         };
         let sampled = if self.parent_based {
             p.sampled
         } else {
             self.ratio.sampled(&p.trace_id)
         };
-        let state = headers
-            .get(&TRACESTATE)
+        let state = caller_state
             .filter(|v| context::valid_tracestate(v.as_bytes()))
             .and_then(|v| v.to_str().ok())
             .map(Into::into);
-        Trace::new(p.trace_id, Some(p.span_id), sampled, state)
+        Trace::new(
+            p.trace_id,
+            Some(p.span_id),
+            sampled,
+            state,
+            caller_state.is_some(),
+        )
     }
 
     /// Queue a finished request's spans; a full queue drops them (counted).
@@ -80,12 +88,16 @@ impl Tracer {
 /// Set the trace context headers of an upstream request (the caller's are
 /// replaced: the upstream's parent is the gateway's span).
 pub fn propagate(trace: &Trace, req: &mut pingora::http::RequestHeader) -> pingora::Result<()> {
-    req.insert_header(TRACEPARENT, trace.traceparent())?;
+    // Hex and dashes: always a valid header value.
+    let parent = http::HeaderValue::from_bytes(&trace.traceparent())
+        .map_err(|_| pingora::Error::explain(pingora::ErrorType::InternalError, "traceparent"))?;
+    req.insert_header(TRACEPARENT, parent)?;
     match &trace.state {
         Some(s) => req.insert_header(TRACESTATE, &**s)?,
-        None => {
+        None if trace.caller_state => {
             req.remove_header(&TRACESTATE);
         }
+        None => {}
     }
     Ok(())
 }

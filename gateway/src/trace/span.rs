@@ -60,6 +60,8 @@ pub struct Trace {
     pub sampled: bool,
     /// The caller's `tracestate`, passed on as sent.
     pub state: Option<Box<str>>,
+    /// The caller sent a `tracestate` (kept in `state` or dropped).
+    pub(super) caller_state: bool,
     phases: Vec<Phase>,
 }
 
@@ -69,6 +71,7 @@ impl Trace {
         parent: Option<SpanId>,
         sampled: bool,
         state: Option<Box<str>>,
+        caller_state: bool,
     ) -> Trace {
         Trace {
             trace_id,
@@ -77,6 +80,7 @@ impl Trace {
             upstream_span: context::new_span_id(),
             sampled,
             state,
+            caller_state,
             phases: Vec::new(),
         }
     }
@@ -111,7 +115,7 @@ impl Trace {
     }
 
     /// The `traceparent` toward upstreams: this trace, the upstream span.
-    pub fn traceparent(&self) -> String {
+    pub fn traceparent(&self) -> [u8; 55] {
         context::traceparent(&self.trace_id, &self.upstream_span, self.sampled)
     }
 

@@ -131,8 +131,10 @@ def build_server(root_dir: str, log: ActionLog) -> MCPServer:
         def traceparent(ctx: Context) -> str:
             req = ctx.request_context.request
             headers = req.headers if req is not None else {}
-            meta = ctx.request_context.meta
-            extra = getattr(meta, "model_extra", None) or {}
+            meta = ctx.request_context.meta or {}
+            # A TypedDict in this SDK; a pydantic model keeps unknown keys
+            # in model_extra.
+            extra = meta if isinstance(meta, dict) else (getattr(meta, "model_extra", None) or {})
             log.write({"tool": "traceparent"})
             return json.dumps({
                 "traceparent": headers.get("traceparent"),
