@@ -273,12 +273,19 @@ audit: { file: "$OUT_DIR/audit-policy.jsonl", sample_rate: 0.01 }
 EOF
 sed -e 's/assertion_header: x-sluice-identity }/assertion_header: x-sluice-identity, assertion_reuse_s: 30 }/' \
   -e 's|path: /policy,|path: /policy-reuse,|' "$OUT_DIR/gateway-policy.yaml" >"$OUT_DIR/gateway-policy-reuse.yaml"
-if [[ " $SCENARIOS " == *" policy-exchange "* ]]; then
-  PORT_TOKEN=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  taskset -c "$DEMO_CORE" python3 "$HERE/token_endpoint.py" "$PORT_TOKEN" \
-    >"$OUT_DIR/token-endpoint.out" 2>"$OUT_DIR/token-endpoint.err" &
+# helper NAME SCRIPT READY_TEXT: start a Python helper of loadtest/ on a free
+# port beside the demo (on its core); sets PORT_HELPER once it is listening.
+helper() {
+  local name=$1 script=$2 ready=$3
+  PORT_HELPER=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  taskset -c "$DEMO_CORE" python3 "$HERE/$script" "$PORT_HELPER" \
+    >"$OUT_DIR/$name.out" 2>"$OUT_DIR/$name.err" &
   PIDS+=("$!")
-  wait_until token-endpoint "$!" 30 grep -q "token endpoint listening" "$OUT_DIR/token-endpoint.out"
+  wait_until "$name" "$!" 30 grep -q "$ready" "$OUT_DIR/$name.out"
+}
+if [[ " $SCENARIOS " == *" policy-exchange "* ]]; then
+  helper token-endpoint token_endpoint.py "token endpoint listening"
+  PORT_TOKEN=$PORT_HELPER
   sed -e "s|credential: { secret: { env: SLUICE_LOAD_UPSTREAM_KEY } }|token_exchange: { token_endpoint: \"http://127.0.0.1:$PORT_TOKEN/token\", client_id: load, client_secret: { env: SLUICE_LOAD_UPSTREAM_KEY }, audience: demo }|" \
     -e 's|path: /policy-reuse,|path: /policy-exchange,|' "$OUT_DIR/gateway-policy-reuse.yaml" >"$OUT_DIR/gateway-policy-exchange.yaml"
   grep -q token_exchange "$OUT_DIR/gateway-policy-exchange.yaml" || die "policy-exchange config not made"
@@ -287,11 +294,8 @@ fi
 # (ratio 0: parsed, propagated, logged), 1 % and 100 % of requests sampled
 # and exported to a sink, and the access log writing every request.
 if [[ " $SCENARIOS " == *" policy-trace"* ]]; then
-  PORT_OTLP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  taskset -c "$DEMO_CORE" python3 "$HERE/otlp_sink.py" "$PORT_OTLP" \
-    >"$OUT_DIR/otlp-sink.out" 2>"$OUT_DIR/otlp-sink.err" &
-  PIDS+=("$!")
-  wait_until otlp-sink "$!" 30 grep -q "otlp sink listening" "$OUT_DIR/otlp-sink.out"
+  helper otlp-sink otlp_sink.py "otlp sink listening"
+  PORT_OTLP=$PORT_HELPER
   for ratio in 0 1 100; do
     sed -e "s|path: /policy-reuse,|path: /policy-trace$ratio,|" "$OUT_DIR/gateway-policy-reuse.yaml" >"$OUT_DIR/gateway-policy-trace$ratio.yaml"
     printf 'traces: { endpoint: "http://127.0.0.1:%s/v1/traces", sample_ratio: %s }\n' \

@@ -20,6 +20,39 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 /// Lines waiting for the writer, at most.
 const QUEUE: usize = 10_000;
 
+/// One line's fields, written straight to JSON (no map built per line).
+#[derive(serde::Serialize)]
+pub struct Line<'a> {
+    pub time: String,
+    pub request_id: &'a str,
+    pub route: Option<&'a str>,
+    pub upstream: Option<&'a str>,
+    pub http_method: &'a str,
+    pub status: u16,
+    pub rpc_method: Option<&'a str>,
+    pub target: Option<&'a str>,
+    pub revision: Option<&'a str>,
+    pub session: Option<&'a str>,
+    pub tenant: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub refused: Option<&'a str>,
+    pub rpc_error: Option<i64>,
+    pub bytes_in: usize,
+    pub bytes_out: u64,
+    pub duration_ms: f64,
+    pub gateway_us: u64,
+    pub trace_id: Option<String>,
+}
+
+impl Line<'_> {
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::with_capacity(512);
+        // Plain structs of strings and numbers always serialise.
+        let _ = serde_json::to_writer(&mut out, self);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
 pub struct AccessLog {
     tx: SyncSender<String>,
     sample_rate: f64,

@@ -171,10 +171,16 @@ impl Ctx {
         }
     }
 
+    /// The time a phase starts, read only when the request is traced and
+    /// sampled (no clock read otherwise).
+    pub fn clock(&self) -> Option<Instant> {
+        self.trace.as_deref().and_then(crate::trace::Trace::clock)
+    }
+
     /// A phase of the request that began at `start` ends now (kept when
     /// the request is traced and sampled).
-    pub fn phase(&mut self, name: &'static str, start: Instant) {
-        if let Some(t) = self.trace.as_deref_mut() {
+    pub fn phase(&mut self, name: &'static str, start: Option<Instant>) {
+        if let (Some(t), Some(start)) = (self.trace.as_deref_mut(), start) {
             t.phase(name, start);
         }
     }

@@ -190,28 +190,28 @@ impl Shared {
         };
         let model = ctx.decision.llm.as_deref().map(|c| c.req.model.as_str());
         let caller = ctx.caller.as_ref();
-        let line = serde_json::json!({
-            "time": audit::format_rfc3339_millis(std::time::SystemTime::now()),
-            "request_id": &*request_id,
-            "route": ctx.route().map(|r| r.name.as_str()),
-            "upstream": upstream,
-            "http_method": method,
-            "status": status,
-            "rpc_method": first.map(|m| m.method.name()),
-            "target": first.and_then(|m| m.target.as_deref()).or(model),
-            "revision": ctx.request.revision.map(Revision::as_label),
-            "session": ctx.request.session.as_deref(),
-            "tenant": caller.and_then(|c| c.tenant.as_deref()),
-            "subject": caller.map(|c| &*c.subject),
-            "refused": ctx.outcome.refused,
-            "rpc_error": ctx.outcome.refused_code,
-            "bytes_in": ctx.request.body.as_ref().map_or(0, |b| b.len()),
-            "bytes_out": ctx.outcome.bytes_out,
-            "duration_ms": ctx.request.started.elapsed().as_secs_f64() * 1000.0,
-            "gateway_us": ctx.outcome.gateway_time.as_micros() as u64,
-            "trace_id": ctx.trace.as_ref().map(|t| t.trace_id_hex()),
-        });
-        log.write(line.to_string());
+        let line = crate::access_log::Line {
+            time: audit::format_rfc3339_millis(std::time::SystemTime::now()),
+            request_id: &request_id,
+            route: ctx.route().map(|r| r.name.as_str()),
+            upstream,
+            http_method: method,
+            status,
+            rpc_method: first.map(|m| m.method.name()),
+            target: first.and_then(|m| m.target.as_deref()).or(model),
+            revision: ctx.request.revision.map(Revision::as_label),
+            session: ctx.request.session.as_deref(),
+            tenant: caller.and_then(|c| c.tenant.as_deref()),
+            subject: caller.map(|c| &*c.subject),
+            refused: ctx.outcome.refused,
+            rpc_error: ctx.outcome.refused_code,
+            bytes_in: ctx.request.body.as_ref().map_or(0, |b| b.len()),
+            bytes_out: ctx.outcome.bytes_out,
+            duration_ms: ctx.request.started.elapsed().as_secs_f64() * 1000.0,
+            gateway_us: ctx.outcome.gateway_time.as_micros() as u64,
+            trace_id: ctx.trace.as_ref().map(|t| t.trace_id_hex()),
+        };
+        log.write(line.to_json());
     }
 
     /// A sampled request's spans, handed to the exporter (`trace`).

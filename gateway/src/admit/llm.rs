@@ -120,7 +120,7 @@ pub(super) async fn admit(
         rt.limits.acquire(&input, &mut permits, m)?;
         ctx.decision.permits = permits;
     }
-    ctx.phase("limits", t);
+    ctx.phase("limits", Some(t));
     ctx.outcome.gateway_time += t.elapsed();
     Ok(Admit::Llm)
 }

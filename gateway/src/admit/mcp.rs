@@ -74,7 +74,7 @@ pub(super) async fn admit(
             session: ctx.request.session.as_deref(),
             request_id: ctx.request.request_id.as_deref(),
         };
-        let th = Instant::now();
+        let th = ctx.clock();
         let held = Box::pin(crate::approval::hold(shared, snap, route, who, facts, body)).await;
         ctx.phase("approval", th);
         ctx.decision.approval = held?;
@@ -159,9 +159,9 @@ async fn call(
         }
     }
     if let Some(c) = &ctx.caller {
-        let tp = Instant::now();
+        let tp = ctx.trace.as_deref().and_then(crate::trace::Trace::clock);
         let decision = policy::authorize(snap, route, c, facts, body);
-        if let Some(tr) = ctx.trace.as_deref_mut() {
+        if let (Some(tr), Some(tp)) = (ctx.trace.as_deref_mut(), tp) {
             tr.phase("policy", tp);
         }
         let label = match &decision {
@@ -183,7 +183,7 @@ async fn call(
         }
     }
     if !ctx.rt.limits.is_empty() {
-        let tl = Instant::now();
+        let tl = ctx.clock();
         let checked = limits(shared, session, ctx).await;
         ctx.phase("limits", tl);
         checked?;

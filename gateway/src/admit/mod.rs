@@ -67,7 +67,7 @@ pub async fn admit(
         ctx.trace = Some(Box::new(tracer.begin(&session.req_header().headers)));
     }
     let admitted = decide(shared, &snap, listener, session, ctx, t).await;
-    ctx.phase("admission", ctx.request.started);
+    ctx.phase("admission", Some(ctx.request.started));
     admitted
 }
 

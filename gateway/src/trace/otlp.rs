@@ -10,9 +10,8 @@ const WIRE_VARINT: u8 = 0;
 const WIRE_FIXED64: u8 = 1;
 const WIRE_LEN: u8 = 2;
 
-/// A protobuf writer: nested messages are written to a scratch buffer and
-/// copied in with their length (export batches are small; this runs on the
-/// exporter's thread, never on the data path).
+/// A protobuf writer into one buffer (this runs on the exporter's thread,
+/// never on the data path).
 #[derive(Default)]
 struct Writer(Vec<u8>);
 
@@ -53,10 +52,22 @@ impl Writer {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
 
+    /// A nested message written in place: one byte is kept for its length,
+    /// and the few messages of 128 bytes or more (spans, the scope, the
+    /// resource) move over for a longer varint.
     fn message(&mut self, field: u32, build: impl FnOnce(&mut Writer)) {
-        let mut inner = Writer::default();
-        build(&mut inner);
-        self.bytes(field, &inner.0);
+        self.key(field, WIRE_LEN);
+        let at = self.0.len();
+        self.0.push(0);
+        build(self);
+        let len = self.0.len() - at - 1;
+        if len < 0x80 {
+            self.0[at] = len as u8;
+        } else {
+            let mut varint = Writer::default();
+            varint.varint(len as u64);
+            self.0.splice(at..=at, varint.0);
+        }
     }
 }
 
@@ -163,6 +174,19 @@ mod tests {
         let mut w = Writer::default();
         w.varint(u64::MAX);
         assert_eq!(w.0.len(), 10);
+    }
+
+    #[test]
+    fn nested_messages_of_any_length_are_framed_with_their_length() {
+        for n in [0usize, 1, 127, 128, 300, 20_000] {
+            let mut w = Writer::default();
+            w.message(2, |m| m.bytes(1, &vec![7u8; n]));
+            let mut inner = Writer::default();
+            inner.bytes(1, &vec![7u8; n]);
+            let mut expected = Writer::default();
+            expected.bytes(2, &inner.0);
+            assert_eq!(w.0, expected.0, "{n}");
+        }
     }
 
     #[test]

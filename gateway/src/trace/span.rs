@@ -85,9 +85,16 @@ impl Trace {
         }
     }
 
+    /// Now, when the phases of this trace are kept.
+    pub fn clock(&self) -> Option<Instant> {
+        self.sampled.then(Instant::now)
+    }
+
     /// A phase that began at `start` ends now.
     pub fn phase(&mut self, name: &'static str, start: Instant) {
-        self.timed(name, Kind::Internal, start, Instant::now());
+        if self.sampled {
+            self.timed(name, Kind::Internal, start, Instant::now());
+        }
     }
 
     fn timed(&mut self, name: &'static str, kind: Kind, start: Instant, end: Instant) {
