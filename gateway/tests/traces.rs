@@ -144,7 +144,8 @@ fn config(sdk: &SdkServer, traces: &str, dir: &std::path::Path) -> String {
     c.push_str(&format!(
         "roles:\n  - {{ name: caller, allow: [\"tools:sdk/*:call\"] }}\n\
          upstreams:\n  - {{ name: sdk, url: \"http://127.0.0.1:{}/mcp\" }}\n\
-         routes:\n  - {{ name: sdk, path: /mcp, upstream: sdk }}\n\
+         routes:\n  - {{ name: sdk, path: /mcp, upstream: sdk }}\n  - {{ name: srv, path: /srv, server: srv }}\n\
+         servers:\n  - {{ name: srv, sources: [{{ upstream: sdk, prefix: \"\" }}] }}\n\
          audit: {{ file: \"{}\", sample_rate: 1.0 }}\n\
          access_log: {{ file: \"{}\" }}\n\
          traces: {traces}\n",
@@ -314,6 +315,50 @@ async fn a_callers_trace_is_continued_upstream_and_exported_over_otlp_http() {
             .await
             >= 5.0
     );
+}
+
+/// Through a virtual server the source gets the context too, in its
+/// headers and its request's `_meta`, under the gateway's span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_servers_source_continues_the_trace() {
+    let Setup {
+        receiver,
+        dir: _dir,
+        gw,
+        _sdk,
+    } = setup(|r| {
+        format!(
+            "{{ endpoint: \"http://127.0.0.1:{}/v1/traces\", interval_ms: 50 }}",
+            r.http
+        )
+    })
+    .await;
+    let seen = sdk_call(
+        &gw.url("/srv"),
+        &[
+            "authorization=Bearer alice-key",
+            &format!("traceparent={CALLER}"),
+        ],
+    )
+    .await;
+    let header = seen["traceparent"]
+        .as_str()
+        .expect("traceparent")
+        .to_owned();
+    assert!(header.starts_with(&format!("00-{CALLER_TRACE}-")), "{seen}");
+    assert_eq!(seen["meta_traceparent"], header.as_str(), "{seen}");
+    let spans = receiver.trace(CALLER_TRACE).await;
+    let call = spans
+        .iter()
+        .find(|s| s["name"] == "tools/call traceparent")
+        .unwrap_or_else(|| panic!("the call's span: {spans:#?}"));
+    assert_eq!(call["parent_span_id"], CALLER_SPAN);
+    assert_eq!(attr(call, "sluice.route"), "srv");
+    let up = spans
+        .iter()
+        .find(|s| s["kind"] == 3 && s["parent_span_id"] == call["span_id"])
+        .expect("the upstream span");
+    assert_eq!(up["span_id"], &header[36..52]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -299,6 +299,7 @@ async fn send_with(
         path: &path,
     };
     request::prepare(deps.shared, None, &mut req, target, ctx)?;
+    let body = traced(ctx, body);
     super::frame(&mut req, (method != "GET").then_some(&body[..]))?;
     let sent = dispatch(deps, ctx, s.upstream, (&req, &body), read_timeout).await;
     if let (Ok((head, _)), Some(_)) = (&sent, &s.stateless) {
@@ -309,6 +310,19 @@ async fn send_with(
         }
     }
     sent
+}
+
+/// A sampled request's trace context in the `params._meta` of what goes
+/// to the source (`federation::meta`), as on a plain route.
+fn traced(ctx: &Ctx, body: Vec<u8>) -> Vec<u8> {
+    let Some(trace) = ctx.trace.as_deref().filter(|t| t.sampled) else {
+        return body;
+    };
+    let parent = trace.traceparent();
+    std::str::from_utf8(&parent)
+        .ok()
+        .and_then(|p| crate::federation::meta::with_trace_context(&body, p, trace.state.as_deref()))
+        .unwrap_or(body)
 }
 
 /// The caller's token exchanged for `upstream`'s, where it acts as the
