@@ -33,9 +33,6 @@ pub fn prepare(
     let snap = &ctx.rt.snapshot;
     let up = &snap.upstreams[target.upstream];
     upstream::rewrite_request(req, up, target.path)?;
-    if let Some(trace) = ctx.trace.as_deref() {
-        crate::trace::propagate(trace, req)?;
-    }
     if ctx.request.client_hop_headers {
         upstream::strip_client_hop_headers(req);
     }
@@ -86,7 +83,7 @@ pub fn prepare(
         .route()
         .is_some_and(|r| r.transport == sluice_config::RouteTransport::Llm);
     if !snap.identity.enabled && (credential.is_none() || !model_call) {
-        return Ok(());
+        return trace_context(req, ctx);
     }
     let assertion = match (&up.assertion_header, &ctx.caller) {
         (Some(_), Some(c)) => Some(assertion(shared, ctx, c, &up.name, up.assertion_reuse)?),
@@ -108,7 +105,17 @@ pub fn prepare(
         credential,
         user,
         assertion.as_deref(),
-    )
+    )?;
+    trace_context(req, ctx)
+}
+
+/// The trace context toward the upstream, set last: the client's
+/// credentials are gone by then, so the header map seldom has to grow.
+fn trace_context(req: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
+    match ctx.trace.as_deref() {
+        Some(trace) => crate::trace::propagate(trace, req),
+        None => Ok(()),
+    }
 }
 
 /// Where `upstream` acts as the caller (`token_exchange`), have the
