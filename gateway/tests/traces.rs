@@ -448,3 +448,77 @@ async fn a_collector_that_is_away_costs_the_data_path_nothing() {
     })
     .await;
 }
+
+/// A model call's span: named `chat <model>`, the GenAI attributes with
+/// the usage the provider reported, a stream phase for a streamed answer;
+/// the provider gets the context in its headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_call_is_a_genai_span_with_its_usage() {
+    use sluice_demo::llm::{spawn_llm, LlmOptions};
+    let receiver = Receiver::start();
+    let provider = spawn_llm("127.0.0.1:0".parse().expect("addr"), LlmOptions::default())
+        .await
+        .expect("mock provider");
+    let config = format!(
+        "{}upstreams:\n  - {{ name: primary, url: \"{}\" }}\n\
+         routes:\n  - {{ name: llm, path: /v1, upstream: primary, transport: llm }}\n\
+         llm:\n  models:\n    - {{ name: mock-gpt, targets: [{{ upstream: primary, model: mock-gpt-2 }}] }}\n\
+         traces: {{ endpoint: \"http://127.0.0.1:{}/v1/traces\", interval_ms: 50 }}\n",
+        llm_config_head("models:primary/*:use"),
+        provider.url(),
+        receiver.http
+    );
+    let gw = Gateway::start(&config).await;
+    let resp = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .header("authorization", "Bearer alice-key")
+        .header("traceparent", CALLER)
+        .json(&serde_json::json!({
+            "model": "mock-gpt",
+            "stream": true,
+            "messages": [{"role": "user", "content": "say hello to the gateway"}]
+        }))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("stream");
+    assert!(text.contains("[DONE]"), "{text}");
+    let seen = provider.last_headers().expect("the provider's request");
+    let parent = seen["traceparent"].to_str().expect("traceparent");
+    assert!(
+        parent.starts_with(&format!("00-{CALLER_TRACE}-")),
+        "{parent}"
+    );
+
+    let spans = receiver.trace(CALLER_TRACE).await;
+    let call = spans
+        .iter()
+        .find(|s| s["kind"] == 2)
+        .unwrap_or_else(|| panic!("a server span: {spans:#?}"));
+    assert_eq!(call["name"], "chat mock-gpt", "{call}");
+    assert_eq!(attr(call, "gen_ai.operation.name"), "chat");
+    assert_eq!(attr(call, "gen_ai.request.model"), "mock-gpt");
+    assert_eq!(attr(call, "gen_ai.response.model"), "mock-gpt-2");
+    assert!(
+        attr(call, "gen_ai.usage.input_tokens").as_i64() > Some(0),
+        "{call}"
+    );
+    assert!(
+        attr(call, "gen_ai.usage.output_tokens").as_i64() > Some(0),
+        "{call}"
+    );
+    let names: Vec<&str> = spans
+        .iter()
+        .filter(|s| s["parent_span_id"] == call["span_id"])
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    for phase in ["admission", "limits", "upstream", "stream"] {
+        assert!(names.contains(&phase), "{phase} in {names:?}");
+    }
+    let up = spans
+        .iter()
+        .find(|s| s["kind"] == 3)
+        .expect("upstream span");
+    assert_eq!(up["span_id"], &parent[36..52]);
+}
