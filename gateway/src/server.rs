@@ -237,6 +237,15 @@ pub fn build(opts: Options) -> anyhow::Result<Server> {
             }),
         ));
     }
+    if shared.tracer.get().is_some() {
+        server.add_service(GenBackgroundService::new(
+            "sluice traces".into(),
+            Arc::new(TraceFlush {
+                shared: shared.clone(),
+                grace: first.grace_period,
+            }),
+        ));
+    }
     Ok(server)
 }
 
@@ -293,6 +302,34 @@ impl pingora::services::background::BackgroundService for Shipper {
             },
         )
         .await;
+    }
+}
+
+/// On shutdown, after the grace period (requests finishing in it are
+/// traced too), the spans still queued are exported before the process
+/// ends.
+struct TraceFlush {
+    shared: Arc<Shared>,
+    grace: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for TraceFlush {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let _ = shutdown.changed().await;
+        tokio::time::sleep(self.grace).await;
+        let shared = self.shared.clone();
+        let flushed = tokio::task::spawn_blocking(move || {
+            shared
+                .tracer
+                .get()
+                .is_none_or(|t| t.flush(std::time::Duration::from_secs(3)))
+        })
+        .await
+        .unwrap_or(false);
+        if !flushed {
+            tracing::warn!("spans still queued at shutdown could not be exported in time");
+        }
     }
 }
 

@@ -522,3 +522,44 @@ async fn a_model_call_is_a_genai_span_with_its_usage() {
         .expect("upstream span");
     assert_eq!(up["span_id"], &parent[36..52]);
 }
+
+/// Spans still queued when the gateway is stopped are exported before it
+/// exits (the batch interval here is far longer than the test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_queued_at_shutdown_are_exported_before_exit() {
+    let Setup {
+        receiver,
+        dir: _dir,
+        mut gw,
+        _sdk,
+    } = setup(|r| {
+        format!(
+            "{{ endpoint: \"http://127.0.0.1:{}/v1/traces\", interval_ms: 600000 }}\n\
+             shutdown: {{ grace_period_s: 0 }}",
+            r.http
+        )
+    })
+    .await;
+    sdk_call(
+        &gw.url("/mcp"),
+        &[
+            "authorization=Bearer alice-key",
+            &format!("traceparent={CALLER}"),
+        ],
+    )
+    .await;
+    assert!(
+        receiver.spans().await.is_empty(),
+        "nothing due before the interval"
+    );
+    gw.signal("TERM");
+    let exit = gw.wait_exit(std::time::Duration::from_secs(30)).await;
+    assert!(exit.is_some(), "the gateway stopped");
+    let spans = receiver.spans().await;
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["trace_id"] == CALLER_TRACE && s["name"] == "tools/call traceparent"),
+        "{spans:#?}"
+    );
+}

@@ -36,6 +36,14 @@ impl Counters {
     }
 }
 
+/// What the exporter's queue carries.
+pub enum Item {
+    /// A finished request's spans.
+    Spans(Vec<SpanData>),
+    /// Send what is batched now, then say so (shutdown).
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
 struct Exporter {
     protocol: OtlpProtocol,
     endpoint: String,
@@ -50,7 +58,7 @@ struct Exporter {
 
 pub fn spawn(
     cfg: &sluice_config::Traces,
-    rx: Receiver<Vec<SpanData>>,
+    rx: Receiver<Item>,
     counters: Counters,
 ) -> anyhow::Result<()> {
     let mut headers = http::HeaderMap::new();
@@ -96,23 +104,29 @@ pub fn spawn(
 }
 
 impl Exporter {
-    async fn run(&mut self, rx: Receiver<Vec<SpanData>>, max_batch: usize, interval: Duration) {
+    async fn run(&mut self, rx: Receiver<Item>, max_batch: usize, interval: Duration) {
         let mut batch: Vec<SpanData> = Vec::with_capacity(max_batch);
         let mut since = Instant::now();
         loop {
             // The queue is a std channel (the data path never waits on it);
             // a short blocking wait is fine on this thread of its own.
             let wait = interval.saturating_sub(since.elapsed());
+            let mut flushed = None;
             match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
-                Ok(spans) => {
+                Ok(Item::Spans(spans)) => {
                     batch.extend(spans);
                     while batch.len() < max_batch {
                         match rx.try_recv() {
-                            Ok(spans) => batch.extend(spans),
+                            Ok(Item::Spans(spans)) => batch.extend(spans),
+                            Ok(Item::Flush(done)) => {
+                                flushed = Some(done);
+                                break;
+                            }
                             Err(_) => break,
                         }
                     }
                 }
+                Ok(Item::Flush(done)) => flushed = Some(done),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     if !batch.is_empty() {
@@ -121,12 +135,18 @@ impl Exporter {
                     return;
                 }
             }
-            if batch.len() >= max_batch || (since.elapsed() >= interval && !batch.is_empty()) {
-                self.send(&batch).await;
+            let due = batch.len() >= max_batch || since.elapsed() >= interval;
+            if !batch.is_empty() && (due || flushed.is_some()) {
+                for chunk in batch.chunks(max_batch) {
+                    self.send(chunk).await;
+                }
                 batch.clear();
                 since = Instant::now();
             } else if batch.is_empty() {
                 since = Instant::now();
+            }
+            if let Some(done) = flushed {
+                let _ = done.send(());
             }
         }
     }

@@ -21,7 +21,7 @@ const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate")
 pub struct Tracer {
     ratio: context::Ratio,
     parent_based: bool,
-    tx: SyncSender<Vec<SpanData>>,
+    tx: SyncSender<export::Item>,
     metrics: export::Counters,
 }
 
@@ -76,12 +76,32 @@ impl Tracer {
     /// Queue a finished request's spans; a full queue drops them (counted).
     pub fn finish(&self, spans: Vec<SpanData>) {
         let n = spans.len() as u64;
-        match self.tx.try_send(spans) {
+        match self.tx.try_send(export::Item::Spans(spans)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.metrics.dropped.inc_by(n)
             }
         }
+    }
+
+    /// Export what is queued now (shutdown), waiting up to `within` for the
+    /// exporter to say it is done. Blocks: call it off the runtime.
+    pub fn flush(&self, within: std::time::Duration) -> bool {
+        let (done, wait) = std::sync::mpsc::channel();
+        let deadline = std::time::Instant::now() + within;
+        let mut item = export::Item::Flush(done);
+        loop {
+            match self.tx.try_send(item) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if std::time::Instant::now() < deadline => {
+                    item = back;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+        wait.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
     }
 }
 
