@@ -536,7 +536,16 @@ fn trace_root(done: &Done, e: Option<&Error>, ctx: &Ctx) -> crate::trace::Root {
         a.push(("error.type", Str(f.clone())));
         error.get_or_insert_with(|| f.clone());
     }
-    if error.is_none() && (done.status >= 500 || e.is_some()) {
+    // A client that went away (after its answer, or before) is not the
+    // request failing: said, but not an error status.
+    match e {
+        Some(e) if e.esource() == &pingora::ErrorSource::Downstream => {
+            a.push(("sluice.client_error", Str(e.etype().as_str().to_owned())));
+        }
+        Some(e) if error.is_none() => error = Some(e.etype().as_str().to_owned()),
+        _ => {}
+    }
+    if error.is_none() && done.status >= 500 {
         error = Some(format!("status {}", done.status));
     }
     let name = name
