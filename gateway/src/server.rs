@@ -305,31 +305,36 @@ impl pingora::services::background::BackgroundService for Shipper {
     }
 }
 
-/// On shutdown, after the grace period (requests finishing in it are
-/// traced too), the spans still queued are exported before the process
-/// ends.
+/// On shutdown the spans still queued are exported before the process
+/// ends: when the grace period is over, or when Pingora stops this
+/// service's runtime first (a guard flushes as the task is dropped).
 struct TraceFlush {
     shared: Arc<Shared>,
     grace: std::time::Duration,
 }
 
-#[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for TraceFlush {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let _ = shutdown.changed().await;
-        tokio::time::sleep(self.grace).await;
-        let shared = self.shared.clone();
-        let flushed = tokio::task::spawn_blocking(move || {
-            shared
-                .tracer
-                .get()
-                .is_none_or(|t| t.flush(std::time::Duration::from_secs(3)))
-        })
-        .await
-        .unwrap_or(false);
+/// Flushes the exporter when dropped, waiting up to 3 s (shutdown only).
+struct FlushOnDrop(Arc<Shared>);
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        let flushed = self
+            .0
+            .tracer
+            .get()
+            .is_none_or(|t| t.flush(std::time::Duration::from_secs(3)));
         if !flushed {
             tracing::warn!("spans still queued at shutdown could not be exported in time");
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for TraceFlush {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let _flush = FlushOnDrop(self.shared.clone());
+        let _ = shutdown.changed().await;
+        tokio::time::sleep(self.grace).await;
     }
 }
 
