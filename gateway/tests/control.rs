@@ -2141,11 +2141,7 @@ async fn control_reaches_postgres_over_tls_verified_against_its_ca() {
     );
 
     // A CA of someone else's: the server's certificate does not verify.
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let other =
-        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().expect("key"))
-            .expect("ca");
+    let other = test_ca();
     let other_ca = dir.path().join("other-ca.pem");
     std::fs::write(&other_ca, other.pem()).expect("write");
     let refused = |name: &str, database: String| {

@@ -390,15 +390,7 @@ async fn h2c_on_plain_listeners() {
 
 /// A CA and a client certificate it signed, written as PEM files.
 fn client_ca_and_cert(dir: &Path) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca =
-        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
-            .expect("ca");
+    let ca = test_ca();
     std::fs::write(dir.join("client-ca.pem"), ca.pem()).expect("write");
     let key = rcgen::KeyPair::generate().expect("key");
     let mut params = rcgen::CertificateParams::new(vec!["sluice-client".into()]).expect("params");

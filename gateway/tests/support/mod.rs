@@ -611,3 +611,15 @@ pub async fn stateless_rpc(
     let (_, _, text) = post(&reqwest::Client::new(), url, body.to_string(), &headers).await;
     rpc_json(&text)
 }
+
+/// A certificate authority of the test's own, to sign certificates with.
+pub fn test_ca() -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().expect("key"))
+        .expect("ca")
+}

@@ -229,15 +229,7 @@ impl Postgres {
 /// Make a CA and a server certificate for 127.0.0.1, turn TLS on and allow
 /// TCP clients over TLS only. Returns the CA file.
 fn require_tls(dir: &Path, data: &Path, owner: Option<(u32, u32)>) -> PathBuf {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca =
-        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
-            .expect("ca");
+    let ca = super::test_ca();
     let key = rcgen::KeyPair::generate().expect("key");
     let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into()]).expect("params");
     let cert = params.signed_by(&key, &ca).expect("server cert");
