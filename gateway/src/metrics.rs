@@ -288,7 +288,7 @@ impl Metrics {
             ),
             trace_spans: counter(
                 "trace_spans_total",
-                "Spans of sampled requests: exported, failed (the collector refused or was away) or dropped (the export queue was full)",
+                "Spans of sampled requests: exported, retried (a try failed for a passing reason; sent again), failed (refused, or given up) or dropped (the export queue was full)",
                 &["result"],
             ),
             unmatched_rules: counter(

@@ -18,11 +18,14 @@ const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
-/// `otlp_receiver.py`: its HTTP and gRPC ports.
+/// `otlp_receiver.py`: its HTTP and gRPC ports, and the client that reads
+/// what it got (over TLS when it serves TLS).
 struct Receiver {
     child: Child,
     http: u16,
     grpc: u16,
+    scheme: &'static str,
+    client: reqwest::Client,
 }
 
 impl Drop for Receiver {
@@ -34,8 +37,15 @@ impl Drop for Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
+        Receiver::start_with(&[], None)
+    }
+
+    /// With these arguments (`--tls CERT KEY`, `--refuse-first N`); `ca`:
+    /// the PEM its TLS certificate is verified against.
+    fn start_with(args: &[&str], ca: Option<&str>) -> Receiver {
         let mut child = Command::new(need(peers().join("venv/bin/python")))
             .arg(test_peer("otlp_receiver.py"))
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -50,17 +60,42 @@ impl Receiver {
             .map(|p| p.parse().expect("port"))
             .collect();
         assert_eq!(ports.len(), 2, "receiver said {line:?}");
+        let client = match ca {
+            Some(pem) => reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem")])
+                .build()
+                .expect("client"),
+            None => reqwest::Client::new(),
+        };
         Receiver {
             child,
             http: ports[0],
             grpc: ports[1],
+            scheme: if ca.is_some() { "https" } else { "http" },
+            client,
         }
     }
 
-    async fn spans(&self) -> Vec<Value> {
-        let r = reqwest::get(format!("http://127.0.0.1:{}/spans", self.http))
+    async fn get(&self) -> reqwest::Response {
+        self.client
+            .get(format!("{}://127.0.0.1:{}/spans", self.scheme, self.http))
+            .send()
             .await
-            .expect("receiver");
+            .expect("receiver")
+    }
+
+    /// How many exports it answered "unavailable" (`--refuse-first`).
+    async fn refused(&self) -> u64 {
+        let r = self.get().await;
+        r.headers()["x-refused"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("count")
+    }
+
+    async fn spans(&self) -> Vec<Value> {
+        let r = self.get().await;
         assert_eq!(r.headers()["x-bad-requests"], "0", "undecodable exports");
         r.json().await.expect("spans")
     }
@@ -154,6 +189,26 @@ fn config(sdk: &SdkServer, traces: &str, dir: &std::path::Path) -> String {
         dir.join("access.jsonl").display(),
     ));
     c
+}
+
+/// A CA of the test's own and a certificate it signed for `name`, written
+/// to `dir`: the CA, and the certificate, key and CA files.
+fn tls_files(
+    dir: &std::path::Path,
+    name: &str,
+) -> (
+    rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    [std::path::PathBuf; 3],
+) {
+    let ca = test_ca();
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec![name.into()]).expect("params");
+    let cert = params.signed_by(&key, &ca).expect("cert");
+    let files = ["server.pem", "server.key", "ca.pem"].map(|f| dir.join(f));
+    std::fs::write(&files[0], cert.pem()).expect("write");
+    std::fs::write(&files[1], key.serialize_pem()).expect("write");
+    std::fs::write(&files[2], ca.pem()).expect("write");
+    (ca, files)
 }
 
 fn lines(path: &std::path::Path) -> Vec<Value> {
@@ -354,11 +409,22 @@ async fn a_virtual_servers_source_continues_the_trace() {
         .unwrap_or_else(|| panic!("the call's span: {spans:#?}"));
     assert_eq!(call["parent_span_id"], CALLER_SPAN);
     assert_eq!(attr(call, "sluice.route"), "srv");
-    let up = spans
+    // Every exchange with the source (opening its session, lists, the
+    // call; the client sent the same trace on each request) is a client
+    // span of its own under its request's span; the call's exchange is
+    // the parent the source saw.
+    let sources: Vec<_> = spans.iter().filter(|s| s["kind"] == 3).collect();
+    assert!(sources.len() >= 2, "session and call: {spans:#?}");
+    let ids: std::collections::HashSet<_> = sources.iter().map(|s| &s["span_id"]).collect();
+    assert_eq!(ids.len(), sources.len(), "one span id each");
+    assert!(sources.iter().all(|s| attr(s, "sluice.upstream") == "sdk"));
+    let up = sources
         .iter()
-        .find(|s| s["kind"] == 3 && s["parent_span_id"] == call["span_id"])
-        .expect("the upstream span");
-    assert_eq!(up["span_id"], &header[36..52]);
+        .find(|s| s["span_id"] == header[36..52])
+        .unwrap_or_else(|| panic!("the call's exchange: {sources:#?}"));
+    assert_eq!(up["parent_span_id"], call["span_id"]);
+    assert_eq!(attr(up, "http.request.method"), "POST");
+    assert_eq!(up["status"]["code"], 0, "{up:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,12 +507,111 @@ async fn a_collector_that_is_away_costs_the_data_path_nothing() {
         let (status, _, _) = post(&client, &gw.url("/mcp"), body, &head).await;
         assert!(status < 500, "{status}");
     }
-    eventually("failed exports counted", async || {
+    // Held for another try first, given up after a few (or when too many
+    // batches wait), never in the way of the calls above.
+    eventually("failed tries counted for a retry", async || {
+        gw.metric("sluice_trace_spans_total{result=\"retried\"}")
+            .await
+            > 0.0
+    })
+    .await;
+    eventually("failed exports given up and counted", async || {
         gw.metric("sluice_trace_spans_total{result=\"failed\"}")
             .await
             > 0.0
     })
     .await;
+    assert_eq!(
+        gw.metric("sluice_trace_spans_total{result=\"exported\"}")
+            .await,
+        0.0
+    );
+}
+
+/// A collector behind TLS: gRPC (HTTP/2 by ALPN) and OTLP/HTTP over https,
+/// each verified against `ca_file`; an export the collector answers
+/// "unavailable" is sent again and arrives; a collector whose certificate
+/// another CA signed gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_over_tls_is_verified_and_a_refused_batch_is_retried() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (ca, [cert_file, key_file, ca_file]) = tls_files(dir.path(), "127.0.0.1");
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, test_ca().pem()).expect("write");
+
+    let tls = [
+        "--tls",
+        cert_file.to_str().expect("utf-8"),
+        key_file.to_str().expect("utf-8"),
+    ];
+    let receiver = Receiver::start_with(
+        &[&tls[..], &["--refuse-first", "1"]].concat(),
+        Some(&ca.pem()),
+    );
+    let sdk = SdkServer::start_with_env(&[("SDK_TRACE", "1")]).await;
+    let gateway = async |endpoint: String, protocol: &str, ca: &std::path::Path| {
+        let traces = format!(
+            "{{ endpoint: \"{endpoint}\", protocol: {protocol}, ca_file: \"{}\", interval_ms: 20 }}",
+            ca.display()
+        );
+        Gateway::start(&config(&sdk, &traces, dir.path())).await
+    };
+    let grpc_at = format!("https://127.0.0.1:{}", receiver.grpc);
+    let http_at = format!("https://127.0.0.1:{}/v1/traces", receiver.http);
+    let grpc = gateway(grpc_at.clone(), "grpc", &ca_file).await;
+    let http = gateway(http_at, "http_protobuf", &ca_file).await;
+    let wrong = gateway(grpc_at, "grpc", &other_ca).await;
+
+    let traced = |trace: &str| format!("traceparent=00-{trace}-00f067aa0ba902b7-01");
+    let (t_grpc, t_http, t_wrong) = (
+        "11111111111111111111111111111111",
+        "22222222222222222222222222222222",
+        "33333333333333333333333333333333",
+    );
+    let auth = "authorization=Bearer alice-key";
+    sdk_call(&grpc.url("/mcp"), &[auth, &traced(t_grpc)]).await;
+    sdk_call(&http.url("/mcp"), &[auth, &traced(t_http)]).await;
+    sdk_call(&wrong.url("/mcp"), &[auth, &traced(t_wrong)]).await;
+
+    // The first export (whichever gateway sent it) was refused and came
+    // again; both traces arrive whole.
+    for (gw, trace, via) in [(&grpc, t_grpc, "grpc"), (&http, t_http, "http")] {
+        let spans = receiver.trace(trace).await;
+        assert!(spans.iter().all(|s| s["via"] == via), "{spans:#?}");
+        assert!(spans.iter().any(|s| s["name"] == "tools/call traceparent"));
+        assert!(
+            gw.metric("sluice_trace_spans_total{result=\"exported\"}")
+                .await
+                > 0.0
+        );
+    }
+    assert_eq!(receiver.refused().await, 1);
+    let retried = grpc
+        .metric("sluice_trace_spans_total{result=\"retried\"}")
+        .await
+        + http
+            .metric("sluice_trace_spans_total{result=\"retried\"}")
+            .await;
+    assert!(retried > 0.0, "the refused batch was tried again");
+
+    // Verified against another CA: the handshake fails, nothing arrives.
+    eventually("the unverified collector's tries counted", async || {
+        wrong
+            .metric("sluice_trace_spans_total{result=\"retried\"}")
+            .await
+            > 0.0
+    })
+    .await;
+    eventually("the failure logged", async || {
+        wrong.log().contains("trace export failed")
+    })
+    .await;
+    assert!(!receiver
+        .spans()
+        .await
+        .iter()
+        .any(|s| s["trace_id"] == t_wrong));
+    drop(sdk);
 }
 
 /// A model call's span: named `chat <model>`, the GenAI attributes with
@@ -562,4 +727,57 @@ async fn spans_queued_at_shutdown_are_exported_before_exit() {
             .any(|s| s["trace_id"] == CALLER_TRACE && s["name"] == "tools/call traceparent"),
         "{spans:#?}"
     );
+}
+
+/// An upstream that may speak HTTP/2 gets small bodies through Pingora's
+/// own replay, which sends the body as the client wrote it: a sampled
+/// call goes the way that writes the body, so `_meta` carries the trace
+/// context there too. The upstream is a second gateway (TLS, HTTP/2 by
+/// ALPN, no tracing of its own: it passes what it gets) in front of the
+/// SDK server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sampled_call_to_an_http2_upstream_carries_the_context_in_meta() {
+    let receiver = Receiver::start();
+    let sdk = SdkServer::start_with_env(&[("SDK_TRACE", "1")]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (_, [cert_file, key_file, ca_file]) = tls_files(dir.path(), "localhost");
+    let edge = Gateway::start(&format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\", tls: {{ cert_file: {cert_file:?}, key_file: {key_file:?} }} }}\n\
+         admin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: sdk, url: \"http://127.0.0.1:{}/mcp\" }}\n\
+         routes:\n  - {{ name: sdk, path: /mcp, upstream: sdk }}\n",
+        sdk.port
+    ))
+    .await;
+    let mut front = keyed_head(&[("alice", "caller")]);
+    front.push_str(&format!(
+        "roles:\n  - {{ name: caller, allow: [\"tools:edge/*:call\"] }}\n\
+         upstreams:\n  - {{ name: edge, url: \"https://localhost:{}/mcp\", http2: true, tls: {{ ca_file: {ca_file:?} }} }}\n\
+         routes:\n  - {{ name: edge, path: /mcp, upstream: edge }}\n\
+         traces: {{ endpoint: \"http://127.0.0.1:{}/v1/traces\", interval_ms: 50 }}\n",
+        edge.port, receiver.http
+    ));
+    let front = Gateway::start(&front).await;
+    let seen = sdk_call(
+        &front.url("/mcp"),
+        &[
+            "authorization=Bearer alice-key",
+            &format!("traceparent={CALLER}"),
+        ],
+    )
+    .await;
+    let header = seen["traceparent"].as_str().expect("traceparent");
+    assert!(header.starts_with(&format!("00-{CALLER_TRACE}-")), "{seen}");
+    assert_ne!(header, CALLER, "the gateway's span, not the caller's");
+    assert_eq!(seen["meta_traceparent"], header, "{seen}");
+    // It went over HTTP/2 (the edge logs what it heard).
+    assert!(
+        edge.log()
+            .lines()
+            .any(|l| l.contains("version") && l.contains("HTTP/2.0")),
+        "{}",
+        edge.log()
+    );
+    let spans = receiver.trace(CALLER_TRACE).await;
+    assert!(spans.iter().any(|s| s["name"] == "tools/call traceparent"));
 }

@@ -21,10 +21,10 @@ pub(crate) fn build_traces(raw: Option<&RawTraces>, errs: &mut Vec<ConfigError>)
     };
     match url::Url::parse(&raw.endpoint) {
         Ok(u) if u.host().is_some() && matches!(u.scheme(), "http" | "https") => {
-            if protocol == OtlpProtocol::Grpc && u.scheme() != "http" {
+            if raw.ca_file.is_some() && u.scheme() != "https" {
                 errs.push(ConfigError::new(
-                    "traces.endpoint",
-                    "gRPC export is plain-text HTTP/2 (http://); use http_protobuf for https",
+                    "traces.ca_file",
+                    "the endpoint is not https://: there is no certificate to verify",
                 ));
             }
         }
@@ -32,6 +32,9 @@ pub(crate) fn build_traces(raw: Option<&RawTraces>, errs: &mut Vec<ConfigError>)
             "traces.endpoint",
             "an http:// or https:// URL with a host",
         )),
+    }
+    if raw.ca_file.as_deref() == Some("") {
+        errs.push(ConfigError::new("traces.ca_file", "empty path"));
     }
     let ratio = raw.sample_ratio.unwrap_or(1.0);
     if !(0.0..=1.0).contains(&ratio) {
@@ -76,5 +79,39 @@ pub(crate) fn build_traces(raw: Option<&RawTraces>, errs: &mut Vec<ConfigError>)
         max_batch,
         interval: Duration::from_millis(raw.interval_ms.unwrap_or(1000).max(1)),
         headers,
+        ca_file: raw.ca_file.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(endpoint: &str, protocol: &str, ca_file: Option<&str>) -> RawTraces {
+        serde_json::from_value(serde_json::json!({
+            "endpoint": endpoint,
+            "protocol": protocol,
+            "ca_file": ca_file,
+        }))
+        .expect("raw")
+    }
+
+    fn paths(r: &RawTraces) -> Vec<String> {
+        let mut errs = Vec::new();
+        build_traces(Some(r), &mut errs);
+        errs.into_iter().map(|e| e.path).collect()
+    }
+
+    #[test]
+    fn a_ca_file_goes_with_an_https_endpoint_in_either_protocol() {
+        for protocol in ["grpc", "http_protobuf"] {
+            assert!(paths(&raw("https://c:4317", protocol, Some("/ca.pem"))).is_empty());
+            assert!(paths(&raw("https://c:4317", protocol, None)).is_empty());
+            assert_eq!(
+                paths(&raw("http://c:4317", protocol, Some("/ca.pem"))),
+                ["traces.ca_file"]
+            );
+        }
+        assert_eq!(paths(&raw("ftp://c", "grpc", None)), ["traces.endpoint"]);
+    }
 }

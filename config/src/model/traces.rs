@@ -8,7 +8,7 @@ use super::SecretRef;
 pub enum OtlpProtocol {
     /// OTLP/HTTP with protobuf bodies.
     HttpProtobuf,
-    /// OTLP/gRPC over plain-text HTTP/2.
+    /// OTLP/gRPC: HTTP/2, over TLS for an `https://` endpoint.
     Grpc,
 }
 
@@ -23,4 +23,7 @@ pub struct Traces {
     pub max_batch: usize,
     pub interval: Duration,
     pub headers: Vec<(String, SecretRef)>,
+    /// The collector's certificate is verified against these CAs alone
+    /// (PEM); `None`: the system's roots.
+    pub ca_file: Option<String>,
 }

@@ -13,7 +13,7 @@ use super::RawSecretRef;
 pub struct RawTraces {
     /// The collector: for `http_protobuf` the whole URL
     /// (`http://collector:4318/v1/traces`), for `grpc` its origin
-    /// (`http://collector:4317`, plain-text HTTP/2).
+    /// (`http://collector:4317` plain-text HTTP/2, `https://…` over TLS).
     pub endpoint: String,
     /// `http_protobuf` (default) or `grpc`.
     pub protocol: Option<String>,
@@ -33,4 +33,7 @@ pub struct RawTraces {
     /// Headers sent with every export (a collector's key), from secrets.
     #[serde(default)]
     pub headers: BTreeMap<String, RawSecretRef>,
+    /// PEM file of the CAs an `https://` collector's certificate is
+    /// verified against (instead of the system's roots).
+    pub ca_file: Option<String>,
 }

@@ -81,7 +81,11 @@ pub(super) async fn admit(
     }
     circuit(shared, ctx)?;
     crate::exchange::request::act_as_caller(shared, ctx, route.upstream).await?;
-    Ok(match (up.http2, big) {
+    // A sampled request's body carries its trace context in `_meta`:
+    // Pingora's own replay would send the body as the client wrote it, so
+    // it goes the way that writes the body itself.
+    let sampled = ctx.trace.as_deref().is_some_and(|t| t.sampled);
+    Ok(match (up.http2, big || sampled) {
         (false, _) => Admit::Forward,
         (true, true) => Admit::ForwardPingora,
         (true, false) => Admit::Proxy,

@@ -38,8 +38,9 @@ pub enum Admit {
     /// The gateway runs the exchange itself (`exchange::mcp::run`):
     /// HTTP/1.1 upstreams.
     Forward,
-    /// Body too large for Pingora's replay buffer, upstream that may speak
-    /// HTTP/2: Pingora's client session, driven by `exchange::mcp`.
+    /// Body too large for Pingora's replay buffer (or rewritten with a
+    /// sampled trace's context), upstream that may speak HTTP/2: Pingora's
+    /// client session, driven by `exchange::mcp`.
     ForwardPingora,
     /// Answered by the gateway itself (well-known documents).
     Local(&'static str, String),

@@ -215,9 +215,35 @@ pub fn frame(req: &mut RequestHeader, body: Option<&[u8]>) -> Result<()> {
     req.remove_header(&http::header::TRANSFER_ENCODING);
     req.remove_header(&http::header::EXPECT);
     if let Some(b) = body {
-        req.insert_header(http::header::CONTENT_LENGTH, b.len().to_string())?;
+        // Most requests go with the client's body and its length already
+        // said: inserting again would cost a header-map insert, often one
+        // that grows the map.
+        if !says_length(req, b.len()) {
+            req.insert_header(http::header::CONTENT_LENGTH, b.len().to_string())?;
+        }
     }
     Ok(())
+}
+
+/// Does `req` carry exactly one `Content-Length`, written as `len` is in
+/// decimal (no sign, no leading zeros)?
+fn says_length(req: &RequestHeader, len: usize) -> bool {
+    let mut all = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return false;
+    };
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = len;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    v.as_bytes() == &digits[at..]
 }
 
 #[cfg(test)]
@@ -239,5 +265,29 @@ mod tests {
         let mut get = RequestHeader::build("GET", b"/mcp", None).unwrap();
         frame(&mut get, None).unwrap();
         assert!(get.headers.get("content-length").is_none());
+    }
+
+    #[test]
+    fn a_length_said_otherwise_than_plainly_is_written_anew() {
+        let body = vec![b'x'; 1024];
+        for (sent, kept) in [
+            (&["1024"][..], true),
+            (&["01024"], false),
+            (&["+1024"], false),
+            (&["1023"], false),
+            (&["1024", "1024"], false),
+        ] {
+            let mut req = RequestHeader::build("POST", b"/mcp", None).unwrap();
+            for v in sent {
+                req.append_header("content-length", *v).unwrap();
+            }
+            assert_eq!(says_length(&req, body.len()), kept, "{sent:?}");
+            frame(&mut req, Some(&body)).unwrap();
+            let out: Vec<_> = req.headers.get_all("content-length").iter().collect();
+            assert_eq!(out, ["1024"], "{sent:?}");
+        }
+        let mut zero = RequestHeader::build("POST", b"/mcp", None).unwrap();
+        zero.append_header("content-length", "0").unwrap();
+        assert!(says_length(&zero, 0));
     }
 }

@@ -16,6 +16,7 @@ use super::{ConnectRetry, Deps, Resend};
 use crate::conn::h1;
 use crate::ctx::Ctx;
 use crate::mcp::sse::SseParser;
+use crate::trace::Trace;
 use crate::upstream;
 
 /// The revision the gateway speaks to upstreams (2025 sessions; the
@@ -298,10 +299,20 @@ async fn send_with(
         upstream: s.upstream,
         path: &path,
     };
+    // Each exchange with a source is a span of its own (sampled only).
+    let span = ctx.trace.as_deref_mut().and_then(Trace::source_begin);
     request::prepare(deps.shared, None, &mut req, target, ctx)?;
     let body = traced(ctx, body);
     super::frame(&mut req, (method != "GET").then_some(&body[..]))?;
     let sent = dispatch(deps, ctx, s.upstream, (&req, &body), read_timeout).await;
+    if let (Some(t), Some(span)) = (ctx.trace.as_deref_mut(), span) {
+        let error = match &sent {
+            Ok((head, _)) if head.status.is_success() => None,
+            Ok((head, _)) => Some(format!("HTTP {}", head.status.as_u16())),
+            Err(e) => Some(e.to_string()),
+        };
+        t.source_end(span, &up.name, method, error);
+    }
     if let (Ok((head, _)), Some(_)) = (&sent, &s.stateless) {
         // A source that stopped speaking the revision (a 2025 server wants
         // a session): learn again what it speaks.

@@ -100,10 +100,16 @@ pub fn new_trace_id() -> TraceId {
 }
 
 pub fn new_span_id() -> SpanId {
+    new_span_ids()[0]
+}
+
+/// Two span ids from one draw, neither all zero.
+pub fn new_span_ids() -> [SpanId; 2] {
     loop {
-        let id = rand::random::<u64>();
-        if id != 0 {
-            return id.to_be_bytes();
+        let id = rand::random::<u128>();
+        let (a, b) = ((id >> 64) as u64, id as u64);
+        if a != 0 && b != 0 {
+            return [a.to_be_bytes(), b.to_be_bytes()];
         }
     }
 }

@@ -111,9 +111,11 @@ pub fn propagate(trace: &Trace, req: &mut pingora::http::RequestHeader) -> pingo
     // Hex and dashes: always a valid header value.
     let parent = http::HeaderValue::from_bytes(&trace.traceparent())
         .map_err(|_| pingora::Error::explain(pingora::ErrorType::InternalError, "traceparent"))?;
-    req.insert_header(TRACEPARENT, parent)?;
+    // Names as static text: Pingora keeps them as they are, where a
+    // `HeaderName` would be copied into a title-cased name first.
+    req.insert_header("traceparent", parent)?;
     match &trace.state {
-        Some(s) => req.insert_header(TRACESTATE, &**s)?,
+        Some(s) => req.insert_header("tracestate", &**s)?,
         None if trace.caller_state => {
             req.remove_header(&TRACESTATE);
         }

@@ -46,6 +46,25 @@ struct Phase {
     end: Instant,
 }
 
+/// One exchange with a virtual server's source: a client span of its own,
+/// whose id is the parent that source saw.
+#[derive(Debug, Clone)]
+struct SourceSpan {
+    id: SpanId,
+    upstream: Box<str>,
+    method: &'static str,
+    start: Instant,
+    end: Instant,
+    error: Option<String>,
+}
+
+/// A source exchange under way (`Trace::source_begin`).
+#[derive(Debug, Clone, Copy)]
+pub struct SourceStart {
+    id: SpanId,
+    start: Instant,
+}
+
 /// A request's trace context: continued from the caller's `traceparent` or
 /// started here. Phases are kept only when the trace is sampled.
 #[derive(Debug)]
@@ -63,6 +82,10 @@ pub struct Trace {
     /// The caller sent a `tracestate` (kept in `state` or dropped).
     pub(super) caller_state: bool,
     phases: Vec<Phase>,
+    /// The parent the next upstream request names: `upstream_span`, or
+    /// the span of the source exchange under way.
+    current: SpanId,
+    sources: Vec<SourceSpan>,
 }
 
 impl Trace {
@@ -73,16 +96,51 @@ impl Trace {
         state: Option<Box<str>>,
         caller_state: bool,
     ) -> Trace {
+        let ids = context::new_span_ids();
         Trace {
             trace_id,
             parent,
-            span_id: context::new_span_id(),
-            upstream_span: context::new_span_id(),
+            span_id: ids[0],
+            upstream_span: ids[1],
             sampled,
             state,
             caller_state,
             phases: Vec::new(),
+            current: ids[1],
+            sources: Vec::new(),
         }
+    }
+
+    /// A sampled request's exchange with a virtual server's source
+    /// begins: it gets a span of its own, the parent that source sees
+    /// (unsampled, every exchange names `upstream_span`).
+    pub fn source_begin(&mut self) -> Option<SourceStart> {
+        if !self.sampled {
+            return None;
+        }
+        self.current = context::new_span_id();
+        Some(SourceStart {
+            id: self.current,
+            start: Instant::now(),
+        })
+    }
+
+    /// The source exchange begun at `at` is over (`error`: how it failed).
+    pub fn source_end(
+        &mut self,
+        at: SourceStart,
+        upstream: &str,
+        method: &'static str,
+        error: Option<String>,
+    ) {
+        self.sources.push(SourceSpan {
+            id: at.id,
+            upstream: upstream.into(),
+            method,
+            start: at.start,
+            end: Instant::now(),
+            error,
+        });
     }
 
     /// Now, when the phases of this trace are kept.
@@ -113,9 +171,13 @@ impl Trace {
 
     /// The upstream exchange: sent at `sent`, its answer's head at `head`
     /// (when one came), over now. A streamed answer is a phase of its own.
+    /// Where the sources' exchanges have spans of their own, they stand
+    /// for it.
     pub fn upstream(&mut self, sent: Instant, head: Option<Instant>, streamed: bool) {
         let now = Instant::now();
-        self.timed("upstream", Kind::Client, sent, now);
+        if self.sources.is_empty() {
+            self.timed("upstream", Kind::Client, sent, now);
+        }
         if let (Some(head), true) = (head, streamed) {
             self.timed("stream", Kind::Internal, head, now);
         }
@@ -123,7 +185,7 @@ impl Trace {
 
     /// The `traceparent` toward upstreams: this trace, the upstream span.
     pub fn traceparent(&self) -> [u8; 55] {
-        context::traceparent(&self.trace_id, &self.upstream_span, self.sampled)
+        context::traceparent(&self.trace_id, &self.current, self.sampled)
     }
 
     /// The trace id in lower-case hex (logs, audit).
@@ -143,7 +205,7 @@ impl Trace {
         let unix = |t: Instant| {
             wall_now.saturating_sub(now.saturating_duration_since(t).as_nanos() as u64)
         };
-        let mut out = Vec::with_capacity(1 + self.phases.len());
+        let mut out = Vec::with_capacity(1 + self.phases.len() + self.sources.len());
         out.push(SpanData {
             trace_id: self.trace_id,
             span_id: self.span_id,
@@ -179,6 +241,24 @@ impl Trace {
                 } else {
                     None
                 },
+            });
+        }
+        for src in &self.sources {
+            out.push(SpanData {
+                trace_id: self.trace_id,
+                span_id: src.id,
+                parent: Some(self.span_id),
+                remote_parent: false,
+                trace_state: self.state.clone(),
+                name: "upstream".to_owned(),
+                kind: Kind::Client,
+                start_unix_ns: unix(src.start),
+                end_unix_ns: unix(src.end),
+                attributes: vec![
+                    ("sluice.upstream", AttrValue::Str(src.upstream.to_string())),
+                    ("http.request.method", AttrValue::Static(src.method)),
+                ],
+                error: src.error.clone(),
             });
         }
         out
