@@ -1615,37 +1615,81 @@ async fn a_session_its_client_ended_is_not_taken_up_again() {
         "",
     );
     let gw = Gateway::start(&config).await;
-    let client = reqwest::Client::new();
     let url = gw.url("/ws");
-    let sid = initialize_with(&client, &url, &[], "2025-11-25", "{}").await;
-    let call = |id: u64| {
-        let (client, url, sid) = (client.clone(), url.clone(), sid.clone());
-        async move {
-            let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                "params": {"name": "get-sum", "arguments": {"a": 1, "b": 2}}});
-            post(
-                &client,
-                &url,
-                body.to_string(),
-                &[
-                    ("mcp-session-id", &sid),
-                    ("mcp-protocol-version", "2025-11-25"),
-                ],
-            )
-            .await
-        }
-    };
-    let (status, _, text) = call(1).await;
+    let sid = initialize_with(&reqwest::Client::new(), &url, &[], "2025-11-25", "{}").await;
+    let (status, _, text) = sum_in_session(&url, &sid, 1).await;
     assert_eq!(status, 200, "{text}");
-    let ended = client
-        .delete(&url)
-        .header("mcp-session-id", &sid)
+    assert_eq!(end_session(&url, &sid).await, 200);
+    // The old id is an unknown session now, not a way back into it.
+    let (status, _, text) = sum_in_session(&url, &sid, 2).await;
+    assert_eq!(status, 404, "{text}");
+}
+
+/// `get-sum` in the 2025 session `sid`: status, headers, body.
+async fn sum_in_session(
+    url: &str,
+    sid: &str,
+    id: u64,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "get-sum", "arguments": {"a": 1, "b": 2}}});
+    let headers = [
+        ("mcp-session-id", sid),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    post(&reqwest::Client::new(), url, body.to_string(), &headers).await
+}
+
+/// `DELETE` of the session `sid`: the status.
+async fn end_session(url: &str, sid: &str) -> u16 {
+    reqwest::Client::new()
+        .delete(url)
+        .header("mcp-session-id", sid)
         .header("mcp-protocol-version", "2025-11-25")
         .send()
         .await
-        .expect("delete");
-    assert_eq!(ended.status().as_u16(), 200);
-    // The old id is an unknown session now, not a way back into it.
-    let (status, _, text) = call(2).await;
+        .expect("delete")
+        .status()
+        .as_u16()
+}
+
+/// Two replicas sharing the limits' store (a real `redis-server`): a
+/// session ended through one is unknown on the other at once; with the
+/// store gone and the limits failing closed, a session that cannot be
+/// checked is refused as unknown rather than served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_through_one_replica_is_unknown_on_another() {
+    let demo = demo(DemoOptions::default()).await;
+    let redis = support::redis_server::Redis::start(free_port()).await;
+    let config = ws_config(
+        &[format!("{{ name: demo, url: \"{}\" }}", demo.url())],
+        r#"sources: [{ upstream: demo, prefix: "" }]"#,
+        &format!(
+            "session_keys: [{{ env: {KEY_ENV} }}]\n\
+             rate_limits:\n  shared_store: {{ redis_url: \"redis://127.0.0.1:{}\", on_unavailable: closed, timeout_ms: 500 }}\n",
+            redis.port
+        ),
+    );
+    let a = Gateway::start_with_env(&config, &[(KEY_ENV, "shared")]).await;
+    let b = Gateway::start_with_env(&config, &[(KEY_ENV, "shared")]).await;
+    let client = reqwest::Client::new();
+    let sid = initialize_with(&client, &a.url("/ws"), &[], "2025-11-25", "{}").await;
+    let kept = initialize_with(&client, &a.url("/ws"), &[], "2025-11-25", "{}").await;
+    for gw in [&a, &b] {
+        let (status, _, text) = sum_in_session(&gw.url("/ws"), &sid, 1).await;
+        assert_eq!(status, 200, "either replica serves the session: {text}");
+    }
+    assert_eq!(end_session(&a.url("/ws"), &sid).await, 200);
+    for gw in [&b, &a] {
+        let (status, _, text) = sum_in_session(&gw.url("/ws"), &sid, 2).await;
+        assert_eq!(status, 404, "ended everywhere: {text}");
+    }
+    // Another session of the same caller goes on.
+    let (status, _, text) = sum_in_session(&b.url("/ws"), &kept, 3).await;
+    assert_eq!(status, 200, "{text}");
+    // The store is gone: the limits fail closed, so a session that cannot
+    // be checked is unknown (the client opens a new one).
+    drop(redis);
+    let (status, _, text) = sum_in_session(&b.url("/ws"), &kept, 4).await;
     assert_eq!(status, 404, "{text}");
 }

@@ -247,20 +247,17 @@ fn heard_as(gw: &Gateway, version: &str) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http2_upstream_carries_calls_and_large_bodies_over_h2() {
-    // The edge gateway (TLS, HTTP/2 by ALPN) is the upstream of a second
-    // gateway; with `http2: true` the second one speaks HTTP/2 to it, on
-    // Pingora's loop for small bodies and Pingora's client session for
-    // bodies over the replay buffer. The edge logs what version it heard.
+/// A gateway on TLS (HTTP/2 by ALPN) in front of the demo (JSON answers),
+/// to be another gateway's upstream: it, its certificate file (the CA to
+/// trust), and the demo.
+async fn edge(dir: &Path) -> (Gateway, std::path::PathBuf, DemoServer) {
     let demo = demo(DemoOptions {
         json_response: true,
         ..Default::default()
     })
     .await;
-    let dir = tempfile::tempdir().expect("dir");
-    self_signed(dir.path(), "edge");
-    let (cert, key) = (dir.path().join("edge.pem"), dir.path().join("edge.key"));
+    self_signed(dir, "edge");
+    let (cert, key) = (dir.join("edge.pem"), dir.join("edge.key"));
     let edge = Gateway::start(&format!(
         "listeners:\n  - {{ name: main, address: \"{{listen}}\", tls: {{ cert_file: {cert:?}, key_file: {key:?} }} }}\n\
          admin: {{ address: \"{{admin}}\" }}\n\
@@ -269,6 +266,17 @@ async fn an_http2_upstream_carries_calls_and_large_bodies_over_h2() {
         demo.url()
     ))
     .await;
+    (edge, cert, demo)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_upstream_carries_calls_and_large_bodies_over_h2() {
+    // The edge gateway (TLS, HTTP/2 by ALPN) is the upstream of a second
+    // gateway; with `http2: true` the second one speaks HTTP/2 to it, on
+    // Pingora's loop for small bodies and Pingora's client session for
+    // bodies over the replay buffer. The edge logs what version it heard.
+    let dir = tempfile::tempdir().expect("dir");
+    let (edge, cert, _demo) = edge(dir.path()).await;
     let data: String = (0..70_000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
@@ -448,4 +456,34 @@ async fn mtls_toward_an_upstream_that_requires_client_certificates() {
     let without = Gateway::start(&front(false)).await;
     let (_, status, body) = call(&plain, &without.url("/mcp")).await.expect("answer");
     assert_eq!(status, 502, "no client certificate, no call: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_servers_source_that_may_speak_http2_is_served() {
+    // A source marked `http2: true` (TLS, HTTP/2 by ALPN where it can):
+    // the virtual server's own client offers HTTP/1.1 alone by ALPN, so a
+    // server that speaks both answers in it. The edge gateway is the
+    // source and logs what version it heard.
+    let dir = tempfile::tempdir().expect("dir");
+    let (edge, cert, _demo) = edge(dir.path()).await;
+    let front = Gateway::start(&format!(
+        "listeners:\n  - {{ name: main, address: \"{{listen}}\" }}\nadmin: {{ address: \"{{admin}}\" }}\n\
+         upstreams:\n  - {{ name: edge, url: \"https://localhost:{}/mcp\", http2: true, tls: {{ ca_file: {cert:?} }} }}\n\
+         routes:\n  - {{ name: ws, path: /ws, server: ws }}\n\
+         servers:\n  - {{ name: ws, sources: [{{ upstream: edge, prefix: \"\" }}] }}\n",
+        edge.port
+    ))
+    .await;
+    let plain = reqwest::Client::new();
+    let (_, status, body) = call(&plain, &front.url("/ws")).await.expect("call");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        rpc_json(&body)["result"]["content"][0]["text"].as_str(),
+        Some("42"),
+        "{body}"
+    );
+    eventually("the edge to log the call", async || {
+        heard_as(&edge, "HTTP/1.1") >= 1
+    })
+    .await;
 }

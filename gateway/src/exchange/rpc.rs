@@ -400,6 +400,19 @@ async fn dispatch(
         .get(upstream)
         .and_then(Option::as_ref)
         .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?;
+    // The gateway's own client speaks HTTP/1.1: toward a source that may
+    // speak HTTP/2 (`http2: true`), ALPN offers HTTP/1.1 alone, so a server
+    // that speaks both answers in it (one that speaks only HTTP/2 fails
+    // the handshake, named).
+    let h1_peer;
+    let peer = if up.http2 {
+        let mut p = peer.clone();
+        p.options.alpn = pingora::protocols::ALPN::H1;
+        h1_peer = p;
+        &h1_peer
+    } else {
+        peer
+    };
     let retry = rt
         .health
         .get(upstream)

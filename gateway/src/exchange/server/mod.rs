@@ -21,6 +21,7 @@
 mod call;
 mod catalog;
 mod definitions;
+mod ended;
 mod http_tool;
 mod idempotent;
 mod legacy;
@@ -116,7 +117,7 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         return legacy::post(deps, session, ctx).await;
     }
     if session.req_header().method == http::Method::GET {
-        let listened = match session::client_session(deps, session, ctx, server) {
+        let listened = match session::client_session(deps, session, ctx, server).await {
             Ok(sealed) => listen::listen(deps, session, ctx, (server, sealed.as_ref())).await,
             Err(r) => Err(r),
         };
@@ -126,7 +127,7 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
         };
     }
     if ctx.request.method_is_delete {
-        let ended = match session::client_session(deps, session, ctx, server) {
+        let ended = match session::client_session(deps, session, ctx, server).await {
             Ok(sealed) => session::close(deps, session, ctx, sealed.as_ref()).await,
             Err(r) => Err(r),
         };
@@ -144,7 +145,7 @@ pub async fn run(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no message"))?;
         (first.method.clone(), first.id.clone())
     };
-    let sealed = match session::client_session(deps, session, ctx, server) {
+    let sealed = match session::client_session(deps, session, ctx, server).await {
         Ok(s) => s,
         Err(r) => return refuse(deps, session, ctx, r).await,
     };

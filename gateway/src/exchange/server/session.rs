@@ -23,7 +23,7 @@ use crate::refusal::Refusal;
 
 /// The client's sealed session, if it sent one (a stateless request's is
 /// ignored). One that does not open to this server and caller is unknown.
-pub(super) fn client_session(
+pub(super) async fn client_session(
     deps: Deps<'_>,
     session: &Session,
     ctx: &Ctx,
@@ -46,7 +46,7 @@ pub(super) fn client_session(
         && state.tenant.as_deref() == tenant
         // Ended by its client: unknown, not taken up again.
         && !deps.shared.ended_sessions.is_ended(&state.tag);
-    if ours {
+    if ours && !super::ended::elsewhere(deps, ctx, &state.tag).await {
         Ok(Some(state))
     } else {
         Err(Refusal::ForeignSession)
@@ -169,8 +169,8 @@ pub(super) async fn set_level(
 }
 
 /// `DELETE` of the client's session: every source session it carries is
-/// ended. The sealed id itself stays readable (no replica keeps a list of
-/// ended ones); a later request through it opens new source sessions.
+/// ended, and the sealed id is an unknown session from now on — on this
+/// replica, and on every replica sharing the limits' store (`ended`).
 pub(super) async fn close(
     deps: Deps<'_>,
     session: &mut Session,
@@ -189,6 +189,7 @@ pub(super) async fn close(
         }
     }
     deps.shared.ended_sessions.end(&state.tag);
+    super::ended::share(deps, ctx, &state.tag).await;
     write(session, 200, None, None)
         .await
         .map_err(|e| Refusal::Upstream(crate::failure::Failure::of(&e)))
