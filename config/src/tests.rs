@@ -339,3 +339,34 @@ fn a_shared_budget_or_token_limit_needs_the_shared_store() {
     let s = load(&format!("{GOOD}{llm}{store}"), 1).expect("valid with a store");
     assert!(s.llm.budgets[0].shared && s.llm.token_limits[0].shared);
 }
+
+#[test]
+fn a_legacy_sse_upstream_is_a_source_only() {
+    let cfg = r#"
+listeners:
+  - { name: main, address: "127.0.0.1:8080" }
+upstreams:
+  - { name: old, url: "http://127.0.0.1:3101/sse", transport: legacy_sse }
+  - { name: odd, url: "http://127.0.0.1:3102/mcp", transport: websocket }
+routes:
+  - { name: direct, path: /old, upstream: old }
+  - { name: srv, path: /srv, server: s }
+servers:
+  - { name: s, sources: [{ upstream: old }] }
+"#;
+    let errs = load(cfg, 1).expect_err("invalid").0;
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["upstreams[1].transport", "routes[0].upstream"],
+        "{errs:?}"
+    );
+    let good = cfg
+        .replace(
+            "  - { name: odd, url: \"http://127.0.0.1:3102/mcp\", transport: websocket }\n",
+            "",
+        )
+        .replace("  - { name: direct, path: /old, upstream: old }\n", "");
+    let snap = load(&good, 1).expect("valid");
+    assert!(snap.upstreams[0].legacy_sse);
+}

@@ -35,6 +35,9 @@ impl ServeHttp for Admin {
                     .set(i64::try_from(open).unwrap_or(i64::MAX));
                 m.connections_waiting
                     .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+                let streams = self.shared.source_streams.live();
+                m.source_streams_open
+                    .set(i64::try_from(streams).unwrap_or(i64::MAX));
                 self.shared.metrics.render()
             }),
             "/version" => {

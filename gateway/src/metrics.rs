@@ -25,6 +25,7 @@ pub struct Metrics {
     /// Set from `Shared::conns` when scraped.
     pub connections_open: IntGauge,
     pub connections_waiting: IntGauge,
+    pub source_streams_open: IntGauge,
     pub connections_closed: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
@@ -339,6 +340,10 @@ impl Metrics {
             connections_waiting: gauge(
                 "client_connections_waiting",
                 "Client connections waiting on their client: idle between requests, or sending a head or the start of a body (shed first at a cap)",
+            ),
+            source_streams_open: gauge(
+                "source_streams_open",
+                "Event streams held open to virtual servers' legacy HTTP+SSE sources (one per source session), at the scrape",
             ),
             connections_closed: counter(
                 "client_connections_closed_total",

@@ -131,6 +131,9 @@ pub struct Shared {
     pub tracer: std::sync::OnceLock<crate::trace::Tracer>,
     /// Virtual servers' legacy HTTP+SSE clients on this replica.
     pub legacy_streams: crate::federation::legacy::LegacyStreams,
+    /// Virtual servers' sources that speak legacy HTTP+SSE: the event
+    /// streams this replica holds open to them.
+    pub source_streams: crate::federation::source_streams::SourceStreams,
     /// Tool definitions seen on pinned and screened sources.
     pub definitions: crate::federation::pins::Definitions,
     /// Catalog servers' search indexes, per caller.
@@ -169,6 +172,7 @@ impl Shared {
             conns: Default::default(),
             upstream_sessions: Default::default(),
             legacy_streams: Default::default(),
+            source_streams: Default::default(),
             access_log: Default::default(),
             tracer: Default::default(),
             definitions: Default::default(),

@@ -1693,3 +1693,121 @@ async fn a_session_ended_through_one_replica_is_unknown_on_another() {
     let (status, _, text) = sum_in_session(&b.url("/ws"), &kept, 4).await;
     assert_eq!(status, 404, "{text}");
 }
+
+/// Sources that speak only the legacy HTTP+SSE transport (server-everything
+/// in its `sse` mode, and the demo's legacy endpoints) behind one virtual
+/// server: a 2025 session and a stateless 2026 client list and call
+/// through them; another replica (same session keys) re-opens the source
+/// streams it does not hold; ending the session ends them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_that_speak_only_legacy_sse_are_federated() {
+    let demo = demo(DemoOptions::default()).await;
+    let (_everything, port) = support::peers::start_everything_as("sse").await;
+    let config = ws_config(
+        &[
+            format!(
+                "{{ name: demo, url: \"{}/sse\", transport: legacy_sse }}",
+                demo.base()
+            ),
+            format!("{{ name: ev, url: \"http://127.0.0.1:{port}/sse\", transport: legacy_sse }}"),
+        ],
+        r#"separator: "_", sources: [{ upstream: demo, prefix: d }, { upstream: ev, prefix: e }]"#,
+        &format!("session_keys: [{{ env: {KEY_ENV} }}]\n"),
+    );
+    let a = Gateway::start_with_env(&config, &[(KEY_ENV, "shared")]).await;
+    let b = Gateway::start_with_env(&config, &[(KEY_ENV, "shared")]).await;
+    let client = reqwest::Client::new();
+    let sid = initialize_with(&client, &a.url("/ws"), &[], "2025-11-25", "{}").await;
+    let in_session = |gw: &Gateway, body: Value| {
+        let (url, sid) = (gw.url("/ws"), sid.clone());
+        async move {
+            let headers = [
+                ("mcp-session-id", sid.as_str()),
+                ("mcp-protocol-version", "2025-11-25"),
+            ];
+            let (status, _, text) =
+                post(&reqwest::Client::new(), &url, body.to_string(), &headers).await;
+            assert_eq!(status, 200, "{text}");
+            rpc_json(&text)
+        }
+    };
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let tools = names(&in_session(&a, list.clone()).await);
+    assert!(tools.contains(&"d_get-sum".to_owned()), "{tools:?}");
+    assert!(tools.contains(&"e_echo".to_owned()), "{tools:?}");
+    let sum = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "d_get-sum", "arguments": {"a": 40, "b": 2}}});
+    let echo = json!({"jsonrpc": "2.0", "id": "two", "method": "tools/call",
+        "params": {"name": "e_echo", "arguments": {"message": "through sse"}}});
+    let said = in_session(&a, sum.clone()).await;
+    assert_eq!(said["result"]["content"][0]["text"], "42", "{said}");
+    let said = in_session(&a, echo.clone()).await;
+    assert_eq!(said["id"], "two", "the client's own id: {said}");
+    assert!(
+        said["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("through sse")),
+        "{said}"
+    );
+    // The other replica holds none of the session's source streams: it
+    // opens its own, and the call goes through.
+    let said = in_session(&b, echo).await;
+    assert!(said["result"]["content"][0]["text"]
+        .as_str()
+        .is_some_and(|t| t.contains("through sse")));
+    assert_eq!(
+        in_session(&b, sum).await["result"]["content"][0]["text"],
+        "42"
+    );
+    // A stateless client (2026-07-28) is served through them too.
+    let stateless = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "d_get-sum", "arguments": {"a": 1, "b": 2},
+                   "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "d_get-sum"),
+    ];
+    let (status, _, text) = post(&client, &a.url("/ws"), stateless.to_string(), &headers).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        rpc_json(&text)["result"]["content"][0]["text"],
+        "3",
+        "{text}"
+    );
+    // What a source sends unasked reaches the session's own stream: the
+    // simulated log messages server-everything starts sending (the first
+    // at once) once asked.
+    let listen = client
+        .get(a.url("/ws"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("listen");
+    assert_eq!(listen.status(), 200);
+    let logging = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "e_toggle-simulated-logging", "arguments": {}}});
+    in_session(&a, logging).await;
+    let mut events = listen.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("notifications/message") {
+        use futures::StreamExt;
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), events.next())
+            .await
+            .expect("a log message in time")
+            .expect("the stream open")
+            .expect("a chunk");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(events);
+    // Ending the session ends its source streams: two on each replica, and
+    // one each for the stateless caller's.
+    assert_eq!(a.metric("sluice_source_streams_open").await, 3.0);
+    assert_eq!(b.metric("sluice_source_streams_open").await, 2.0);
+    assert_eq!(end_session(&a.url("/ws"), &sid).await, 200);
+    assert_eq!(a.metric("sluice_source_streams_open").await, 1.0);
+    let (status, _, _) = sum_in_session(&a.url("/ws"), &sid, 4).await;
+    assert_eq!(status, 404, "the session is over");
+}

@@ -89,11 +89,18 @@ fn route_target(
     match (&r.upstream, &r.server) {
         (Some(u), None) => {
             let i = find(u);
-            if i.is_none() {
-                errs.push(ConfigError::new(
+            match i.map(|i| raw.upstreams[i].transport.as_deref()) {
+                None => errs.push(ConfigError::new(
                     format!("{path}.upstream"),
                     format!("unknown upstream `{u}`"),
-                ));
+                )),
+                Some(Some("legacy_sse")) => errs.push(ConfigError::new(
+                    format!("{path}.upstream"),
+                    format!(
+                        "`{u}` speaks legacy_sse: serve it as a virtual server's source (or route to its base URL with the route's `transport: legacy_sse`)"
+                    ),
+                )),
+                Some(_) => {}
             }
             (i, None)
         }

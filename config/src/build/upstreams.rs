@@ -48,6 +48,17 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
             "HTTP/2 to an upstream needs https (ALPN)",
         ));
     }
+    let legacy_sse = match u.transport.as_deref() {
+        None | Some("streamable_http") => false,
+        Some("legacy_sse") => true,
+        Some(other) => {
+            errs.push(ConfigError::new(
+                format!("{path}.transport"),
+                format!("`{other}`: expected streamable_http or legacy_sse"),
+            ));
+            false
+        }
+    };
     check_timeouts(&u.timeouts, path, &mut errs);
     let retries = build_retries(&u.retries, path, &mut errs);
     let circuit_breaker = u
@@ -76,6 +87,7 @@ fn build_upstream(u: &RawUpstream, path: &str) -> Result<Upstream, Vec<ConfigErr
         retries,
         circuit_breaker,
         http2: u.http2,
+        legacy_sse,
         tenants: u.tenants.clone(),
         credential,
         tenant_credentials,

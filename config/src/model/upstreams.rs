@@ -36,6 +36,9 @@ pub struct Upstream {
     pub retries: Retries,
     pub circuit_breaker: Option<CircuitBreaker>,
     pub http2: bool,
+    /// Speaks only the legacy HTTP+SSE transport (2024-11-05): `base_path`
+    /// is its event stream. A virtual server's source only.
+    pub legacy_sse: bool,
     /// Tenants allowed to use this upstream; empty means all.
     pub tenants: Vec<String>,
     pub credential: Option<Credential>,

@@ -18,6 +18,10 @@ pub struct RawUpstream {
     /// Talk HTTP/2 to this upstream (TLS with ALPN only). Default false.
     #[serde(default)]
     pub http2: bool,
+    /// The MCP transport it speaks: `streamable_http` (default), or
+    /// `legacy_sse` — the 2024-11-05 HTTP+SSE transport, `url` its event
+    /// stream (`…/sse`); such an upstream is a virtual server's source.
+    pub transport: Option<String>,
     /// Tenants whose callers may use this upstream; empty means every tenant.
     #[serde(default)]
     pub tenants: Vec<String>,

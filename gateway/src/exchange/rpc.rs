@@ -3,13 +3,17 @@
 //! requests sent through the exchange steps (`request::prepare`, the
 //! source's circuit breaker, `open`),
 //! answers read whole — JSON or an event stream, the response picked out by
-//! its id — or handed back to be streamed on.
+//! its id — or handed back to be streamed on. A source that speaks only
+//! the legacy HTTP+SSE transport is spoken to by `legacy_sse`, behind the
+//! same exchanges.
 
 use bytes::BytesMut;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType, Result};
 use serde_json::Value;
+
+mod legacy_sse;
 
 use super::request::{self, Target};
 use super::{ConnectRetry, Deps, Resend};
@@ -138,6 +142,10 @@ pub async fn open(
 /// stateless request to it is refused.
 pub async fn speaks_stateless(deps: Deps<'_>, ctx: &mut Ctx, upstream: usize) -> bool {
     let rt = ctx.rt.clone();
+    if rt.snapshot.upstreams[upstream].legacy_sse {
+        // Sessions on an event stream: never the stateless revision.
+        return false;
+    }
     let name = &rt.snapshot.upstreams[upstream].name;
     if let Some(known) = deps.shared.upstream_sessions.stateless(name) {
         return known;
@@ -273,6 +281,19 @@ async fn send_with(
     as_caller(deps, ctx, s.upstream).await?;
     let rt = ctx.rt.clone();
     let up = &rt.snapshot.upstreams[s.upstream];
+    if up.legacy_sse {
+        let span = ctx.trace.as_deref_mut().and_then(Trace::source_begin);
+        let sent = legacy_sse::exchange(deps, ctx, s, (method, read_timeout), body).await;
+        if let (Some(t), Some(span)) = (ctx.trace.as_deref_mut(), span) {
+            t.source_end(
+                span,
+                &up.name,
+                method,
+                sent.as_ref().err().map(|e| e.to_string()),
+            );
+        }
+        return sent;
+    }
     let mut req = RequestHeader::build(method, b"/", Some(6))?;
     if method == "GET" {
         req.insert_header(http::header::ACCEPT, "text/event-stream")?;

@@ -23,6 +23,7 @@ pub mod screen;
 pub mod seal;
 pub mod search;
 pub mod sessions;
+pub mod source_streams;
 pub mod template;
 pub mod tools;
 pub mod validators;

@@ -92,6 +92,12 @@ impl Drop for Everything {
 }
 
 pub async fn start_everything() -> (Everything, u16) {
+    start_everything_as("streamableHttp").await
+}
+
+/// server-everything speaking `transport`: `streamableHttp`, or `sse` (the
+/// legacy HTTP+SSE transport: `GET /sse`, messages to `/message`).
+pub async fn start_everything_as(transport: &str) -> (Everything, u16) {
     let port = free_port();
     let child = Command::new(node22())
         .arg("-r")
@@ -99,7 +105,7 @@ pub async fn start_everything() -> (Everything, u16) {
         .arg(need(peers().join(
             "node_modules/@modelcontextprotocol/server-everything/dist/index.js",
         )))
-        .arg("streamableHttp")
+        .arg(transport)
         .env("PORT", port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
