@@ -459,11 +459,10 @@ async fn mtls_toward_an_upstream_that_requires_client_certificates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_virtual_servers_source_that_may_speak_http2_is_served() {
-    // A source marked `http2: true` (TLS, HTTP/2 by ALPN where it can):
-    // the virtual server's own client offers HTTP/1.1 alone by ALPN, so a
-    // server that speaks both answers in it. The edge gateway is the
-    // source and logs what version it heard.
+async fn a_virtual_servers_source_is_spoken_to_in_http2() {
+    // A source marked `http2: true` (TLS, HTTP/2 by ALPN): spoken to in
+    // HTTP/2 through Pingora's client, statelessly and in a 2025 session.
+    // The edge gateway is the source and logs what version it heard.
     let dir = tempfile::tempdir().expect("dir");
     let (edge, cert, _demo) = edge(dir.path()).await;
     let front = Gateway::start(&format!(
@@ -483,7 +482,27 @@ async fn a_virtual_servers_source_that_may_speak_http2_is_served() {
         "{body}"
     );
     eventually("the edge to log the call", async || {
-        heard_as(&edge, "HTTP/1.1") >= 1
+        heard_as(&edge, "HTTP/2.0") >= 1
     })
     .await;
+    assert_eq!(heard_as(&edge, "HTTP/1.1"), 0, "{}", edge.log());
+    // A 2025 session through the same source: opening it, a list, a call.
+    let sid = initialize_with(&plain, &front.url("/ws"), &[], "2025-11-25", "{}").await;
+    let headers = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let (status, _, text) = post(&plain, &front.url("/ws"), list.to_owned(), &headers).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("get-sum"), "{text}");
+    let sum = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get-sum","arguments":{"a":1,"b":2}}}"#;
+    let (status, _, text) = post(&plain, &front.url("/ws"), sum.to_owned(), &headers).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        rpc_json(&text)["result"]["content"][0]["text"],
+        "3",
+        "{text}"
+    );
+    assert_eq!(heard_as(&edge, "HTTP/1.1"), 0, "{}", edge.log());
 }

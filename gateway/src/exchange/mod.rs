@@ -46,7 +46,8 @@ use crate::state::Shared;
 /// whose held stream ends (`conn::detach`).
 pub struct Upstreams {
     /// Pingora's client: upstreams that may speak HTTP/2.
-    pub connector: Connector,
+    /// Shared with the tasks that read sources' answers (`rpc`).
+    pub connector: Arc<Connector>,
     /// How the gateway's own HTTP/1.1 client (`h1`) connects; its idle
     /// connections are kept in `Shared::idle`.
     pub transport: TransportConnector,
@@ -56,7 +57,7 @@ pub struct Upstreams {
 impl Upstreams {
     pub fn new(reentry: ReentrySlot) -> Upstreams {
         Upstreams {
-            connector: Connector::new(None),
+            connector: Arc::new(Connector::new(None)),
             transport: TransportConnector::new(None),
             reentry,
         }

@@ -4,8 +4,9 @@
 //! source's circuit breaker, `open`),
 //! answers read whole — JSON or an event stream, the response picked out by
 //! its id — or handed back to be streamed on. A source that speaks only
-//! the legacy HTTP+SSE transport is spoken to by `legacy_sse`, behind the
-//! same exchanges.
+//! the legacy HTTP+SSE transport is spoken to by `legacy_sse`, one marked
+//! `http2` through Pingora's client (`pingora_source`), behind the same
+//! exchanges.
 
 use bytes::BytesMut;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -14,6 +15,7 @@ use pingora::{Error, ErrorType, Result};
 use serde_json::Value;
 
 mod legacy_sse;
+mod pingora_source;
 
 use super::request::{self, Target};
 use super::{ConnectRetry, Deps, Resend};
@@ -421,19 +423,6 @@ async fn dispatch(
         .get(upstream)
         .and_then(Option::as_ref)
         .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "upstream not resolved"))?;
-    // The gateway's own client speaks HTTP/1.1: toward a source that may
-    // speak HTTP/2 (`http2: true`), ALPN offers HTTP/1.1 alone, so a server
-    // that speaks both answers in it (one that speaks only HTTP/2 fails
-    // the handshake, named).
-    let h1_peer;
-    let peer = if up.http2 {
-        let mut p = peer.clone();
-        p.options.alpn = pingora::protocols::ALPN::H1;
-        h1_peer = p;
-        &h1_peer
-    } else {
-        peer
-    };
     let retry = rt
         .health
         .get(upstream)
@@ -450,18 +439,23 @@ async fn dispatch(
         Some(Ok(t)) => t,
         None => None,
     };
-    let answer = super::open(
-        deps,
-        (peer, up),
-        req,
-        body,
-        read_timeout,
-        h1::SMALL_ROOM,
-        (Resend::IfIdempotent, retry),
-        &mut ctx.exchange.retries,
-    )
-    .await
-    .map_err(super::Open::into_error);
+    let answer = if up.http2 {
+        // HTTP/2 where the source agrees: Pingora's client session.
+        pingora_source::exchange(deps, (peer, up), req, body, read_timeout).await
+    } else {
+        super::open(
+            deps,
+            (peer, up),
+            req,
+            body,
+            read_timeout,
+            h1::SMALL_ROOM,
+            (Resend::IfIdempotent, retry),
+            &mut ctx.exchange.retries,
+        )
+        .await
+        .map_err(super::Open::into_error)
+    };
     if let Some(t) = ticket.as_mut() {
         t.record(
             answer
