@@ -28,6 +28,11 @@
 #   server  json through a virtual server whose one source is the json
 #           upstream (no prefix): the gateway answers as the MCP server and
 #           calls the source in a cached upstream session
+#   json-session, server-session  json and server with a 2025 client: it
+#           opens a session (initialize, not counted) and makes every call
+#           in it (SESSION=2025 in loadtest/mcp_client.py); through the
+#           virtual server the gateway keeps a 2025 session with the source
+#           for it, sealed in the client's session id
 #   http-tool  the same call through a virtual server whose source declares
 #           `payload` as an HTTP tool: the gateway checks the arguments
 #           against its input schema, POSTs a JSON body built from them to
@@ -329,7 +334,12 @@ cg_run() {
     config=$OUT_DIR/gateway-$scen.yaml
     auth=$JWT
   fi
-  if [[ $scen == server ]]; then
+  local session=""
+  if [[ $scen == *-session ]]; then
+    session=2025
+    path=${scen%-session}
+  fi
+  if [[ $scen == server || $scen == server-session ]]; then
     config=$OUT_DIR/gateway-server.yaml
   fi
   if [[ $scen == http-tool ]]; then
@@ -403,7 +413,7 @@ EOF
   done
   local t0=$EPOCHREALTIME
   if ((n > 0)); then
-    HTTP_TOOL=$([[ $scen == http-tool ]] && echo 1) METHOD=$method AUTH=$auth \
+    HTTP_TOOL=$([[ $scen == http-tool ]] && echo 1) METHOD=$method AUTH=$auth SESSION=$session \
       taskset -c "$DEMO_CORE" python3 "$client" "http://127.0.0.1:$PORT_GW/$path" "$n" \
       >"$OUT_DIR/client.$name.log" 2>&1 || die "client failed ($name): $(tail -1 "$OUT_DIR/client.$name.log")"
   else

@@ -12,6 +12,9 @@ Prints the number of requests sent and the elapsed seconds. With AUTH set
 in the environment, every request carries `Authorization: Bearer $AUTH`.
 With METHOD=tools/list each request lists the tools instead (the answer
 must hold at least one) and the bytes of the last answer are printed too.
+With SESSION=2025 the client speaks a 2025 session instead: `initialize`
+(2025-06-18) and `notifications/initialized` first, not counted, then every
+call in that session (`Mcp-Session-Id`), without the stateless `_meta`.
 """
 
 import http.client
@@ -63,6 +66,53 @@ def body(i, payload):
     ).encode()
 
 
+SESSION_REVISION = "2025-06-18"
+
+
+def session_body(i, payload):
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": i,
+            "method": "tools/call",
+            "params": {
+                "name": "payload",
+                "arguments": {"size": payload},
+                "_meta": {"progressToken": f"py-{i}", "padding": PADDING},
+            },
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def open_session(conn, path, headers):
+    """`initialize` and `notifications/initialized`: the session's id."""
+    init = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": SESSION_REVISION,
+            "capabilities": {},
+            "clientInfo": {"name": "sluice-py", "version": "1"},
+        },
+    }
+    conn.request("POST", path, json.dumps(init).encode(), headers)
+    r = conn.getresponse()
+    data = r.read()
+    sid = r.getheader("Mcp-Session-Id")
+    if r.status != 200 or not sid:
+        sys.exit(f"initialize: {r.status}: {data[:300]!r}")
+    headers = dict(headers, **{"Mcp-Session-Id": sid})
+    note = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
+    conn.request("POST", path, note, headers)
+    r = conn.getresponse()
+    r.read()
+    if r.status not in (200, 202):
+        sys.exit(f"notifications/initialized: {r.status}")
+    return sid
+
+
 def result_of(content_type, data, i):
     """The JSON-RPC message answering id `i`, or None."""
     if content_type.startswith("application/json"):
@@ -101,10 +151,18 @@ def main():
     if os.environ.get("AUTH"):
         headers["Authorization"] = "Bearer " + os.environ["AUTH"]
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    session = os.environ.get("SESSION") == "2025"
+    make = body
+    if session:
+        headers["MCP-Protocol-Version"] = SESSION_REVISION
+        for mirrored in ("Mcp-Method", "Mcp-Name"):
+            headers.pop(mirrored, None)
+        headers["Mcp-Session-Id"] = open_session(conn, url.path or "/", headers)
+        make = session_body
     started = time.monotonic()
     data = b""
     for i in range(1, n + 1):
-        conn.request("POST", url.path or "/", list_body(i) if listing else body(i, payload), headers)
+        conn.request("POST", url.path or "/", list_body(i) if listing else make(i, payload), headers)
         r = conn.getresponse()
         data = r.read()
         msg = result_of(r.getheader("Content-Type", ""), data, i)
