@@ -45,44 +45,27 @@ def list_body(i):
     ).encode()
 
 
-def body(i, payload):
+def body(i, payload, stateless=True):
+    """The call; a stateless one names its revision and client in `_meta`."""
+    meta = {"progressToken": f"py-{i}", "padding": PADDING}
+    if stateless:
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": REVISION,
+            "io.modelcontextprotocol/clientInfo": {"name": "sluice-py", "version": "1"},
+            **meta,
+        }
     return json.dumps(
         {
             "jsonrpc": "2.0",
             "id": i,
             "method": "tools/call",
-            "params": {
-                "name": "payload",
-                "arguments": {"size": payload},
-                "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": REVISION,
-                    "io.modelcontextprotocol/clientInfo": {"name": "sluice-py", "version": "1"},
-                    "progressToken": f"py-{i}",
-                    "padding": PADDING,
-                },
-            },
+            "params": {"name": "payload", "arguments": {"size": payload}, "_meta": meta},
         },
         separators=(",", ":"),
     ).encode()
 
 
 SESSION_REVISION = "2025-06-18"
-
-
-def session_body(i, payload):
-    return json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": i,
-            "method": "tools/call",
-            "params": {
-                "name": "payload",
-                "arguments": {"size": payload},
-                "_meta": {"progressToken": f"py-{i}", "padding": PADDING},
-            },
-        },
-        separators=(",", ":"),
-    ).encode()
 
 
 def open_session(conn, path, headers):
@@ -152,17 +135,16 @@ def main():
         headers["Authorization"] = "Bearer " + os.environ["AUTH"]
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
     session = os.environ.get("SESSION") == "2025"
-    make = body
+    stateless = not session
     if session:
         headers["MCP-Protocol-Version"] = SESSION_REVISION
         for mirrored in ("Mcp-Method", "Mcp-Name"):
             headers.pop(mirrored, None)
         headers["Mcp-Session-Id"] = open_session(conn, url.path or "/", headers)
-        make = session_body
     started = time.monotonic()
     data = b""
     for i in range(1, n + 1):
-        conn.request("POST", url.path or "/", list_body(i) if listing else make(i, payload), headers)
+        conn.request("POST", url.path or "/", list_body(i) if listing else body(i, payload, stateless), headers)
         r = conn.getresponse()
         data = r.read()
         msg = result_of(r.getheader("Content-Type", ""), data, i)

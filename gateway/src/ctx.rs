@@ -185,6 +185,20 @@ impl Ctx {
         }
     }
 
+    /// Whom a stream kept on this replica belongs to: the caller's subject
+    /// and tenant (`subject\0tenant`; empty parts for an anonymous one).
+    pub fn caller_key(&self) -> String {
+        let (subject, tenant) = self.caller_names();
+        format!("{subject}\0{}", tenant.unwrap_or(""))
+    }
+
+    /// The caller's subject and tenant (`""` and none for no caller).
+    pub fn caller_names(&self) -> (&str, Option<&str>) {
+        self.caller
+            .as_ref()
+            .map_or(("", None), |c| (&*c.subject, c.tenant.as_deref()))
+    }
+
     pub fn route(&self) -> Option<&Route> {
         self.request.route.map(|i| &self.rt.snapshot.routes[i])
     }

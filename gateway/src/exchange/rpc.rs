@@ -283,19 +283,34 @@ async fn send_with(
     as_caller(deps, ctx, s.upstream).await?;
     let rt = ctx.rt.clone();
     let up = &rt.snapshot.upstreams[s.upstream];
-    if up.legacy_sse {
-        let span = ctx.trace.as_deref_mut().and_then(Trace::source_begin);
-        let sent = legacy_sse::exchange(deps, ctx, s, (method, read_timeout), body).await;
-        if let (Some(t), Some(span)) = (ctx.trace.as_deref_mut(), span) {
-            t.source_end(
-                span,
-                &up.name,
-                method,
-                sent.as_ref().err().map(|e| e.to_string()),
-            );
-        }
-        return sent;
+    // Each exchange with a source is a span of its own (sampled only).
+    let span = ctx.trace.as_deref_mut().and_then(Trace::source_begin);
+    let sent = if up.legacy_sse {
+        legacy_sse::exchange(deps, ctx, s, (method, read_timeout), body).await
+    } else {
+        streamable(deps, ctx, s, (method, read_timeout), body).await
+    };
+    if let (Some(t), Some(span)) = (ctx.trace.as_deref_mut(), span) {
+        let error = match &sent {
+            Ok((head, _)) if head.status.is_success() => None,
+            Ok((head, _)) => Some(format!("HTTP {}", head.status.as_u16())),
+            Err(e) => Some(e.to_string()),
+        };
+        t.source_end(span, &up.name, method, error);
     }
+    sent
+}
+
+/// One Streamable HTTP exchange in session `s`.
+async fn streamable(
+    deps: Deps<'_>,
+    ctx: &mut Ctx,
+    s: &UpstreamSession,
+    (method, read_timeout): (&'static str, std::time::Duration),
+    body: Vec<u8>,
+) -> Result<(ResponseHeader, h1::Response)> {
+    let rt = ctx.rt.clone();
+    let up = &rt.snapshot.upstreams[s.upstream];
     let mut req = RequestHeader::build(method, b"/", Some(6))?;
     if method == "GET" {
         req.insert_header(http::header::ACCEPT, "text/event-stream")?;
@@ -322,20 +337,10 @@ async fn send_with(
         upstream: s.upstream,
         path: &path,
     };
-    // Each exchange with a source is a span of its own (sampled only).
-    let span = ctx.trace.as_deref_mut().and_then(Trace::source_begin);
     request::prepare(deps.shared, None, &mut req, target, ctx)?;
     let body = traced(ctx, body);
     super::frame(&mut req, (method != "GET").then_some(&body[..]))?;
     let sent = dispatch(deps, ctx, s.upstream, (&req, &body), read_timeout).await;
-    if let (Some(t), Some(span)) = (ctx.trace.as_deref_mut(), span) {
-        let error = match &sent {
-            Ok((head, _)) if head.status.is_success() => None,
-            Ok((head, _)) => Some(format!("HTTP {}", head.status.as_u16())),
-            Err(e) => Some(e.to_string()),
-        };
-        t.source_end(span, &up.name, method, error);
-    }
     if let (Ok((head, _)), Some(_)) = (&sent, &s.stateless) {
         // A source that stopped speaking the revision (a 2025 server wants
         // a session): learn again what it speaks.

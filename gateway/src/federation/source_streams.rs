@@ -201,18 +201,10 @@ impl SourceStreams {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.map.lock().recover().len()
-    }
-
     /// Streams still open (an ended one is let go of at the next opening).
     pub fn live(&self) -> usize {
         let g = self.map.lock().recover();
         g.values().filter(|s| !s.is_ended()).count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -301,6 +293,6 @@ mod tests {
         );
         streams.remove(&id, "up", "alice\0");
         assert!(streams.get(&id, "up", "alice\0").is_none());
-        assert!(streams.is_empty());
+        assert_eq!(streams.live(), 0);
     }
 }

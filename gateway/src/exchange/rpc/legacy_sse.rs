@@ -46,7 +46,7 @@ pub(super) async fn exchange(
 ) -> Result<(ResponseHeader, h1::Response)> {
     let rt = ctx.rt.clone();
     let up = &rt.snapshot.upstreams[s.upstream];
-    let owner = owner(ctx);
+    let owner = ctx.caller_key();
     let known = s
         .id()
         .and_then(|id| deps.shared.source_streams.get(id, &up.name, &owner));
@@ -118,13 +118,6 @@ pub(super) async fn exchange(
             }
         }
     }
-}
-
-/// Who a stream is for: the caller's subject and tenant.
-fn owner(ctx: &Ctx) -> String {
-    ctx.caller.as_ref().map_or_else(String::new, |c| {
-        format!("{}\0{}", c.subject, c.tenant.as_deref().unwrap_or(""))
-    })
 }
 
 /// Open the source's event stream and learn where its messages go.

@@ -55,7 +55,7 @@ pub(super) async fn claim(
     (upstream, tool): (&str, &str),
     (key, args): (&str, Option<&Value>),
 ) -> Result<Option<Arc<str>>, Refusal> {
-    let caller = super::session::caller_names(ctx);
+    let caller = ctx.caller_names();
     let ledger_key = idempotency::ledger_key(caller, (upstream, tool), key);
     let args = sluice_config::canonical_hash(args.unwrap_or(&Value::Null));
     let window = ctx

@@ -19,7 +19,6 @@ use tokio::sync::mpsc;
 
 use super::super::Deps;
 use super::refuse;
-use super::session::caller_names;
 use crate::ctx::Ctx;
 use crate::federation::legacy::Refused;
 use crate::limits::Limited;
@@ -38,16 +37,11 @@ pub(super) fn is_message(req: &pingora::http::RequestHeader, ctx: &Ctx) -> bool 
 /// The in-memory connection's buffer each way.
 const PIPE: usize = 64 * 1024;
 
-fn owner(ctx: &Ctx) -> String {
-    let (subject, tenant) = caller_names(ctx);
-    format!("{subject}\0{}", tenant.unwrap_or(""))
-}
-
 /// The client's stream: the `endpoint` event, then its messages' answers
 /// as they come, until the client goes.
 pub(super) async fn open(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
     let streams = &deps.shared.legacy_streams;
-    let (id, mut rx) = match streams.open(owner(ctx)) {
+    let (id, mut rx) = match streams.open(ctx.caller_key()) {
         Ok(opened) => opened,
         Err(Refused::Full) => {
             let limit = "legacy_streams".to_owned();
@@ -139,7 +133,7 @@ pub(super) async fn post(deps: Deps<'_>, session: &mut Session, ctx: &mut Ctx) -
     };
     let streams = &deps.shared.legacy_streams;
     // Another's stream is unknown, as one that never was.
-    let Some(stream) = streams.posted(&id, &owner(ctx)) else {
+    let Some(stream) = streams.posted(&id, &ctx.caller_key()) else {
         return refuse(deps, session, ctx, Refusal::ForeignSession).await;
     };
     let mut resp = ResponseHeader::build(202, Some(2))?;

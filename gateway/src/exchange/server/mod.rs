@@ -269,7 +269,7 @@ fn relay_binding(ctx: &Ctx, sealed: Option<&SessionState>) -> String {
     match sealed {
         Some(state) => format!("session:{}", state.tag),
         None => {
-            let (subject, tenant) = session::caller_names(ctx);
+            let (subject, tenant) = ctx.caller_names();
             format!("caller:{subject}\0{}", tenant.unwrap_or(""))
         }
     }

@@ -40,7 +40,7 @@ pub(super) async fn client_session(
         .ok()
         .and_then(|id| Some(ctx.rt.session_keys.open(id)?.tag_from(id)))
         .ok_or(Refusal::ForeignSession)?;
-    let (subject, tenant) = caller_names(ctx);
+    let (subject, tenant) = ctx.caller_names();
     let ours = state.server == server.name
         && state.subject == subject
         && state.tenant.as_deref() == tenant
@@ -51,12 +51,6 @@ pub(super) async fn client_session(
     } else {
         Err(Refusal::ForeignSession)
     }
-}
-
-pub(super) fn caller_names(ctx: &Ctx) -> (&str, Option<&str>) {
-    ctx.caller
-        .as_ref()
-        .map_or(("", None), |c| (&*c.subject, c.tenant.as_deref()))
 }
 
 /// `initialize`: a session with every source the caller may use is opened
@@ -94,7 +88,7 @@ pub(super) async fn initialize(
         };
         upstreams.push((name, sid));
     }
-    let (subject, tenant) = caller_names(ctx);
+    let (subject, tenant) = ctx.caller_names();
     let state = SessionState {
         server: server.name.clone(),
         subject: subject.to_owned(),
@@ -352,7 +346,7 @@ async fn fresh(
 /// subject and the tenant — and the client's session or the carried one it
 /// replaces, when it is theirs alone (`slot`).
 fn cache_key(ctx: &Ctx, upstream: usize, replacing: Option<&str>) -> String {
-    let (subject, tenant) = caller_names(ctx);
+    let (subject, tenant) = ctx.caller_names();
     let up = &ctx.rt.snapshot.upstreams[upstream].name;
     let tenant = tenant.unwrap_or("");
     match replacing {
